@@ -1,0 +1,65 @@
+// Package surge holds the domain vocabulary of the Surge flash-sale and real-time platform:
+// the entities, their validation rules and limits, the error codes every layer speaks, and the
+// storage ports that have more than one real backend.
+package surge
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Domain error codes. Callers branch on these, never on message text.
+const (
+	EINVALID      = "EINVALID"      // the request is malformed or breaks a rule
+	ENOTFOUND     = "ENOTFOUND"     // the entity does not exist (or is not visible to the caller)
+	ECONFLICT     = "ECONFLICT"     // the entity exists already or is in a state that forbids the change
+	EUNAUTHORIZED = "EUNAUTHORIZED" // no valid credentials
+	EFORBIDDEN    = "EFORBIDDEN"    // valid credentials but the role may not do this
+	ETOOLARGE     = "ETOOLARGE"     // the request body is larger than allowed
+	ERATELIMIT    = "ERATELIMIT"    // too many requests; retry later
+	ESOLDOUT      = "ESOLDOUT"      // no stock left
+	ELIMIT        = "ELIMIT"        // a per-user limit would be exceeded
+	EUNAVAILABLE  = "EUNAVAILABLE"  // a backend is down or the node is shedding load
+	ECLOCK        = "ECLOCK"        // the clock stepped back further than can be waited out
+	EINTERNAL     = "EINTERNAL"     // a bug or an unexpected failure
+)
+
+// Error is a domain error: a code callers branch on and a message safe to show to a user.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf returns a domain error with the given code and formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first domain error in err's chain, EINTERNAL for any other
+// non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the user-facing message of the first domain error in err's chain, or a
+// generic text for any other error so internals never leak to callers.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
