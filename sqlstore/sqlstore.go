@@ -1,0 +1,168 @@
+// Package sqlstore implements the relational storage ports (users, catalog, sale sessions) on
+// database/sql with portable SQL. The sqlite and postgres packages open the database and supply
+// the Dialect; the queries and the schema migrations are shared so both backends behave the same.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/surgecommerce/surge"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Dialect is what differs between the SQL backends.
+type Dialect struct {
+	// Goose names the dialect for the migration tool.
+	Goose goose.Dialect
+	// NumberedParams makes '?' placeholders into $1, $2, … (PostgreSQL).
+	NumberedParams bool
+	// ForUpdate is appended to selects that must lock the rows they read ("" where a write
+	// transaction already holds the only write lock, as in SQLite).
+	ForUpdate string
+	// IsUniqueViolation reports whether err is a unique constraint violation.
+	IsUniqueViolation func(error) bool
+	// SessionLock makes concurrent migrations from many nodes wait for each other.
+	SessionLock bool
+}
+
+// Store is the relational store. It implements surge.UserStore, surge.CatalogStore and
+// surge.SessionStore.
+type Store struct {
+	db      *sql.DB
+	dialect Dialect
+	ids     func() (int64, error)
+}
+
+// New returns a store over an open database. ids hands out new row ids (for import).
+func New(db *sql.DB, d Dialect, ids func() (int64, error)) *Store {
+	return &Store{db: db, dialect: d, ids: ids}
+}
+
+// Migrate brings the schema to the newest version and returns the versions it applied.
+func Migrate(ctx context.Context, db *sql.DB, d Dialect) ([]int64, error) {
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if d.SessionLock {
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, fmt.Errorf("migration lock: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(d.Goose, db, mustSub(migrations, "migrations"), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	applied := make([]int64, 0, len(results))
+	for _, r := range results {
+		applied = append(applied, r.Source.Version)
+	}
+	return applied, nil
+}
+
+// SchemaVersion returns the newest applied migration version.
+func SchemaVersion(ctx context.Context, db *sql.DB, d Dialect) (int64, error) {
+	p, err := goose.NewProvider(d.Goose, db, mustSub(migrations, "migrations"), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return 0, err
+	}
+	return p.GetDBVersion(ctx)
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// q rewrites placeholders for the dialect.
+func (s *Store) q(query string) string {
+	if !s.dialect.NumberedParams {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// wrap turns driver errors into domain errors where they have a domain meaning.
+func (s *Store) wrap(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return surge.Errorf(surge.ENOTFOUND, "%s not found", what)
+	case s.dialect.IsUniqueViolation(err):
+		return surge.Errorf(surge.ECONFLICT, "%s already exists", what)
+	}
+	var de *surge.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// ms and fromMs convert times to and from the stored unix milliseconds.
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMs(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+// null stores an empty string as NULL so unique columns allow many unset values.
+func null(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func limit(n int) int {
+	if n <= 0 {
+		return surge.DefaultListLimit
+	}
+	return min(n, surge.MaxListLimit)
+}
