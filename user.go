@@ -163,3 +163,17 @@ type UserStore interface {
 	// ERATELIMIT once MaxOTPAttempts wrong codes were tried.
 	ConsumeOTP(ctx context.Context, phone, codeHash string, now time.Time) error
 }
+
+// Actor is who makes a request: an authenticated user's id and role.
+type Actor struct {
+	UserID int64
+	Role   Role
+}
+
+// MerchantID is the shop the actor acts for: its own id for merchants, 0 for everyone else.
+func (a Actor) MerchantID() int64 {
+	if a.Role == RoleMerchant {
+		return a.UserID
+	}
+	return 0
+}
