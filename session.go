@@ -11,6 +11,7 @@ type Session struct {
 	Name      string         `json:"name"`
 	StartAt   time.Time      `json:"start_at"`
 	EndAt     time.Time      `json:"end_at"`
+	Status    string         `json:"status,omitempty"` // filled on reads: upcoming, live or ended
 	Items     []*SessionItem `json:"items"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
@@ -23,8 +24,8 @@ const (
 	SessionEnded    = "ended"
 )
 
-// Status tells whether the session is upcoming, live or ended at now.
-func (s *Session) Status(now time.Time) string {
+// StatusAt tells whether the session is upcoming, live or ended at now.
+func (s *Session) StatusAt(now time.Time) string {
 	switch {
 	case now.Before(s.StartAt):
 		return SessionUpcoming

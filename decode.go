@@ -1,0 +1,71 @@
+package surge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// DecodeJSON decodes exactly one JSON value from r into v, refusing unknown fields and trailing
+// data. Every failure is a domain error: ETOOLARGE when r was cut off by http.MaxBytesReader,
+// EINVALID otherwise, with a message that names the problem without echoing the input.
+func DecodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return JSONError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return JSONError(err)
+		}
+		return Errorf(EINVALID, "the body must hold one JSON value")
+	}
+	return nil
+}
+
+// JSONError describes a JSON decoding error as a domain error.
+func JSONError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var mb *http.MaxBytesError
+	switch {
+	case errors.As(err, &mb):
+		return Errorf(ETOOLARGE, "the body is larger than %d bytes", mb.Limit)
+	case errors.Is(err, io.EOF):
+		return Errorf(EINVALID, "the body is empty; a JSON value is required")
+	case errors.As(err, &se):
+		return Errorf(EINVALID, "malformed JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return Errorf(EINVALID, "field %s must be %s", te.Field, jsonKind(te.Type.String()))
+		}
+		return Errorf(EINVALID, "a value must be %s", jsonKind(te.Type.String()))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Errorf(EINVALID, "the JSON ends early")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return Errorf(EINVALID, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case strings.Contains(err.Error(), ",string"):
+		return Errorf(EINVALID, "ids must be JSON strings of digits, such as \"123\"")
+	}
+	return Errorf(EINVALID, "malformed JSON: %s", fmt.Sprint(strings.TrimPrefix(err.Error(), "json: ")))
+}
+
+func jsonKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "a whole number in range"
+	case goType == "string", strings.HasSuffix(goType, "Role"):
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case goType == "time.Time":
+		return "an RFC 3339 time"
+	}
+	return "an object"
+}

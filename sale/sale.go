@@ -1,0 +1,204 @@
+// Package sale is sale planning: operators lay out flash-sale sessions, allot stock to them and
+// set sale prices and per-user limits; shoppers list what is on and what is coming.
+package sale
+
+import (
+	"context"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Service applies the planning rules over a store.
+type Service struct {
+	store surge.SessionStore
+	ids   func() (int64, error)
+	now   func() time.Time
+}
+
+// New returns a planning service. now may be nil for the wall clock.
+func New(store surge.SessionStore, ids func() (int64, error), now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, ids: ids, now: now}
+}
+
+// SessionInput creates a session.
+type SessionInput struct {
+	Name    string    `json:"name"`
+	StartAt time.Time `json:"start_at"`
+	EndAt   time.Time `json:"end_at"`
+}
+
+// SessionPatch changes the fields it sets.
+type SessionPatch struct {
+	Name    *string    `json:"name"`
+	StartAt *time.Time `json:"start_at"`
+	EndAt   *time.Time `json:"end_at"`
+}
+
+// ItemInput puts a SKU on sale in a session.
+type ItemInput struct {
+	SKUID        int64       `json:"sku_id,string"`
+	Allotted     int64       `json:"allotted"`
+	SalePrice    surge.Money `json:"sale_price"`
+	PerUserLimit int64       `json:"per_user_limit"`
+}
+
+// ItemPatch changes the fields it sets.
+type ItemPatch struct {
+	Allotted     *int64       `json:"allotted"`
+	SalePrice    *surge.Money `json:"sale_price"`
+	PerUserLimit *int64       `json:"per_user_limit"`
+}
+
+func staff(a surge.Actor) error {
+	if !a.Role.Staff() {
+		return surge.Errorf(surge.EFORBIDDEN, "only operators and admins plan sale sessions")
+	}
+	return nil
+}
+
+// CreateSession creates a session that starts in the future.
+func (s *Service) CreateSession(ctx context.Context, a surge.Actor, in SessionInput) (*surge.Session, error) {
+	if err := staff(a); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	se := &surge.Session{Name: in.Name, StartAt: in.StartAt.UTC().Truncate(time.Millisecond),
+		EndAt: in.EndAt.UTC().Truncate(time.Millisecond), Items: []*surge.SessionItem{}, CreatedAt: now, UpdatedAt: now}
+	if err := validateWindow(se, now); err != nil {
+		return nil, err
+	}
+	var err error
+	if se.ID, err = s.ids(); err != nil {
+		return nil, err
+	}
+	if err := s.store.CreateSession(ctx, se); err != nil {
+		return nil, err
+	}
+	se.Status = se.StatusAt(now)
+	return se, nil
+}
+
+func validateWindow(se *surge.Session, now time.Time) error {
+	if err := se.Validate(); err != nil {
+		return err
+	}
+	if !se.StartAt.After(now) {
+		return surge.Errorf(surge.EINVALID, "start_at must be in the future")
+	}
+	return nil
+}
+
+// Session returns a session with its items.
+func (s *Service) Session(ctx context.Context, id int64) (*surge.Session, error) {
+	se, err := s.store.SessionByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	se.Status = se.StatusAt(s.now())
+	return se, nil
+}
+
+// UpdateSession changes a session that has not started (ECONFLICT once it has).
+func (s *Service) UpdateSession(ctx context.Context, a surge.Actor, id int64, in SessionPatch) (*surge.Session, error) {
+	if err := staff(a); err != nil {
+		return nil, err
+	}
+	se, err := s.store.SessionByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	if !se.Editable(now) {
+		return nil, surge.Errorf(surge.ECONFLICT, "the session has started; it can no longer be edited")
+	}
+	if in.Name != nil {
+		se.Name = *in.Name
+	}
+	if in.StartAt != nil {
+		se.StartAt = in.StartAt.UTC().Truncate(time.Millisecond)
+	}
+	if in.EndAt != nil {
+		se.EndAt = in.EndAt.UTC().Truncate(time.Millisecond)
+	}
+	se.UpdatedAt = now
+	if err := validateWindow(se, now); err != nil {
+		return nil, err
+	}
+	if err := s.store.UpdateSession(ctx, se, now); err != nil {
+		return nil, err
+	}
+	se.Status = se.StatusAt(now)
+	return se, nil
+}
+
+// Sessions lists the sessions that are live or upcoming, earliest first, with their items.
+func (s *Service) Sessions(ctx context.Context, limit int) ([]*surge.Session, error) {
+	now := s.now()
+	list, err := s.store.ListSessions(ctx, surge.SessionFilter{EndAfter: now, Limit: limit})
+	for _, se := range list {
+		se.Status = se.StatusAt(now)
+	}
+	return list, err
+}
+
+// AddItem puts a SKU on sale in a session that has not started.
+func (s *Service) AddItem(ctx context.Context, a surge.Actor, sessionID int64, in ItemInput) (*surge.SessionItem, error) {
+	if err := staff(a); err != nil {
+		return nil, err
+	}
+	it := &surge.SessionItem{SessionID: sessionID, SKUID: in.SKUID, Allotted: in.Allotted, SalePrice: in.SalePrice,
+		PerUserLimit: in.PerUserLimit}
+	if err := it.Validate(); err != nil {
+		return nil, err
+	}
+	var err error
+	if it.ID, err = s.ids(); err != nil {
+		return nil, err
+	}
+	return it, s.store.AddItem(ctx, it, s.now())
+}
+
+// UpdateItem changes an item of a session that has not started.
+func (s *Service) UpdateItem(ctx context.Context, a surge.Actor, sessionID, itemID int64, in ItemPatch) (*surge.SessionItem, error) {
+	if err := staff(a); err != nil {
+		return nil, err
+	}
+	se, err := s.store.SessionByID(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	var it *surge.SessionItem
+	for _, x := range se.Items {
+		if x.ID == itemID {
+			it = x
+		}
+	}
+	if it == nil {
+		return nil, surge.Errorf(surge.ENOTFOUND, "session item not found")
+	}
+	if in.Allotted != nil {
+		it.Allotted = *in.Allotted
+	}
+	if in.SalePrice != nil {
+		it.SalePrice = *in.SalePrice
+	}
+	if in.PerUserLimit != nil {
+		it.PerUserLimit = *in.PerUserLimit
+	}
+	if err := it.Validate(); err != nil {
+		return nil, err
+	}
+	return it, s.store.UpdateItem(ctx, it, s.now())
+}
+
+// DeleteItem takes an item out of a session that has not started.
+func (s *Service) DeleteItem(ctx context.Context, a surge.Actor, sessionID, itemID int64) error {
+	if err := staff(a); err != nil {
+		return err
+	}
+	return s.store.DeleteItem(ctx, sessionID, itemID, s.now())
+}
