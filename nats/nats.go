@@ -1,0 +1,139 @@
+// Package nats is the event bus: an in-process NATS JetStream server with file storage under the
+// data directory (embedded shape), or a connection to an external JetStream cluster (scale-out).
+package nats
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bounds of the bus connection.
+const (
+	startTimeout   = 10 * time.Second
+	connectTimeout = 5 * time.Second
+	// MaxReconnectWait is the longest a client waits between reconnect attempts.
+	MaxReconnectWait = 2 * time.Second
+)
+
+// Config chooses the bus: URL for an external server; otherwise an embedded one storing under
+// DataDir, reachable by other processes only if ListenAddr (host:port) is set.
+type Config struct {
+	URL        string
+	DataDir    string
+	ListenAddr string
+}
+
+// Bus is a connection to JetStream, and the embedded server when there is one.
+type Bus struct {
+	srv  *server.Server
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+}
+
+// Open starts or connects to the bus.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
+	b := &Bus{}
+	opts := []nats.Option{nats.Name("surge"), nats.Timeout(connectTimeout), nats.MaxReconnects(-1),
+		nats.ReconnectWait(MaxReconnectWait / 4),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrl()) })}
+	url := cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("nats connect %s: %w", url, err)
+	}
+	b.Conn = nc
+	if b.JS, err = jetstream.New(nc); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := b.Ping(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startEmbedded(cfg Config) (*server.Server, error) {
+	o := &server.Options{
+		ServerName: "surge",
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: cfg.ListenAddr == "",
+	}
+	if cfg.ListenAddr != "" {
+		host, port, err := net.SplitHostPort(cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address %q: %w", cfg.ListenAddr, err)
+		}
+		if o.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("nats listen port %q: %w", port, err)
+		}
+		if o.Port == 0 {
+			o.Port = server.RANDOM_PORT // nats-server reads 0 as its default port, 4222
+		}
+		o.Host = host
+	}
+	srv, err := server.NewServer(o)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go srv.Start() // Start returns once running; its goroutines stop with Shutdown in Close
+	if !srv.ReadyForConnections(startTimeout) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats did not start within %s", startTimeout)
+	}
+	return srv, nil
+}
+
+// ClientURL is where other processes reach the embedded server ("" when it does not listen or
+// the bus is external).
+func (b *Bus) ClientURL() string {
+	if b.srv == nil || b.srv.Addr() == nil {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// Ping checks that the connection is up and JetStream answers.
+func (b *Bus) Ping(ctx context.Context) error {
+	if !b.Conn.IsConnected() {
+		return fmt.Errorf("nats: not connected (%s)", b.Conn.Status())
+	}
+	if _, err := b.JS.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Bus) Close() {
+	if b.Conn != nil {
+		_ = b.Conn.Drain()
+		b.Conn.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}

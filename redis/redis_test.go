@@ -1,0 +1,37 @@
+package redis_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/surgecommerce/surge/ratelimit/countertest"
+	"github.com/surgecommerce/surge/redis"
+)
+
+func open(t *testing.T) *redis.Client {
+	t.Helper()
+	url := os.Getenv("SURGE_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	c, err := redis.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestCounterConformance(t *testing.T) {
+	countertest.Run(t, open(t).Counter())
+}
+
+func TestUnreachableFailsFast(t *testing.T) {
+	if _, err := redis.Open(context.Background(), "redis://127.0.0.1:1/0"); err == nil {
+		t.Fatal("Open(closed port) = nil error; want a connection error")
+	}
+	if _, err := redis.Open(context.Background(), "http://nope"); err == nil {
+		t.Fatal("Open(bad url) = nil error")
+	}
+}
