@@ -1,0 +1,158 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is every setting of surge serve and surge migrate.
+type Config struct {
+	Addr          string
+	DataDir       string
+	ConfigFile    string
+	PostgresURL   string
+	RedisURL      string
+	NATSURL       string
+	NATSListen    string
+	WorkerID      int64
+	TokenSecret   string
+	AccessTTL     time.Duration
+	RefreshTTL    time.Duration
+	OTPTTL        time.Duration
+	AdminUser     string
+	AdminPassword string
+	AdminAddr     string
+	Dev           bool
+	LogLevel      string
+	LogFormat     string
+}
+
+// flags declares the settings on fs with their defaults and help. The name of each flag is also
+// its key in the config file and, upper-cased with SURGE_ in front and '-' as '_', its
+// environment variable.
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "HTTP API listen address (host:port; port 0 picks a free one)")
+	fs.StringVar(&c.DataDir, "data-dir", "./surge-data", "directory for all embedded state: SQLite, JetStream, token secret")
+	fs.StringVar(&c.ConfigFile, "config", "", "optional TOML config file; keys are the flag names")
+	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL URL for relational data (default: SQLite in the data dir)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL for shared counters and hot stock (default: in process)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL for the event log (default: embedded server)")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "also let other processes reach the embedded NATS at this host:port")
+	fs.Int64Var(&c.WorkerID, "worker-id", 0, "snowflake worker id, unique per node, 0-1023")
+	fs.StringVar(&c.TokenSecret, "token-secret", "", "HMAC secret for access tokens, 32+ bytes, shared by all nodes (default: generated once into the data dir)")
+	fs.DurationVar(&c.AccessTTL, "access-ttl", 15*time.Minute, "life of an access token")
+	fs.DurationVar(&c.RefreshTTL, "refresh-ttl", 30*24*time.Hour, "life of a refresh token")
+	fs.DurationVar(&c.OTPTTL, "otp-ttl", 5*time.Minute, "life of a one-time login code")
+	fs.StringVar(&c.AdminUser, "admin-user", "admin", "username of the bootstrap admin, created on first start if admin-password is set")
+	fs.StringVar(&c.AdminPassword, "admin-password", "", "password of the bootstrap admin (no admin is created when empty)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "", "listen address for pprof profiling endpoints (off when empty)")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: exposes one-time codes at GET /v1/dev/otp")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
+}
+
+// envName is the environment variable of a flag.
+func envName(flagName string) string {
+	return "SURGE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads the settings. Precedence, highest first: command-line flags, SURGE_*
+// environment variables, the config file, the defaults.
+func parseConfig(name string, args []string, env func(string) string) (*Config, *flag.FlagSet, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	c.flags(fs)
+	fs.Usage = func() { usage(fs, name) }
+	if err := fs.Parse(args); err != nil {
+		return nil, fs, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fs, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	file := c.ConfigFile
+	if !set["config"] && env(envName("config")) != "" {
+		file = env(envName("config"))
+	}
+	fromFile := map[string]string{}
+	if file != "" {
+		var err error
+		if fromFile, err = readConfigFile(file, fs); err != nil {
+			return nil, fs, err
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		if v := env(envName(f.Name)); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", envName(f.Name), e)
+			}
+			return
+		}
+		if v, ok := fromFile[f.Name]; ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %s: %w", file, f.Name, e)
+			}
+		}
+	})
+	if err != nil {
+		return nil, fs, err
+	}
+	return c, fs, c.validate()
+}
+
+// readConfigFile reads a TOML file whose keys are flag names.
+func readConfigFile(path string, fs *flag.FlagSet) (map[string]string, error) {
+	raw := map[string]any{}
+	if _, err := toml.DecodeFile(path, &raw); err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		if fs.Lookup(k) == nil || k == "config" {
+			return nil, fmt.Errorf("config file %s: unknown setting %q", path, k)
+		}
+		out[k] = fmt.Sprint(v)
+	}
+	return out, nil
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.WorkerID < 0 || c.WorkerID > 1023:
+		return fmt.Errorf("worker-id must be between 0 and 1023")
+	case c.TokenSecret != "" && len(c.TokenSecret) < 32:
+		return fmt.Errorf("token-secret must be at least 32 bytes")
+	case c.AccessTTL <= 0 || c.RefreshTTL <= 0 || c.OTPTTL <= 0:
+		return fmt.Errorf("access-ttl, refresh-ttl and otp-ttl must be positive")
+	case c.LogFormat != "json" && c.LogFormat != "text":
+		return fmt.Errorf("log-format must be json or text")
+	}
+	return nil
+}
+
+func usage(fs *flag.FlagSet, name string) {
+	out := fs.Output()
+	fmt.Fprintf(out, "Usage: surge %s [flags]\n\nEvery flag can also be set as an environment variable (shown) or as a key in\nthe --config TOML file. Precedence: flag, then environment, then file, then default.\n\n", name)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	for _, n := range names {
+		f := fs.Lookup(n)
+		def := ""
+		if f.DefValue != "" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(out, "  --%s  [%s]\n        %s%s\n", n, envName(n), f.Usage, def)
+	}
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/auth"
+	"github.com/surgecommerce/surge/catalog"
+	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/nats"
+	"github.com/surgecommerce/surge/postgres"
+	"github.com/surgecommerce/surge/ratelimit"
+	"github.com/surgecommerce/surge/redis"
+	"github.com/surgecommerce/surge/sale"
+	"github.com/surgecommerce/surge/snowflake"
+	"github.com/surgecommerce/surge/sqlite"
+)
+
+// shutdownTimeout bounds how long in-flight requests get when the server stops.
+const shutdownTimeout = 10 * time.Second
+
+// relational is what both relational backends offer.
+type relational interface {
+	surge.UserStore
+	surge.CatalogStore
+	surge.SessionStore
+	Migrate(ctx context.Context) ([]int64, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Main is a running Surge node: what surge serve starts, and what end-to-end tests start on
+// port 0.
+type Main struct {
+	Config Config
+	Log    *slog.Logger
+
+	// Addr is the address the API listens on, known once Run returns.
+	Addr string
+
+	srv     *http.Server
+	admin   *http.Server
+	closers []func() error
+}
+
+// NewMain returns a node with the given settings.
+func NewMain(c Config, log *slog.Logger) *Main { return &Main{Config: c, Log: log} }
+
+// Run opens the backends, migrates the schema, and starts serving. It returns once the API
+// listens; Close stops it.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	c := m.Config
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ids, err := snowflake.New(c.WorkerID)
+	if err != nil {
+		return err
+	}
+	db, err := m.openRelational(ctx, ids.Next)
+	if err != nil {
+		return err
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		m.Log.Info("schema migrated", "versions", applied)
+	}
+	checks := []surgehttp.Check{{Name: m.relationalName(), Check: db.Ping}}
+
+	bus, err := nats.Open(ctx, nats.Config{URL: c.NATSURL, DataDir: c.DataDir, ListenAddr: c.NATSListen}, m.Log)
+	if err != nil {
+		return err
+	}
+	m.closers = append(m.closers, func() error { bus.Close(); return nil })
+	checks = append(checks, surgehttp.Check{Name: "nats", Check: bus.Ping})
+	if u := bus.ClientURL(); u != "" {
+		m.Log.Info("embedded nats listening", "url", u)
+	}
+
+	var counter surge.Counter = ratelimit.NewCounter(nil)
+	if c.RedisURL != "" {
+		rc, err := redis.Open(ctx, c.RedisURL)
+		if err != nil {
+			return err
+		}
+		m.closers = append(m.closers, rc.Close)
+		checks = append(checks, surgehttp.Check{Name: "redis", Check: rc.Ping})
+		counter = rc.Counter()
+	}
+
+	secret, err := m.tokenSecret()
+	if err != nil {
+		return err
+	}
+	sender := auth.NewLogSender(m.Log)
+	authn, err := auth.New(db, ids.Next, counter, sender,
+		auth.Config{Secret: secret, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, OTPTTL: c.OTPTTL}, nil)
+	if err != nil {
+		return err
+	}
+	if c.AdminPassword != "" {
+		created, err := authn.Bootstrap(ctx, c.AdminUser, c.AdminPassword)
+		if err != nil {
+			return fmt.Errorf("bootstrap admin: %w", err)
+		}
+		if created {
+			m.Log.Info("bootstrap admin created", "username", c.AdminUser)
+		}
+	}
+	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(db, db, ids.Next, nil), Sale: sale.New(db, ids.Next, nil),
+		Checks: checks, Log: m.Log, Registry: prometheus.NewRegistry()}
+	if c.Dev {
+		deps.DevCodes = sender
+		m.Log.Warn("development mode: one-time codes are exposed at /v1/dev/otp")
+	}
+	api, err := surgehttp.New(deps)
+	if err != nil {
+		return err
+	}
+	if m.srv, m.Addr, err = m.listen(c.Addr, api.Handler()); err != nil {
+		return err
+	}
+	if c.AdminAddr != "" {
+		if m.admin, _, err = m.listen(c.AdminAddr, pprofMux()); err != nil {
+			return err
+		}
+	}
+	m.Log.Info("surge serving", "addr", m.Addr, "data_dir", c.DataDir, "relational", m.relationalName(),
+		"bus", map[bool]string{true: "external nats", false: "embedded nats"}[c.NATSURL != ""],
+		"counters", map[bool]string{true: "redis", false: "in process"}[c.RedisURL != ""])
+	return nil
+}
+
+func (m *Main) relationalName() string {
+	if m.Config.PostgresURL != "" {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+func (m *Main) openRelational(ctx context.Context, ids func() (int64, error)) (relational, error) {
+	var db relational
+	var err error
+	if m.Config.PostgresURL != "" {
+		db, err = postgres.Open(ctx, m.Config.PostgresURL, ids)
+	} else {
+		db, err = sqlite.Open(ctx, filepath.Join(m.Config.DataDir, "surge.db"), ids)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.closers = append(m.closers, db.Close)
+	return db, nil
+}
+
+// tokenSecret returns the configured secret, or the one generated into the data dir on the
+// first start (so tokens survive restarts of a single node).
+func (m *Main) tokenSecret() ([]byte, error) {
+	if m.Config.TokenSecret != "" {
+		return []byte(m.Config.TokenSecret), nil
+	}
+	if m.Config.PostgresURL != "" {
+		m.Log.Warn("no token-secret set: tokens from this node will not be accepted by other nodes")
+	}
+	path := filepath.Join(m.Config.DataDir, "token.secret")
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
+	return []byte(secret), nil
+}
+
+func (m *Main) listen(addr string, h http.Handler) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn)}
+	go func() { // stops when Close shuts the server down
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("http server stopped", "addr", addr, "err", err)
+		}
+	}()
+	return srv, ln.Addr().String(), nil
+}
+
+func pprofMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// Close stops serving (letting in-flight requests finish) and closes the backends.
+func (m *Main) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, s := range []*http.Server{m.srv, m.admin} {
+		if s != nil {
+			errs = append(errs, s.Shutdown(ctx))
+		}
+	}
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i]())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+// newLogger builds the structured logger the settings ask for.
+func newLogger(c Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}

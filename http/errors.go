@@ -1,0 +1,43 @@
+package http
+
+import (
+	"net/http"
+
+	"github.com/surgecommerce/surge"
+)
+
+// statusOf maps every domain error code to its HTTP status. It is the only such table.
+var statusOf = map[string]int{
+	surge.EINVALID:      http.StatusBadRequest,
+	surge.EUNAUTHORIZED: http.StatusUnauthorized,
+	surge.EFORBIDDEN:    http.StatusForbidden,
+	surge.ENOTFOUND:     http.StatusNotFound,
+	surge.ECONFLICT:     http.StatusConflict,
+	surge.ESOLDOUT:      http.StatusConflict,
+	surge.ELIMIT:        http.StatusConflict,
+	surge.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	surge.ERATELIMIT:    http.StatusTooManyRequests,
+	surge.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	surge.ECLOCK:        http.StatusServiceUnavailable,
+	surge.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// Status returns the HTTP status for a domain error code.
+func Status(code string) int {
+	if s, ok := statusOf[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// ErrorBody is the one error envelope every endpoint answers with.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the content of the error envelope.
+type ErrorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}

@@ -1,0 +1,264 @@
+// Package http is Surge's HTTP JSON API: the routes under /v1, health and readiness, Prometheus
+// metrics and the OpenAPI description, over net/http.
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/auth"
+	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/sale"
+)
+
+// Bounds of the HTTP layer.
+const (
+	MaxBodyBytes    = 1 << 20 // a JSON request body; imports have their own limit
+	maxRequestIDLen = 64
+	checkTimeout    = 2 * time.Second
+)
+
+// Check is one readiness check: a backend and how to ask whether it answers.
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// CodeSource exposes one-time codes in development mode.
+type CodeSource interface {
+	LastCode(phone string) (string, bool)
+}
+
+// Deps are what the API serves.
+type Deps struct {
+	Auth     *auth.Service
+	Catalog  *catalog.Service
+	Sale     *sale.Service
+	Checks   []Check
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	// DevCodes, when set, enables GET /v1/dev/otp, which shows the last code sent to a phone.
+	// Only for development (surge serve --dev).
+	DevCodes CodeSource
+}
+
+// Server is the API.
+type Server struct {
+	deps    Deps
+	routes  []route
+	mux     *http.ServeMux
+	metrics *metrics
+	openapi []byte
+}
+
+// New builds the API and registers its metrics.
+func New(d Deps) (*Server, error) {
+	s := &Server{deps: d, mux: http.NewServeMux(), metrics: newMetrics(d.Registry, d.Checks)}
+	s.routes = s.table()
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.method+" "+rt.path, s.endpoint(rt))
+	}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
+	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(s.openapi)
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, surge.Errorf(surge.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
+	})
+	var err error
+	if s.openapi, err = json.MarshalIndent(s.openAPI(), "", "  "); err != nil {
+		return nil, fmt.Errorf("openapi: %w", err)
+	}
+	return s, nil
+}
+
+// Handler returns the whole API with request ids, logging, metrics and panic recovery.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// RequestID returns the request id carried by ctx.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// recorder remembers the status a handler wrote.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers flush through the recorder.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header().Set("X-Request-Id", id)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			s.deps.Log.ErrorContext(r.Context(), "panic", "request_id", id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if rec.status == 0 {
+				s.fail(rec, r, surge.Errorf(surge.EINTERNAL, "internal error"))
+			}
+		}
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		d := time.Since(start)
+		s.metrics.observe(route, r.Method, rec.status, d)
+		level := slog.LevelInfo
+		if rec.status >= 500 {
+			level = slog.LevelError
+		}
+		s.deps.Log.Log(r.Context(), level, "request", "request_id", id, "method", r.Method, "route", route,
+			"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "remote", clientIP(r))
+	}()
+	s.mux.ServeHTTP(rec, r)
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// clientIP is the peer address. Behind a load balancer every request would show the balancer's
+// address; Surge does not read X-Forwarded-For, which any client can forge.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// reply writes a JSON response.
+func reply(w http.ResponseWriter, status int, v any) {
+	if v == nil {
+		w.WriteHeader(status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// fail writes the error envelope. Internal errors are logged with their detail and answered
+// without it.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := surge.ErrorCode(err)
+	if code == surge.EINTERNAL {
+		s.deps.Log.ErrorContext(r.Context(), "internal error", "request_id", RequestID(r.Context()), "err", err)
+	}
+	if code == surge.ERATELIMIT || code == surge.EUNAVAILABLE {
+		w.Header().Set("Retry-After", "1")
+	}
+	reply(w, Status(code), ErrorBody{Error: ErrorDetail{Code: code, Message: surge.ErrorMessage(err),
+		RequestID: RequestID(r.Context())}})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	reply(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Readiness is the /readyz answer: each backend's state.
+type Readiness struct {
+	Ready    bool              `json:"ready"`
+	Backends map[string]string `json:"backends"`
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
+	defer cancel()
+	out := Readiness{Ready: true, Backends: make(map[string]string, len(s.deps.Checks))}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range s.deps.Checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.Check(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out.Ready = false
+				out.Backends[c.Name] = "down: " + err.Error()
+				return
+			}
+			out.Backends[c.Name] = "ok"
+		}()
+	}
+	wg.Wait()
+	status := http.StatusOK
+	if !out.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	reply(w, status, out)
+}
+
+// bearer returns the actor named by the request's bearer token.
+func (s *Server) bearer(r *http.Request) (surge.Actor, error) {
+	h := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || token == "" {
+		return surge.Actor{}, surge.Errorf(surge.EUNAUTHORIZED, "an Authorization: Bearer token is required")
+	}
+	return s.deps.Auth.Authenticate(token)
+}
