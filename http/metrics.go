@@ -47,4 +47,3 @@ func (m *metrics) observe(route, method string, code int, d time.Duration) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
 	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
 }
-

@@ -15,17 +15,17 @@ import (
 type access int
 
 const (
-	public access = iota // anyone
-	signedIn             // any valid access token; the handler checks the role
+	public   access = iota // anyone
+	signedIn               // any valid access token; the handler checks the role
 )
 
 // route is one API endpoint: what the mux, the OpenAPI description and the handler need.
 type route struct {
 	method, path, summary string
 	access                access
-	in                    any   // request body type (a zero value), nil for none
-	out                   any   // response body type, nil for none
-	status                int   // success status
+	in                    any // request body type (a zero value), nil for none
+	out                   any // response body type, nil for none
+	status                int // success status
 	query                 []string
 	maxBody               int64 // 0: MaxBodyBytes
 	handle                func(r *http.Request, a surge.Actor) (any, error)
