@@ -1,19 +1,34 @@
 package surge
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
-// DecodeJSON decodes exactly one JSON value from r into v, refusing unknown fields and trailing
-// data. Every failure is a domain error: ETOOLARGE when r was cut off by http.MaxBytesReader,
-// EINVALID otherwise, with a message that names the problem without echoing the input.
+// DecodeJSON decodes exactly one JSON value from r into v, refusing unknown fields, trailing
+// data and invalid UTF-8 (which encoding/json would silently replace). Every failure is a domain
+// error: ETOOLARGE when r was cut off by http.MaxBytesReader, EINVALID otherwise, with a message
+// that names the problem without echoing the input. Callers bound r.
 func DecodeJSON(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return JSONError(err)
+	}
+	return DecodeJSONBytes(body, v)
+}
+
+// DecodeJSONBytes is DecodeJSON on a byte slice.
+func DecodeJSONBytes(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		return Errorf(EINVALID, "the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return JSONError(err)

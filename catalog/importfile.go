@@ -123,7 +123,7 @@ func (j *JSONL) Next() (surge.ImportRow, error) {
 			continue
 		}
 		var row surge.ImportRow
-		err := surge.DecodeJSON(bytes.NewReader(b), &row)
+		err := surge.DecodeJSONBytes(b, &row)
 		row.Line = j.line
 		return row, err
 	}

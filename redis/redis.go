@@ -1,5 +1,5 @@
-// Package redis is the shared hot store of the scale-out shape. Keys are prefixed "surge:" and
-// carry a {hash tag} so that everything one operation touches lands in one Redis Cluster slot.
+// Package redis is the shared hot store of the scale-out shape. Keys start with a configured
+// prefix and carry a {hash tag} so that everything one operation touches lands in one Redis Cluster slot.
 package redis
 
 import (
@@ -19,18 +19,20 @@ const (
 
 // Client is a connection pool to Redis.
 type Client struct {
-	rdb *redis.Client
+	rdb    *redis.Client
+	prefix string
 }
 
-// Open connects to the Redis at url (redis://host:port/db) and checks that it answers.
-func Open(ctx context.Context, url string) (*Client, error) {
+// Open connects to the Redis at url (redis://host:port/db) and checks that it answers. Every
+// key starts with prefix, so several deployments (or test runs) can share one Redis.
+func Open(ctx context.Context, url, prefix string) (*Client, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis: bad url: %w", err)
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
 	opts.PoolSize = poolSize
-	c := &Client{rdb: redis.NewClient(opts)}
+	c := &Client{rdb: redis.NewClient(opts), prefix: prefix}
 	if err := c.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -55,15 +57,15 @@ type Counter struct{ c *Client }
 // Counter returns the shared counter.
 func (c *Client) Counter() *Counter { return &Counter{c: c} }
 
-func counterKey(key string) string { return "surge:cnt:{" + key + "}" }
+func (k *Counter) key(key string) string { return k.c.prefix + ":cnt:{" + key + "}" }
 
 // Incr implements surge.Counter. INCR and PEXPIRE NX go in one transaction, so a window always
 // gets its expiry exactly once, at its first event.
 func (k *Counter) Incr(ctx context.Context, key string, window time.Duration) (int64, error) {
 	var incr *redis.IntCmd
 	_, err := k.c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		incr = p.Incr(ctx, counterKey(key))
-		p.Do(ctx, "PEXPIRE", counterKey(key), window.Milliseconds(), "NX")
+		incr = p.Incr(ctx, k.key(key))
+		p.Do(ctx, "PEXPIRE", k.key(key), window.Milliseconds(), "NX")
 		return nil
 	})
 	if err != nil {
@@ -74,7 +76,7 @@ func (k *Counter) Incr(ctx context.Context, key string, window time.Duration) (i
 
 // Count implements surge.Counter.
 func (k *Counter) Count(ctx context.Context, key string) (int64, error) {
-	n, err := k.c.rdb.Get(ctx, counterKey(key)).Int64()
+	n, err := k.c.rdb.Get(ctx, k.key(key)).Int64()
 	if err == redis.Nil {
 		return 0, nil
 	}
@@ -86,7 +88,7 @@ func (k *Counter) Count(ctx context.Context, key string) (int64, error) {
 
 // Reset implements surge.Counter.
 func (k *Counter) Reset(ctx context.Context, key string) error {
-	if err := k.c.rdb.Del(ctx, counterKey(key)).Err(); err != nil {
+	if err := k.c.rdb.Del(ctx, k.key(key)).Err(); err != nil {
 		return fmt.Errorf("redis del: %w", err)
 	}
 	return nil

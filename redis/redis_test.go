@@ -2,6 +2,8 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"testing"
 
@@ -15,7 +17,7 @@ func open(t *testing.T) *redis.Client {
 	if url == "" {
 		t.Skip("SURGE_TEST_REDIS_URL is not set")
 	}
-	c, err := redis.Open(context.Background(), url)
+	c, err := redis.Open(context.Background(), url, fmt.Sprintf("surgetest%d", rand.Uint64()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,10 +30,10 @@ func TestCounterConformance(t *testing.T) {
 }
 
 func TestUnreachableFailsFast(t *testing.T) {
-	if _, err := redis.Open(context.Background(), "redis://127.0.0.1:1/0"); err == nil {
+	if _, err := redis.Open(context.Background(), "redis://127.0.0.1:1/0", "t"); err == nil {
 		t.Fatal("Open(closed port) = nil error; want a connection error")
 	}
-	if _, err := redis.Open(context.Background(), "http://nope"); err == nil {
+	if _, err := redis.Open(context.Background(), "http://nope", "t"); err == nil {
 		t.Fatal("Open(bad url) = nil error")
 	}
 }

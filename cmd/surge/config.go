@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ type Config struct {
 	ConfigFile    string
 	PostgresURL   string
 	RedisURL      string
+	RedisPrefix   string
 	NATSURL       string
 	NATSListen    string
 	WorkerID      int64
@@ -41,6 +43,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigFile, "config", "", "optional TOML config file; keys are the flag names")
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL URL for relational data (default: SQLite in the data dir)")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL for shared counters and hot stock (default: in process)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", "surge", "prefix of every Redis key, so deployments can share a Redis")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL for the event log (default: embedded server)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also let other processes reach the embedded NATS at this host:port")
 	fs.Int64Var(&c.WorkerID, "worker-id", 0, "snowflake worker id, unique per node, 0-1023")
@@ -63,9 +66,10 @@ func envName(flagName string) string {
 
 // parseConfig reads the settings. Precedence, highest first: command-line flags, SURGE_*
 // environment variables, the config file, the defaults.
-func parseConfig(name string, args []string, env func(string) string) (*Config, *flag.FlagSet, error) {
+func parseConfig(name string, args []string, env func(string) string, out io.Writer) (*Config, *flag.FlagSet, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
 	c.flags(fs)
 	fs.Usage = func() { usage(fs, name) }
 	if err := fs.Parse(args); err != nil {

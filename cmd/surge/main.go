@@ -57,12 +57,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 
 // runServe runs a node until ctx is cancelled (SIGINT or SIGTERM).
 func runServe(ctx context.Context, args []string, env func(string) string, stderr io.Writer) error {
-	c, fs, err := parseConfig("serve", args, env)
+	c, _, err := parseConfig("serve", args, env, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		fs.SetOutput(stderr)
 		return err
 	}
 	log, err := newLogger(*c, stderr)

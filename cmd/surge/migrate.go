@@ -11,7 +11,7 @@ import (
 // runMigrate applies the schema migrations of the configured relational backend and reports
 // what it did.
 func runMigrate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
-	c, _, err := parseConfig("migrate", args, env)
+	c, _, err := parseConfig("migrate", args, env, stderr)
 	if err != nil {
 		return err
 	}

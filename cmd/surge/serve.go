@@ -102,7 +102,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	var counter surge.Counter = ratelimit.NewCounter(nil)
 	if c.RedisURL != "" {
-		rc, err := redis.Open(ctx, c.RedisURL)
+		rc, err := redis.Open(ctx, c.RedisURL, c.RedisPrefix)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,279 @@
+// Package client is the Go client of the Surge HTTP API. Tests and the load generator use it.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/auth"
+	"github.com/surgecommerce/surge/catalog"
+	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/sale"
+)
+
+// Client calls one Surge deployment. Copies made by As share the connection pool.
+type Client struct {
+	base  string
+	http  *http.Client
+	token string
+}
+
+// New returns a client for the API at base (http://host:port).
+func New(base string) *Client {
+	return &Client{base: base, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// As returns a copy of the client that sends an access token.
+func (c *Client) As(accessToken string) *Client {
+	cp := *c
+	cp.token = accessToken
+	return &cp
+}
+
+// Error is an API error: the HTTP status and the error envelope. It unwraps to a
+// *surge.Error, so surge.ErrorCode works on it.
+type Error struct {
+	Status    int
+	Code      string
+	Message   string
+	RequestID string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%d %s: %s (request %s)", e.Status, e.Code, e.Message, e.RequestID)
+}
+
+// Unwrap returns the domain error.
+func (e *Error) Unwrap() error { return &surge.Error{Code: e.Code, Message: e.Message} }
+
+// Do sends a request with an optional JSON body and decodes a JSON answer into out (if not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	return c.send(ctx, method, path, "application/json", body, out)
+}
+
+func (c *Client) send(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 && resp.StatusCode != http.StatusUnprocessableEntity {
+		var eb surgehttp.ErrorBody
+		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" {
+			return &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: "answer without an error envelope"}
+		}
+		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID}
+	}
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func call[T any](ctx context.Context, c *Client, method, path string, in any) (*T, error) {
+	var out T
+	if err := c.Do(ctx, method, path, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func id(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Ready asks /readyz.
+func (c *Client) Ready(ctx context.Context) (*surgehttp.Readiness, error) {
+	return call[surgehttp.Readiness](ctx, c, "GET", "/readyz", nil)
+}
+
+// Register creates a shopper account and logs it in.
+func (c *Client) Register(ctx context.Context, u auth.NewUser) (*auth.Tokens, error) {
+	return call[auth.Tokens](ctx, c, "POST", "/v1/auth/register", u)
+}
+
+// Login logs in with a username or email and password.
+func (c *Client) Login(ctx context.Context, login, password string) (*auth.Tokens, error) {
+	return call[auth.Tokens](ctx, c, "POST", "/v1/auth/login", surgehttp.LoginRequest{Login: login, Password: password})
+}
+
+// SendOTP asks for a one-time code for a phone.
+func (c *Client) SendOTP(ctx context.Context, phone string) error {
+	return c.Do(ctx, "POST", "/v1/auth/otp", surgehttp.OTPRequest{Phone: phone}, nil)
+}
+
+// LoginOTP logs in with a phone and its one-time code.
+func (c *Client) LoginOTP(ctx context.Context, phone, code string) (*auth.Tokens, error) {
+	return call[auth.Tokens](ctx, c, "POST", "/v1/auth/otp/login", surgehttp.OTPLoginRequest{Phone: phone, Code: code})
+}
+
+// DevOTP reads the last code sent to a phone (only on a server started with --dev).
+func (c *Client) DevOTP(ctx context.Context, phone string) (string, error) {
+	out, err := call[surgehttp.OTPCode](ctx, c, "GET", "/v1/dev/otp?phone="+url.QueryEscape(phone), nil)
+	if err != nil {
+		return "", err
+	}
+	return out.Code, nil
+}
+
+// Refresh swaps a refresh token for new tokens.
+func (c *Client) Refresh(ctx context.Context, refresh string) (*auth.Tokens, error) {
+	return call[auth.Tokens](ctx, c, "POST", "/v1/auth/refresh", surgehttp.RefreshRequest{RefreshToken: refresh})
+}
+
+// Logout revokes a refresh token, or with everywhere all of its user's.
+func (c *Client) Logout(ctx context.Context, refresh string, everywhere bool) error {
+	return c.Do(ctx, "POST", "/v1/auth/logout", surgehttp.LogoutRequest{RefreshToken: refresh, Everywhere: everywhere}, nil)
+}
+
+// Me returns the signed-in account.
+func (c *Client) Me(ctx context.Context) (*surge.User, error) {
+	return call[surge.User](ctx, c, "GET", "/v1/me", nil)
+}
+
+// CreateUser creates an account with a role (admins).
+func (c *Client) CreateUser(ctx context.Context, u auth.NewUser) (*surge.User, error) {
+	return call[surge.User](ctx, c, "POST", "/v1/users", u)
+}
+
+// CreateSPU creates an SPU.
+func (c *Client) CreateSPU(ctx context.Context, in catalog.SPUInput) (*surge.SPU, error) {
+	return call[surge.SPU](ctx, c, "POST", "/v1/spus", in)
+}
+
+// SPU gets an SPU.
+func (c *Client) SPU(ctx context.Context, spuID int64) (*surge.SPU, error) {
+	return call[surge.SPU](ctx, c, "GET", "/v1/spus/"+id(spuID), nil)
+}
+
+// UpdateSPU changes an SPU.
+func (c *Client) UpdateSPU(ctx context.Context, spuID int64, p catalog.SPUPatch) (*surge.SPU, error) {
+	return call[surge.SPU](ctx, c, "PATCH", "/v1/spus/"+id(spuID), p)
+}
+
+// SPUs lists SPUs.
+func (c *Client) SPUs(ctx context.Context, f surge.CatalogFilter) ([]*surge.SPU, error) {
+	out, err := call[surgehttp.SPUList](ctx, c, "GET", "/v1/spus?"+filterQuery(f), nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Items, nil
+}
+
+// CreateSKU creates an SKU.
+func (c *Client) CreateSKU(ctx context.Context, in catalog.SKUInput) (*surge.SKU, error) {
+	return call[surge.SKU](ctx, c, "POST", "/v1/skus", in)
+}
+
+// SKU gets an SKU.
+func (c *Client) SKU(ctx context.Context, skuID int64) (*surge.SKU, error) {
+	return call[surge.SKU](ctx, c, "GET", "/v1/skus/"+id(skuID), nil)
+}
+
+// UpdateSKU changes an SKU.
+func (c *Client) UpdateSKU(ctx context.Context, skuID int64, p catalog.SKUPatch) (*surge.SKU, error) {
+	return call[surge.SKU](ctx, c, "PATCH", "/v1/skus/"+id(skuID), p)
+}
+
+// SKUs lists SKUs.
+func (c *Client) SKUs(ctx context.Context, f surge.CatalogFilter) ([]*surge.SKU, error) {
+	out, err := call[surgehttp.SKUList](ctx, c, "GET", "/v1/skus?"+filterQuery(f), nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Items, nil
+}
+
+func filterQuery(f surge.CatalogFilter) string {
+	q := url.Values{}
+	for k, v := range map[string]int64{"merchant_id": f.MerchantID, "spu_id": f.SPUID, "after": f.AfterID, "limit": int64(f.Limit)} {
+		if v != 0 {
+			q.Set(k, id(v))
+		}
+	}
+	return q.Encode()
+}
+
+// Import uploads a catalog file; contentType is text/csv or application/x-ndjson. A refused
+// file returns its report (with Applied false and the line errors) and no error.
+func (c *Client) Import(ctx context.Context, merchantID int64, contentType string, file io.Reader) (*surge.ImportReport, error) {
+	var rep surge.ImportReport
+	path := "/v1/catalog/import"
+	if merchantID != 0 {
+		path += "?merchant_id=" + id(merchantID)
+	}
+	if err := c.send(ctx, "POST", path, contentType, file, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// CreateSession plans a sale session.
+func (c *Client) CreateSession(ctx context.Context, in sale.SessionInput) (*surge.Session, error) {
+	return call[surge.Session](ctx, c, "POST", "/v1/sessions", in)
+}
+
+// Session gets a session with its items.
+func (c *Client) Session(ctx context.Context, sessionID int64) (*surge.Session, error) {
+	return call[surge.Session](ctx, c, "GET", "/v1/sessions/"+id(sessionID), nil)
+}
+
+// UpdateSession changes a session before it starts.
+func (c *Client) UpdateSession(ctx context.Context, sessionID int64, p sale.SessionPatch) (*surge.Session, error) {
+	return call[surge.Session](ctx, c, "PATCH", "/v1/sessions/"+id(sessionID), p)
+}
+
+// Sessions lists live and upcoming sessions.
+func (c *Client) Sessions(ctx context.Context) ([]*surge.Session, error) {
+	out, err := call[surgehttp.SessionList](ctx, c, "GET", "/v1/sessions", nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Items, nil
+}
+
+// AddItem puts a SKU on sale in a session.
+func (c *Client) AddItem(ctx context.Context, sessionID int64, in sale.ItemInput) (*surge.SessionItem, error) {
+	return call[surge.SessionItem](ctx, c, "POST", "/v1/sessions/"+id(sessionID)+"/items", in)
+}
+
+// UpdateItem changes a session item.
+func (c *Client) UpdateItem(ctx context.Context, sessionID, itemID int64, p sale.ItemPatch) (*surge.SessionItem, error) {
+	return call[surge.SessionItem](ctx, c, "PATCH", "/v1/sessions/"+id(sessionID)+"/items/"+id(itemID), p)
+}
+
+// DeleteItem takes an item out of a session.
+func (c *Client) DeleteItem(ctx context.Context, sessionID, itemID int64) error {
+	return c.Do(ctx, "DELETE", "/v1/sessions/"+id(sessionID)+"/items/"+id(itemID), nil, nil)
+}
+
+// BaseURL is the address the client calls.
+func (c *Client) BaseURL() string { return c.base }
