@@ -66,11 +66,10 @@ func NewCSV(r io.Reader) (*CSV, error) {
 // Next implements surge.ImportSource.
 func (c *CSV) Next() (surge.ImportRow, error) {
 	rec, err := c.r.Read()
-	line, _ := c.r.FieldPos(0)
-	row := surge.ImportRow{Line: line}
 	if err == io.EOF {
-		return row, io.EOF
+		return surge.ImportRow{}, io.EOF
 	}
+	var row surge.ImportRow
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
@@ -78,6 +77,7 @@ func (c *CSV) Next() (surge.ImportRow, error) {
 		}
 		return row, readError(row.Line, err)
 	}
+	row.Line, _ = c.r.FieldPos(0) // only valid after a successful Read
 	get := func(name string) string {
 		if i, ok := c.col[name]; ok {
 			return rec[i]

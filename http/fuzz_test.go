@@ -1,0 +1,59 @@
+package http
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/surgecommerce/surge"
+)
+
+// FuzzRequestBodies feeds every route's request body type the same inputs: decoding must never
+// panic, and must fail only with a domain error a client can act on.
+func FuzzRequestBodies(f *testing.F) {
+	for _, seed := range []string{
+		`{"username":"alice","password":"correct horse"}`,
+		`{"login":"alice","password":"x"}`,
+		`{"phone":"+8613800138000","code":"123456"}`,
+		`{"spu_id":"123","code":"K","title":"T","price":{"amount":1,"currency":"CNY"},"cost_price":{"amount":1,"currency":"CNY"},"stock":5}`,
+		`{"name":"s","start_at":"2030-01-01T00:00:00Z","end_at":"2030-01-01T01:00:00Z"}`,
+		`{"sku_id":"1","allotted":1,"sale_price":{"amount":1,"currency":"CNY"},"per_user_limit":1}`,
+		`{"images":["a","b"],"title":null}`,
+		`{"stock":99999999999999999999}`, `[]`, `null`, `{"a":1} {}`, "\xff", ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	var types []reflect.Type
+	for _, rt := range (&Server{}).table() {
+		if rt.in != nil {
+			types = append(types, reflect.TypeOf(rt.in))
+		}
+	}
+	if len(types) < 10 {
+		f.Fatalf("found %d request body types; the route table should have more", len(types))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, typ := range types {
+			v := reflect.New(typ).Interface()
+			err := surge.DecodeJSONBytes(body, v)
+			if err == nil {
+				if _, isValidator := v.(interface{ Validate() error }); isValidator {
+					_ = v.(interface{ Validate() error }).Validate()
+				}
+				continue
+			}
+			var de *surge.Error
+			if code := surge.ErrorCode(err); code != surge.EINVALID && code != surge.ETOOLARGE {
+				t.Fatalf("DecodeJSON(%q) into %s = %v; want EINVALID", body, typ, err)
+			}
+			if !asDomain(err, &de) || de.Message == "" {
+				t.Fatalf("DecodeJSON(%q) into %s = %v; want a message", body, typ, err)
+			}
+		}
+	})
+}
+
+func asDomain(err error, de **surge.Error) bool {
+	e, ok := err.(*surge.Error)
+	*de = e
+	return ok
+}
