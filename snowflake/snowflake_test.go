@@ -39,6 +39,7 @@ func TestUniqueAndIncreasingUnderConcurrency(t *testing.T) {
 			defer wg.Done()
 			ids := make([]int64, each)
 			for i := range ids {
+				var err error
 				if ids[i], err = g.Next(); err != nil {
 					t.Errorf("Next() = %v", err)
 					return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -131,4 +132,23 @@ func TestRunCommands(t *testing.T) {
 	if code := run(context.Background(), []string{"serve", "--help"}, env, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "SURGE_POSTGRES_URL") {
 		t.Fatalf("run(serve --help) = %d; help lacks the environment variables: %q", code, errOut.String())
 	}
+}
+
+// TestREADMEListsEverySetting keeps the configuration reference true.
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fs, err := parseConfig("serve", nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		for _, want := range []string{"`--" + f.Name + "`", "`" + envName(f.Name) + "`"} {
+			if !strings.Contains(string(readme), want) {
+				t.Errorf("README.md does not mention %s", want)
+			}
+		}
+	})
 }
