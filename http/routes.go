@@ -157,7 +157,7 @@ func (s *Server) catalogRoutes() []route {
 }
 
 func (s *Server) importCatalog(r *http.Request, a surge.Actor) (any, error) {
-	merchant, err := queryID(r, "merchant_id")
+	merchant, err := queryInt(r, "merchant_id")
 	if err != nil {
 		return nil, err
 	}
@@ -297,8 +297,6 @@ func queryInt(r *http.Request, name string) (int64, error) {
 	}
 	return n, nil
 }
-
-func queryID(r *http.Request, name string) (int64, error) { return queryInt(r, name) }
 
 func catalogFilter(r *http.Request) (surge.CatalogFilter, error) {
 	var f surge.CatalogFilter

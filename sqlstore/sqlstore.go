@@ -9,6 +9,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -165,4 +166,12 @@ func limit(n int) int {
 		return surge.DefaultListLimit
 	}
 	return min(n, surge.MaxListLimit)
+}
+
+func mustSub(f fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(err) // the embedded directory is part of the build
+	}
+	return sub
 }
