@@ -122,19 +122,46 @@ type CatalogFilter struct {
 
 // ImportRow is one line of a catalog import: an SKU with the SPU it belongs to, both named by the
 // merchant's own codes so that importing the same file twice updates rather than duplicates.
+// Description and Images are optional: when absent, an existing SPU keeps its own.
 type ImportRow struct {
-	Line        int    `json:"-"`
-	SPUCode     string `json:"spu_code"`
-	SPUTitle    string `json:"spu_title"`
-	CategoryL1  string `json:"category_l1"`
-	CategoryL2  string `json:"category_l2"`
-	SKUCode     string `json:"sku_code"`
-	SKUTitle    string `json:"sku_title"`
-	PriceMinor  int64  `json:"price_minor"`
-	CostMinor   int64  `json:"cost_minor"`
-	Currency    string `json:"currency"`
-	Stock       int64  `json:"stock"`
-	Description string `json:"description"`
+	Line        int       `json:"-"`
+	SPUCode     string    `json:"spu_code"`
+	SPUTitle    string    `json:"spu_title"`
+	CategoryL1  string    `json:"category_l1"`
+	CategoryL2  string    `json:"category_l2"`
+	Description *string   `json:"description"`
+	Images      *[]string `json:"images"`
+	SKUCode     string    `json:"sku_code"`
+	SKUTitle    string    `json:"sku_title"`
+	PriceMinor  int64     `json:"price_minor"`
+	CostMinor   int64     `json:"cost_minor"`
+	Currency    string    `json:"currency"`
+	Stock       int64     `json:"stock"`
+}
+
+// Entities builds and validates the SPU and SKU a row describes for a merchant. The SKU's SPUID
+// is left for the store to fill.
+func (r *ImportRow) Entities(merchantID int64, now time.Time) (*SPU, *SKU, error) {
+	p := &SPU{MerchantID: merchantID, Code: r.SPUCode, Title: r.SPUTitle, CategoryL1: r.CategoryL1,
+		CategoryL2: r.CategoryL2, Images: []string{}, CreatedAt: now, UpdatedAt: now}
+	if r.Description != nil {
+		p.Description = *r.Description
+	}
+	if r.Images != nil {
+		p.Images = *r.Images
+	}
+	if err := p.Validate(); err != nil {
+		return nil, nil, err
+	}
+	k := &SKU{SPUID: 1, MerchantID: merchantID, Code: r.SKUCode, Title: r.SKUTitle,
+		Price:     Money{Amount: r.PriceMinor, Currency: r.Currency},
+		CostPrice: &Money{Amount: r.CostMinor, Currency: r.Currency},
+		Stock:     r.Stock, CreatedAt: now, UpdatedAt: now}
+	if err := k.Validate(); err != nil {
+		return nil, nil, err
+	}
+	k.SPUID = 0
+	return p, k, nil
 }
 
 // ImportLineError says what is wrong with one line of an import file.
@@ -157,20 +184,26 @@ type ImportReport struct {
 	ErrorsOmitted int               `json:"errors_omitted"`
 }
 
+// AddError records a line error, in detail for the first MaxImportErrors.
+func (r *ImportReport) AddError(line int, err error) {
+	if len(r.Errors) >= MaxImportErrors {
+		r.ErrorsOmitted++
+		return
+	}
+	r.Errors = append(r.Errors, ImportLineError{Line: line, Code: ErrorCode(err), Message: ErrorMessage(err)})
+}
+
+// Failed reports whether any line failed.
+func (r *ImportReport) Failed() bool { return len(r.Errors) > 0 || r.ErrorsOmitted > 0 }
+
 // Import limits.
 const (
 	MaxImportLines       = 100_000  // lines in one import file
 	MaxImportErrors      = 100      // line errors reported in detail; the rest are counted
 	MaxImportBodyBytes   = 64 << 20 // one import file
-	MaxImportLineBytes   = 64 << 10 // one line of an import file
+	MaxImportLineBytes   = 64 << 10 // one line (or CSV record) of an import file
 	MaxImportColumnCount = 16       // columns in a CSV import
 )
-
-// ImportSource yields import rows one at a time. Next returns io.EOF after the last row, and an
-// *Error (with the line number in Line of the returned row) for a line it could not parse.
-type ImportSource interface {
-	Next() (ImportRow, error)
-}
 
 // CatalogStore keeps SPUs and SKUs.
 type CatalogStore interface {
@@ -178,9 +211,11 @@ type CatalogStore interface {
 	CreateSPU(ctx context.Context, p *SPU) error
 	// SPUByID returns ENOTFOUND if there is no such SPU.
 	SPUByID(ctx context.Context, id int64) (*SPU, error)
-	// UpdateSPU replaces the SPU's editable fields. Returns ENOTFOUND or ECONFLICT (code taken).
-	UpdateSPU(ctx context.Context, p *SPU) error
-	// ListSPUs returns a page of SPUs.
+	// UpdateSPU changes an SPU in one transaction: it reads the SPU with a write lock, lets
+	// change edit it (an error from change is returned as is and nothing is written), and
+	// writes it back. Returns ENOTFOUND, or ECONFLICT if the new code is taken.
+	UpdateSPU(ctx context.Context, id int64, change func(*SPU) error) (*SPU, error)
+	// ListSPUs returns a page of SPUs (never an error code but EUNAVAILABLE).
 	ListSPUs(ctx context.Context, f CatalogFilter) ([]*SPU, error)
 
 	// CreateSKU stores s with s.ID set. Returns ENOTFOUND if the SPU does not exist, EINVALID if
@@ -188,15 +223,16 @@ type CatalogStore interface {
 	CreateSKU(ctx context.Context, s *SKU) error
 	// SKUByID returns ENOTFOUND if there is no such SKU. CostPrice is always filled.
 	SKUByID(ctx context.Context, id int64) (*SKU, error)
-	// UpdateSKU replaces the SKU's code, title, prices and stock. Returns ENOTFOUND, ECONFLICT
-	// (code taken), or ECONFLICT if the new stock is below what sale sessions that have not ended
-	// have allotted.
-	UpdateSKU(ctx context.Context, s *SKU, now time.Time) error
+	// UpdateSKU changes an SKU in one transaction, like UpdateSPU. Returns ENOTFOUND, ECONFLICT
+	// (code taken), or ECONFLICT if sale sessions that have not ended (judged at now) allot the
+	// SKU and the new stock is below their allotments or the currency changed.
+	UpdateSKU(ctx context.Context, id int64, now time.Time, change func(*SKU) error) (*SKU, error)
 	// ListSKUs returns a page of SKUs.
 	ListSKUs(ctx context.Context, f CatalogFilter) ([]*SKU, error)
 
-	// Import applies an import file for one merchant, all or nothing: if any line is invalid or
-	// conflicts, nothing is written and the report lists the lines. An error is returned only
-	// when the import could not be attempted (a backend failure).
-	Import(ctx context.Context, merchantID int64, src ImportSource, now time.Time) (*ImportReport, error)
+	// Import writes valid rows (see ImportRow.Entities) for one merchant, all or nothing, in
+	// order: a later row for the same code wins. If a row conflicts with what is stored (an SKU
+	// code under another SPU, stock below allotments), nothing is written and the report names
+	// the line. An error is returned only when the backend failed.
+	Import(ctx context.Context, merchantID int64, rows []ImportRow, now time.Time) (*ImportReport, error)
 }

@@ -14,7 +14,8 @@ const (
 	MaxStock            = 1 << 40 // units of one SKU; far above any real warehouse
 	MaxPriceMinor       = 1 << 50 // minor units; keeps sums of many prices far from int64 overflow
 	MaxPerUserLimit     = 1000    // units one shopper may buy of one session item
-	MaxSessionItems     = 1000    // items in one sale session
+	MaxSessionItems     = 200     // items in one sale session
+	MaxSessionPage      = 50      // sessions (with their items) in one listing
 	MaxListLimit        = 500     // rows in one list page
 	DefaultListLimit    = 50      // rows in a list page when the caller gives no limit
 

@@ -94,13 +94,14 @@ type SessionFilter struct {
 // SessionStore keeps sale sessions and their items. Changes are refused once a session has
 // started, judged against the now the caller passes.
 type SessionStore interface {
-	// CreateSession stores s (without items) with s.ID set.
+	// CreateSession stores s (without items) with s.ID set; it fails only with EUNAVAILABLE.
 	CreateSession(ctx context.Context, s *Session) error
 	// SessionByID returns the session with its items, or ENOTFOUND.
 	SessionByID(ctx context.Context, id int64) (*Session, error)
-	// UpdateSession replaces name and window. Returns ENOTFOUND, or ECONFLICT if the session
-	// started before now.
-	UpdateSession(ctx context.Context, s *Session, now time.Time) error
+	// UpdateSession changes a session's name and window in one transaction: it reads the
+	// session with a write lock, lets change edit it (its error is returned as is), and writes
+	// it back. Returns ENOTFOUND, or ECONFLICT if the session started before now.
+	UpdateSession(ctx context.Context, id int64, now time.Time, change func(*Session) error) (*Session, error)
 	// ListSessions returns sessions with their items, earliest start first.
 	ListSessions(ctx context.Context, f SessionFilter) ([]*Session, error)
 
@@ -110,8 +111,10 @@ type SessionStore interface {
 	// other sessions that have not ended allotted exceeds the SKU's stock; EINVALID if the sale
 	// price is not in the SKU's currency.
 	AddItem(ctx context.Context, it *SessionItem, now time.Time) error
-	// UpdateItem replaces allotment, sale price and limit, with the same checks as AddItem.
-	UpdateItem(ctx context.Context, it *SessionItem, now time.Time) error
+	// UpdateItem changes an item's allotment, sale price and limit in one transaction, like
+	// UpdateSession, with the same checks as AddItem. Returns ENOTFOUND if the session has no
+	// such item.
+	UpdateItem(ctx context.Context, sessionID, itemID int64, now time.Time, change func(*SessionItem) error) (*SessionItem, error)
 	// DeleteItem removes an item. Returns ENOTFOUND, or ECONFLICT if the session started.
 	DeleteItem(ctx context.Context, sessionID, itemID int64, now time.Time) error
 }

@@ -29,6 +29,7 @@ const (
 
 // Config holds the token settings.
 type Config struct {
+	Log        *slog.Logger
 	Secret     []byte        // HMAC key for access tokens; every node of a deployment shares it
 	AccessTTL  time.Duration // life of an access token
 	RefreshTTL time.Duration // life of a refresh token
@@ -60,6 +61,9 @@ func New(users surge.UserStore, ids func() (int64, error), counter surge.Counter
 	if now == nil {
 		now = time.Now
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	s := &Service{users: users, ids: ids, counter: counter, sender: sender, cfg: cfg, now: now, hash: newHasher()}
 	decoy, err := s.hash.Hash(context.Background(), "decoy password")
 	if err != nil {
@@ -78,11 +82,12 @@ type Tokens struct {
 	User         *surge.User `json:"user"`
 }
 
-// NewUser is a request to create an account with a password.
+// NewUser is a request to create an account with a password. There is no phone: a phone joins
+// an account only by proving it with a one-time code, or anyone could claim someone else's
+// number and receive their logins.
 type NewUser struct {
 	Username string     `json:"username"`
 	Email    string     `json:"email"`
-	Phone    string     `json:"phone"`
 	Password string     `json:"password"`
 	Role     surge.Role `json:"role"` // only admins may set it; self-registration is always shopper
 }
@@ -118,7 +123,7 @@ func (s *Service) create(ctx context.Context, req NewUser) (*surge.User, error) 
 	if err := ValidatePassword(req.Password); err != nil {
 		return nil, err
 	}
-	u := &surge.User{Username: req.Username, Email: req.Email, Phone: req.Phone, Role: req.Role, CreatedAt: s.now().UTC()}
+	u := &surge.User{Username: req.Username, Email: req.Email, Role: req.Role, CreatedAt: s.now().UTC()}
 	if err := u.Validate(); err != nil {
 		return nil, err
 	}
@@ -146,9 +151,9 @@ func (s *Service) Login(ctx context.Context, login, password, ip string) (*Token
 	if len(password) > surge.MaxPasswordBytes {
 		return nil, surge.Errorf(surge.EINVALID, "password must be at most %d bytes", surge.MaxPasswordBytes)
 	}
-	acct := quota{"login:acct:" + login, MaxLoginFailuresPerAccount}
-	fromIP := quota{"login:ip:" + ip, MaxLoginFailuresPerIP}
-	if err := s.throttled(ctx, acct, fromIP); err != nil {
+	acct := quota{"login:acct:" + login, MaxLoginFailuresPerAccount, LoginFailureWindow}
+	fromIP := quota{"login:ip:" + ip, MaxLoginFailuresPerIP, LoginFailureWindow}
+	if err := s.take(ctx, acct, fromIP); err != nil {
 		return nil, err
 	}
 	u, err := s.users.UserByLogin(ctx, login)
@@ -164,39 +169,44 @@ func (s *Service) Login(ctx context.Context, login, password, ip string) (*Token
 		return nil, err
 	}
 	if !ok || u == nil || u.PasswordHash == "" {
-		s.spend(ctx, LoginFailureWindow, acct, fromIP)
 		return nil, surge.Errorf(surge.EUNAUTHORIZED, "wrong login or password")
 	}
-	_ = s.counter.Reset(ctx, acct.key)
+	s.giveBack(ctx, acct, fromIP)
 	return s.issue(ctx, u)
 }
 
-// quota is a throttle key and the count at which it blocks.
+// quota is a throttle key, the count past which it refuses, and its window.
 type quota struct {
-	key string
-	max int64
+	key    string
+	max    int64
+	window time.Duration
 }
 
-// throttled returns ERATELIMIT if any quota is used up.
-func (s *Service) throttled(ctx context.Context, qs ...quota) error {
+// take counts one attempt against every quota before the attempt runs, and refuses with
+// ERATELIMIT if any is used up. Counting first means concurrent attempts cannot all slip past
+// one read of the count. A counter that fails lets the attempt through and logs: a broken
+// throttle must not lock every user out.
+func (s *Service) take(ctx context.Context, qs ...quota) error {
+	over := false
 	for _, q := range qs {
-		n, err := s.counter.Count(ctx, q.key)
+		n, err := s.counter.Add(ctx, q.key, 1, q.window)
 		if err != nil {
-			return fmt.Errorf("throttle: %w", err)
+			s.cfg.Log.WarnContext(ctx, "throttle counter failed; letting the attempt through", "key", q.key, "err", err)
+			continue
 		}
-		if n >= q.max {
-			return surge.Errorf(surge.ERATELIMIT, "too many attempts; try again later")
-		}
+		over = over || n > q.max
+	}
+	if over {
+		return surge.Errorf(surge.ERATELIMIT, "too many attempts; try again later")
 	}
 	return nil
 }
 
-// spend counts one use of each quota. A counter failure is logged, not returned: a broken
-// throttle must not lock everyone out.
-func (s *Service) spend(ctx context.Context, window time.Duration, qs ...quota) {
+// give back uncounts an attempt that succeeded, so only failures use up a quota.
+func (s *Service) giveBack(ctx context.Context, qs ...quota) {
 	for _, q := range qs {
-		if _, err := s.counter.Incr(ctx, q.key, window); err != nil {
-			slog.WarnContext(ctx, "throttle counter failed", "key", q.key, "err", err)
+		if _, err := s.counter.Add(ctx, q.key, -1, q.window); err != nil {
+			s.cfg.Log.WarnContext(ctx, "throttle counter failed", "key", q.key, "err", err)
 		}
 	}
 }
@@ -207,12 +217,11 @@ func (s *Service) SendOTP(ctx context.Context, phone, ip string) error {
 	if err := surge.ValidatePhone(phone); err != nil {
 		return err
 	}
-	perPhone := quota{"otp:phone:" + phone, MaxOTPSendsPerPhone}
-	fromIP := quota{"otp:ip:" + ip, MaxOTPSendsPerIP}
-	if err := s.throttled(ctx, perPhone, fromIP); err != nil {
+	perPhone := quota{"otp:phone:" + phone, MaxOTPSendsPerPhone, OTPSendWindow}
+	fromIP := quota{"otp:ip:" + ip, MaxOTPSendsPerIP, OTPSendWindow}
+	if err := s.take(ctx, perPhone, fromIP); err != nil { // every send counts, not just failures
 		return err
 	}
-	s.spend(ctx, OTPSendWindow, perPhone, fromIP) // every send counts, not just failures
 	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
 	if err != nil {
 		return err
@@ -236,16 +245,17 @@ func (s *Service) LoginOTP(ctx context.Context, phone, code, ip string) (*Tokens
 	}
 	// Wrong codes per phone are capped by the store (MaxOTPAttempts); this caps one IP
 	// guessing across many phones.
-	fromIP := quota{"login:ip:" + ip, MaxLoginFailuresPerIP}
-	if err := s.throttled(ctx, fromIP); err != nil {
+	fromIP := quota{"login:ip:" + ip, MaxLoginFailuresPerIP, LoginFailureWindow}
+	if err := s.take(ctx, fromIP); err != nil {
 		return nil, err
 	}
 	if err := s.users.ConsumeOTP(ctx, phone, hashSecret(phone+":"+code), s.now()); err != nil {
-		if surge.ErrorCode(err) == surge.EUNAUTHORIZED {
-			s.spend(ctx, LoginFailureWindow, fromIP)
+		if surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+			s.giveBack(ctx, fromIP) // not a wrong guess
 		}
 		return nil, err
 	}
+	s.giveBack(ctx, fromIP)
 	u, err := s.users.UserByPhone(ctx, phone)
 	if surge.ErrorCode(err) == surge.ENOTFOUND {
 		u = &surge.User{Phone: phone, Role: surge.RoleShopper, CreatedAt: s.now().UTC()}
@@ -302,7 +312,10 @@ func (s *Service) Me(ctx context.Context, actor surge.Actor) (*surge.User, error
 // Bootstrap creates the first admin account if no user has that username yet. It is how a new
 // deployment gets its first operator; the password can be changed afterwards.
 func (s *Service) Bootstrap(ctx context.Context, username, password string) (created bool, err error) {
-	_, err = s.users.UserByLogin(ctx, strings.ToLower(username))
+	u, err := s.users.UserByLogin(ctx, strings.ToLower(username))
+	if err == nil && u.Role != surge.RoleAdmin {
+		return false, surge.Errorf(surge.ECONFLICT, "the bootstrap admin name %q belongs to a %s account; choose another admin-user", username, u.Role)
+	}
 	if err == nil || surge.ErrorCode(err) != surge.ENOTFOUND {
 		return false, err
 	}

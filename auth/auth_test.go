@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -209,5 +210,38 @@ func TestBootstrapAndRoles(t *testing.T) {
 	op := surge.Actor{UserID: m.ID, Role: surge.RoleOperator}
 	if _, err := e.svc.CreateUser(e.ctx, op, auth.NewUser{Username: "x2", Password: "merchant-pass", Role: surge.RoleAdmin}); code(err) != surge.EFORBIDDEN {
 		t.Fatalf("CreateUser(by operator) = %v; want EFORBIDDEN", err)
+	}
+}
+
+// Concurrent guesses must not all slip past one read of the failure count.
+func TestConcurrentGuessesAreThrottled(t *testing.T) {
+	e := newEnv(t)
+	e.svc.Register(e.ctx, auth.NewUser{Username: "alice", Password: "correct horse"})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	checked := 0
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.svc.Login(e.ctx, "alice", "guess", fmt.Sprint("10.0.0.", i))
+			if code(err) == surge.EUNAUTHORIZED {
+				mu.Lock()
+				checked++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if checked > auth.MaxLoginFailuresPerAccount {
+		t.Fatalf("%d of 40 concurrent guesses were checked; want at most %d", checked, auth.MaxLoginFailuresPerAccount)
+	}
+}
+
+func TestBootstrapRefusesASquattedName(t *testing.T) {
+	e := newEnv(t)
+	e.svc.Register(e.ctx, auth.NewUser{Username: "admin", Password: "squatter-pass"})
+	if _, err := e.svc.Bootstrap(e.ctx, "admin", "bootstrap-pass"); code(err) != surge.ECONFLICT {
+		t.Fatalf("Bootstrap(name taken by a shopper) = %v; want ECONFLICT", err)
 	}
 }

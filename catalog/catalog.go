@@ -4,6 +4,9 @@ package catalog
 
 import (
 	"context"
+	"errors"
+	"io"
+	"sort"
 	"time"
 
 	"github.com/surgecommerce/surge"
@@ -139,26 +142,24 @@ func (s *Service) SPU(ctx context.Context, a surge.Actor, id int64) (*surge.SPU,
 	return p, visible(a, p.MerchantID)
 }
 
-// UpdateSPU applies a patch to an SPU the actor may change.
+// UpdateSPU applies a patch to an SPU the actor may change, atomically.
 func (s *Service) UpdateSPU(ctx context.Context, a surge.Actor, id int64, in SPUPatch) (*surge.SPU, error) {
-	p, err := s.SPU(ctx, a, id)
-	if err != nil {
-		return nil, err
-	}
-	set(&p.Code, in.Code)
-	set(&p.Title, in.Title)
-	set(&p.CategoryL1, in.CategoryL1)
-	set(&p.CategoryL2, in.CategoryL2)
-	set(&p.Description, in.Description)
-	set(&p.Images, in.Images)
-	if p.Images == nil {
-		p.Images = []string{}
-	}
-	p.UpdatedAt = s.now().UTC()
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	return p, s.store.UpdateSPU(ctx, p)
+	return s.store.UpdateSPU(ctx, id, func(p *surge.SPU) error {
+		if err := visible(a, p.MerchantID); err != nil {
+			return err
+		}
+		set(&p.Code, in.Code)
+		set(&p.Title, in.Title)
+		set(&p.CategoryL1, in.CategoryL1)
+		set(&p.CategoryL2, in.CategoryL2)
+		set(&p.Description, in.Description)
+		set(&p.Images, in.Images)
+		if p.Images == nil {
+			p.Images = []string{}
+		}
+		p.UpdatedAt = s.now().UTC()
+		return p.Validate()
+	})
 }
 
 // SPUs lists SPUs the actor may see.
@@ -201,25 +202,24 @@ func (s *Service) SKU(ctx context.Context, a surge.Actor, id int64) (*surge.SKU,
 	return k, visible(a, k.MerchantID)
 }
 
-// UpdateSKU applies a patch to an SKU the actor may change. Stock may not drop below what
-// sale sessions that have not ended allotted (ECONFLICT).
+// UpdateSKU applies a patch to an SKU the actor may change, atomically. Stock may not drop below
+// what sale sessions that have not ended allotted (ECONFLICT).
 func (s *Service) UpdateSKU(ctx context.Context, a surge.Actor, id int64, in SKUPatch) (*surge.SKU, error) {
-	k, err := s.SKU(ctx, a, id)
-	if err != nil {
-		return nil, err
-	}
-	set(&k.Code, in.Code)
-	set(&k.Title, in.Title)
-	set(&k.Price, in.Price)
-	set(&k.Stock, in.Stock)
-	if in.CostPrice != nil {
-		k.CostPrice = in.CostPrice
-	}
-	k.UpdatedAt = s.now().UTC()
-	if err := k.Validate(); err != nil {
-		return nil, err
-	}
-	return k, s.store.UpdateSKU(ctx, k, s.now())
+	now := s.now()
+	return s.store.UpdateSKU(ctx, id, now, func(k *surge.SKU) error {
+		if err := visible(a, k.MerchantID); err != nil {
+			return err
+		}
+		set(&k.Code, in.Code)
+		set(&k.Title, in.Title)
+		set(&k.Price, in.Price)
+		set(&k.Stock, in.Stock)
+		if in.CostPrice != nil {
+			k.CostPrice = in.CostPrice
+		}
+		k.UpdatedAt = now.UTC()
+		return k.Validate()
+	})
 }
 
 // SKUs lists SKUs the actor may see.
@@ -231,13 +231,67 @@ func (s *Service) SKUs(ctx context.Context, a surge.Actor, f surge.CatalogFilter
 	return s.store.ListSKUs(ctx, f)
 }
 
-// Import applies an import file for a merchant, all or nothing (see surge.CatalogStore).
-func (s *Service) Import(ctx context.Context, a surge.Actor, merchantID int64, src surge.ImportSource) (*surge.ImportReport, error) {
+// Source yields the rows of an import file one at a time. Next returns io.EOF after the last
+// row, and a domain error (with the line in the returned row) for a line it could not parse.
+type Source interface {
+	Next() (surge.ImportRow, error)
+}
+
+// Import applies an import file for a merchant, all or nothing. The whole file is read and
+// validated before the database is touched, so a slow upload holds no lock and every bad line
+// is reported at once. Rows are written ordered by SPU and SKU code (the same lock order for
+// every import), keeping file order among rows of one code so the last one wins.
+func (s *Service) Import(ctx context.Context, a surge.Actor, merchantID int64, src Source) (*surge.ImportReport, error) {
 	merchant, err := s.merchantFor(ctx, a, merchantID)
 	if err != nil {
 		return nil, err
 	}
-	return s.store.Import(ctx, merchant, src, s.now().UTC())
+	now := s.now().UTC()
+	rep := &surge.ImportReport{Errors: []surge.ImportLineError{}}
+	var rows []surge.ImportRow
+	for {
+		row, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		rep.Lines++
+		var de *surge.Error
+		switch {
+		case err != nil && !errors.As(err, &de):
+			return nil, err // the upload broke off: nothing to report on
+		case err != nil:
+			rep.AddError(row.Line, err)
+			if de.Code == surge.ETOOLARGE {
+				return rep, nil
+			}
+			continue
+		case rep.Lines > surge.MaxImportLines:
+			rep.AddError(row.Line, surge.Errorf(surge.ETOOLARGE, "an import holds at most %d lines", surge.MaxImportLines))
+			return rep, nil
+		}
+		if _, _, err := row.Entities(merchant, now); err != nil {
+			rep.AddError(row.Line, err)
+			continue
+		}
+		if !rep.Failed() {
+			rows = append(rows, row)
+		}
+	}
+	if rep.Failed() {
+		return rep, nil
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].SPUCode != rows[j].SPUCode {
+			return rows[i].SPUCode < rows[j].SPUCode
+		}
+		return rows[i].SKUCode < rows[j].SKUCode
+	})
+	out, err := s.store.Import(ctx, merchant, rows, now)
+	if err != nil {
+		return nil, err
+	}
+	out.Lines = rep.Lines
+	return out, nil
 }
 
 func set[T any](dst *T, v *T) {

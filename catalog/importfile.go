@@ -14,14 +14,18 @@ import (
 	"github.com/surgecommerce/surge"
 )
 
-// importColumns are the columns of a CSV import, by header name; description is optional.
+// importColumns are the columns of a CSV import, by header name; the last two are optional.
+// images holds image URLs separated by spaces.
 var importColumns = []string{"spu_code", "spu_title", "category_l1", "category_l2", "sku_code", "sku_title",
-	"price_minor", "cost_minor", "currency", "stock", "description"}
+	"price_minor", "cost_minor", "currency", "stock", "description", "images"}
+
+const optionalColumns = 2
 
 // CSV reads an import file with a header line naming its columns (in any order).
 type CSV struct {
 	r   *csv.Reader
 	col map[string]int
+	end int64 // input offset after the previous record
 }
 
 // NewCSV reads the header of a CSV import. Returns EINVALID if a column is unknown, repeated or
@@ -54,16 +58,16 @@ func NewCSV(r io.Reader) (*CSV, error) {
 		}
 		col[h] = i
 	}
-	for _, c := range importColumns[:len(importColumns)-1] {
+	for _, c := range importColumns[:len(importColumns)-optionalColumns] {
 		if _, ok := col[c]; !ok {
 			return nil, surge.Errorf(surge.EINVALID, "line 1: column %q is missing", c)
 		}
 	}
 	cr.FieldsPerRecord = len(header)
-	return &CSV{r: cr, col: col}, nil
+	return &CSV{r: cr, col: col, end: cr.InputOffset()}, nil
 }
 
-// Next implements surge.ImportSource.
+// Next implements Source.
 func (c *CSV) Next() (surge.ImportRow, error) {
 	rec, err := c.r.Read()
 	if err == io.EOF {
@@ -78,6 +82,10 @@ func (c *CSV) Next() (surge.ImportRow, error) {
 		return row, readError(row.Line, err)
 	}
 	row.Line, _ = c.r.FieldPos(0) // only valid after a successful Read
+	start := c.end
+	if c.end = c.r.InputOffset(); c.end-start > surge.MaxImportLineBytes {
+		return row, surge.Errorf(surge.ETOOLARGE, "a record is longer than %d bytes", surge.MaxImportLineBytes)
+	}
 	get := func(name string) string {
 		if i, ok := c.col[name]; ok {
 			return rec[i]
@@ -87,7 +95,15 @@ func (c *CSV) Next() (surge.ImportRow, error) {
 	row.SPUCode, row.SPUTitle = get("spu_code"), get("spu_title")
 	row.CategoryL1, row.CategoryL2 = get("category_l1"), get("category_l2")
 	row.SKUCode, row.SKUTitle = get("sku_code"), get("sku_title")
-	row.Currency, row.Description = get("currency"), get("description")
+	row.Currency = get("currency")
+	if _, ok := c.col["description"]; ok {
+		d := get("description")
+		row.Description = &d
+	}
+	if _, ok := c.col["images"]; ok {
+		images := strings.Fields(get("images"))
+		row.Images = &images
+	}
 	for _, f := range []struct {
 		name string
 		dst  *int64
@@ -114,7 +130,7 @@ func NewJSONL(r io.Reader) *JSONL {
 	return &JSONL{s: s}
 }
 
-// Next implements surge.ImportSource.
+// Next implements Source.
 func (j *JSONL) Next() (surge.ImportRow, error) {
 	for j.s.Scan() {
 		j.line++

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,6 +46,7 @@ type Error struct {
 	Code      string
 	Message   string
 	RequestID string
+	Report    *surge.ImportReport // set when a catalog import was refused
 }
 
 func (e *Error) Error() string {
@@ -83,12 +85,13 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 && resp.StatusCode != http.StatusUnprocessableEntity {
+	if resp.StatusCode >= 400 {
 		var eb surgehttp.ErrorBody
 		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" {
 			return &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: "answer without an error envelope"}
 		}
-		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID}
+		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message,
+			RequestID: eb.Error.RequestID, Report: eb.Error.Report}
 	}
 	if out == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
@@ -231,6 +234,10 @@ func (c *Client) Import(ctx context.Context, merchantID int64, contentType strin
 		path += "?merchant_id=" + id(merchantID)
 	}
 	if err := c.send(ctx, "POST", path, contentType, file, &rep); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) && ce.Report != nil {
+			return ce.Report, nil
+		}
 		return nil, err
 	}
 	return &rep, nil

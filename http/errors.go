@@ -35,9 +35,21 @@ type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
 }
 
-// ErrorDetail is the content of the error envelope.
+// ErrorDetail is the content of the error envelope. A refused catalog import carries its
+// line-numbered report.
 type ErrorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
+	Code      string              `json:"code"`
+	Message   string              `json:"message"`
+	RequestID string              `json:"request_id"`
+	Report    *surge.ImportReport `json:"report,omitempty"`
 }
+
+// refusedImport is the error of an import that wrote nothing, with the report saying why.
+type refusedImport struct {
+	err    *surge.Error
+	report *surge.ImportReport
+}
+
+func (r *refusedImport) Error() string { return r.err.Error() }
+
+func (r *refusedImport) Unwrap() error { return r.err }

@@ -31,14 +31,19 @@ func FuzzRequestBodies(f *testing.F) {
 	if len(types) < 10 {
 		f.Fatalf("found %d request body types; the route table should have more", len(types))
 	}
+	// The domain types the services build from those bodies validate whatever was decoded.
+	validated := []func() interface{ Validate() error }{
+		func() interface{ Validate() error } { return &surge.SPU{} },
+		func() interface{ Validate() error } { return &surge.SKU{} },
+		func() interface{ Validate() error } { return &surge.Session{} },
+		func() interface{ Validate() error } { return &surge.SessionItem{} },
+		func() interface{ Validate() error } { return &surge.User{} },
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, typ := range types {
 			v := reflect.New(typ).Interface()
 			err := surge.DecodeJSONBytes(body, v)
 			if err == nil {
-				if _, isValidator := v.(interface{ Validate() error }); isValidator {
-					_ = v.(interface{ Validate() error }).Validate()
-				}
 				continue
 			}
 			var de *surge.Error
@@ -47,6 +52,15 @@ func FuzzRequestBodies(f *testing.F) {
 			}
 			if !asDomain(err, &de) || de.Message == "" {
 				t.Fatalf("DecodeJSON(%q) into %s = %v; want a message", body, typ, err)
+			}
+		}
+		for _, mk := range validated {
+			v := mk()
+			if surge.DecodeJSONBytes(body, v) != nil {
+				continue
+			}
+			if err := v.Validate(); err != nil && surge.ErrorCode(err) != surge.EINVALID {
+				t.Fatalf("Validate(%q) as %T = %v; want nil or EINVALID", body, v, err)
 			}
 		}
 	})

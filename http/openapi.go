@@ -55,6 +55,21 @@ func (s *Server) openAPI() map[string]any {
 		}
 		paths[rt.path][strings.ToLower(rt.method)] = op
 	}
+	for _, op := range []struct {
+		path, summary, contentType string
+		schema                     map[string]any
+	}{
+		{"/healthz", "Liveness: the process answers", "application/json", map[string]any{"type": "object"}},
+		{"/readyz", "Readiness: every configured backend answers (503 otherwise)", "application/json", schemaRef(reflect.TypeOf(Readiness{}), schemas)},
+		{"/metrics", "Prometheus metrics", "text/plain", map[string]any{"type": "string"}},
+		{"/openapi.json", "This description", "application/json", map[string]any{"type": "object"}},
+	} {
+		paths[op.path] = map[string]any{"get": map[string]any{
+			"summary": op.summary, "operationId": "get" + strings.NewReplacer("/", "_", ".", "_").Replace(op.path),
+			"responses": map[string]any{"200": map[string]any{"description": "success",
+				"content": map[string]any{op.contentType: map[string]any{"schema": op.schema}}}},
+		}}
+	}
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info":    map[string]any{"title": "Surge API", "version": "1"},

@@ -162,7 +162,7 @@ func (s *Server) importCatalog(r *http.Request, a surge.Actor) (any, error) {
 		return nil, err
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var src surge.ImportSource
+	var src catalog.Source
 	switch mt {
 	case "text/csv":
 		if src, err = catalog.NewCSV(r.Body); err != nil {
@@ -175,7 +175,7 @@ func (s *Server) importCatalog(r *http.Request, a surge.Actor) (any, error) {
 	}
 	rep, err := s.deps.Catalog.Import(r.Context(), a, merchant, src)
 	if err == nil && !rep.Applied {
-		return rep, errReport
+		return nil, &refusedImport{err: surge.Errorf(surge.EINVALID, "the import was refused and nothing was written; see error.report"), report: rep}
 	}
 	return rep, err
 }
@@ -235,9 +235,6 @@ func (s *Server) saleRoutes() []route {
 	}
 }
 
-// errReport marks a response that carries a report body with an error status (a refused import).
-var errReport = surge.Errorf(surge.EINVALID, "the import was refused; see errors")
-
 // endpoint wraps a route's handler: body limit, authentication, and the response.
 func (s *Server) endpoint(rt route) http.Handler {
 	limit := rt.maxBody
@@ -256,8 +253,6 @@ func (s *Server) endpoint(rt route) http.Handler {
 		}
 		out, err := rt.handle(r, a)
 		switch {
-		case err == errReport:
-			reply(w, http.StatusUnprocessableEntity, out)
 		case err != nil:
 			s.fail(w, r, err)
 		case rt.out == nil:

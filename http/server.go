@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -102,6 +103,27 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+// WithRequestID wraps a log handler so that every record logged with a request's context
+// carries its request id, whichever package logs it.
+func WithRequestID(h slog.Handler) slog.Handler { return requestIDHandler{h} }
+
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}
+
 // recorder remembers the status a handler wrote.
 type recorder struct {
 	http.ResponseWriter
@@ -140,7 +162,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	defer func() {
 		if p := recover(); p != nil {
-			s.deps.Log.ErrorContext(r.Context(), "panic", "request_id", id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			s.deps.Log.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			if rec.status == 0 {
 				s.fail(rec, r, surge.Errorf(surge.EINTERNAL, "internal error"))
 			}
@@ -150,15 +172,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			route = "unmatched"
 		}
 		d := time.Since(start)
-		s.metrics.observe(route, r.Method, rec.status, d)
+		s.metrics.observe(route, methodLabel(r.Method), rec.status, d)
 		level := slog.LevelInfo
 		if rec.status >= 500 {
 			level = slog.LevelError
 		}
-		s.deps.Log.Log(r.Context(), level, "request", "request_id", id, "method", r.Method, "route", route,
+		s.deps.Log.Log(r.Context(), level, "request", "method", r.Method, "route", route,
 			"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "remote", clientIP(r))
 	}()
 	s.mux.ServeHTTP(rec, r)
+}
+
+// methodLabel keeps the metrics' method label to a known set: a client can send any method.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
 }
 
 func validRequestID(id string) bool {
@@ -205,13 +236,17 @@ func reply(w http.ResponseWriter, status int, v any) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := surge.ErrorCode(err)
 	if code == surge.EINTERNAL {
-		s.deps.Log.ErrorContext(r.Context(), "internal error", "request_id", RequestID(r.Context()), "err", err)
+		s.deps.Log.ErrorContext(r.Context(), "internal error", "err", err)
 	}
 	if code == surge.ERATELIMIT || code == surge.EUNAVAILABLE {
 		w.Header().Set("Retry-After", "1")
 	}
-	reply(w, Status(code), ErrorBody{Error: ErrorDetail{Code: code, Message: surge.ErrorMessage(err),
-		RequestID: RequestID(r.Context())}})
+	body := ErrorBody{Error: ErrorDetail{Code: code, Message: surge.ErrorMessage(err), RequestID: RequestID(r.Context())}}
+	var refused *refusedImport
+	if errors.As(err, &refused) {
+		body.Error.Report = refused.report
+	}
+	reply(w, Status(code), body)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -237,9 +272,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			err := c.Check(ctx)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			if err != nil { // the detail may name hosts and users: log it, don't show it
+				s.deps.Log.WarnContext(ctx, "backend not ready", "backend", c.Name, "err", err)
 				out.Ready = false
-				out.Backends[c.Name] = "down: " + err.Error()
+				out.Backends[c.Name] = "down"
 				return
 			}
 			out.Backends[c.Name] = "ok"

@@ -40,6 +40,11 @@ func Dialect() sqlstore.Dialect {
 			var e *pgconn.PgError
 			return errors.As(err, &e) && e.Code == "23505"
 		},
+		IsContention: func(err error) bool {
+			var e *pgconn.PgError
+			// deadlock_detected, serialization_failure, lock_not_available
+			return errors.As(err, &e) && (e.Code == "40P01" || e.Code == "40001" || e.Code == "55P03")
+		},
 	}
 }
 

@@ -33,8 +33,8 @@ func NewCounter(now func() time.Time) *Counter {
 	return &Counter{now: now, keys: make(map[string]*window)}
 }
 
-// Incr implements surge.Counter.
-func (c *Counter) Incr(_ context.Context, key string, length time.Duration) (int64, error) {
+// Add implements surge.Counter.
+func (c *Counter) Add(_ context.Context, key string, delta int64, length time.Duration) (int64, error) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -46,7 +46,7 @@ func (c *Counter) Incr(_ context.Context, key string, length time.Duration) (int
 		w = &window{expires: now.Add(length)}
 		c.keys[key] = w
 	}
-	w.count++
+	w.count += delta
 	return w.count, nil
 }
 

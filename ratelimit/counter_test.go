@@ -18,7 +18,7 @@ func TestCounterStaysBounded(t *testing.T) {
 	c := ratelimit.NewCounter(nil)
 	ctx := context.Background()
 	for i := range ratelimit.MaxCounterKeys + 10 {
-		c.Incr(ctx, fmt.Sprint(i), time.Hour)
+		c.Add(ctx, fmt.Sprint(i), 1, time.Hour)
 	}
 	if c.Len() > ratelimit.MaxCounterKeys {
 		t.Fatalf("Len() = %d; want at most %d", c.Len(), ratelimit.MaxCounterKeys)

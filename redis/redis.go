@@ -59,12 +59,12 @@ func (c *Client) Counter() *Counter { return &Counter{c: c} }
 
 func (k *Counter) key(key string) string { return k.c.prefix + ":cnt:{" + key + "}" }
 
-// Incr implements surge.Counter. INCR and PEXPIRE NX go in one transaction, so a window always
+// Add implements surge.Counter. INCRBY and PEXPIRE NX go in one transaction, so a window always
 // gets its expiry exactly once, at its first event.
-func (k *Counter) Incr(ctx context.Context, key string, window time.Duration) (int64, error) {
+func (k *Counter) Add(ctx context.Context, key string, delta int64, window time.Duration) (int64, error) {
 	var incr *redis.IntCmd
 	_, err := k.c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		incr = p.Incr(ctx, k.key(key))
+		incr = p.IncrBy(ctx, k.key(key), delta)
 		p.Do(ctx, "PEXPIRE", k.key(key), window.Milliseconds(), "NX")
 		return nil
 	})

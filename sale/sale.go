@@ -102,41 +102,41 @@ func (s *Service) Session(ctx context.Context, id int64) (*surge.Session, error)
 	return se, nil
 }
 
-// UpdateSession changes a session that has not started (ECONFLICT once it has).
+// UpdateSession changes a session that has not started (ECONFLICT once it has), atomically.
 func (s *Service) UpdateSession(ctx context.Context, a surge.Actor, id int64, in SessionPatch) (*surge.Session, error) {
 	if err := staff(a); err != nil {
 		return nil, err
 	}
-	se, err := s.store.SessionByID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	now := s.now().UTC()
-	if !se.Editable(now) {
-		return nil, surge.Errorf(surge.ECONFLICT, "the session has started; it can no longer be edited")
-	}
-	if in.Name != nil {
-		se.Name = *in.Name
-	}
-	if in.StartAt != nil {
-		se.StartAt = in.StartAt.UTC().Truncate(time.Millisecond)
-	}
-	if in.EndAt != nil {
-		se.EndAt = in.EndAt.UTC().Truncate(time.Millisecond)
-	}
-	se.UpdatedAt = now
-	if err := validateWindow(se, now); err != nil {
-		return nil, err
-	}
-	if err := s.store.UpdateSession(ctx, se, now); err != nil {
+	se, err := s.store.UpdateSession(ctx, id, now, func(se *surge.Session) error {
+		if in.Name != nil {
+			se.Name = *in.Name
+		}
+		if in.StartAt != nil {
+			se.StartAt = in.StartAt.UTC().Truncate(time.Millisecond)
+		}
+		if in.EndAt != nil {
+			se.EndAt = in.EndAt.UTC().Truncate(time.Millisecond)
+		}
+		se.UpdatedAt = now
+		return validateWindow(se, now)
+	})
+	if err != nil {
 		return nil, err
 	}
 	se.Status = se.StatusAt(now)
 	return se, nil
 }
 
-// Sessions lists the sessions that are live or upcoming, earliest first, with their items.
+// Sessions lists the sessions that are live or upcoming, earliest first, with their items; at
+// most MaxSessionPage of them.
 func (s *Service) Sessions(ctx context.Context, limit int) ([]*surge.Session, error) {
+	if limit < 0 || limit > surge.MaxSessionPage {
+		return nil, surge.Errorf(surge.EINVALID, "limit must be between 1 and %d", surge.MaxSessionPage)
+	}
+	if limit == 0 {
+		limit = surge.MaxSessionPage
+	}
 	now := s.now()
 	list, err := s.store.ListSessions(ctx, surge.SessionFilter{EndAfter: now, Limit: limit})
 	for _, se := range list {
@@ -162,37 +162,23 @@ func (s *Service) AddItem(ctx context.Context, a surge.Actor, sessionID int64, i
 	return it, s.store.AddItem(ctx, it, s.now())
 }
 
-// UpdateItem changes an item of a session that has not started.
+// UpdateItem changes an item of a session that has not started, atomically.
 func (s *Service) UpdateItem(ctx context.Context, a surge.Actor, sessionID, itemID int64, in ItemPatch) (*surge.SessionItem, error) {
 	if err := staff(a); err != nil {
 		return nil, err
 	}
-	se, err := s.store.SessionByID(ctx, sessionID)
-	if err != nil {
-		return nil, err
-	}
-	var it *surge.SessionItem
-	for _, x := range se.Items {
-		if x.ID == itemID {
-			it = x
+	return s.store.UpdateItem(ctx, sessionID, itemID, s.now(), func(it *surge.SessionItem) error {
+		if in.Allotted != nil {
+			it.Allotted = *in.Allotted
 		}
-	}
-	if it == nil {
-		return nil, surge.Errorf(surge.ENOTFOUND, "session item not found")
-	}
-	if in.Allotted != nil {
-		it.Allotted = *in.Allotted
-	}
-	if in.SalePrice != nil {
-		it.SalePrice = *in.SalePrice
-	}
-	if in.PerUserLimit != nil {
-		it.PerUserLimit = *in.PerUserLimit
-	}
-	if err := it.Validate(); err != nil {
-		return nil, err
-	}
-	return it, s.store.UpdateItem(ctx, it, s.now())
+		if in.SalePrice != nil {
+			it.SalePrice = *in.SalePrice
+		}
+		if in.PerUserLimit != nil {
+			it.PerUserLimit = *in.PerUserLimit
+		}
+		return it.Validate()
+	})
 }
 
 // DeleteItem takes an item out of a session that has not started.

@@ -58,21 +58,20 @@ func (g *Generator) Next() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	seq := int64(0)
 	if ms == g.lastMs {
-		g.seq = (g.seq + 1) & maxSequence
-		if g.seq == 0 { // this millisecond is used up: wait for the next
+		seq = (g.seq + 1) & maxSequence
+		if seq == 0 { // this millisecond is used up: wait for the next
 			if ms, err = g.waitFor(func(ms int64) bool { return ms > g.lastMs }); err != nil {
-				return 0, err
+				return 0, err // nothing was handed out, so nothing is remembered
 			}
 		}
-	} else {
-		g.seq = 0
 	}
 	if ms >= 1<<41 {
 		return 0, surge.Errorf(surge.ECLOCK, "the id clock ran past its 41 bits")
 	}
-	g.lastMs = ms
-	return ms<<(WorkerBits+SequenceBits) | g.worker<<SequenceBits | g.seq, nil
+	g.lastMs, g.seq = ms, seq
+	return ms<<(WorkerBits+SequenceBits) | g.worker<<SequenceBits | seq, nil
 }
 
 // waitFor reads the clock until ok accepts it, sleeping while the clock is behind.

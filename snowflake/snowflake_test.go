@@ -139,3 +139,48 @@ func BenchmarkNext(b *testing.B) {
 		}
 	}
 }
+
+// A failed wait for the next millisecond must not leave the sequence advanced, or the next
+// call in the same millisecond would repeat an id.
+func TestOverflowThenClockStepNeverRepeats(t *testing.T) {
+	start := snowflake.Epoch.Add(time.Hour)
+	c := &fakeClock{t: start}
+	frozen := true
+	now := func() time.Time {
+		if frozen {
+			return start
+		}
+		return c.now()
+	}
+	sleeps := 0
+	sleep := func(d time.Duration) {
+		sleeps++
+		if sleeps > 1 { // the clock jumps back while waiting out a full millisecond
+			c.set(start.Add(-time.Hour))
+			frozen = false
+		}
+	}
+	g, _ := snowflake.NewWithClock(1, now, sleep)
+	seen := map[int64]bool{}
+	for i := 0; i < 5000; i++ {
+		id, err := g.Next()
+		if err != nil {
+			break
+		}
+		if seen[id] {
+			t.Fatalf("id %d handed out twice", id)
+		}
+		seen[id] = true
+	}
+	c.set(start)
+	frozen = true
+	for i := 0; i < 10; i++ {
+		id, err := g.Next()
+		if err == nil && seen[id] {
+			t.Fatalf("id %d handed out twice after a failed wait", id)
+		}
+		if err == nil {
+			seen[id] = true
+		}
+	}
+}

@@ -31,7 +31,42 @@ func (s *Store) insertSPU(ctx context.Context, q querier, p *surge.SPU) error {
 
 // SPUByID implements surge.CatalogStore.
 func (s *Store) SPUByID(ctx context.Context, id int64) (*surge.SPU, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+spuColumns+` FROM spus WHERE id = ?`), id)
+	return s.spuByID(ctx, s.db, id, "")
+}
+
+// UpdateSPU implements surge.CatalogStore.
+func (s *Store) UpdateSPU(ctx context.Context, id int64, change func(*surge.SPU) error) (*surge.SPU, error) {
+	var p *surge.SPU
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = s.spuByID(ctx, tx, id, s.dialect.ForUpdate); err != nil {
+			return err
+		}
+		if err := change(p); err != nil {
+			return err
+		}
+		p.ID = id
+		return s.updateSPU(ctx, tx, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (s *Store) updateSPU(ctx context.Context, q querier, p *surge.SPU) error {
+	images, err := json.Marshal(nonNil(p.Images))
+	if err != nil {
+		return err
+	}
+	res, err := q.ExecContext(ctx, s.q(`UPDATE spus SET code = ?, title = ?, category_l1 = ?, category_l2 = ?,
+		description = ?, images = ?, updated_at = ? WHERE id = ?`),
+		p.Code, p.Title, p.CategoryL1, p.CategoryL2, p.Description, string(images), ms(p.UpdatedAt), p.ID)
+	return s.affectedOne(res, err, "spu code")
+}
+
+func (s *Store) spuByID(ctx context.Context, q querier, id int64, suffix string) (*surge.SPU, error) {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT `+spuColumns+` FROM spus WHERE id = ?`+suffix), id)
 	if err != nil {
 		return nil, s.wrap(err, "spu")
 	}
@@ -43,22 +78,6 @@ func (s *Store) SPUByID(ctx context.Context, id int64) (*surge.SPU, error) {
 		return nil, surge.Errorf(surge.ENOTFOUND, "spu not found")
 	}
 	return list[0], nil
-}
-
-// UpdateSPU implements surge.CatalogStore.
-func (s *Store) UpdateSPU(ctx context.Context, p *surge.SPU) error {
-	return s.updateSPU(ctx, s.db, p)
-}
-
-func (s *Store) updateSPU(ctx context.Context, q querier, p *surge.SPU) error {
-	images, err := json.Marshal(nonNil(p.Images))
-	if err != nil {
-		return err
-	}
-	res, err := q.ExecContext(ctx, s.q(`UPDATE spus SET code = ?, title = ?, category_l1 = ?, category_l2 = ?,
-		description = ?, images = ?, updated_at = ? WHERE id = ?`),
-		p.Code, p.Title, p.CategoryL1, p.CategoryL2, p.Description, string(images), ms(p.UpdatedAt), p.ID)
-	return s.affectedOne(res, err, "spu")
 }
 
 // ListSPUs implements surge.CatalogStore.
@@ -134,20 +153,41 @@ func (s *Store) skuByID(ctx context.Context, q querier, id int64, suffix string)
 }
 
 // UpdateSKU implements surge.CatalogStore.
-func (s *Store) UpdateSKU(ctx context.Context, k *surge.SKU, now time.Time) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return s.updateSKU(ctx, tx, k, now) })
+func (s *Store) UpdateSKU(ctx context.Context, id int64, now time.Time, change func(*surge.SKU) error) (*surge.SKU, error) {
+	var k *surge.SKU
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		old, err := s.skuByID(ctx, tx, id, s.dialect.ForUpdate)
+		if err != nil {
+			return err
+		}
+		k = &surge.SKU{}
+		*k = *old
+		cost := *old.CostPrice
+		k.CostPrice = &cost
+		if err := change(k); err != nil {
+			return err
+		}
+		k.ID, k.SPUID, k.MerchantID = id, old.SPUID, old.MerchantID
+		return s.updateSKU(ctx, tx, old, k, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
-func (s *Store) updateSKU(ctx context.Context, tx *sql.Tx, k *surge.SKU, now time.Time) error {
-	if _, err := s.skuByID(ctx, tx, k.ID, s.dialect.ForUpdate); err != nil {
-		return err
-	}
+// updateSKU writes k over old, refusing what would break the allotments of sessions that have
+// not ended.
+func (s *Store) updateSKU(ctx context.Context, tx *sql.Tx, old, k *surge.SKU, now time.Time) error {
 	allotted, err := s.allotted(ctx, tx, k.ID, 0, now)
 	if err != nil {
 		return err
 	}
 	if k.Stock < allotted {
 		return surge.Errorf(surge.ECONFLICT, "stock %d is below the %d units allotted to sale sessions", k.Stock, allotted)
+	}
+	if allotted > 0 && k.Price.Currency != old.Price.Currency {
+		return surge.Errorf(surge.ECONFLICT, "the currency cannot change while sale sessions allot this sku")
 	}
 	res, err := tx.ExecContext(ctx, s.q(`UPDATE skus SET code = ?, title = ?, price_minor = ?, cost_minor = ?,
 		currency = ?, stock = ?, updated_at = ? WHERE id = ?`),

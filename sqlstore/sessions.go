@@ -95,15 +95,29 @@ func (s *Store) items(ctx context.Context, q querier, where string, args ...any)
 }
 
 // UpdateSession implements surge.SessionStore.
-func (s *Store) UpdateSession(ctx context.Context, se *surge.Session, now time.Time) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := s.lockEditable(ctx, tx, se.ID, now); err != nil {
+func (s *Store) UpdateSession(ctx context.Context, id int64, now time.Time, change func(*surge.Session) error) (*surge.Session, error) {
+	var se *surge.Session
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockEditable(ctx, tx, id, now); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.q(`UPDATE sessions SET name = ?, start_at = ?, end_at = ?, updated_at = ? WHERE id = ?`),
+		list, err := s.sessions(ctx, tx, `id = ?`, id)
+		if err != nil {
+			return err
+		}
+		se = list[0]
+		if err := change(se); err != nil {
+			return err
+		}
+		se.ID = id
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE sessions SET name = ?, start_at = ?, end_at = ?, updated_at = ? WHERE id = ?`),
 			se.Name, ms(se.StartAt), ms(se.EndAt), ms(se.UpdatedAt), se.ID)
 		return s.wrap(err, "session")
 	})
+	if err != nil {
+		return nil, err
+	}
+	return se, nil
 }
 
 // lockEditable locks a session row and checks it has not started.
@@ -164,18 +178,25 @@ func (s *Store) checkAllotment(ctx context.Context, tx *sql.Tx, it *surge.Sessio
 }
 
 // UpdateItem implements surge.SessionStore.
-func (s *Store) UpdateItem(ctx context.Context, it *surge.SessionItem, now time.Time) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := s.lockEditable(ctx, tx, it.SessionID, now); err != nil {
+func (s *Store) UpdateItem(ctx context.Context, sessionID, itemID int64, now time.Time, change func(*surge.SessionItem) error) (*surge.SessionItem, error) {
+	var it *surge.SessionItem
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockEditable(ctx, tx, sessionID, now); err != nil {
 			return err
 		}
-		var sku int64
-		err := tx.QueryRowContext(ctx, s.q(`SELECT sku_id FROM session_items WHERE id = ? AND session_id = ?`),
-			it.ID, it.SessionID).Scan(&sku)
+		items, err := s.items(ctx, tx, `si.id = ? AND si.session_id = ?`, itemID, sessionID)
 		if err != nil {
-			return s.wrap(err, "session item")
+			return err
 		}
-		it.SKUID = sku
+		if len(items) == 0 {
+			return surge.Errorf(surge.ENOTFOUND, "session item not found")
+		}
+		it = items[0]
+		sku := it.SKUID
+		if err := change(it); err != nil {
+			return err
+		}
+		it.ID, it.SessionID, it.SKUID = itemID, sessionID, sku
 		if err := s.checkAllotment(ctx, tx, it, now); err != nil {
 			return err
 		}
@@ -183,6 +204,10 @@ func (s *Store) UpdateItem(ctx context.Context, it *surge.SessionItem, now time.
 			per_user_limit = ? WHERE id = ?`), it.Allotted, it.SalePrice.Amount, it.SalePrice.Currency, it.PerUserLimit, it.ID)
 		return s.wrap(err, "session item")
 	})
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
 }
 
 // DeleteItem implements surge.SessionStore.

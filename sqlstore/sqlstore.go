@@ -34,6 +34,9 @@ type Dialect struct {
 	ForUpdate string
 	// IsUniqueViolation reports whether err is a unique constraint violation.
 	IsUniqueViolation func(error) bool
+	// IsContention reports whether err is lock contention that a retry may clear (a deadlock,
+	// a serialization failure, a busy database).
+	IsContention func(error) bool
 	// SessionLock makes concurrent migrations from many nodes wait for each other.
 	SessionLock bool
 }
@@ -119,14 +122,14 @@ type querier interface {
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return s.wrap(err, "transaction")
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return err
+		return s.wrap(err, "row")
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return s.wrap(err, "commit")
 	}
 	return nil
 }
@@ -140,6 +143,8 @@ func (s *Store) wrap(err error, what string) error {
 		return surge.Errorf(surge.ENOTFOUND, "%s not found", what)
 	case s.dialect.IsUniqueViolation(err):
 		return surge.Errorf(surge.ECONFLICT, "%s already exists", what)
+	case s.dialect.IsContention(err):
+		return surge.Errorf(surge.EUNAVAILABLE, "the database is busy with the same %s; retry", what)
 	}
 	var de *surge.Error
 	if errors.As(err, &de) {

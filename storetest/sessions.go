@@ -28,11 +28,14 @@ func RunSessions(t *testing.T, open Open) {
 		up := f.session(f.now.Add(time.Hour), f.now.Add(2*time.Hour))
 		live := f.session(f.now.Add(-time.Minute), f.now.Add(time.Hour))
 
-		up.Name = "renamed"
-		must(t, "UpdateSession(upcoming)", f.s.UpdateSession(f.ctx, up, f.now))
-		live.Name = "renamed"
-		wantCode(t, "UpdateSession(live)", f.s.UpdateSession(f.ctx, live, f.now), surge.ECONFLICT)
-		_, err := f.item(live, k, 1)
+		rename := func(se *surge.Session) error { se.Name = "renamed"; return nil }
+		_, err := f.s.UpdateSession(f.ctx, up.ID, f.now, rename)
+		must(t, "UpdateSession(upcoming)", err)
+		_, err = f.s.UpdateSession(f.ctx, live.ID, f.now, rename)
+		wantCode(t, "UpdateSession(live)", err, surge.ECONFLICT)
+		_, err = f.s.UpdateSession(f.ctx, 12345, f.now, rename)
+		wantCode(t, "UpdateSession(unknown)", err, surge.ENOTFOUND)
+		_, err = f.item(live, k, 1)
 		wantCode(t, "AddItem(live session)", err, surge.ECONFLICT)
 
 		it, err := f.item(up, k, 5)
@@ -44,10 +47,15 @@ func RunSessions(t *testing.T, open Open) {
 		if err != nil || got.Name != "renamed" || len(got.Items) != 1 || got.Items[0].Allotted != 5 || got.Items[0].Title != k.Title {
 			t.Fatalf("SessionByID = %+v, %v", got, err)
 		}
-		it.Allotted, it.PerUserLimit = 7, 2
-		must(t, "UpdateItem", f.s.UpdateItem(f.ctx, it, f.now))
+		upd, err := f.s.UpdateItem(f.ctx, up.ID, it.ID, f.now, func(it *surge.SessionItem) error { it.Allotted, it.PerUserLimit = 7, 2; return nil })
+		if err != nil || upd.Allotted != 7 || upd.PerUserLimit != 2 || upd.SKUID != k.ID {
+			t.Fatalf("UpdateItem = %+v, %v", upd, err)
+		}
 		later := f.now.Add(90 * time.Minute)
-		wantCode(t, "UpdateItem(after start)", f.s.UpdateItem(f.ctx, it, later), surge.ECONFLICT)
+		_, err = f.s.UpdateItem(f.ctx, up.ID, it.ID, later, func(*surge.SessionItem) error { return nil })
+		wantCode(t, "UpdateItem(after start)", err, surge.ECONFLICT)
+		_, err = f.s.UpdateItem(f.ctx, up.ID, 999, f.now, func(*surge.SessionItem) error { return nil })
+		wantCode(t, "UpdateItem(unknown item)", err, surge.ENOTFOUND)
 		wantCode(t, "DeleteItem(after start)", f.s.DeleteItem(f.ctx, up.ID, it.ID, later), surge.ECONFLICT)
 		must(t, "DeleteItem", f.s.DeleteItem(f.ctx, up.ID, it.ID, f.now))
 		wantCode(t, "DeleteItem(again)", f.s.DeleteItem(f.ctx, up.ID, it.ID, f.now), surge.ENOTFOUND)
@@ -70,22 +78,32 @@ func RunSessions(t *testing.T, open Open) {
 		wantCode(t, "AddItem(6 + 5 of 10)", err, surge.ECONFLICT)
 		ib, err := f.item(b, k, 4)
 		must(t, "AddItem(6 + 4 of 10)", err)
-		ia.Allotted = 7
-		wantCode(t, "UpdateItem(7 + 4 of 10)", f.s.UpdateItem(f.ctx, ia, f.now), surge.ECONFLICT)
-		ia.Allotted = 6
-		must(t, "UpdateItem(same allotment)", f.s.UpdateItem(f.ctx, ia, f.now))
+		allot := func(n int64) func(*surge.SessionItem) error {
+			return func(it *surge.SessionItem) error { it.Allotted = n; return nil }
+		}
+		_, err = f.s.UpdateItem(f.ctx, a.ID, ia.ID, f.now, allot(7))
+		wantCode(t, "UpdateItem(7 + 4 of 10)", err, surge.ECONFLICT)
+		_, err = f.s.UpdateItem(f.ctx, a.ID, ia.ID, f.now, allot(6))
+		must(t, "UpdateItem(same allotment)", err)
 
-		k.Stock = 9
-		wantCode(t, "UpdateSKU(stock below allotments)", f.s.UpdateSKU(f.ctx, k, f.now), surge.ECONFLICT)
-		k.Stock = 10
-		must(t, "UpdateSKU(stock equal to allotments)", f.s.UpdateSKU(f.ctx, k, f.now))
+		stock := func(n int64, currency string) func(*surge.SKU) error {
+			return func(k *surge.SKU) error { k.Stock, k.Price.Currency, k.CostPrice.Currency = n, currency, currency; return nil }
+		}
+		_, err = f.s.UpdateSKU(f.ctx, k.ID, f.now, stock(9, "CNY"))
+		wantCode(t, "UpdateSKU(stock below allotments)", err, surge.ECONFLICT)
+		_, err = f.s.UpdateSKU(f.ctx, k.ID, f.now, stock(10, "USD"))
+		wantCode(t, "UpdateSKU(currency change under allotments)", err, surge.ECONFLICT)
+		_, err = f.s.UpdateSKU(f.ctx, k.ID, f.now, stock(10, "CNY"))
+		must(t, "UpdateSKU(stock equal to allotments)", err)
 
-		// An ended session's allotment no longer holds stock.
-		ended := f.session(f.now.Add(-2*time.Hour), f.now.Add(-time.Hour))
-		_ = ended
 		must(t, "DeleteItem", f.s.DeleteItem(f.ctx, b.ID, ib.ID, f.now))
 		_, err = f.item(b, k, 4)
 		must(t, "AddItem(after delete)", err)
+
+		// Once both sessions have ended, their allotments no longer hold stock.
+		afterB := f.now.Add(5 * time.Hour)
+		_, err = f.s.UpdateSKU(f.ctx, k.ID, afterB, stock(0, "USD"))
+		must(t, "UpdateSKU(after every session ended)", err)
 
 		usd := &surge.SessionItem{ID: f.id(), SessionID: b.ID, SKUID: f.sku(f.spu(100, "Q"), "Q", 5).ID, Allotted: 1,
 			SalePrice: surge.Money{Amount: 1, Currency: "USD"}, PerUserLimit: 1}

@@ -4,7 +4,6 @@ package storetest
 
 import (
 	"context"
-	"io"
 	"sync"
 	"testing"
 	"time"
@@ -96,24 +95,4 @@ func concurrently(n int, fn func(i int) error) int {
 	}
 	wg.Wait()
 	return ok
-}
-
-// Rows is an ImportSource over a slice, numbering lines from 1.
-type Rows struct {
-	rows []surge.ImportRow
-	next int
-}
-
-// NewRows returns a source that yields rows in order.
-func NewRows(rows ...surge.ImportRow) *Rows { return &Rows{rows: rows} }
-
-// Next implements surge.ImportSource.
-func (r *Rows) Next() (surge.ImportRow, error) {
-	if r.next >= len(r.rows) {
-		return surge.ImportRow{}, io.EOF
-	}
-	row := r.rows[r.next]
-	r.next++
-	row.Line = r.next
-	return row, nil
 }

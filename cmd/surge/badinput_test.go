@@ -140,7 +140,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	})
 
 	t.Run("editing a live session", func(t *testing.T) {
-		soon := time.Now().Add(300 * time.Millisecond).UTC()
+		soon := time.Now().Add(2 * time.Second).UTC()
 		live := ok[*surge.Session](t, "CreateSession")(tm.op.CreateSession(ctx, sale.SessionInput{Name: "soon", StartAt: soon, EndAt: soon.Add(time.Hour)}))
 		it := ok[*surge.SessionItem](t, "AddItem")(tm.op.AddItem(ctx, live.ID, sale.ItemInput{SKUID: sku.ID, Allotted: 1,
 			SalePrice: surge.Money{Amount: 1, Currency: "CNY"}, PerUserLimit: 1}))
@@ -173,10 +173,17 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var rep surge.ImportReport
-		json.NewDecoder(resp.Body).Decode(&rep)
-		if resp.StatusCode != 422 || rep.Applied || len(rep.Errors) != 1 || rep.Errors[0].Line != 2 || rep.Errors[0].Code != surge.EINVALID {
-			t.Fatalf("import = %d %+v; want 422 with an error on line 2", resp.StatusCode, rep)
+		var body struct {
+			Error struct {
+				Code, RequestID string
+				Report          *surge.ImportReport
+			}
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		rep := body.Error.Report
+		if resp.StatusCode != 400 || body.Error.Code != surge.EINVALID || rep == nil || rep.Applied || len(rep.Errors) != 1 ||
+			rep.Errors[0].Line != 2 || rep.Errors[0].Code != surge.EINVALID {
+			t.Fatalf("import = %d %+v; want 400 EINVALID with a report of an error on line 2", resp.StatusCode, body)
 		}
 	})
 }

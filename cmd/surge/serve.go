@@ -31,8 +31,14 @@ import (
 	"github.com/surgecommerce/surge/sqlite"
 )
 
-// shutdownTimeout bounds how long in-flight requests get when the server stops.
-const shutdownTimeout = 10 * time.Second
+// HTTP server bounds. ReadTimeout leaves room for a 64 MiB import on a slow link; writes have no
+// deadline because dashboards hold streams open.
+const (
+	shutdownTimeout   = 10 * time.Second
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 2 * time.Minute
+	idleTimeout       = 2 * time.Minute
+)
 
 // relational is what both relational backends offer.
 type relational interface {
@@ -77,64 +83,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	db, err := m.openRelational(ctx, ids.Next)
+	b, err := m.openBackends(ctx, ids.Next)
 	if err != nil {
 		return err
 	}
-	applied, err := db.Migrate(ctx)
+	deps, err := m.services(ctx, b, ids.Next)
 	if err != nil {
 		return err
-	}
-	if len(applied) > 0 {
-		m.Log.Info("schema migrated", "versions", applied)
-	}
-	checks := []surgehttp.Check{{Name: m.relationalName(), Check: db.Ping}}
-
-	bus, err := nats.Open(ctx, nats.Config{URL: c.NATSURL, DataDir: c.DataDir, ListenAddr: c.NATSListen}, m.Log)
-	if err != nil {
-		return err
-	}
-	m.closers = append(m.closers, func() error { bus.Close(); return nil })
-	checks = append(checks, surgehttp.Check{Name: "nats", Check: bus.Ping})
-	if u := bus.ClientURL(); u != "" {
-		m.Log.Info("embedded nats listening", "url", u)
-	}
-
-	var counter surge.Counter = ratelimit.NewCounter(nil)
-	if c.RedisURL != "" {
-		rc, err := redis.Open(ctx, c.RedisURL, c.RedisPrefix)
-		if err != nil {
-			return err
-		}
-		m.closers = append(m.closers, rc.Close)
-		checks = append(checks, surgehttp.Check{Name: "redis", Check: rc.Ping})
-		counter = rc.Counter()
-	}
-
-	secret, err := m.tokenSecret()
-	if err != nil {
-		return err
-	}
-	sender := auth.NewLogSender(m.Log)
-	authn, err := auth.New(db, ids.Next, counter, sender,
-		auth.Config{Secret: secret, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, OTPTTL: c.OTPTTL}, nil)
-	if err != nil {
-		return err
-	}
-	if c.AdminPassword != "" {
-		created, err := authn.Bootstrap(ctx, c.AdminUser, c.AdminPassword)
-		if err != nil {
-			return fmt.Errorf("bootstrap admin: %w", err)
-		}
-		if created {
-			m.Log.Info("bootstrap admin created", "username", c.AdminUser)
-		}
-	}
-	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(db, db, ids.Next, nil), Sale: sale.New(db, ids.Next, nil),
-		Checks: checks, Log: m.Log, Registry: prometheus.NewRegistry()}
-	if c.Dev {
-		deps.DevCodes = sender
-		m.Log.Warn("development mode: one-time codes are exposed at /v1/dev/otp")
 	}
 	api, err := surgehttp.New(deps)
 	if err != nil {
@@ -152,6 +107,81 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		"bus", map[bool]string{true: "external nats", false: "embedded nats"}[c.NATSURL != ""],
 		"counters", map[bool]string{true: "redis", false: "in process"}[c.RedisURL != ""])
 	return nil
+}
+
+// backends are the open storage and messaging backends with their readiness checks.
+type backends struct {
+	db      relational
+	bus     *nats.Bus
+	counter surge.Counter
+	checks  []surgehttp.Check
+}
+
+// openBackends opens what the configuration picks; Close closes them.
+func (m *Main) openBackends(ctx context.Context, ids func() (int64, error)) (*backends, error) {
+	c := m.Config
+	b := &backends{counter: ratelimit.NewCounter(nil)}
+	var err error
+	if b.db, err = m.openRelational(ctx, ids); err != nil {
+		return nil, err
+	}
+	applied, err := b.db.Migrate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(applied) > 0 {
+		m.Log.Info("schema migrated", "versions", applied)
+	}
+	b.checks = append(b.checks, surgehttp.Check{Name: m.relationalName(), Check: b.db.Ping})
+	if b.bus, err = nats.Open(ctx, nats.Config{URL: c.NATSURL, DataDir: c.DataDir, ListenAddr: c.NATSListen}, m.Log); err != nil {
+		return nil, err
+	}
+	m.closers = append(m.closers, func() error { b.bus.Close(); return nil })
+	b.checks = append(b.checks, surgehttp.Check{Name: "nats", Check: b.bus.Ping})
+	if u := b.bus.ClientURL(); u != "" {
+		m.Log.Info("embedded nats listening", "url", u)
+	}
+	if c.RedisURL != "" {
+		rc, err := redis.Open(ctx, c.RedisURL, c.RedisPrefix)
+		if err != nil {
+			return nil, err
+		}
+		m.closers = append(m.closers, rc.Close)
+		b.checks = append(b.checks, surgehttp.Check{Name: "redis", Check: rc.Ping})
+		b.counter = rc.Counter()
+	}
+	return b, nil
+}
+
+// services builds the business services over the backends and creates the bootstrap admin.
+func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, error)) (surgehttp.Deps, error) {
+	c := m.Config
+	secret, err := m.tokenSecret()
+	if err != nil {
+		return surgehttp.Deps{}, err
+	}
+	sender := auth.NewLogSender(m.Log)
+	authn, err := auth.New(b.db, ids, b.counter, sender,
+		auth.Config{Log: m.Log, Secret: secret, AccessTTL: c.AccessTTL, RefreshTTL: c.RefreshTTL, OTPTTL: c.OTPTTL}, nil)
+	if err != nil {
+		return surgehttp.Deps{}, err
+	}
+	if c.AdminPassword != "" {
+		created, err := authn.Bootstrap(ctx, c.AdminUser, c.AdminPassword)
+		if err != nil {
+			return surgehttp.Deps{}, fmt.Errorf("bootstrap admin: %w", err)
+		}
+		if created {
+			m.Log.Info("bootstrap admin created", "username", c.AdminUser)
+		}
+	}
+	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(b.db, b.db, ids, nil), Sale: sale.New(b.db, ids, nil),
+		Checks: b.checks, Log: m.Log, Registry: prometheus.NewRegistry()}
+	if c.Dev {
+		deps.DevCodes = sender
+		m.Log.Warn("development mode: one-time codes are exposed at /v1/dev/otp")
+	}
+	return deps, nil
 }
 
 func (m *Main) relationalName() string {
@@ -209,7 +239,7 @@ func (m *Main) listen(addr string, h http.Handler) (*http.Server, string, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout,
 		ErrorLog: slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn)}
 	go func() { // stops when Close shuts the server down
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -253,8 +283,9 @@ func newLogger(c Config, w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if c.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts)), nil
+	return slog.New(surgehttp.WithRequestID(h)), nil
 }

@@ -20,12 +20,15 @@ func Run(t *testing.T, c surge.Counter) {
 	t.Run("CountsWithinWindow", func(t *testing.T) {
 		k := key()
 		for i := int64(1); i <= 3; i++ {
-			if n, err := c.Incr(ctx, k, time.Minute); err != nil || n != i {
-				t.Fatalf("Incr #%d = %d, %v; want %d", i, n, err, i)
+			if n, err := c.Add(ctx, k, 1, time.Minute); err != nil || n != i {
+				t.Fatalf("Add #%d = %d, %v; want %d", i, n, err, i)
 			}
 		}
 		if n, err := c.Count(ctx, k); err != nil || n != 3 {
 			t.Fatalf("Count = %d, %v; want 3", n, err)
+		}
+		if n, err := c.Add(ctx, k, -2, time.Minute); err != nil || n != 1 {
+			t.Fatalf("Add(-2) = %d, %v; want 1", n, err)
 		}
 		if err := c.Reset(ctx, k); err != nil {
 			t.Fatal(err)
@@ -37,8 +40,8 @@ func Run(t *testing.T, c surge.Counter) {
 
 	t.Run("WindowExpires", func(t *testing.T) {
 		k := key()
-		c.Incr(ctx, k, 50*time.Millisecond)
-		c.Incr(ctx, k, 50*time.Millisecond)
+		c.Add(ctx, k, 1, 50*time.Millisecond)
+		c.Add(ctx, k, 1, 50*time.Millisecond)
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			n, err := c.Count(ctx, k)
@@ -53,8 +56,8 @@ func Run(t *testing.T, c surge.Counter) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if n, _ := c.Incr(ctx, k, time.Minute); n != 1 {
-			t.Fatalf("Incr in a new window = %d; want 1", n)
+		if n, _ := c.Add(ctx, k, 1, time.Minute); n != 1 {
+			t.Fatalf("Add in a new window = %d; want 1", n)
 		}
 	})
 
@@ -66,7 +69,7 @@ func Run(t *testing.T, c surge.Counter) {
 			go func() {
 				defer wg.Done()
 				for range 10 {
-					if _, err := c.Incr(ctx, k, time.Minute); err != nil {
+					if _, err := c.Add(ctx, k, 1, time.Minute); err != nil {
 						t.Error(err)
 					}
 				}
@@ -74,7 +77,7 @@ func Run(t *testing.T, c surge.Counter) {
 		}
 		wg.Wait()
 		if n, _ := c.Count(ctx, k); n != 200 {
-			t.Fatalf("Count after 200 concurrent Incr = %d; want 200", n)
+			t.Fatalf("Count after 200 concurrent Add = %d; want 200", n)
 		}
 	})
 }
