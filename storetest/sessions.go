@@ -87,7 +87,10 @@ func RunSessions(t *testing.T, open Open) {
 		must(t, "UpdateItem(same allotment)", err)
 
 		stock := func(n int64, currency string) func(*surge.SKU) error {
-			return func(k *surge.SKU) error { k.Stock, k.Price.Currency, k.CostPrice.Currency = n, currency, currency; return nil }
+			return func(k *surge.SKU) error {
+				k.Stock, k.Price.Currency, k.CostPrice.Currency = n, currency, currency
+				return nil
+			}
 		}
 		_, err = f.s.UpdateSKU(f.ctx, k.ID, f.now, stock(9, "CNY"))
 		wantCode(t, "UpdateSKU(stock below allotments)", err, surge.ECONFLICT)
