@@ -157,12 +157,14 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func (e *Engine) shardOf(item int64) *shard {
+func (e *Engine) shardOf(item int64) *shard { return e.shards[e.shardIndex(item)] }
+
+func (e *Engine) shardIndex(item int64) int {
 	x := uint64(item)
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33
-	return e.shards[x%uint64(len(e.shards))]
+	return int(x % uint64(len(e.shards)))
 }
 
 // publish makes an item's sold-out flag readable by callers.
@@ -320,7 +322,7 @@ func (e *Engine) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.Res
 func (s *shard) known(k key) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, ok := s.st.res[k]
+	_, ok := s.st.res.get(k)
 	return ok
 }
 
@@ -331,27 +333,30 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, 
 	if len(out) < len(reqs) {
 		return surge.Errorf(surge.EINVALID, "out is shorter than the batch")
 	}
-	perShard := make(map[*shard]*op, len(e.shards))
-	where := make(map[*op][]int, len(e.shards))
+	ops := make([]*op, len(e.shards))
+	where := make([][]int, len(e.shards))
 	for i, r := range reqs {
 		if err := r.Validate(); err != nil {
 			out[i] = Result{Err: err}
 			continue
 		}
-		s := e.shardOf(r.ItemID)
-		o := perShard[s]
+		n := e.shardIndex(r.ItemID)
+		o := ops[n]
 		if o == nil {
 			o = &op{kind: opReserve, done: make(chan error, 1)}
-			perShard[s] = o
+			ops[n] = o
 		}
 		o.reqs = append(o.reqs, r)
 		o.keys = append(o.keys, requestKey(r.ItemID, r.RequestID))
 		o.out = append(o.out, Result{})
-		where[o] = append(where[o], i)
+		where[n] = append(where[n], i)
 	}
-	for s, o := range perShard {
+	for n, o := range ops {
+		if o == nil {
+			continue
+		}
 		select {
-		case s.in <- o:
+		case e.shards[n].in <- o:
 		case <-e.quit:
 			return errClosed
 		case <-ctx.Done():
@@ -359,7 +364,10 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, 
 		}
 	}
 	var firstErr error
-	for _, o := range perShard {
+	for n, o := range ops {
+		if o == nil {
+			continue
+		}
 		var err error
 		select {
 		case err = <-o.done:
@@ -369,7 +377,7 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, 
 		if err != nil && firstErr == nil {
 			firstErr = surge.Errorf(surge.EUNAVAILABLE, "stock log failed: %v", err)
 		}
-		for j, i := range where[o] {
+		for j, i := range where[n] {
 			out[i] = o.out[j]
 		}
 	}
@@ -452,7 +460,7 @@ func (e *Engine) Stats() Stats {
 	for _, s := range e.shards {
 		s.mu.RLock()
 		st.Items += len(s.st.items)
-		st.Reservations += len(s.st.res)
+		st.Reservations += s.st.res.len()
 		s.mu.RUnlock()
 	}
 	return st

@@ -41,13 +41,13 @@ func (it *item) levels() surge.StockLevels {
 // use; the engine gives each shard its own.
 type state struct {
 	items map[int64]*item
-	res   map[key]reservation
+	res   reservations
 	// newItem, if set, is called for each item created, so the engine can publish its flag.
 	newItem func(*item)
 }
 
 func newState(newItem func(*item)) *state {
-	return &state{items: make(map[int64]*item), res: make(map[key]reservation), newItem: newItem}
+	return &state{items: make(map[int64]*item), res: newReservations(), newItem: newItem}
 }
 
 // load decides a load of an item and returns the record to log, nil if nothing changes.
@@ -76,7 +76,8 @@ func (s *state) reserve(in surge.ReserveRequest, k key) (surge.ReserveResult, *r
 	if it == nil {
 		return surge.ReserveResult{}, nil, surge.Errorf(surge.ENOTFOUND, "item %d is not loaded", in.ItemID)
 	}
-	if res, ok := s.res[k]; ok {
+	res, known, slotTaken := s.res.find(k)
+	if known {
 		if res.user != in.UserID {
 			return surge.ReserveResult{}, nil, surge.Errorf(surge.ECONFLICT, "request id already used by another user")
 		}
@@ -90,16 +91,23 @@ func (s *state) reserve(in surge.ReserveRequest, k key) (surge.ReserveResult, *r
 		return surge.ReserveResult{Outcome: surge.LimitReached, Held: held}, nil, nil
 	}
 	r := &record{kind: recReserve, item: in.ItemID, user: in.UserID, qty: in.Quantity, reqH1: k.h1, reqH2: k.h2}
-	if err := s.apply(r); err != nil {
-		return surge.ReserveResult{}, nil, err
-	}
+	s.take(it, k, r.user, r.qty, held, slotTaken)
 	return surge.ReserveResult{Outcome: surge.Reserved, Held: held + in.Quantity}, r, nil
+}
+
+// take records a reservation already checked to fit: the one place stock leaves available.
+func (s *state) take(it *item, k key, user, qty, held int64, slotTaken bool) {
+	s.res.insert(k, reservation{user: user, qty: int32(qty), state: resReserved}, slotTaken)
+	it.available -= qty
+	it.reserved += qty
+	it.held[user] = held + qty
+	it.soldOut.Store(it.available == 0)
 }
 
 // settle decides a confirm or release of a reservation. Repeating the same settlement is a
 // no-op; the other one is refused.
 func (s *state) settle(kind byte, k key) (*record, error) {
-	res, ok := s.res[k]
+	res, ok := s.res.get(k)
 	if !ok {
 		return nil, surge.Errorf(surge.ENOTFOUND, "no such reservation")
 	}
@@ -148,15 +156,15 @@ func (s *state) apply(r *record) error {
 	k := r.key()
 	switch r.kind {
 	case recReserve:
-		if _, dup := s.res[k]; dup || r.qty <= 0 || r.qty > it.available || r.qty > math.MaxInt32 {
+		_, dup, slotTaken := s.res.find(k)
+		held := it.held[r.user]
+		if dup || r.qty <= 0 || r.qty > it.available || r.qty > math.MaxInt32 || held+r.qty > it.limit {
 			return fmt.Errorf("%w: reservation does not fit item %d", errInconsistent, r.item)
 		}
-		s.res[k] = reservation{user: r.user, qty: int32(r.qty), state: resReserved}
-		it.available -= r.qty
-		it.reserved += r.qty
-		it.held[r.user] += r.qty
+		s.take(it, k, r.user, r.qty, held, slotTaken)
+		return nil
 	case recConfirm, recRelease:
-		res, ok := s.res[k]
+		res, ok := s.res.get(k)
 		if !ok || res.state != resReserved {
 			return fmt.Errorf("%w: settling a reservation that is not open", errInconsistent)
 		}
@@ -172,7 +180,7 @@ func (s *state) apply(r *record) error {
 				delete(it.held, res.user)
 			}
 		}
-		s.res[k] = res
+		s.res.set(k, res)
 	default:
 		return fmt.Errorf("%w: unknown record kind %d", errInconsistent, r.kind)
 	}
@@ -186,10 +194,12 @@ func (s *state) check() error {
 	type sums struct{ reserved, sold int64 }
 	perItem := map[int64]*sums{}
 	perHolder := map[[2]int64]int64{}
-	for k, r := range s.res {
+	var orphan error
+	s.res.each(func(k key, r reservation) {
 		it := s.items[k.item]
 		if it == nil {
-			return fmt.Errorf("reservation for unknown item %d", k.item)
+			orphan = fmt.Errorf("reservation for unknown item %d", k.item)
+			return
 		}
 		if perItem[k.item] == nil {
 			perItem[k.item] = &sums{}
@@ -202,6 +212,9 @@ func (s *state) check() error {
 			perItem[k.item].sold += int64(r.qty)
 			perHolder[[2]int64{k.item, r.user}] += int64(r.qty)
 		}
+	})
+	if orphan != nil {
+		return orphan
 	}
 	for id, it := range s.items {
 		if err := it.levels().Check(); err != nil {
@@ -246,7 +259,7 @@ func appendSnapshot(b []byte, states ...*state) []byte {
 	var items, res int
 	for _, s := range states {
 		items += len(s.items)
-		res += len(s.res)
+		res += s.res.len()
 	}
 	b = binary.AppendUvarint(b, uint64(items))
 	for _, s := range states {
@@ -258,14 +271,14 @@ func appendSnapshot(b []byte, states ...*state) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(res))
 	for _, s := range states {
-		for k, r := range s.res {
+		s.res.each(func(k key, r reservation) {
 			b = binary.AppendUvarint(b, uint64(k.item))
 			b = binary.LittleEndian.AppendUint64(b, k.h1)
 			b = binary.LittleEndian.AppendUint64(b, k.h2)
 			b = binary.AppendUvarint(b, uint64(r.user))
 			b = binary.AppendUvarint(b, uint64(r.qty))
 			b = append(b, r.state)
-		}
+		})
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
@@ -315,10 +328,10 @@ func loadSnapshot(b []byte, route func(item int64) *state) error {
 		if it == nil || qty <= 0 || qty > math.MaxInt32 || st < resReserved || st > resReleased {
 			return errors.New("snapshot reservation does not fit")
 		}
-		if _, dup := s.res[k]; dup {
+		if _, dup := s.res.get(k); dup {
 			return errors.New("snapshot repeats a reservation")
 		}
-		s.res[k] = reservation{user: user, qty: int32(qty), state: st}
+		s.res.set(k, reservation{user: user, qty: int32(qty), state: st})
 		switch st {
 		case resReserved:
 			it.reserved += qty

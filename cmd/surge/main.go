@@ -17,6 +17,7 @@ const help = `surge: flash sales and live commerce in one binary.
 Usage:
   surge serve    [flags]   run the platform (embedded by default; see surge serve --help)
   surge migrate  [flags]   apply the relational schema migrations and exit
+  surge bench stock [flags]  measure the stock engine (see surge bench stock --help)
   surge help               show this text
 `
 
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = runServe(ctx, args[1:], env, stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], env, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args[1:], env, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, help)
 		return 0

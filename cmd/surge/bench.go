@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/stock"
+)
+
+// runBench dispatches surge bench subcommands.
+func runBench(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "stock" {
+		return fmt.Errorf("usage: surge bench stock [flags] (see surge bench stock --help)")
+	}
+	return benchStock(ctx, args[1:], env, stdout, stderr)
+}
+
+// stockBenchConfig are the settings of surge bench stock.
+type stockBenchConfig struct {
+	backend  string
+	items    int
+	duration time.Duration
+	workers  int
+	batch    int
+	json     bool
+	dataDir  string
+	redisURL string
+	profile  string
+}
+
+// batcher is what the bench drives: the embedded engine and the Redis engine both offer it.
+type batcher interface {
+	surge.StockEngine
+	ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []stock.Result) error
+}
+
+// StockBenchResult is what surge bench stock --json prints.
+type StockBenchResult struct {
+	Backend           string  `json:"backend"`
+	Items             int     `json:"items"`
+	Workers           int     `json:"workers"`
+	Batch             int     `json:"batch"`
+	DurationSec       float64 `json:"duration_sec"`
+	Decisions         int64   `json:"decisions"`
+	DecisionsPerSec   float64 `json:"decisions_per_sec"`
+	P50AckMs          float64 `json:"p50_ack_ms"`
+	P99AckMs          float64 `json:"p99_ack_ms"`
+	FsyncsPerSec      float64 `json:"fsyncs_per_sec"`
+	DecisionsPerFsync float64 `json:"decisions_per_fsync"`
+	Errors            int64   `json:"errors"`
+	InvariantsOK      bool    `json:"invariants_ok"`
+	GoMaxProcs        int     `json:"gomaxprocs"`
+}
+
+func benchStock(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	var c stockBenchConfig
+	fs := flag.NewFlagSet("bench stock", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.backend, "backend", "embedded", "embedded or redis")
+	fs.IntVar(&c.items, "items", 1, "items the reservations spread over (1 = one hot item)")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to run")
+	fs.IntVar(&c.workers, "workers", 64, "concurrent callers")
+	fs.IntVar(&c.batch, "batch", 64, "reservations per call (1 calls Reserve; more calls ReserveBatch, as the purchase queue does)")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of a summary")
+	fs.StringVar(&c.dataDir, "data-dir", "", "engine directory for embedded (default: a temporary one, removed after)")
+	fs.StringVar(&c.redisURL, "redis-url", env("SURGE_REDIS_URL"), "Redis URL for the redis backend [SURGE_REDIS_URL]")
+	fs.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.items < 1 || c.workers < 1 || c.batch < 1 || c.batch > stock.MaxBatchOps || c.duration <= 0 {
+		return fmt.Errorf("items, workers and duration must be positive, batch 1 to %d", stock.MaxBatchOps)
+	}
+	eng, fsyncs, check, closeEngine, err := openBenchEngine(c)
+	if err != nil {
+		return err
+	}
+	defer closeEngine()
+	ids := make([]int64, c.items)
+	base := rand.Int64N(1<<40) + 1
+	for i := range ids {
+		ids[i] = base + int64(i)
+		if err := eng.Load(ctx, surge.StockItem{ID: ids[i], Allotted: surge.MaxStock, PerUserLimit: surge.MaxPerUserLimit}); err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+	}
+	if c.profile != "" {
+		f, err := os.Create(c.profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	res := runStockBench(ctx, c, eng, ids, fsyncs, stderr)
+	if c.profile != "" {
+		pprof.StopCPUProfile()
+	}
+	res.InvariantsOK = check() == nil
+	if res.Errors > 0 {
+		fmt.Fprintf(stderr, "bench: %d calls failed\n", res.Errors)
+	}
+	if c.json {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "backend %s, %d item(s), %d workers, batch %d, GOMAXPROCS %d\n", res.Backend, res.Items, res.Workers, res.Batch, res.GoMaxProcs)
+	fmt.Fprintf(stdout, "decisions/s       %12.0f  (%d in %.1fs)\n", res.DecisionsPerSec, res.Decisions, res.DurationSec)
+	fmt.Fprintf(stdout, "ack p50 / p99     %9.3f ms / %.3f ms  (call to durable acknowledgement)\n", res.P50AckMs, res.P99AckMs)
+	fmt.Fprintf(stdout, "fsyncs/s          %12.0f  (%.0f decisions per fsync)\n", res.FsyncsPerSec, res.DecisionsPerFsync)
+	fmt.Fprintf(stdout, "invariants        %12v\n", res.InvariantsOK)
+	if !res.InvariantsOK {
+		return errors.New("invariants broken")
+	}
+	return nil
+}
+
+// openBenchEngine opens the chosen backend and returns it with a counter of fsyncs, an
+// invariant check and a close function.
+func openBenchEngine(c stockBenchConfig) (batcher, func() int64, func() error, func(), error) {
+	switch c.backend {
+	case "embedded":
+		dir, cleanup := c.dataDir, func() {}
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "surge-bench-stock-")
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			dir, cleanup = tmp, func() { os.RemoveAll(tmp) }
+		}
+		e, err := stock.Open(stock.Options{Dir: dir})
+		if err != nil {
+			cleanup()
+			return nil, nil, nil, nil, err
+		}
+		return e, func() int64 { return e.Stats().Syncs }, e.Check, func() { e.Close(); cleanup() }, nil
+	case "redis":
+		return openRedisBench(c)
+	}
+	return nil, nil, nil, nil, fmt.Errorf("backend must be embedded or redis")
+}
+
+// runStockBench drives the engine for the configured duration, printing progress each second.
+func runStockBench(ctx context.Context, c stockBenchConfig, eng batcher, ids []int64, fsyncs func() int64, stderr io.Writer) StockBenchResult {
+	var decisions, errs atomic.Int64
+	stop := make(chan struct{})
+	lat := make([][]float64, c.workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	syncs0 := fsyncs()
+	for w := range c.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
+			reqs := make([]surge.ReserveRequest, c.batch)
+			out := make([]stock.Result, c.batch)
+			prefix := "b" + strconv.Itoa(w) + "-"
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := range reqs {
+					reqs[i] = surge.ReserveRequest{ItemID: ids[rng.IntN(len(ids))], UserID: rng.Int64N(1<<40) + 1,
+						Quantity: 1, RequestID: prefix + strconv.Itoa(n*c.batch+i)}
+				}
+				t0 := time.Now()
+				var err error
+				if c.batch == 1 {
+					_, err = eng.Reserve(ctx, reqs[0])
+				} else {
+					err = eng.ReserveBatch(ctx, reqs, out)
+				}
+				d := time.Since(t0)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				decisions.Add(int64(c.batch))
+				if n%4 == 0 { // a sample is plenty and keeps memory flat
+					lat[w] = append(lat[w], float64(d.Microseconds())/1000)
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(time.Second)
+	deadline := time.After(c.duration)
+	var last int64
+loop:
+	for {
+		select {
+		case <-tick.C:
+			n := decisions.Load()
+			fmt.Fprintf(stderr, "bench: %5.1fs  %10d decisions/s  %6d fsyncs so far  %d errors\n",
+				time.Since(start).Seconds(), n-last, fsyncs()-syncs0, errs.Load())
+			last = n
+		case <-deadline:
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(stop)
+	wg.Wait()
+	tick.Stop()
+	elapsed := time.Since(start).Seconds()
+	var all []float64
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return all[min(len(all)-1, int(p*float64(len(all))))]
+	}
+	n, syncs := decisions.Load(), fsyncs()-syncs0
+	res := StockBenchResult{Backend: c.backend, Items: c.items, Workers: c.workers, Batch: c.batch, DurationSec: elapsed,
+		Decisions: n, DecisionsPerSec: float64(n) / elapsed, P50AckMs: pct(0.50), P99AckMs: pct(0.99),
+		FsyncsPerSec: float64(syncs) / elapsed, Errors: errs.Load(), GoMaxProcs: runtime.GOMAXPROCS(0)}
+	if syncs > 0 {
+		res.DecisionsPerFsync = float64(n) / float64(syncs)
+	}
+	return res
+}
