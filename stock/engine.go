@@ -432,6 +432,25 @@ func (e *Engine) Held(_ context.Context, itemID, userID int64) (int64, error) {
 	return it.held[userID], nil
 }
 
+// Reservation is what the engine knows of one reservation.
+type Reservation struct {
+	UserID   int64
+	Quantity int64
+	State    string // "reserved", "sold" or "released"
+}
+
+// Lookup returns a reservation by item and request id (for audits, reconciliation and tests).
+func (e *Engine) Lookup(itemID int64, requestID string) (Reservation, bool) {
+	s := e.shardOf(itemID)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.st.res.get(requestKey(itemID, requestID))
+	if !ok {
+		return Reservation{}, false
+	}
+	return Reservation{UserID: r.user, Quantity: int64(r.qty), State: [...]string{"", "reserved", "sold", "released"}[r.state]}, true
+}
+
 // Check verifies every invariant of the whole state (expensive: for tests and audits).
 func (e *Engine) Check() error {
 	for i, s := range e.shards {

@@ -135,15 +135,19 @@ var errInconsistent = errors.New("stock record does not fit the state")
 func (s *state) apply(r *record) error {
 	it := s.items[r.item]
 	if r.kind == recLoad {
+		var taken, limit int64
+		if it != nil {
+			taken, limit = it.reserved+it.sold, it.limit
+		}
+		if r.qty < taken || r.limit < limit && taken > 0 || r.limit <= 0 || r.qty > surge.MaxStock {
+			return fmt.Errorf("%w: load does not fit item %d", errInconsistent, r.item)
+		}
 		if it == nil {
 			it = &item{id: r.item, held: make(map[int64]int64), soldOut: new(atomic.Bool)}
 			s.items[r.item] = it
 			if s.newItem != nil {
 				s.newItem(it)
 			}
-		}
-		if r.qty < it.reserved+it.sold {
-			return fmt.Errorf("%w: load below reserved and sold", errInconsistent)
 		}
 		it.allotted, it.limit = r.qty, r.limit
 		it.available = it.allotted - it.reserved - it.sold
