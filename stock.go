@@ -85,6 +85,13 @@ type ReserveResult struct {
 	Held    int64
 }
 
+// BatchResult is one answer of a batch of reservations: a decision, or the error that prevented
+// that one request.
+type BatchResult struct {
+	ReserveResult
+	Err error
+}
+
 // StockLevels are an item's counters. Allotted = Available + Reserved + Sold, always.
 type StockLevels struct {
 	Allotted  int64 `json:"allotted"`

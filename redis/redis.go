@@ -48,6 +48,28 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Purge deletes every key under this client's prefix (for benchmarks and tests that used a
+// prefix of their own).
+func (c *Client) Purge(ctx context.Context) error {
+	iter := c.rdb.Scan(ctx, 0, c.prefix+":*", 1000).Iterator()
+	batch := make([]string, 0, 1000)
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == cap(batch) {
+			if err := c.rdb.Unlink(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return c.rdb.Unlink(ctx, batch...).Err()
+	}
+	return nil
+}
+
 // Close closes the pool.
 func (c *Client) Close() error { return c.rdb.Close() }
 

@@ -21,7 +21,10 @@ func open(t *testing.T) *redis.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() {
+		c.Purge(context.Background())
+		c.Close()
+	})
 	return c
 }
 

@@ -83,17 +83,11 @@ type op struct {
 	kind opKind
 	reqs []surge.ReserveRequest
 	keys []key
-	out  []Result
+	out  []surge.BatchResult
 	load surge.StockItem
 	k    key
 	err  error // the decision's error (load, confirm, release)
 	done chan error
-}
-
-// Result is one answer of a batch: a decision, or the error that prevented it.
-type Result struct {
-	surge.ReserveResult
-	Err error
 }
 
 var opPool = sync.Pool{New: func() any { return &op{done: make(chan error, 1)} }}
@@ -232,7 +226,7 @@ func (s *shard) exec(o *op, buf []byte) []byte {
 	case opReserve:
 		for i, req := range o.reqs {
 			res, rec, err := s.st.reserve(req, o.keys[i])
-			o.out[i] = Result{ReserveResult: res, Err: err}
+			o.out[i] = surge.BatchResult{ReserveResult: res, Err: err}
 			if rec != nil {
 				buf = appendRecord(buf, rec)
 			}
@@ -306,7 +300,7 @@ func (e *Engine) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.Res
 	}
 	o := opPool.Get().(*op)
 	o.kind, o.reqs, o.keys = opReserve, append(o.reqs[:0], r), append(o.keys[:0], k)
-	o.out = append(o.out[:0], Result{})
+	o.out = append(o.out[:0], surge.BatchResult{})
 	err := e.submit(ctx, s, o)
 	res := o.out[0]
 	if err == nil { // an op given up on may still be answered later; only a finished one is reused
@@ -329,7 +323,7 @@ func (s *shard) known(k key) bool {
 // ReserveBatch decides many reservations with one wait: the purchase queue hands over what has
 // arrived in one go. out must be as long as reqs. The returned error is an engine failure that
 // leaves every answer unknown; per-request errors are in out.
-func (e *Engine) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []Result) error {
+func (e *Engine) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error {
 	if len(out) < len(reqs) {
 		return surge.Errorf(surge.EINVALID, "out is shorter than the batch")
 	}
@@ -337,7 +331,7 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, 
 	where := make([][]int, len(e.shards))
 	for i, r := range reqs {
 		if err := r.Validate(); err != nil {
-			out[i] = Result{Err: err}
+			out[i] = surge.BatchResult{Err: err}
 			continue
 		}
 		n := e.shardIndex(r.ItemID)
@@ -348,7 +342,7 @@ func (e *Engine) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, 
 		}
 		o.reqs = append(o.reqs, r)
 		o.keys = append(o.keys, requestKey(r.ItemID, r.RequestID))
-		o.out = append(o.out, Result{})
+		o.out = append(o.out, surge.BatchResult{})
 		where[n] = append(where[n], i)
 	}
 	for n, o := range ops {

@@ -45,25 +45,28 @@ type stockBenchConfig struct {
 // batcher is what the bench drives: the embedded engine and the Redis engine both offer it.
 type batcher interface {
 	surge.StockEngine
-	ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []stock.Result) error
+	ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error
 }
 
 // StockBenchResult is what surge bench stock --json prints.
 type StockBenchResult struct {
-	Backend           string  `json:"backend"`
-	Items             int     `json:"items"`
-	Workers           int     `json:"workers"`
-	Batch             int     `json:"batch"`
-	DurationSec       float64 `json:"duration_sec"`
-	Decisions         int64   `json:"decisions"`
-	DecisionsPerSec   float64 `json:"decisions_per_sec"`
-	P50AckMs          float64 `json:"p50_ack_ms"`
-	P99AckMs          float64 `json:"p99_ack_ms"`
-	FsyncsPerSec      float64 `json:"fsyncs_per_sec"`
-	DecisionsPerFsync float64 `json:"decisions_per_fsync"`
-	Errors            int64   `json:"errors"`
-	InvariantsOK      bool    `json:"invariants_ok"`
-	GoMaxProcs        int     `json:"gomaxprocs"`
+	Backend                 string  `json:"backend"`
+	Items                   int     `json:"items"`
+	Workers                 int     `json:"workers"`
+	Batch                   int     `json:"batch"`
+	DurationSec             float64 `json:"duration_sec"`
+	Decisions               int64   `json:"decisions"`
+	Reserved                int64   `json:"reserved"`
+	DecisionsPerSec         float64 `json:"decisions_per_sec"`
+	P50AckMs                float64 `json:"p50_ack_ms"`
+	P99AckMs                float64 `json:"p99_ack_ms"`
+	FsyncsPerSec            float64 `json:"fsyncs_per_sec"`
+	DecisionsPerFsync       float64 `json:"decisions_per_fsync"`
+	Errors                  int64   `json:"errors"`
+	InvariantsOK            bool    `json:"invariants_ok"`
+	GoMaxProcs              int     `json:"gomaxprocs"`
+	HeapBytesPerItem        int64   `json:"heap_bytes_per_item"`
+	HeapBytesPerReservation int64   `json:"heap_bytes_per_reservation"`
 }
 
 func benchStock(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -90,6 +93,7 @@ func benchStock(ctx context.Context, args []string, env func(string) string, std
 		return err
 	}
 	defer closeEngine()
+	heap0 := heapInUse()
 	ids := make([]int64, c.items)
 	base := rand.Int64N(1<<40) + 1
 	for i := range ids {
@@ -98,6 +102,7 @@ func benchStock(ctx context.Context, args []string, env func(string) string, std
 			return fmt.Errorf("load: %w", err)
 		}
 	}
+	heap1 := heapInUse()
 	if c.profile != "" {
 		f, err := os.Create(c.profile)
 		if err != nil {
@@ -112,7 +117,21 @@ func benchStock(ctx context.Context, args []string, env func(string) string, std
 	if c.profile != "" {
 		pprof.StopCPUProfile()
 	}
+	if c.backend == "embedded" { // Redis keeps its state in its own process
+		res.HeapBytesPerItem = (heap1 - heap0) / int64(c.items)
+		if res.Reserved > 0 {
+			res.HeapBytesPerReservation = (heapInUse() - heap1) / res.Reserved
+		}
+	}
+	// Every acknowledged reservation must be in the counters, and the counters must balance.
 	res.InvariantsOK = check() == nil
+	var total int64
+	for _, id := range ids {
+		l, err := eng.Levels(ctx, id)
+		res.InvariantsOK = res.InvariantsOK && err == nil && l.Check() == nil
+		total += l.Reserved
+	}
+	res.InvariantsOK = res.InvariantsOK && total == res.Reserved
 	if res.Errors > 0 {
 		fmt.Fprintf(stderr, "bench: %d calls failed\n", res.Errors)
 	}
@@ -123,6 +142,9 @@ func benchStock(ctx context.Context, args []string, env func(string) string, std
 	fmt.Fprintf(stdout, "decisions/s       %12.0f  (%d in %.1fs)\n", res.DecisionsPerSec, res.Decisions, res.DurationSec)
 	fmt.Fprintf(stdout, "ack p50 / p99     %9.3f ms / %.3f ms  (call to durable acknowledgement)\n", res.P50AckMs, res.P99AckMs)
 	fmt.Fprintf(stdout, "fsyncs/s          %12.0f  (%.0f decisions per fsync)\n", res.FsyncsPerSec, res.DecisionsPerFsync)
+	if res.HeapBytesPerReservation > 0 {
+		fmt.Fprintf(stdout, "heap              %12d bytes per item, %d per reservation (holding)\n", res.HeapBytesPerItem, res.HeapBytesPerReservation)
+	}
 	fmt.Fprintf(stdout, "invariants        %12v\n", res.InvariantsOK)
 	if !res.InvariantsOK {
 		return errors.New("invariants broken")
@@ -157,7 +179,7 @@ func openBenchEngine(c stockBenchConfig) (batcher, func() int64, func() error, f
 
 // runStockBench drives the engine for the configured duration, printing progress each second.
 func runStockBench(ctx context.Context, c stockBenchConfig, eng batcher, ids []int64, fsyncs func() int64, stderr io.Writer) StockBenchResult {
-	var decisions, errs atomic.Int64
+	var decisions, reserved, errs atomic.Int64
 	stop := make(chan struct{})
 	lat := make([][]float64, c.workers)
 	var wg sync.WaitGroup
@@ -169,7 +191,7 @@ func runStockBench(ctx context.Context, c stockBenchConfig, eng batcher, ids []i
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
 			reqs := make([]surge.ReserveRequest, c.batch)
-			out := make([]stock.Result, c.batch)
+			out := make([]surge.BatchResult, c.batch)
 			prefix := "b" + strconv.Itoa(w) + "-"
 			for n := 0; ; n++ {
 				select {
@@ -184,7 +206,7 @@ func runStockBench(ctx context.Context, c stockBenchConfig, eng batcher, ids []i
 				t0 := time.Now()
 				var err error
 				if c.batch == 1 {
-					_, err = eng.Reserve(ctx, reqs[0])
+					out[0].ReserveResult, out[0].Err = eng.Reserve(ctx, reqs[0])
 				} else {
 					err = eng.ReserveBatch(ctx, reqs, out)
 				}
@@ -192,6 +214,13 @@ func runStockBench(ctx context.Context, c stockBenchConfig, eng batcher, ids []i
 				if err != nil {
 					errs.Add(1)
 					continue
+				}
+				for _, o := range out {
+					if o.Err != nil {
+						errs.Add(1)
+					} else if o.Outcome == surge.Reserved {
+						reserved.Add(1)
+					}
 				}
 				decisions.Add(int64(c.batch))
 				if n%4 == 0 { // a sample is plenty and keeps memory flat
@@ -234,10 +263,18 @@ loop:
 	}
 	n, syncs := decisions.Load(), fsyncs()-syncs0
 	res := StockBenchResult{Backend: c.backend, Items: c.items, Workers: c.workers, Batch: c.batch, DurationSec: elapsed,
-		Decisions: n, DecisionsPerSec: float64(n) / elapsed, P50AckMs: pct(0.50), P99AckMs: pct(0.99),
+		Decisions: n, Reserved: reserved.Load(), DecisionsPerSec: float64(n) / elapsed, P50AckMs: pct(0.50), P99AckMs: pct(0.99),
 		FsyncsPerSec: float64(syncs) / elapsed, Errors: errs.Load(), GoMaxProcs: runtime.GOMAXPROCS(0)}
 	if syncs > 0 {
 		res.DecisionsPerFsync = float64(n) / float64(syncs)
 	}
 	return res
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

@@ -1,0 +1,318 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Bounds of the Redis stock engine.
+const (
+	// SoldOutFlagTTL is how long a node answers "sold out" from its own flag before asking Redis
+	// again: stock released on another node shows up here within this time.
+	SoldOutFlagTTL = 200 * time.Millisecond
+	// maxRememberedReservations bounds the request ids a node remembers reserving, so that a
+	// retry to the same node gets its first answer even after the flag went up.
+	maxRememberedReservations = 1 << 20
+)
+
+// Each item's keys share the hash tag {stk:ID}, so one Lua script touches them atomically on a
+// single Redis or a Redis Cluster: KEYS[1] the counters (hash), KEYS[2] the holdings (hash:
+// user → units), KEYS[3] the reservations (hash: request id → "user:qty:state").
+var (
+	loadScript = redis.NewScript(`
+local c = redis.call('HMGET', KEYS[1], 'allotted', 'reserved', 'sold', 'limit')
+local allotted, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if not c[1] then
+  redis.call('HSET', KEYS[1], 'allotted', allotted, 'available', allotted, 'reserved', 0, 'sold', 0, 'limit', limit)
+  return 'ok'
+end
+local taken = tonumber(c[2]) + tonumber(c[3])
+if allotted < taken then return 'below' end
+if limit < tonumber(c[4]) and taken > 0 then return 'limit' end
+redis.call('HSET', KEYS[1], 'allotted', allotted, 'available', allotted - taken, 'limit', limit)
+return 'ok'`)
+
+	reserveScript = redis.NewScript(`
+local prior = redis.call('HGET', KEYS[3], ARGV[3])
+if prior then
+  local user = string.match(prior, '^(%d+):')
+  if user ~= ARGV[1] then return {'other', 0} end
+  return {'dup', tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')}
+end
+local c = redis.call('HMGET', KEYS[1], 'available', 'limit')
+if not c[1] then return {'nf', 0} end
+local qty = tonumber(ARGV[2])
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(c[1]) < qty then return {'soldout', held, tonumber(c[1])} end
+if held + qty > tonumber(c[2]) then return {'limit', held} end
+redis.call('HINCRBY', KEYS[1], 'available', -qty)
+redis.call('HINCRBY', KEYS[1], 'reserved', qty)
+redis.call('HINCRBY', KEYS[2], ARGV[1], qty)
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[1] .. ':' .. ARGV[2] .. ':r')
+return {'ok', held + qty}`)
+
+	settleScript = redis.NewScript(`
+local prior = redis.call('HGET', KEYS[3], ARGV[1])
+if not prior then return 'nf' end
+local user, qty, state = string.match(prior, '^(%d+):(%d+):(%a)$')
+local want = ARGV[2]
+if state == want then return 'ok' end
+if state ~= 'r' then return state end
+qty = tonumber(qty)
+redis.call('HINCRBY', KEYS[1], 'reserved', -qty)
+if want == 's' then
+  redis.call('HINCRBY', KEYS[1], 'sold', qty)
+else
+  redis.call('HINCRBY', KEYS[1], 'available', qty)
+  if redis.call('HINCRBY', KEYS[2], user, -qty) <= 0 then redis.call('HDEL', KEYS[2], user) end
+end
+redis.call('HSET', KEYS[3], ARGV[1], user .. ':' .. qty .. ':' .. want)
+return 'ok'`)
+)
+
+// Stock is the surge.StockEngine on Redis: every decision is one Lua script, atomic on the
+// server. Durability is Redis's: run it with appendonly yes and appendfsync always (or
+// everysec, accepting up to a second of loss on a crash of Redis itself).
+type Stock struct {
+	c *Client
+
+	flags sync.Map // item id → time until which the item is known sold out
+
+	mu       sync.Mutex
+	reserved map[string]struct{} // "item:request" this node reserved
+}
+
+// Stock returns the stock engine on this Redis.
+func (c *Client) Stock() *Stock { return &Stock{c: c, reserved: make(map[string]struct{})} }
+
+func (s *Stock) keys(item int64) []string {
+	tag := s.c.prefix + ":stk:{" + strconv.FormatInt(item, 10) + "}"
+	return []string{tag, tag + ":held", tag + ":res"}
+}
+
+// unavailable turns a Redis failure into a domain error: the call may or may not have been
+// applied, and a retry with the same request id settles which.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *surge.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return surge.Errorf(surge.EUNAVAILABLE, "redis: %v", err)
+}
+
+// Load implements surge.StockEngine.
+func (s *Stock) Load(ctx context.Context, it surge.StockItem) error {
+	if err := it.Validate(); err != nil {
+		return err
+	}
+	res, err := loadScript.Run(ctx, s.c.rdb, s.keys(it.ID), it.Allotted, it.PerUserLimit).Text()
+	if err != nil {
+		return unavailable(err)
+	}
+	switch res {
+	case "below":
+		return surge.Errorf(surge.ECONFLICT, "allotment %d is below the units already reserved or sold", it.Allotted)
+	case "limit":
+		return surge.Errorf(surge.ECONFLICT, "the per-user limit cannot drop once units are reserved")
+	}
+	s.flags.Delete(it.ID)
+	return nil
+}
+
+// Reserve implements surge.StockEngine.
+func (s *Stock) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.ReserveResult, error) {
+	if err := r.Validate(); err != nil {
+		return surge.ReserveResult{}, err
+	}
+	if s.flagged(r) {
+		return surge.ReserveResult{Outcome: surge.SoldOut}, nil
+	}
+	vals, err := reserveScript.Run(ctx, s.c.rdb, s.keys(r.ItemID), r.UserID, r.Quantity, r.RequestID).Slice()
+	if err != nil {
+		return surge.ReserveResult{}, unavailable(err)
+	}
+	return s.reserveResult(r, vals)
+}
+
+// flagged reports whether the item is known sold out and the request is not one this node
+// reserved (a retry of which must get its first answer).
+func (s *Stock) flagged(r surge.ReserveRequest) bool {
+	until, ok := s.flags.Load(r.ItemID)
+	if !ok || time.Now().After(until.(time.Time)) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, mine := s.reserved[reservedKey(r)]
+	return !mine
+}
+
+func reservedKey(r surge.ReserveRequest) string {
+	return strconv.FormatInt(r.ItemID, 10) + ":" + r.RequestID
+}
+
+func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.ReserveResult, error) {
+	if len(vals) < 2 {
+		return surge.ReserveResult{}, surge.Errorf(surge.EINTERNAL, "redis: unexpected reserve answer %v", vals)
+	}
+	status, _ := vals[0].(string)
+	held, _ := vals[1].(int64)
+	switch status {
+	case "ok", "dup":
+		s.mu.Lock()
+		if len(s.reserved) >= maxRememberedReservations {
+			clear(s.reserved)
+		}
+		s.reserved[reservedKey(r)] = struct{}{}
+		s.mu.Unlock()
+		return surge.ReserveResult{Outcome: surge.Reserved, Held: held}, nil
+	case "soldout":
+		if len(vals) > 2 && vals[2] == int64(0) {
+			s.flags.Store(r.ItemID, time.Now().Add(SoldOutFlagTTL))
+		}
+		return surge.ReserveResult{Outcome: surge.SoldOut, Held: held}, nil
+	case "limit":
+		return surge.ReserveResult{Outcome: surge.LimitReached, Held: held}, nil
+	case "nf":
+		return surge.ReserveResult{}, surge.Errorf(surge.ENOTFOUND, "item %d is not loaded", r.ItemID)
+	case "other":
+		return surge.ReserveResult{}, surge.Errorf(surge.ECONFLICT, "request id already used by another user")
+	}
+	return surge.ReserveResult{}, surge.Errorf(surge.EINTERNAL, "redis: unexpected reserve answer %q", status)
+}
+
+// ReserveBatch decides many reservations in one pipelined round trip; each is still its own
+// atomic script. The returned error is a failure of the whole round trip.
+func (s *Stock) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error {
+	cmds := make([]*redis.Cmd, len(reqs))
+	_, err := s.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, r := range reqs {
+			if err := r.Validate(); err != nil {
+				out[i] = surge.BatchResult{Err: err}
+				continue
+			}
+			cmds[i] = reserveScript.EvalSha(ctx, p, s.keys(r.ItemID), r.UserID, r.Quantity, r.RequestID)
+		}
+		return nil
+	})
+	if err != nil && !isNoScript(err) {
+		return unavailable(err)
+	}
+	for i, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
+		vals, err := cmd.Slice()
+		if isNoScript(err) { // the script cache was flushed: run this one the slow way
+			res, err := s.Reserve(ctx, reqs[i])
+			out[i] = surge.BatchResult{ReserveResult: res, Err: err}
+			continue
+		}
+		if err != nil {
+			out[i] = surge.BatchResult{Err: unavailable(err)}
+			continue
+		}
+		res, err := s.reserveResult(reqs[i], vals)
+		out[i] = surge.BatchResult{ReserveResult: res, Err: err}
+	}
+	return nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && len(err.Error()) >= 8 && err.Error()[:8] == "NOSCRIPT"
+}
+
+func (s *Stock) settle(ctx context.Context, itemID int64, requestID, state string) error {
+	if err := surge.ValidateRequestID(requestID); err != nil {
+		return err
+	}
+	res, err := settleScript.Run(ctx, s.c.rdb, s.keys(itemID), requestID, state).Text()
+	if err != nil {
+		return unavailable(err)
+	}
+	switch res {
+	case "ok":
+		if state == "x" {
+			s.flags.Delete(itemID) // stock came back
+		}
+		return nil
+	case "nf":
+		return surge.Errorf(surge.ENOTFOUND, "no such reservation")
+	case "s":
+		return surge.Errorf(surge.ECONFLICT, "the reservation was confirmed; it cannot be released")
+	case "x":
+		return surge.Errorf(surge.ECONFLICT, "the reservation was released; it cannot be confirmed")
+	}
+	return surge.Errorf(surge.EINTERNAL, "redis: unexpected settle answer %q", res)
+}
+
+// Confirm implements surge.StockEngine.
+func (s *Stock) Confirm(ctx context.Context, itemID int64, requestID string) error {
+	return s.settle(ctx, itemID, requestID, "s")
+}
+
+// Release implements surge.StockEngine.
+func (s *Stock) Release(ctx context.Context, itemID int64, requestID string) error {
+	return s.settle(ctx, itemID, requestID, "x")
+}
+
+// Levels implements surge.StockEngine.
+func (s *Stock) Levels(ctx context.Context, itemID int64) (surge.StockLevels, error) {
+	vals, err := s.c.rdb.HMGet(ctx, s.keys(itemID)[0], "allotted", "available", "reserved", "sold").Result()
+	if err != nil {
+		return surge.StockLevels{}, unavailable(err)
+	}
+	if vals[0] == nil {
+		return surge.StockLevels{}, surge.Errorf(surge.ENOTFOUND, "item %d is not loaded", itemID)
+	}
+	n := make([]int64, 4)
+	for i, v := range vals {
+		str, _ := v.(string)
+		if n[i], err = strconv.ParseInt(str, 10, 64); err != nil {
+			return surge.StockLevels{}, surge.Errorf(surge.EINTERNAL, "redis: bad counter %q", str)
+		}
+	}
+	return surge.StockLevels{Allotted: n[0], Available: n[1], Reserved: n[2], Sold: n[3]}, nil
+}
+
+// Held implements surge.StockEngine.
+func (s *Stock) Held(ctx context.Context, itemID, userID int64) (int64, error) {
+	keys := s.keys(itemID)
+	pipe := s.c.rdb.Pipeline()
+	exists := pipe.Exists(ctx, keys[0])
+	held := pipe.HGet(ctx, keys[1], strconv.FormatInt(userID, 10))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, unavailable(err)
+	}
+	if exists.Val() == 0 {
+		return 0, surge.Errorf(surge.ENOTFOUND, "item %d is not loaded", itemID)
+	}
+	n, err := held.Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return n, nil
+}
+
+// LoadScripts puts the scripts in Redis's cache, so pipelined calls can use EVALSHA.
+func (s *Stock) LoadScripts(ctx context.Context) error {
+	for _, sc := range []*redis.Script{loadScript, reserveScript, settleScript} {
+		if err := sc.Load(ctx, s.c.rdb).Err(); err != nil {
+			return unavailable(err)
+		}
+	}
+	return nil
+}

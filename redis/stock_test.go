@@ -1,0 +1,188 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/redis"
+	"github.com/surgecommerce/surge/stock/stocktest"
+)
+
+func TestStockConformance(t *testing.T) {
+	c := open(t)
+	stocktest.Run(t, func(t *testing.T) surge.StockEngine { return c.Stock() })
+}
+
+func TestStockBatchMatchesSingleCalls(t *testing.T) {
+	s := open(t).Stock()
+	ctx := context.Background()
+	if err := s.LoadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	item := time.Now().UnixNano()
+	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: 3, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := []surge.ReserveRequest{
+		{ItemID: item, UserID: 1, Quantity: 1, RequestID: "a"},
+		{ItemID: item, UserID: 1, Quantity: 1, RequestID: "b"}, // over the limit
+		{ItemID: item, UserID: 2, Quantity: 1, RequestID: "c"},
+		{ItemID: item, UserID: 3, Quantity: 0, RequestID: "d"}, // invalid
+		{ItemID: item, UserID: 4, Quantity: 1, RequestID: "e"},
+		{ItemID: item, UserID: 5, Quantity: 1, RequestID: "f"}, // sold out
+	}
+	out := make([]surge.BatchResult, len(reqs))
+	if err := s.ReserveBatch(ctx, reqs, out); err != nil {
+		t.Fatal(err)
+	}
+	want := []surge.Outcome{surge.Reserved, surge.LimitReached, surge.Reserved, 0, surge.Reserved, surge.SoldOut}
+	for i, w := range want {
+		if w == 0 {
+			if surge.ErrorCode(out[i].Err) != surge.EINVALID {
+				t.Errorf("batch[%d] = %+v; want EINVALID", i, out[i])
+			}
+			continue
+		}
+		if out[i].Err != nil || out[i].Outcome != w {
+			t.Errorf("batch[%d] = %+v; want %v", i, out[i], w)
+		}
+	}
+}
+
+// proxy forwards TCP to Redis and can stall: connections stay open but nothing moves, as when
+// Redis hangs or the network drops packets.
+type proxy struct {
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	stalled bool
+	conns   []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+	})
+	return p
+}
+
+func (p *proxy) serve(c net.Conn) {
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, c, up)
+	p.mu.Unlock()
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				dst.Close()
+				return
+			}
+			for p.isStalled() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				src.Close()
+				return
+			}
+		}
+	}
+	go pipe(up, c)
+	go pipe(c, up)
+}
+
+func (p *proxy) isStalled() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.stalled }
+func (p *proxy) stall(v bool)    { p.mu.Lock(); p.stalled = v; p.mu.Unlock() }
+
+func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
+	url := os.Getenv("SURGE_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	addr := "127.0.0.1:6379"
+	if u, err := parseAddr(url); err == nil {
+		addr = u
+	}
+	p := newProxy(t, addr)
+	ctx := context.Background()
+	c, err := redis.Open(ctx, "redis://"+p.ln.Addr().String()+"/0", "surgeproxytest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := c.Stock()
+	item := time.Now().UnixNano()
+	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: 10, PerUserLimit: 5}); err != nil {
+		t.Fatal(err)
+	}
+	p.stall(true)
+	start := time.Now()
+	_, err = s.Reserve(ctx, surge.ReserveRequest{ItemID: item, UserID: 1, Quantity: 1, RequestID: "slow"})
+	if surge.ErrorCode(err) != surge.EUNAVAILABLE {
+		t.Fatalf("Reserve with Redis stalled = %v; want EUNAVAILABLE", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Reserve with Redis stalled took %s; want a fast failure", d)
+	}
+	p.stall(false)
+	// The stalled call may or may not have been applied; a retry with the same id settles it.
+	var res surge.ReserveResult
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		res, err = s.Reserve(ctx, surge.ReserveRequest{ItemID: item, UserID: 1, Quantity: 1, RequestID: "slow"})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || res.Outcome != surge.Reserved || res.Held != 1 {
+		t.Fatalf("retry after recovery = %+v, %v; want reserved once (held 1)", res, err)
+	}
+	l, err := s.Levels(ctx, item)
+	if err != nil || l.Reserved != 1 || l.Check() != nil {
+		t.Fatalf("Levels after recovery = %+v, %v; want exactly one unit reserved", l, err)
+	}
+}
+
+func parseAddr(url string) (string, error) {
+	const pfx = "redis://"
+	if len(url) <= len(pfx) || url[:len(pfx)] != pfx {
+		return "", errors.New("not a redis url")
+	}
+	rest := url[len(pfx):]
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '/' {
+			return rest[:i], nil
+		}
+	}
+	return rest, nil
+}
+
