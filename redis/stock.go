@@ -81,16 +81,33 @@ return 'ok'`)
 // server. Durability is Redis's: run it with appendonly yes and appendfsync always (or
 // everysec, accepting up to a second of loss on a crash of Redis itself).
 type Stock struct {
-	c *Client
+	c    *Client
+	opts StockOptions
 
-	flags sync.Map // item id → time until which the item is known sold out
+	flags   sync.Map // item id → time until which the item is known sold out
+	buckets sync.Map // item id → *layout, once read from Redis
 
 	mu       sync.Mutex
 	reserved map[string]struct{} // "item:request" this node reserved
 }
 
+// StockOptions configure the Redis stock engine.
+type StockOptions struct {
+	// Buckets splits each item allotted at least BucketMinAllotment units into this many stock
+	// buckets, each in its own hash slot, so that on Redis Cluster one hot item spreads over
+	// several nodes. 0 or 1 keeps every item in one slot.
+	Buckets            int
+	BucketMinAllotment int64
+}
+
+// MaxBuckets bounds the buckets of one item.
+const MaxBuckets = 64
+
 // Stock returns the stock engine on this Redis.
-func (c *Client) Stock() *Stock { return &Stock{c: c, reserved: make(map[string]struct{})} }
+func (c *Client) Stock(opts StockOptions) *Stock {
+	opts.Buckets = min(max(opts.Buckets, 0), MaxBuckets)
+	return &Stock{c: c, opts: opts, reserved: make(map[string]struct{})}
+}
 
 func (s *Stock) keys(item int64) []string {
 	tag := s.c.prefix + ":stk:{" + strconv.FormatInt(item, 10) + "}"
@@ -115,6 +132,16 @@ func (s *Stock) Load(ctx context.Context, it surge.StockItem) error {
 	if err := it.Validate(); err != nil {
 		return err
 	}
+	defer s.flags.Delete(it.ID)
+	l, err := s.layoutOf(ctx, it.ID)
+	switch {
+	case surge.ErrorCode(err) == surge.ENOTFOUND && s.opts.Buckets > 1 && it.Allotted >= s.opts.BucketMinAllotment:
+		return s.loadBucketed(ctx, it, layout{n: s.opts.Buckets, chunk: max(1, it.Allotted/int64(4*s.opts.Buckets))})
+	case err == nil && l.n > 0:
+		return s.loadBucketed(ctx, it, l)
+	case err != nil && surge.ErrorCode(err) != surge.ENOTFOUND:
+		return err
+	}
 	res, err := loadScript.Run(ctx, s.c.rdb, s.keys(it.ID), it.Allotted, it.PerUserLimit).Text()
 	if err != nil {
 		return unavailable(err)
@@ -125,7 +152,6 @@ func (s *Stock) Load(ctx context.Context, it surge.StockItem) error {
 	case "limit":
 		return surge.Errorf(surge.ECONFLICT, "the per-user limit cannot drop once units are reserved")
 	}
-	s.flags.Delete(it.ID)
 	return nil
 }
 
@@ -136,6 +162,15 @@ func (s *Stock) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.Rese
 	}
 	if s.flagged(r) {
 		return surge.ReserveResult{Outcome: surge.SoldOut}, nil
+	}
+	if s.opts.Buckets > 1 {
+		l, err := s.layoutOf(ctx, r.ItemID)
+		if err != nil {
+			return surge.ReserveResult{}, err
+		}
+		if l.n > 0 {
+			return s.reserveBucketed(ctx, r, l)
+		}
 	}
 	vals, err := reserveScript.Run(ctx, s.c.rdb, s.keys(r.ItemID), r.UserID, r.Quantity, r.RequestID).Slice()
 	if err != nil {
@@ -156,6 +191,8 @@ func (s *Stock) flagged(r surge.ReserveRequest) bool {
 	_, mine := s.reserved[reservedKey(r)]
 	return !mine
 }
+
+func nowPlusTTL() time.Time { return time.Now().Add(SoldOutFlagTTL) }
 
 func reservedKey(r surge.ReserveRequest) string {
 	return strconv.FormatInt(r.ItemID, 10) + ":" + r.RequestID
@@ -178,7 +215,7 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.Reserve
 		return surge.ReserveResult{Outcome: surge.Reserved, Held: held}, nil
 	case "soldout":
 		if len(vals) > 2 && vals[2] == int64(0) {
-			s.flags.Store(r.ItemID, time.Now().Add(SoldOutFlagTTL))
+			s.flags.Store(r.ItemID, nowPlusTTL())
 		}
 		return surge.ReserveResult{Outcome: surge.SoldOut, Held: held}, nil
 	case "limit":
@@ -194,6 +231,13 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.Reserve
 // ReserveBatch decides many reservations in one pipelined round trip; each is still its own
 // atomic script. The returned error is a failure of the whole round trip.
 func (s *Stock) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error {
+	if s.opts.Buckets > 1 { // split items take several steps each
+		for i, r := range reqs {
+			res, err := s.Reserve(ctx, r)
+			out[i] = surge.BatchResult{ReserveResult: res, Err: err}
+		}
+		return nil
+	}
 	cmds := make([]*redis.Cmd, len(reqs))
 	_, err := s.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range reqs {
@@ -236,7 +280,16 @@ func (s *Stock) settle(ctx context.Context, itemID int64, requestID, state strin
 	if err := surge.ValidateRequestID(requestID); err != nil {
 		return err
 	}
-	res, err := settleScript.Run(ctx, s.c.rdb, s.keys(itemID), requestID, state).Text()
+	l, err := s.layoutOf(ctx, itemID)
+	if err != nil {
+		return err
+	}
+	var res string
+	if l.n > 0 {
+		res, err = s.settleBucketed(ctx, itemID, requestID, state, l)
+	} else {
+		res, err = settleScript.Run(ctx, s.c.rdb, s.keys(itemID), requestID, state).Text()
+	}
 	if err != nil {
 		return unavailable(err)
 	}
@@ -268,6 +321,13 @@ func (s *Stock) Release(ctx context.Context, itemID int64, requestID string) err
 
 // Levels implements surge.StockEngine.
 func (s *Stock) Levels(ctx context.Context, itemID int64) (surge.StockLevels, error) {
+	l, err := s.layoutOf(ctx, itemID)
+	if err != nil {
+		return surge.StockLevels{}, err
+	}
+	if l.n > 0 {
+		return s.levelsBucketed(ctx, itemID, l)
+	}
 	vals, err := s.c.rdb.HMGet(ctx, s.keys(itemID)[0], "allotted", "available", "reserved", "sold").Result()
 	if err != nil {
 		return surge.StockLevels{}, unavailable(err)
@@ -287,7 +347,15 @@ func (s *Stock) Levels(ctx context.Context, itemID int64) (surge.StockLevels, er
 
 // Held implements surge.StockEngine.
 func (s *Stock) Held(ctx context.Context, itemID, userID int64) (int64, error) {
+	l, err := s.layoutOf(ctx, itemID)
+	if err != nil {
+		return 0, err
+	}
 	keys := s.keys(itemID)
+	if l.n > 0 {
+		counters, held, res, _, _ := s.bucketKeys(itemID, l.bucketOf(userID))
+		keys = []string{counters, held, res}
+	}
 	pipe := s.c.rdb.Pipeline()
 	exists := pipe.Exists(ctx, keys[0])
 	held := pipe.HGet(ctx, keys[1], strconv.FormatInt(userID, 10))
@@ -309,7 +377,8 @@ func (s *Stock) Held(ctx context.Context, itemID, userID int64) (int64, error) {
 
 // LoadScripts puts the scripts in Redis's cache, so pipelined calls can use EVALSHA.
 func (s *Stock) LoadScripts(ctx context.Context) error {
-	for _, sc := range []*redis.Script{loadScript, reserveScript, settleScript} {
+	for _, sc := range []*redis.Script{loadScript, reserveScript, settleScript, initMainScript, initBucketScript,
+		debitScript, creditScript, adjustMainScript} {
 		if err := sc.Load(ctx, s.c.rdb).Err(); err != nil {
 			return unavailable(err)
 		}

@@ -16,11 +16,18 @@ import (
 
 func TestStockConformance(t *testing.T) {
 	c := open(t)
-	stocktest.Run(t, func(t *testing.T) surge.StockEngine { return c.Stock() })
+	stocktest.Run(t, func(t *testing.T) surge.StockEngine { return c.Stock(redis.StockOptions{}) },
+		stocktest.Options{RequestIDsSeenAcrossUsers: true})
+}
+
+// With every item split into buckets, the same contract holds.
+func TestStockConformanceBucketed(t *testing.T) {
+	c := open(t)
+	stocktest.Run(t, func(t *testing.T) surge.StockEngine { return c.Stock(redis.StockOptions{Buckets: 4}) }, stocktest.Options{})
 }
 
 func TestStockBatchMatchesSingleCalls(t *testing.T) {
-	s := open(t).Stock()
+	s := open(t).Stock(redis.StockOptions{})
 	ctx := context.Background()
 	if err := s.LoadScripts(ctx); err != nil {
 		t.Fatal(err)
@@ -140,7 +147,7 @@ func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	s := c.Stock()
+	s := c.Stock(redis.StockOptions{})
 	item := time.Now().UnixNano()
 	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: 10, PerUserLimit: 5}); err != nil {
 		t.Fatal(err)
@@ -185,4 +192,3 @@ func parseAddr(url string) (string, error) {
 	}
 	return rest, nil
 }
-

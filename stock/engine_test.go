@@ -27,5 +27,5 @@ func TestConformance(t *testing.T) {
 			e.Close()
 		})
 		return e
-	})
+	}, stocktest.Options{RequestIDsSeenAcrossUsers: true})
 }

@@ -40,6 +40,7 @@ type stockBenchConfig struct {
 	dataDir  string
 	redisURL string
 	profile  string
+	buckets  int
 }
 
 // batcher is what the bench drives: the embedded engine and the Redis engine both offer it.
@@ -82,6 +83,7 @@ func benchStock(ctx context.Context, args []string, env func(string) string, std
 	fs.StringVar(&c.dataDir, "data-dir", "", "engine directory for embedded (default: a temporary one, removed after)")
 	fs.StringVar(&c.redisURL, "redis-url", env("SURGE_REDIS_URL"), "Redis URL for the redis backend [SURGE_REDIS_URL]")
 	fs.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	fs.IntVar(&c.buckets, "buckets", 0, "redis: split each item into this many stock buckets (hot items on Redis Cluster)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func openRedisBench(c stockBenchConfig) (batcher, func() int64, func() error, fu
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	s := rc.Stock()
+	s := rc.Stock(redis.StockOptions{Buckets: c.buckets})
 	if err := s.LoadScripts(ctx); err != nil {
 		rc.Close()
 		return nil, nil, nil, nil, err

@@ -17,16 +17,25 @@ import (
 // Open returns an engine for one test; the backend cleans it up with t.Cleanup.
 type Open func(t *testing.T) surge.StockEngine
 
+// Options say which optional guarantees a backend gives.
+type Options struct {
+	// RequestIDsSeenAcrossUsers: a request id reused by another user is refused (ECONFLICT).
+	// Request ids are unique per item by contract; a backend that splits an item by user cannot
+	// see another user's ids and only guarantees that a request applies at most once.
+	RequestIDsSeenAcrossUsers bool
+}
+
 // Run runs the whole suite.
-func Run(t *testing.T, open Open) {
+func Run(t *testing.T, open Open, opts Options) {
 	t.Run("LoadAndAdjust", func(t *testing.T) { testLoad(t, open(t)) })
 	t.Run("ReserveOutcomes", func(t *testing.T) { testReserve(t, open(t)) })
-	t.Run("Idempotent", func(t *testing.T) { testIdempotent(t, open(t)) })
+	t.Run("Idempotent", func(t *testing.T) { testIdempotent(t, open(t), opts) })
 	t.Run("ConfirmAndRelease", func(t *testing.T) { testSettle(t, open(t)) })
 	t.Run("BadInputChangesNothing", func(t *testing.T) { testBadInput(t, open(t)) })
 	t.Run("StressHotItem", func(t *testing.T) { testStress(t, open(t), 1, 2000, 64, 300) })
 	t.Run("StressManyItems", func(t *testing.T) { testStress(t, open(t), 10_000, 3, 32, 1000) })
 	t.Run("PayVersusExpireRace", func(t *testing.T) { testRace(t, open(t)) })
+	t.Run("SellsOutExactly", func(t *testing.T) { testSellOut(t, open(t)) })
 }
 
 var ctx = context.Background()
@@ -130,7 +139,7 @@ func testReserve(t *testing.T, e surge.StockEngine) {
 	}
 }
 
-func testIdempotent(t *testing.T, e surge.StockEngine) {
+func testIdempotent(t *testing.T, e surge.StockEngine, opts Options) {
 	id := newItem(t, e, 3, 3)
 	first := reserve(t, e, id, 1, 2, "same")
 	again := reserve(t, e, id, 1, 2, "same")
@@ -140,8 +149,10 @@ func testIdempotent(t *testing.T, e surge.StockEngine) {
 	if l := levels(t, e, id); l.Reserved != 2 {
 		t.Fatalf("after a retried reservation Levels = %+v; want 2 reserved", l)
 	}
-	if _, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: 2, Quantity: 1, RequestID: "same"}); code(err) != surge.ECONFLICT {
-		t.Fatalf("Reserve(same id, other user) = %v; want ECONFLICT", err)
+	if opts.RequestIDsSeenAcrossUsers {
+		if _, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: 2, Quantity: 1, RequestID: "same"}); code(err) != surge.ECONFLICT {
+			t.Fatalf("Reserve(same id, other user) = %v; want ECONFLICT", err)
+		}
 	}
 	reserve(t, e, id, 3, 1, "last") // sells out
 	if r := reserve(t, e, id, 1, 2, "same"); r.Outcome != surge.Reserved {
@@ -334,5 +345,49 @@ func testRace(t *testing.T, e surge.StockEngine) {
 	l := levels(t, e, id)
 	if l.Sold+l.Available != 100 || l.Reserved != 0 {
 		t.Fatalf("after the races Levels = %+v", l)
+	}
+}
+
+// testSellOut has twice as many shoppers as units race for them, with some releases returning
+// units mid-way: exactly the allotment is taken, never more, and nothing is left unsold.
+func testSellOut(t *testing.T, e surge.StockEngine) {
+	const units = 100
+	id := newItem(t, e, units, 1)
+	var wg sync.WaitGroup
+	var got, released atomic.Int64
+	for u := int64(1); u <= 2*units; u++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := fmt.Sprint("sell-", u)
+			res, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: u, Quantity: 1, RequestID: req})
+			if err != nil {
+				t.Errorf("Reserve = %v", err)
+				return
+			}
+			if res.Outcome != surge.Reserved {
+				return
+			}
+			got.Add(1)
+			if u%10 == 0 && e.Release(ctx, id, req) == nil {
+				released.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	l := levels(t, e, id)
+	if l.Reserved != got.Load()-released.Load() || l.Reserved > units {
+		t.Fatalf("Levels = %+v after %d reservations and %d releases", l, got.Load(), released.Load())
+	}
+	// Whatever is still available can be bought by latecomers, down to exactly zero.
+	for u := int64(10_000); l.Available > 0 && u < 10_000+3*units; u++ {
+		e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: u, Quantity: 1, RequestID: fmt.Sprint("late-", u)})
+		l = levels(t, e, id)
+	}
+	if l.Available != 0 || l.Reserved != units {
+		t.Fatalf("after latecomers Levels = %+v; want all %d units reserved", l, units)
+	}
+	if r, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: 99_999, Quantity: 1, RequestID: "one-more"}); err != nil || r.Outcome != surge.SoldOut {
+		t.Fatalf("Reserve after sell-out = %+v, %v; want sold out", r, err)
 	}
 }

@@ -1,0 +1,357 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/surgecommerce/surge"
+)
+
+// A bucketed item keeps its allotment in a main bucket and N stock buckets, each in its own hash
+// slot. A user always reserves in the bucket picked by a hash of the user id, where the user's
+// holdings and request ids live too, so the per-user limit and idempotency stay atomic in one
+// script. Stock moves between slots in two idempotent steps, each named by a transfer id: the
+// giving side records the transfer as it debits, the receiving side credits it once, then the
+// record is dropped. Reconcile finishes any transfer a crashed node left half done, so a unit
+// is never lost or counted twice: it is available in exactly one bucket, or in transit.
+//
+// When a user's bucket is empty it borrows a chunk from the main bucket; when the main bucket
+// is empty too, the stock left in the other buckets is reclaimed into it first. Only when all
+// of that finds nothing is the answer "sold out".
+
+// layout is how an item is split: n buckets (0: not split) and the chunk a bucket borrows.
+type layout struct {
+	n     int
+	chunk int64
+}
+
+var (
+	initMainScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'allotted', ARGV[1], 'available', ARGV[1], 'limit', ARGV[2], 'buckets', ARGV[3], 'chunk', ARGV[4])
+return 1`)
+
+	initBucketScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'available', 0, 'reserved', 0, 'sold', 0)
+end
+redis.call('HSET', KEYS[1], 'limit', ARGV[1])
+return 1`)
+
+	// debit takes up to ARGV[3] units out of a bucket (KEYS[1]) and records the transfer
+	// ARGV[1] to ARGV[2] in KEYS[2]; repeating it returns the recorded amount. ARGV[3] = 0
+	// takes everything.
+	debitScript = redis.NewScript(`
+local prior = redis.call('HGET', KEYS[2], ARGV[1])
+if prior then return tonumber(string.match(prior, ':(%d+)$')) end
+local avail = tonumber(redis.call('HGET', KEYS[1], 'available') or '0')
+local k = avail
+if tonumber(ARGV[3]) > 0 then k = math.min(avail, tonumber(ARGV[3])) end
+if k <= 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'available', -k)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. k)
+return k`)
+
+	// credit adds a transfer's units to a bucket (KEYS[1]) once, remembering it in KEYS[2] (a
+	// sorted set by time, ARGV[3] ms). A record of the transfer read before it was finished may
+	// come back to be finished again, so the memory of a credit outlives any such delay: it is
+	// forgotten after creditMemoryMs.
+	creditScript = redis.NewScript(`
+if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'available', tonumber(ARGV[2]))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
+return 1`)
+
+	adjustMainScript = redis.NewScript(`
+local c = redis.call('HMGET', KEYS[1], 'allotted', 'available', 'limit')
+local allotted, avail, limit = tonumber(c[1]), tonumber(c[2]), tonumber(c[3])
+local want, wantLimit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if avail + want - allotted < 0 then return 'below' end
+if wantLimit < limit and allotted - avail > 0 then return 'limit' end
+redis.call('HSET', KEYS[1], 'allotted', want, 'available', avail + want - allotted, 'limit', wantLimit)
+return 'ok'`)
+)
+
+// Keys: the main bucket is {stk:ID}, bucket b is {stk:ID:b}. Each has counters, held, res,
+// in (credited transfers) and out (transfers it gave, not yet settled).
+func (s *Stock) bucketKeys(item int64, b int) (counters, held, res, in, out string) {
+	tag := s.c.prefix + ":stk:{" + strconv.FormatInt(item, 10)
+	if b > 0 {
+		tag += ":" + strconv.Itoa(b)
+	}
+	tag += "}"
+	return tag, tag + ":held", tag + ":res", tag + ":in", tag + ":out"
+}
+
+// layoutOf reads (once) how an item is split. Returns ENOTFOUND for an unknown item.
+func (s *Stock) layoutOf(ctx context.Context, item int64) (layout, error) {
+	if l, ok := s.buckets.Load(item); ok {
+		return l.(layout), nil
+	}
+	main, _, _, _, _ := s.bucketKeys(item, 0)
+	vals, err := s.c.rdb.HMGet(ctx, main, "allotted", "buckets", "chunk").Result()
+	if err != nil {
+		return layout{}, unavailable(err)
+	}
+	if vals[0] == nil {
+		return layout{}, surge.Errorf(surge.ENOTFOUND, "item %d is not loaded", item)
+	}
+	var l layout
+	if str, ok := vals[1].(string); ok {
+		l.n, _ = strconv.Atoi(str)
+	}
+	if str, ok := vals[2].(string); ok {
+		l.chunk, _ = strconv.ParseInt(str, 10, 64)
+	}
+	s.buckets.Store(item, l)
+	return l, nil
+}
+
+func (l layout) bucketOf(user int64) int {
+	x := uint64(user) * 0x9e3779b97f4a7c15
+	return 1 + int((x>>32)%uint64(l.n))
+}
+
+func transferID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// loadBucketed creates a split item, or adjusts one.
+func (s *Stock) loadBucketed(ctx context.Context, it surge.StockItem, l layout) error {
+	main, _, _, _, _ := s.bucketKeys(it.ID, 0)
+	created, err := initMainScript.Run(ctx, s.c.rdb, []string{main}, it.Allotted, it.PerUserLimit, l.n, l.chunk).Int()
+	if err != nil {
+		return unavailable(err)
+	}
+	if created == 0 { // adjusting: bring all unsold stock home first, so the main bucket can judge
+		if err := s.Reconcile(ctx, it.ID); err != nil {
+			return err
+		}
+		if _, err := s.reclaim(ctx, it.ID, l, 0); err != nil {
+			return err
+		}
+		res, err := adjustMainScript.Run(ctx, s.c.rdb, []string{main}, it.Allotted, it.PerUserLimit).Text()
+		if err != nil {
+			return unavailable(err)
+		}
+		switch res {
+		case "below":
+			return surge.Errorf(surge.ECONFLICT, "allotment %d is below the units already reserved or sold", it.Allotted)
+		case "limit":
+			return surge.Errorf(surge.ECONFLICT, "the per-user limit cannot drop once units are reserved")
+		}
+	}
+	for b := 1; b <= l.n; b++ {
+		counters, _, _, _, _ := s.bucketKeys(it.ID, b)
+		if err := initBucketScript.Run(ctx, s.c.rdb, []string{counters}, it.PerUserLimit).Err(); err != nil {
+			return unavailable(err)
+		}
+	}
+	s.buckets.Store(it.ID, l)
+	return nil
+}
+
+// transfer moves up to want units (0: all) from bucket from to bucket to, and returns how many.
+func (s *Stock) transfer(ctx context.Context, item int64, from, to int, want int64) (int64, error) {
+	fc, _, _, _, fout := s.bucketKeys(item, from)
+	tc, _, _, tin, _ := s.bucketKeys(item, to)
+	id := transferID()
+	k, err := debitScript.Run(ctx, s.c.rdb, []string{fc, fout}, id, to, want).Int64()
+	if err != nil || k == 0 {
+		return 0, unavailable(err)
+	}
+	return k, s.finish(ctx, fout, tc, tin, id, k)
+}
+
+// creditMemoryMs is how long a bucket remembers a credited transfer: far longer than any
+// reconcile holds a transfer record it read.
+const creditMemoryMs = int64(time.Hour / time.Millisecond)
+
+// finish credits a recorded transfer and drops the record; each step may be repeated.
+func (s *Stock) finish(ctx context.Context, fromOut, toCounters, toIn, id string, k int64) error {
+	err := creditScript.Run(ctx, s.c.rdb, []string{toCounters, toIn}, id, k, time.Now().UnixMilli(), creditMemoryMs).Err()
+	if err != nil {
+		return unavailable(err)
+	}
+	return unavailable(s.c.rdb.HDel(ctx, fromOut, id).Err())
+}
+
+// reclaim moves the stock of every bucket but except back to the main bucket.
+func (s *Stock) reclaim(ctx context.Context, item int64, l layout, except int) (int64, error) {
+	var total int64
+	for b := 1; b <= l.n; b++ {
+		if b == except {
+			continue
+		}
+		k, err := s.transfer(ctx, item, b, 0, 0)
+		if err != nil {
+			return total, err
+		}
+		total += k
+	}
+	return total, nil
+}
+
+// Reconcile finishes every transfer of a split item that a crashed node left half done. It is
+// safe to run at any time, on any node, concurrently with reservations.
+func (s *Stock) Reconcile(ctx context.Context, item int64) error {
+	l, err := s.layoutOf(ctx, item)
+	if err != nil || l.n == 0 {
+		return err
+	}
+	for from := 0; from <= l.n; from++ {
+		_, _, _, _, out := s.bucketKeys(item, from)
+		pending, err := s.c.rdb.HGetAll(ctx, out).Result()
+		if err != nil {
+			return unavailable(err)
+		}
+		for id, rec := range pending {
+			to, k, err := parseTransfer(rec)
+			if err != nil {
+				return err
+			}
+			tc, _, _, tin, _ := s.bucketKeys(item, to)
+			if err := s.finish(ctx, out, tc, tin, id, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func parseTransfer(rec string) (to int, k int64, err error) {
+	for i := 0; i < len(rec); i++ {
+		if rec[i] == ':' {
+			to, err1 := strconv.Atoi(rec[:i])
+			k, err2 := strconv.ParseInt(rec[i+1:], 10, 64)
+			if err1 == nil && err2 == nil {
+				return to, k, nil
+			}
+		}
+	}
+	return 0, 0, surge.Errorf(surge.EINTERNAL, "redis: bad transfer record %q", rec)
+}
+
+// maxRefills bounds how often one reservation refills its bucket before it gives up.
+const maxRefills = 4
+
+// reserveBucketed reserves in the user's bucket, borrowing and reclaiming stock as needed.
+func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l layout) (surge.ReserveResult, error) {
+	b := l.bucketOf(r.UserID)
+	counters, held, res, _, _ := s.bucketKeys(r.ItemID, b)
+	try := func() (string, surge.ReserveResult, error) {
+		vals, err := reserveScript.Run(ctx, s.c.rdb, []string{counters, held, res}, r.UserID, r.Quantity, r.RequestID).Slice()
+		if err != nil {
+			return "", surge.ReserveResult{}, unavailable(err)
+		}
+		status, _ := vals[0].(string)
+		out, err := s.reserveResult(r, vals[:2]) // an empty bucket says nothing of the item
+		return status, out, err
+	}
+	for range maxRefills {
+		status, out, err := try()
+		if err != nil || status != "soldout" {
+			return out, err
+		}
+		k, err := s.transfer(ctx, r.ItemID, 0, b, max(l.chunk, r.Quantity))
+		if err != nil {
+			return surge.ReserveResult{}, err
+		}
+		if k > 0 {
+			continue
+		}
+		// The main bucket is empty: finish stray transfers, bring the other buckets' stock home.
+		if err := s.Reconcile(ctx, r.ItemID); err != nil {
+			return surge.ReserveResult{}, err
+		}
+		if _, err := s.reclaim(ctx, r.ItemID, l, b); err != nil {
+			return surge.ReserveResult{}, err
+		}
+		if k, err = s.transfer(ctx, r.ItemID, 0, b, max(l.chunk, r.Quantity)); err != nil {
+			return surge.ReserveResult{}, err
+		}
+		if k == 0 {
+			break // nothing left anywhere
+		}
+	}
+	status, out, err := try() // a last look: a transfer may just have landed
+	if err == nil && status == "soldout" {
+		s.flags.Store(r.ItemID, nowPlusTTL())
+	}
+	return out, err
+}
+
+// settleBucketed confirms or releases a reservation in whichever bucket holds it.
+func (s *Stock) settleBucketed(ctx context.Context, itemID int64, requestID, state string, l layout) (string, error) {
+	cmds := make([]*redis.Cmd, l.n)
+	_, err := s.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := 1; b <= l.n; b++ {
+			counters, held, res, _, _ := s.bucketKeys(itemID, b)
+			cmds[b-1] = settleScript.Run(ctx, p, []string{counters, held, res}, requestID, state)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", unavailable(err)
+	}
+	for _, c := range cmds {
+		if v, _ := c.Text(); v != "nf" {
+			return v, nil
+		}
+	}
+	return "nf", nil
+}
+
+// levelsBucketed adds up the buckets, counting units in transit as available.
+func (s *Stock) levelsBucketed(ctx context.Context, itemID int64, l layout) (surge.StockLevels, error) {
+	var lv surge.StockLevels
+	main, _, _, _, _ := s.bucketKeys(itemID, 0)
+	allotted, err := s.c.rdb.HGet(ctx, main, "allotted").Int64()
+	if err != nil {
+		return lv, unavailable(err)
+	}
+	lv.Allotted = allotted
+	for b := 0; b <= l.n; b++ {
+		counters, _, _, _, out := s.bucketKeys(itemID, b)
+		vals, err := s.c.rdb.HMGet(ctx, counters, "available", "reserved", "sold").Result()
+		if err != nil {
+			return lv, unavailable(err)
+		}
+		n := make([]int64, 3)
+		for i, v := range vals {
+			if str, ok := v.(string); ok {
+				n[i], _ = strconv.ParseInt(str, 10, 64)
+			}
+		}
+		lv.Available += n[0]
+		lv.Reserved += n[1]
+		lv.Sold += n[2]
+		pending, err := s.c.rdb.HGetAll(ctx, out).Result()
+		if err != nil {
+			return lv, unavailable(err)
+		}
+		for id, rec := range pending { // debited here; count it unless already credited there
+			to, k, err := parseTransfer(rec)
+			if err != nil {
+				return lv, err
+			}
+			_, _, _, in, _ := s.bucketKeys(itemID, to)
+			err = s.c.rdb.ZScore(ctx, in, id).Err()
+			if errors.Is(err, redis.Nil) {
+				lv.Available += k
+			} else if err != nil {
+				return lv, unavailable(err)
+			}
+		}
+	}
+	return lv, nil
+}

@@ -1,0 +1,73 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/surgecommerce/surge"
+)
+
+// A node that dies between debiting one bucket and crediting another leaves units in transit:
+// they count as available, and Reconcile (run by anyone) lands them exactly once.
+func TestHalfDoneTransferIsReconciled(t *testing.T) {
+	url := os.Getenv("SURGE_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	ctx := context.Background()
+	c, err := Open(ctx, url, fmt.Sprintf("surgebuckettest%d", rand.Uint64()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Purge(ctx); c.Close() }()
+	s := c.Stock(StockOptions{Buckets: 3})
+	const item = 7
+	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: 30, PerUserLimit: 5}); err != nil {
+		t.Fatal(err)
+	}
+	// A transfer from the main bucket to bucket 2 that dies after the debit.
+	fc, _, _, _, fout := s.bucketKeys(item, 0)
+	tc, _, _, _, _ := s.bucketKeys(item, 2)
+	k, err := debitScript.Run(ctx, c.rdb, []string{fc, fout}, "dead-node-transfer", 2, 12).Int64()
+	if err != nil || k != 12 {
+		t.Fatalf("debit = %d, %v", k, err)
+	}
+	l, err := s.Levels(ctx, item)
+	if err != nil || l.Available != 30 || l.Check() != nil {
+		t.Fatalf("Levels with a transfer in flight = %+v, %v; want the 12 in transit counted as available", l, err)
+	}
+	for range 2 { // twice: the second finds nothing left to do
+		if err := s.Reconcile(ctx, item); err != nil {
+			t.Fatal(err)
+		}
+	}
+	avail, _ := c.rdb.HGet(ctx, tc, "available").Int64()
+	if avail != 12 {
+		t.Fatalf("bucket 2 holds %d after reconcile; want the 12 credited once", avail)
+	}
+	// A stale record of the finished transfer, finished again, credits nothing.
+	_, _, _, tin, _ := s.bucketKeys(item, 2)
+	if err := s.finish(ctx, fout, tc, tin, "dead-node-transfer", 12); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.Levels(ctx, item); l.Available != 30 || l.Check() != nil {
+		t.Fatalf("Levels after a repeated finish = %+v; want 30 available", l)
+	}
+	// All 30 units can still be sold, wherever they sit.
+	sold := 0
+	for u := int64(1); u <= 60 && sold < 30; u++ {
+		r, err := s.Reserve(ctx, surge.ReserveRequest{ItemID: item, UserID: u, Quantity: 1, RequestID: fmt.Sprint(u)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome == surge.Reserved {
+			sold++
+		}
+	}
+	if l, _ := s.Levels(ctx, item); sold != 30 || l.Available != 0 || l.Reserved != 30 {
+		t.Fatalf("sold %d, Levels %+v; want all 30", sold, l)
+	}
+}
