@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	mrand "math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,8 +24,8 @@ import (
 // is never lost or counted twice: it is available in exactly one bucket, or in transit.
 //
 // When a user's bucket is empty it borrows a chunk from the main bucket; when the main bucket
-// is empty too, the stock left in the other buckets is reclaimed into it first. Only when all
-// of that finds nothing is the answer "sold out".
+// is empty too, it takes what the other buckets hold (reclaiming near-empty buckets' fragments
+// for whoever still needs them). Only when no unit is anywhere is the answer "sold out".
 
 // layout is how an item is split: n buckets (0: not split) and the chunk a bucket borrows.
 type layout struct {
@@ -185,7 +187,8 @@ func (s *Stock) finish(ctx context.Context, fromOut, toCounters, toIn, id string
 	return unavailable(s.c.rdb.HDel(ctx, fromOut, id).Err())
 }
 
-// reclaim moves the stock of every bucket but except back to the main bucket.
+// reclaim moves the stock of every bucket but except back to the main bucket (before an
+// allotment change, so the main bucket can judge it).
 func (s *Stock) reclaim(ctx context.Context, item int64, l layout, except int) (int64, error) {
 	var total int64
 	for b := 1; b <= l.n; b++ {
@@ -244,7 +247,10 @@ func parseTransfer(rec string) (to int, k int64, err error) {
 // maxRefills bounds how often one reservation refills its bucket before it gives up.
 const maxRefills = 4
 
-// reserveBucketed reserves in the user's bucket, borrowing and reclaiming stock as needed.
+// reserveBucketed reserves in the user's bucket. When the bucket cannot serve the request, one
+// goroutine per node and bucket refills it — from the main bucket, or else by taking from the
+// other buckets — while the others wait and then try again. "Sold out" is answered only when
+// no bucket and no transfer in flight holds a unit.
 func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l layout) (surge.ReserveResult, error) {
 	b := l.bucketOf(r.UserID)
 	counters, held, res, _, _ := s.bucketKeys(r.ItemID, b)
@@ -257,37 +263,77 @@ func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l l
 		out, err := s.reserveResult(r, vals[:2]) // an empty bucket says nothing of the item
 		return status, out, err
 	}
+	lock := s.refillLock(r.ItemID, b)
 	for range maxRefills {
 		status, out, err := try()
 		if err != nil || status != "soldout" {
 			return out, err
 		}
-		k, err := s.transfer(ctx, r.ItemID, 0, b, max(l.chunk, r.Quantity))
+		lock.Lock()
+		status, out, err = try() // another caller may have refilled the bucket meanwhile
+		if err != nil || status != "soldout" {
+			lock.Unlock()
+			return out, err
+		}
+		k, err := s.refill(ctx, r.ItemID, l, b, r.Quantity)
+		lock.Unlock()
 		if err != nil {
 			return surge.ReserveResult{}, err
 		}
 		if k > 0 {
 			continue
 		}
-		// The main bucket is empty: finish stray transfers, bring the other buckets' stock home.
 		if err := s.Reconcile(ctx, r.ItemID); err != nil {
 			return surge.ReserveResult{}, err
 		}
-		if _, err := s.reclaim(ctx, r.ItemID, l, b); err != nil {
+		lv, err := s.levelsBucketed(ctx, r.ItemID, l)
+		if err != nil {
 			return surge.ReserveResult{}, err
 		}
-		if k, err = s.transfer(ctx, r.ItemID, 0, b, max(l.chunk, r.Quantity)); err != nil {
-			return surge.ReserveResult{}, err
-		}
-		if k == 0 {
-			break // nothing left anywhere
+		if lv.Available < r.Quantity {
+			if lv.Available == 0 {
+				s.flags.Store(r.ItemID, nowPlusTTL())
+			}
+			return out, nil
 		}
 	}
-	status, out, err := try() // a last look: a transfer may just have landed
-	if err == nil && status == "soldout" {
-		s.flags.Store(r.ItemID, nowPlusTTL())
-	}
+	_, out, err := try() // stock exists but kept moving away: answer as the bucket stands
 	return out, err
+}
+
+// refill moves stock into bucket b: a chunk from the main bucket, or else whatever the other
+// buckets can spare, starting at a random one so that refills spread.
+func (s *Stock) refill(ctx context.Context, item int64, l layout, b int, qty int64) (int64, error) {
+	want := max(l.chunk, qty)
+	if k, err := s.transfer(ctx, item, 0, b, want); err != nil || k > 0 {
+		return k, err
+	}
+	start := mrand.IntN(l.n)
+	var got int64
+	for i := range l.n {
+		c := 1 + (start+i)%l.n
+		if c == b {
+			continue
+		}
+		k, err := s.transfer(ctx, item, c, b, want-got)
+		if err != nil {
+			return got, err
+		}
+		if got += k; got >= qty {
+			break
+		}
+	}
+	return got, nil
+}
+
+// refillLock is the per-node lock for refilling one bucket of one item.
+func (s *Stock) refillLock(item int64, b int) *sync.Mutex {
+	key := [2]int64{item, int64(b)}
+	if m, ok := s.refills.Load(key); ok {
+		return m.(*sync.Mutex)
+	}
+	m, _ := s.refills.LoadOrStore(key, new(sync.Mutex))
+	return m.(*sync.Mutex)
 }
 
 // settleBucketed confirms or releases a reservation in whichever bucket holds it.

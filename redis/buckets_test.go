@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/surgecommerce/surge"
@@ -69,5 +71,47 @@ func TestHalfDoneTransferIsReconciled(t *testing.T) {
 	}
 	if l, _ := s.Levels(ctx, item); sold != 30 || l.Available != 0 || l.Reserved != 30 {
 		t.Fatalf("sold %d, Levels %+v; want all 30", sold, l)
+	}
+}
+
+// While a split item has stock, concurrent shoppers never hear "sold out", however its stock is
+// spread over the buckets at that moment.
+func TestBucketsNeverSellOutEarly(t *testing.T) {
+	url := os.Getenv("SURGE_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	ctx := context.Background()
+	c, err := Open(ctx, url, fmt.Sprintf("surgebuckettest%d", rand.Uint64()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Purge(ctx); c.Close() }()
+	s := c.Stock(StockOptions{Buckets: 8})
+	const item, units, shoppers = 9, 3000, 64
+	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: units, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var early atomic.Int64
+	for w := range shoppers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range units / shoppers { // together they want fewer units than there are
+				u := int64(w*1000 + i + 1)
+				r, err := s.Reserve(ctx, surge.ReserveRequest{ItemID: item, UserID: u, Quantity: 1, RequestID: fmt.Sprint(u)})
+				if err != nil || r.Outcome != surge.Reserved {
+					early.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := early.Load(); n > 0 {
+		t.Fatalf("%d shoppers were refused while stock remained", n)
+	}
+	if l, err := s.Levels(ctx, item); err != nil || l.Check() != nil || l.Reserved != units/shoppers*shoppers {
+		t.Fatalf("Levels = %+v, %v", l, err)
 	}
 }

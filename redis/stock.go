@@ -85,7 +85,8 @@ type Stock struct {
 	opts StockOptions
 
 	flags   sync.Map // item id → time until which the item is known sold out
-	buckets sync.Map // item id → *layout, once read from Redis
+	buckets sync.Map // item id → layout, once read from Redis
+	refills sync.Map // [item, bucket] → *sync.Mutex: one refill per bucket at a time on a node
 
 	mu       sync.Mutex
 	reserved map[string]struct{} // "item:request" this node reserved
