@@ -97,6 +97,11 @@ func (s *state) reserve(in surge.ReserveRequest, k key) (surge.ReserveResult, *r
 
 // take records a reservation already checked to fit: the one place stock leaves available.
 func (s *state) take(it *item, k key, user, qty, held int64, slotTaken bool) {
+	if qty <= 0 || qty > it.available || held+qty > it.limit {
+		// The checks before this call make it impossible; if it happens, the state is not to
+		// be trusted, and stopping beats selling stock that is not there.
+		panic(fmt.Sprintf("stock: item %d: taking %d of %d available, holding %d of %d", it.id, qty, it.available, held, it.limit))
+	}
 	s.res.insert(k, reservation{user: user, qty: int32(qty), state: resReserved}, slotTaken)
 	it.available -= qty
 	it.reserved += qty

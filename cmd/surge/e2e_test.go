@@ -256,3 +256,34 @@ func TestServiceEndpoints(t *testing.T) {
 		t.Error("no X-Request-Id in the response")
 	}
 }
+
+func TestProfilingAndDevEndpointsAreOptIn(t *testing.T) {
+	status := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	c := testConfig(t)
+	c.Dev = false
+	m, cl := start(t, c)
+	if m.AdminAddr != "" {
+		t.Fatalf("a profiling listener started without --admin-addr: %s", m.AdminAddr)
+	}
+	for _, path := range []string{"/debug/pprof/", "/v1/dev/otp?phone=%2B8613800000000"} {
+		if got := status(cl.BaseURL() + path); got != http.StatusNotFound {
+			t.Errorf("GET %s without opting in = %d; want 404", path, got)
+		}
+	}
+	c = testConfig(t)
+	c.AdminAddr = "127.0.0.1:0"
+	m, cl = start(t, c)
+	if got := status("http://" + m.AdminAddr + "/debug/pprof/"); got != http.StatusOK {
+		t.Fatalf("GET /debug/pprof/ on the admin listener = %d; want 200", got)
+	}
+	if got := status(cl.BaseURL() + "/debug/pprof/"); got != http.StatusNotFound {
+		t.Fatalf("GET /debug/pprof/ on the API listener = %d; want 404", got)
+	}
+}

@@ -56,8 +56,9 @@ type Main struct {
 	Config Config
 	Log    *slog.Logger
 
-	// Addr is the address the API listens on, known once Run returns.
-	Addr string
+	// Addr is the address the API listens on, known once Run returns; AdminAddr the profiling
+	// listener's, when there is one.
+	Addr, AdminAddr string
 
 	srv     *http.Server
 	admin   *http.Server
@@ -99,7 +100,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if c.AdminAddr != "" {
-		if m.admin, _, err = m.listen(c.AdminAddr, pprofMux()); err != nil {
+		if m.admin, m.AdminAddr, err = m.listen(c.AdminAddr, pprofMux()); err != nil {
 			return err
 		}
 	}
