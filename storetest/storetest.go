@@ -17,6 +17,7 @@ type Store interface {
 	surge.UserStore
 	surge.CatalogStore
 	surge.SessionStore
+	surge.OrderStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.
@@ -27,6 +28,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Users", func(t *testing.T) { RunUsers(t, open) })
 	t.Run("Catalog", func(t *testing.T) { RunCatalog(t, open) })
 	t.Run("Sessions", func(t *testing.T) { RunSessions(t, open) })
+	t.Run("Orders", func(t *testing.T) { RunOrders(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.

@@ -1,0 +1,107 @@
+package surge
+
+import (
+	"context"
+	"time"
+)
+
+// OrderState is where an order is in its life (R-4.1).
+type OrderState string
+
+// The order states. An order is created straight into pending payment once its reservation
+// holds; "created" names the instant before, for completeness of the machine.
+const (
+	OrderCreated        OrderState = "created"
+	OrderPendingPayment OrderState = "pending_payment"
+	OrderPaid           OrderState = "paid"
+	OrderConsumed       OrderState = "consumed"
+	OrderReviewed       OrderState = "reviewed"
+	OrderCancelled      OrderState = "cancelled"
+	OrderRefunded       OrderState = "refunded"
+)
+
+var orderTransitions = map[OrderState][]OrderState{
+	OrderCreated:        {OrderPendingPayment, OrderCancelled},
+	OrderPendingPayment: {OrderPaid, OrderCancelled},
+	OrderPaid:           {OrderConsumed, OrderRefunded},
+	OrderConsumed:       {OrderReviewed},
+}
+
+// CanBecome reports whether the state machine allows moving from s to t.
+func (s OrderState) CanBecome(t OrderState) bool {
+	for _, next := range orderTransitions[s] {
+		if next == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Why an order was cancelled.
+const (
+	CancelTimeout = "timeout" // not paid in time
+	CancelUser    = "user"    // the shopper cancelled
+)
+
+// Order is a purchase that holds reserved stock until it is paid or cancelled.
+type Order struct {
+	ID           int64      `json:"id,string"`
+	TxnID        string     `json:"txn_id"` // the purchase journey's transaction id, up to the payment provider (R-8.1)
+	RequestID    string     `json:"request_id"`
+	UserID       int64      `json:"user_id,string"`
+	SessionID    int64      `json:"session_id,string"`
+	ItemID       int64      `json:"item_id,string"` // the session item
+	SKUID        int64      `json:"sku_id,string"`
+	MerchantID   int64      `json:"merchant_id,string"`
+	Quantity     int64      `json:"quantity"`
+	Amount       Money      `json:"amount"`
+	State        OrderState `json:"state"`
+	CancelReason string     `json:"cancel_reason,omitempty"`
+	CreatedAt    time.Time  `json:"created_at"`
+	ExpiresAt    time.Time  `json:"expires_at"` // unpaid by then, it is cancelled and its stock returns
+	PaidAt       *time.Time `json:"paid_at,omitempty"`
+	StockSettled bool       `json:"-"` // the stock engine confirmed or released its reservation
+}
+
+// Payment is a payment provider's notification about a transaction, as received.
+type Payment struct {
+	NotifyID   string    `json:"notify_id"` // the provider's id of this notification
+	TxnID      string    `json:"txn_id"`
+	OrderID    int64     `json:"order_id,string"`
+	Amount     Money     `json:"amount"`
+	Status     string    `json:"status"` // the provider's word: "paid"
+	PaidAt     time.Time `json:"paid_at"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Outcome is what Surge did with it: "applied", "duplicate", or "refund_due" for a payment
+	// that arrived after its order was cancelled.
+	Outcome string `json:"outcome"`
+}
+
+// OrderStore keeps orders and the payment notifications about them.
+type OrderStore interface {
+	// CreateOrder stores o. An order for the same item and request id already there is not an
+	// error: created is false and o is overwritten with the stored order.
+	CreateOrder(ctx context.Context, o *Order) (created bool, err error)
+	// OrderByID returns ENOTFOUND if there is no such order.
+	OrderByID(ctx context.Context, id int64) (*Order, error)
+	// OrderByRequest finds the order of a purchase request; ENOTFOUND if there is none yet.
+	OrderByRequest(ctx context.Context, itemID int64, requestID string) (*Order, error)
+	// OrdersByUser returns a user's newest orders first.
+	OrdersByUser(ctx context.Context, userID int64, limit int) ([]*Order, error)
+	// Transition moves an order from one state to another if it is still in from, atomically:
+	// of two racing transitions only one wins. Returns ECONFLICT (with the order as it is) if
+	// the order is no longer in from, EINVALID if the machine forbids the move, ENOTFOUND.
+	Transition(ctx context.Context, id int64, from, to OrderState, reason string, now time.Time) (*Order, error)
+	// DueForExpiry returns pending orders whose time ran out by now, oldest first.
+	DueForExpiry(ctx context.Context, now time.Time, limit int) ([]*Order, error)
+	// UnsettledStock returns paid or cancelled orders whose reservation the stock engine has not
+	// yet confirmed or released.
+	UnsettledStock(ctx context.Context, limit int) ([]*Order, error)
+	// MarkStockSettled records that the stock engine settled an order's reservation.
+	MarkStockSettled(ctx context.Context, id int64) error
+	// RecordPayment stores a payment notification once per NotifyID: a repeat returns
+	// fresh false and changes nothing.
+	RecordPayment(ctx context.Context, p *Payment) (fresh bool, err error)
+	// PaymentsByOrder returns the notifications received for an order.
+	PaymentsByOrder(ctx context.Context, orderID int64) ([]*Payment, error)
+}

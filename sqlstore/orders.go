@@ -1,0 +1,189 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+const orderColumns = `id, txn_id, request_id, user_id, session_id, item_id, sku_id, merchant_id, quantity,
+	amount_minor, currency, state, cancel_reason, created_at, expires_at, paid_at, stock_settled`
+
+// CreateOrder implements surge.OrderStore.
+func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
+		o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
+		paidMs(o.PaidAt), boolInt(o.StockSettled))
+	if err == nil {
+		return true, nil
+	}
+	if !s.dialect.IsUniqueViolation(err) {
+		return false, s.wrap(err, "order")
+	}
+	stored, err := s.OrderByRequest(ctx, o.ItemID, o.RequestID)
+	if err != nil {
+		return false, err
+	}
+	*o = *stored
+	return false, nil
+}
+
+// OrderByID implements surge.OrderStore.
+func (s *Store) OrderByID(ctx context.Context, id int64) (*surge.Order, error) {
+	return s.orderWhere(ctx, s.db, `id = ?`, id)
+}
+
+// OrderByRequest implements surge.OrderStore.
+func (s *Store) OrderByRequest(ctx context.Context, itemID int64, requestID string) (*surge.Order, error) {
+	return s.orderWhere(ctx, s.db, `item_id = ? AND request_id = ?`, itemID, requestID)
+}
+
+func (s *Store) orderWhere(ctx context.Context, q querier, where string, args ...any) (*surge.Order, error) {
+	list, err := s.orders(ctx, q, where, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, surge.Errorf(surge.ENOTFOUND, "order not found")
+	}
+	return list[0], nil
+}
+
+// OrdersByUser implements surge.OrderStore.
+func (s *Store) OrdersByUser(ctx context.Context, userID int64, n int) ([]*surge.Order, error) {
+	return s.orders(ctx, s.db, `user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit(n))
+}
+
+func (s *Store) orders(ctx context.Context, q querier, where string, args ...any) ([]*surge.Order, error) {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT `+orderColumns+` FROM orders WHERE `+where), args...)
+	if err != nil {
+		return nil, s.wrap(err, "orders")
+	}
+	defer rows.Close()
+	var list []*surge.Order
+	for rows.Next() {
+		var o surge.Order
+		var state string
+		var created, expires, paid, settled int64
+		if err := rows.Scan(&o.ID, &o.TxnID, &o.RequestID, &o.UserID, &o.SessionID, &o.ItemID, &o.SKUID, &o.MerchantID,
+			&o.Quantity, &o.Amount.Amount, &o.Amount.Currency, &state, &o.CancelReason, &created, &expires, &paid, &settled); err != nil {
+			return nil, s.wrap(err, "orders")
+		}
+		o.State, o.CreatedAt, o.ExpiresAt, o.StockSettled = surge.OrderState(state), fromMs(created), fromMs(expires), settled != 0
+		if paid != 0 {
+			t := fromMs(paid)
+			o.PaidAt = &t
+		}
+		list = append(list, &o)
+	}
+	return list, s.wrap(rows.Err(), "orders")
+}
+
+// Transition implements surge.OrderStore. The conditional update is the arbiter of races: the
+// first transition out of a state wins, the other finds the state changed.
+func (s *Store) Transition(ctx context.Context, id int64, from, to surge.OrderState, reason string, now time.Time) (*surge.Order, error) {
+	if !from.CanBecome(to) {
+		return nil, surge.Errorf(surge.EINVALID, "an order cannot go from %s to %s", from, to)
+	}
+	var o *surge.Order
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		paid := int64(0)
+		if to == surge.OrderPaid {
+			paid = ms(now)
+		}
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET state = ?, cancel_reason = ?,
+			paid_at = CASE WHEN CAST(? AS BIGINT) > 0 THEN CAST(? AS BIGINT) ELSE paid_at END WHERE id = ? AND state = ?`),
+			string(to), reason, paid, paid, id, string(from))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if o, err = s.orderWhere(ctx, tx, `id = ?`, id); err != nil {
+			return err
+		}
+		if n == 0 {
+			return surge.Errorf(surge.ECONFLICT, "the order is %s, not %s", o.State, from)
+		}
+		return nil
+	})
+	if surge.ErrorCode(err) == surge.ECONFLICT {
+		return o, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// DueForExpiry implements surge.OrderStore.
+func (s *Store) DueForExpiry(ctx context.Context, now time.Time, n int) ([]*surge.Order, error) {
+	return s.orders(ctx, s.db, `state = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
+		string(surge.OrderPendingPayment), ms(now), limit(n))
+}
+
+// UnsettledStock implements surge.OrderStore.
+func (s *Store) UnsettledStock(ctx context.Context, n int) ([]*surge.Order, error) {
+	return s.orders(ctx, s.db, `stock_settled = 0 AND state IN (?, ?) ORDER BY id LIMIT ?`,
+		string(surge.OrderPaid), string(surge.OrderCancelled), limit(n))
+}
+
+// MarkStockSettled implements surge.OrderStore.
+func (s *Store) MarkStockSettled(ctx context.Context, id int64) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE orders SET stock_settled = 1 WHERE id = ?`), id)
+	return s.wrap(err, "order")
+}
+
+// RecordPayment implements surge.OrderStore.
+func (s *Store) RecordPayment(ctx context.Context, p *surge.Payment) (bool, error) {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
+		status, paid_at, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		p.NotifyID, p.TxnID, p.OrderID, p.Amount.Amount, p.Amount.Currency, p.Status, ms(p.PaidAt), ms(p.ReceivedAt), p.Outcome)
+	if err != nil && s.dialect.IsUniqueViolation(err) {
+		return false, nil
+	}
+	return err == nil, s.wrap(err, "payment")
+}
+
+// PaymentsByOrder implements surge.OrderStore.
+func (s *Store) PaymentsByOrder(ctx context.Context, orderID int64) ([]*surge.Payment, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT notify_id, txn_id, order_id, amount_minor, currency, status,
+		paid_at, received_at, outcome FROM payments WHERE order_id = ? ORDER BY received_at`), orderID)
+	if err != nil {
+		return nil, s.wrap(err, "payments")
+	}
+	defer rows.Close()
+	var list []*surge.Payment
+	for rows.Next() {
+		var p surge.Payment
+		var paid, received int64
+		if err := rows.Scan(&p.NotifyID, &p.TxnID, &p.OrderID, &p.Amount.Amount, &p.Amount.Currency, &p.Status,
+			&paid, &received, &p.Outcome); err != nil {
+			return nil, s.wrap(err, "payments")
+		}
+		p.PaidAt, p.ReceivedAt = fromMs(paid), fromMs(received)
+		list = append(list, &p)
+	}
+	return list, s.wrap(rows.Err(), "payments")
+}
+
+func paidMs(t *time.Time) int64 {
+	if t == nil {
+		return 0
+	}
+	return ms(*t)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+

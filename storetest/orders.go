@@ -1,0 +1,125 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+func (f *fixture) order(user, item int64, req string, expires time.Time) *surge.Order {
+	f.t.Helper()
+	id := f.id()
+	o := &surge.Order{ID: id, TxnID: fmt.Sprint("T", id), RequestID: req, UserID: user, SessionID: 1, ItemID: item,
+		SKUID: 2, MerchantID: 3, Quantity: 1, Amount: surge.Money{Amount: 990, Currency: "CNY"},
+		State: surge.OrderPendingPayment, CreatedAt: f.now, ExpiresAt: expires}
+	created, err := f.s.CreateOrder(f.ctx, o)
+	if err != nil || !created {
+		f.t.Fatalf("CreateOrder = %v, %v", created, err)
+	}
+	return o
+}
+
+// RunOrders checks the surge.OrderStore contract.
+func RunOrders(t *testing.T, open Open) {
+	t.Run("CreateIsIdempotentByRequest", func(t *testing.T) {
+		f := newFixture(t, open)
+		o := f.order(7, 100, "req-1", f.now.Add(time.Minute))
+		again := *o
+		again.ID, again.TxnID = f.id(), "T-other"
+		created, err := f.s.CreateOrder(f.ctx, &again)
+		if err != nil || created || again.ID != o.ID || again.TxnID != o.TxnID {
+			t.Fatalf("CreateOrder(same request) = %v, %v, %+v; want the stored order back", created, err, again)
+		}
+		got, err := f.s.OrderByRequest(f.ctx, 100, "req-1")
+		if err != nil || got.ID != o.ID || got.State != surge.OrderPendingPayment || !got.ExpiresAt.Equal(o.ExpiresAt) {
+			t.Fatalf("OrderByRequest = %+v, %v", got, err)
+		}
+		if _, err := f.s.OrderByRequest(f.ctx, 100, "nope"); surge.ErrorCode(err) != surge.ENOTFOUND {
+			t.Fatalf("OrderByRequest(unknown) = %v; want ENOTFOUND", err)
+		}
+		f.order(7, 101, "req-1", f.now) // same request id on another item is another order
+		list, err := f.s.OrdersByUser(f.ctx, 7, 10)
+		if err != nil || len(list) != 2 || list[0].ItemID != 101 {
+			t.Fatalf("OrdersByUser = %v, %v; want 2, newest first", list, err)
+		}
+	})
+
+	t.Run("StateMachine", func(t *testing.T) {
+		f := newFixture(t, open)
+		o := f.order(1, 100, "r", f.now.Add(time.Minute))
+		paid, err := f.s.Transition(f.ctx, o.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now)
+		if err != nil || paid.State != surge.OrderPaid || paid.PaidAt == nil || !paid.PaidAt.Equal(f.now) {
+			t.Fatalf("Transition(pay) = %+v, %v", paid, err)
+		}
+		cur, err := f.s.Transition(f.ctx, o.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, f.now)
+		wantCode(t, "Transition(cancel a paid order)", err, surge.ECONFLICT)
+		if cur == nil || cur.State != surge.OrderPaid {
+			t.Fatalf("a lost transition returned %+v; want the order as it is", cur)
+		}
+		_, err = f.s.Transition(f.ctx, o.ID, surge.OrderPaid, surge.OrderPendingPayment, "", f.now)
+		wantCode(t, "Transition(paid back to pending)", err, surge.EINVALID)
+		_, err = f.s.Transition(f.ctx, 404, surge.OrderPendingPayment, surge.OrderPaid, "", f.now)
+		wantCode(t, "Transition(unknown)", err, surge.ENOTFOUND)
+	})
+
+	t.Run("PayVersusExpireHasOneWinner", func(t *testing.T) {
+		f := newFixture(t, open)
+		for i := range 10 {
+			o := f.order(int64(i), 100, fmt.Sprint("race-", i), f.now)
+			won := concurrently(8, func(j int) error {
+				if j%2 == 0 {
+					_, err := f.s.Transition(f.ctx, o.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now)
+					return err
+				}
+				_, err := f.s.Transition(f.ctx, o.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, f.now)
+				return err
+			})
+			if won != 1 {
+				t.Fatalf("%d of 8 racing transitions won; want exactly 1", won)
+			}
+		}
+	})
+
+	t.Run("ExpiryAndSettlement", func(t *testing.T) {
+		f := newFixture(t, open)
+		late := f.order(1, 100, "late", f.now.Add(-time.Second))
+		f.order(2, 100, "fresh", f.now.Add(time.Hour))
+		due, err := f.s.DueForExpiry(f.ctx, f.now, 10)
+		if err != nil || len(due) != 1 || due[0].ID != late.ID {
+			t.Fatalf("DueForExpiry = %v, %v; want only the late order", due, err)
+		}
+		if _, err := f.s.Transition(f.ctx, late.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, f.now); err != nil {
+			t.Fatal(err)
+		}
+		if due, _ = f.s.DueForExpiry(f.ctx, f.now, 10); len(due) != 0 {
+			t.Fatalf("a cancelled order is still due: %v", due)
+		}
+		un, err := f.s.UnsettledStock(f.ctx, 10)
+		if err != nil || len(un) != 1 || un[0].ID != late.ID || un[0].CancelReason != surge.CancelTimeout {
+			t.Fatalf("UnsettledStock = %v, %v; want the cancelled order", un, err)
+		}
+		must(t, "MarkStockSettled", f.s.MarkStockSettled(f.ctx, late.ID))
+		if un, _ = f.s.UnsettledStock(f.ctx, 10); len(un) != 0 {
+			t.Fatalf("UnsettledStock after settling = %v", un)
+		}
+	})
+
+	t.Run("PaymentsOncePerNotification", func(t *testing.T) {
+		f := newFixture(t, open)
+		o := f.order(1, 100, "r", f.now)
+		p := &surge.Payment{NotifyID: "n1", TxnID: o.TxnID, OrderID: o.ID, Amount: o.Amount, Status: "paid",
+			PaidAt: f.now, ReceivedAt: f.now, Outcome: "applied"}
+		fresh, err := f.s.RecordPayment(f.ctx, p)
+		must(t, "RecordPayment", err)
+		again, err := f.s.RecordPayment(f.ctx, p)
+		if !fresh || again || err != nil {
+			t.Fatalf("RecordPayment twice = %v then %v, %v; want fresh once", fresh, again, err)
+		}
+		list, err := f.s.PaymentsByOrder(f.ctx, o.ID)
+		if err != nil || len(list) != 1 || list[0].Outcome != "applied" || list[0].Amount != o.Amount {
+			t.Fatalf("PaymentsByOrder = %v, %v", list, err)
+		}
+	})
+}
