@@ -12,6 +12,12 @@ type Session struct {
 	StartAt   time.Time      `json:"start_at"`
 	EndAt     time.Time      `json:"end_at"`
 	Status    string         `json:"status,omitempty"` // filled on reads: upcoming, live or ended
+	// PayTimeoutSec is how long an order of this session may wait for payment before it is
+	// cancelled and its stock returns (default DefaultPayTimeout).
+	PayTimeoutSec int64 `json:"pay_timeout_sec"`
+	// PublishedAt is set once the session is published: its stock is loaded into the stock
+	// engine and it can no longer be edited.
+	PublishedAt *time.Time `json:"published_at,omitempty"`
 	Items     []*SessionItem `json:"items"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
@@ -35,8 +41,19 @@ func (s *Session) StatusAt(now time.Time) string {
 	return SessionEnded
 }
 
-// Editable reports whether the session and its items may still change: only before it starts.
-func (s *Session) Editable(now time.Time) bool { return now.Before(s.StartAt) }
+// Editable reports whether the session and its items may still change: only before it is
+// published and before it starts.
+func (s *Session) Editable(now time.Time) bool { return s.PublishedAt == nil && now.Before(s.StartAt) }
+
+// PayTimeout is the session's payment deadline as a duration.
+func (s *Session) PayTimeout() time.Duration { return time.Duration(s.PayTimeoutSec) * time.Second }
+
+// Payment deadline bounds.
+const (
+	DefaultPayTimeout = 15 * time.Minute
+	MinPayTimeout     = time.Second
+	MaxPayTimeout     = 24 * time.Hour
+)
 
 // Validate checks the session's own fields (not its items).
 func (s *Session) Validate() error {
@@ -51,6 +68,9 @@ func (s *Session) Validate() error {
 	}
 	if s.EndAt.Sub(s.StartAt) > MaxSessionDuration {
 		return Errorf(EINVALID, "a session may last at most %s", MaxSessionDuration)
+	}
+	if d := s.PayTimeout(); d < MinPayTimeout || d > MaxPayTimeout {
+		return Errorf(EINVALID, "pay_timeout_sec must be between %d and %d", int64(MinPayTimeout/time.Second), int64(MaxPayTimeout/time.Second))
 	}
 	return nil
 }
@@ -87,8 +107,9 @@ func (it *SessionItem) Validate() error {
 
 // SessionFilter selects sessions whose window ends after EndAfter, by start time.
 type SessionFilter struct {
-	EndAfter time.Time
-	Limit    int
+	EndAfter  time.Time
+	Published bool
+	Limit     int
 }
 
 // SessionStore keeps sale sessions and their items. Changes are refused once a session has
@@ -102,7 +123,8 @@ type SessionStore interface {
 	// session with a write lock, lets change edit it (its error is returned as is), and writes
 	// it back. Returns ENOTFOUND, or ECONFLICT if the session started before now.
 	UpdateSession(ctx context.Context, id int64, now time.Time, change func(*Session) error) (*Session, error)
-	// ListSessions returns sessions with their items, earliest start first.
+	// ListSessions returns sessions with their items, earliest start first; with Published,
+	// only published ones.
 	ListSessions(ctx context.Context, f SessionFilter) ([]*Session, error)
 
 	// AddItem stores it with it.ID set and fills MerchantID and Title from the SKU. Returns
@@ -117,4 +139,10 @@ type SessionStore interface {
 	UpdateItem(ctx context.Context, sessionID, itemID int64, now time.Time, change func(*SessionItem) error) (*SessionItem, error)
 	// DeleteItem removes an item. Returns ENOTFOUND, or ECONFLICT if the session started.
 	DeleteItem(ctx context.Context, sessionID, itemID int64, now time.Time) error
+
+	// PublishSession marks a session published at now (freezing it) and returns it with its
+	// items. Publishing again returns it unchanged. Returns ENOTFOUND, or ECONFLICT if it ended.
+	PublishSession(ctx context.Context, id int64, now time.Time) (*Session, error)
+	// ItemByID returns a session item with its session (items not included); ENOTFOUND.
+	ItemByID(ctx context.Context, itemID int64) (*SessionItem, *Session, error)
 }

@@ -27,12 +27,14 @@ func (it StockItem) Validate() error {
 }
 
 // ReserveRequest asks for units of an item for a user. RequestID makes it idempotent: a retry
-// with the same item and request id returns the first reservation.
+// with the same item and request id returns the first reservation. OrderID, if set, is kept
+// with the reservation and returned to retries, so a retried purchase finds its first order.
 type ReserveRequest struct {
 	ItemID    int64
 	UserID    int64
 	Quantity  int64
 	RequestID string
+	OrderID   int64
 }
 
 // Validate checks the request's fields.
@@ -44,6 +46,8 @@ func (r ReserveRequest) Validate() error {
 		return Errorf(EINVALID, "user id must be positive")
 	case r.Quantity <= 0 || r.Quantity > MaxPerUserLimit:
 		return Errorf(EINVALID, "quantity must be between 1 and %d", MaxPerUserLimit)
+	case r.OrderID < 0:
+		return Errorf(EINVALID, "order id must not be negative")
 	}
 	return ValidateRequestID(r.RequestID)
 }
@@ -79,10 +83,13 @@ func (o Outcome) String() string {
 }
 
 // ReserveResult is the answer to a reservation. Held is the units the user holds of the item
-// after the decision (reserved plus sold to them).
+// after the decision (reserved plus sold to them). For a reservation, OrderID is the one its
+// first request carried, and Replayed says this answer repeats an earlier one.
 type ReserveResult struct {
-	Outcome Outcome
-	Held    int64
+	Outcome  Outcome
+	Held     int64
+	OrderID  int64
+	Replayed bool
 }
 
 // BatchResult is one answer of a batch of reservations: a decision, or the error that prevented

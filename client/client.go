@@ -267,6 +267,11 @@ func (c *Client) Sessions(ctx context.Context) ([]*surge.Session, error) {
 	return out.Items, nil
 }
 
+// Publish publishes a session: its stock goes into the stock engine and it freezes.
+func (c *Client) Publish(ctx context.Context, sessionID int64) (*surge.Session, error) {
+	return call[surge.Session](ctx, c, "POST", "/v1/sessions/"+id(sessionID)+"/publish", nil)
+}
+
 // AddItem puts a SKU on sale in a session.
 func (c *Client) AddItem(ctx context.Context, sessionID int64, in sale.ItemInput) (*surge.SessionItem, error) {
 	return call[surge.SessionItem](ctx, c, "POST", "/v1/sessions/"+id(sessionID)+"/items", in)

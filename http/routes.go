@@ -209,6 +209,11 @@ func (s *Server) saleRoutes() []route {
 					return withBody(r, func(in sale.SessionPatch) (any, error) { return sv.UpdateSession(r.Context(), a, id, in) })
 				})
 			}},
+		{method: "POST", path: "/v1/sessions/{id}/publish", summary: "Publish a session: freeze it and load its stock into the stock engine (operators)",
+			access: signedIn, out: surge.Session{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) { return sv.Publish(r.Context(), a, id) })
+			}},
 		{method: "POST", path: "/v1/sessions/{id}/items", summary: "Put a SKU on sale in a session (operators)", access: signedIn,
 			in: sale.ItemInput{}, out: surge.SessionItem{}, status: 201,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {

@@ -255,12 +255,15 @@ func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l l
 	b := l.bucketOf(r.UserID)
 	counters, held, res, _, _ := s.bucketKeys(r.ItemID, b)
 	try := func() (string, surge.ReserveResult, error) {
-		vals, err := reserveScript.Run(ctx, s.c.rdb, []string{counters, held, res}, r.UserID, r.Quantity, r.RequestID).Slice()
+		vals, err := reserveScript.Run(ctx, s.c.rdb, []string{counters, held, res}, r.UserID, r.Quantity, r.RequestID, r.OrderID).Slice()
 		if err != nil {
 			return "", surge.ReserveResult{}, unavailable(err)
 		}
 		status, _ := vals[0].(string)
-		out, err := s.reserveResult(r, vals[:2]) // an empty bucket says nothing of the item
+		if status == "soldout" {
+			vals = vals[:2] // an empty bucket says nothing of the item
+		}
+		out, err := s.reserveResult(r, vals)
 		return status, out, err
 	}
 	lock := s.refillLock(r.ItemID, b)

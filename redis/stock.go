@@ -42,9 +42,9 @@ return 'ok'`)
 	reserveScript = redis.NewScript(`
 local prior = redis.call('HGET', KEYS[3], ARGV[3])
 if prior then
-  local user = string.match(prior, '^(%d+):')
+  local user, order = string.match(prior, '^(%d+):%d+:%a:(%d+)$')
   if user ~= ARGV[1] then return {'other', 0} end
-  return {'dup', tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')}
+  return {'dup', tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'), tonumber(order)}
 end
 local c = redis.call('HMGET', KEYS[1], 'available', 'limit')
 if not c[1] then return {'nf', 0} end
@@ -55,13 +55,13 @@ if held + qty > tonumber(c[2]) then return {'limit', held} end
 redis.call('HINCRBY', KEYS[1], 'available', -qty)
 redis.call('HINCRBY', KEYS[1], 'reserved', qty)
 redis.call('HINCRBY', KEYS[2], ARGV[1], qty)
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[1] .. ':' .. ARGV[2] .. ':r')
-return {'ok', held + qty}`)
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[1] .. ':' .. ARGV[2] .. ':r:' .. ARGV[4])
+return {'ok', held + qty, tonumber(ARGV[4])}`)
 
 	settleScript = redis.NewScript(`
 local prior = redis.call('HGET', KEYS[3], ARGV[1])
 if not prior then return 'nf' end
-local user, qty, state = string.match(prior, '^(%d+):(%d+):(%a)$')
+local user, qty, state, order = string.match(prior, '^(%d+):(%d+):(%a):(%d+)$')
 local want = ARGV[2]
 if state == want then return 'ok' end
 if state ~= 'r' then return state end
@@ -73,7 +73,7 @@ else
   redis.call('HINCRBY', KEYS[1], 'available', qty)
   if redis.call('HINCRBY', KEYS[2], user, -qty) <= 0 then redis.call('HDEL', KEYS[2], user) end
 end
-redis.call('HSET', KEYS[3], ARGV[1], user .. ':' .. qty .. ':' .. want)
+redis.call('HSET', KEYS[3], ARGV[1], user .. ':' .. qty .. ':' .. want .. ':' .. order)
 return 'ok'`)
 )
 
@@ -173,7 +173,7 @@ func (s *Stock) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.Rese
 			return s.reserveBucketed(ctx, r, l)
 		}
 	}
-	vals, err := reserveScript.Run(ctx, s.c.rdb, s.keys(r.ItemID), r.UserID, r.Quantity, r.RequestID).Slice()
+	vals, err := reserveScript.Run(ctx, s.c.rdb, s.keys(r.ItemID), r.UserID, r.Quantity, r.RequestID, r.OrderID).Slice()
 	if err != nil {
 		return surge.ReserveResult{}, unavailable(err)
 	}
@@ -205,6 +205,10 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.Reserve
 	}
 	status, _ := vals[0].(string)
 	held, _ := vals[1].(int64)
+	var order int64
+	if len(vals) > 2 {
+		order, _ = vals[2].(int64)
+	}
 	switch status {
 	case "ok", "dup":
 		s.mu.Lock()
@@ -213,7 +217,7 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.Reserve
 		}
 		s.reserved[reservedKey(r)] = struct{}{}
 		s.mu.Unlock()
-		return surge.ReserveResult{Outcome: surge.Reserved, Held: held}, nil
+		return surge.ReserveResult{Outcome: surge.Reserved, Held: held, OrderID: order, Replayed: status == "dup"}, nil
 	case "soldout":
 		if len(vals) > 2 && vals[2] == int64(0) {
 			s.flags.Store(r.ItemID, nowPlusTTL())
@@ -246,7 +250,7 @@ func (s *Stock) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, o
 				out[i] = surge.BatchResult{Err: err}
 				continue
 			}
-			cmds[i] = reserveScript.EvalSha(ctx, p, s.keys(r.ItemID), r.UserID, r.Quantity, r.RequestID)
+			cmds[i] = reserveScript.EvalSha(ctx, p, s.keys(r.ItemID), r.UserID, r.Quantity, r.RequestID, r.OrderID)
 		}
 		return nil
 	})

@@ -4,38 +4,43 @@ package sale
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/surgecommerce/surge"
 )
 
-// Service applies the planning rules over a store.
+// Service applies the planning rules over a store, and publishes sessions into the stock
+// engine.
 type Service struct {
 	store surge.SessionStore
+	stock surge.StockEngine
 	ids   func() (int64, error)
 	now   func() time.Time
 }
 
 // New returns a planning service. now may be nil for the wall clock.
-func New(store surge.SessionStore, ids func() (int64, error), now func() time.Time) *Service {
+func New(store surge.SessionStore, stock surge.StockEngine, ids func() (int64, error), now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, ids: ids, now: now}
+	return &Service{store: store, stock: stock, ids: ids, now: now}
 }
 
-// SessionInput creates a session.
+// SessionInput creates a session. PayTimeoutSec 0 means the default (15 minutes).
 type SessionInput struct {
-	Name    string    `json:"name"`
-	StartAt time.Time `json:"start_at"`
-	EndAt   time.Time `json:"end_at"`
+	Name          string    `json:"name"`
+	StartAt       time.Time `json:"start_at"`
+	EndAt         time.Time `json:"end_at"`
+	PayTimeoutSec int64     `json:"pay_timeout_sec"`
 }
 
 // SessionPatch changes the fields it sets.
 type SessionPatch struct {
-	Name    *string    `json:"name"`
-	StartAt *time.Time `json:"start_at"`
-	EndAt   *time.Time `json:"end_at"`
+	Name          *string    `json:"name"`
+	StartAt       *time.Time `json:"start_at"`
+	EndAt         *time.Time `json:"end_at"`
+	PayTimeoutSec *int64     `json:"pay_timeout_sec"`
 }
 
 // ItemInput puts a SKU on sale in a session.
@@ -67,7 +72,11 @@ func (s *Service) CreateSession(ctx context.Context, a surge.Actor, in SessionIn
 	}
 	now := s.now().UTC()
 	se := &surge.Session{Name: in.Name, StartAt: in.StartAt.UTC().Truncate(time.Millisecond),
-		EndAt: in.EndAt.UTC().Truncate(time.Millisecond), Items: []*surge.SessionItem{}, CreatedAt: now, UpdatedAt: now}
+		EndAt: in.EndAt.UTC().Truncate(time.Millisecond), Items: []*surge.SessionItem{}, CreatedAt: now, UpdatedAt: now,
+		PayTimeoutSec: in.PayTimeoutSec}
+	if se.PayTimeoutSec == 0 {
+		se.PayTimeoutSec = int64(surge.DefaultPayTimeout / time.Second)
+	}
 	if err := validateWindow(se, now); err != nil {
 		return nil, err
 	}
@@ -117,6 +126,9 @@ func (s *Service) UpdateSession(ctx context.Context, a surge.Actor, id int64, in
 		}
 		if in.EndAt != nil {
 			se.EndAt = in.EndAt.UTC().Truncate(time.Millisecond)
+		}
+		if in.PayTimeoutSec != nil {
+			se.PayTimeoutSec = *in.PayTimeoutSec
 		}
 		se.UpdatedAt = now
 		return validateWindow(se, now)
@@ -187,4 +199,47 @@ func (s *Service) DeleteItem(ctx context.Context, a surge.Actor, sessionID, item
 		return err
 	}
 	return s.store.DeleteItem(ctx, sessionID, itemID, s.now())
+}
+
+// Publish freezes a session and preheats it: every item's allotment and limit go into the stock
+// engine, so the sale can open on time. Publishing again repeats the preheat (the engine's load
+// is idempotent), which is how an operator retries a publish the engine failed.
+func (s *Service) Publish(ctx context.Context, a surge.Actor, id int64) (*surge.Session, error) {
+	if err := staff(a); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	se, err := s.store.PublishSession(ctx, id, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.preheat(ctx, se); err != nil {
+		return nil, err
+	}
+	se.Status = se.StatusAt(now)
+	return se, nil
+}
+
+func (s *Service) preheat(ctx context.Context, se *surge.Session) error {
+	for _, it := range se.Items {
+		if err := s.stock.Load(ctx, surge.StockItem{ID: it.ID, Allotted: it.Allotted, PerUserLimit: it.PerUserLimit}); err != nil {
+			return fmt.Errorf("preheat item %d: %w", it.ID, err)
+		}
+	}
+	return nil
+}
+
+// PreheatAll loads every published session that has not ended into the stock engine: what a
+// node does at start, so a fresh stock backend (a new Redis) catches up.
+func (s *Service) PreheatAll(ctx context.Context) (int, error) {
+	list, err := s.store.ListSessions(ctx, surge.SessionFilter{EndAfter: s.now(), Published: true, Limit: surge.MaxListLimit})
+	if err != nil {
+		return 0, err
+	}
+	for _, se := range list {
+		if err := s.preheat(ctx, se); err != nil {
+			return 0, err
+		}
+	}
+	return len(list), nil
 }

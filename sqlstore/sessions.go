@@ -11,8 +11,9 @@ import (
 
 // CreateSession implements surge.SessionStore.
 func (s *Store) CreateSession(ctx context.Context, se *surge.Session) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO sessions (id, name, start_at, end_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)`), se.ID, se.Name, ms(se.StartAt), ms(se.EndAt), ms(se.CreatedAt), ms(se.UpdatedAt))
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO sessions (id, name, start_at, end_at, created_at, updated_at, pay_timeout_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), se.ID, se.Name, ms(se.StartAt), ms(se.EndAt), ms(se.CreatedAt), ms(se.UpdatedAt),
+		se.PayTimeoutSec*1000)
 	return s.wrap(err, "session")
 }
 
@@ -30,12 +31,14 @@ func (s *Store) SessionByID(ctx context.Context, id int64) (*surge.Session, erro
 
 // ListSessions implements surge.SessionStore.
 func (s *Store) ListSessions(ctx context.Context, f surge.SessionFilter) ([]*surge.Session, error) {
-	return s.sessions(ctx, s.db, `end_at > ? ORDER BY start_at, id LIMIT ?`, ms(f.EndAfter), limit(f.Limit))
+	return s.sessions(ctx, s.db, `end_at > ? AND (? = 0 OR published_at > 0) ORDER BY start_at, id LIMIT ?`,
+		ms(f.EndAfter), boolInt(f.Published), limit(f.Limit))
 }
 
 // sessions loads sessions and then, in one query, their items.
 func (s *Store) sessions(ctx context.Context, q querier, where string, args ...any) ([]*surge.Session, error) {
-	rows, err := q.QueryContext(ctx, s.q(`SELECT id, name, start_at, end_at, created_at, updated_at FROM sessions WHERE `+where), args...)
+	rows, err := q.QueryContext(ctx, s.q(`SELECT id, name, start_at, end_at, created_at, updated_at, pay_timeout_ms,
+		published_at FROM sessions WHERE `+where), args...)
 	if err != nil {
 		return nil, s.wrap(err, "sessions")
 	}
@@ -45,11 +48,16 @@ func (s *Store) sessions(ctx context.Context, q querier, where string, args ...a
 	var ids []any
 	for rows.Next() {
 		var se surge.Session
-		var start, end, created, updated int64
-		if err := rows.Scan(&se.ID, &se.Name, &start, &end, &created, &updated); err != nil {
+		var start, end, created, updated, payMs, published int64
+		if err := rows.Scan(&se.ID, &se.Name, &start, &end, &created, &updated, &payMs, &published); err != nil {
 			return nil, s.wrap(err, "sessions")
 		}
 		se.StartAt, se.EndAt, se.CreatedAt, se.UpdatedAt = fromMs(start), fromMs(end), fromMs(created), fromMs(updated)
+		se.PayTimeoutSec = payMs / 1000
+		if published > 0 {
+			t := fromMs(published)
+			se.PublishedAt = &t
+		}
 		se.Items = []*surge.SessionItem{}
 		list = append(list, &se)
 		byID[se.ID] = &se
@@ -110,8 +118,8 @@ func (s *Store) UpdateSession(ctx context.Context, id int64, now time.Time, chan
 			return err
 		}
 		se.ID = id
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE sessions SET name = ?, start_at = ?, end_at = ?, updated_at = ? WHERE id = ?`),
-			se.Name, ms(se.StartAt), ms(se.EndAt), ms(se.UpdatedAt), se.ID)
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE sessions SET name = ?, start_at = ?, end_at = ?, updated_at = ?, pay_timeout_ms = ?
+			WHERE id = ?`), se.Name, ms(se.StartAt), ms(se.EndAt), ms(se.UpdatedAt), se.PayTimeoutSec*1000, se.ID)
 		return s.wrap(err, "session")
 	})
 	if err != nil {
@@ -120,17 +128,69 @@ func (s *Store) UpdateSession(ctx context.Context, id int64, now time.Time, chan
 	return se, nil
 }
 
-// lockEditable locks a session row and checks it has not started.
+// lockEditable locks a session row and checks it is neither published nor started.
 func (s *Store) lockEditable(ctx context.Context, tx *sql.Tx, id int64, now time.Time) error {
-	var start int64
-	err := tx.QueryRowContext(ctx, s.q(`SELECT start_at FROM sessions WHERE id = ?`+s.dialect.ForUpdate), id).Scan(&start)
+	var start, published int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT start_at, published_at FROM sessions WHERE id = ?`+s.dialect.ForUpdate), id).
+		Scan(&start, &published)
 	if err != nil {
 		return s.wrap(err, "session")
+	}
+	if published > 0 {
+		return surge.Errorf(surge.ECONFLICT, "the session is published; it can no longer be edited")
 	}
 	if now.UnixMilli() >= start {
 		return surge.Errorf(surge.ECONFLICT, "the session has started; it can no longer be edited")
 	}
 	return nil
+}
+
+// PublishSession implements surge.SessionStore.
+func (s *Store) PublishSession(ctx context.Context, id int64, now time.Time) (*surge.Session, error) {
+	var se *surge.Session
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE sessions SET published_at = ? WHERE id = ? AND published_at = 0 AND end_at > ?`),
+			ms(now), id, ms(now))
+		if err != nil {
+			return err
+		}
+		list, err := s.sessions(ctx, tx, `id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return surge.Errorf(surge.ENOTFOUND, "session not found")
+		}
+		se = list[0]
+		if n, _ := res.RowsAffected(); n == 0 && se.PublishedAt == nil {
+			return surge.Errorf(surge.ECONFLICT, "the session has ended; it cannot be published")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return se, nil
+}
+
+// ItemByID implements surge.SessionStore.
+func (s *Store) ItemByID(ctx context.Context, itemID int64) (*surge.SessionItem, *surge.Session, error) {
+	items, err := s.items(ctx, s.db, `si.id = ?`, itemID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(items) == 0 {
+		return nil, nil, surge.Errorf(surge.ENOTFOUND, "session item not found")
+	}
+	list, err := s.sessions(ctx, s.db, `id = ?`, items[0].SessionID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(list) == 0 {
+		return nil, nil, surge.Errorf(surge.ENOTFOUND, "session not found")
+	}
+	list[0].Items = nil
+	return items[0], list[0], nil
 }
 
 // AddItem implements surge.SessionStore.

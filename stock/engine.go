@@ -429,6 +429,7 @@ func (e *Engine) Held(_ context.Context, itemID, userID int64) (int64, error) {
 // Reservation is what the engine knows of one reservation.
 type Reservation struct {
 	UserID   int64
+	OrderID  int64
 	Quantity int64
 	State    string // "reserved", "sold" or "released"
 }
@@ -442,7 +443,7 @@ func (e *Engine) Lookup(itemID int64, requestID string) (Reservation, bool) {
 	if !ok {
 		return Reservation{}, false
 	}
-	return Reservation{UserID: r.user, Quantity: int64(r.qty), State: [...]string{"", "reserved", "sold", "released"}[r.state]}, true
+	return Reservation{UserID: r.user, OrderID: r.order, Quantity: int64(r.qty), State: [...]string{"", "reserved", "sold", "released"}[r.state]}, true
 }
 
 // Check verifies every invariant of the whole state (expensive: for tests and audits).
@@ -478,6 +479,10 @@ func (e *Engine) Stats() Stats {
 	}
 	return st
 }
+
+// Err returns the error that stopped the engine's log (a failed write or fsync), if any: after
+// one the engine answers nothing until it is restarted and has replayed its log.
+func (e *Engine) Err() error { return e.log.Err() }
 
 // Close stops the writers, makes everything decided durable, and releases the directory.
 func (e *Engine) Close() error {

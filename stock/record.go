@@ -11,7 +11,7 @@ import (
 // Record kinds: every change of stock state is one record in the write-ahead log.
 const (
 	recLoad    = 1 // item, allotted, per-user limit
-	recReserve = 2 // item, user, quantity, request key
+	recReserve = 2 // item, user, quantity, request key, order id
 	recConfirm = 3 // item, request key
 	recRelease = 4 // item, request key
 )
@@ -42,6 +42,7 @@ type record struct {
 	limit int64 // load
 	reqH1 uint64
 	reqH2 uint64
+	order int64 // reserve: the order the reservation belongs to, 0 if none
 }
 
 func (r *record) key() key { return key{item: r.item, h1: r.reqH1, h2: r.reqH2} }
@@ -57,7 +58,9 @@ func appendRecord(b []byte, r *record) []byte {
 	case recReserve:
 		b = binary.AppendUvarint(b, uint64(r.user))
 		b = binary.AppendUvarint(b, uint64(r.qty))
-		fallthrough
+		b = binary.LittleEndian.AppendUint64(b, r.reqH1)
+		b = binary.LittleEndian.AppendUint64(b, r.reqH2)
+		b = binary.AppendUvarint(b, uint64(r.order))
 	case recConfirm, recRelease:
 		b = binary.LittleEndian.AppendUint64(b, r.reqH1)
 		b = binary.LittleEndian.AppendUint64(b, r.reqH2)
@@ -77,6 +80,7 @@ func decodeRecord(b []byte) (record, []byte, error) {
 	case recReserve:
 		r.user, r.qty = d.uv(), d.uv()
 		r.reqH1, r.reqH2 = d.fixed(), d.fixed()
+		r.order = d.uv()
 	case recConfirm, recRelease:
 		r.reqH1, r.reqH2 = d.fixed(), d.fixed()
 	default:

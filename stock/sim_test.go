@@ -105,7 +105,7 @@ func (s *sim) reserve() {
 		r = s.reqs[s.rng.IntN(len(s.reqs))]
 	} else {
 		r = surge.ReserveRequest{ItemID: int64(s.rng.IntN(3) + 1), UserID: int64(s.rng.IntN(6) + 1),
-			Quantity: int64(s.rng.IntN(2) + 1), RequestID: "r" + strconv.Itoa(len(s.reqs))}
+			Quantity: int64(s.rng.IntN(2) + 1), RequestID: "r" + strconv.Itoa(len(s.reqs)), OrderID: int64(len(s.reqs) + 1)}
 		s.reqs = append(s.reqs, r)
 	}
 	res, rec, err := s.live.reserve(r, requestKey(r.ItemID, r.RequestID))

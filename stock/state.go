@@ -18,9 +18,10 @@ const (
 	resReleased = 3
 )
 
-// reservation is what the engine remembers of one: 16 bytes besides its key.
+// reservation is what the engine remembers of one: 24 bytes besides its key.
 type reservation struct {
 	user  int64
+	order int64
 	qty   int32
 	state uint8
 }
@@ -81,7 +82,7 @@ func (s *state) reserve(in surge.ReserveRequest, k key) (surge.ReserveResult, *r
 		if res.user != in.UserID {
 			return surge.ReserveResult{}, nil, surge.Errorf(surge.ECONFLICT, "request id already used by another user")
 		}
-		return surge.ReserveResult{Outcome: surge.Reserved, Held: it.held[in.UserID]}, nil, nil
+		return surge.ReserveResult{Outcome: surge.Reserved, Held: it.held[in.UserID], OrderID: res.order, Replayed: true}, nil, nil
 	}
 	held := it.held[in.UserID]
 	switch {
@@ -90,19 +91,20 @@ func (s *state) reserve(in surge.ReserveRequest, k key) (surge.ReserveResult, *r
 	case held+in.Quantity > it.limit:
 		return surge.ReserveResult{Outcome: surge.LimitReached, Held: held}, nil, nil
 	}
-	r := &record{kind: recReserve, item: in.ItemID, user: in.UserID, qty: in.Quantity, reqH1: k.h1, reqH2: k.h2}
-	s.take(it, k, r.user, r.qty, held, slotTaken)
-	return surge.ReserveResult{Outcome: surge.Reserved, Held: held + in.Quantity}, r, nil
+	r := &record{kind: recReserve, item: in.ItemID, user: in.UserID, qty: in.Quantity, reqH1: k.h1, reqH2: k.h2, order: in.OrderID}
+	s.take(it, k, r, held, slotTaken)
+	return surge.ReserveResult{Outcome: surge.Reserved, Held: held + in.Quantity, OrderID: in.OrderID}, r, nil
 }
 
 // take records a reservation already checked to fit: the one place stock leaves available.
-func (s *state) take(it *item, k key, user, qty, held int64, slotTaken bool) {
+func (s *state) take(it *item, k key, r *record, held int64, slotTaken bool) {
+	user, qty := r.user, r.qty
 	if qty <= 0 || qty > it.available || held+qty > it.limit {
 		// The checks before this call make it impossible; if it happens, the state is not to
 		// be trusted, and stopping beats selling stock that is not there.
 		panic(fmt.Sprintf("stock: item %d: taking %d of %d available, holding %d of %d", it.id, qty, it.available, held, it.limit))
 	}
-	s.res.insert(k, reservation{user: user, qty: int32(qty), state: resReserved}, slotTaken)
+	s.res.insert(k, reservation{user: user, order: r.order, qty: int32(qty), state: resReserved}, slotTaken)
 	it.available -= qty
 	it.reserved += qty
 	it.held[user] = held + qty
@@ -170,7 +172,7 @@ func (s *state) apply(r *record) error {
 		if dup || r.qty <= 0 || r.qty > it.available || r.qty > math.MaxInt32 || held+r.qty > it.limit {
 			return fmt.Errorf("%w: reservation does not fit item %d", errInconsistent, r.item)
 		}
-		s.take(it, k, r.user, r.qty, held, slotTaken)
+		s.take(it, k, r, held, slotTaken)
 		return nil
 	case recConfirm, recRelease:
 		res, ok := s.res.get(k)
@@ -257,8 +259,8 @@ func (s *state) check() error {
 	return nil
 }
 
-// Snapshot layout: "SNP1" | items | reservations | CRC-32C of everything before it.
-var snapMagic = []byte("SNP1")
+// Snapshot layout: "SNP2" | items | reservations | CRC-32C of everything before it.
+var snapMagic = []byte("SNP2")
 
 // appendSnapshot encodes the states of all shards as one snapshot. Available and holdings are
 // derived on decode, so a snapshot cannot hold counters that disagree with its reservations.
@@ -285,6 +287,7 @@ func appendSnapshot(b []byte, states ...*state) []byte {
 			b = binary.LittleEndian.AppendUint64(b, k.h1)
 			b = binary.LittleEndian.AppendUint64(b, k.h2)
 			b = binary.AppendUvarint(b, uint64(r.user))
+			b = binary.AppendUvarint(b, uint64(r.order))
 			b = binary.AppendUvarint(b, uint64(r.qty))
 			b = append(b, r.state)
 		})
@@ -328,7 +331,7 @@ func loadSnapshot(b []byte, route func(item int64) *state) error {
 	}
 	for n := d.uv(); n > 0 && d.err == nil; n-- {
 		k := key{item: d.uv(), h1: d.fixed(), h2: d.fixed()}
-		user, qty, st := d.uv(), d.uv(), d.byte()
+		user, order, qty, st := d.uv(), d.uv(), d.uv(), d.byte()
 		if d.err != nil {
 			break
 		}
@@ -340,7 +343,7 @@ func loadSnapshot(b []byte, route func(item int64) *state) error {
 		if _, dup := s.res.get(k); dup {
 			return errors.New("snapshot repeats a reservation")
 		}
-		s.res.set(k, reservation{user: user, qty: int32(qty), state: st})
+		s.res.set(k, reservation{user: user, order: order, qty: int32(qty), state: st})
 		switch st {
 		case resReserved:
 			it.reserved += qty

@@ -9,7 +9,8 @@ import (
 
 func (f *fixture) session(start, end time.Time) *surge.Session {
 	f.t.Helper()
-	s := &surge.Session{ID: f.id(), Name: "10:00 flash sale", StartAt: start, EndAt: end, CreatedAt: f.now, UpdatedAt: f.now}
+	s := &surge.Session{ID: f.id(), Name: "10:00 flash sale", StartAt: start, EndAt: end, CreatedAt: f.now, UpdatedAt: f.now,
+		PayTimeoutSec: 900}
 	must(f.t, "CreateSession", f.s.CreateSession(f.ctx, s))
 	return s
 }
@@ -160,4 +161,38 @@ func RunSessions(t *testing.T, open Open) {
 			t.Fatalf("ListSessions(limit 2) = %d", len(two))
 		}
 	})
+}
+
+// RunPublish checks publishing: it freezes a session, is idempotent, and refuses ended sessions.
+func RunPublish(t *testing.T, open Open) {
+	f := newFixture(t, open)
+	k := f.sku(f.spu(100, "P"), "K", 10)
+	se := f.session(f.now.Add(time.Hour), f.now.Add(2*time.Hour))
+	it, err := f.item(se, k, 4)
+	must(t, "AddItem", err)
+	pub, err := f.s.PublishSession(f.ctx, se.ID, f.now)
+	if err != nil || pub.PublishedAt == nil || len(pub.Items) != 1 || pub.PayTimeoutSec != 900 {
+		t.Fatalf("PublishSession = %+v, %v; want published with its item and the default pay timeout", pub, err)
+	}
+	again, err := f.s.PublishSession(f.ctx, se.ID, f.now.Add(time.Minute))
+	if err != nil || !again.PublishedAt.Equal(*pub.PublishedAt) {
+		t.Fatalf("PublishSession(again) = %+v, %v; want it unchanged", again, err)
+	}
+	_, err = f.s.UpdateSession(f.ctx, se.ID, f.now, func(*surge.Session) error { return nil })
+	wantCode(t, "UpdateSession(published)", err, surge.ECONFLICT)
+	_, err = f.item(se, f.sku(f.spu(100, "Q"), "Q", 5), 1)
+	wantCode(t, "AddItem(published)", err, surge.ECONFLICT)
+	gotItem, gotSession, err := f.s.ItemByID(f.ctx, it.ID)
+	if err != nil || gotItem.Allotted != 4 || gotSession.ID != se.ID || gotSession.PublishedAt == nil {
+		t.Fatalf("ItemByID = %+v, %+v, %v", gotItem, gotSession, err)
+	}
+	_, _, err = f.s.ItemByID(f.ctx, 424242)
+	wantCode(t, "ItemByID(unknown)", err, surge.ENOTFOUND)
+	ended := f.session(f.now.Add(-2*time.Hour), f.now.Add(-time.Hour))
+	_, err = f.s.PublishSession(f.ctx, ended.ID, f.now)
+	wantCode(t, "PublishSession(ended)", err, surge.ECONFLICT)
+	list, err := f.s.ListSessions(f.ctx, surge.SessionFilter{EndAfter: f.now, Published: true})
+	if err != nil || len(list) != 1 || list[0].ID != se.ID {
+		t.Fatalf("ListSessions(published) = %v, %v; want only the published one", list, err)
+	}
 }

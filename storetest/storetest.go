@@ -29,6 +29,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Catalog", func(t *testing.T) { RunCatalog(t, open) })
 	t.Run("Sessions", func(t *testing.T) { RunSessions(t, open) })
 	t.Run("Orders", func(t *testing.T) { RunOrders(t, open) })
+	t.Run("Publish", func(t *testing.T) { RunPublish(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.

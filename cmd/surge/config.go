@@ -19,6 +19,8 @@ type Config struct {
 	PostgresURL   string
 	RedisURL      string
 	RedisPrefix   string
+	StockBuckets  int
+	BucketMin     int64
 	NATSURL       string
 	NATSListen    string
 	WorkerID      int64
@@ -44,6 +46,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PostgresURL, "postgres-url", "", "PostgreSQL URL for relational data (default: SQLite in the data dir)")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL for shared counters and hot stock (default: in process)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "surge", "prefix of every Redis key, so deployments can share a Redis")
+	fs.IntVar(&c.StockBuckets, "stock-buckets", 0, "on Redis, split items into this many stock buckets (spreads a hot item over a Redis Cluster)")
+	fs.Int64Var(&c.BucketMin, "stock-bucket-min", 10_000, "on Redis, split only items allotted at least this many units")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL for the event log (default: embedded server)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also let other processes reach the embedded NATS at this host:port")
 	fs.Int64Var(&c.WorkerID, "worker-id", 0, "snowflake worker id, unique per node, 0-1023")
@@ -141,6 +145,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("access-ttl, refresh-ttl and otp-ttl must be positive")
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("log-format must be json or text")
+	case c.StockBuckets < 0 || c.StockBuckets > 64:
+		return fmt.Errorf("stock-buckets must be between 0 and 64")
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func TestRunCommands(t *testing.T) {
 	}
 	dir := t.TempDir()
 	env := func(k string) string { return map[string]string{"SURGE_DATA_DIR": dir}[k] }
-	if code := run(context.Background(), []string{"migrate"}, env, &out, &errOut); code != 0 || !strings.Contains(out.String(), "applied versions [1]") {
+	if code := run(context.Background(), []string{"migrate"}, env, &out, &errOut); code != 0 || !strings.Contains(out.String(), "applied versions [1 2") {
 		t.Fatalf("run(migrate) = %d, %q, %q", code, out.String(), errOut.String())
 	}
 	out.Reset()

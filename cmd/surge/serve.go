@@ -29,6 +29,7 @@ import (
 	"github.com/surgecommerce/surge/sale"
 	"github.com/surgecommerce/surge/snowflake"
 	"github.com/surgecommerce/surge/sqlite"
+	"github.com/surgecommerce/surge/stock"
 )
 
 // HTTP server bounds. ReadTimeout leaves room for a 64 MiB import on a slow link; writes have no
@@ -115,6 +116,7 @@ type backends struct {
 	db      relational
 	bus     *nats.Bus
 	counter surge.Counter
+	stock   surge.StockEngine
 	checks  []surgehttp.Check
 }
 
@@ -150,7 +152,20 @@ func (m *Main) openBackends(ctx context.Context, ids func() (int64, error)) (*ba
 		m.closers = append(m.closers, rc.Close)
 		b.checks = append(b.checks, surgehttp.Check{Name: "redis", Check: rc.Ping})
 		b.counter = rc.Counter()
+		rs := rc.Stock(redis.StockOptions{Buckets: c.StockBuckets, BucketMinAllotment: c.BucketMin})
+		if err := rs.LoadScripts(ctx); err != nil {
+			return nil, err
+		}
+		b.stock = rs
+		return b, nil
 	}
+	eng, err := stock.Open(stock.Options{Dir: filepath.Join(c.DataDir, "stock")})
+	if err != nil {
+		return nil, err
+	}
+	m.closers = append(m.closers, eng.Close)
+	b.checks = append(b.checks, surgehttp.Check{Name: "stock", Check: func(context.Context) error { return eng.Err() }})
+	b.stock = eng
 	return b, nil
 }
 
@@ -176,7 +191,7 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 			m.Log.Info("bootstrap admin created", "username", c.AdminUser)
 		}
 	}
-	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(b.db, b.db, ids, nil), Sale: sale.New(b.db, ids, nil),
+	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(b.db, b.db, ids, nil), Sale: sale.New(b.db, b.stock, ids, nil),
 		Checks: b.checks, Log: m.Log, Registry: prometheus.NewRegistry()}
 	if c.Dev {
 		deps.DevCodes = sender

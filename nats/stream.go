@@ -1,0 +1,102 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names and subjects Surge uses.
+const (
+	// OrdersStream carries order commands: a reservation that must become an order. Work-queue
+	// retention: a command leaves the stream once one node has handled it.
+	OrdersStream  = "SURGE_ORDERS"
+	OrdersSubject = "surge.orders.create"
+	// EventsStream carries business events for the real-time platform and other consumers.
+	EventsStream  = "SURGE_EVENTS"
+	EventsSubject = "surge.events.>"
+
+	// DedupWindow is how long JetStream remembers a message id: a retried publish within it is
+	// stored once.
+	DedupWindow = 10 * time.Minute
+
+	maxEventBytes   = 1 << 30
+	maxEventAge     = 24 * time.Hour
+	maxOrderBacklog = 10_000_000
+	nakDelay        = 500 * time.Millisecond
+	fetchBatch      = 256
+)
+
+// EnsureStreams creates or updates the streams, bounded in size and age.
+func (b *Bus) EnsureStreams(ctx context.Context) error {
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: OrdersStream, Subjects: []string{OrdersSubject}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxMsgs: maxOrderBacklog},
+		{Name: EventsStream, Subjects: []string{EventsSubject}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxBytes: maxEventBytes, MaxAge: maxEventAge,
+			Discard: jetstream.DiscardOld},
+	} {
+		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("jetstream stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Publish stores a message durably (it returns once JetStream acknowledged it). msgID makes a
+// retried publish a no-op within DedupWindow.
+func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) error {
+	_, err := b.JS.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Consume runs handle for every message of a durable consumer until ctx ends; the returned
+// channel closes when it has stopped. A handler error redelivers the message after a pause,
+// so a database that is briefly down delays work but loses none.
+func (b *Bus) Consume(ctx context.Context, stream, durable string, log *slog.Logger, handle func(context.Context, []byte) error) (<-chan struct{}, error) {
+	c, err := b.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 4 * fetchBatch,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream consumer %s: %w", durable, err)
+	}
+	done := make(chan struct{})
+	go func() { // stops when ctx ends
+		defer close(done)
+		for ctx.Err() == nil {
+			batch, err := c.Fetch(fetchBatch, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
+					log.Warn("consumer fetch failed", "consumer", durable, "err", err)
+					sleep(ctx, nakDelay)
+				}
+				continue
+			}
+			for m := range batch.Messages() {
+				if err := handle(ctx, m.Data()); err != nil {
+					log.Warn("message handling failed; will retry", "consumer", durable, "err", err)
+					_ = m.NakWithDelay(nakDelay)
+					continue
+				}
+				_ = m.Ack()
+			}
+		}
+	}()
+	return done, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
