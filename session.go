@@ -7,20 +7,20 @@ import (
 
 // Session is a flash-sale session (场次): a time window in which its items are on sale.
 type Session struct {
-	ID        int64          `json:"id,string"`
-	Name      string         `json:"name"`
-	StartAt   time.Time      `json:"start_at"`
-	EndAt     time.Time      `json:"end_at"`
-	Status    string         `json:"status,omitempty"` // filled on reads: upcoming, live or ended
+	ID      int64     `json:"id,string"`
+	Name    string    `json:"name"`
+	StartAt time.Time `json:"start_at"`
+	EndAt   time.Time `json:"end_at"`
+	Status  string    `json:"status,omitempty"` // filled on reads: upcoming, live or ended
 	// PayTimeoutSec is how long an order of this session may wait for payment before it is
 	// cancelled and its stock returns (default DefaultPayTimeout).
 	PayTimeoutSec int64 `json:"pay_timeout_sec"`
 	// PublishedAt is set once the session is published: its stock is loaded into the stock
 	// engine and it can no longer be edited.
-	PublishedAt *time.Time `json:"published_at,omitempty"`
-	Items     []*SessionItem `json:"items"`
-	CreatedAt time.Time      `json:"created_at"`
-	UpdatedAt time.Time      `json:"updated_at"`
+	PublishedAt *time.Time     `json:"published_at,omitempty"`
+	Items       []*SessionItem `json:"items"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
 }
 
 // Status of a session at a given moment.

@@ -186,4 +186,3 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
-
