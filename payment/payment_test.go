@@ -1,0 +1,94 @@
+package payment_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/payment"
+)
+
+var key = []byte("0123456789abcdef0123456789abcdef")
+
+func TestTicket(t *testing.T) {
+	now := time.Now()
+	tk := payment.Ticket{TxnID: "T1", OrderID: 1, Amount: surge.Money{Amount: 100, Currency: "CNY"}, ExpiresAt: now.Add(time.Minute), NotifyURL: "http://x/cb"}
+	s, err := payment.SignTicket(key, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := payment.VerifyTicket(key, s, now)
+	if err != nil || got.TxnID != "T1" || got.Amount != tk.Amount {
+		t.Fatalf("VerifyTicket = %+v, %v", got, err)
+	}
+	if _, err := payment.VerifyTicket(key, s, now.Add(2*time.Minute)); surge.ErrorCode(err) != surge.EFORBIDDEN {
+		t.Fatalf("VerifyTicket(expired) = %v; want EFORBIDDEN", err)
+	}
+	if _, err := payment.VerifyTicket([]byte("another key of thirty-two bytes!"), s, now); surge.ErrorCode(err) != surge.EFORBIDDEN {
+		t.Fatalf("VerifyTicket(other key) = %v; want EFORBIDDEN", err)
+	}
+	body, sig, _ := strings.Cut(s, ".")
+	tampered := strings.ToUpper(body[:3]) + body[3:] + "." + sig
+	if _, err := payment.VerifyTicket(key, tampered, now); err == nil {
+		t.Fatal("a tampered ticket verified")
+	}
+	for _, bad := range []string{"", ".", "abc", "a.b.c", "!!.!!"} {
+		if _, err := payment.VerifyTicket(key, bad, now); err == nil {
+			t.Errorf("VerifyTicket(%q) verified", bad)
+		}
+	}
+}
+
+func TestNotificationSignature(t *testing.T) {
+	now := time.Now()
+	n := payment.Notification{NotifyID: "n1", TxnID: "T1", OrderID: 1, Amount: surge.Money{Amount: 100, Currency: "CNY"},
+		Status: payment.StatusPaid, PaidAt: now}
+	body, _ := json.Marshal(n)
+	h := payment.Sign(key, body, now)
+	if got, err := payment.Decode(key, body, h, now); err != nil || got.NotifyID != "n1" {
+		t.Fatalf("Decode = %+v, %v", got, err)
+	}
+	for name, c := range map[string]struct {
+		body   []byte
+		header string
+		at     time.Time
+	}{
+		"tampered body":  {append([]byte(nil), strings.Replace(string(body), "100", "1", 1)...), h, now},
+		"stale":          {body, h, now.Add(payment.SignatureTolerance + time.Minute)},
+		"no header":      {body, "", now},
+		"garbage header": {body, "t=x,v1=zz", now},
+		"other key":      {body, payment.Sign([]byte("x"), body, now), now},
+	} {
+		if _, err := payment.Decode(key, c.body, c.header, c.at); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+			t.Errorf("Decode(%s) = %v; want EUNAUTHORIZED", name, err)
+		}
+	}
+	bad := []byte(`{"notify_id":"n","txn_id":"T","order_id":"1","amount":{"amount":1,"currency":"CNY"},"status":"refunded","paid_at":"2026-01-01T00:00:00Z"}`)
+	if _, err := payment.Decode(key, bad, payment.Sign(key, bad, now), now); surge.ErrorCode(err) != surge.EINVALID {
+		t.Fatalf("Decode(unknown status) = %v; want EINVALID", err)
+	}
+}
+
+// FuzzVerify: whatever arrives at the callback endpoint, verification answers with a domain
+// error, or with a notification whose signature and fields check out.
+func FuzzVerify(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	good := []byte(`{"notify_id":"n","txn_id":"T","order_id":"1","amount":{"amount":1,"currency":"CNY"},"status":"paid","paid_at":"2026-01-01T00:00:00Z"}`)
+	f.Add(good, payment.Sign(key, good, now))
+	f.Add([]byte("{}"), "t=1,v1=00")
+	f.Add([]byte(""), "")
+	f.Fuzz(func(t *testing.T, body []byte, header string) {
+		n, err := payment.Decode(key, body, header, now)
+		if err != nil {
+			if code := surge.ErrorCode(err); code == surge.EINTERNAL {
+				t.Fatalf("Decode = %v; want a domain error", err)
+			}
+			return
+		}
+		if payment.Verify(key, body, header, now) != nil || n.Validate() != nil {
+			t.Fatal("Decode accepted what Verify or Validate refuses")
+		}
+	})
+}
