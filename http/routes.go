@@ -29,6 +29,8 @@ type route struct {
 	query                 []string
 	maxBody               int64 // 0: MaxBodyBytes
 	handle                func(r *http.Request, a surge.Actor) (any, error)
+	// stream, instead of handle, writes its own response (server-sent events).
+	stream func(w http.ResponseWriter, r *http.Request, a surge.Actor) error
 }
 
 // table lists every /v1 route.
@@ -83,6 +85,7 @@ func (s *Server) table() []route {
 	}
 	list = append(list, s.catalogRoutes()...)
 	list = append(list, s.saleRoutes()...)
+	list = append(list, s.purchaseRoutes()...)
 	if d.DevCodes != nil {
 		list = append(list, route{method: "GET", path: "/v1/dev/otp", summary: "Development only: the last code sent to a phone",
 			query: []string{"phone"}, out: OTPCode{}, status: 200,
@@ -256,12 +259,20 @@ func (s *Server) endpoint(rt route) http.Handler {
 				return
 			}
 		}
+		if rt.stream != nil {
+			if err := rt.stream(w, r, a); err != nil {
+				s.fail(w, r, err)
+			}
+			return
+		}
 		out, err := rt.handle(r, a)
 		switch {
 		case err != nil:
 			s.fail(w, r, err)
 		case rt.out == nil:
 			reply(w, rt.status, nil)
+		case answerStatus(out) != 0:
+			reply(w, answerStatus(out), out)
 		default:
 			reply(w, rt.status, out)
 		}
@@ -322,4 +333,12 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// answerStatus lets an answer choose its own success status.
+func answerStatus(v any) int {
+	if h, ok := v.(interface{ HTTPStatus() int }); ok {
+		return h.HTTPStatus()
+	}
+	return 0
 }

@@ -23,6 +23,9 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
 )
 
@@ -55,6 +58,12 @@ type Deps struct {
 	// DevCodes, when set, enables GET /v1/dev/otp, which shows the last code sent to a phone.
 	// Only for development (surge serve --dev).
 	DevCodes CodeSource
+
+	Purchase   *purchase.Service
+	Orders     *order.Service
+	Blacklist  *risk.Blacklist
+	PaymentKey []byte       // verifies payment provider notifications
+	Paysim     http.Handler // the simulated payment provider, served under /paysim/ when set
 }
 
 // Server is the API.
@@ -80,6 +89,9 @@ func New(d Deps) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(s.openapi)
 	})
+	if d.Paysim != nil {
+		s.mux.Handle("/paysim/", d.Paysim)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, surge.Errorf(surge.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
 	})
@@ -297,4 +309,8 @@ func (s *Server) bearer(r *http.Request) (surge.Actor, error) {
 		return surge.Actor{}, surge.Errorf(surge.EUNAUTHORIZED, "an Authorization: Bearer token is required")
 	}
 	return s.deps.Auth.Authenticate(token)
+}
+
+func contextWithTimeout(r *http.Request, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), d)
 }

@@ -71,7 +71,7 @@ func (b *Bus) Consume(ctx context.Context, stream, durable string, log *slog.Log
 	go func() { // stops when ctx ends
 		defer close(done)
 		for ctx.Err() == nil {
-			batch, err := c.Fetch(fetchBatch, jetstream.FetchMaxWait(time.Second))
+			batch, err := c.Fetch(fetchBatch, jetstream.FetchMaxWait(250*time.Millisecond))
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
 					log.Warn("consumer fetch failed", "consumer", durable, "err", err)

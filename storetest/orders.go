@@ -123,3 +123,20 @@ func RunOrders(t *testing.T, open Open) {
 		}
 	})
 }
+
+// RunBlacklist checks the surge.BlacklistStore contract.
+func RunBlacklist(t *testing.T, open Open) {
+	f := newFixture(t, open)
+	must(t, "Block", f.s.Block(f.ctx, surge.Block{UserID: 1, Reason: "bot", ExpiresAt: f.now.Add(time.Hour), CreatedAt: f.now}))
+	must(t, "Block(expired)", f.s.Block(f.ctx, surge.Block{UserID: 2, Reason: "old", ExpiresAt: f.now, CreatedAt: f.now}))
+	must(t, "Block(again)", f.s.Block(f.ctx, surge.Block{UserID: 1, Reason: "bot farm", ExpiresAt: f.now.Add(2 * time.Hour), CreatedAt: f.now}))
+	list, err := f.s.ActiveBlocks(f.ctx, f.now, 10)
+	if err != nil || len(list) != 1 || list[0].UserID != 1 || list[0].Reason != "bot farm" {
+		t.Fatalf("ActiveBlocks = %+v, %v; want user 1's latest block only", list, err)
+	}
+	must(t, "Unblock", f.s.Unblock(f.ctx, 1))
+	wantCode(t, "Unblock(again)", f.s.Unblock(f.ctx, 1), surge.ENOTFOUND)
+	if list, _ = f.s.ActiveBlocks(f.ctx, f.now, 10); len(list) != 0 {
+		t.Fatalf("ActiveBlocks after unblock = %+v", list)
+	}
+}

@@ -18,6 +18,7 @@ type Store interface {
 	surge.CatalogStore
 	surge.SessionStore
 	surge.OrderStore
+	surge.BlacklistStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.
@@ -30,6 +31,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Sessions", func(t *testing.T) { RunSessions(t, open) })
 	t.Run("Orders", func(t *testing.T) { RunOrders(t, open) })
 	t.Run("Publish", func(t *testing.T) { RunPublish(t, open) })
+	t.Run("Blacklist", func(t *testing.T) { RunBlacklist(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.

@@ -31,6 +31,12 @@ type Config struct {
 	AdminUser     string
 	AdminPassword string
 	AdminAddr     string
+	PublicURL     string
+	PaymentURL    string
+	PaymentKey    string
+	UserRate      float64
+	IPRate        float64
+	InFlight      int
 	Dev           bool
 	LogLevel      string
 	LogFormat     string
@@ -58,6 +64,12 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminUser, "admin-user", "admin", "username of the bootstrap admin, created on first start if admin-password is set")
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password of the bootstrap admin (no admin is created when empty)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "", "listen address for pprof profiling endpoints (off when empty)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the URL shoppers and the payment provider reach this deployment at (default: http://<addr>)")
+	fs.StringVar(&c.PaymentURL, "payment-url", "", "the payment provider's pay endpoint (default: the simulated provider built in, at <public-url>/paysim/v1/pay)")
+	fs.StringVar(&c.PaymentKey, "payment-key", "", "key shared with the payment provider for tickets and notifications (default: generated once into the data dir)")
+	fs.Float64Var(&c.UserRate, "purchase-user-rate", 2, "purchase attempts per second one shopper may make (burst 2.5x)")
+	fs.Float64Var(&c.IPRate, "purchase-ip-rate", 200, "purchase attempts per second from one client IP (burst 2x)")
+	fs.IntVar(&c.InFlight, "purchase-in-flight", 20_000, "purchase attempts one node holds at once before it sheds load (503)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: exposes one-time codes at GET /v1/dev/otp")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
@@ -145,6 +157,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("access-ttl, refresh-ttl and otp-ttl must be positive")
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("log-format must be json or text")
+	case c.UserRate <= 0 || c.IPRate <= 0 || c.InFlight <= 0:
+		return fmt.Errorf("purchase-user-rate, purchase-ip-rate and purchase-in-flight must be positive")
 	case c.StockBuckets < 0 || c.StockBuckets > 64:
 		return fmt.Errorf("stock-buckets must be between 0 and 64")
 	}

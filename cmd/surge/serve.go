@@ -14,15 +14,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/nats"
+	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/postgres"
 	"github.com/surgecommerce/surge/ratelimit"
 	"github.com/surgecommerce/surge/redis"
@@ -46,6 +52,8 @@ type relational interface {
 	surge.UserStore
 	surge.CatalogStore
 	surge.SessionStore
+	surge.OrderStore
+	surge.BlacklistStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -89,21 +97,29 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", c.Addr) // first, so the node knows its own address
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.Addr, err)
+	}
+	m.Addr = ln.Addr().String()
 	deps, err := m.services(ctx, b, ids.Next)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	api, err := surgehttp.New(deps)
 	if err != nil {
+		ln.Close()
 		return err
 	}
-	if m.srv, m.Addr, err = m.listen(c.Addr, api.Handler()); err != nil {
-		return err
-	}
+	m.srv = m.serve(ln, api.Handler())
 	if c.AdminAddr != "" {
-		if m.admin, m.AdminAddr, err = m.listen(c.AdminAddr, pprofMux()); err != nil {
-			return err
+		aln, err := net.Listen("tcp", c.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", c.AdminAddr, err)
 		}
+		m.AdminAddr = aln.Addr().String()
+		m.admin = m.serve(aln, pprofMux())
 	}
 	m.Log.Info("surge serving", "addr", m.Addr, "data_dir", c.DataDir, "relational", m.relationalName(),
 		"bus", map[bool]string{true: "external nats", false: "embedded nats"}[c.NATSURL != ""],
@@ -197,7 +213,65 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 		deps.DevCodes = sender
 		m.Log.Warn("development mode: one-time codes are exposed at /v1/dev/otp")
 	}
-	return deps, nil
+	return deps, m.salePath(ctx, b, ids, secret, &deps)
+}
+
+// salePath starts what runs a sale: the order writer and sweeper, the blacklist, the purchase
+// path, and the simulated payment provider unless a real one is configured.
+func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, error), secret []byte, deps *surgehttp.Deps) error {
+	c := m.Config
+	if err := b.bus.EnsureStreams(ctx); err != nil {
+		return err
+	}
+	if n, err := deps.Sale.PreheatAll(ctx); err != nil {
+		return fmt.Errorf("preheat: %w", err)
+	} else if n > 0 {
+		m.Log.Info("published sessions preheated", "sessions", n)
+	}
+	payKey, err := m.secretFile(c.PaymentKey, "payment.key")
+	if err != nil {
+		return err
+	}
+	public := c.PublicURL
+	if public == "" {
+		public = "http://" + m.Addr
+	}
+	payURL := c.PaymentURL
+	if payURL == "" {
+		sim := paysim.New(payKey, m.Log)
+		m.closers = append(m.closers, func() error { sim.Close(); return nil })
+		deps.Paysim = sim.Handler()
+		payURL = public + "/paysim/v1/pay"
+	}
+	bg, stop := context.WithCancel(context.Background())
+	orders := order.New(b.db, b.stock, b.bus, order.Config{PaymentKey: payKey, PaymentURL: payURL,
+		NotifyURL: public + "/v1/payments/callback", TicketTTL: 10 * time.Minute}, m.Log, nil)
+	consumed, err := b.bus.Consume(bg, nats.OrdersStream, "order-writer", m.Log, orders.HandleCreate)
+	if err != nil {
+		stop()
+		return err
+	}
+	blacklist := risk.NewBlacklist(b.db, m.Log, nil)
+	if err := blacklist.Refresh(ctx); err != nil {
+		stop()
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); orders.Run(bg) }()    // stops with bg
+	go func() { defer wg.Done(); blacklist.Run(bg) }() // stops with bg
+	buy := purchase.New(purchase.Config{TokenKey: secret, UserRate: rate.Limit(c.UserRate), UserBurst: int(c.UserRate*2.5 + 1),
+		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight}, b.db, b.stock, b.db, b.bus, blacklist, ids,
+		purchase.NewMetrics(deps.Registry), m.Log, nil)
+	m.closers = append(m.closers, func() error {
+		buy.Close()
+		stop()
+		<-consumed
+		wg.Wait()
+		return nil
+	})
+	deps.Purchase, deps.Orders, deps.Blacklist, deps.PaymentKey = buy, orders, blacklist, payKey
+	return nil
 }
 
 func (m *Main) relationalName() string {
@@ -225,13 +299,18 @@ func (m *Main) openRelational(ctx context.Context, ids func() (int64, error)) (r
 // tokenSecret returns the configured secret, or the one generated into the data dir on the
 // first start (so tokens survive restarts of a single node).
 func (m *Main) tokenSecret() ([]byte, error) {
-	if m.Config.TokenSecret != "" {
-		return []byte(m.Config.TokenSecret), nil
-	}
-	if m.Config.PostgresURL != "" {
+	if m.Config.TokenSecret == "" && m.Config.PostgresURL != "" {
 		m.Log.Warn("no token-secret set: tokens from this node will not be accepted by other nodes")
 	}
-	path := filepath.Join(m.Config.DataDir, "token.secret")
+	return m.secretFile(m.Config.TokenSecret, "token.secret")
+}
+
+// secretFile returns a configured secret, or one generated once into a file of the data dir.
+func (m *Main) secretFile(configured, name string) ([]byte, error) {
+	if configured != "" {
+		return []byte(configured), nil
+	}
+	path := filepath.Join(m.Config.DataDir, name)
 	b, err := os.ReadFile(path)
 	if err == nil && len(strings.TrimSpace(string(b))) >= 32 {
 		return []byte(strings.TrimSpace(string(b))), nil
@@ -250,19 +329,15 @@ func (m *Main) tokenSecret() ([]byte, error) {
 	return []byte(secret), nil
 }
 
-func (m *Main) listen(addr string, h http.Handler) (*http.Server, string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, "", fmt.Errorf("listen %s: %w", addr, err)
-	}
+func (m *Main) serve(ln net.Listener, h http.Handler) *http.Server {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout,
 		ErrorLog: slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn)}
 	go func() { // stops when Close shuts the server down
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.Log.Error("http server stopped", "addr", addr, "err", err)
+			m.Log.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
-	return srv, ln.Addr().String(), nil
+	return srv
 }
 
 func pprofMux() http.Handler {

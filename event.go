@@ -1,0 +1,22 @@
+package surge
+
+import "time"
+
+// Event kinds published on the bus for the real-time platform and other consumers (R-3.10).
+const (
+	EventPurchaseAttempt = "purchase.attempt"
+	EventOrderCreated    = "order.created"
+	EventOrderPaid       = "order.paid"
+	EventOrderCancelled  = "order.cancelled"
+	EventOrderExpired    = "order.expired"
+	EventRefundDue       = "payment.refund_due"
+	EventStockChanged    = "stock.changed"
+)
+
+// Event is one business event. ID is unique per event, so consumers drop duplicates.
+type Event struct {
+	ID   string    `json:"id"`
+	Kind string    `json:"kind"`
+	At   time.Time `json:"at"`
+	Data any       `json:"data"`
+}

@@ -1,0 +1,284 @@
+// Package order turns reservations into orders and follows them to paid or cancelled: it writes
+// orders from the durable command stream, takes payment notifications, expires unpaid orders,
+// and makes sure the stock engine confirms or releases every settled order's reservation
+// exactly once.
+package order
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/payment"
+)
+
+// Bounds of the order service.
+const (
+	sweepEvery = 500 * time.Millisecond // how often due orders and unsettled stock are swept
+	sweepBatch = 500                    // orders one sweep handles
+)
+
+// Publisher stores a message durably on the bus; msgID makes retries no-ops.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, data []byte) error
+}
+
+// Config holds the payment settings.
+type Config struct {
+	PaymentKey []byte        // shared with the payment provider
+	PaymentURL string        // where the payment page takes tickets
+	NotifyURL  string        // where the provider calls back
+	TicketTTL  time.Duration // life of a payment ticket
+}
+
+// Service is the order service.
+type Service struct {
+	store surge.OrderStore
+	stock surge.StockEngine
+	bus   Publisher
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns an order service. now may be nil for the wall clock.
+func New(store surge.OrderStore, stock surge.StockEngine, bus Publisher, cfg Config, log *slog.Logger, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, stock: stock, bus: bus, cfg: cfg, log: log, now: now}
+}
+
+// Command asks for an order to be created for a reservation that holds.
+type Command struct {
+	Order surge.Order `json:"order"`
+}
+
+// HandleCreate writes the order a command carries. Idempotent: a repeated command finds the
+// order there. An error makes the bus deliver the command again.
+func (s *Service) HandleCreate(ctx context.Context, data []byte) error {
+	var c Command
+	if err := json.Unmarshal(data, &c); err != nil {
+		s.log.Error("dropping an undecodable order command", "err", err)
+		return nil // redelivery cannot fix it
+	}
+	o := c.Order
+	created, err := s.store.CreateOrder(ctx, &o)
+	if err != nil {
+		return err
+	}
+	if created {
+		s.emit(ctx, surge.EventOrderCreated, strconv.FormatInt(o.ID, 10), &o)
+	}
+	return nil
+}
+
+// emit publishes an event; a failure is logged, never fatal to the order.
+func (s *Service) emit(ctx context.Context, kind, key string, data any) {
+	e := surge.Event{ID: kind + ":" + key, Kind: kind, At: s.now().UTC(), Data: data}
+	b, err := json.Marshal(e)
+	if err == nil {
+		err = s.bus.Publish(ctx, "surge.events."+kind, e.ID, b)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", e.ID, "err", err)
+	}
+}
+
+// Get returns an order its shopper, its merchant or staff may see (ENOTFOUND otherwise).
+func (s *Service) Get(ctx context.Context, a surge.Actor, id int64) (*surge.Order, error) {
+	o, err := s.store.OrderByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !a.Role.Staff() && o.UserID != a.UserID && (a.Role != surge.RoleMerchant || o.MerchantID != a.UserID) {
+		return nil, surge.Errorf(surge.ENOTFOUND, "order not found")
+	}
+	return o, nil
+}
+
+// Mine lists the actor's own orders, newest first.
+func (s *Service) Mine(ctx context.Context, a surge.Actor, limit int) ([]*surge.Order, error) {
+	return s.store.OrdersByUser(ctx, a.UserID, limit)
+}
+
+// PayTicket is what a shopper takes to the payment page.
+type PayTicket struct {
+	PayURL string `json:"pay_url"`
+	Ticket string `json:"ticket"`
+	TxnID  string `json:"txn_id"`
+}
+
+// Ticket issues a signed payment ticket for the shopper's own pending order.
+func (s *Service) Ticket(ctx context.Context, a surge.Actor, id int64) (*PayTicket, error) {
+	o, err := s.store.OrderByID(ctx, id)
+	if err != nil || o.UserID != a.UserID {
+		return nil, surge.Errorf(surge.ENOTFOUND, "order not found")
+	}
+	if o.State != surge.OrderPendingPayment {
+		return nil, surge.Errorf(surge.ECONFLICT, "the order is %s; only a pending order can be paid", o.State)
+	}
+	exp := s.now().Add(s.cfg.TicketTTL)
+	if o.ExpiresAt.Before(exp) {
+		exp = o.ExpiresAt
+	}
+	t, err := payment.SignTicket(s.cfg.PaymentKey, payment.Ticket{TxnID: o.TxnID, OrderID: o.ID, Amount: o.Amount,
+		ExpiresAt: exp.UTC(), NotifyURL: s.cfg.NotifyURL})
+	if err != nil {
+		return nil, err
+	}
+	return &PayTicket{PayURL: s.cfg.PaymentURL, Ticket: t, TxnID: o.TxnID}, nil
+}
+
+// Cancel lets a shopper cancel their own pending order; its stock returns to the sale.
+func (s *Service) Cancel(ctx context.Context, a surge.Actor, id int64) (*surge.Order, error) {
+	o, err := s.store.OrderByID(ctx, id)
+	if err != nil || o.UserID != a.UserID {
+		return nil, surge.Errorf(surge.ENOTFOUND, "order not found")
+	}
+	o, err = s.store.Transition(ctx, id, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelUser, s.now())
+	if err != nil {
+		return o, err
+	}
+	s.emit(ctx, surge.EventOrderCancelled, strconv.FormatInt(o.ID, 10), o)
+	s.settle(ctx, o)
+	return o, nil
+}
+
+// Payment outcomes recorded with each notification.
+const (
+	OutcomeApplied   = "applied"    // it paid a pending order
+	OutcomeDuplicate = "duplicate"  // the order was already paid
+	OutcomeRefundDue = "refund_due" // it arrived after the order was cancelled: the money goes back
+	OutcomeIgnored   = "ignored"    // not a final status
+	OutcomeMismatch  = "mismatch"   // its transaction or amount is not the order's
+)
+
+// HandlePayment applies a verified notification. Notifications may come duplicated, late or out
+// of order: each is recorded once, a payment pays its order at most once, and a payment that
+// loses the race against expiry is kept as a refund to make, never dropped. Returns ENOTFOUND
+// for an unknown order, EINVALID for one whose transaction or amount is not the order's.
+func (s *Service) HandlePayment(ctx context.Context, n payment.Notification) (string, error) {
+	o, err := s.store.OrderByID(ctx, n.OrderID)
+	if err != nil {
+		return "", err
+	}
+	now := s.now().UTC()
+	p := &surge.Payment{NotifyID: n.NotifyID, TxnID: n.TxnID, OrderID: n.OrderID, Amount: n.Amount, Status: n.Status,
+		PaidAt: n.PaidAt.UTC(), ReceivedAt: now}
+	switch {
+	case n.TxnID != o.TxnID || n.Amount != o.Amount:
+		p.Outcome = OutcomeMismatch
+	case n.Status != payment.StatusPaid:
+		p.Outcome = OutcomeIgnored
+	default:
+		p.Outcome, o, err = s.pay(ctx, o, now)
+		if err != nil {
+			return "", err
+		}
+	}
+	if _, err := s.store.RecordPayment(ctx, p); err != nil {
+		return "", err
+	}
+	if p.Outcome == OutcomeMismatch {
+		return p.Outcome, surge.Errorf(surge.EINVALID, "the notification's transaction or amount is not the order's")
+	}
+	return p.Outcome, nil
+}
+
+func (s *Service) pay(ctx context.Context, o *surge.Order, now time.Time) (string, *surge.Order, error) {
+	paid, err := s.store.Transition(ctx, o.ID, surge.OrderPendingPayment, surge.OrderPaid, "", now)
+	switch {
+	case err == nil:
+		s.emit(ctx, surge.EventOrderPaid, strconv.FormatInt(paid.ID, 10), paid)
+		s.settle(ctx, paid)
+		return OutcomeApplied, paid, nil
+	case surge.ErrorCode(err) != surge.ECONFLICT:
+		return "", o, err
+	case paid.State == surge.OrderPaid:
+		return OutcomeDuplicate, paid, nil
+	}
+	s.emit(ctx, surge.EventRefundDue, paid.TxnID, paid)
+	return OutcomeRefundDue, paid, nil
+}
+
+// settle confirms (paid) or releases (cancelled) an order's reservation and records that it
+// did. A failure is left for the sweep, which retries until the stock engine answers.
+func (s *Service) settle(ctx context.Context, o *surge.Order) {
+	var err error
+	switch o.State {
+	case surge.OrderPaid:
+		err = s.stock.Confirm(ctx, o.ItemID, o.RequestID)
+	case surge.OrderCancelled:
+		err = s.stock.Release(ctx, o.ItemID, o.RequestID)
+		if err == nil {
+			s.emit(ctx, surge.EventStockChanged, "release:"+strconv.FormatInt(o.ID, 10), o)
+		}
+	default:
+		return
+	}
+	if surge.ErrorCode(err) == surge.ENOTFOUND { // no reservation to settle: nothing will ever be
+		s.log.ErrorContext(ctx, "order without a reservation", "order", o.ID, "item", o.ItemID)
+		err = nil
+	}
+	if err == nil {
+		err = s.store.MarkStockSettled(ctx, o.ID)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "stock not yet settled; the sweep will retry", "order", o.ID, "err", err)
+		return
+	}
+	o.StockSettled = true
+}
+
+// Sweep runs one pass: expire orders whose payment time ran out, then settle the stock of
+// every paid or cancelled order not yet settled. It returns how many orders it expired.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	now := s.now().UTC()
+	due, err := s.store.DueForExpiry(ctx, now, sweepBatch)
+	if err != nil {
+		return 0, err
+	}
+	expired := 0
+	for _, o := range due {
+		o, err := s.store.Transition(ctx, o.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, now)
+		if surge.ErrorCode(err) == surge.ECONFLICT {
+			continue // paid (or cancelled) just now: the other side won
+		}
+		if err != nil {
+			return expired, err
+		}
+		expired++
+		s.emit(ctx, surge.EventOrderExpired, strconv.FormatInt(o.ID, 10), o)
+		s.settle(ctx, o)
+	}
+	unsettled, err := s.store.UnsettledStock(ctx, sweepBatch)
+	if err != nil {
+		return expired, err
+	}
+	for _, o := range unsettled {
+		s.settle(ctx, o)
+	}
+	return expired, nil
+}
+
+// Run sweeps until ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.Sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.WarnContext(ctx, "order sweep failed", "err", err)
+			}
+		}
+	}
+}
+

@@ -1,0 +1,183 @@
+// Package paysim is a simulated third-party payment provider, shipped so that the whole
+// purchase journey can run and be tested without a real one. It takes a signed payment ticket,
+// "charges" it, and calls the merchant back with signed notifications that can be made to
+// arrive duplicated, late or out of order, as real providers' do.
+package paysim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/payment"
+)
+
+// Bounds of the simulator.
+const (
+	MaxDuplicates     = 5
+	MaxDelay          = time.Minute
+	maxConcurrentPays = 1024
+	callbackTimeout   = 5 * time.Second
+	callbackRetries   = 8
+	maxBodyBytes      = 16 << 10
+)
+
+// PayRequest is what the payment page posts: the ticket, and how the callbacks should behave.
+type PayRequest struct {
+	Ticket     string `json:"ticket"`
+	Duplicates int    `json:"duplicates"`   // extra copies of the "paid" notification
+	DelayMs    int64  `json:"delay_ms"`     // wait before calling back
+	OutOfOrder bool   `json:"out_of_order"` // send "paid" before the earlier "processing"
+}
+
+// PayResponse acknowledges a payment.
+type PayResponse struct {
+	TxnID  string `json:"txn_id"`
+	Status string `json:"status"`
+}
+
+// Provider is the simulated provider.
+type Provider struct {
+	key    []byte
+	client *http.Client
+	log    *slog.Logger
+	now    func() time.Time
+	slots  chan struct{}
+
+	mu   sync.Mutex
+	paid map[string]bool // transactions charged, so a second charge is refused
+	wg   sync.WaitGroup
+	quit chan struct{}
+}
+
+// New returns a provider that shares key with the merchant.
+func New(key []byte, log *slog.Logger) *Provider {
+	return &Provider{key: key, client: &http.Client{Timeout: callbackTimeout}, log: log, now: time.Now,
+		slots: make(chan struct{}, maxConcurrentPays), paid: make(map[string]bool), quit: make(chan struct{})}
+}
+
+// Close stops callbacks in flight and waits for them.
+func (p *Provider) Close() {
+	close(p.quit)
+	p.wg.Wait()
+}
+
+// Handler serves POST /paysim/v1/pay.
+func (p *Provider) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /paysim/v1/pay", p.pay)
+	return mux
+}
+
+func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
+	var req PayRequest
+	if err := surge.DecodeJSON(http.MaxBytesReader(w, r.Body, maxBodyBytes), &req); err != nil {
+		answer(w, http.StatusBadRequest, err)
+		return
+	}
+	if req.Duplicates < 0 || req.Duplicates > MaxDuplicates || req.DelayMs < 0 || time.Duration(req.DelayMs)*time.Millisecond > MaxDelay {
+		answer(w, http.StatusBadRequest, surge.Errorf(surge.EINVALID, "duplicates 0-%d, delay_ms up to %d", MaxDuplicates, MaxDelay.Milliseconds()))
+		return
+	}
+	t, err := payment.VerifyTicket(p.key, req.Ticket, p.now())
+	if err != nil {
+		answer(w, http.StatusForbidden, err)
+		return
+	}
+	p.mu.Lock()
+	already := p.paid[t.TxnID]
+	p.paid[t.TxnID] = true
+	p.mu.Unlock()
+	if already {
+		answer(w, http.StatusConflict, surge.Errorf(surge.ECONFLICT, "transaction %s is already paid", t.TxnID))
+		return
+	}
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		answer(w, http.StatusServiceUnavailable, surge.Errorf(surge.EUNAVAILABLE, "too many payments in flight"))
+		return
+	}
+	p.wg.Add(1)
+	go p.notify(t, req) // owned by the provider: Close waits for it
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(PayResponse{TxnID: t.TxnID, Status: payment.StatusPaid})
+}
+
+// notify sends the notifications of one payment: "processing" then "paid" (or the other way
+// round), plus duplicates of "paid", each retried until the merchant acknowledges it.
+func (p *Provider) notify(t payment.Ticket, req PayRequest) {
+	defer p.wg.Done()
+	defer func() { <-p.slots }()
+	if !p.sleep(time.Duration(req.DelayMs) * time.Millisecond) {
+		return
+	}
+	paidAt := p.now().UTC()
+	mk := func(status, id string) payment.Notification {
+		return payment.Notification{NotifyID: id, TxnID: t.TxnID, OrderID: t.OrderID, Amount: t.Amount, Status: status, PaidAt: paidAt}
+	}
+	list := []payment.Notification{mk(payment.StatusProcessing, t.TxnID+"-1"), mk(payment.StatusPaid, t.TxnID+"-2")}
+	if req.OutOfOrder {
+		list[0], list[1] = list[1], list[0]
+	}
+	for range req.Duplicates {
+		list = append(list, mk(payment.StatusPaid, t.TxnID+"-2"))
+	}
+	for _, n := range list {
+		p.deliver(t.NotifyURL, n)
+	}
+}
+
+func (p *Provider) deliver(url string, n payment.Notification) {
+	body, _ := json.Marshal(n)
+	backoff := 50 * time.Millisecond
+	for try := 0; try < callbackRetries; try++ {
+		req, err := http.NewRequestWithContext(context.Background(), "POST", url, bytes.NewReader(body))
+		if err != nil {
+			p.log.Error("paysim: bad notify url", "url", url, "err", err)
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(payment.SignatureHeader, payment.Sign(p.key, body, p.now()))
+		resp, err := p.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return // delivered (a 4xx is the merchant's final word)
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		p.log.Warn("paysim: callback failed; retrying", "txn", n.TxnID, "try", try, "err", err)
+		if !p.sleep(backoff) {
+			return
+		}
+		backoff *= 2
+	}
+}
+
+// sleep waits d unless the provider closes first.
+func (p *Provider) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.quit:
+		return false
+	}
+}
+
+func answer(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": surge.ErrorCode(err), "message": surge.ErrorMessage(err)}})
+}

@@ -1,0 +1,352 @@
+// Package purchase is the flash-sale purchase path: the gate (cheapest checks first), a bounded
+// queue per item served in arrival order, the reservation, and the durable order command, all
+// answered within milliseconds (R-3.1 to R-3.6).
+package purchase
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/payment"
+)
+
+// Bounds and defaults of the purchase path.
+const (
+	MaxBatch          = 256              // reservations a lane hands the stock engine at once
+	DefaultQueueDepth = 8192             // attempts waiting per item
+	DefaultInFlight   = 20_000           // attempts in the whole node before it sheds load
+	DefaultAnswerWait = 200 * time.Millisecond
+	DefaultTokenTTL   = 10 * time.Minute
+	maxCachedItems    = 100_000
+	maxTickets        = 1 << 18 // queued attempts remembered for polling
+	ticketTTL         = 10 * time.Minute
+)
+
+// Config tunes the gate.
+type Config struct {
+	TokenKey   []byte
+	TokenTTL   time.Duration
+	UserRate   rate.Limit // purchase attempts per second per user
+	UserBurst  int
+	IPRate     rate.Limit // per client IP
+	IPBurst    int
+	InFlight   int           // load shedding threshold
+	QueueDepth int           // per item
+	AnswerWait time.Duration // how long an attempt waits before it is answered "queued"
+}
+
+func (c *Config) defaults() {
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.UserRate <= 0 {
+		c.UserRate, c.UserBurst = 2, 5
+	}
+	if c.IPRate <= 0 {
+		c.IPRate, c.IPBurst = 200, 400
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = DefaultInFlight
+	}
+	if c.QueueDepth <= 0 {
+		c.QueueDepth = DefaultQueueDepth
+	}
+	if c.AnswerWait <= 0 {
+		c.AnswerWait = DefaultAnswerWait
+	}
+}
+
+// Publisher stores a message durably on the bus.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, data []byte) error
+}
+
+// Blacklist answers whether a user is blocked.
+type Blacklist interface {
+	Blocked(user int64) bool
+}
+
+// batcher is a stock engine that takes many reservations per call.
+type batcher interface {
+	ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error
+}
+
+// Request is a purchase attempt.
+type Request struct {
+	ItemID    int64  `json:"item_id,string"`
+	Quantity  int64  `json:"quantity"`
+	RequestID string `json:"request_id"`
+	Token     string `json:"token"`
+}
+
+// Statuses of an answer. Refusals are errors with codes: ESOLDOUT, ELIMIT, ERATELIMIT,
+// EFORBIDDEN (blocked, bad token), ECONFLICT (not on sale now), EUNAVAILABLE (overloaded).
+const (
+	StatusSuccess = "success"
+	StatusQueued  = "queued"
+)
+
+// Result is the answer to a purchase: an order, or a ticket to poll.
+type Result struct {
+	Status  string `json:"status"`
+	OrderID int64  `json:"order_id,string,omitempty"`
+	TxnID   string `json:"txn_id,omitempty"`
+	Ticket  string `json:"ticket"`
+	Held    int64  `json:"held,omitempty"`
+}
+
+// Detail is an item's page: the item, what is left, and the token to buy it with.
+type Detail struct {
+	Item           *surge.SessionItem `json:"item"`
+	SessionStatus  string             `json:"session_status"`
+	StartAt        time.Time          `json:"start_at"`
+	EndAt          time.Time          `json:"end_at"`
+	Remaining      int64              `json:"remaining"`
+	Token          string             `json:"token"`
+	TokenExpiresAt time.Time          `json:"token_expires_at"`
+}
+
+// Service is the purchase path of one node.
+type Service struct {
+	cfg       Config
+	sessions  surge.SessionStore
+	stock     surge.StockEngine
+	orders    surge.OrderStore
+	bus       Publisher
+	blacklist Blacklist
+	ids       func() (int64, error)
+	log       *slog.Logger
+	now       func() time.Time
+	tokens    tokens
+	users     *limiter
+	ips       *limiter
+	inFlight  atomic.Int64
+	metrics   *metrics
+
+	mu      sync.Mutex
+	items   map[int64]*info // published items, which never change
+	lanes   map[int64]*lane
+	tickets map[string]*attempt
+
+	quit chan struct{}
+	wg   sync.WaitGroup // lane workers
+}
+
+type info struct {
+	item    *surge.SessionItem
+	session *surge.Session
+}
+
+// New returns the purchase path. Close stops its lane workers.
+func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, orders surge.OrderStore, bus Publisher,
+	blacklist Blacklist, ids func() (int64, error), m *metrics, log *slog.Logger, now func() time.Time) *Service {
+	cfg.defaults()
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{cfg: cfg, sessions: sessions, stock: stock, orders: orders, bus: bus, blacklist: blacklist, ids: ids,
+		log: log, now: now, tokens: tokens{key: cfg.TokenKey, ttl: cfg.TokenTTL}, metrics: m,
+		users: newLimiter(cfg.UserRate, cfg.UserBurst), ips: newLimiter(cfg.IPRate, cfg.IPBurst),
+		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
+		quit: make(chan struct{})}
+}
+
+// Close stops the lane workers; attempts still queued are answered EUNAVAILABLE.
+func (s *Service) Close() {
+	close(s.quit)
+	s.wg.Wait()
+}
+
+// item returns a published item from the node's cache, loading it once.
+func (s *Service) item(ctx context.Context, id int64) (*info, error) {
+	s.mu.Lock()
+	in := s.items[id]
+	s.mu.Unlock()
+	if in != nil {
+		return in, nil
+	}
+	it, se, err := s.sessions.ItemByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if se.PublishedAt == nil {
+		return nil, surge.Errorf(surge.ENOTFOUND, "item %d is not on sale", id)
+	}
+	in = &info{item: it, session: se}
+	s.mu.Lock()
+	if len(s.items) >= maxCachedItems {
+		clear(s.items)
+	}
+	s.items[id] = in
+	s.mu.Unlock()
+	return in, nil
+}
+
+// Detail returns an item's page with a fresh purchase token for the actor.
+func (s *Service) Detail(ctx context.Context, a surge.Actor, id int64) (*Detail, error) {
+	in, err := s.item(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	l := s.lane(in)
+	tok, exp := s.tokens.issue(a.UserID, id, now)
+	return &Detail{Item: in.item, SessionStatus: in.session.StatusAt(now), StartAt: in.session.StartAt, EndAt: in.session.EndAt,
+		Remaining: max(l.remaining.Load(), 0), Token: tok, TokenExpiresAt: exp.UTC()}, nil
+}
+
+// ticketOf names an attempt for polling.
+func ticketOf(item int64, requestID string) string { return strconv.FormatInt(item, 10) + "." + requestID }
+
+// validRequestID keeps request ids usable inside a ticket and a URL.
+func validRequestID(id string) error {
+	if err := surge.ValidateRequestID(id); err != nil {
+		return err
+	}
+	for _, c := range []byte(id) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return surge.Errorf(surge.EINVALID, "request_id may hold only letters, digits, '-' and '_'")
+		}
+	}
+	return nil
+}
+
+// Purchase runs an attempt through the gate, cheapest checks first, then the item's queue.
+func (s *Service) Purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {
+	res, err := s.purchase(ctx, a, ip, req)
+	s.metrics.outcome(res, err)
+	return res, err
+}
+
+func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {
+	if req.ItemID <= 0 {
+		return nil, surge.Errorf(surge.EINVALID, "item_id is required")
+	}
+	if req.Quantity <= 0 || req.Quantity > surge.MaxPerUserLimit {
+		return nil, surge.Errorf(surge.EINVALID, "quantity must be between 1 and %d", surge.MaxPerUserLimit)
+	}
+	if err := validRequestID(req.RequestID); err != nil {
+		return nil, err
+	}
+	in, err := s.item(ctx, req.ItemID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	switch in.session.StatusAt(now) {
+	case surge.SessionUpcoming:
+		return nil, surge.Errorf(surge.ECONFLICT, "the sale has not started")
+	case surge.SessionEnded:
+		return nil, surge.Errorf(surge.ECONFLICT, "the sale has ended")
+	}
+	if req.Quantity > in.item.PerUserLimit {
+		return nil, surge.Errorf(surge.ELIMIT, "at most %d per shopper", in.item.PerUserLimit)
+	}
+	l := s.lane(in)
+	rr := surge.ReserveRequest{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID}
+	if l.remaining.Load() <= 0 {
+		// Sold out: the stock engine answers from its flag, except to a retry of a request
+		// that did reserve, which gets its first answer. No queue, no gate.
+		return s.decideNow(ctx, in, rr)
+	}
+	if s.blacklist.Blocked(a.UserID) {
+		return nil, surge.Errorf(surge.EFORBIDDEN, "rejected: blocked by risk control")
+	}
+	if !s.users.allow("u" + strconv.FormatInt(a.UserID, 10)) || !s.ips.allow(ip) {
+		return nil, surge.Errorf(surge.ERATELIMIT, "too many attempts; slow down")
+	}
+	if n := s.inFlight.Add(1); n > int64(s.cfg.InFlight) {
+		s.inFlight.Add(-1)
+		return nil, surge.Errorf(surge.EUNAVAILABLE, "the sale is busier than this node can serve; retry")
+	}
+	defer s.inFlight.Add(-1)
+	if err := s.tokens.verify(req.Token, a.UserID, req.ItemID, now); err != nil {
+		return nil, err
+	}
+	return s.enqueue(ctx, l, in, rr)
+}
+
+// decideNow asks the stock engine directly, for a sold-out item.
+func (s *Service) decideNow(ctx context.Context, in *info, rr surge.ReserveRequest) (*Result, error) {
+	id, err := s.ids()
+	if err != nil {
+		return nil, err
+	}
+	rr.OrderID = id
+	out, err := s.stock.Reserve(ctx, rr)
+	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: out, Err: err})
+}
+
+// enqueue puts an attempt in its item's queue and waits briefly for the answer.
+func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest) (*Result, error) {
+	if l.queued.Load()+rr.Quantity > l.remaining.Load() {
+		// More are already waiting than the stock left can serve.
+		return nil, surge.Errorf(surge.ESOLDOUT, "sold out")
+	}
+	id, err := s.ids()
+	if err != nil {
+		return nil, err
+	}
+	rr.OrderID = id
+	t := &attempt{req: rr, info: in, done: make(chan struct{}), at: s.now()}
+	ticket := ticketOf(rr.ItemID, rr.RequestID)
+	select {
+	case l.in <- t:
+		l.queued.Add(rr.Quantity)
+	default:
+		return nil, surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry")
+	}
+	s.remember(ticket, t)
+	timer := time.NewTimer(s.cfg.AnswerWait)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+		return t.res, t.err
+	case <-timer.C:
+		return &Result{Status: StatusQueued, Ticket: ticket}, nil
+	case <-ctx.Done():
+		return &Result{Status: StatusQueued, Ticket: ticket}, nil
+	}
+}
+
+// finish turns the stock engine's decision into an answer. A reservation becomes a durable
+// order command before the shopper hears "success": if the bus is down the answer is an
+// error, and a retry (same request id) finds the reservation and sends the command again.
+func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult) (*Result, error) {
+	ticket := ticketOf(rr.ItemID, rr.RequestID)
+	if d.Err != nil {
+		return nil, d.Err
+	}
+	switch d.Outcome {
+	case surge.SoldOut:
+		return nil, surge.Errorf(surge.ESOLDOUT, "sold out")
+	case surge.LimitReached:
+		return nil, surge.Errorf(surge.ELIMIT, "you already hold %d of the %d allowed", d.Held, in.item.PerUserLimit)
+	}
+	orderID := d.OrderID
+	if orderID == 0 { // reserved before orders were attached: name it now, idempotently
+		orderID = rr.OrderID
+	}
+	now := s.now().UTC()
+	o := surge.Order{ID: orderID, TxnID: payment.TxnID(orderID), RequestID: rr.RequestID, UserID: rr.UserID,
+		SessionID: in.session.ID, ItemID: rr.ItemID, SKUID: in.item.SKUID, MerchantID: in.item.MerchantID,
+		Quantity: rr.Quantity, State: surge.OrderPendingPayment, CreatedAt: now, ExpiresAt: now.Add(in.session.PayTimeout()),
+		Amount: surge.Money{Amount: in.item.SalePrice.Amount * rr.Quantity, Currency: in.item.SalePrice.Currency}}
+	b, err := json.Marshal(order.Command{Order: o})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.bus.Publish(ctx, "surge.orders.create", "order:"+strconv.FormatInt(orderID, 10), b); err != nil {
+		return nil, surge.Errorf(surge.EUNAVAILABLE, "the order could not be recorded yet; retry with the same request id")
+	}
+	return &Result{Status: StatusSuccess, OrderID: orderID, TxnID: o.TxnID, Ticket: ticket, Held: d.Held}, nil
+}

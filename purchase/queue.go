@@ -1,0 +1,194 @@
+package purchase
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+// attempt is a purchase waiting in, or decided by, its item's queue.
+type attempt struct {
+	req  surge.ReserveRequest
+	info *info
+	at   time.Time
+	done chan struct{} // closed once res or err is set
+	res  *Result
+	err  error
+}
+
+// lane is one item's queue and the worker that drains it in arrival order.
+type lane struct {
+	item      int64
+	in        chan *attempt
+	queued    atomic.Int64 // units waiting in the queue
+	remaining atomic.Int64 // units left, as the stock engine last said
+}
+
+// lane returns an item's lane, starting its worker on first use.
+func (s *Service) lane(in *info) *lane {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.lanes[in.item.ID]
+	if l != nil {
+		return l
+	}
+	l = &lane{item: in.item.ID, in: make(chan *attempt, s.cfg.QueueDepth)}
+	l.remaining.Store(in.item.Allotted)
+	if lv, err := s.stock.Levels(context.Background(), in.item.ID); err == nil {
+		l.remaining.Store(lv.Available)
+	}
+	s.lanes[in.item.ID] = l
+	s.wg.Add(1)
+	go s.drain(l) // stops when Close closes quit
+	return l
+}
+
+// drain is a lane's worker: it takes what has arrived, up to MaxBatch, decides it in one call
+// to the stock engine, and answers each attempt in order.
+func (s *Service) drain(l *lane) {
+	defer s.wg.Done()
+	batch := make([]*attempt, 0, MaxBatch)
+	reqs := make([]surge.ReserveRequest, 0, MaxBatch)
+	out := make([]surge.BatchResult, MaxBatch)
+	for {
+		select {
+		case t := <-l.in:
+			batch = append(batch[:0], t)
+		case <-s.quit:
+			s.refuseQueued(l)
+			return
+		}
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case t := <-l.in:
+				batch = append(batch, t)
+			default:
+				break fill
+			}
+		}
+		reqs = reqs[:0]
+		for _, t := range batch {
+			reqs = append(reqs, t.req)
+			l.queued.Add(-t.req.Quantity)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.reserve(ctx, reqs, out[:len(reqs)])
+		for i, t := range batch {
+			t.res, t.err = s.finish(ctx, t.info, t.req, out[i])
+			close(t.done)
+		}
+		if lv, err := s.stock.Levels(ctx, l.item); err == nil {
+			l.remaining.Store(lv.Available)
+		}
+		cancel()
+		s.metrics.batch(len(batch))
+	}
+}
+
+// reserve decides a batch, in one call when the stock engine takes batches.
+func (s *Service) reserve(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) {
+	if b, ok := s.stock.(batcher); ok {
+		if err := b.ReserveBatch(ctx, reqs, out); err != nil {
+			for i := range out {
+				out[i] = surge.BatchResult{Err: err}
+			}
+		}
+		return
+	}
+	for i, r := range reqs {
+		res, err := s.stock.Reserve(ctx, r)
+		out[i] = surge.BatchResult{ReserveResult: res, Err: err}
+	}
+}
+
+func (s *Service) refuseQueued(l *lane) {
+	for {
+		select {
+		case t := <-l.in:
+			t.err = surge.Errorf(surge.EUNAVAILABLE, "the node is shutting down; retry with the same request id")
+			close(t.done)
+		default:
+			return
+		}
+	}
+}
+
+// remember keeps a queued attempt for polling, bounded in number and age.
+func (s *Service) remember(ticket string, t *attempt) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.tickets) >= maxTickets {
+		cutoff := s.now().Add(-ticketTTL)
+		for k, old := range s.tickets {
+			if old.at.Before(cutoff) || len(s.tickets) >= maxTickets {
+				delete(s.tickets, k)
+			}
+		}
+	}
+	s.tickets[ticket] = t
+}
+
+// Poll answers a ticket: the attempt's result if this node holds it, "queued" while it waits,
+// or the order, looked up in the store, if another node decided it. Returns ENOTFOUND for a
+// ticket nobody knows (or another user's).
+func (s *Service) Poll(ctx context.Context, a surge.Actor, ticket string) (*Result, error) {
+	t, err := s.attempt(a, ticket)
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		select {
+		case <-t.done:
+			return t.res, t.err
+		default:
+			return &Result{Status: StatusQueued, Ticket: ticket}, nil
+		}
+	}
+	return s.fromStore(ctx, a, ticket)
+}
+
+// Wait blocks until a ticket is decided (or ctx ends) and returns its answer; for the stream
+// of a queued attempt.
+func (s *Service) Wait(ctx context.Context, a surge.Actor, ticket string) (*Result, error) {
+	t, err := s.attempt(a, ticket)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return s.fromStore(ctx, a, ticket)
+	}
+	select {
+	case <-t.done:
+		return t.res, t.err
+	case <-ctx.Done():
+		return &Result{Status: StatusQueued, Ticket: ticket}, nil
+	}
+}
+
+func (s *Service) attempt(a surge.Actor, ticket string) (*attempt, error) {
+	s.mu.Lock()
+	t := s.tickets[ticket]
+	s.mu.Unlock()
+	if t != nil && t.req.UserID != a.UserID {
+		return nil, surge.Errorf(surge.ENOTFOUND, "unknown ticket")
+	}
+	return t, nil
+}
+
+func (s *Service) fromStore(ctx context.Context, a surge.Actor, ticket string) (*Result, error) {
+	itemStr, req, ok := strings.Cut(ticket, ".")
+	item, err := strconv.ParseInt(itemStr, 10, 64)
+	if !ok || err != nil || validRequestID(req) != nil {
+		return nil, surge.Errorf(surge.EINVALID, "malformed ticket")
+	}
+	o, err := s.orders.OrderByRequest(ctx, item, req)
+	if err != nil || o.UserID != a.UserID {
+		return nil, surge.Errorf(surge.ENOTFOUND, "unknown ticket")
+	}
+	return &Result{Status: StatusSuccess, OrderID: o.ID, TxnID: o.TxnID, Ticket: ticket}, nil
+}
