@@ -153,4 +153,3 @@ func (s *Server) purchaseRoutes() []route {
 			}},
 	}
 }
-

@@ -21,9 +21,9 @@ import (
 
 // Bounds and defaults of the purchase path.
 const (
-	MaxBatch          = 256              // reservations a lane hands the stock engine at once
-	DefaultQueueDepth = 8192             // attempts waiting per item
-	DefaultInFlight   = 20_000           // attempts in the whole node before it sheds load
+	MaxBatch          = 256    // reservations a lane hands the stock engine at once
+	DefaultQueueDepth = 8192   // attempts waiting per item
+	DefaultInFlight   = 20_000 // attempts in the whole node before it sheds load
 	DefaultAnswerWait = 200 * time.Millisecond
 	DefaultTokenTTL   = 10 * time.Minute
 	maxCachedItems    = 100_000
@@ -205,7 +205,9 @@ func (s *Service) Detail(ctx context.Context, a surge.Actor, id int64) (*Detail,
 }
 
 // ticketOf names an attempt for polling.
-func ticketOf(item int64, requestID string) string { return strconv.FormatInt(item, 10) + "." + requestID }
+func ticketOf(item int64, requestID string) string {
+	return strconv.FormatInt(item, 10) + "." + requestID
+}
 
 // validRequestID keeps request ids usable inside a ticket and a URL.
 func validRequestID(id string) error {
@@ -261,7 +263,7 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	if s.blacklist.Blocked(a.UserID) {
 		return nil, surge.Errorf(surge.EFORBIDDEN, "rejected: blocked by risk control")
 	}
-	if !s.users.allow("u" + strconv.FormatInt(a.UserID, 10)) || !s.ips.allow(ip) {
+	if !s.users.allow("u"+strconv.FormatInt(a.UserID, 10)) || !s.ips.allow(ip) {
 		return nil, surge.Errorf(surge.ERATELIMIT, "too many attempts; slow down")
 	}
 	if n := s.inFlight.Add(1); n > int64(s.cfg.InFlight) {
