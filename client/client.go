@@ -17,6 +17,10 @@ import (
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
 )
 
@@ -289,3 +293,76 @@ func (c *Client) DeleteItem(ctx context.Context, sessionID, itemID int64) error 
 
 // BaseURL is the address the client calls.
 func (c *Client) BaseURL() string { return c.base }
+
+// Item returns an item on sale with a purchase token.
+func (c *Client) Item(ctx context.Context, itemID int64) (*purchase.Detail, error) {
+	return call[purchase.Detail](ctx, c, "GET", "/v1/items/"+id(itemID), nil)
+}
+
+// Purchase attempts a purchase. A refusal is an error with its code (ESOLDOUT, ELIMIT, …);
+// a queued attempt returns Status "queued" and a ticket for PollPurchase.
+func (c *Client) Purchase(ctx context.Context, r purchase.Request) (*purchase.Result, error) {
+	return call[purchase.Result](ctx, c, "POST", "/v1/purchases", r)
+}
+
+// PollPurchase returns the answer to a queued purchase.
+func (c *Client) PollPurchase(ctx context.Context, ticket string) (*purchase.Result, error) {
+	return call[purchase.Result](ctx, c, "GET", "/v1/purchases/"+url.PathEscape(ticket), nil)
+}
+
+// Orders lists the signed-in shopper's orders.
+func (c *Client) Orders(ctx context.Context) ([]*surge.Order, error) {
+	out, err := call[surgehttp.OrderList](ctx, c, "GET", "/v1/orders?limit=500", nil)
+	if err != nil {
+		return nil, err
+	}
+	return out.Items, nil
+}
+
+// Order returns an order.
+func (c *Client) Order(ctx context.Context, orderID int64) (*surge.Order, error) {
+	return call[surge.Order](ctx, c, "GET", "/v1/orders/"+id(orderID), nil)
+}
+
+// PayTicket asks for a payment ticket for a pending order.
+func (c *Client) PayTicket(ctx context.Context, orderID int64) (*order.PayTicket, error) {
+	return call[order.PayTicket](ctx, c, "POST", "/v1/orders/"+id(orderID)+"/pay", nil)
+}
+
+// CancelOrder cancels a pending order.
+func (c *Client) CancelOrder(ctx context.Context, orderID int64) (*surge.Order, error) {
+	return call[surge.Order](ctx, c, "POST", "/v1/orders/"+id(orderID)+"/cancel", nil)
+}
+
+// Pay takes a ticket to the payment page (the simulated provider's pay endpoint).
+func (c *Client) Pay(ctx context.Context, payURL string, r paysim.PayRequest) (*paysim.PayResponse, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", payURL, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: "payment refused"}
+	}
+	var out paysim.PayResponse
+	return &out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// Block blocks a user from buying (operators).
+func (c *Client) Block(ctx context.Context, in risk.BlockInput) (*surge.Block, error) {
+	return call[surge.Block](ctx, c, "POST", "/v1/blacklist", in)
+}
+
+// Unblock lifts a user's block (operators).
+func (c *Client) Unblock(ctx context.Context, userID int64) error {
+	return c.Do(ctx, "DELETE", "/v1/blacklist/"+id(userID), nil, nil)
+}

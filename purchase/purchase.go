@@ -199,6 +199,7 @@ func (s *Service) Detail(ctx context.Context, a surge.Actor, id int64) (*Detail,
 	}
 	now := s.now()
 	l := s.lane(in)
+	s.refresh(ctx, l, false)
 	tok, exp := s.tokens.issue(a.UserID, id, now)
 	return &Detail{Item: in.item, SessionStatus: in.session.StatusAt(now), StartAt: in.session.StartAt, EndAt: in.session.EndAt,
 		Remaining: max(l.remaining.Load(), 0), Token: tok, TokenExpiresAt: exp.UTC()}, nil
@@ -254,6 +255,7 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 		return nil, surge.Errorf(surge.ELIMIT, "at most %d per shopper", in.item.PerUserLimit)
 	}
 	l := s.lane(in)
+	s.refresh(ctx, l, false)
 	rr := surge.ReserveRequest{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID}
 	if l.remaining.Load() <= 0 {
 		// Sold out: the stock engine answers from its flag, except to a retry of a request

@@ -26,6 +26,23 @@ type lane struct {
 	in        chan *attempt
 	queued    atomic.Int64 // units waiting in the queue
 	remaining atomic.Int64 // units left, as the stock engine last said
+	checkedMs atomic.Int64 // when remaining was last read, unix ms
+}
+
+// remainingRefreshMs is how stale a lane's idea of the stock left may get: releases (expired
+// or cancelled orders) show within this time.
+const remainingRefreshMs = 100
+
+// refresh re-reads the stock left when the lane's figure is older than remainingRefreshMs.
+func (s *Service) refresh(ctx context.Context, l *lane, force bool) {
+	now := s.now().UnixMilli()
+	if !force && now-l.checkedMs.Load() < remainingRefreshMs {
+		return
+	}
+	if lv, err := s.stock.Levels(ctx, l.item); err == nil {
+		l.remaining.Store(lv.Available)
+		l.checkedMs.Store(now)
+	}
 }
 
 // lane returns an item's lane, starting its worker on first use.
@@ -37,10 +54,7 @@ func (s *Service) lane(in *info) *lane {
 		return l
 	}
 	l = &lane{item: in.item.ID, in: make(chan *attempt, s.cfg.QueueDepth)}
-	l.remaining.Store(in.item.Allotted)
-	if lv, err := s.stock.Levels(context.Background(), in.item.ID); err == nil {
-		l.remaining.Store(lv.Available)
-	}
+	l.remaining.Store(in.item.Allotted) // until the first refresh reads the engine
 	s.lanes[in.item.ID] = l
 	s.wg.Add(1)
 	go s.drain(l) // stops when Close closes quit
@@ -82,9 +96,7 @@ func (s *Service) drain(l *lane) {
 			t.res, t.err = s.finish(ctx, t.info, t.req, out[i])
 			close(t.done)
 		}
-		if lv, err := s.stock.Levels(ctx, l.item); err == nil {
-			l.remaining.Store(lv.Available)
-		}
+		s.refresh(ctx, l, true)
 		cancel()
 		s.metrics.batch(len(batch))
 	}

@@ -22,6 +22,8 @@ const (
 	maxRememberedReservations = 1 << 20
 )
 
+// Ids travel in and out of the scripts as strings: Lua numbers are doubles, exact only to 2^53.
+//
 // Each item's keys share the hash tag {stk:ID}, so one Lua script touches them atomically on a
 // single Redis or a Redis Cluster: KEYS[1] the counters (hash), KEYS[2] the holdings (hash:
 // user → units), KEYS[3] the reservations (hash: request id → "user:qty:state").
@@ -44,7 +46,7 @@ local prior = redis.call('HGET', KEYS[3], ARGV[3])
 if prior then
   local user, order = string.match(prior, '^(%d+):%d+:%a:(%d+)$')
   if user ~= ARGV[1] then return {'other', 0} end
-  return {'dup', tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'), tonumber(order)}
+  return {'dup', tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0'), order}
 end
 local c = redis.call('HMGET', KEYS[1], 'available', 'limit')
 if not c[1] then return {'nf', 0} end
@@ -56,7 +58,7 @@ redis.call('HINCRBY', KEYS[1], 'available', -qty)
 redis.call('HINCRBY', KEYS[1], 'reserved', qty)
 redis.call('HINCRBY', KEYS[2], ARGV[1], qty)
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[1] .. ':' .. ARGV[2] .. ':r:' .. ARGV[4])
-return {'ok', held + qty, tonumber(ARGV[4])}`)
+return {'ok', held + qty, ARGV[4]}`)
 
 	settleScript = redis.NewScript(`
 local prior = redis.call('HGET', KEYS[3], ARGV[1])
@@ -206,8 +208,10 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.Reserve
 	status, _ := vals[0].(string)
 	held, _ := vals[1].(int64)
 	var order int64
-	if len(vals) > 2 {
-		order, _ = vals[2].(int64)
+	if len(vals) > 2 { // a string: Lua numbers are doubles and would round a 64-bit id
+		if str, ok := vals[2].(string); ok {
+			order, _ = strconv.ParseInt(str, 10, 64)
+		}
 	}
 	switch status {
 	case "ok", "dup":

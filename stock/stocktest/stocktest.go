@@ -141,13 +141,14 @@ func testReserve(t *testing.T, e surge.StockEngine) {
 
 func testIdempotent(t *testing.T, e surge.StockEngine, opts Options) {
 	id := newItem(t, e, 3, 3)
-	first, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: 1, Quantity: 2, RequestID: "same", OrderID: 555})
+	const bigOrder = 117791825015603201 // a snowflake: beyond what a double holds exactly
+	first, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: 1, Quantity: 2, RequestID: "same", OrderID: bigOrder})
 	if err != nil {
 		t.Fatal(err)
 	}
 	again, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: 1, Quantity: 2, RequestID: "same", OrderID: 999})
 	if err != nil || first.Outcome != surge.Reserved || first.Replayed || !again.Replayed ||
-		again.Outcome != first.Outcome || again.Held != first.Held || again.OrderID != 555 || first.OrderID != 555 {
+		again.Outcome != first.Outcome || again.Held != first.Held || again.OrderID != bigOrder || first.OrderID != bigOrder {
 		t.Fatalf("Reserve twice = %+v then %+v, %v; want the first answer again, with the first order id, marked replayed", first, again, err)
 	}
 	if l := levels(t, e, id); l.Reserved != 2 {
@@ -159,7 +160,7 @@ func testIdempotent(t *testing.T, e surge.StockEngine, opts Options) {
 		}
 	}
 	reserve(t, e, id, 3, 1, "last") // sells out
-	if r := reserve(t, e, id, 1, 2, "same"); r.Outcome != surge.Reserved || r.OrderID != 555 {
+	if r := reserve(t, e, id, 1, 2, "same"); r.Outcome != surge.Reserved || r.OrderID != bigOrder {
 		t.Fatalf("retry after sell-out = %+v; want the first answer (reserved), not sold out", r)
 	}
 }

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/payment"
+	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/sale"
+)
+
+const testPaymentKey = "fedcba9876543210fedcba9876543210"
+
+// saleConfig is testConfig with the gate opened for a crowd coming from one test IP.
+func saleConfig(t *testing.T) Config {
+	c := testConfig(t)
+	c.IPRate, c.PaymentKey = 1e6, testPaymentKey
+	return c
+}
+
+// shopper returns a client signed in as a synthetic shopper: the load generator's way of
+// provisioning a crowd without a password hash each.
+func shopper(t *testing.T, cl *client.Client, user int64) *client.Client {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "surge", "sub": fmt.Sprint(user),
+		"role": "shopper", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl.As(tok)
+}
+
+// openSale creates a SKU, a session starting in a moment, one item, publishes it, and waits
+// until the sale is live. It returns the item id.
+func openSale(t *testing.T, tm *team, units, limit, payTimeoutSec int64) int64 {
+	t.Helper()
+	ctx := context.Background()
+	code := fmt.Sprint("SALE-", time.Now().UnixNano())
+	spu := ok[*surge.SPU](t, "CreateSPU")(tm.m1.CreateSPU(ctx, catalog.SPUInput{Code: code, Title: "Flash item", CategoryL1: "Digital"}))
+	sku := ok[*surge.SKU](t, "CreateSKU")(tm.m1.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: code, Title: "Flash item",
+		Price: surge.Money{Amount: 99900, Currency: "CNY"}, CostPrice: surge.Money{Amount: 50000, Currency: "CNY"}, Stock: units}))
+	start := time.Now().Add(1500 * time.Millisecond).UTC()
+	se := ok[*surge.Session](t, "CreateSession")(tm.op.CreateSession(ctx, sale.SessionInput{Name: "flash", StartAt: start,
+		EndAt: start.Add(time.Hour), PayTimeoutSec: payTimeoutSec}))
+	it := ok[*surge.SessionItem](t, "AddItem")(tm.op.AddItem(ctx, se.ID, sale.ItemInput{SKUID: sku.ID, Allotted: units,
+		SalePrice: surge.Money{Amount: 100, Currency: "CNY"}, PerUserLimit: limit}))
+	ok[*surge.Session](t, "Publish")(tm.op.Publish(ctx, se.ID))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(start); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sale never opened")
+		}
+	}
+	return it.ID
+}
+
+// buy fetches the item's token, purchases, and polls a queued answer to its end.
+func buy(ctx context.Context, c *client.Client, item int64, req string) (*purchase.Result, error) {
+	d, err := c.Item(ctx, item)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: req, Token: d.Token})
+	for deadline := time.Now().Add(20 * time.Second); err == nil && res.Status == purchase.StatusQueued; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("still queued after 20s")
+		}
+		res, err = c.PollPurchase(ctx, res.Ticket)
+	}
+	return res, err
+}
+
+func TestFlashSaleSellsExactlyTheAllotment(t *testing.T) {
+	for _, sh := range shapes() {
+		t.Run(sh.name, func(t *testing.T) {
+			c := saleConfig(t)
+			sh.setup(t, &c)
+			_, cl := start(t, c)
+			tm := newTeam(t, cl)
+			const units, shoppers, parallel = 1000, 3000, 128
+			item := openSale(t, tm, units, 1, 900)
+			ctx := context.Background()
+
+			var mu sync.Mutex
+			orderOf := map[int64]int64{} // user → order
+			var soldOut, failed atomic.Int64
+			sem := make(chan struct{}, parallel)
+			var wg sync.WaitGroup
+			for i := range shoppers {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					user := int64(1_000_000 + i)
+					s := shopper(t, cl, user)
+					req := fmt.Sprint("buy-", user)
+					tries := 1
+					if i%10 == 0 {
+						tries = 2 // a retry of the same request (a double tap, a timeout)
+					}
+					for range tries {
+						res, err := buy(ctx, s, item, req)
+						switch {
+						case surge.ErrorCode(err) == surge.ESOLDOUT:
+							soldOut.Add(1)
+						case err != nil:
+							t.Errorf("shopper %d: %v", user, err)
+							failed.Add(1)
+						default:
+							mu.Lock()
+							if prev, ok := orderOf[user]; ok && prev != res.OrderID {
+								t.Errorf("shopper %d got orders %d and %d for one request", user, prev, res.OrderID)
+							}
+							orderOf[user] = res.OrderID
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if len(orderOf) != units || failed.Load() > 0 {
+				t.Fatalf("%d shoppers got an order (%d sold out, %d failed); want exactly %d", len(orderOf), soldOut.Load(), failed.Load(), units)
+			}
+			// Every success has exactly its one order, pending payment, visible to its shopper.
+			deadline := time.Now().Add(15 * time.Second)
+			for user, id := range orderOf {
+				for {
+					o, err := shopper(t, cl, user).Order(ctx, id)
+					if err == nil {
+						if o.State != surge.OrderPendingPayment || o.UserID != user || o.Quantity != 1 {
+							t.Fatalf("order %d = %+v", id, o)
+						}
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("order %d of shopper %d never appeared: %v", id, user, err)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			if d, err := shopper(t, cl, 1).Item(ctx, item); err != nil || d.Remaining != 0 {
+				t.Fatalf("remaining after the sale = %+v, %v; want 0", d, err)
+			}
+		})
+	}
+}
+
+func TestPaymentExpiryAndCallbacks(t *testing.T) {
+	c := saleConfig(t)
+	_, cl := start(t, c)
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	item := openSale(t, tm, 20, 1, 2) // unpaid orders expire after 2 seconds
+
+	payer, idler, late := shopper(t, cl, 501), shopper(t, cl, 502), shopper(t, cl, 503)
+	paid := ok[*purchase.Result](t, "buy(payer)")(buy(ctx, payer, item, "p1"))
+	idle := ok[*purchase.Result](t, "buy(idler)")(buy(ctx, idler, item, "i1"))
+	lateRes := ok[*purchase.Result](t, "buy(late)")(buy(ctx, late, item, "l1"))
+	// The payer pays; the provider calls back out of order and three times over.
+	waitState(t, payer, paid.OrderID, surge.OrderPendingPayment)
+	tk := ok[*order.PayTicket](t, "PayTicket")(payer.PayTicket(ctx, paid.OrderID))
+	if _, err := payer.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket, Duplicates: 2, OutOfOrder: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payer.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket}); err == nil {
+		t.Fatal("the provider charged one transaction twice")
+	}
+	if _, err := late.PayTicket(ctx, paid.OrderID); surge.ErrorCode(err) != surge.ENOTFOUND {
+		t.Fatalf("PayTicket(someone else's order) = %v; want ENOTFOUND", err)
+	}
+	waitState(t, payer, paid.OrderID, surge.OrderPaid)
+	waitState(t, idler, idle.OrderID, surge.OrderCancelled)
+	o := ok[*surge.Order](t, "Order(idle)")(idler.Order(ctx, idle.OrderID))
+	if o.CancelReason != surge.CancelTimeout {
+		t.Fatalf("expired order = %+v; want cancelled for timeout", o)
+	}
+	// Two of twenty were held by expired orders and came back; one is sold.
+	waitState(t, late, lateRes.OrderID, surge.OrderCancelled)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := ok[*purchase.Detail](t, "Item")(payer.Item(ctx, item))
+		if d.Remaining == 19 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remaining = %d; want 19 (20 less the paid one)", d.Remaining)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Callbacks straight to the endpoint: a late payment, a duplicate, forgeries, unknown orders.
+	lateOrder := ok[*surge.Order](t, "Order(late)")(late.Order(ctx, lateRes.OrderID))
+	paidOrder := ok[*surge.Order](t, "Order(paid)")(payer.Order(ctx, paid.OrderID))
+	notify := func(n payment.Notification, key string) (int, string) {
+		body, _ := json.Marshal(n)
+		req, _ := http.NewRequest("POST", cl.BaseURL()+"/v1/payments/callback", strings.NewReader(string(body)))
+		req.Header.Set(payment.SignatureHeader, payment.Sign([]byte(key), body, time.Now()))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Outcome string
+			Error   struct{ Code string }
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		if out.Outcome != "" {
+			return resp.StatusCode, out.Outcome
+		}
+		return resp.StatusCode, out.Error.Code
+	}
+	n := func(o *surge.Order, id string) payment.Notification {
+		return payment.Notification{NotifyID: id, TxnID: o.TxnID, OrderID: o.ID, Amount: o.Amount, Status: payment.StatusPaid, PaidAt: time.Now()}
+	}
+	for _, tc := range []struct {
+		name   string
+		n      payment.Notification
+		key    string
+		status int
+		want   string
+	}{
+		{"late payment after expiry", n(lateOrder, "late-1"), testPaymentKey, 200, "refund_due"},
+		{"same late notification again", n(lateOrder, "late-1"), testPaymentKey, 200, "refund_due"},
+		{"second payment of a paid order", n(paidOrder, "extra-1"), testPaymentKey, 200, "duplicate"},
+		{"forged signature", n(paidOrder, "forged-1"), "not the key not the key not the", 401, surge.EUNAUTHORIZED},
+		{"unknown order", payment.Notification{NotifyID: "u-1", TxnID: "T1", OrderID: 12345, Amount: paidOrder.Amount, Status: payment.StatusPaid}, testPaymentKey, 404, surge.ENOTFOUND},
+		{"wrong amount", func() payment.Notification { x := n(paidOrder, "amt-1"); x.Amount.Amount++; return x }(), testPaymentKey, 400, surge.EINVALID},
+	} {
+		if status, got := notify(tc.n, tc.key); status != tc.status || got != tc.want {
+			t.Errorf("callback %s = %d %s; want %d %s", tc.name, status, got, tc.status, tc.want)
+		}
+	}
+	if o := ok[*surge.Order](t, "Order(late)")(late.Order(ctx, lateRes.OrderID)); o.State != surge.OrderCancelled {
+		t.Fatalf("a late payment changed the cancelled order to %s", o.State)
+	}
+}
+
+func waitState(t *testing.T, c *client.Client, id int64, want surge.OrderState) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		o, err := c.Order(context.Background(), id)
+		if err == nil && o.State == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %d = %+v, %v; want %s", id, o, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
