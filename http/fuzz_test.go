@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/payment"
+	"github.com/surgecommerce/surge/purchase"
 )
 
 // FuzzRequestBodies feeds every route's request body type the same inputs: decoding must never
@@ -19,15 +21,19 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"sku_id":"1","allotted":1,"sale_price":{"amount":1,"currency":"CNY"},"per_user_limit":1}`,
 		`{"images":["a","b"],"title":null}`,
 		`{"stock":99999999999999999999}`, `[]`, `null`, `{"a":1} {}`, "\xff", ``,
+		`{"item_id":"123","quantity":1,"request_id":"r-1","token":"AAAA"}`,
+		`{"user_id":"9","reason":"bot","ttl_sec":60}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	var types []reflect.Type
-	for _, rt := range (&Server{}).table() {
+	for _, rt := range append((&Server{}).table(), (&Server{deps: Deps{Purchase: &purchase.Service{}}}).purchaseRoutes()...) {
 		if rt.in != nil {
 			types = append(types, reflect.TypeOf(rt.in))
 		}
 	}
+	// The payment callback reads its body itself: its decoder is payment.Decode, fuzzed there.
+	types = append(types, reflect.TypeOf(payment.Notification{}))
 	if len(types) < 10 {
 		f.Fatalf("found %d request body types; the route table should have more", len(types))
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/paysim"
 	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
 )
 
@@ -263,4 +264,101 @@ func waitState(t *testing.T, c *client.Client, id int64, want surge.OrderState) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestPurchaseRefusals(t *testing.T) {
+	c := saleConfig(t)
+	_, cl := start(t, c)
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	item := openSale(t, tm, 50, 2, 900)
+	other := openSale(t, tm, 5, 1, 900)
+	alice, bob := shopper(t, cl, 7001), shopper(t, cl, 7002)
+	aliceTok := ok[*purchase.Detail](t, "Item")(alice.Item(ctx, item)).Token
+	otherTok := ok[*purchase.Detail](t, "Item")(alice.Item(ctx, other)).Token
+	req := func(qty int64, id, token string) purchase.Request {
+		return purchase.Request{ItemID: item, Quantity: qty, RequestID: id, Token: token}
+	}
+	for _, tc := range []struct {
+		name string
+		as   *client.Client
+		r    purchase.Request
+		code string
+	}{
+		{"no token", alice, req(1, "a1", ""), surge.EFORBIDDEN},
+		{"forged token", alice, req(1, "a2", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), surge.EFORBIDDEN},
+		{"another shopper's token", bob, req(1, "b1", aliceTok), surge.EFORBIDDEN},
+		{"another item's token", alice, req(1, "a3", otherTok), surge.EFORBIDDEN},
+		{"quantity above the limit", alice, req(3, "a4", aliceTok), surge.ELIMIT},
+		{"zero quantity", alice, req(0, "a5", aliceTok), surge.EINVALID},
+		{"request id with odd characters", alice, req(1, "a/6", aliceTok), surge.EINVALID},
+		{"unknown item", alice, purchase.Request{ItemID: 999, Quantity: 1, RequestID: "a7", Token: aliceTok}, surge.ENOTFOUND},
+	} {
+		if _, err := tc.as.Purchase(ctx, tc.r); surge.ErrorCode(err) != tc.code {
+			t.Errorf("Purchase(%s) = %v; want %s", tc.name, err, tc.code)
+		}
+	}
+	if status, code := raw(t, cl.BaseURL(), "POST", "/v1/purchases", "", `{"item_id":"1"}`); status != 401 || code != surge.EUNAUTHORIZED {
+		t.Errorf("Purchase without signing in = %d %s; want 401", status, code)
+	}
+
+	// Blocked by risk control, then let back in.
+	ok[*surge.Block](t, "Block")(tm.op.Block(ctx, riskBlock(7002)))
+	bobTok := ok[*purchase.Detail](t, "Item")(bob.Item(ctx, item)).Token
+	if _, err := bob.Purchase(ctx, req(1, "b2", bobTok)); surge.ErrorCode(err) != surge.EFORBIDDEN {
+		t.Fatalf("Purchase(blocked) = %v; want EFORBIDDEN", err)
+	}
+	if _, err := tm.m1.Block(ctx, riskBlock(7001)); surge.ErrorCode(err) != surge.EFORBIDDEN {
+		t.Fatalf("Block by a merchant = %v; want EFORBIDDEN", err)
+	}
+	if err := tm.op.Unblock(ctx, 7002); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := bob.Purchase(ctx, req(1, "b3", bobTok)); err != nil || res.Status == "" {
+		t.Fatalf("Purchase(unblocked) = %+v, %v", res, err)
+	}
+
+	// A shopper hammering the button is slowed down (2/s, burst 5).
+	limited := 0
+	carol := shopper(t, cl, 7003)
+	carolTok := ok[*purchase.Detail](t, "Item")(carol.Item(ctx, item)).Token
+	for i := range 12 {
+		_, err := carol.Purchase(ctx, req(1, fmt.Sprint("c", i), carolTok))
+		if surge.ErrorCode(err) == surge.ERATELIMIT {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("12 attempts in a burst were never rate limited")
+	}
+}
+
+func TestPurchaseBeforeTheSaleOpens(t *testing.T) {
+	_, cl := start(t, saleConfig(t))
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	code := fmt.Sprint("EARLY-", time.Now().UnixNano())
+	spu := ok[*surge.SPU](t, "CreateSPU")(tm.m1.CreateSPU(ctx, catalog.SPUInput{Code: code, Title: "Early", CategoryL1: "Digital"}))
+	sku := ok[*surge.SKU](t, "CreateSKU")(tm.m1.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: code, Title: "Early",
+		Price: surge.Money{Amount: 100, Currency: "CNY"}, CostPrice: surge.Money{Amount: 50, Currency: "CNY"}, Stock: 5}))
+	start := time.Now().Add(time.Hour)
+	se := ok[*surge.Session](t, "CreateSession")(tm.op.CreateSession(ctx, sale.SessionInput{Name: "later", StartAt: start, EndAt: start.Add(time.Hour)}))
+	it := ok[*surge.SessionItem](t, "AddItem")(tm.op.AddItem(ctx, se.ID, sale.ItemInput{SKUID: sku.ID, Allotted: 5,
+		SalePrice: surge.Money{Amount: 1, Currency: "CNY"}, PerUserLimit: 1}))
+	s := shopper(t, cl, 8001)
+	if _, err := s.Item(ctx, it.ID); surge.ErrorCode(err) != surge.ENOTFOUND {
+		t.Fatalf("Item(unpublished) = %v; want ENOTFOUND", err)
+	}
+	ok[*surge.Session](t, "Publish")(tm.op.Publish(ctx, se.ID))
+	if _, err := tm.op.AddItem(ctx, se.ID, sale.ItemInput{SKUID: sku.ID, Allotted: 1, SalePrice: surge.Money{Amount: 1, Currency: "CNY"}, PerUserLimit: 1}); surge.ErrorCode(err) != surge.ECONFLICT {
+		t.Fatalf("AddItem(published) = %v; want ECONFLICT", err)
+	}
+	tok := ok[*purchase.Detail](t, "Item")(s.Item(ctx, it.ID)).Token
+	if _, err := s.Purchase(ctx, purchase.Request{ItemID: it.ID, Quantity: 1, RequestID: "early", Token: tok}); surge.ErrorCode(err) != surge.ECONFLICT {
+		t.Fatalf("Purchase(before the start) = %v; want ECONFLICT", err)
+	}
+}
+
+func riskBlock(user int64) risk.BlockInput {
+	return risk.BlockInput{UserID: user, Reason: "bot pattern", TTLSec: 3600}
 }
