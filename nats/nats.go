@@ -79,6 +79,10 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 		NoSigs:     true,
 		NoLog:      true,
+		// Every acknowledged publish is on disk: an order command acknowledged to a shopper
+		// must survive kill -9 and power loss, as the stock engine's answers do. JetStream's
+		// default syncs only every two minutes.
+		SyncAlways: true,
 		DontListen: cfg.ListenAddr == "",
 	}
 	if cfg.ListenAddr != "" {

@@ -28,6 +28,9 @@ const (
 	maxEventAge     = 24 * time.Hour
 	maxOrderBacklog = 10_000_000
 	nakDelay        = 500 * time.Millisecond
+	// ackWait is how long a message handed to a consumer that died waits before another
+	// gets it: the delay of an order after a node is killed.
+	ackWait = 5 * time.Second
 	fetchBatch      = 256
 )
 
@@ -62,7 +65,7 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) e
 // so a database that is briefly down delays work but loses none.
 func (b *Bus) Consume(ctx context.Context, stream, durable string, log *slog.Logger, handle func(context.Context, []byte) error) (<-chan struct{}, error) {
 	c, err := b.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 4 * fetchBatch,
+		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: 4 * fetchBatch,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream consumer %s: %w", durable, err)
