@@ -27,7 +27,8 @@ const (
 	DefaultAnswerWait = 200 * time.Millisecond
 	DefaultTokenTTL   = 10 * time.Minute
 	maxCachedItems    = 100_000
-	maxTickets        = 1 << 18 // queued attempts remembered for polling
+	publishTimeout    = time.Second // an unreachable bus refuses a purchase this fast
+	maxTickets        = 1 << 18     // queued attempts remembered for polling
 	ticketTTL         = 10 * time.Minute
 )
 
@@ -349,7 +350,9 @@ func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest,
 	if err != nil {
 		return nil, err
 	}
-	if err := s.bus.Publish(ctx, "surge.orders.create", "order:"+strconv.FormatInt(orderID, 10), b); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := s.bus.Publish(pctx, "surge.orders.create", "order:"+strconv.FormatInt(orderID, 10), b); err != nil {
 		return nil, surge.Errorf(surge.EUNAVAILABLE, "the order could not be recorded yet; retry with the same request id")
 	}
 	return &Result{Status: StatusSuccess, OrderID: orderID, TxnID: o.TxnID, Ticket: ticket, Held: d.Held}, nil

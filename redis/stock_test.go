@@ -3,13 +3,12 @@ package redis_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/faultproxy"
 	"github.com/surgecommerce/surge/redis"
 	"github.com/surgecommerce/surge/stock/stocktest"
 )
@@ -62,75 +61,6 @@ func TestStockBatchMatchesSingleCalls(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP to Redis and can stall: connections stay open but nothing moves, as when
-// Redis hangs or the network drops packets.
-type proxy struct {
-	ln      net.Listener
-	target  string
-	mu      sync.Mutex
-	stalled bool
-	conns   []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-	})
-	return p
-}
-
-func (p *proxy) serve(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns = append(p.conns, c, up)
-	p.mu.Unlock()
-	pipe := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if err != nil {
-				dst.Close()
-				return
-			}
-			for p.isStalled() {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				src.Close()
-				return
-			}
-		}
-	}
-	go pipe(up, c)
-	go pipe(c, up)
-}
-
-func (p *proxy) isStalled() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.stalled }
-func (p *proxy) stall(v bool)    { p.mu.Lock(); p.stalled = v; p.mu.Unlock() }
-
 func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
 	url := os.Getenv("SURGE_TEST_REDIS_URL")
 	if url == "" {
@@ -140,9 +70,13 @@ func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
 	if u, err := parseAddr(url); err == nil {
 		addr = u
 	}
-	p := newProxy(t, addr)
+	p, err := faultproxy.Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
 	ctx := context.Background()
-	c, err := redis.Open(ctx, "redis://"+p.ln.Addr().String()+"/0", "surgeproxytest")
+	c, err := redis.Open(ctx, "redis://"+p.Addr()+"/0", "surgeproxytest")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +86,7 @@ func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
 	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: 10, PerUserLimit: 5}); err != nil {
 		t.Fatal(err)
 	}
-	p.stall(true)
+	p.Stall(true)
 	start := time.Now()
 	_, err = s.Reserve(ctx, surge.ReserveRequest{ItemID: item, UserID: 1, Quantity: 1, RequestID: "slow"})
 	if surge.ErrorCode(err) != surge.EUNAVAILABLE {
@@ -161,7 +95,7 @@ func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("Reserve with Redis stalled took %s; want a fast failure", d)
 	}
-	p.stall(false)
+	p.Stall(false)
 	// The stalled call may or may not have been applied; a retry with the same id settles it.
 	var res surge.ReserveResult
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
