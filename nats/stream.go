@@ -30,8 +30,8 @@ const (
 	nakDelay        = 500 * time.Millisecond
 	// ackWait is how long a message handed to a consumer that died waits before another
 	// gets it: the delay of an order after a node is killed.
-	ackWait = 5 * time.Second
-	fetchBatch      = 256
+	ackWait    = 5 * time.Second
+	fetchBatch = 256
 )
 
 // EnsureStreams creates or updates the streams, bounded in size and age.
