@@ -366,3 +366,11 @@ func (c *Client) Block(ctx context.Context, in risk.BlockInput) (*surge.Block, e
 func (c *Client) Unblock(ctx context.Context, userID int64) error {
 	return c.Do(ctx, "DELETE", "/v1/blacklist/"+id(userID), nil, nil)
 }
+
+// Authorize adds the client's access token to a request made by hand (streams, raw calls).
+func (c *Client) Authorize(r *http.Request) *http.Request {
+	if c.token != "" {
+		r.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return r
+}

@@ -60,6 +60,13 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) e
 	return nil
 }
 
+// Emit publishes an event without waiting for JetStream's acknowledgement: for analytics events
+// at purchase rate, where an acknowledgement per attempt would cost more than the attempt. The
+// events stream still stores it; a node that dies may lose the last few.
+func (b *Bus) Emit(subject string, data []byte) error {
+	return b.Conn.Publish(subject, data)
+}
+
 // Consume runs handle for every message of a durable consumer until ctx ends; the returned
 // channel closes when it has stopped. A handler error redelivers the message after a pause,
 // so a database that is briefly down delays work but loses none.

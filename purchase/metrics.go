@@ -8,8 +8,9 @@ import (
 
 // metrics are the purchase path's Prometheus series.
 type metrics struct {
-	outcomes *prometheus.CounterVec
-	batches  prometheus.Histogram
+	outcomes      *prometheus.CounterVec
+	batches       prometheus.Histogram
+	droppedEvents prometheus.Counter
 }
 
 // NewMetrics registers the purchase metrics.
@@ -23,16 +24,20 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
 	}
-	reg.MustRegister(m.outcomes, m.batches)
+	m.droppedEvents = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "surge_purchase_events_dropped_total", Help: "Purchase events the bus would not take.",
+	})
+	reg.MustRegister(m.outcomes, m.batches, m.droppedEvents)
 	return m
 }
 
-func (m *metrics) outcome(r *Result, err error) {
+func (m *metrics) outcome(r *Result, err error) string {
 	label := surge.ErrorCode(err)
 	if err == nil && r != nil {
 		label = r.Status
 	}
 	m.outcomes.WithLabelValues(label).Inc()
+	return label
 }
 
 func (m *metrics) batch(n int) { m.batches.Observe(float64(n)) }

@@ -6,6 +6,7 @@ package purchase
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -66,9 +67,10 @@ func (c *Config) defaults() {
 	}
 }
 
-// Publisher stores a message durably on the bus.
+// Publisher stores a message durably on the bus, or (Emit) sends an event without waiting.
 type Publisher interface {
 	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	Emit(subject string, data []byte) error
 }
 
 // Blacklist answers whether a user is blocked.
@@ -132,6 +134,8 @@ type Service struct {
 	ips       *limiter
 	inFlight  atomic.Int64
 	metrics   *metrics
+	events    atomic.Int64 // numbers this node's events
+	started   int64        // unix ms when the node started, to make event ids unique
 
 	mu      sync.Mutex
 	items   map[int64]*info // published items, which never change
@@ -158,7 +162,7 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 		log: log, now: now, tokens: tokens{key: cfg.TokenKey, ttl: cfg.TokenTTL}, metrics: m,
 		users: newLimiter(cfg.UserRate, cfg.UserBurst), ips: newLimiter(cfg.IPRate, cfg.IPBurst),
 		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
-		quit: make(chan struct{})}
+		quit: make(chan struct{}), started: now().UnixMilli()}
 }
 
 // Close stops the lane workers; attempts still queued are answered EUNAVAILABLE.
@@ -227,8 +231,38 @@ func validRequestID(id string) error {
 // Purchase runs an attempt through the gate, cheapest checks first, then the item's queue.
 func (s *Service) Purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {
 	res, err := s.purchase(ctx, a, ip, req)
-	s.metrics.outcome(res, err)
+	outcome := s.metrics.outcome(res, err)
+	s.emit(surge.EventPurchaseAttempt, Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity,
+		RequestID: req.RequestID, Outcome: outcome, IP: ip})
 	return res, err
+}
+
+// Attempt is the data of a purchase.attempt event.
+type Attempt struct {
+	ItemID    int64  `json:"item_id,string"`
+	UserID    int64  `json:"user_id,string"`
+	Quantity  int64  `json:"quantity"`
+	RequestID string `json:"request_id"`
+	Outcome   string `json:"outcome"` // success, queued, or the refusal's code
+	IP        string `json:"ip"`
+}
+
+// StockChange is the data of a stock.changed event: what a queue's batch left.
+type StockChange struct {
+	ItemID    int64 `json:"item_id,string"`
+	Remaining int64 `json:"remaining"`
+}
+
+// emit sends an analytics event; one that cannot be sent is counted, never retried here.
+func (s *Service) emit(kind string, data any) {
+	e := surge.Event{ID: fmt.Sprintf("%s:%d:%d", kind, s.started, s.events.Add(1)), Kind: kind, At: s.now().UTC(), Data: data}
+	b, err := json.Marshal(e)
+	if err == nil {
+		err = s.bus.Emit("surge.events."+kind, b)
+	}
+	if err != nil {
+		s.metrics.droppedEvents.Inc()
+	}
 }
 
 func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {

@@ -97,6 +97,7 @@ func (s *Service) drain(l *lane) {
 			close(t.done)
 		}
 		s.refresh(ctx, l, true)
+		s.emit(surge.EventStockChanged, StockChange{ItemID: l.item, Remaining: l.remaining.Load()})
 		cancel()
 		s.metrics.batch(len(batch))
 	}

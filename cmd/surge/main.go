@@ -18,6 +18,7 @@ Usage:
   surge serve    [flags]   run the platform (embedded by default; see surge serve --help)
   surge migrate  [flags]   apply the relational schema migrations and exit
   surge bench stock [flags]  measure the stock engine (see surge bench stock --help)
+  surge payment-sim [flags]  run the simulated payment provider on its own port
   surge help               show this text
 `
 
@@ -41,6 +42,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = runMigrate(ctx, args[1:], env, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], env, stdout, stderr)
+	case "payment-sim":
+		err = runPaymentSim(ctx, args[1:], env, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, help)
 		return 0

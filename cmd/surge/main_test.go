@@ -132,6 +132,10 @@ func TestRunCommands(t *testing.T) {
 	if code := run(context.Background(), []string{"serve", "--help"}, env, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "SURGE_POSTGRES_URL") {
 		t.Fatalf("run(serve --help) = %d; help lacks the environment variables: %q", code, errOut.String())
 	}
+	errOut.Reset()
+	if code := run(context.Background(), []string{"payment-sim"}, env, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "payment-key") {
+		t.Fatalf("run(payment-sim without a key) = %d, %q; want a clear refusal", code, errOut.String())
+	}
 }
 
 // TestREADMEListsEverySetting keeps the configuration reference true.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,10 +14,12 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/nats"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/paysim"
@@ -162,7 +166,8 @@ func TestFlashSaleSellsExactlyTheAllotment(t *testing.T) {
 
 func TestPaymentExpiryAndCallbacks(t *testing.T) {
 	c := saleConfig(t)
-	_, cl := start(t, c)
+	c.NATSListen = "127.0.0.1:0" // to read the events the sale emits
+	m, cl := start(t, c)
 	tm := newTeam(t, cl)
 	ctx := context.Background()
 	item := openSale(t, tm, 20, 1, 2) // unpaid orders expire after 2 seconds
@@ -248,6 +253,50 @@ func TestPaymentExpiryAndCallbacks(t *testing.T) {
 	}
 	if o := ok[*surge.Order](t, "Order(late)")(late.Order(ctx, lateRes.OrderID)); o.State != surge.OrderCancelled {
 		t.Fatalf("a late payment changed the cancelled order to %s", o.State)
+	}
+	checkEvents(t, m.BusURL, map[string]int{surge.EventPurchaseAttempt: 3, surge.EventOrderCreated: 3, surge.EventOrderPaid: 1,
+		surge.EventOrderExpired: 2, surge.EventRefundDue: 1, surge.EventStockChanged: 2})
+}
+
+// checkEvents reads the events stream and checks that at least the given number of each kind
+// arrived, each with its own id.
+func checkEvents(t *testing.T, busURL string, want map[string]int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := nats.Open(ctx, nats.Config{URL: busURL}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cons, err := b.JS.OrderedConsumer(ctx, nats.EventsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ids := map[string]int{}, map[string]bool{}
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			var e surge.Event
+			if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" || ids[e.ID] {
+				t.Fatalf("event %q: %v (id seen before: %v)", msg.Data(), err, ids[e.ID])
+			}
+			ids[e.ID] = true
+			got[e.Kind]++
+		}
+		if n == 0 {
+			break
+		}
+	}
+	for kind, n := range want {
+		if got[kind] < n {
+			t.Errorf("events of kind %s: %d; want at least %d (all: %v)", kind, got[kind], n, got)
+		}
 	}
 }
 
@@ -361,4 +410,33 @@ func TestPurchaseBeforeTheSaleOpens(t *testing.T) {
 
 func riskBlock(user int64) risk.BlockInput {
 	return risk.BlockInput{UserID: user, Reason: "bot pattern", TTLSec: 3600}
+}
+
+func TestPurchaseResultStream(t *testing.T) {
+	_, cl := start(t, saleConfig(t))
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	item := openSale(t, tm, 5, 1, 900)
+	s := shopper(t, cl, 6001)
+	res := ok[*purchase.Result](t, "buy")(buy(ctx, s, item, "sse-1"))
+	stream := func(who *client.Client, ticket string) (int, string) {
+		req, _ := http.NewRequest("GET", cl.BaseURL()+"/v1/purchases/"+ticket+"/events", nil)
+		resp, err := http.DefaultClient.Do(authorized(req, who))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, body := stream(s, res.Ticket)
+	if status != 200 || !strings.HasPrefix(body, "event: result\ndata: ") || !strings.Contains(body, fmt.Sprint(res.OrderID)) {
+		t.Fatalf("result stream = %d %q; want the order in one event", status, body)
+	}
+	if status, _ := stream(shopper(t, cl, 6002), res.Ticket); status != 404 {
+		t.Fatalf("another shopper's stream = %d; want 404", status)
+	}
+	if p := ok[*purchase.Result](t, "PollPurchase")(s.PollPurchase(ctx, res.Ticket)); p.OrderID != res.OrderID {
+		t.Fatalf("PollPurchase = %+v; want order %d", p, res.OrderID)
+	}
 }

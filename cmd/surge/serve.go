@@ -68,6 +68,8 @@ type Main struct {
 	// Addr is the address the API listens on, known once Run returns; AdminAddr the profiling
 	// listener's, when there is one.
 	Addr, AdminAddr string
+	// BusURL is where other processes reach the embedded NATS, when --nats-listen is set.
+	BusURL string
 
 	srv     *http.Server
 	admin   *http.Server
@@ -157,8 +159,8 @@ func (m *Main) openBackends(ctx context.Context, ids func() (int64, error)) (*ba
 	}
 	m.closers = append(m.closers, func() error { b.bus.Close(); return nil })
 	b.checks = append(b.checks, surgehttp.Check{Name: "nats", Check: b.bus.Ping})
-	if u := b.bus.ClientURL(); u != "" {
-		m.Log.Info("embedded nats listening", "url", u)
+	if m.BusURL = b.bus.ClientURL(); m.BusURL != "" {
+		m.Log.Info("embedded nats listening", "url", m.BusURL)
 	}
 	if c.RedisURL != "" {
 		rc, err := redis.Open(ctx, c.RedisURL, c.RedisPrefix)
