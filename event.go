@@ -4,7 +4,7 @@ import "time"
 
 // Event kinds published on the bus for the real-time platform and other consumers.
 const (
-	EventPurchaseAttempt = "purchase.attempt"
+	EventPurchaseAttempts = "purchase.attempts" // a batch: Data is a list of attempts
 	EventOrderCreated    = "order.created"
 	EventOrderPaid       = "order.paid"
 	EventOrderCancelled  = "order.cancelled"

@@ -82,6 +82,9 @@ type OrderStore interface {
 	// CreateOrder stores o. An order for the same item and request id already there is not an
 	// error: created is false and o is overwritten with the stored order.
 	CreateOrder(ctx context.Context, o *Order) (created bool, err error)
+	// CreateOrders stores many orders in one transaction, skipping those whose item and request
+	// id are already there, and reports which it created.
+	CreateOrders(ctx context.Context, orders []Order) (created []bool, err error)
 	// OrderByID returns ENOTFOUND if there is no such order.
 	OrderByID(ctx context.Context, id int64) (*Order, error)
 	// OrderByRequest finds the order of a purchase request; ENOTFOUND if there is none yet.

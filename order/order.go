@@ -53,26 +53,28 @@ func New(store surge.OrderStore, stock surge.StockEngine, bus Publisher, cfg Con
 	return &Service{store: store, stock: stock, bus: bus, cfg: cfg, log: log, now: now}
 }
 
-// Command asks for an order to be created for a reservation that holds.
+// Command asks for orders to be created for reservations that hold: one message per batch of
+// a purchase queue, so that one durable write covers the whole batch.
 type Command struct {
-	Order surge.Order `json:"order"`
+	Orders []surge.Order `json:"orders"`
 }
 
-// HandleCreate writes the order a command carries. Idempotent: a repeated command finds the
-// order there. An error makes the bus deliver the command again.
+// HandleCreate writes the orders a command carries. Idempotent: a repeated command finds its
+// orders there. An error makes the bus deliver the command again.
 func (s *Service) HandleCreate(ctx context.Context, data []byte) error {
 	var c Command
 	if err := json.Unmarshal(data, &c); err != nil {
 		s.log.Error("dropping an undecodable order command", "err", err)
 		return nil // redelivery cannot fix it
 	}
-	o := c.Order
-	created, err := s.store.CreateOrder(ctx, &o)
+	created, err := s.store.CreateOrders(ctx, c.Orders)
 	if err != nil {
 		return err
 	}
-	if created {
-		s.emit(ctx, surge.EventOrderCreated, strconv.FormatInt(o.ID, 10), &o)
+	for i := range c.Orders {
+		if created[i] {
+			s.emit(ctx, surge.EventOrderCreated, strconv.FormatInt(c.Orders[i].ID, 10), &c.Orders[i])
+		}
 	}
 	return nil
 }

@@ -136,6 +136,7 @@ type Service struct {
 	metrics   *metrics
 	events    atomic.Int64 // numbers this node's events
 	started   int64        // unix ms when the node started, to make event ids unique
+	attempts  chan Attempt // to the event batcher
 
 	mu      sync.Mutex
 	items   map[int64]*info // published items, which never change
@@ -158,11 +159,14 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: cfg, sessions: sessions, stock: stock, orders: orders, bus: bus, blacklist: blacklist, ids: ids,
+	s := &Service{cfg: cfg, sessions: sessions, stock: stock, orders: orders, bus: bus, blacklist: blacklist, ids: ids,
 		log: log, now: now, tokens: tokens{key: cfg.TokenKey, ttl: cfg.TokenTTL}, metrics: m,
 		users: newLimiter(cfg.UserRate, cfg.UserBurst), ips: newLimiter(cfg.IPRate, cfg.IPBurst),
 		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
-		quit: make(chan struct{}), started: now().UnixMilli()}
+		quit: make(chan struct{}), started: now().UnixMilli(), attempts: make(chan Attempt, attemptQueueDepth)}
+	s.wg.Add(1)
+	go s.batchAttempts() // stops on Close
+	return s
 }
 
 // Close stops the lane workers; attempts still queued are answered EUNAVAILABLE.
@@ -232,19 +236,59 @@ func validRequestID(id string) error {
 func (s *Service) Purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {
 	res, err := s.purchase(ctx, a, ip, req)
 	outcome := s.metrics.outcome(res, err)
-	s.emit(surge.EventPurchaseAttempt, Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity,
-		RequestID: req.RequestID, Outcome: outcome, IP: ip})
+	select {
+	case s.attempts <- Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID,
+		Outcome: outcome, IP: ip, At: s.now().UTC()}:
+	default:
+		s.metrics.droppedEvents.Inc() // the event batcher is behind: count, never block a purchase
+	}
 	return res, err
+}
+
+// Event batching: attempts are sent as one purchase.attempts event per batch, so that a sale's
+// worth of attempts costs the bus a few writes a second rather than one per attempt.
+const (
+	maxAttemptBatch   = 1024
+	attemptQueueDepth = 1 << 16
+	attemptFlushEvery = 20 * time.Millisecond
+)
+
+// batchAttempts sends attempts in batches until Close.
+func (s *Service) batchAttempts() {
+	defer s.wg.Done()
+	t := time.NewTicker(attemptFlushEvery)
+	defer t.Stop()
+	batch := make([]Attempt, 0, maxAttemptBatch)
+	flush := func() {
+		if len(batch) > 0 {
+			s.emit(surge.EventPurchaseAttempts, batch)
+			batch = batch[:0]
+		}
+	}
+	for {
+		select {
+		case a := <-s.attempts:
+			if batch = append(batch, a); len(batch) == maxAttemptBatch {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		case <-s.quit:
+			flush()
+			return
+		}
+	}
 }
 
 // Attempt is the data of a purchase.attempt event.
 type Attempt struct {
-	ItemID    int64  `json:"item_id,string"`
-	UserID    int64  `json:"user_id,string"`
-	Quantity  int64  `json:"quantity"`
-	RequestID string `json:"request_id"`
-	Outcome   string `json:"outcome"` // success, queued, or the refusal's code
-	IP        string `json:"ip"`
+	ItemID    int64     `json:"item_id,string"`
+	UserID    int64     `json:"user_id,string"`
+	Quantity  int64     `json:"quantity"`
+	RequestID string    `json:"request_id"`
+	Outcome   string    `json:"outcome"` // success, queued, or the refusal's code
+	IP        string    `json:"ip"`
+	At        time.Time `json:"at"`
 }
 
 // StockChange is the data of a stock.changed event: what a queue's batch left.
@@ -357,37 +401,58 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	}
 }
 
-// finish turns the stock engine's decision into an answer. A reservation becomes a durable
-// order command before the shopper hears "success": if the bus is down the answer is an
-// error, and a retry (same request id) finds the reservation and sends the command again.
-func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult) (*Result, error) {
-	ticket := ticketOf(rr.ItemID, rr.RequestID)
+// decided turns the stock engine's decision into an answer and, for a reservation, the order
+// to record. The answer may be given only once the order is recorded (see record).
+func (s *Service) decided(in *info, rr surge.ReserveRequest, d surge.BatchResult) (*Result, *surge.Order, error) {
 	if d.Err != nil {
-		return nil, d.Err
+		return nil, nil, d.Err
 	}
 	switch d.Outcome {
 	case surge.SoldOut:
-		return nil, surge.Errorf(surge.ESOLDOUT, "sold out")
+		return nil, nil, surge.Errorf(surge.ESOLDOUT, "sold out")
 	case surge.LimitReached:
-		return nil, surge.Errorf(surge.ELIMIT, "you already hold %d of the %d allowed", d.Held, in.item.PerUserLimit)
+		return nil, nil, surge.Errorf(surge.ELIMIT, "you already hold %d of the %d allowed", d.Held, in.item.PerUserLimit)
 	}
 	orderID := d.OrderID
 	if orderID == 0 { // reserved before orders were attached: name it now, idempotently
 		orderID = rr.OrderID
 	}
 	now := s.now().UTC()
-	o := surge.Order{ID: orderID, TxnID: payment.TxnID(orderID), RequestID: rr.RequestID, UserID: rr.UserID,
+	o := &surge.Order{ID: orderID, TxnID: payment.TxnID(orderID), RequestID: rr.RequestID, UserID: rr.UserID,
 		SessionID: in.session.ID, ItemID: rr.ItemID, SKUID: in.item.SKUID, MerchantID: in.item.MerchantID,
 		Quantity: rr.Quantity, State: surge.OrderPendingPayment, CreatedAt: now, ExpiresAt: now.Add(in.session.PayTimeout()),
 		Amount: surge.Money{Amount: in.item.SalePrice.Amount * rr.Quantity, Currency: in.item.SalePrice.Currency}}
-	b, err := json.Marshal(order.Command{Order: o})
+	return &Result{Status: StatusSuccess, OrderID: orderID, TxnID: o.TxnID, Ticket: ticketOf(rr.ItemID, rr.RequestID), Held: d.Held}, o, nil
+}
+
+// record stores the order commands of reservations durably on the bus, in one message: a
+// shopper hears "success" only after this. If the bus is down the answer is an error, and a
+// retry (same request id) finds the reservation and records its order again.
+func (s *Service) record(ctx context.Context, orders []surge.Order) error {
+	if len(orders) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(order.Command{Orders: orders})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if err := s.bus.Publish(pctx, "surge.orders.create", "order:"+strconv.FormatInt(orderID, 10), b); err != nil {
-		return nil, surge.Errorf(surge.EUNAVAILABLE, "the order could not be recorded yet; retry with the same request id")
+	id := fmt.Sprintf("orders:%d:%d", orders[0].ID, len(orders))
+	if err := s.bus.Publish(pctx, "surge.orders.create", id, b); err != nil {
+		return surge.Errorf(surge.EUNAVAILABLE, "the order could not be recorded yet; retry with the same request id")
 	}
-	return &Result{Status: StatusSuccess, OrderID: orderID, TxnID: o.TxnID, Ticket: ticket, Held: d.Held}, nil
+	return nil
+}
+
+// finish decides one attempt and records its order.
+func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult) (*Result, error) {
+	res, o, err := s.decided(in, rr, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, []surge.Order{*o}); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

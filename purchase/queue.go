@@ -20,10 +20,13 @@ type attempt struct {
 	err  error
 }
 
-// lane is one item's queue and the worker that drains it in arrival order.
+// lane is one item's queue and the workers that serve it in arrival order: one decides
+// batches with the stock engine, the other records their orders and answers them, so that
+// the next batch's decision overlaps the last batch's recording.
 type lane struct {
 	item      int64
 	in        chan *attempt
+	decided   chan *decidedBatch
 	queued    atomic.Int64 // units waiting in the queue
 	remaining atomic.Int64 // units left, as the stock engine last said
 	checkedMs atomic.Int64 // when remaining was last read, unix ms
@@ -53,25 +56,55 @@ func (s *Service) lane(in *info) *lane {
 	if l != nil {
 		return l
 	}
-	l = &lane{item: in.item.ID, in: make(chan *attempt, s.cfg.QueueDepth)}
+	l = &lane{item: in.item.ID, in: make(chan *attempt, s.cfg.QueueDepth), decided: make(chan *decidedBatch, decidedDepth)}
 	l.remaining.Store(in.item.Allotted) // until the first refresh reads the engine
 	s.lanes[in.item.ID] = l
-	s.wg.Add(1)
-	go s.drain(l) // stops when Close closes quit
+	s.wg.Add(2)
+	go s.drain(l)  // stops when Close closes quit
+	go s.answer(l) // stops when drain closes l.decided
 	return l
+}
+
+// decidedBatch is a batch the stock engine decided, with the orders to record before answering.
+type decidedBatch struct {
+	attempts []*attempt
+	orders   []surge.Order
+}
+
+// decidedDepth bounds the decided batches waiting to be recorded.
+const decidedDepth = 4
+
+// answer records each decided batch's orders in one message and then answers its attempts.
+func (s *Service) answer(l *lane) {
+	defer s.wg.Done()
+	for b := range l.decided {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.record(ctx, b.orders); err != nil {
+			for _, t := range b.attempts {
+				if t.err == nil {
+					t.res, t.err = nil, err
+				}
+			}
+		}
+		cancel()
+		for _, t := range b.attempts {
+			close(t.done)
+		}
+	}
 }
 
 // drain is a lane's worker: it takes what has arrived, up to MaxBatch, decides it in one call
 // to the stock engine, and answers each attempt in order.
 func (s *Service) drain(l *lane) {
 	defer s.wg.Done()
-	batch := make([]*attempt, 0, MaxBatch)
+	defer close(l.decided)
 	reqs := make([]surge.ReserveRequest, 0, MaxBatch)
 	out := make([]surge.BatchResult, MaxBatch)
 	for {
+		var batch []*attempt
 		select {
 		case t := <-l.in:
-			batch = append(batch[:0], t)
+			batch = append(make([]*attempt, 0, 16), t)
 		case <-s.quit:
 			s.refuseQueued(l)
 			return
@@ -92,10 +125,15 @@ func (s *Service) drain(l *lane) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		s.reserve(ctx, reqs, out[:len(reqs)])
+		var orders []surge.Order
 		for i, t := range batch {
-			t.res, t.err = s.finish(ctx, t.info, t.req, out[i])
-			close(t.done)
+			var o *surge.Order
+			t.res, o, t.err = s.decided(t.info, t.req, out[i])
+			if o != nil {
+				orders = append(orders, *o)
+			}
 		}
+		l.decided <- &decidedBatch{attempts: batch, orders: orders}
 		s.refresh(ctx, l, true)
 		s.emit(surge.EventStockChanged, StockChange{ItemID: l.item, Remaining: l.remaining.Load()})
 		cancel()

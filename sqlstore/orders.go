@@ -32,6 +32,34 @@ func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
 	return false, nil
 }
 
+// CreateOrders implements surge.OrderStore.
+func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool, error) {
+	created := make([]bool, len(orders))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for i := range orders {
+			o := &orders[i]
+			res, err := tx.ExecContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+				o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
+				o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
+				paidMs(o.PaidAt), boolInt(o.StockSettled))
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			created[i] = n == 1
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return created, nil
+}
+
 // OrderByID implements surge.OrderStore.
 func (s *Store) OrderByID(ctx context.Context, id int64) (*surge.Order, error) {
 	return s.orderWhere(ctx, s.db, `id = ?`, id)

@@ -40,9 +40,15 @@ func RunOrders(t *testing.T, open Open) {
 			t.Fatalf("OrderByRequest(unknown) = %v; want ENOTFOUND", err)
 		}
 		f.order(7, 101, "req-1", f.now) // same request id on another item is another order
+		batch := []surge.Order{*o, *o}
+		batch[0].ID, batch[1].ID, batch[1].RequestID, batch[1].TxnID = f.id(), f.id(), "req-2", "T-req-2"
+		many, err := f.s.CreateOrders(f.ctx, batch)
+		if err != nil || len(many) != 2 || many[0] || !many[1] {
+			t.Fatalf("CreateOrders(existing, new) = %v, %v; want [false true]", many, err)
+		}
 		list, err := f.s.OrdersByUser(f.ctx, 7, 10)
-		if err != nil || len(list) != 2 || list[0].ItemID != 101 {
-			t.Fatalf("OrdersByUser = %v, %v; want 2, newest first", list, err)
+		if err != nil || len(list) != 3 || list[0].ID != batch[1].ID || list[1].ItemID != 101 {
+			t.Fatalf("OrdersByUser = %v, %v; want 3, newest first", list, err)
 		}
 	})
 

@@ -23,10 +23,13 @@ import (
 
 // runBench dispatches surge bench subcommands.
 func runBench(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "stock" {
-		return fmt.Errorf("usage: surge bench stock [flags] (see surge bench stock --help)")
+	if len(args) > 0 && args[0] == "stock" {
+		return benchStock(ctx, args[1:], env, stdout, stderr)
 	}
-	return benchStock(ctx, args[1:], env, stdout, stderr)
+	if len(args) > 0 && args[0] == "purchase" {
+		return benchPurchase(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("usage: surge bench stock|purchase [flags] (see surge bench stock --help)")
 }
 
 // stockBenchConfig are the settings of surge bench stock.

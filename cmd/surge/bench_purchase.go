@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/auth"
+	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/sale"
+)
+
+// PurchaseBenchResult is what surge bench purchase --json prints.
+type PurchaseBenchResult struct {
+	Shoppers           int     `json:"shoppers"`
+	Units              int64   `json:"units"`
+	Workers            int     `json:"workers"`
+	Successes          int64   `json:"successes"`
+	SoldOut            int64   `json:"sold_out"`
+	Errors             int64   `json:"errors"`
+	BeforeSelloutPerS  float64 `json:"before_sellout_attempts_per_sec"`
+	BeforeSelloutP50Ms float64 `json:"before_sellout_p50_ms"`
+	BeforeSelloutP99Ms float64 `json:"before_sellout_p99_ms"`
+	AfterSelloutPerS   float64 `json:"after_sellout_attempts_per_sec"`
+	AfterSelloutP50Ms  float64 `json:"after_sellout_p50_ms"`
+	AfterSelloutP99Ms  float64 `json:"after_sellout_p99_ms"`
+	BaselinePerS       float64 `json:"baseline_trivial_handler_per_sec"`
+	PurchaseRatio      float64 `json:"purchase_over_baseline"`
+	SoldOutRatio       float64 `json:"sold_out_over_baseline"`
+}
+
+// benchPurchase starts an embedded node in process, opens a sale of --units to --shoppers
+// distinct shoppers (each fetches the item page for its token first), and measures the purchase
+// API over HTTP on loopback: before the sell-out, after it (the sold-out path), and a trivial
+// JSON handler driven the same way in the same run, for the ratio.
+func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench purchase", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	shoppers := fs.Int("shoppers", 200_000, "distinct shoppers, one attempt each")
+	units := fs.Int64("units", 10_000, "units of the one hot item")
+	workers := fs.Int("workers", 64, "concurrent connections")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the purchase phase to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "surge-bench-purchase-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	c, _, err := parseConfig("serve", nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		return err
+	}
+	secret := fmt.Sprintf("%032x", rand.Uint64())
+	c.Addr, c.DataDir, c.TokenSecret, c.AdminPassword, c.IPRate, c.InFlight = "127.0.0.1:0", dir, secret, "bench-admin-pass", 1e9, 1_000_000
+	m := NewMain(*c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *workers, MaxConnsPerHost: *workers}, Timeout: 30 * time.Second}
+	cl := client.New("http://" + m.Addr)
+	item, err := benchSale(ctx, cl, *units)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bench: fetching item pages (purchase tokens) for %d shoppers\n", *shoppers)
+	tokens := make([]string, *shoppers)
+	jwts := make([]string, *shoppers)
+	err = parallel(*shoppers, *workers, func(i int) error {
+		jwts[i] = mintShopper(secret, int64(10_000_000+i))
+		d, err := cl.As(jwts[i]).Item(ctx, item)
+		if err == nil {
+			tokens[i] = d.Token
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bench: %d shoppers buy now\n", *shoppers)
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+	}
+	res := PurchaseBenchResult{Shoppers: *shoppers, Units: *units, Workers: *workers}
+	type sample struct {
+		at, d time.Duration
+		ok    bool
+	}
+	samples := make([]sample, *shoppers)
+	var soldOutAt atomic.Int64
+	start := time.Now()
+	var successes, soldOut, errs atomic.Int64
+	url := "http://" + m.Addr + "/v1/purchases"
+	err = parallel(*shoppers, *workers, func(i int) error {
+		body, _ := json.Marshal(purchase.Request{ItemID: item, Quantity: 1, RequestID: "b" + strconv.Itoa(i), Token: tokens[i]})
+		t0 := time.Now()
+		status, err := post(ctx, httpc, url, jwts[i], body)
+		d := time.Since(t0)
+		samples[i] = sample{at: t0.Sub(start), d: d, ok: status == http.StatusCreated}
+		switch {
+		case err != nil:
+			errs.Add(1)
+		case status == http.StatusCreated:
+			successes.Add(1)
+		case status == http.StatusConflict:
+			soldOut.Add(1)
+			soldOutAt.CompareAndSwap(0, int64(t0.Sub(start)))
+		default:
+			errs.Add(1)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	end := time.Since(start)
+	if *profile != "" {
+		pprof.StopCPUProfile()
+	}
+	res.Successes, res.SoldOut, res.Errors = successes.Load(), soldOut.Load(), errs.Load()
+	cut := time.Duration(soldOutAt.Load())
+	var before, after []float64
+	for _, s := range samples {
+		if s.at < cut || cut == 0 {
+			before = append(before, float64(s.d.Microseconds())/1000)
+		} else {
+			after = append(after, float64(s.d.Microseconds())/1000)
+		}
+	}
+	if cut == 0 {
+		cut = end
+	}
+	res.BeforeSelloutPerS = float64(len(before)) / cut.Seconds()
+	res.AfterSelloutPerS = float64(len(after)) / (end - cut).Seconds()
+	res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms = percentiles(before)
+	res.AfterSelloutP50Ms, res.AfterSelloutP99Ms = percentiles(after)
+	res.BaselinePerS, err = baseline(ctx, *shoppers, *workers)
+	if err != nil {
+		return err
+	}
+	res.PurchaseRatio, res.SoldOutRatio = res.BeforeSelloutPerS/res.BaselinePerS, res.AfterSelloutPerS/res.BaselinePerS
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "%d shoppers, %d units, %d connections: %d orders, %d sold out, %d errors\n", res.Shoppers, res.Units, res.Workers, res.Successes, res.SoldOut, res.Errors)
+	fmt.Fprintf(stdout, "before sell-out  %9.0f attempts/s  p50 %.2f ms  p99 %.2f ms  (%.0f%% of the trivial handler)\n", res.BeforeSelloutPerS, res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms, 100*res.PurchaseRatio)
+	fmt.Fprintf(stdout, "after sell-out   %9.0f attempts/s  p50 %.2f ms  p99 %.2f ms  (%.0f%% of the trivial handler)\n", res.AfterSelloutPerS, res.AfterSelloutP50Ms, res.AfterSelloutP99Ms, 100*res.SoldOutRatio)
+	fmt.Fprintf(stdout, "trivial handler  %9.0f requests/s (same client, same run)\n", res.BaselinePerS)
+	if res.Successes != res.Units && res.Successes < int64(res.Shoppers) {
+		return fmt.Errorf("%d orders for %d units", res.Successes, res.Units)
+	}
+	return nil
+}
+
+// benchSale creates a merchant, an item of units, and a session opening in a second.
+func benchSale(ctx context.Context, cl *client.Client, units int64) (int64, error) {
+	tok, err := cl.Login(ctx, "admin", "bench-admin-pass")
+	if err != nil {
+		return 0, err
+	}
+	admin := cl.As(tok.AccessToken)
+	mu, err := admin.CreateUser(ctx, auth.NewUser{Username: "benchshop", Password: "bench-shop-pass", Role: surge.RoleMerchant})
+	if err != nil {
+		return 0, err
+	}
+	spu, err := admin.CreateSPU(ctx, catalog.SPUInput{MerchantID: mu.ID, Code: "HOT", Title: "Hot item", CategoryL1: "Digital"})
+	if err != nil {
+		return 0, err
+	}
+	sku, err := admin.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: "HOT-1", Title: "Hot item", Stock: units,
+		Price: surge.Money{Amount: 100, Currency: "CNY"}, CostPrice: surge.Money{Amount: 50, Currency: "CNY"}})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now().Add(time.Second)
+	se, err := admin.CreateSession(ctx, sale.SessionInput{Name: "bench", StartAt: start, EndAt: start.Add(time.Hour)})
+	if err != nil {
+		return 0, err
+	}
+	it, err := admin.AddItem(ctx, se.ID, sale.ItemInput{SKUID: sku.ID, Allotted: units, SalePrice: surge.Money{Amount: 1, Currency: "CNY"}, PerUserLimit: 1})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := admin.Publish(ctx, se.ID); err != nil {
+		return 0, err
+	}
+	time.Sleep(time.Until(start) + 10*time.Millisecond)
+	return it.ID, nil
+}
+
+func mintShopper(secret string, user int64) string {
+	s, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "surge", "sub": strconv.FormatInt(user, 10),
+		"role": "shopper", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+	return s
+}
+
+func post(ctx context.Context, c *http.Client, url, token string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// baseline drives a trivial JSON handler with the same client for as many requests.
+func baseline(ctx context.Context, n, workers int) (float64, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"status":"success"}`)
+	})}
+	go srv.Serve(ln) // stopped by Close below
+	defer srv.Close()
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
+	url := "http://" + ln.Addr().String() + "/"
+	body := []byte(`{"item_id":"1","quantity":1,"request_id":"x","token":"y"}`)
+	start := time.Now()
+	err = parallel(n, workers, func(int) error { _, err := post(ctx, httpc, url, "", body); return err })
+	return float64(n) / time.Since(start).Seconds(), err
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func parallel(n, workers int, fn func(i int) error) error {
+	var next atomic.Int64
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+func percentiles(ms []float64) (p50, p99 float64) {
+	if len(ms) == 0 {
+		return 0, 0
+	}
+	slices.Sort(ms)
+	return ms[len(ms)/2], ms[min(len(ms)-1, len(ms)*99/100)]
+}
