@@ -5,12 +5,12 @@ import "time"
 // Event kinds published on the bus for the real-time platform and other consumers.
 const (
 	EventPurchaseAttempts = "purchase.attempts" // a batch: Data is a list of attempts
-	EventOrderCreated    = "order.created"
-	EventOrderPaid       = "order.paid"
-	EventOrderCancelled  = "order.cancelled"
-	EventOrderExpired    = "order.expired"
-	EventRefundDue       = "payment.refund_due"
-	EventStockChanged    = "stock.changed"
+	EventOrderCreated     = "order.created"
+	EventOrderPaid        = "order.paid"
+	EventOrderCancelled   = "order.cancelled"
+	EventOrderExpired     = "order.expired"
+	EventRefundDue        = "payment.refund_due"
+	EventStockChanged     = "stock.changed"
 )
 
 // Event is one business event. ID is unique per event, so consumers drop duplicates.
