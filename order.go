@@ -79,16 +79,16 @@ type Payment struct {
 
 // OrderStore keeps orders and the payment notifications about them.
 type OrderStore interface {
-	// CreateOrder stores o. An order for the same item and request id already there is not an
-	// error: created is false and o is overwritten with the stored order.
+	// CreateOrder stores o. An order for the same item, user and request id already there is
+	// not an error: created is false and o is overwritten with the stored order.
 	CreateOrder(ctx context.Context, o *Order) (created bool, err error)
-	// CreateOrders stores many orders in one transaction, skipping those whose item and request
-	// id are already there, and reports which it created.
+	// CreateOrders stores many orders in one transaction, skipping those whose item, user and
+	// request id are already there, and reports which it created.
 	CreateOrders(ctx context.Context, orders []Order) (created []bool, err error)
 	// OrderByID returns ENOTFOUND if there is no such order.
 	OrderByID(ctx context.Context, id int64) (*Order, error)
-	// OrderByRequest finds the order of a purchase request; ENOTFOUND if there is none yet.
-	OrderByRequest(ctx context.Context, itemID int64, requestID string) (*Order, error)
+	// OrderByRequest finds the order of a user's purchase request; ENOTFOUND if there is none.
+	OrderByRequest(ctx context.Context, itemID, userID int64, requestID string) (*Order, error)
 	// OrdersByUser returns a user's newest orders first.
 	OrdersByUser(ctx context.Context, userID int64, limit int) ([]*Order, error)
 	// Transition moves an order from one state to another if it is still in from, atomically:

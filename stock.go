@@ -139,4 +139,7 @@ type StockEngine interface {
 	// Held returns the units a user holds of an item (reserved or sold), or ENOTFOUND for an
 	// unknown item.
 	Held(ctx context.Context, itemID, userID int64) (int64, error)
+	// Reservation looks up, without deciding anything, a user's reservation made with a request
+	// id, answered as a retry of it would be (Replayed set); found is false if there is none.
+	Reservation(ctx context.Context, itemID, userID int64, requestID string) (res ReserveResult, found bool, err error)
 }

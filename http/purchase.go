@@ -76,8 +76,8 @@ func (s *Server) purchaseRoutes() []route {
 				ctx, cancel := contextWithTimeout(r, maxStreamWait)
 				defer cancel()
 				res, err := p.Wait(ctx, a, r.PathValue("ticket"))
-				if err != nil && res == nil && surge.ErrorCode(err) == surge.ENOTFOUND {
-					return err
+				if code := surge.ErrorCode(err); code == surge.ENOTFOUND || code == surge.EINVALID {
+					return err // no stream for a ticket that is not there
 				}
 				w.Header().Set("Content-Type", "text/event-stream")
 				w.Header().Set("Cache-Control", "no-store")

@@ -37,8 +37,10 @@ const (
 // EnsureStreams creates or updates the streams, bounded in size and age.
 func (b *Bus) EnsureStreams(ctx context.Context) error {
 	for _, cfg := range []jetstream.StreamConfig{
+		// A full orders stream refuses new commands (the shopper is told to retry) rather than
+		// dropping acknowledged ones.
 		{Name: OrdersStream, Subjects: []string{OrdersSubject}, Retention: jetstream.WorkQueuePolicy,
-			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxMsgs: maxOrderBacklog},
+			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxMsgs: maxOrderBacklog, Discard: jetstream.DiscardNew},
 		{Name: EventsStream, Subjects: []string{EventsSubject}, Retention: jetstream.LimitsPolicy,
 			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxBytes: maxEventBytes, MaxAge: maxEventAge,
 			Discard: jetstream.DiscardOld},

@@ -22,9 +22,9 @@ const (
 	sweepBatch = 500                    // orders one sweep handles
 )
 
-// Publisher stores a message durably on the bus; msgID makes retries no-ops.
+// Publisher sends an event to the bus without waiting for it to be stored.
 type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	Emit(subject string, data []byte) error
 }
 
 // Config holds the payment settings.
@@ -79,12 +79,13 @@ func (s *Service) HandleCreate(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// emit publishes an event; a failure is logged, never fatal to the order.
+// emit sends an event without waiting on the bus: a slow bus must not hold up orders or the
+// stock they return. A failure is logged, never fatal to the order.
 func (s *Service) emit(ctx context.Context, kind, key string, data any) {
 	e := surge.Event{ID: kind + ":" + key, Kind: kind, At: s.now().UTC(), Data: data}
 	b, err := json.Marshal(e)
 	if err == nil {
-		err = s.bus.Publish(ctx, "surge.events."+kind, e.ID, b)
+		err = s.bus.Emit("surge.events."+kind, b)
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", e.ID, "err", err)
@@ -146,8 +147,8 @@ func (s *Service) Cancel(ctx context.Context, a surge.Actor, id int64) (*surge.O
 	if err != nil {
 		return o, err
 	}
-	s.emit(ctx, surge.EventOrderCancelled, strconv.FormatInt(o.ID, 10), o)
 	s.settle(ctx, o)
+	s.emit(ctx, surge.EventOrderCancelled, strconv.FormatInt(o.ID, 10), o)
 	return o, nil
 }
 
@@ -196,13 +197,24 @@ func (s *Service) pay(ctx context.Context, o *surge.Order, now time.Time) (strin
 	paid, err := s.store.Transition(ctx, o.ID, surge.OrderPendingPayment, surge.OrderPaid, "", now)
 	switch {
 	case err == nil:
-		s.emit(ctx, surge.EventOrderPaid, strconv.FormatInt(paid.ID, 10), paid)
 		s.settle(ctx, paid)
+		s.emit(ctx, surge.EventOrderPaid, strconv.FormatInt(paid.ID, 10), paid)
 		return OutcomeApplied, paid, nil
 	case surge.ErrorCode(err) != surge.ECONFLICT:
 		return "", o, err
 	case paid.State == surge.OrderPaid:
-		return OutcomeDuplicate, paid, nil
+		// Paid already. If no notification was recorded as the one that paid it (a crash
+		// between the transition and the record), this one is.
+		prior, err := s.store.PaymentsByOrder(ctx, paid.ID)
+		if err != nil {
+			return "", paid, err
+		}
+		for _, p := range prior {
+			if p.Outcome == OutcomeApplied {
+				return OutcomeDuplicate, paid, nil
+			}
+		}
+		return OutcomeApplied, paid, nil
 	}
 	s.emit(ctx, surge.EventRefundDue, paid.TxnID, paid)
 	return OutcomeRefundDue, paid, nil
@@ -255,8 +267,8 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			return expired, err
 		}
 		expired++
-		s.emit(ctx, surge.EventOrderExpired, strconv.FormatInt(o.ID, 10), o)
 		s.settle(ctx, o)
+		s.emit(ctx, surge.EventOrderExpired, strconv.FormatInt(o.ID, 10), o)
 	}
 	unsettled, err := s.store.UnsettledStock(ctx, sweepBatch)
 	if err != nil {

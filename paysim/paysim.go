@@ -24,7 +24,9 @@ const (
 	MaxDelay          = time.Minute
 	maxConcurrentPays = 1024
 	callbackTimeout   = 5 * time.Second
-	callbackRetries   = 8
+	callbackRetries   = 200 // with backoff capped at maxBackoff: about 15 minutes
+	maxBackoff        = 5 * time.Second
+	maxRemembered     = 1 << 20 // transactions remembered as paid
 	maxBodyBytes      = 16 << 10
 )
 
@@ -90,18 +92,24 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusForbidden, err)
 		return
 	}
-	p.mu.Lock()
-	already := p.paid[t.TxnID]
-	p.paid[t.TxnID] = true
-	p.mu.Unlock()
-	if already {
-		answer(w, http.StatusConflict, surge.Errorf(surge.ECONFLICT, "transaction %s is already paid", t.TxnID))
-		return
-	}
 	select {
 	case p.slots <- struct{}{}:
 	default:
 		answer(w, http.StatusServiceUnavailable, surge.Errorf(surge.EUNAVAILABLE, "too many payments in flight"))
+		return
+	}
+	p.mu.Lock()
+	already := p.paid[t.TxnID]
+	if !already {
+		if len(p.paid) >= maxRemembered {
+			clear(p.paid) // forgetting lets a very old ticket pay twice; tickets expire long before
+		}
+		p.paid[t.TxnID] = true
+	}
+	p.mu.Unlock()
+	if already {
+		<-p.slots
+		answer(w, http.StatusConflict, surge.Errorf(surge.ECONFLICT, "transaction %s is already paid", t.TxnID))
 		return
 	}
 	p.wg.Add(1)
@@ -157,7 +165,7 @@ func (p *Provider) deliver(url string, n payment.Notification) {
 		if !p.sleep(backoff) {
 			return
 		}
-		backoff *= 2
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

@@ -30,7 +30,6 @@ const (
 	maxCachedItems    = 100_000
 	publishTimeout    = time.Second // an unreachable bus refuses a purchase this fast
 	maxTickets        = 1 << 18     // queued attempts remembered for polling
-	ticketTTL         = 10 * time.Minute
 )
 
 // Config tunes the gate.
@@ -138,10 +137,12 @@ type Service struct {
 	started   int64        // unix ms when the node started, to make event ids unique
 	attempts  chan Attempt // to the event batcher
 
-	mu      sync.Mutex
-	items   map[int64]*info // published items, which never change
-	lanes   map[int64]*lane
-	tickets map[string]*attempt
+	mu         sync.Mutex
+	items      map[int64]*info // published items, which never change
+	lanes      map[int64]*lane
+	tickets    map[string]*attempt // attempts answered "queued", for polling
+	ticketRing []string            // their names, oldest forgotten first
+	ticketNext int
 
 	quit chan struct{}
 	wg   sync.WaitGroup // lane workers
@@ -163,7 +164,8 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 		log: log, now: now, tokens: tokens{key: cfg.TokenKey, ttl: cfg.TokenTTL}, metrics: m,
 		users: newLimiter(cfg.UserRate, cfg.UserBurst), ips: newLimiter(cfg.IPRate, cfg.IPBurst),
 		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
-		quit: make(chan struct{}), started: now().UnixMilli(), attempts: make(chan Attempt, attemptQueueDepth)}
+		ticketRing: make([]string, maxTickets),
+		quit:       make(chan struct{}), started: now().UnixMilli(), attempts: make(chan Attempt, attemptQueueDepth)}
 	s.wg.Add(1)
 	go s.batchAttempts() // stops on Close
 	return s
@@ -337,9 +339,7 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	s.refresh(ctx, l, false)
 	rr := surge.ReserveRequest{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID}
 	if l.remaining.Load() <= 0 {
-		// Sold out: the stock engine answers from its flag, except to a retry of a request
-		// that did reserve, which gets its first answer. No queue, no gate.
-		return s.decideNow(ctx, in, rr)
+		return s.soldOut(ctx, in, rr) // no queue, no gate: nothing is decided here
 	}
 	if s.blacklist.Blocked(a.UserID) {
 		return nil, surge.Errorf(surge.EFORBIDDEN, "rejected: blocked by risk control")
@@ -358,22 +358,24 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	return s.enqueue(ctx, l, in, rr)
 }
 
-// decideNow asks the stock engine directly, for a sold-out item.
-func (s *Service) decideNow(ctx context.Context, in *info, rr surge.ReserveRequest) (*Result, error) {
-	id, err := s.ids()
+// soldOut answers an attempt on an item with nothing left: "sold out", unless the attempt is a
+// retry of one that did reserve, which gets its first answer (and its order recorded again, in
+// case the first recording was lost). It only reads; stock that comes back goes through the gate.
+func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest) (*Result, error) {
+	res, found, err := s.stock.Reservation(ctx, rr.ItemID, rr.UserID, rr.RequestID)
 	if err != nil {
 		return nil, err
 	}
-	rr.OrderID = id
-	out, err := s.stock.Reserve(ctx, rr)
-	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: out, Err: err})
+	if !found {
+		return nil, surge.Errorf(surge.ESOLDOUT, "sold out")
+	}
+	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: res})
 }
 
 // enqueue puts an attempt in its item's queue and waits briefly for the answer.
 func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest) (*Result, error) {
 	if l.queued.Load()+rr.Quantity > l.remaining.Load() {
-		// More are already waiting than the stock left can serve.
-		return nil, surge.Errorf(surge.ESOLDOUT, "sold out")
+		return s.soldOut(ctx, in, rr) // more are already waiting than the stock left can serve
 	}
 	id, err := s.ids()
 	if err != nil {
@@ -388,17 +390,16 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	default:
 		return nil, surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry")
 	}
-	s.remember(ticket, t)
 	timer := time.NewTimer(s.cfg.AnswerWait)
 	defer timer.Stop()
 	select {
 	case <-t.done:
 		return t.res, t.err
 	case <-timer.C:
-		return &Result{Status: StatusQueued, Ticket: ticket}, nil
 	case <-ctx.Done():
-		return &Result{Status: StatusQueued, Ticket: ticket}, nil
 	}
+	s.remember(ticket, t) // only attempts answered "queued" are polled for
+	return &Result{Status: StatusQueued, Ticket: ticket}, nil
 }
 
 // decided turns the stock engine's decision into an answer and, for a reservation, the order

@@ -30,21 +30,26 @@ type lane struct {
 	queued    atomic.Int64 // units waiting in the queue
 	remaining atomic.Int64 // units left, as the stock engine last said
 	checkedMs atomic.Int64 // when remaining was last read, unix ms
+	emittedMs int64        // when the last stock event went out (drain's own)
 }
+
+// stockEventEveryMs spaces out an item's stock events while nothing changes.
+const stockEventEveryMs = 1000
 
 // remainingRefreshMs is how stale a lane's idea of the stock left may get: releases (expired
 // or cancelled orders) show within this time.
 const remainingRefreshMs = 100
 
-// refresh re-reads the stock left when the lane's figure is older than remainingRefreshMs.
+// refresh re-reads the stock left when the lane's figure is older than remainingRefreshMs. One
+// caller claims the refresh; the others go on with the figure they have.
 func (s *Service) refresh(ctx context.Context, l *lane, force bool) {
 	now := s.now().UnixMilli()
-	if !force && now-l.checkedMs.Load() < remainingRefreshMs {
+	last := l.checkedMs.Load()
+	if !force && now-last < remainingRefreshMs || !l.checkedMs.CompareAndSwap(last, now) {
 		return
 	}
 	if lv, err := s.stock.Levels(ctx, l.item); err == nil {
 		l.remaining.Store(lv.Available)
-		l.checkedMs.Store(now)
 	}
 }
 
@@ -134,8 +139,12 @@ func (s *Service) drain(l *lane) {
 			}
 		}
 		l.decided <- &decidedBatch{attempts: batch, orders: orders}
-		s.refresh(ctx, l, true)
-		s.emit(surge.EventStockChanged, StockChange{ItemID: l.item, Remaining: l.remaining.Load()})
+		before := l.remaining.Load()
+		s.refresh(ctx, l, false)
+		if now := s.now().UnixMilli(); l.remaining.Load() != before || now-l.emittedMs >= stockEventEveryMs {
+			l.emittedMs = now // stock events at most every stockEventEveryMs per item, plus each change seen
+			s.emit(surge.EventStockChanged, StockChange{ItemID: l.item, Remaining: l.remaining.Load()})
+		}
 		cancel()
 		s.metrics.batch(len(batch))
 	}
@@ -169,18 +178,16 @@ func (s *Service) refuseQueued(l *lane) {
 	}
 }
 
-// remember keeps a queued attempt for polling, bounded in number and age.
+// remember keeps a queued attempt for polling. The newest maxTickets are kept: a ring of their
+// names says which to forget, so remembering is O(1).
 func (s *Service) remember(ticket string, t *attempt) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.tickets) >= maxTickets {
-		cutoff := s.now().Add(-ticketTTL)
-		for k, old := range s.tickets {
-			if old.at.Before(cutoff) || len(s.tickets) >= maxTickets {
-				delete(s.tickets, k)
-			}
-		}
+	if old := s.ticketRing[s.ticketNext]; old != "" {
+		delete(s.tickets, old)
 	}
+	s.ticketRing[s.ticketNext] = ticket
+	s.ticketNext = (s.ticketNext + 1) % maxTickets
 	s.tickets[ticket] = t
 }
 
@@ -222,6 +229,9 @@ func (s *Service) Wait(ctx context.Context, a surge.Actor, ticket string) (*Resu
 }
 
 func (s *Service) attempt(a surge.Actor, ticket string) (*attempt, error) {
+	if _, _, err := parseTicket(ticket); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	t := s.tickets[ticket]
 	s.mu.Unlock()
@@ -231,14 +241,22 @@ func (s *Service) attempt(a surge.Actor, ticket string) (*attempt, error) {
 	return t, nil
 }
 
-func (s *Service) fromStore(ctx context.Context, a surge.Actor, ticket string) (*Result, error) {
+func parseTicket(ticket string) (item int64, req string, err error) {
 	itemStr, req, ok := strings.Cut(ticket, ".")
-	item, err := strconv.ParseInt(itemStr, 10, 64)
-	if !ok || err != nil || validRequestID(req) != nil {
-		return nil, surge.Errorf(surge.EINVALID, "malformed ticket")
+	item, perr := strconv.ParseInt(itemStr, 10, 64)
+	if !ok || perr != nil || item <= 0 || validRequestID(req) != nil {
+		return 0, "", surge.Errorf(surge.EINVALID, "malformed ticket")
 	}
-	o, err := s.orders.OrderByRequest(ctx, item, req)
-	if err != nil || o.UserID != a.UserID {
+	return item, req, nil
+}
+
+func (s *Service) fromStore(ctx context.Context, a surge.Actor, ticket string) (*Result, error) {
+	item, req, err := parseTicket(ticket)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.orders.OrderByRequest(ctx, item, a.UserID, req)
+	if err != nil {
 		return nil, surge.Errorf(surge.ENOTFOUND, "unknown ticket")
 	}
 	return &Result{Status: StatusSuccess, OrderID: o.ID, TxnID: o.TxnID, Ticket: ticket}, nil

@@ -61,14 +61,13 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. k)
 return k`)
 
 	// credit adds a transfer's units to a bucket (KEYS[1]) once, remembering it in KEYS[2] (a
-	// sorted set by time, ARGV[3] ms). A record of the transfer read before it was finished may
-	// come back to be finished again, so the memory of a credit outlives any such delay: it is
-	// forgotten after creditMemoryMs.
+	// sorted set by time, ARGV[3] ms). The memory is kept for the item's life: a transfer record
+	// whose removal failed may come back to be finished at any time, and must credit nothing.
+	// Transfers move chunks, so an item has few.
 	creditScript = redis.NewScript(`
 if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'available', tonumber(ARGV[2]))
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[3]) - tonumber(ARGV[4]))
 return 1`)
 
 	adjustMainScript = redis.NewScript(`
@@ -174,13 +173,9 @@ func (s *Stock) transfer(ctx context.Context, item int64, from, to int, want int
 	return k, s.finish(ctx, fout, tc, tin, id, k)
 }
 
-// creditMemoryMs is how long a bucket remembers a credited transfer: far longer than any
-// reconcile holds a transfer record it read.
-const creditMemoryMs = int64(time.Hour / time.Millisecond)
-
 // finish credits a recorded transfer and drops the record; each step may be repeated.
 func (s *Stock) finish(ctx context.Context, fromOut, toCounters, toIn, id string, k int64) error {
-	err := creditScript.Run(ctx, s.c.rdb, []string{toCounters, toIn}, id, k, time.Now().UnixMilli(), creditMemoryMs).Err()
+	err := creditScript.Run(ctx, s.c.rdb, []string{toCounters, toIn}, id, k, time.Now().UnixMilli()).Err()
 	if err != nil {
 		return unavailable(err)
 	}

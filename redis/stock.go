@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -382,6 +383,35 @@ func (s *Stock) Held(ctx context.Context, itemID, userID int64) (int64, error) {
 		return 0, unavailable(err)
 	}
 	return n, nil
+}
+
+// Reservation implements surge.StockEngine.
+func (s *Stock) Reservation(ctx context.Context, itemID, userID int64, requestID string) (surge.ReserveResult, bool, error) {
+	if err := surge.ValidateRequestID(requestID); err != nil {
+		return surge.ReserveResult{}, false, err
+	}
+	l, err := s.layoutOf(ctx, itemID)
+	if err != nil {
+		return surge.ReserveResult{}, false, err
+	}
+	keys := s.keys(itemID)
+	if l.n > 0 {
+		counters, held, res, _, _ := s.bucketKeys(itemID, l.bucketOf(userID))
+		keys = []string{counters, held, res}
+	}
+	pipe := s.c.rdb.Pipeline()
+	rec := pipe.HGet(ctx, keys[2], requestID)
+	held := pipe.HGet(ctx, keys[1], strconv.FormatInt(userID, 10))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return surge.ReserveResult{}, false, unavailable(err)
+	}
+	parts := strings.Split(rec.Val(), ":") // user:qty:state:order
+	if len(parts) != 4 || parts[0] != strconv.FormatInt(userID, 10) {
+		return surge.ReserveResult{}, false, nil
+	}
+	order, _ := strconv.ParseInt(parts[3], 10, 64)
+	h, _ := held.Int64()
+	return surge.ReserveResult{Outcome: surge.Reserved, Held: h, OrderID: order, Replayed: true}, true, nil
 }
 
 // LoadScripts puts the scripts in Redis's cache, so pipelined calls can use EVALSHA.

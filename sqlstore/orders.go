@@ -24,7 +24,7 @@ func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
 	if !s.dialect.IsUniqueViolation(err) {
 		return false, s.wrap(err, "order")
 	}
-	stored, err := s.OrderByRequest(ctx, o.ItemID, o.RequestID)
+	stored, err := s.OrderByRequest(ctx, o.ItemID, o.UserID, o.RequestID)
 	if err != nil {
 		return false, err
 	}
@@ -66,8 +66,8 @@ func (s *Store) OrderByID(ctx context.Context, id int64) (*surge.Order, error) {
 }
 
 // OrderByRequest implements surge.OrderStore.
-func (s *Store) OrderByRequest(ctx context.Context, itemID int64, requestID string) (*surge.Order, error) {
-	return s.orderWhere(ctx, s.db, `item_id = ? AND request_id = ?`, itemID, requestID)
+func (s *Store) OrderByRequest(ctx context.Context, itemID, userID int64, requestID string) (*surge.Order, error) {
+	return s.orderWhere(ctx, s.db, `item_id = ? AND user_id = ? AND request_id = ?`, itemID, userID, requestID)
 }
 
 func (s *Store) orderWhere(ctx context.Context, q querier, where string, args ...any) (*surge.Order, error) {

@@ -446,6 +446,25 @@ func (e *Engine) Lookup(itemID int64, requestID string) (Reservation, bool) {
 	return Reservation{UserID: r.user, OrderID: r.order, Quantity: int64(r.qty), State: [...]string{"", "reserved", "sold", "released"}[r.state]}, true
 }
 
+// Reservation implements surge.StockEngine.
+func (e *Engine) Reservation(_ context.Context, itemID, userID int64, requestID string) (surge.ReserveResult, bool, error) {
+	if err := surge.ValidateRequestID(requestID); err != nil {
+		return surge.ReserveResult{}, false, err
+	}
+	s := e.shardOf(itemID)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	it := s.st.items[itemID]
+	if it == nil {
+		return surge.ReserveResult{}, false, surge.Errorf(surge.ENOTFOUND, "item %d is not loaded", itemID)
+	}
+	r, ok := s.st.res.get(requestKey(itemID, requestID))
+	if !ok || r.user != userID {
+		return surge.ReserveResult{}, false, nil
+	}
+	return surge.ReserveResult{Outcome: surge.Reserved, Held: it.held[userID], OrderID: r.order, Replayed: true}, true, nil
+}
+
 // Check verifies every invariant of the whole state (expensive: for tests and audits).
 func (e *Engine) Check() error {
 	for i, s := range e.shards {

@@ -32,14 +32,15 @@ func RunOrders(t *testing.T, open Open) {
 		if err != nil || created || again.ID != o.ID || again.TxnID != o.TxnID {
 			t.Fatalf("CreateOrder(same request) = %v, %v, %+v; want the stored order back", created, err, again)
 		}
-		got, err := f.s.OrderByRequest(f.ctx, 100, "req-1")
+		got, err := f.s.OrderByRequest(f.ctx, 100, 7, "req-1")
 		if err != nil || got.ID != o.ID || got.State != surge.OrderPendingPayment || !got.ExpiresAt.Equal(o.ExpiresAt) {
 			t.Fatalf("OrderByRequest = %+v, %v", got, err)
 		}
-		if _, err := f.s.OrderByRequest(f.ctx, 100, "nope"); surge.ErrorCode(err) != surge.ENOTFOUND {
+		if _, err := f.s.OrderByRequest(f.ctx, 100, 7, "nope"); surge.ErrorCode(err) != surge.ENOTFOUND {
 			t.Fatalf("OrderByRequest(unknown) = %v; want ENOTFOUND", err)
 		}
 		f.order(7, 101, "req-1", f.now) // same request id on another item is another order
+		f.order(8, 100, "req-1", f.now) // and from another user on the same item too
 		batch := []surge.Order{*o, *o}
 		batch[0].ID, batch[1].ID, batch[1].RequestID, batch[1].TxnID = f.id(), f.id(), "req-2", "T-req-2"
 		many, err := f.s.CreateOrders(f.ctx, batch)

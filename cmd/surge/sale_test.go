@@ -440,3 +440,34 @@ func TestPurchaseResultStream(t *testing.T) {
 		t.Fatalf("PollPurchase = %+v; want order %d", p, res.OrderID)
 	}
 }
+
+// Stock that comes back after a sell-out goes through the whole gate: the sold-out shortcut only
+// reads, so a blocked shopper without a token never gets it.
+func TestReturnedStockPassesTheGate(t *testing.T) {
+	_, cl := start(t, saleConfig(t))
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	item := openSale(t, tm, 1, 1, 900)
+	first, blocked, later := shopper(t, cl, 4001), shopper(t, cl, 4002), shopper(t, cl, 4003)
+	res := ok[*purchase.Result](t, "buy")(buy(ctx, first, item, "f1"))
+	if _, err := buy(ctx, later, item, "l0"); surge.ErrorCode(err) != surge.ESOLDOUT {
+		t.Fatalf("buy after the sell-out = %v; want ESOLDOUT", err)
+	}
+	ok[*surge.Block](t, "Block")(tm.op.Block(ctx, riskBlock(4002)))
+	waitState(t, first, res.OrderID, surge.OrderPendingPayment)
+	ok[*surge.Order](t, "CancelOrder")(first.CancelOrder(ctx, res.OrderID))
+	for i := range 200 { // hammer while the unit is back
+		r, err := blocked.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: fmt.Sprint("x", i)})
+		if err == nil {
+			t.Fatalf("a blocked shopper without a token bought: %+v", r)
+		}
+	}
+	got := ok[*purchase.Result](t, "buy(later)")(buy(ctx, later, item, "l1"))
+	if got.Status != purchase.StatusSuccess {
+		t.Fatalf("the returned unit went to %+v; want the shopper who passed the gate", got)
+	}
+	// A retry of the first (cancelled) purchase after the sell-out still gets its first answer.
+	if again := ok[*purchase.Result](t, "retry")(buy(ctx, first, item, "f1")); again.OrderID != res.OrderID {
+		t.Fatalf("retry of a reserved request = %+v; want order %d", again, res.OrderID)
+	}
+}

@@ -20,7 +20,7 @@ CREATE TABLE orders (
     expires_at    BIGINT NOT NULL,
     paid_at       BIGINT NOT NULL DEFAULT 0,
     stock_settled INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (item_id, request_id)
+    UNIQUE (item_id, user_id, request_id)
 );
 CREATE INDEX orders_user ON orders (user_id, id);
 CREATE INDEX orders_due ON orders (state, expires_at);

@@ -151,6 +151,17 @@ func testIdempotent(t *testing.T, e surge.StockEngine, opts Options) {
 		again.Outcome != first.Outcome || again.Held != first.Held || again.OrderID != bigOrder || first.OrderID != bigOrder {
 		t.Fatalf("Reserve twice = %+v then %+v, %v; want the first answer again, with the first order id, marked replayed", first, again, err)
 	}
+	if got, found, err := e.Reservation(ctx, id, 1, "same"); err != nil || !found || got != again {
+		t.Fatalf("Reservation = %+v, %v, %v; want %+v", got, found, err, again)
+	}
+	for _, c := range []struct {
+		user int64
+		req  string
+	}{{2, "same"}, {1, "never"}} {
+		if _, found, err := e.Reservation(ctx, id, c.user, c.req); err != nil || found {
+			t.Fatalf("Reservation(user %d, %q) = %v, %v; want not found", c.user, c.req, found, err)
+		}
+	}
 	if l := levels(t, e, id); l.Reserved != 2 {
 		t.Fatalf("after a retried reservation Levels = %+v; want 2 reserved", l)
 	}
