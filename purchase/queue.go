@@ -76,24 +76,44 @@ type decidedBatch struct {
 	orders   []surge.Order
 }
 
-// decidedDepth bounds the decided batches waiting to be recorded.
-const decidedDepth = 4
+// decidedDepth bounds the decided batches waiting to be recorded (and so recorded together).
+const decidedDepth = 16
 
-// answer records each decided batch's orders in one message and then answers its attempts.
+// answer records decided batches' orders and then answers their attempts. Whatever batches
+// are waiting when it comes round are recorded together, in one message: recording (a durable
+// write) is the slow step, so it takes as much as has piled up behind it.
 func (s *Service) answer(l *lane) {
 	defer s.wg.Done()
+	var waiting []*decidedBatch
+	var orders []surge.Order
 	for b := range l.decided {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := s.record(ctx, b.orders); err != nil {
-			for _, t := range b.attempts {
-				if t.err == nil {
-					t.res, t.err = nil, err
+		waiting = append(waiting[:0], b)
+	more:
+		for len(waiting) < decidedDepth {
+			select {
+			case next, ok := <-l.decided:
+				if !ok {
+					break more
 				}
+				waiting = append(waiting, next)
+			default:
+				break more
 			}
 		}
+		orders = orders[:0]
+		for _, w := range waiting {
+			orders = append(orders, w.orders...)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.record(ctx, orders)
 		cancel()
-		for _, t := range b.attempts {
-			close(t.done)
+		for _, w := range waiting {
+			for _, t := range w.attempts {
+				if err != nil && t.err == nil {
+					t.res, t.err = nil, err
+				}
+				close(t.done)
+			}
 		}
 	}
 }
