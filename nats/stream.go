@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -62,11 +63,14 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, data []byte) e
 	return nil
 }
 
-// Emit publishes an event without waiting for JetStream's acknowledgement: for analytics events
-// at purchase rate, where an acknowledgement per attempt would cost more than the attempt. The
-// events stream still stores it; a node that dies may lose the last few.
-func (b *Bus) Emit(subject string, data []byte) error {
-	return b.Conn.Publish(subject, data)
+// Emit publishes an event without waiting for JetStream's acknowledgement: for events at
+// purchase rate, where an acknowledgement each would cost more than the purchase. The events
+// stream still stores it, deduplicated by msgID; a node that dies may lose the last few.
+func (b *Bus) Emit(subject, msgID string, data []byte) error {
+	m := nats.NewMsg(subject)
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Data = data
+	return b.Conn.PublishMsg(m)
 }
 
 // Consume runs handle for every message of a durable consumer until ctx ends; the returned

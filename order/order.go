@@ -24,7 +24,7 @@ const (
 
 // Publisher sends an event to the bus without waiting for it to be stored.
 type Publisher interface {
-	Emit(subject string, data []byte) error
+	Emit(subject, msgID string, data []byte) error
 }
 
 // Config holds the payment settings.
@@ -85,7 +85,7 @@ func (s *Service) emit(ctx context.Context, kind, key string, data any) {
 	e := surge.Event{ID: kind + ":" + key, Kind: kind, At: s.now().UTC(), Data: data}
 	b, err := json.Marshal(e)
 	if err == nil {
-		err = s.bus.Emit("surge.events."+kind, b)
+		err = s.bus.Emit("surge.events."+kind, e.ID, b)
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", e.ID, "err", err)

@@ -69,7 +69,7 @@ func (c *Config) defaults() {
 // Publisher stores a message durably on the bus, or (Emit) sends an event without waiting.
 type Publisher interface {
 	Publish(ctx context.Context, subject, msgID string, data []byte) error
-	Emit(subject string, data []byte) error
+	Emit(subject, msgID string, data []byte) error
 }
 
 // Blacklist answers whether a user is blocked.
@@ -140,7 +140,7 @@ type Service struct {
 	mu         sync.Mutex
 	items      map[int64]*info // published items, which never change
 	lanes      map[int64]*lane
-	tickets    map[string]*attempt // attempts answered "queued", for polling
+	tickets    map[string]*attempt // recent queued attempts, for polling
 	ticketRing []string            // their names, oldest forgotten first
 	ticketNext int
 
@@ -304,7 +304,7 @@ func (s *Service) emit(kind string, data any) {
 	e := surge.Event{ID: fmt.Sprintf("%s:%d:%d", kind, s.started, s.events.Add(1)), Kind: kind, At: s.now().UTC(), Data: data}
 	b, err := json.Marshal(e)
 	if err == nil {
-		err = s.bus.Emit("surge.events."+kind, b)
+		err = s.bus.Emit("surge.events."+kind, e.ID, b)
 	}
 	if err != nil {
 		s.metrics.droppedEvents.Inc()
@@ -390,6 +390,7 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	default:
 		return nil, surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry")
 	}
+	s.remember(ticket, t)
 	timer := time.NewTimer(s.cfg.AnswerWait)
 	defer timer.Stop()
 	select {
@@ -398,7 +399,6 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	case <-timer.C:
 	case <-ctx.Done():
 	}
-	s.remember(ticket, t) // only attempts answered "queued" are polled for
 	return &Result{Status: StatusQueued, Ticket: ticket}, nil
 }
 

@@ -198,8 +198,8 @@ func (s *Service) refuseQueued(l *lane) {
 	}
 }
 
-// remember keeps a queued attempt for polling. The newest maxTickets are kept: a ring of their
-// names says which to forget, so remembering is O(1).
+// remember keeps a queued attempt for polling its ticket. The newest maxTickets are kept: a
+// ring of their names says which to forget, so remembering is O(1).
 func (s *Service) remember(ticket string, t *attempt) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
