@@ -141,14 +141,8 @@ func (s *Stock) loadBucketed(ctx context.Context, it surge.StockItem, l layout) 
 			return err
 		}
 		res, err := adjustMainScript.Run(ctx, s.c.rdb, []string{main}, it.Allotted, it.PerUserLimit).Text()
-		if err != nil {
-			return unavailable(err)
-		}
-		switch res {
-		case "below":
-			return surge.Errorf(surge.ECONFLICT, "allotment %d is below the units already reserved or sold", it.Allotted)
-		case "limit":
-			return surge.Errorf(surge.ECONFLICT, "the per-user limit cannot drop once units are reserved")
+		if err := loadAnswer(it, res, err); err != nil {
+			return err
 		}
 	}
 	for b := 1; b <= l.n; b++ {

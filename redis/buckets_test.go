@@ -15,16 +15,8 @@ import (
 // A node that dies between debiting one bucket and crediting another leaves units in transit:
 // they count as available, and Reconcile (run by anyone) lands them exactly once.
 func TestHalfDoneTransferIsReconciled(t *testing.T) {
-	url := os.Getenv("SURGE_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("SURGE_TEST_REDIS_URL is not set")
-	}
 	ctx := context.Background()
-	c, err := Open(ctx, url, fmt.Sprintf("surgebuckettest%d", rand.Uint64()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { c.Purge(ctx); c.Close() }()
+	c := testClient(t)
 	s := c.Stock(StockOptions{Buckets: 3})
 	const item = 7
 	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: 30, PerUserLimit: 5}); err != nil {
@@ -77,16 +69,8 @@ func TestHalfDoneTransferIsReconciled(t *testing.T) {
 // While a split item has stock, concurrent shoppers never hear "sold out", however its stock is
 // spread over the buckets at that moment.
 func TestBucketsNeverSellOutEarly(t *testing.T) {
-	url := os.Getenv("SURGE_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("SURGE_TEST_REDIS_URL is not set")
-	}
 	ctx := context.Background()
-	c, err := Open(ctx, url, fmt.Sprintf("surgebuckettest%d", rand.Uint64()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { c.Purge(ctx); c.Close() }()
+	c := testClient(t)
 	s := c.Stock(StockOptions{Buckets: 8})
 	const item, units, shoppers = 9, 3000, 64
 	if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: units, PerUserLimit: 1}); err != nil {
@@ -114,4 +98,19 @@ func TestBucketsNeverSellOutEarly(t *testing.T) {
 	if l, err := s.Levels(ctx, item); err != nil || l.Check() != nil || l.Reserved != units/shoppers*shoppers {
 		t.Fatalf("Levels = %+v, %v", l, err)
 	}
+}
+
+// testClient connects to the test Redis under a prefix of its own, purged when the test ends.
+func testClient(t *testing.T) *Client {
+	t.Helper()
+	url := os.Getenv("SURGE_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	c, err := Open(context.Background(), url, fmt.Sprintf("surgebuckettest%d", rand.Uint64()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Purge(context.Background()); c.Close() })
+	return c
 }

@@ -147,13 +147,17 @@ func (s *Stock) Load(ctx context.Context, it surge.StockItem) error {
 		return err
 	}
 	res, err := loadScript.Run(ctx, s.c.rdb, s.keys(it.ID), it.Allotted, it.PerUserLimit).Text()
-	if err != nil {
+	return loadAnswer(it, res, err)
+}
+
+// loadAnswer turns a load script's answer into the port's errors.
+func loadAnswer(it surge.StockItem, res string, err error) error {
+	switch {
+	case err != nil:
 		return unavailable(err)
-	}
-	switch res {
-	case "below":
+	case res == "below":
 		return surge.Errorf(surge.ECONFLICT, "allotment %d is below the units already reserved or sold", it.Allotted)
-	case "limit":
+	case res == "limit":
 		return surge.Errorf(surge.ECONFLICT, "the per-user limit cannot drop once units are reserved")
 	}
 	return nil

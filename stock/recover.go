@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/surgecommerce/surge/wal"
 )
@@ -16,23 +13,7 @@ func snapshotName(seg uint64) string { return fmt.Sprintf("snapshot-%016d.snap",
 
 // snapshots lists the snapshot numbers in dir, oldest first. Snapshot n holds everything logged
 // in segments below n.
-func snapshots(dir string) ([]uint64, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []uint64
-	for _, e := range entries {
-		name := e.Name()
-		if rest, ok := strings.CutPrefix(name, "snapshot-"); ok && strings.HasSuffix(rest, ".snap") {
-			if n, err := strconv.ParseUint(strings.TrimSuffix(rest, ".snap"), 10, 64); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out, nil
-}
+func snapshots(dir string) ([]uint64, error) { return wal.Numbered(dir, "snapshot-", ".snap") }
 
 // ErrCorrupt is returned (wrapped) by Open when the snapshot or the log is damaged beyond a torn
 // tail. The engine refuses to start rather than guess at stock.

@@ -104,10 +104,11 @@ func SegmentName(n uint64) string { return fmt.Sprintf("wal-%016d.log", n) }
 
 // Segments lists the segment numbers in dir, in order.
 func Segments(dir string) ([]uint64, error) {
-	return numbered(dir, "wal-", ".log")
+	return Numbered(dir, "wal-", ".log")
 }
 
-func numbered(dir, prefix, suffix string) ([]uint64, error) {
+// Numbered lists the numbers n of the files named prefix+n+suffix in dir, in order.
+func Numbered(dir, prefix, suffix string) ([]uint64, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
