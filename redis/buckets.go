@@ -241,6 +241,7 @@ const maxRefills = 4
 // other buckets — while the others wait and then try again. "Sold out" is answered only when
 // no bucket and no transfer in flight holds a unit.
 func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l layout) (surge.ReserveResult, error) {
+	began := time.Now()
 	b := l.bucketOf(r.UserID)
 	counters, held, res, _, _ := s.bucketKeys(r.ItemID, b)
 	try := func() (string, surge.ReserveResult, error) {
@@ -252,7 +253,7 @@ func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l l
 		if status == "soldout" {
 			vals = vals[:2] // an empty bucket says nothing of the item
 		}
-		out, err := s.reserveResult(r, vals)
+		out, err := s.reserveResult(r, vals, began)
 		return status, out, err
 	}
 	lock := s.refillLock(r.ItemID, b)
@@ -284,7 +285,7 @@ func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l l
 		}
 		if lv.Available < r.Quantity {
 			if lv.Available == 0 {
-				s.flags.Store(r.ItemID, nowPlusTTL())
+				s.raiseFlag(r.ItemID, began)
 			}
 			return out, nil
 		}

@@ -87,7 +87,7 @@ type Stock struct {
 	c    *Client
 	opts StockOptions
 
-	flags   sync.Map // item id → time until which the item is known sold out
+	flags   sync.Map // item id → *flag: until when the item is known sold out
 	buckets sync.Map // item id → layout, once read from Redis
 	refills sync.Map // [item, bucket] → *sync.Mutex: one refill per bucket at a time on a node
 
@@ -136,7 +136,7 @@ func (s *Stock) Load(ctx context.Context, it surge.StockItem) error {
 	if err := it.Validate(); err != nil {
 		return err
 	}
-	defer s.flags.Delete(it.ID)
+	defer s.lowerFlag(it.ID)
 	l, err := s.layoutOf(ctx, it.ID)
 	switch {
 	case surge.ErrorCode(err) == surge.ENOTFOUND && s.opts.Buckets > 1 && it.Allotted >= s.opts.BucketMinAllotment:
@@ -165,6 +165,7 @@ func loadAnswer(it surge.StockItem, res string, err error) error {
 
 // Reserve implements surge.StockEngine.
 func (s *Stock) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.ReserveResult, error) {
+	began := time.Now()
 	if err := r.Validate(); err != nil {
 		return surge.ReserveResult{}, err
 	}
@@ -184,29 +185,57 @@ func (s *Stock) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.Rese
 	if err != nil {
 		return surge.ReserveResult{}, unavailable(err)
 	}
-	return s.reserveResult(r, vals)
+	return s.reserveResult(r, vals, began)
 }
 
 // flagged reports whether the item is known sold out and the request is not one this node
 // reserved (a retry of which must get its first answer).
 func (s *Stock) flagged(r surge.ReserveRequest) bool {
-	until, ok := s.flags.Load(r.ItemID)
-	if !ok || time.Now().After(until.(time.Time)) {
+	v, ok := s.flags.Load(r.ItemID)
+	if !ok {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if time.Now().After(v.(*flag).until) {
+		return false
+	}
 	_, mine := s.reserved[reservedKey(r)]
 	return !mine
 }
 
-func nowPlusTTL() time.Time { return time.Now().Add(SoldOutFlagTTL) }
+// flag says an item is sold out until a time. A release on this node puts the item's stock back
+// and drops the flag; a sold-out answer computed before that release (but arriving after it)
+// must not raise the flag again, so each flag notes when the answer's request started.
+type flag struct {
+	until, releasedAt time.Time
+}
+
+// raiseFlag marks an item sold out, unless a release on this node came after the request began.
+func (s *Stock) raiseFlag(item int64, began time.Time) {
+	v, _ := s.flags.LoadOrStore(item, &flag{})
+	f := v.(*flag)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if began.After(f.releasedAt) {
+		f.until = time.Now().Add(SoldOutFlagTTL)
+	}
+}
+
+// lowerFlag marks stock back for an item.
+func (s *Stock) lowerFlag(item int64) {
+	v, _ := s.flags.LoadOrStore(item, &flag{})
+	f := v.(*flag)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.until, f.releasedAt = time.Time{}, time.Now()
+}
 
 func reservedKey(r surge.ReserveRequest) string {
 	return strconv.FormatInt(r.ItemID, 10) + ":" + r.RequestID
 }
 
-func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.ReserveResult, error) {
+func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any, began time.Time) (surge.ReserveResult, error) {
 	if len(vals) < 2 {
 		return surge.ReserveResult{}, surge.Errorf(surge.EINTERNAL, "redis: unexpected reserve answer %v", vals)
 	}
@@ -229,7 +258,7 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.Reserve
 		return surge.ReserveResult{Outcome: surge.Reserved, Held: held, OrderID: order, Replayed: status == "dup"}, nil
 	case "soldout":
 		if len(vals) > 2 && vals[2] == int64(0) {
-			s.flags.Store(r.ItemID, nowPlusTTL())
+			s.raiseFlag(r.ItemID, began)
 		}
 		return surge.ReserveResult{Outcome: surge.SoldOut, Held: held}, nil
 	case "limit":
@@ -245,6 +274,7 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any) (surge.Reserve
 // ReserveBatch decides many reservations in one pipelined round trip; each is still its own
 // atomic script. The returned error is a failure of the whole round trip.
 func (s *Stock) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error {
+	began := time.Now()
 	if s.opts.Buckets > 1 { // split items take several steps each
 		for i, r := range reqs {
 			res, err := s.Reserve(ctx, r)
@@ -280,7 +310,7 @@ func (s *Stock) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, o
 			out[i] = surge.BatchResult{Err: unavailable(err)}
 			continue
 		}
-		res, err := s.reserveResult(reqs[i], vals)
+		res, err := s.reserveResult(reqs[i], vals, began)
 		out[i] = surge.BatchResult{ReserveResult: res, Err: err}
 	}
 	return nil
@@ -310,7 +340,7 @@ func (s *Stock) settle(ctx context.Context, itemID int64, requestID, state strin
 	switch res {
 	case "ok":
 		if state == "x" {
-			s.flags.Delete(itemID) // stock came back
+			s.lowerFlag(itemID) // stock came back
 		}
 		return nil
 	case "nf":
