@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/surgecommerce/surge"
@@ -28,6 +29,7 @@ const (
 	DefaultAnswerWait = 200 * time.Millisecond
 	DefaultTokenTTL   = 10 * time.Minute
 	maxCachedItems    = 100_000
+	missingItemTTL    = time.Second // how long an item not on sale is believed to stay so
 	publishTimeout    = time.Second // an unreachable bus refuses a purchase this fast
 	maxTickets        = 1 << 18     // queued attempts remembered for polling
 )
@@ -137,6 +139,7 @@ type Service struct {
 	started   int64        // unix ms when the node started, to make event ids unique
 	attempts  chan Attempt // to the event batcher
 
+	loading    singleflight.Group
 	mu         sync.Mutex
 	items      map[int64]*info // published items, which never change
 	lanes      map[int64]*lane
@@ -149,8 +152,9 @@ type Service struct {
 }
 
 type info struct {
-	item    *surge.SessionItem
-	session *surge.Session
+	item         *surge.SessionItem // nil: not on sale
+	session      *surge.Session
+	missingUntil time.Time // for an item not on sale: when to ask the database again
 }
 
 // New returns the purchase path. Close stops its lane workers.
@@ -177,28 +181,43 @@ func (s *Service) Close() {
 	s.wg.Wait()
 }
 
-// item returns a published item from the node's cache, loading it once.
+// item returns a published item from the node's cache. When a sale opens and everyone asks
+// at once, one request per item goes to the database (the others wait for it); an id that is
+// not on sale is remembered as such for a moment, so made-up ids cannot hammer the database.
 func (s *Service) item(ctx context.Context, id int64) (*info, error) {
+	now := s.now()
 	s.mu.Lock()
 	in := s.items[id]
 	s.mu.Unlock()
-	if in != nil {
+	switch {
+	case in != nil && in.item != nil:
 		return in, nil
+	case in != nil && now.Before(in.missingUntil):
+		return nil, surge.Errorf(surge.ENOTFOUND, "item %d is not on sale", id)
 	}
-	it, se, err := s.sessions.ItemByID(ctx, id)
+	v, err, _ := s.loading.Do(strconv.FormatInt(id, 10), func() (any, error) {
+		it, se, err := s.sessions.ItemByID(ctx, id)
+		in := &info{item: it, session: se}
+		switch {
+		case surge.ErrorCode(err) == surge.ENOTFOUND || err == nil && se.PublishedAt == nil:
+			in = &info{missingUntil: s.now().Add(missingItemTTL)}
+		case err != nil:
+			return nil, err
+		}
+		s.mu.Lock()
+		if len(s.items) >= maxCachedItems {
+			clear(s.items)
+		}
+		s.items[id] = in
+		s.mu.Unlock()
+		return in, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if se.PublishedAt == nil {
+	if in = v.(*info); in.item == nil {
 		return nil, surge.Errorf(surge.ENOTFOUND, "item %d is not on sale", id)
 	}
-	in = &info{item: it, session: se}
-	s.mu.Lock()
-	if len(s.items) >= maxCachedItems {
-		clear(s.items)
-	}
-	s.items[id] = in
-	s.mu.Unlock()
 	return in, nil
 }
 
@@ -437,10 +456,16 @@ func (s *Service) record(ctx context.Context, orders []surge.Order) error {
 	if err != nil {
 		return err
 	}
+	// Each message gets an id of its own: one made from the orders it carries would let a later
+	// message (a retry's order next to new ones) be dropped as a duplicate. Orders are written
+	// idempotently, so a repeated order does no harm.
+	msgID, err := s.ids()
+	if err != nil {
+		return err
+	}
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	id := fmt.Sprintf("orders:%d:%d", orders[0].ID, len(orders))
-	if err := s.bus.Publish(pctx, "surge.orders.create", id, b); err != nil {
+	if err := s.bus.Publish(pctx, "surge.orders.create", "orders:"+strconv.FormatInt(msgID, 10), b); err != nil {
 		return surge.Errorf(surge.EUNAVAILABLE, "the order could not be recorded yet; retry with the same request id")
 	}
 	return nil

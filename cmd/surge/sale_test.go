@@ -399,6 +399,12 @@ func TestPurchaseBeforeTheSaleOpens(t *testing.T) {
 		t.Fatalf("Item(unpublished) = %v; want ENOTFOUND", err)
 	}
 	ok[*surge.Session](t, "Publish")(tm.op.Publish(ctx, se.ID))
+	// A node that saw the item unpublished believes it for up to a second.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := s.Item(ctx, it.ID); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if _, err := tm.op.AddItem(ctx, se.ID, sale.ItemInput{SKUID: sku.ID, Allotted: 1, SalePrice: surge.Money{Amount: 1, Currency: "CNY"}, PerUserLimit: 1}); surge.ErrorCode(err) != surge.ECONFLICT {
 		t.Fatalf("AddItem(published) = %v; want ECONFLICT", err)
 	}

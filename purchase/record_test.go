@@ -1,0 +1,45 @@
+package purchase
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/nats"
+	"github.com/surgecommerce/surge/snowflake"
+)
+
+// Two commands that begin with the same order (a retry recorded next to new orders) are both
+// stored: their message ids must not be derived from what they carry.
+func TestRecordNeverDedupsDifferentCommands(t *testing.T) {
+	ctx := context.Background()
+	bus, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	if err := bus.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := snowflake.New(1)
+	s := &Service{bus: bus, ids: ids.Next}
+	a, b, c := surge.Order{ID: 1}, surge.Order{ID: 2}, surge.Order{ID: 3}
+	for _, batch := range [][]surge.Order{{a, b}, {a, c}} {
+		if err := s.record(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := bus.JS.Stream(ctx, nats.OrdersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("the orders stream holds %d commands; want 2", info.State.Msgs)
+	}
+}
