@@ -58,7 +58,7 @@ func (s *Server) purchaseRoutes() []route {
 			access: signedIn, in: purchase.Request{}, out: purchase.Result{}, status: 201,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withBody(r, func(in purchase.Request) (any, error) {
-					res, err := p.Purchase(r.Context(), a, clientIP(r), in)
+					res, err := p.Purchase(r.Context(), a, s.clientIP(r), in)
 					if err != nil {
 						return nil, err
 					}

@@ -46,21 +46,21 @@ func (s *Server) table() []route {
 			in: LoginRequest{}, out: auth.Tokens{}, status: 200,
 			handle: func(r *http.Request, _ surge.Actor) (any, error) {
 				return withBody(r, func(in LoginRequest) (any, error) {
-					return d.Auth.Login(r.Context(), in.Login, in.Password, clientIP(r))
+					return d.Auth.Login(r.Context(), in.Login, in.Password, s.clientIP(r))
 				})
 			}},
 		{method: "POST", path: "/v1/auth/otp", summary: "Send a one-time login code to a phone",
 			in: OTPRequest{}, status: 202,
 			handle: func(r *http.Request, _ surge.Actor) (any, error) {
 				return withBody(r, func(in OTPRequest) (any, error) {
-					return nil, d.Auth.SendOTP(r.Context(), in.Phone, clientIP(r))
+					return nil, d.Auth.SendOTP(r.Context(), in.Phone, s.clientIP(r))
 				})
 			}},
 		{method: "POST", path: "/v1/auth/otp/login", summary: "Log in (or sign up) with a phone and its one-time code",
 			in: OTPLoginRequest{}, out: auth.Tokens{}, status: 200,
 			handle: func(r *http.Request, _ surge.Actor) (any, error) {
 				return withBody(r, func(in OTPLoginRequest) (any, error) {
-					return d.Auth.LoginOTP(r.Context(), in.Phone, in.Code, clientIP(r))
+					return d.Auth.LoginOTP(r.Context(), in.Phone, in.Code, s.clientIP(r))
 				})
 			}},
 		{method: "POST", path: "/v1/auth/refresh", summary: "Swap a refresh token, once, for new tokens",

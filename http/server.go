@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -64,6 +65,9 @@ type Deps struct {
 	Blacklist  *risk.Blacklist
 	PaymentKey []byte       // verifies payment provider notifications
 	Paysim     http.Handler // the simulated payment provider, served under /paysim/ when set
+
+	// TrustedProxies are the load balancers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the API.
@@ -190,7 +194,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			level = slog.LevelError
 		}
 		s.deps.Log.Log(r.Context(), level, "request", "method", r.Method, "route", route,
-			"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "remote", clientIP(r))
+			"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "remote", s.clientIP(r))
 	}()
 	s.mux.ServeHTTP(rec, r)
 }
@@ -222,14 +226,41 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// clientIP is the peer address. Behind a load balancer every request would show the balancer's
-// address; Surge does not read X-Forwarded-For, which any client can forge.
-func clientIP(r *http.Request) string {
+// clientIP is the address a request came from: the peer, or, when the peer is one of the
+// configured trusted proxies (a load balancer), the right-most X-Forwarded-For address that is
+// not itself a trusted proxy. A header from anyone else is ignored: any client can forge it.
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if len(s.deps.TrustedProxies) == 0 || !s.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if _, err := netip.ParseAddr(hop); err != nil {
+			return host // a malformed chain: trust only what we saw
+		}
+		if !s.trusted(hop) {
+			return hop
+		}
 	}
 	return host
+}
+
+func (s *Server) trusted(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.deps.TrustedProxies {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // reply writes a JSON response.

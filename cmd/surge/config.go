@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -37,6 +38,7 @@ type Config struct {
 	UserRate      float64
 	IPRate        float64
 	InFlight      int
+	Proxies       string
 	Dev           bool
 	LogLevel      string
 	LogFormat     string
@@ -70,6 +72,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.UserRate, "purchase-user-rate", 2, "purchase attempts per second one shopper may make (burst 2.5x)")
 	fs.Float64Var(&c.IPRate, "purchase-ip-rate", 200, "purchase attempts per second from one client IP (burst 2x)")
 	fs.IntVar(&c.InFlight, "purchase-in-flight", 20_000, "purchase attempts one node holds at once before it sheds load (503)")
+	fs.StringVar(&c.Proxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (none by default)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: exposes one-time codes at GET /v1/dev/otp")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
@@ -159,6 +162,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("log-format must be json or text")
 	case c.UserRate <= 0 || c.IPRate <= 0 || c.InFlight <= 0:
 		return fmt.Errorf("purchase-user-rate, purchase-ip-rate and purchase-in-flight must be positive")
+	case c.proxies() == nil && c.Proxies != "":
+		return fmt.Errorf("trusted-proxies must be comma-separated CIDRs such as 10.0.0.0/8")
 	case c.StockBuckets < 0 || c.StockBuckets > 64:
 		return fmt.Errorf("stock-buckets must be between 0 and 64")
 	}
@@ -179,4 +184,20 @@ func usage(fs *flag.FlagSet, name string) {
 		}
 		fmt.Fprintf(out, "  --%s  [%s]\n        %s%s\n", n, envName(n), f.Usage, def)
 	}
+}
+
+// proxies parses --trusted-proxies; nil when empty or malformed.
+func (c *Config) proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.Proxies, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }

@@ -210,7 +210,7 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 		}
 	}
 	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(b.db, b.db, ids, nil), Sale: sale.New(b.db, b.stock, ids, nil),
-		Checks: b.checks, Log: m.Log, Registry: prometheus.NewRegistry()}
+		Checks: b.checks, Log: m.Log, Registry: prometheus.NewRegistry(), TrustedProxies: c.proxies()}
 	if c.Dev {
 		deps.DevCodes = sender
 		m.Log.Warn("development mode: one-time codes are exposed at /v1/dev/otp")
