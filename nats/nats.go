@@ -34,9 +34,10 @@ type Config struct {
 
 // Bus is a connection to JetStream, and the embedded server when there is one.
 type Bus struct {
-	srv  *server.Server
-	Conn *nats.Conn
-	JS   jetstream.JetStream
+	srv     *server.Server
+	Conn    *nats.Conn
+	JS      jetstream.JetStream
+	results jetstream.KeyValue // set by EnsureStreams
 }
 
 // Open starts or connects to the bus.

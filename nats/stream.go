@@ -50,7 +50,44 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 			return fmt.Errorf("jetstream stream %s: %w", cfg.Name, err)
 		}
 	}
+	return b.ensureResults(ctx)
+}
+
+// ResultsBucket keeps the answers to purchases that were answered "queued", so that any node
+// can give a ticket its answer.
+const (
+	ResultsBucket   = "SURGE_PURCHASE_RESULTS"
+	resultsTTL      = 10 * time.Minute
+	maxResultsBytes = 256 << 20
+)
+
+// ensureResults creates the results bucket.
+func (b *Bus) ensureResults(ctx context.Context) error {
+	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ResultsBucket, TTL: resultsTTL,
+		MaxBytes: maxResultsBytes, MaxValueSize: 16 << 10, History: 1})
+	if err != nil {
+		return fmt.Errorf("jetstream bucket %s: %w", ResultsBucket, err)
+	}
+	b.results = kv
 	return nil
+}
+
+// PutResult stores a purchase's answer under its ticket.
+func (b *Bus) PutResult(ctx context.Context, ticket string, data []byte) error {
+	_, err := b.results.Put(ctx, ticket, data)
+	return err
+}
+
+// GetResult returns the answer stored under a ticket, if any.
+func (b *Bus) GetResult(ctx context.Context, ticket string) ([]byte, bool, error) {
+	e, err := b.results.Get(ctx, ticket)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return e.Value(), true, nil
 }
 
 // Publish stores a message durably (it returns once JetStream acknowledged it). msgID makes a

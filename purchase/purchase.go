@@ -68,10 +68,13 @@ func (c *Config) defaults() {
 	}
 }
 
-// Publisher stores a message durably on the bus, or (Emit) sends an event without waiting.
+// Publisher stores a message durably on the bus, or (Emit) sends an event without waiting; and
+// keeps the answers of queued purchases where every node can read them.
 type Publisher interface {
 	Publish(ctx context.Context, subject, msgID string, data []byte) error
 	Emit(subject, msgID string, data []byte) error
+	PutResult(ctx context.Context, ticket string, data []byte) error
+	GetResult(ctx context.Context, ticket string) ([]byte, bool, error)
 }
 
 // Blacklist answers whether a user is blocked.
@@ -418,6 +421,12 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	case <-timer.C:
 	case <-ctx.Done():
 	}
+	select {
+	case <-t.done: // decided just now: an answer beats a ticket
+		return t.res, t.err
+	default:
+	}
+	// From here the lane will store the answer where every node can read it (see share).
 	return &Result{Status: StatusQueued, Ticket: ticket}, nil
 }
 

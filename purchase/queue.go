@@ -2,6 +2,7 @@ package purchase
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -113,6 +114,9 @@ func (s *Service) answer(l *lane) {
 					t.res, t.err = nil, err
 				}
 				close(t.done)
+				if s.now().Sub(t.at) >= s.cfg.AnswerWait { // its shopper was told "queued"
+					s.share(t)
+				}
 			}
 		}
 	}
@@ -198,6 +202,50 @@ func (s *Service) refuseQueued(l *lane) {
 	}
 }
 
+// sharedPollEvery is how often a stream on another node looks for a shared answer.
+const sharedPollEvery = 100 * time.Millisecond
+
+// stored is an answer kept for any node to give a ticket.
+type stored struct {
+	UserID  int64   `json:"user_id"`
+	Result  *Result `json:"result,omitempty"`
+	Code    string  `json:"code,omitempty"`
+	Message string  `json:"message,omitempty"`
+}
+
+// share stores a queued attempt's answer where every node can read it.
+func (s *Service) share(t *attempt) {
+	st := stored{UserID: t.req.UserID, Result: t.res}
+	if t.err != nil {
+		st.Code, st.Message = surge.ErrorCode(t.err), surge.ErrorMessage(t.err)
+	}
+	b, err := json.Marshal(st)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		err = s.bus.PutResult(ctx, ticketOf(t.req.ItemID, t.req.RequestID), b)
+		cancel()
+	}
+	if err != nil {
+		s.log.Warn("queued answer not shared; other nodes will find its order only", "err", err)
+	}
+}
+
+// shared reads an answer another node stored; found is false while there is none.
+func (s *Service) shared(ctx context.Context, a surge.Actor, ticket string) (*Result, bool, error) {
+	b, ok, err := s.bus.GetResult(ctx, ticket)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var st stored
+	if err := json.Unmarshal(b, &st); err != nil || st.UserID != a.UserID {
+		return nil, false, nil
+	}
+	if st.Code != "" {
+		return nil, true, &surge.Error{Code: st.Code, Message: st.Message}
+	}
+	return st.Result, true, nil
+}
+
 // remember keeps a queued attempt for polling its ticket. The newest maxTickets are kept: a
 // ring of their names says which to forget, so remembering is O(1).
 func (s *Service) remember(ticket string, t *attempt) {
@@ -227,6 +275,9 @@ func (s *Service) Poll(ctx context.Context, a surge.Actor, ticket string) (*Resu
 			return &Result{Status: StatusQueued, Ticket: ticket}, nil
 		}
 	}
+	if res, ok, err := s.shared(ctx, a, ticket); ok {
+		return res, err
+	}
 	return s.fromStore(ctx, a, ticket)
 }
 
@@ -237,8 +288,20 @@ func (s *Service) Wait(ctx context.Context, a surge.Actor, ticket string) (*Resu
 	if err != nil {
 		return nil, err
 	}
-	if t == nil {
-		return s.fromStore(ctx, a, ticket)
+	if t == nil { // another node queued it: wait for its answer to be shared
+		for {
+			if res, ok, err := s.shared(ctx, a, ticket); ok {
+				return res, err
+			}
+			if res, err := s.fromStore(ctx, a, ticket); err == nil {
+				return res, nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil, surge.Errorf(surge.ENOTFOUND, "unknown ticket")
+			case <-time.After(sharedPollEvery):
+			}
+		}
 	}
 	select {
 	case <-t.done:

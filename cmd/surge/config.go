@@ -39,6 +39,7 @@ type Config struct {
 	IPRate        float64
 	InFlight      int
 	Proxies       string
+	AnswerWait    time.Duration
 	Dev           bool
 	LogLevel      string
 	LogFormat     string
@@ -72,6 +73,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.UserRate, "purchase-user-rate", 2, "purchase attempts per second one shopper may make (burst 2.5x)")
 	fs.Float64Var(&c.IPRate, "purchase-ip-rate", 200, "purchase attempts per second from one client IP (burst 2x)")
 	fs.IntVar(&c.InFlight, "purchase-in-flight", 20_000, "purchase attempts one node holds at once before it sheds load (503)")
+	fs.DurationVar(&c.AnswerWait, "purchase-answer-wait", 200*time.Millisecond, "how long a purchase waits for its decision before it is answered 202 queued with a ticket")
 	fs.StringVar(&c.Proxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (none by default)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: exposes one-time codes at GET /v1/dev/otp")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -160,6 +162,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("access-ttl, refresh-ttl and otp-ttl must be positive")
 	case c.LogFormat != "json" && c.LogFormat != "text":
 		return fmt.Errorf("log-format must be json or text")
+	case c.AnswerWait <= 0 || c.AnswerWait > time.Minute:
+		return fmt.Errorf("purchase-answer-wait must be between 1ns and 1m")
 	case c.UserRate <= 0 || c.IPRate <= 0 || c.InFlight <= 0:
 		return fmt.Errorf("purchase-user-rate, purchase-ip-rate and purchase-in-flight must be positive")
 	case c.proxies() == nil && c.Proxies != "":

@@ -91,3 +91,47 @@ func proxyTo(t *testing.T, target string) *faultproxy.Proxy {
 	t.Cleanup(p.Close)
 	return p
 }
+
+// TestTicketsAnswerOnAnyNode runs two nodes on the same backends, answers every purchase on
+// one of them "queued" at once, and polls and streams the tickets on the other.
+func TestTicketsAnswerOnAnyNode(t *testing.T) {
+	pg, rd, nt := os.Getenv("SURGE_TEST_POSTGRES_URL"), os.Getenv("SURGE_TEST_REDIS_URL"), os.Getenv("SURGE_TEST_NATS_URL")
+	if pg == "" || rd == "" || nt == "" {
+		t.Skip("the scale-out backends are not configured")
+	}
+	c := saleConfig(t)
+	c.PostgresURL, c.RedisURL, c.NATSURL = freshSchema(t, pg), rd, nt
+	c.RedisPrefix = fmt.Sprintf("surge_twonodes_%d", time.Now().UnixNano())
+	c.AnswerWait = time.Nanosecond // node A answers every purchase "queued"
+	_, a := start(t, c)
+	c.WorkerID, c.AnswerWait = 1, 200*time.Millisecond
+	c.AdminPassword = "" // the admin exists already
+	_, b := start(t, c)
+	tm := newTeam(t, a)
+	item := openSale(t, tm, 3, 1, 900)
+	ctx := context.Background()
+	for u := int64(1); u <= 4; u++ {
+		onA, onB := shopper(t, a, 7100+u), shopper(t, b, 7100+u)
+		tok := ok[*purchase.Detail](t, "Item")(onA.Item(ctx, item)).Token
+		res, err := onA.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: fmt.Sprint("two-", u), Token: tok})
+		if u == 4 && surge.ErrorCode(err) == surge.ESOLDOUT {
+			continue // node A already knew: nothing was queued
+		}
+		if err != nil || res.Status != purchase.StatusQueued {
+			t.Fatalf("purchase on node A = %+v; want queued", res)
+		}
+		var got *purchase.Result
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got, err = onB.PollPurchase(ctx, res.Ticket)
+			if (err == nil && got.Status != purchase.StatusQueued) || surge.ErrorCode(err) == surge.ESOLDOUT || time.Now().After(deadline) {
+				break
+			}
+		}
+		switch {
+		case u <= 3 && (err != nil || got.Status != purchase.StatusSuccess || got.OrderID == 0):
+			t.Fatalf("poll on node B for shopper %d = %+v, %v; want the order", u, got, err)
+		case u == 4 && surge.ErrorCode(err) != surge.ESOLDOUT:
+			t.Fatalf("poll on node B for the fourth shopper = %+v, %v; want ESOLDOUT (3 units)", got, err)
+		}
+	}
+}

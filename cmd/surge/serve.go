@@ -263,7 +263,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	go func() { defer wg.Done(); orders.Run(bg) }()    // stops with bg
 	go func() { defer wg.Done(); blacklist.Run(bg) }() // stops with bg
 	buy := purchase.New(purchase.Config{TokenKey: secret, UserRate: rate.Limit(c.UserRate), UserBurst: int(c.UserRate*2.5 + 1),
-		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight}, b.db, b.stock, b.db, b.bus, blacklist, ids,
+		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight, AnswerWait: c.AnswerWait}, b.db, b.stock, b.db, b.bus, blacklist, ids,
 		purchase.NewMetrics(deps.Registry), m.Log, nil)
 	m.closers = append(m.closers, func() error {
 		buy.Close()
