@@ -53,6 +53,7 @@ type PurchaseBenchResult struct {
 // API over HTTP on loopback: before the sell-out, after it (the sold-out path), and a trivial
 // JSON handler driven the same way in the same run, for the ratio.
 func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The scale-out shape needs an empty database: the bench creates its admin and merchant.
 	fs := flag.NewFlagSet("bench purchase", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	shoppers := fs.Int("shoppers", 200_000, "distinct shoppers, one attempt each")
@@ -60,6 +61,9 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	workers := fs.Int("workers", 64, "concurrent connections")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the purchase phase to this file")
+	pgURL := fs.String("postgres-url", "", "run the node on this PostgreSQL (scale-out shape; default SQLite)")
+	redisURL := fs.String("redis-url", "", "run the node's stock and counters on this Redis")
+	natsURL := fs.String("nats-url", "", "run the node on this external NATS JetStream")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,6 +78,8 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	secret := fmt.Sprintf("%032x", rand.Uint64())
 	c.Addr, c.DataDir, c.TokenSecret, c.AdminPassword, c.IPRate, c.InFlight = "127.0.0.1:0", dir, secret, "bench-admin-pass", 1e9, 1_000_000
+	c.PostgresURL, c.RedisURL, c.NATSURL = *pgURL, *redisURL, *natsURL
+	c.RedisPrefix = fmt.Sprintf("surgebench%d", rand.Uint32())
 	m := NewMain(*c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := m.Run(ctx); err != nil {
 		return err
