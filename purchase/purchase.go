@@ -29,6 +29,7 @@ const (
 	DefaultAnswerWait = 200 * time.Millisecond
 	DefaultTokenTTL   = 10 * time.Minute
 	maxCachedItems    = 100_000
+	maxSeen           = 1 << 20     // (shopper, item) figures remembered for monotone display
 	missingItemTTL    = time.Second // how long an item not on sale is believed to stay so
 	publishTimeout    = time.Second // an unreachable bus refuses a purchase this fast
 	maxTickets        = 1 << 18     // queued attempts remembered for polling
@@ -149,6 +150,7 @@ type Service struct {
 	tickets    map[string]*attempt // recent queued attempts, for polling
 	ticketRing []string            // their names, oldest forgotten first
 	ticketNext int
+	seen       map[[2]int64]int64 // (shopper, item) → stock left last shown
 
 	quit chan struct{}
 	wg   sync.WaitGroup // lane workers
@@ -171,8 +173,8 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 		log: log, now: now, tokens: tokens{key: cfg.TokenKey, ttl: cfg.TokenTTL}, metrics: m,
 		users: newLimiter(cfg.UserRate, cfg.UserBurst), ips: newLimiter(cfg.IPRate, cfg.IPBurst),
 		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
-		ticketRing: make([]string, maxTickets),
-		quit:       make(chan struct{}), started: now().UnixMilli(), attempts: make(chan Attempt, attemptQueueDepth)}
+		ticketRing: make([]string, maxTickets), seen: make(map[[2]int64]int64),
+		quit: make(chan struct{}), started: now().UnixMilli(), attempts: make(chan Attempt, attemptQueueDepth)}
 	s.wg.Add(1)
 	go s.batchAttempts() // stops on Close
 	return s
@@ -235,7 +237,24 @@ func (s *Service) Detail(ctx context.Context, a surge.Actor, id int64) (*Detail,
 	s.refresh(ctx, l, false)
 	tok, exp := s.tokens.issue(a.UserID, id, now)
 	return &Detail{Item: in.item, SessionStatus: in.session.StatusAt(now), StartAt: in.session.StartAt, EndAt: in.session.EndAt,
-		Remaining: max(l.remaining.Load(), 0), Token: tok, TokenExpiresAt: exp.UTC()}, nil
+		Remaining: s.shown(a.UserID, id, max(l.remaining.Load(), 0)), Token: tok, TokenExpiresAt: exp.UTC()}, nil
+}
+
+// shown keeps the stock left that one shopper sees from going up between two looks at an
+// item's page on this node: figures from different moments (a cache refresh, a release) must
+// not make the count jump back and forth in a shopper's hand. It never limits a purchase.
+func (s *Service) shown(user, item, remaining int64) int64 {
+	key := [2]int64{user, item}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.seen[key]; ok && last < remaining {
+		return last
+	}
+	if len(s.seen) >= maxSeen {
+		clear(s.seen) // forgetting lets a figure rise once, never fall below the truth
+	}
+	s.seen[key] = remaining
+	return remaining
 }
 
 // ticketOf names an attempt for polling.

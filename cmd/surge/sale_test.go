@@ -477,3 +477,30 @@ func TestReturnedStockPassesTheGate(t *testing.T) {
 		t.Fatalf("retry of a reserved request = %+v; want order %d", again, res.OrderID)
 	}
 }
+
+// The stock left that one shopper sees never goes up, even when a cancelled order puts a unit
+// back; another shopper sees the unit.
+func TestRemainingIsMonotoneForOneShopper(t *testing.T) {
+	_, cl := start(t, saleConfig(t))
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	item := openSale(t, tm, 3, 1, 900)
+	watcher, buyer, fresh := shopper(t, cl, 4101), shopper(t, cl, 4102), shopper(t, cl, 4103)
+	if d := ok[*purchase.Detail](t, "Item")(watcher.Item(ctx, item)); d.Remaining != 3 {
+		t.Fatalf("remaining = %d; want 3", d.Remaining)
+	}
+	res := ok[*purchase.Result](t, "buy")(buy(ctx, buyer, item, "m1"))
+	time.Sleep(150 * time.Millisecond) // past the lane's refresh interval
+	if d := ok[*purchase.Detail](t, "Item")(watcher.Item(ctx, item)); d.Remaining != 2 {
+		t.Fatalf("remaining after a sale = %d; want 2", d.Remaining)
+	}
+	waitState(t, buyer, res.OrderID, surge.OrderPendingPayment)
+	ok[*surge.Order](t, "CancelOrder")(buyer.CancelOrder(ctx, res.OrderID))
+	time.Sleep(150 * time.Millisecond)
+	if d := ok[*purchase.Detail](t, "Item")(watcher.Item(ctx, item)); d.Remaining != 2 {
+		t.Fatalf("remaining for the watcher after a release = %d; want still 2 (never up)", d.Remaining)
+	}
+	if d := ok[*purchase.Detail](t, "Item")(fresh.Item(ctx, item)); d.Remaining != 3 {
+		t.Fatalf("remaining for a new shopper = %d; want 3", d.Remaining)
+	}
+}
