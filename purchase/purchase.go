@@ -233,11 +233,22 @@ func (s *Service) Detail(ctx context.Context, a surge.Actor, id int64) (*Detail,
 		return nil, err
 	}
 	now := s.now()
-	l := s.lane(in)
-	s.refresh(ctx, l, false)
+	status := in.session.StatusAt(now)
+	var remaining int64
+	if status == surge.SessionEnded { // no lane for a sale that is over: ask the engine
+		lv, err := s.stock.Levels(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		remaining = lv.Available
+	} else {
+		l := s.lane(in)
+		s.refresh(ctx, l, false)
+		remaining = l.remaining.Load()
+	}
 	tok, exp := s.tokens.issue(a.UserID, id, now)
-	return &Detail{Item: in.item, SessionStatus: in.session.StatusAt(now), StartAt: in.session.StartAt, EndAt: in.session.EndAt,
-		Remaining: s.shown(a.UserID, id, max(l.remaining.Load(), 0)), Token: tok, TokenExpiresAt: exp.UTC()}, nil
+	return &Detail{Item: in.item, SessionStatus: status, StartAt: in.session.StartAt, EndAt: in.session.EndAt,
+		Remaining: s.shown(a.UserID, id, max(remaining, 0)), Token: tok, TokenExpiresAt: exp.UTC()}, nil
 }
 
 // shown keeps the stock left that one shopper sees from going up between two looks at an

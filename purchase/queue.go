@@ -32,6 +32,7 @@ type lane struct {
 	remaining atomic.Int64 // units left, as the stock engine last said
 	checkedMs atomic.Int64 // when remaining was last read, unix ms
 	emittedMs int64        // when the last stock event went out (drain's own)
+	endAt     time.Time    // the session's end: the lane retires after it
 }
 
 // stockEventEveryMs spaces out an item's stock events while nothing changes.
@@ -62,13 +63,33 @@ func (s *Service) lane(in *info) *lane {
 	if l != nil {
 		return l
 	}
-	l = &lane{item: in.item.ID, in: make(chan *attempt, s.cfg.QueueDepth), decided: make(chan *decidedBatch, decidedDepth)}
+	l = &lane{item: in.item.ID, in: make(chan *attempt, s.cfg.QueueDepth), decided: make(chan *decidedBatch, decidedDepth),
+		endAt: in.session.EndAt}
 	l.remaining.Store(in.item.Allotted) // until the first refresh reads the engine
 	s.lanes[in.item.ID] = l
 	s.wg.Add(2)
 	go s.drain(l)  // stops when Close closes quit
 	go s.answer(l) // stops when drain closes l.decided
 	return l
+}
+
+// Lanes of sessions that ended are stopped: purchases are refused from the end of the window,
+// so once laneGrace has passed no attempt can still be on its way to the queue.
+const (
+	laneCheckEvery = 30 * time.Second
+	laneGrace      = time.Minute
+)
+
+// retire removes a lane whose session ended more than laneGrace ago, once its queue is empty.
+func (s *Service) retire(l *lane) bool {
+	if s.now().Before(l.endAt.Add(laneGrace)) || len(l.in) > 0 {
+		return false
+	}
+	s.mu.Lock()
+	delete(s.lanes, l.item)
+	s.mu.Unlock()
+	s.refuseQueued(l)
+	return true
 }
 
 // decidedBatch is a batch the stock engine decided, with the orders to record before answering.
@@ -129,6 +150,8 @@ func (s *Service) drain(l *lane) {
 	defer close(l.decided)
 	reqs := make([]surge.ReserveRequest, 0, MaxBatch)
 	out := make([]surge.BatchResult, MaxBatch)
+	idle := time.NewTicker(laneCheckEvery)
+	defer idle.Stop()
 	for {
 		var batch []*attempt
 		select {
@@ -137,6 +160,11 @@ func (s *Service) drain(l *lane) {
 		case <-s.quit:
 			s.refuseQueued(l)
 			return
+		case <-idle.C:
+			if s.retire(l) {
+				return
+			}
+			continue
 		}
 	fill:
 		for len(batch) < MaxBatch {
