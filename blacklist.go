@@ -25,4 +25,6 @@ type BlacklistStore interface {
 	Unblock(ctx context.Context, userID int64) error
 	// ActiveBlocks returns the blocks that expire after now, at most limit.
 	ActiveBlocks(ctx context.Context, now time.Time, limit int) ([]Block, error)
+	// BlocksSince returns the blocks made (or renewed) at or after since, oldest first, at most limit.
+	BlocksSince(ctx context.Context, since time.Time, limit int) ([]Block, error)
 }

@@ -12,9 +12,12 @@ import (
 	"github.com/surgecommerce/surge"
 )
 
-// Bounds of the blacklist.
+// Bounds of the blacklist. Every second a node reads the blocks made since its last look (a
+// verdict takes effect within a second); every minute it reloads them all, which is when a
+// lifted block (made on another node) stops counting.
 const (
 	RefreshEvery = time.Second
+	ReloadEvery  = time.Minute
 	MaxBlockTTL  = 365 * 24 * time.Hour
 )
 
@@ -23,7 +26,8 @@ type Blacklist struct {
 	store surge.BlacklistStore
 	log   *slog.Logger
 	now   func() time.Time
-	set   atomic.Pointer[map[int64]time.Time] // user → block expiry
+	set   atomic.Pointer[map[int64]time.Time] // user → block expiry; replaced, never changed
+	since time.Time                           // newest block creation seen (Run's own)
 }
 
 // NewBlacklist returns a blacklist over a store; call Refresh or Run to fill it.
@@ -42,7 +46,7 @@ func (b *Blacklist) Blocked(user int64) bool {
 	return ok && b.now().Before(exp)
 }
 
-// Refresh reloads the active blocks.
+// Refresh reloads all active blocks.
 func (b *Blacklist) Refresh(ctx context.Context) error {
 	list, err := b.store.ActiveBlocks(ctx, b.now(), surge.MaxBlocks)
 	if err != nil {
@@ -56,16 +60,43 @@ func (b *Blacklist) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// Run refreshes every RefreshEvery until ctx ends.
+// catchUp adds the blocks made since the last look to a copy of the set.
+func (b *Blacklist) catchUp(ctx context.Context) error {
+	list, err := b.store.BlocksSince(ctx, b.since, surge.MaxListLimit)
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	old := *b.set.Load()
+	set := make(map[int64]time.Time, len(old)+len(list))
+	for u, exp := range old {
+		set[u] = exp
+	}
+	for _, bl := range list {
+		set[bl.UserID] = bl.ExpiresAt
+		b.since = bl.CreatedAt
+	}
+	b.set.Store(&set)
+	return nil
+}
+
+// Run catches up every RefreshEvery and reloads every ReloadEvery until ctx ends.
 func (b *Blacklist) Run(ctx context.Context) {
 	t := time.NewTicker(RefreshEvery)
 	defer t.Stop()
+	b.since = b.now().Add(-RefreshEvery)
+	last := b.now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := b.Refresh(ctx); err != nil && ctx.Err() == nil {
+			var err error
+			if b.now().Sub(last) >= ReloadEvery {
+				last, err = b.now(), b.Refresh(ctx)
+			} else {
+				err = b.catchUp(ctx)
+			}
+			if err != nil && ctx.Err() == nil {
 				b.log.WarnContext(ctx, "blacklist refresh failed; keeping the last copy", "err", err)
 			}
 		}

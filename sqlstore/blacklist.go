@@ -23,8 +23,16 @@ func (s *Store) Unblock(ctx context.Context, userID int64) error {
 
 // ActiveBlocks implements surge.BlacklistStore.
 func (s *Store) ActiveBlocks(ctx context.Context, now time.Time, n int) ([]surge.Block, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT user_id, reason, expires_at, created_at FROM blacklist
-		WHERE expires_at > ? ORDER BY user_id LIMIT ?`), ms(now), n)
+	return s.blocks(ctx, `expires_at > ? ORDER BY user_id LIMIT ?`, ms(now), n)
+}
+
+// BlocksSince implements surge.BlacklistStore.
+func (s *Store) BlocksSince(ctx context.Context, since time.Time, n int) ([]surge.Block, error) {
+	return s.blocks(ctx, `created_at >= ? ORDER BY created_at LIMIT ?`, ms(since), n)
+}
+
+func (s *Store) blocks(ctx context.Context, where string, args ...any) ([]surge.Block, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT user_id, reason, expires_at, created_at FROM blacklist WHERE `+where), args...)
 	if err != nil {
 		return nil, s.wrap(err, "blocks")
 	}

@@ -141,6 +141,13 @@ func RunBlacklist(t *testing.T, open Open) {
 	if err != nil || len(list) != 1 || list[0].UserID != 1 || list[0].Reason != "bot farm" {
 		t.Fatalf("ActiveBlocks = %+v, %v; want user 1's latest block only", list, err)
 	}
+	since, err := f.s.BlocksSince(f.ctx, f.now.Add(-time.Second), 10)
+	if err != nil || len(since) != 2 {
+		t.Fatalf("BlocksSince = %+v, %v; want both blocks", since, err)
+	}
+	if since, _ = f.s.BlocksSince(f.ctx, f.now.Add(time.Millisecond), 10); len(since) != 0 {
+		t.Fatalf("BlocksSince(after now) = %+v; want none", since)
+	}
 	must(t, "Unblock", f.s.Unblock(f.ctx, 1))
 	wantCode(t, "Unblock(again)", f.s.Unblock(f.ctx, 1), surge.ENOTFOUND)
 	if list, _ = f.s.ActiveBlocks(f.ctx, f.now, 10); len(list) != 0 {

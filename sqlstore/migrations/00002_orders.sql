@@ -45,6 +45,7 @@ CREATE TABLE blacklist (
     expires_at BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
+CREATE INDEX blacklist_created ON blacklist (created_at);
 
 -- +goose Down
 DROP TABLE blacklist;
