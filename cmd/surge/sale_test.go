@@ -463,7 +463,7 @@ func TestReturnedStockPassesTheGate(t *testing.T) {
 	waitState(t, first, res.OrderID, surge.OrderPendingPayment)
 	ok[*surge.Order](t, "CancelOrder")(first.CancelOrder(ctx, res.OrderID))
 	time.Sleep(150 * time.Millisecond) // past the lane's refresh interval: the node sees the unit back
-	for i := range 200 { // hammer while the unit is back
+	for i := range 200 {               // hammer while the unit is back
 		r, err := blocked.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: fmt.Sprint("x", i)})
 		if err == nil {
 			t.Fatalf("a blocked shopper without a token bought: %+v", r)
