@@ -99,6 +99,14 @@ type BatchResult struct {
 	Err error
 }
 
+// OpenReservation is a reservation neither confirmed nor released.
+type OpenReservation struct {
+	RequestID string
+	UserID    int64
+	OrderID   int64
+	Quantity  int64
+}
+
 // StockLevels are an item's counters. Allotted = Available + Reserved + Sold, always.
 type StockLevels struct {
 	Allotted  int64 `json:"allotted"`
@@ -139,6 +147,10 @@ type StockEngine interface {
 	// Held returns the units a user holds of an item (reserved or sold), or ENOTFOUND for an
 	// unknown item.
 	Held(ctx context.Context, itemID, userID int64) (int64, error)
+	// OpenReservations lists an item's reservations that are neither confirmed nor released
+	// (bounded by the item's allotment), for finding reservations whose order never got
+	// recorded. Returns ENOTFOUND for an unknown item.
+	OpenReservations(ctx context.Context, itemID int64) ([]OpenReservation, error)
 	// Reservation looks up, without deciding anything, a user's reservation made with a request
 	// id, answered as a retry of it would be (Replayed set); found is false if there is none.
 	Reservation(ctx context.Context, itemID, userID int64, requestID string) (res ReserveResult, found bool, err error)

@@ -419,6 +419,44 @@ func (s *Stock) Held(ctx context.Context, itemID, userID int64) (int64, error) {
 	return n, nil
 }
 
+// OpenReservations implements surge.StockEngine: a scan of the item's reservation hashes.
+func (s *Stock) OpenReservations(ctx context.Context, itemID int64) ([]surge.OpenReservation, error) {
+	l, err := s.layoutOf(ctx, itemID)
+	if err != nil {
+		return nil, err
+	}
+	hashes := []string{s.keys(itemID)[2]}
+	if l.n > 0 {
+		hashes = hashes[:0]
+		for b := 1; b <= l.n; b++ {
+			_, _, res, _, _ := s.bucketKeys(itemID, b)
+			hashes = append(hashes, res)
+		}
+	}
+	var out []surge.OpenReservation
+	for _, h := range hashes {
+		iter := s.c.rdb.HScan(ctx, h, 0, "*", 1000).Iterator()
+		for iter.Next(ctx) {
+			req := iter.Val()
+			if !iter.Next(ctx) {
+				break
+			}
+			parts := strings.Split(iter.Val(), ":") // user:qty:state:order
+			if len(parts) != 4 || parts[2] != "r" {
+				continue
+			}
+			user, _ := strconv.ParseInt(parts[0], 10, 64)
+			qty, _ := strconv.ParseInt(parts[1], 10, 64)
+			order, _ := strconv.ParseInt(parts[3], 10, 64)
+			out = append(out, surge.OpenReservation{RequestID: req, UserID: user, OrderID: order, Quantity: qty})
+		}
+		if err := iter.Err(); err != nil {
+			return nil, unavailable(err)
+		}
+	}
+	return out, nil
+}
+
 // Reservation implements surge.StockEngine.
 func (s *Stock) Reservation(ctx context.Context, itemID, userID int64, requestID string) (surge.ReserveResult, bool, error) {
 	if err := surge.ValidateRequestID(requestID); err != nil {

@@ -446,6 +446,25 @@ func (e *Engine) Lookup(itemID int64, requestID string) (Reservation, bool) {
 	return Reservation{UserID: r.user, OrderID: r.order, Quantity: int64(r.qty), State: [...]string{"", "reserved", "sold", "released"}[r.state]}, true
 }
 
+// OpenReservations implements surge.StockEngine.
+func (e *Engine) OpenReservations(_ context.Context, itemID int64) ([]surge.OpenReservation, error) {
+	s := e.shardOf(itemID)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.st.items[itemID] == nil {
+		return nil, surge.Errorf(surge.ENOTFOUND, "item %d is not loaded", itemID)
+	}
+	var out []surge.OpenReservation
+	for k, id := range s.st.open {
+		if k.item != itemID {
+			continue
+		}
+		r, _ := s.st.res.get(k)
+		out = append(out, surge.OpenReservation{RequestID: id, UserID: r.user, OrderID: r.order, Quantity: int64(r.qty)})
+	}
+	return out, nil
+}
+
 // Reservation implements surge.StockEngine.
 func (e *Engine) Reservation(_ context.Context, itemID, userID int64, requestID string) (surge.ReserveResult, bool, error) {
 	if err := surge.ValidateRequestID(requestID); err != nil {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/surgecommerce/surge"
 )
 
 // Record kinds: every change of stock state is one record in the write-ahead log.
 const (
 	recLoad    = 1 // item, allotted, per-user limit
-	recReserve = 2 // item, user, quantity, request key, order id
+	recReserve = 2 // item, user, quantity, request key, order id, request id
 	recConfirm = 3 // item, request key
 	recRelease = 4 // item, request key
 )
@@ -42,7 +44,8 @@ type record struct {
 	limit int64 // load
 	reqH1 uint64
 	reqH2 uint64
-	order int64 // reserve: the order the reservation belongs to, 0 if none
+	order int64  // reserve: the order the reservation belongs to, 0 if none
+	reqID string // reserve: the request id itself, kept while the reservation is open
 }
 
 func (r *record) key() key { return key{item: r.item, h1: r.reqH1, h2: r.reqH2} }
@@ -61,6 +64,8 @@ func appendRecord(b []byte, r *record) []byte {
 		b = binary.LittleEndian.AppendUint64(b, r.reqH1)
 		b = binary.LittleEndian.AppendUint64(b, r.reqH2)
 		b = binary.AppendUvarint(b, uint64(r.order))
+		b = binary.AppendUvarint(b, uint64(len(r.reqID)))
+		b = append(b, r.reqID...)
 	case recConfirm, recRelease:
 		b = binary.LittleEndian.AppendUint64(b, r.reqH1)
 		b = binary.LittleEndian.AppendUint64(b, r.reqH2)
@@ -81,6 +86,7 @@ func decodeRecord(b []byte) (record, []byte, error) {
 		r.user, r.qty = d.uv(), d.uv()
 		r.reqH1, r.reqH2 = d.fixed(), d.fixed()
 		r.order = d.uv()
+		r.reqID = d.str(surge.MaxRequestIDBytes)
 	case recConfirm, recRelease:
 		r.reqH1, r.reqH2 = d.fixed(), d.fixed()
 	default:

@@ -9,7 +9,7 @@ import (
 func TestRecordRoundTrip(t *testing.T) {
 	for _, r := range []record{
 		{kind: recLoad, item: 1, qty: 1 << 40, limit: 1000},
-		{kind: recReserve, item: 9, user: 1<<62 + 5, qty: 3, reqH1: 1, reqH2: 1 << 63, order: 77},
+		{kind: recReserve, item: 9, user: 1<<62 + 5, qty: 3, reqH1: 1, reqH2: 1 << 63, order: 77, reqID: "req-77"},
 		{kind: recConfirm, item: 2, reqH1: 42, reqH2: 43},
 		{kind: recRelease, item: 2, reqH1: 42, reqH2: 43},
 	} {

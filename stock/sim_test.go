@@ -220,7 +220,7 @@ func canon(st *state) string {
 		}
 	}
 	st.res.each(func(k key, r reservation) {
-		lines = append(lines, fmt.Sprintf("res %d %x %x %+v", k.item, k.h1, k.h2, r))
+		lines = append(lines, fmt.Sprintf("res %d %x %x %+v open %q", k.item, k.h1, k.h2, r, st.open[k]))
 	})
 	slices.Sort(lines)
 	return strings.Join(lines, "; ")

@@ -43,12 +43,15 @@ func (it *item) levels() surge.StockLevels {
 type state struct {
 	items map[int64]*item
 	res   reservations
+	// open holds the request ids of reservations neither confirmed nor released: few at any
+	// time, and what finds a reservation whose order never got recorded.
+	open map[key]string
 	// newItem, if set, is called for each item created, so the engine can publish its flag.
 	newItem func(*item)
 }
 
 func newState(newItem func(*item)) *state {
-	return &state{items: make(map[int64]*item), res: newReservations(), newItem: newItem}
+	return &state{items: make(map[int64]*item), res: newReservations(), open: make(map[key]string), newItem: newItem}
 }
 
 // load decides a load of an item and returns the record to log, nil if nothing changes.
@@ -91,7 +94,8 @@ func (s *state) reserve(in surge.ReserveRequest, k key) (surge.ReserveResult, *r
 	case held+in.Quantity > it.limit:
 		return surge.ReserveResult{Outcome: surge.LimitReached, Held: held}, nil, nil
 	}
-	r := &record{kind: recReserve, item: in.ItemID, user: in.UserID, qty: in.Quantity, reqH1: k.h1, reqH2: k.h2, order: in.OrderID}
+	r := &record{kind: recReserve, item: in.ItemID, user: in.UserID, qty: in.Quantity, reqH1: k.h1, reqH2: k.h2,
+		order: in.OrderID, reqID: in.RequestID}
 	s.take(it, k, r, held, slotTaken)
 	return surge.ReserveResult{Outcome: surge.Reserved, Held: held + in.Quantity, OrderID: in.OrderID}, r, nil
 }
@@ -105,6 +109,9 @@ func (s *state) take(it *item, k key, r *record, held int64, slotTaken bool) {
 		panic(fmt.Sprintf("stock: item %d: taking %d of %d available, holding %d of %d", it.id, qty, it.available, held, it.limit))
 	}
 	s.res.insert(k, reservation{user: user, order: r.order, qty: int32(qty), state: resReserved}, slotTaken)
+	if r.reqID != "" {
+		s.open[k] = r.reqID
+	}
 	it.available -= qty
 	it.reserved += qty
 	it.held[user] = held + qty
@@ -180,6 +187,7 @@ func (s *state) apply(r *record) error {
 			return fmt.Errorf("%w: settling a reservation that is not open", errInconsistent)
 		}
 		q := int64(res.qty)
+		delete(s.open, k)
 		it.reserved -= q
 		if r.kind == recConfirm {
 			res.state = resSold
@@ -227,6 +235,11 @@ func (s *state) check() error {
 	if orphan != nil {
 		return orphan
 	}
+	for k := range s.open {
+		if r, ok := s.res.get(k); !ok || r.state != resReserved {
+			return fmt.Errorf("item %d: a request id is kept for a reservation that is not open", k.item)
+		}
+	}
 	for id, it := range s.items {
 		if err := it.levels().Check(); err != nil {
 			return fmt.Errorf("item %d: %w", id, err)
@@ -259,8 +272,8 @@ func (s *state) check() error {
 	return nil
 }
 
-// Snapshot layout: "SNP2" | items | reservations | CRC-32C of everything before it.
-var snapMagic = []byte("SNP2")
+// Snapshot layout: "SNP3" | items | reservations | CRC-32C of everything before it.
+var snapMagic = []byte("SNP3")
 
 // appendSnapshot encodes the states of all shards as one snapshot. Available and holdings are
 // derived on decode, so a snapshot cannot hold counters that disagree with its reservations.
@@ -290,6 +303,9 @@ func appendSnapshot(b []byte, states ...*state) []byte {
 			b = binary.AppendUvarint(b, uint64(r.order))
 			b = binary.AppendUvarint(b, uint64(r.qty))
 			b = append(b, r.state)
+			id := s.open[k]
+			b = binary.AppendUvarint(b, uint64(len(id)))
+			b = append(b, id...)
 		})
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
@@ -331,7 +347,7 @@ func loadSnapshot(b []byte, route func(item int64) *state) error {
 	}
 	for n := d.uv(); n > 0 && d.err == nil; n-- {
 		k := key{item: d.uv(), h1: d.fixed(), h2: d.fixed()}
-		user, order, qty, st := d.uv(), d.uv(), d.uv(), d.byte()
+		user, order, qty, st, id := d.uv(), d.uv(), d.uv(), d.byte(), d.str(surge.MaxRequestIDBytes)
 		if d.err != nil {
 			break
 		}
@@ -344,6 +360,12 @@ func loadSnapshot(b []byte, route func(item int64) *state) error {
 			return errors.New("snapshot repeats a reservation")
 		}
 		s.res.set(k, reservation{user: user, order: order, qty: int32(qty), state: st})
+		if id != "" {
+			if st != resReserved {
+				return errors.New("snapshot keeps a request id of a closed reservation")
+			}
+			s.open[k] = id
+		}
 		switch st {
 		case resReserved:
 			it.reserved += qty
@@ -396,6 +418,21 @@ func (d *decoder) fixed() uint64 {
 	v := binary.LittleEndian.Uint64(d.b)
 	d.b = d.b[8:]
 	return v
+}
+
+// str reads a length-prefixed string of at most max bytes.
+func (d *decoder) str(max int) string {
+	n := d.uv()
+	if d.err != nil {
+		return ""
+	}
+	if n > int64(max) || n > int64(len(d.b)) {
+		d.err = errShort
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
 }
 
 func (d *decoder) byte() uint8 {

@@ -191,6 +191,19 @@ func testSettle(t *testing.T, e surge.StockEngine) {
 	if l := levels(t, e, id); l != (surge.StockLevels{Allotted: 10, Available: 8, Sold: 2}) {
 		t.Fatalf("Levels = %+v; want 8 available, 2 sold (release counted once)", l)
 	}
+	if open, err := e.OpenReservations(ctx, id); err != nil || len(open) != 0 {
+		t.Fatalf("OpenReservations after settling everything = %+v, %v; want none", open, err)
+	}
+	if _, err := e.Reserve(ctx, surge.ReserveRequest{ItemID: id, UserID: 3, Quantity: 1, RequestID: "open-1", OrderID: 77}); err != nil {
+		t.Fatal(err)
+	}
+	open, err := e.OpenReservations(ctx, id)
+	if err != nil || len(open) != 1 || open[0] != (surge.OpenReservation{RequestID: "open-1", UserID: 3, OrderID: 77, Quantity: 1}) {
+		t.Fatalf("OpenReservations = %+v, %v; want the one open reservation", open, err)
+	}
+	if _, err := e.OpenReservations(ctx, nextItem.Add(1)); code(err) != surge.ENOTFOUND {
+		t.Fatalf("OpenReservations(unknown item) = %v; want ENOTFOUND", err)
+	}
 	if h, _ := e.Held(ctx, id, 2); h != 0 {
 		t.Fatalf("Held(released) = %d; want 0", h)
 	}
