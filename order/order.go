@@ -14,12 +14,17 @@ import (
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/payment"
+	"github.com/surgecommerce/surge/snowflake"
 )
 
 // Bounds of the order service.
 const (
-	sweepEvery = 500 * time.Millisecond // how often due orders and unsettled stock are swept
-	sweepBatch = 500                    // orders one sweep handles
+	sweepEvery  = 500 * time.Millisecond // how often due orders and unsettled stock are swept
+	sweepBatch  = 500                    // orders one sweep handles
+	orphanEvery = 30 * time.Second       // how often open reservations are checked for orders
+	// OrphanAfter is how old a reservation without an order must be before the sweep makes
+	// its order: far longer than recording an order takes, even behind a slow bus.
+	OrphanAfter = time.Minute
 )
 
 // Publisher sends an event to the bus without waiting for it to be stored.
@@ -37,20 +42,22 @@ type Config struct {
 
 // Service is the order service.
 type Service struct {
-	store surge.OrderStore
-	stock surge.StockEngine
-	bus   Publisher
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
+	store    surge.OrderStore
+	sessions surge.SessionStore
+	stock    surge.StockEngine
+	bus      Publisher
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // New returns an order service. now may be nil for the wall clock.
-func New(store surge.OrderStore, stock surge.StockEngine, bus Publisher, cfg Config, log *slog.Logger, now func() time.Time) *Service {
+func New(store surge.OrderStore, sessions surge.SessionStore, stock surge.StockEngine, bus Publisher, cfg Config,
+	log *slog.Logger, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, stock: stock, bus: bus, cfg: cfg, log: log, now: now}
+	return &Service{store: store, sessions: sessions, stock: stock, bus: bus, cfg: cfg, log: log, now: now}
 }
 
 // Command asks for orders to be created for reservations that hold: one message per batch of
@@ -284,6 +291,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	lastOrphans := s.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -292,6 +300,78 @@ func (s *Service) Run(ctx context.Context) {
 			if _, err := s.Sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.log.WarnContext(ctx, "order sweep failed", "err", err)
 			}
+			if s.now().Sub(lastOrphans) >= orphanEvery {
+				lastOrphans = s.now()
+				if _, err := s.SweepOrphans(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					s.log.WarnContext(ctx, "orphan sweep failed", "err", err)
+				}
+			}
 		}
 	}
+}
+
+// SweepOrphans gives an order to every open reservation that has gone OrphanAfter without one:
+// a reservation whose order command never got out (the bus refused it, or the node died in
+// between) and whose shopper never retried. The order then lives like any other: it can be
+// paid, and unpaid it expires and its stock returns. It returns how many orders it made.
+func (s *Service) SweepOrphans(ctx context.Context) (int, error) {
+	now := s.now().UTC()
+	list, err := s.sessions.ListSessions(ctx, surge.SessionFilter{EndAfter: now.Add(-surge.MaxPayTimeout), Published: true,
+		Limit: surge.MaxListLimit})
+	if err != nil {
+		return 0, err
+	}
+	made := 0
+	for _, se := range list {
+		for _, it := range se.Items {
+			n, err := s.orphans(ctx, se, it, now)
+			made += n
+			if err != nil {
+				return made, err
+			}
+		}
+	}
+	return made, nil
+}
+
+func (s *Service) orphans(ctx context.Context, se *surge.Session, it *surge.SessionItem, now time.Time) (int, error) {
+	open, err := s.stock.OpenReservations(ctx, it.ID)
+	if surge.ErrorCode(err) == surge.ENOTFOUND {
+		return 0, nil // not loaded into this stock engine
+	}
+	if err != nil {
+		return 0, err
+	}
+	var orders []surge.Order
+	for _, r := range open {
+		if r.OrderID <= 0 || now.Sub(snowflake.Time(r.OrderID)) < OrphanAfter {
+			continue
+		}
+		if _, err := s.store.OrderByID(ctx, r.OrderID); surge.ErrorCode(err) != surge.ENOTFOUND {
+			if err != nil {
+				return 0, err
+			}
+			continue
+		}
+		orders = append(orders, surge.Order{ID: r.OrderID, TxnID: payment.TxnID(r.OrderID), RequestID: r.RequestID,
+			UserID: r.UserID, SessionID: se.ID, ItemID: it.ID, SKUID: it.SKUID, MerchantID: it.MerchantID, Quantity: r.Quantity,
+			Amount: surge.Money{Amount: it.SalePrice.Amount * r.Quantity, Currency: it.SalePrice.Currency},
+			State:  surge.OrderPendingPayment, CreatedAt: snowflake.Time(r.OrderID), ExpiresAt: now.Add(se.PayTimeout())})
+	}
+	if len(orders) == 0 {
+		return 0, nil
+	}
+	created, err := s.store.CreateOrders(ctx, orders)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i, c := range created {
+		if c {
+			n++
+			s.log.WarnContext(ctx, "a reservation without an order got one", "order", orders[i].ID, "item", it.ID)
+			s.emit(ctx, surge.EventOrderCreated, strconv.FormatInt(orders[i].ID, 10), &orders[i])
+		}
+	}
+	return n, nil
 }

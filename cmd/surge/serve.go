@@ -246,7 +246,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		payURL = public + "/paysim/v1/pay"
 	}
 	bg, stop := context.WithCancel(context.Background())
-	orders := order.New(b.db, b.stock, b.bus, order.Config{PaymentKey: payKey, PaymentURL: payURL,
+	orders := order.New(b.db, b.db, b.stock, b.bus, order.Config{PaymentKey: payKey, PaymentURL: payURL,
 		NotifyURL: public + "/v1/payments/callback", TicketTTL: 10 * time.Minute}, m.Log, nil)
 	consumed, err := b.bus.Consume(bg, nats.OrdersStream, "order-writer", m.Log, orders.HandleCreate)
 	if err != nil {
