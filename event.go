@@ -5,7 +5,7 @@ import "time"
 // Event kinds published on the bus for the real-time platform and other consumers.
 const (
 	EventPurchaseAttempts = "purchase.attempts" // a batch: Data is a list of attempts
-	EventOrderCreated     = "order.created"
+	EventOrdersCreated    = "orders.created"    // a batch: Data is the list of orders written together
 	EventOrderPaid        = "order.paid"
 	EventOrderCancelled   = "order.cancelled"
 	EventOrderExpired     = "order.expired"

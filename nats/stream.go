@@ -110,10 +110,12 @@ func (b *Bus) Emit(subject, msgID string, data []byte) error {
 	return b.Conn.PublishMsg(m)
 }
 
-// Consume runs handle for every message of a durable consumer until ctx ends; the returned
-// channel closes when it has stopped. A handler error redelivers the message after a pause,
-// so a database that is briefly down delays work but loses none.
-func (b *Bus) Consume(ctx context.Context, stream, durable string, log *slog.Logger, handle func(context.Context, []byte) error) (<-chan struct{}, error) {
+// Consume runs handle for the messages of a durable consumer until ctx ends; the returned
+// channel closes when it has stopped. handle gets everything waiting at once (up to a fetch
+// batch), so a consumer that writes to a database can do it in one transaction. A handler
+// error redelivers the batch after a pause, so a database that is briefly down delays work
+// but loses none.
+func (b *Bus) Consume(ctx context.Context, stream, durable string, log *slog.Logger, handle func(context.Context, [][]byte) error) (<-chan struct{}, error) {
 	c, err := b.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: 4 * fetchBatch,
 	})
@@ -124,25 +126,53 @@ func (b *Bus) Consume(ctx context.Context, stream, durable string, log *slog.Log
 	go func() { // stops when ctx ends
 		defer close(done)
 		for ctx.Err() == nil {
-			batch, err := c.Fetch(fetchBatch, jetstream.FetchMaxWait(250*time.Millisecond))
+			msgs, err := fetch(c)
 			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoMessages) {
-					log.Warn("consumer fetch failed", "consumer", durable, "err", err)
-					sleep(ctx, nakDelay)
+				log.Warn("consumer fetch failed", "consumer", durable, "err", err)
+				sleep(ctx, nakDelay)
+				continue
+			}
+			if len(msgs) == 0 {
+				continue
+			}
+			data := make([][]byte, len(msgs))
+			for i, m := range msgs {
+				data[i] = m.Data()
+			}
+			if err := handle(ctx, data); err != nil {
+				log.Warn("message handling failed; will retry", "consumer", durable, "messages", len(msgs), "err", err)
+				for _, m := range msgs {
+					_ = m.NakWithDelay(nakDelay)
 				}
 				continue
 			}
-			for m := range batch.Messages() {
-				if err := handle(ctx, m.Data()); err != nil {
-					log.Warn("message handling failed; will retry", "consumer", durable, "err", err)
-					_ = m.NakWithDelay(nakDelay)
-					continue
-				}
+			for _, m := range msgs {
 				_ = m.Ack()
 			}
 		}
 	}()
 	return done, nil
+}
+
+// fetch waits (up to a short while) for one message, then takes whatever else is waiting.
+func fetch(c jetstream.Consumer) ([]jetstream.Msg, error) {
+	var out []jetstream.Msg
+	collect := func(b jetstream.MessageBatch, err error) error {
+		if err != nil {
+			return err
+		}
+		for m := range b.Messages() {
+			out = append(out, m)
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		return nil
+	}
+	if err := collect(c.Fetch(1, jetstream.FetchMaxWait(250*time.Millisecond))); err != nil || len(out) == 0 {
+		return out, err
+	}
+	return out, collect(c.FetchNoWait(fetchBatch - 1))
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -66,24 +66,42 @@ type Command struct {
 	Orders []surge.Order `json:"orders"`
 }
 
-// HandleCreate writes the orders a command carries. Idempotent: a repeated command finds its
-// orders there. An error makes the bus deliver the command again.
-func (s *Service) HandleCreate(ctx context.Context, data []byte) error {
-	var c Command
-	if err := json.Unmarshal(data, &c); err != nil {
-		s.log.Error("dropping an undecodable order command", "err", err)
-		return nil // redelivery cannot fix it
+// HandleCreate writes the orders of the commands that are waiting, in one transaction.
+// Idempotent: a repeated command finds its orders there. An error makes the bus deliver the
+// commands again.
+func (s *Service) HandleCreate(ctx context.Context, commands [][]byte) error {
+	var orders []surge.Order
+	for _, data := range commands {
+		var c Command
+		if err := json.Unmarshal(data, &c); err != nil {
+			s.log.Error("dropping an undecodable order command", "err", err)
+			continue // redelivery cannot fix it
+		}
+		orders = append(orders, c.Orders...)
 	}
-	created, err := s.store.CreateOrders(ctx, c.Orders)
+	if len(orders) == 0 {
+		return nil
+	}
+	created, err := s.store.CreateOrders(ctx, orders)
 	if err != nil {
 		return err
 	}
-	for i := range c.Orders {
-		if created[i] {
-			s.emit(ctx, surge.EventOrderCreated, strconv.FormatInt(c.Orders[i].ID, 10), &c.Orders[i])
+	s.emitCreated(ctx, orders, created)
+	return nil
+}
+
+// emitCreated sends one event for the orders a write created: one bus write per batch, not per
+// order, at purchase rate.
+func (s *Service) emitCreated(ctx context.Context, orders []surge.Order, created []bool) {
+	var fresh []surge.Order
+	for i, c := range created {
+		if c {
+			fresh = append(fresh, orders[i])
 		}
 	}
-	return nil
+	if len(fresh) > 0 {
+		s.emit(ctx, surge.EventOrdersCreated, strconv.FormatInt(fresh[0].ID, 10)+"+"+strconv.Itoa(len(fresh)), fresh)
+	}
 }
 
 // emit sends an event without waiting on the bus: a slow bus must not hold up orders or the
@@ -370,8 +388,8 @@ func (s *Service) orphans(ctx context.Context, se *surge.Session, it *surge.Sess
 		if c {
 			n++
 			s.log.WarnContext(ctx, "a reservation without an order got one", "order", orders[i].ID, "item", it.ID)
-			s.emit(ctx, surge.EventOrderCreated, strconv.FormatInt(orders[i].ID, 10), &orders[i])
 		}
 	}
+	s.emitCreated(ctx, orders, created)
 	return n, nil
 }
