@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/ratelimit"
-	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/storetest"
 )
 
@@ -39,14 +37,7 @@ var secret = []byte(strings.Repeat("k", 32))
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"), storetest.IDs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.SQLite(t)
 	c := &clock{t: time.Now()}
 	sender := auth.NewLogSender(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	svc, err := auth.New(db, storetest.IDs(), ratelimit.NewCounter(c.now), sender,

@@ -11,7 +11,6 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/snowflake"
-	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/stock"
 	"github.com/surgecommerce/surge/storetest"
 )
@@ -30,14 +29,7 @@ func idAt(t time.Time, seq int64) int64 {
 func TestOrphanReservationsGetTheirOrders(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "o.db"), storetest.IDs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.SQLite(t)
 	eng, err := stock.Open(stock.Options{Dir: filepath.Join(dir, "stock")})
 	if err != nil {
 		t.Fatal(err)

@@ -4,27 +4,18 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/risk"
-	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/storetest"
 )
 
 // A block made on one node takes effect on another within about a second.
 func TestBlockReachesOtherNodes(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "r.db"), storetest.IDs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.SQLite(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, b := risk.NewBlacklist(db, log, nil), risk.NewBlacklist(db, log, nil)
 	runCtx, stop := context.WithCancel(ctx)

@@ -4,12 +4,14 @@ package storetest
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/snowflake"
+	"github.com/surgecommerce/surge/sqlite"
 )
 
 // Store is what a relational backend provides.
@@ -100,4 +102,19 @@ func concurrently(n int, fn func(i int) error) int {
 	}
 	wg.Wait()
 	return ok
+}
+
+// SQLite returns a fresh, migrated SQLite store in a temporary directory, closed when the test
+// ends: the real store for tests of the services above it.
+func SQLite(t *testing.T) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "surge.db"), IDs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
