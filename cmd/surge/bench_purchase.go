@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -31,21 +35,25 @@ import (
 
 // PurchaseBenchResult is what surge bench purchase --json prints.
 type PurchaseBenchResult struct {
-	Shoppers           int     `json:"shoppers"`
-	Units              int64   `json:"units"`
-	Workers            int     `json:"workers"`
-	Successes          int64   `json:"successes"`
-	SoldOut            int64   `json:"sold_out"`
-	Errors             int64   `json:"errors"`
-	BeforeSelloutPerS  float64 `json:"before_sellout_attempts_per_sec"`
-	BeforeSelloutP50Ms float64 `json:"before_sellout_p50_ms"`
-	BeforeSelloutP99Ms float64 `json:"before_sellout_p99_ms"`
-	AfterSelloutPerS   float64 `json:"after_sellout_attempts_per_sec"`
-	AfterSelloutP50Ms  float64 `json:"after_sellout_p50_ms"`
-	AfterSelloutP99Ms  float64 `json:"after_sellout_p99_ms"`
-	BaselinePerS       float64 `json:"baseline_trivial_handler_per_sec"`
-	PurchaseRatio      float64 `json:"purchase_over_baseline"`
-	SoldOutRatio       float64 `json:"sold_out_over_baseline"`
+	Driver             string           `json:"driver"`
+	Shoppers           int              `json:"shoppers"`
+	Units              int64            `json:"units"`
+	Workers            int              `json:"workers"`
+	Successes          int64            `json:"successes"`
+	SoldOut            int64            `json:"sold_out"`
+	Errors             int64            `json:"errors"`
+	BeforeSelloutPerS  float64          `json:"before_sellout_attempts_per_sec"`
+	BeforeSelloutP50Ms float64          `json:"before_sellout_p50_ms"`
+	BeforeSelloutP99Ms float64          `json:"before_sellout_p99_ms"`
+	AfterSelloutPerS   float64          `json:"after_sellout_attempts_per_sec"`
+	AfterSelloutP50Ms  float64          `json:"after_sellout_p50_ms"`
+	AfterSelloutP99Ms  float64          `json:"after_sellout_p99_ms"`
+	BaselinePerS       float64          `json:"baseline_trivial_handler_per_sec"`
+	ExtraRequests      int64            `json:"extra_requests"`                    // wrk: repeats sent while a phase's last answers were awaited
+	BeforeStatuses     map[string]int64 `json:"before_sellout_statuses,omitempty"` // wrk: answers by HTTP status
+	AfterStatuses      map[string]int64 `json:"after_sellout_statuses,omitempty"`
+	PurchaseRatio      float64          `json:"purchase_over_baseline"`
+	SoldOutRatio       float64          `json:"sold_out_over_baseline"`
 }
 
 // benchPurchase starts an embedded node in process, opens a sale of --units to --shoppers
@@ -60,6 +68,7 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	units := fs.Int64("units", 10_000, "units of the one hot item")
 	workers := fs.Int("workers", 64, "concurrent connections")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	driver := fs.String("driver", "wrk", "load generator: wrk (a separate process; needs wrk on PATH) or go (the bench's own client, in process)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the purchase phase to this file")
 	pgURL := fs.String("postgres-url", "", "run the node on this PostgreSQL (scale-out shape; default SQLite)")
 	redisURL := fs.String("redis-url", "", "run the node's stock and counters on this Redis")
@@ -105,7 +114,11 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "bench: %d shoppers buy now\n", *shoppers)
+	bodies := make([][]byte, *shoppers)
+	for i := range bodies {
+		bodies[i], _ = json.Marshal(purchase.Request{ItemID: item, Quantity: 1, RequestID: "b" + strconv.Itoa(i), Token: tokens[i]})
+	}
+	fmt.Fprintf(stderr, "bench: %d shoppers buy now (driver %s)\n", *shoppers, *driver)
 	if *profile != "" {
 		f, err := os.Create(*profile)
 		if err != nil {
@@ -114,22 +127,53 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 		defer f.Close()
 		pprof.StartCPUProfile(f)
 	}
-	res := PurchaseBenchResult{Shoppers: *shoppers, Units: *units, Workers: *workers}
+	res := PurchaseBenchResult{Driver: *driver, Shoppers: *shoppers, Units: *units, Workers: *workers}
+	switch *driver {
+	case "wrk":
+		err = purchaseWrk(ctx, &res, "http://"+m.Addr+"/v1/purchases", jwts, bodies, dir, stderr)
+	case "go":
+		err = purchaseGo(ctx, &res, httpc, "http://"+m.Addr+"/v1/purchases", jwts, bodies)
+	default:
+		err = fmt.Errorf("--driver is wrk or go, not %q", *driver)
+	}
+	if *profile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return err
+	}
+	res.PurchaseRatio, res.SoldOutRatio = res.BeforeSelloutPerS/res.BaselinePerS, res.AfterSelloutPerS/res.BaselinePerS
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "%d shoppers, %d units, %d connections: %d orders, %d sold out, %d errors\n", res.Shoppers, res.Units, res.Workers, res.Successes, res.SoldOut, res.Errors)
+	fmt.Fprintf(stdout, "before sell-out  %9.0f attempts/s  p50 %.2f ms  p99 %.2f ms  (%.0f%% of the trivial handler)\n", res.BeforeSelloutPerS, res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms, 100*res.PurchaseRatio)
+	fmt.Fprintf(stdout, "after sell-out   %9.0f attempts/s  p50 %.2f ms  p99 %.2f ms  (%.0f%% of the trivial handler)\n", res.AfterSelloutPerS, res.AfterSelloutP50Ms, res.AfterSelloutP99Ms, 100*res.SoldOutRatio)
+	fmt.Fprintf(stdout, "trivial handler  %9.0f requests/s (same load generator, same run)\n", res.BaselinePerS)
+	if res.Driver == "wrk" {
+		fmt.Fprintf(stdout, "answers by status: before %v, after %v\n", res.BeforeStatuses, res.AfterStatuses)
+	}
+	if res.Successes < min(res.Units, int64(res.Shoppers)) {
+		return fmt.Errorf("%d orders for %d units", res.Successes, res.Units)
+	}
+	return nil
+}
+
+// purchaseGo drives the purchases with the bench's own client, one attempt per shopper on
+// --workers connections, and splits the samples at the first "sold out"; then the trivial
+// handler the same way.
+func purchaseGo(ctx context.Context, res *PurchaseBenchResult, httpc *http.Client, url string, jwts []string, bodies [][]byte) error {
 	type sample struct {
 		at, d time.Duration
-		ok    bool
 	}
-	samples := make([]sample, *shoppers)
+	samples := make([]sample, len(jwts))
 	var soldOutAt atomic.Int64
 	start := time.Now()
 	var successes, soldOut, errs atomic.Int64
-	url := "http://" + m.Addr + "/v1/purchases"
-	err = parallel(*shoppers, *workers, func(i int) error {
-		body, _ := json.Marshal(purchase.Request{ItemID: item, Quantity: 1, RequestID: "b" + strconv.Itoa(i), Token: tokens[i]})
+	err := parallel(len(jwts), res.Workers, func(i int) error {
 		t0 := time.Now()
-		status, err := post(ctx, httpc, url, jwts[i], body)
-		d := time.Since(t0)
-		samples[i] = sample{at: t0.Sub(start), d: d, ok: status == http.StatusCreated}
+		status, err := post(ctx, httpc, url, jwts[i], bodies[i])
+		samples[i] = sample{at: t0.Sub(start), d: time.Since(t0)}
 		switch {
 		case err != nil:
 			errs.Add(1)
@@ -147,9 +191,6 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	end := time.Since(start)
-	if *profile != "" {
-		pprof.StopCPUProfile()
-	}
 	res.Successes, res.SoldOut, res.Errors = successes.Load(), soldOut.Load(), errs.Load()
 	cut := time.Duration(soldOutAt.Load())
 	var before, after []float64
@@ -167,21 +208,107 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	res.AfterSelloutPerS = float64(len(after)) / (end - cut).Seconds()
 	res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms = percentiles(before)
 	res.AfterSelloutP50Ms, res.AfterSelloutP99Ms = percentiles(after)
-	res.BaselinePerS, err = baseline(ctx, *shoppers, *workers)
+	res.BaselinePerS, err = baseline(ctx, len(jwts), res.Workers)
+	return err
+}
+
+//go:embed bench_purchase.lua
+var wrkScript string
+
+// wrkRun is what the wrk script prints when it is done.
+type wrkRun struct {
+	Requests     int64            `json:"requests"`
+	DurationUs   float64          `json:"duration_us"`
+	P50Us        float64          `json:"p50_us"`
+	P99Us        float64          `json:"p99_us"`
+	SocketErrors int64            `json:"socket_errors"`
+	Status       map[string]int64 `json:"status"`
+}
+
+// purchaseWrk drives the purchases with wrk, a separate process: first the shoppers the stock
+// can serve (the purchase path, every answer after a durable reservation and order command),
+// then everyone else (the sold-out path), then a trivial JSON handler with the same requests.
+// Each phase sends every shopper's attempt exactly once.
+func purchaseWrk(ctx context.Context, res *PurchaseBenchResult, url string, jwts []string, bodies [][]byte, dir string, stderr io.Writer) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return fmt.Errorf("--driver wrk needs wrk on PATH (Debian: apt-get install wrk), or use --driver go: %w", err)
+	}
+	script := filepath.Join(dir, "purchase.lua")
+	if err := os.WriteFile(script, []byte(wrkScript), 0o600); err != nil {
+		return err
+	}
+	const threads = 2
+	phase := func(name, url string, from, to int) (*wrkRun, error) {
+		var b bytes.Buffer
+		for i := from; i < to; i++ {
+			b.WriteString(jwts[i])
+			b.WriteByte(' ')
+			b.Write(bodies[i])
+			b.WriteByte('\n')
+		}
+		data := filepath.Join(dir, name+".txt")
+		if err := os.WriteFile(data, b.Bytes(), 0o600); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "bench: %s: %d requests with wrk on %d connections\n", name, to-from, res.Workers)
+		cmd := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(res.Workers),
+			"-d", "10m", "--timeout", "10s", "-s", script, url, "--", data, strconv.Itoa(threads))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("wrk: %w", err)
+		}
+		var last []byte
+		sc := bufio.NewScanner(stdout)
+		for finished := 0; sc.Scan(); {
+			if last = append(last[:0], sc.Bytes()...); string(last) == "thread done" {
+				if finished++; finished == threads {
+					cmd.Process.Signal(os.Interrupt) // every request answered: stop wrk's clock now
+				}
+			}
+		}
+		if err := cmd.Wait(); err != nil {
+			return nil, fmt.Errorf("wrk: %w", err)
+		}
+		var run wrkRun
+		if err := json.Unmarshal(last, &run); err != nil {
+			return nil, fmt.Errorf("wrk printed %q last: %w", last, err)
+		}
+		if run.Requests != int64(to-from) {
+			return nil, fmt.Errorf("wrk answered %d of %d requests", run.Requests, to-from)
+		}
+		return &run, nil
+	}
+	sellable := int(min(res.Units, int64(len(jwts))))
+	if len(jwts)-sellable < threads || sellable < threads {
+		return fmt.Errorf("--driver wrk needs at least %d units and %d shoppers more than units", threads, threads)
+	}
+	buy, err := phase("purchase", url, 0, sellable)
 	if err != nil {
 		return err
 	}
-	res.PurchaseRatio, res.SoldOutRatio = res.BeforeSelloutPerS/res.BaselinePerS, res.AfterSelloutPerS/res.BaselinePerS
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(res)
+	late, err := phase("sold-out", url, sellable, len(jwts))
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(stdout, "%d shoppers, %d units, %d connections: %d orders, %d sold out, %d errors\n", res.Shoppers, res.Units, res.Workers, res.Successes, res.SoldOut, res.Errors)
-	fmt.Fprintf(stdout, "before sell-out  %9.0f attempts/s  p50 %.2f ms  p99 %.2f ms  (%.0f%% of the trivial handler)\n", res.BeforeSelloutPerS, res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms, 100*res.PurchaseRatio)
-	fmt.Fprintf(stdout, "after sell-out   %9.0f attempts/s  p50 %.2f ms  p99 %.2f ms  (%.0f%% of the trivial handler)\n", res.AfterSelloutPerS, res.AfterSelloutP50Ms, res.AfterSelloutP99Ms, 100*res.SoldOutRatio)
-	fmt.Fprintf(stdout, "trivial handler  %9.0f requests/s (same client, same run)\n", res.BaselinePerS)
-	if res.Successes != res.Units && res.Successes < int64(res.Shoppers) {
-		return fmt.Errorf("%d orders for %d units", res.Successes, res.Units)
+	srv, trivialURL, err := trivialServer()
+	if err != nil {
+		return err
 	}
+	defer srv.Close()
+	triv, err := phase("trivial", trivialURL, sellable, len(jwts))
+	if err != nil {
+		return err
+	}
+	rate := func(r *wrkRun) float64 { return float64(r.Requests) / (r.DurationUs / 1e6) }
+	res.Successes, res.SoldOut = buy.Status["201"], late.Status["409"]
+	res.Errors = buy.SocketErrors + late.SocketErrors + buy.Requests - buy.Status["201"] + late.Requests - late.Status["409"]
+	res.BeforeStatuses, res.AfterStatuses = buy.Status, late.Status
+	res.BeforeSelloutPerS, res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms = rate(buy), buy.P50Us/1000, buy.P99Us/1000
+	res.AfterSelloutPerS, res.AfterSelloutP50Ms, res.AfterSelloutP99Ms = rate(late), late.P50Us/1000, late.P99Us/1000
+	res.BaselinePerS = rate(triv)
 	return nil
 }
 
@@ -247,9 +374,23 @@ func post(ctx context.Context, c *http.Client, url, token string, body []byte) (
 
 // baseline drives a trivial JSON handler with the same client for as many requests.
 func baseline(ctx context.Context, n, workers int) (float64, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, url, err := trivialServer()
 	if err != nil {
 		return 0, err
+	}
+	defer srv.Close()
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
+	body := []byte(`{"item_id":"1","quantity":1,"request_id":"x","token":"y"}`)
+	start := time.Now()
+	err = parallel(n, workers, func(int) error { _, err := post(ctx, httpc, url, "", body); return err })
+	return float64(n) / time.Since(start).Seconds(), err
+}
+
+// trivialServer serves a trivial JSON handler on loopback, the yardstick of the purchase path.
+func trivialServer() (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -257,14 +398,8 @@ func baseline(ctx context.Context, n, workers int) (float64, error) {
 		w.WriteHeader(http.StatusCreated)
 		io.WriteString(w, `{"status":"success"}`)
 	})}
-	go srv.Serve(ln) // stopped by Close below
-	defer srv.Close()
-	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
-	url := "http://" + ln.Addr().String() + "/"
-	body := []byte(`{"item_id":"1","quantity":1,"request_id":"x","token":"y"}`)
-	start := time.Now()
-	err = parallel(n, workers, func(int) error { _, err := post(ctx, httpc, url, "", body); return err })
-	return float64(n) / time.Since(start).Seconds(), err
+	go srv.Serve(ln) // stopped by the caller's Close
+	return srv, "http://" + ln.Addr().String() + "/", nil
 }
 
 // parallel runs fn(0..n-1) on workers goroutines and returns the first error.
