@@ -36,11 +36,16 @@ func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
 func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool, error) {
 	created := make([]bool, len(orders))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// One statement prepared for the whole batch: parsing it per order cost more than the insert.
+		insert, err := tx.PrepareContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`))
+		if err != nil {
+			return err
+		}
+		defer insert.Close()
 		for i := range orders {
 			o := &orders[i]
-			res, err := tx.ExecContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-				o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
+			res, err := insert.ExecContext(ctx, o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
 				o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
 				paidMs(o.PaidAt), boolInt(o.StockSettled))
 			if err != nil {
