@@ -4,11 +4,14 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/surgecommerce/surge"
@@ -50,7 +53,8 @@ type Service struct {
 	cfg      Config
 	now      func() time.Time
 	hash     *hasher
-	decoyPHC string // verified against when the account does not exist, so timing tells nothing
+	decoyPHC string    // verified against when the account does not exist, so timing tells nothing
+	macs     sync.Pool // HMAC-SHA256 under the token secret, reused across requests
 }
 
 // New returns a login service. now may be nil for the wall clock.
@@ -65,6 +69,7 @@ func New(users surge.UserStore, ids func() (int64, error), counter surge.Counter
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{users: users, ids: ids, counter: counter, sender: sender, cfg: cfg, now: now, hash: newHasher()}
+	s.macs.New = func() any { return hmac.New(sha256.New, cfg.Secret) }
 	decoy, err := s.hash.Hash(context.Background(), "decoy password")
 	if err != nil {
 		return nil, err

@@ -1,0 +1,128 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/surgecommerce/surge"
+)
+
+var tokenSecret = []byte(strings.Repeat("k", 32))
+
+func tokenService(t testing.TB, now time.Time) *Service {
+	s, err := New(nil, nil, nil, nil, Config{Secret: tokenSecret, AccessTTL: time.Hour}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sign(t testing.TB, key []byte, c jwt.MapClaims) string {
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// The fast path takes the tokens the service issues and refuses the forged or stale ones in
+// that same form; it leaves every other form to the library.
+func TestIssuedTokensTakeTheFastPath(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := tokenService(t, now)
+	issued, err := s.signAccess(&surge.User{ID: 42, Role: surge.RoleShopper}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err, ok := s.authenticateIssued(issued)
+	if !ok || err != nil || a != (surge.Actor{UserID: 42, Role: surge.RoleShopper}) {
+		t.Fatalf("authenticateIssued(issued) = %v, %v, %v", a, err, ok)
+	}
+	exp := now.Add(time.Hour).Unix()
+	refused := map[string]string{
+		"wrong key":      sign(t, []byte(strings.Repeat("x", 32)), jwt.MapClaims{"iss": "surge", "sub": "1", "role": "admin", "exp": exp}),
+		"expired":        sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "1", "role": "admin", "exp": now.Unix()}),
+		"not yet valid":  sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "1", "role": "admin", "exp": exp, "nbf": now.Unix() + 1}),
+		"other issuer":   sign(t, tokenSecret, jwt.MapClaims{"iss": "evil", "sub": "1", "role": "admin", "exp": exp}),
+		"no expiry":      sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "1", "role": "admin"}),
+		"unknown role":   sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "1", "role": "root", "exp": exp}),
+		"bad subject":    sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "-1", "role": "admin", "exp": exp}),
+		"tampered claim": issuedHeader + "." + strings.Split(sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "2", "role": "admin", "exp": exp}), ".")[1] + "." + strings.Split(issued, ".")[2],
+	}
+	for name, tok := range refused {
+		if _, err, ok := s.authenticateIssued(tok); !ok || surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+			t.Errorf("authenticateIssued(%s) = %v, handled %v; want EUNAUTHORIZED on the fast path", name, err, ok)
+		}
+		if _, err := s.Authenticate(tok); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+			t.Errorf("Authenticate(%s) = %v; want EUNAUTHORIZED", name, err)
+		}
+	}
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": "surge", "sub": "1", "role": "admin", "exp": exp}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if _, _, ok := s.authenticateIssued(none); ok {
+		t.Error("a token with another header took the fast path")
+	}
+}
+
+// FuzzAuthenticateAgrees: on any token, the fast path (where it decides) and the library give
+// the same actor or both refuse.
+func FuzzAuthenticateAgrees(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	s := tokenService(f, now)
+	issued, _ := s.signAccess(&surge.User{ID: 7, Role: surge.RoleMerchant}, now)
+	f.Add(issued)
+	f.Add(sign(f, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "9", "role": "admin", "exp": float64(now.Unix()) + 0.5}))
+	f.Add(sign(f, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "9", "role": "admin", "exp": now.Unix() + 5, "nbf": "soon"}))
+	f.Add(sign(f, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "9", "role": "admin", "exp": "later"}))
+	f.Add(sign(f, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "9", "role": "admin", "exp": now.Unix() + 5, "aud": []string{"x"}}))
+	f.Add(issuedHeader + ".e30.AAAA")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, tok string) {
+		fast, ferr, ok := s.authenticateIssued(tok)
+		if !ok {
+			return
+		}
+		lib, lerr := s.authenticateAny(tok)
+		if (ferr == nil) != (lerr == nil) || fast != lib {
+			t.Fatalf("fast path %v, %v; library %v, %v", fast, ferr, lib, lerr)
+		}
+	})
+}
+
+// FuzzAuthenticateAgreesOnClaims signs whatever claims the fuzzer makes up, so that the two
+// paths are compared past the signature: on the claims themselves.
+func FuzzAuthenticateAgreesOnClaims(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	s := tokenService(f, now)
+	for _, c := range []string{
+		`{"iss":"surge","sub":"7","role":"shopper","exp":1800000001}`,
+		`{"iss":"surge","sub":"7","role":"shopper","exp":1800000000.9}`,
+		`{"iss":"surge","sub":"7","role":"shopper","exp":1800000100,"nbf":1800000000.5}`,
+		`{"iss":"surge","sub":"7","role":"shopper","exp":18e8,"iat":"x"}`,
+		`{"iss":"surge","sub":" 7","role":"shopper","exp":1900000000,"iss":"other"}`,
+		`{"ISS":"surge","sub":"7","role":"shopper","exp":1900000000}`,
+		`{"iss":"surge","sub":"7","role":"shopper","exp":1e400}`,
+		`{"iss":"surge","sub":"7","role":"shopper","exp":-1,"nbf":null}`,
+	} {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		input := issuedHeader + "." + base64.RawURLEncoding.EncodeToString(payload)
+		mac := hmac.New(sha256.New, tokenSecret)
+		mac.Write([]byte(input))
+		tok := input + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+		fast, ferr, ok := s.authenticateIssued(tok)
+		if !ok {
+			return
+		}
+		lib, lerr := s.authenticateAny(tok)
+		if (ferr == nil) != (lerr == nil) || fast != lib {
+			t.Fatalf("claims %q: fast path %v, %v; library %v, %v", payload, fast, ferr, lib, lerr)
+		}
+	})
+}
