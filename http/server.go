@@ -167,6 +167,9 @@ func (r *recorder) Flush() {
 	}
 }
 
+// slowRequest is how long a request may take before its log line is a warning.
+const slowRequest = time.Second
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
@@ -189,12 +192,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		d := time.Since(start)
 		s.metrics.observe(route, methodLabel(r.Method), rec.status, d)
-		level := slog.LevelInfo
-		if rec.status >= 500 {
+		// One line per request is the access log at debug level: in a sale the node answers tens
+		// of thousands of sold-outs a second, which the metrics count; failures and slow answers
+		// are always logged.
+		level := slog.LevelDebug
+		switch {
+		case rec.status >= 500:
 			level = slog.LevelError
+		case d >= slowRequest:
+			level = slog.LevelWarn
 		}
-		s.deps.Log.Log(r.Context(), level, "request", "method", r.Method, "route", route,
-			"status", rec.status, "duration_ms", float64(d.Microseconds())/1000, "remote", s.clientIP(r))
+		if !s.deps.Log.Enabled(r.Context(), level) {
+			return
+		}
+		s.deps.Log.LogAttrs(r.Context(), level, "request", slog.String("method", r.Method), slog.String("route", route),
+			slog.Int("status", rec.status), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.String("remote", s.clientIP(r)))
 	}()
 	s.mux.ServeHTTP(rec, r)
 }
