@@ -107,4 +107,31 @@ type OrderStore interface {
 	RecordPayment(ctx context.Context, p *Payment) (fresh bool, err error)
 	// PaymentsByOrder returns the notifications received for an order.
 	PaymentsByOrder(ctx context.Context, orderID int64) ([]*Payment, error)
+	// AuditItem sums up one item's orders for the invariant checks; limit is the item's
+	// per-user limit.
+	AuditItem(ctx context.Context, itemID, limit int64) (*OrderAudit, error)
+}
+
+// OrderAudit is what the order store holds about one item's orders, for the invariant checks.
+// Live orders are those in any state but cancelled: their units are reserved or sold.
+type OrderAudit struct {
+	Orders map[OrderState]int64 `json:"orders"` // orders, by state
+	Units  map[OrderState]int64 `json:"units"`  // units ordered, by state
+	// UsersOverLimit counts users whose live orders hold more units than the limit.
+	UsersOverLimit int64 `json:"users_over_limit"`
+	// PaidWithoutOnePayment counts paid (or later) orders without exactly one applied payment.
+	PaidWithoutOnePayment int64 `json:"paid_without_one_payment"`
+	// UnreleasedCancelled counts cancelled orders whose stock is not yet released.
+	UnreleasedCancelled int64 `json:"unreleased_cancelled"`
+}
+
+// LiveUnits is the units of an item's live orders.
+func (a *OrderAudit) LiveUnits() int64 {
+	var n int64
+	for st, u := range a.Units {
+		if st != OrderCancelled {
+			n += u
+		}
+	}
+	return n
 }

@@ -219,3 +219,40 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// AuditItem implements surge.OrderStore.
+func (s *Store) AuditItem(ctx context.Context, itemID, limit int64) (*surge.OrderAudit, error) {
+	a := &surge.OrderAudit{Orders: map[surge.OrderState]int64{}, Units: map[surge.OrderState]int64{}}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT state, COUNT(*), COALESCE(SUM(quantity), 0),
+		COALESCE(SUM(CASE WHEN stock_settled = 0 THEN 1 ELSE 0 END), 0) FROM orders WHERE item_id = ? GROUP BY state`), itemID)
+	if err != nil {
+		return nil, s.wrap(err, "orders")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var state string
+		var n, units, unsettled int64
+		if err := rows.Scan(&state, &n, &units, &unsettled); err != nil {
+			return nil, s.wrap(err, "orders")
+		}
+		st := surge.OrderState(state)
+		a.Orders[st], a.Units[st] = n, units
+		if st == surge.OrderCancelled {
+			a.UnreleasedCancelled = unsettled
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(err, "orders")
+	}
+	// 'applied' is order.OutcomeApplied: the notification that paid the order.
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT
+		(SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE item_id = ? AND state <> 'cancelled'
+			GROUP BY user_id HAVING SUM(quantity) > ?) over_limit),
+		(SELECT COUNT(*) FROM orders o WHERE o.item_id = ? AND o.state IN ('paid', 'consumed', 'reviewed', 'refunded')
+			AND (SELECT COUNT(*) FROM payments p WHERE p.order_id = o.id AND p.outcome = 'applied') <> 1)`),
+		itemID, limit, itemID).Scan(&a.UsersOverLimit, &a.PaidWithoutOnePayment)
+	if err != nil {
+		return nil, s.wrap(err, "orders")
+	}
+	return a, nil
+}

@@ -129,6 +129,41 @@ func RunOrders(t *testing.T, open Open) {
 			t.Fatalf("PaymentsByOrder = %v, %v", list, err)
 		}
 	})
+
+	t.Run("AuditItem", func(t *testing.T) {
+		f := newFixture(t, open)
+		paid := f.order(1, 100, "a", f.now)
+		f.order(1, 100, "b", f.now) // user 1 now holds 2 units: over a limit of 1
+		gone := f.order(2, 100, "c", f.now)
+		f.order(3, 101, "d", f.now) // another item
+		unpaid := f.order(4, 100, "e", f.now)
+		_, err := f.s.Transition(f.ctx, paid.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now)
+		must(t, "Transition(paid)", err)
+		_, err = f.s.Transition(f.ctx, unpaid.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now)
+		must(t, "Transition(paid, no payment)", err)
+		_, err = f.s.Transition(f.ctx, gone.ID, surge.OrderPendingPayment, surge.OrderCancelled, "expired", f.now)
+		must(t, "Transition(cancelled)", err)
+		for i, outcome := range []string{"applied", "duplicate"} {
+			_, err := f.s.RecordPayment(f.ctx, &surge.Payment{NotifyID: fmt.Sprint("n", i), TxnID: paid.TxnID, OrderID: paid.ID,
+				Amount: paid.Amount, Status: "paid", PaidAt: f.now, ReceivedAt: f.now, Outcome: outcome})
+			must(t, "RecordPayment", err)
+		}
+		a, err := f.s.AuditItem(f.ctx, 100, 1)
+		must(t, "AuditItem", err)
+		want := surge.OrderAudit{Orders: map[surge.OrderState]int64{surge.OrderPaid: 2, surge.OrderPendingPayment: 1, surge.OrderCancelled: 1},
+			Units:          map[surge.OrderState]int64{surge.OrderPaid: 2, surge.OrderPendingPayment: 1, surge.OrderCancelled: 1},
+			UsersOverLimit: 1, PaidWithoutOnePayment: 1, UnreleasedCancelled: 1}
+		if fmt.Sprint(*a) != fmt.Sprint(want) || a.LiveUnits() != 3 {
+			t.Fatalf("AuditItem = %+v; want %+v with 3 live units", *a, want)
+		}
+		must(t, "MarkStockSettled", f.s.MarkStockSettled(f.ctx, gone.ID))
+		if a, err = f.s.AuditItem(f.ctx, 100, 2); err != nil || a.UnreleasedCancelled != 0 || a.UsersOverLimit != 0 {
+			t.Fatalf("AuditItem(after release, limit 2) = %+v, %v", a, err)
+		}
+		if a, err = f.s.AuditItem(f.ctx, 999, 1); err != nil || len(a.Orders) != 0 || a.LiveUnits() != 0 {
+			t.Fatalf("AuditItem(no orders) = %+v, %v", a, err)
+		}
+	})
 }
 
 // RunBlacklist checks the surge.BlacklistStore contract.
