@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	surgehttp "github.com/surgecommerce/surge/http"
@@ -373,4 +374,9 @@ func (c *Client) Authorize(r *http.Request) *http.Request {
 		r.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	return r
+}
+
+// Audit checks a session against the platform's invariants (operators).
+func (c *Client) Audit(ctx context.Context, sessionID int64) (*audit.Report, error) {
+	return call[audit.Report](ctx, c, "GET", "/v1/sessions/"+id(sessionID)+"/audit", nil)
 }

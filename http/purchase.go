@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/purchase"
@@ -150,6 +151,11 @@ func (s *Server) purchaseRoutes() []route {
 		{method: "DELETE", path: "/v1/blacklist/{user}", summary: "Lift a block (operators)", access: signedIn, status: 204,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withID(r, "user", func(id int64) (any, error) { return nil, bl.Unblock(r.Context(), a, id) })
+			}},
+		{method: "GET", path: "/v1/sessions/{id}/audit", summary: "Check a session against the invariants: stock balance, limits, one order per reservation, release once (operators)",
+			access: signedIn, out: audit.Report{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) { return s.deps.Audit.SessionFor(r.Context(), a, id) })
 			}},
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/order"
@@ -63,8 +64,9 @@ type Deps struct {
 	Purchase   *purchase.Service
 	Orders     *order.Service
 	Blacklist  *risk.Blacklist
-	PaymentKey []byte       // verifies payment provider notifications
-	Paysim     http.Handler // the simulated payment provider, served under /paysim/ when set
+	Audit      *audit.Auditor // checks a session against the invariants
+	PaymentKey []byte         // verifies payment provider notifications
+	Paysim     http.Handler   // the simulated payment provider, served under /paysim/ when set
 
 	// TrustedProxies are the load balancers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix

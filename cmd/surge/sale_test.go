@@ -53,6 +53,12 @@ func shopper(t *testing.T, cl *client.Client, user int64) *client.Client {
 // until the sale is live. It returns the item id.
 func openSale(t *testing.T, tm *team, units, limit, payTimeoutSec int64) int64 {
 	t.Helper()
+	return openSaleItem(t, tm, units, limit, payTimeoutSec).ID
+}
+
+// openSaleItem is openSale returning the whole item, session id included.
+func openSaleItem(t *testing.T, tm *team, units, limit, payTimeoutSec int64) *surge.SessionItem {
+	t.Helper()
 	ctx := context.Background()
 	code := fmt.Sprint("SALE-", time.Now().UnixNano())
 	spu := ok[*surge.SPU](t, "CreateSPU")(tm.m1.CreateSPU(ctx, catalog.SPUInput{Code: code, Title: "Flash item", CategoryL1: "Digital"}))
@@ -69,7 +75,7 @@ func openSale(t *testing.T, tm *team, units, limit, payTimeoutSec int64) int64 {
 			t.Fatal("the sale never opened")
 		}
 	}
-	return it.ID
+	return it
 }
 
 // buy fetches the item's token, purchases, and polls a queued answer to its end.
@@ -96,7 +102,8 @@ func TestFlashSaleSellsExactlyTheAllotment(t *testing.T) {
 			_, cl := start(t, c)
 			tm := newTeam(t, cl)
 			const units, shoppers, parallel = 1000, 3000, 128
-			item := openSale(t, tm, units, 1, 900)
+			saleItem := openSaleItem(t, tm, units, 1, 900)
+			item := saleItem.ID
 			ctx := context.Background()
 
 			var mu sync.Mutex
@@ -159,6 +166,14 @@ func TestFlashSaleSellsExactlyTheAllotment(t *testing.T) {
 			}
 			if d, err := shopper(t, cl, 1).Item(ctx, item); err != nil || d.Remaining != 0 {
 				t.Fatalf("remaining after the sale = %+v, %v; want 0", d, err)
+			}
+			// The operator's audit agrees: nothing oversold, one order per reservation.
+			rep, err := tm.op.Audit(ctx, saleItem.SessionID)
+			if err != nil || !rep.Passed || len(rep.Items) != 1 || rep.Items[0].Stock.Reserved != units {
+				t.Fatalf("Audit = %+v, %v; want passed with %d reserved", rep, err, units)
+			}
+			if _, err := shopper(t, cl, 1).Audit(ctx, saleItem.SessionID); surge.ErrorCode(err) != surge.EFORBIDDEN {
+				t.Fatalf("Audit(as a shopper) = %v; want EFORBIDDEN", err)
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	surgehttp "github.com/surgecommerce/surge/http"
@@ -273,6 +274,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		return nil
 	})
 	deps.Purchase, deps.Orders, deps.Blacklist, deps.PaymentKey = buy, orders, blacklist, payKey
+	deps.Audit = &audit.Auditor{Sessions: b.db, Stock: b.stock, Orders: b.db}
 	return nil
 }
 
