@@ -6,6 +6,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/surgecommerce/surge"
 )
@@ -116,8 +117,9 @@ func Check(session int64, items []ItemFacts) *Report {
 		switch {
 		case s.Sold > f.Allotted || live > f.Allotted:
 			return 1, fmt.Sprintf("oversold: %d sold and %d units in live orders of %d allotted", s.Sold, live, f.Allotted)
-		case s.Sold+s.Available+s.Reserved != f.Allotted:
-			return 1, fmt.Sprintf("sold %d + available %d + reserved %d ≠ allotted %d", s.Sold, s.Available, s.Reserved, f.Allotted)
+		case s.Allotted != f.Allotted || s.Sold+s.Available+s.Reserved != f.Allotted:
+			return 1, fmt.Sprintf("sold %d + available %d + reserved %d (engine allotment %d) ≠ allotted %d",
+				s.Sold, s.Available, s.Reserved, s.Allotted, f.Allotted)
 		}
 		return 0, ""
 	})
@@ -127,29 +129,39 @@ func Check(session int64, items []ItemFacts) *Report {
 		}
 		return 0, ""
 	})
+	// Orders against the engine's holdings: each unit reserved or sold has one live order.
 	add(OneOrderEach, func(f ItemFacts) (int64, string) {
 		held, live := f.Stock.Reserved+f.Stock.Sold, f.Orders.LiveUnits()
+		var n int64
+		var why []string
 		switch {
 		case held > live:
-			return held - live, fmt.Sprintf("%d units reserved or sold without an order (lost orders)", held-live)
+			n += held - live
+			why = append(why, fmt.Sprintf("%d units reserved or sold without a live order (a lost order, or a cancelled one never released)", held-live))
 		case live > held:
-			return live - held, fmt.Sprintf("%d units in orders without a reservation (duplicate orders)", live-held)
-		case f.Orders.PaidWithoutOnePayment > 0:
-			return f.Orders.PaidWithoutOnePayment, fmt.Sprintf("%d paid orders without exactly one payment", f.Orders.PaidWithoutOnePayment)
+			n += live - held
+			why = append(why, fmt.Sprintf("%d units in live orders without a reservation (duplicate orders)", live-held))
 		}
-		return 0, ""
+		if p := f.Orders.PaidWithoutOnePayment; p > 0 {
+			n += p
+			why = append(why, fmt.Sprintf("%d paid orders without exactly one payment", p))
+		}
+		return n, strings.Join(why, "; ")
 	})
+	// Releases, from each side: the order store's cancelled orders all released, and the engine
+	// holding no more available than its allotment less what it holds (a unit given back twice).
 	add(ReleasedOnce, func(f ItemFacts) (int64, string) {
-		back := f.Allotted - f.Orders.LiveUnits() // what must be available once every release is done
-		switch {
-		case f.Orders.UnreleasedCancelled > 0:
-			return f.Orders.UnreleasedCancelled, fmt.Sprintf("%d cancelled or expired orders not released", f.Orders.UnreleasedCancelled)
-		case f.Stock.Available > back:
-			return f.Stock.Available - back, fmt.Sprintf("%d units available beyond the allotment less live orders (released twice)", f.Stock.Available-back)
-		case f.Stock.Available < back:
-			return back - f.Stock.Available, fmt.Sprintf("%d units of ended orders never came back", back-f.Stock.Available)
+		var n int64
+		var why []string
+		if u := f.Orders.UnreleasedCancelled; u > 0 {
+			n += u
+			why = append(why, fmt.Sprintf("%d cancelled or expired orders not released", u))
 		}
-		return 0, ""
+		if extra := f.Stock.Available - (f.Allotted - f.Stock.Reserved - f.Stock.Sold); extra > 0 {
+			n += extra
+			why = append(why, fmt.Sprintf("%d units available beyond the allotment less what is held (released twice)", extra))
+		}
+		return n, strings.Join(why, "; ")
 	})
 	r.Results = append(r.Results,
 		Result{Invariant: CouponsBudgets, Status: NA, Details: []string{"this deployment issues no coupons or budgets yet"}},

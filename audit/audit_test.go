@@ -167,7 +167,7 @@ func TestInjectedViolationsFail(t *testing.T) {
 			o := s.order(t, 6, "r6")
 			noErr(t)(s.eng.Reserve(s.ctx, surge.ReserveRequest{ItemID: itemID, UserID: 6, Quantity: 1, RequestID: "r6", OrderID: o.ID}))
 			noErr(t)(s.db.Transition(s.ctx, o.ID, surge.OrderPendingPayment, surge.OrderCancelled, "expired", s.now))
-		}, []string{audit.ReleasedOnce}},
+		}, []string{audit.ReleasedOnce, audit.OneOrderEach}}, // its unit is still held with no live order
 		{"paid twice", func(t *testing.T, s *sale) {
 			o, err := s.db.OrderByRequest(s.ctx, itemID, 1, "r1")
 			s.must(t, err)
@@ -179,9 +179,15 @@ func TestInjectedViolationsFail(t *testing.T) {
 			s := newSale(t)
 			c.inject(t, s)
 			got := s.report(t)
-			for _, name := range c.fails {
-				if res := got[name]; res.Status != audit.Fail || res.Violations == 0 || len(res.Details) == 0 {
-					t.Errorf("%s after %s = %+v; want FAIL with a count and a reason", name, c.name, res)
+			for _, name := range []string{audit.StockBalance, audit.PerUserLimit, audit.OneOrderEach, audit.ReleasedOnce} {
+				res, want := got[name], audit.Pass
+				for _, f := range c.fails {
+					if f == name {
+						want = audit.Fail
+					}
+				}
+				if res.Status != want || want == audit.Fail && (res.Violations == 0 || len(res.Details) == 0) {
+					t.Errorf("%s after %s = %+v; want %s (with a count and a reason when failing)", name, c.name, res, want)
 				}
 			}
 		})

@@ -70,13 +70,19 @@ func actorOf(subject, r string) (surge.Actor, error) {
 // issuedHeader is the header segment of every token signAccess makes.
 var issuedHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
-// issuedClaims are the claims authenticateIssued reads; others are ignored, as the library does.
+// issuedClaims are the claims authenticateIssued reads. The registered claims the library also
+// decodes are typed here too, so that a claim of the wrong type fails decoding and the token
+// goes to the library; an audience, which the library reads in two shapes, always does.
+// Claims of nobody's are ignored, as the library does.
 type issuedClaims struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
-	Role      string   `json:"role"`
-	ExpiresAt *float64 `json:"exp"`
-	NotBefore *float64 `json:"nbf"`
+	Issuer    string          `json:"iss"`
+	Subject   string          `json:"sub"`
+	Role      string          `json:"role"`
+	ExpiresAt *float64        `json:"exp"`
+	NotBefore *float64        `json:"nbf"`
+	IssuedAt  *float64        `json:"iat"`
+	ID        *string         `json:"jti"`
+	Audience  json.RawMessage `json:"aud"`
 }
 
 // maxIssuedPayload bounds the claims authenticateIssued decodes on the stack's behalf.
@@ -113,7 +119,7 @@ func (s *Service) authenticateIssued(token string) (a surge.Actor, err error, ok
 		return a, nil, false
 	}
 	var c issuedClaims
-	if json.Unmarshal(buf[:n], &c) != nil {
+	if json.Unmarshal(buf[:n], &c) != nil || c.Audience != nil {
 		return a, nil, false
 	}
 	now := s.now()

@@ -201,7 +201,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case rec.status >= 500:
 			level = slog.LevelError
-		case d >= slowRequest:
+		case d >= slowRequest && rec.Header().Get("Content-Type") != "text/event-stream": // streams are long by design
 			level = slog.LevelWarn
 		}
 		if !s.deps.Log.Enabled(r.Context(), level) {
