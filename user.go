@@ -168,6 +168,7 @@ type UserStore interface {
 type Actor struct {
 	UserID int64
 	Role   Role
+	Test   bool // a load test's synthetic shopper: its traffic is counted apart
 }
 
 // MerchantID is the shop the actor acts for: its own id for merchants, 0 for everyone else.

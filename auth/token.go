@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,12 +22,17 @@ import (
 // claims are what an access token carries.
 type claims struct {
 	Role string `json:"role"`
+	Test bool   `json:"test,omitempty"` // a load test's synthetic shopper
 	jwt.RegisteredClaims
 }
 
 // signAccess issues a short-lived HS256 access token for a user.
 func (s *Service) signAccess(u *surge.User, now time.Time) (string, error) {
-	c := claims{Role: string(u.Role), RegisteredClaims: jwt.RegisteredClaims{
+	return s.sign(u, false, now)
+}
+
+func (s *Service) sign(u *surge.User, test bool, now time.Time) (string, error) {
+	c := claims{Role: string(u.Role), Test: test, RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    issuer,
 		Subject:   strconv.FormatInt(u.ID, 10),
 		IssuedAt:  jwt.NewNumericDate(now),
@@ -53,18 +59,18 @@ func (s *Service) authenticateAny(token string) (surge.Actor, error) {
 	if err != nil {
 		return surge.Actor{}, errBadToken
 	}
-	return actorOf(c.Subject, c.Role)
+	return actorOf(c.Subject, c.Role, c.Test)
 }
 
 var errBadToken = surge.Errorf(surge.EUNAUTHORIZED, "access token is not valid")
 
-func actorOf(subject, r string) (surge.Actor, error) {
+func actorOf(subject, r string, test bool) (surge.Actor, error) {
 	id, err := strconv.ParseInt(subject, 10, 64)
 	role := surge.Role(r)
 	if err != nil || id <= 0 || !role.Valid() {
 		return surge.Actor{}, errBadToken
 	}
-	return surge.Actor{UserID: id, Role: role}, nil
+	return surge.Actor{UserID: id, Role: role, Test: test}, nil
 }
 
 // issuedHeader is the header segment of every token signAccess makes.
@@ -78,6 +84,7 @@ type issuedClaims struct {
 	Issuer    string          `json:"iss"`
 	Subject   string          `json:"sub"`
 	Role      string          `json:"role"`
+	Test      bool            `json:"test"`
 	ExpiresAt *float64        `json:"exp"`
 	NotBefore *float64        `json:"nbf"`
 	IssuedAt  *float64        `json:"iat"`
@@ -128,7 +135,7 @@ func (s *Service) authenticateIssued(token string) (a surge.Actor, err error, ok
 		c.NotBefore != nil && now.Before(numericDate(*c.NotBefore)):
 		return a, errBadToken, true
 	}
-	a, err = actorOf(c.Subject, c.Role)
+	a, err = actorOf(c.Subject, c.Role, c.Test)
 	return a, err, true
 }
 
@@ -153,4 +160,39 @@ func newSecret() (secret, hash string, err error) {
 func hashSecret(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// MaxTestShoppers bounds the synthetic shoppers one call provisions.
+const MaxTestShoppers = 10_000
+
+// TestShopper is a load test's synthetic shopper: an id no account has, and its access token.
+type TestShopper struct {
+	UserID      int64  `json:"user_id,string"`
+	AccessToken string `json:"access_token"`
+}
+
+// TestShoppers provisions n synthetic shoppers for a load test (operators and admins). They
+// have no account, so they cannot log in or refresh; their tokens are marked as test traffic,
+// which the metrics count apart, and last --access-ttl.
+func (s *Service) TestShoppers(ctx context.Context, actor surge.Actor, n int) ([]TestShopper, error) {
+	if !actor.Role.Staff() {
+		return nil, surge.Errorf(surge.EFORBIDDEN, "only operators and admins provision test shoppers")
+	}
+	if n < 1 || n > MaxTestShoppers {
+		return nil, surge.Errorf(surge.EINVALID, "count must be between 1 and %d", MaxTestShoppers)
+	}
+	now := s.now()
+	out := make([]TestShopper, n)
+	for i := range out {
+		id, err := s.ids()
+		if err != nil {
+			return nil, err
+		}
+		tok, err := s.sign(&surge.User{ID: id, Role: surge.RoleShopper}, true, now)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = TestShopper{UserID: id, AccessToken: tok}
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -114,6 +115,8 @@ func FuzzAuthenticateAgreesOnClaims(f *testing.F) {
 		`{"iss":"surge","sub":"7","role":"shopper","exp":1900000000,"aud":["a"],"jti":"j"}`,
 		`{"iss":"surge","sub":"7","role":"shopper","exp":1900000000,"jti":5}`,
 		`{"iss":"surge","sub":"7","role":"shopper","exp":1900000000,"aud":null,"iat":null}`,
+		`{"iss":"surge","sub":"7","role":"shopper","exp":1900000000,"test":true}`,
+		`{"iss":"surge","sub":"7","role":"shopper","exp":1900000000,"test":"yes"}`,
 	} {
 		f.Add([]byte(c))
 	}
@@ -152,4 +155,41 @@ func BenchmarkAuthenticate(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Operators provision synthetic shoppers whose tokens authenticate as shoppers marked as test
+// traffic; nobody else can, and the count is bounded.
+func TestTestShoppers(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	var next int64
+	s, err := New(nil, func() (int64, error) { next++; return 1000 + next, nil }, nil, nil,
+		Config{Secret: tokenSecret, AccessTTL: time.Hour}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.TestShoppers(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleOperator}, 3)
+	if err != nil || len(list) != 3 || list[0].UserID == list[1].UserID {
+		t.Fatalf("TestShoppers(3) = %v, %v", list, err)
+	}
+	for _, sh := range list {
+		a, err := s.Authenticate(sh.AccessToken)
+		if err != nil || a != (surge.Actor{UserID: sh.UserID, Role: surge.RoleShopper, Test: true}) {
+			t.Fatalf("Authenticate(test shopper) = %+v, %v", a, err)
+		}
+		if lib, err := s.authenticateAny(sh.AccessToken); err != nil || lib != a {
+			t.Fatalf("library on a test shopper = %+v, %v; want %+v", lib, err, a)
+		}
+	}
+	issued, _ := s.signAccess(&surge.User{ID: 5, Role: surge.RoleShopper}, now)
+	if a, err := s.Authenticate(issued); err != nil || a.Test {
+		t.Fatalf("Authenticate(ordinary shopper) = %+v, %v; want not test", a, err)
+	}
+	if _, err := s.TestShoppers(context.Background(), surge.Actor{UserID: 2, Role: surge.RoleShopper}, 1); surge.ErrorCode(err) != surge.EFORBIDDEN {
+		t.Fatalf("TestShoppers(as a shopper) = %v; want EFORBIDDEN", err)
+	}
+	for _, n := range []int{0, MaxTestShoppers + 1} {
+		if _, err := s.TestShoppers(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleAdmin}, n); surge.ErrorCode(err) != surge.EINVALID {
+			t.Fatalf("TestShoppers(%d) = %v; want EINVALID", n, err)
+		}
+	}
 }

@@ -27,14 +27,34 @@ import (
 
 // Client calls one Surge deployment. Copies made by As share the connection pool.
 type Client struct {
-	base  string
-	http  *http.Client
-	token string
+	base   string
+	http   *http.Client
+	token  string
+	header http.Header // sent with every request
 }
 
 // New returns a client for the API at base (http://host:port).
 func New(base string) *Client {
 	return &Client{base: base, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// WithHTTP returns a copy of the client that sends its requests through hc (a load generator's
+// pool of connections, say).
+func (c *Client) WithHTTP(hc *http.Client) *Client {
+	cp := *c
+	cp.http = hc
+	return &cp
+}
+
+// WithHeader returns a copy of the client that also sends this header with every request.
+func (c *Client) WithHeader(key, value string) *Client {
+	cp := *c
+	cp.header = c.header.Clone()
+	if cp.header == nil {
+		cp.header = http.Header{}
+	}
+	cp.header.Set(key, value)
+	return &cp
 }
 
 // As returns a copy of the client that sends an access token.
@@ -84,6 +104,9 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -379,4 +402,13 @@ func (c *Client) Authorize(r *http.Request) *http.Request {
 // Audit checks a session against the platform's invariants (operators).
 func (c *Client) Audit(ctx context.Context, sessionID int64) (*audit.Report, error) {
 	return call[audit.Report](ctx, c, "GET", "/v1/sessions/"+id(sessionID)+"/audit", nil)
+}
+
+// TestShoppers provisions synthetic shoppers for a load test (operators).
+func (c *Client) TestShoppers(ctx context.Context, count int) ([]auth.TestShopper, error) {
+	out, err := call[surgehttp.TestShopperList](ctx, c, "POST", "/v1/loadtest/shoppers", surgehttp.TestShoppersInput{Count: count})
+	if err != nil {
+		return nil, err
+	}
+	return out.Items, nil
 }

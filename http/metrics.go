@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -18,12 +19,12 @@ type metrics struct {
 func newMetrics(reg *prometheus.Registry, checks []Check) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "surge_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
-		}, []string{"route", "method", "code"}),
+			Name: "surge_http_requests_total", Help: "HTTP requests by route pattern, method, status code and traffic (live, or test: a load test's).",
+		}, []string{"route", "method", "code", "traffic"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "surge_http_request_duration_seconds", Help: "HTTP request latency by route pattern and method.",
+			Name: "surge_http_request_duration_seconds", Help: "HTTP request latency by route pattern, method and traffic.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-		}, []string{"route", "method"}),
+		}, []string{"route", "method", "traffic"}),
 	}
 	reg.MustRegister(m.requests, m.latency, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -43,7 +44,18 @@ func newMetrics(reg *prometheus.Registry, checks []Check) *metrics {
 	return m
 }
 
-func (m *metrics) observe(route, method string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+// TestTrafficHeader marks a request as a load test's ("1"): its metrics are counted apart, so a
+// rehearsal before a sale never mixes with the numbers of the real one.
+const TestTrafficHeader = "X-Surge-Test"
+
+func trafficLabel(r *http.Request) string {
+	if r.Header.Get(TestTrafficHeader) == "1" {
+		return "test"
+	}
+	return "live"
+}
+
+func (m *metrics) observe(route, method, traffic string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code), traffic).Inc()
+	m.latency.WithLabelValues(route, method, traffic).Observe(d.Seconds())
 }

@@ -82,6 +82,14 @@ func (s *Server) table() []route {
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withBody(r, func(in auth.NewUser) (any, error) { return d.Auth.CreateUser(r.Context(), a, in) })
 			}},
+		{method: "POST", path: "/v1/loadtest/shoppers", summary: "Provision synthetic shoppers for a load test, with access tokens marked as test traffic (operators)",
+			access: signedIn, in: TestShoppersInput{}, out: TestShopperList{}, status: 201,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withBody(r, func(in TestShoppersInput) (any, error) {
+					list, err := d.Auth.TestShoppers(r.Context(), a, in.Count)
+					return TestShopperList{Items: list}, err
+				})
+			}},
 	}
 	list = append(list, s.catalogRoutes()...)
 	list = append(list, s.saleRoutes()...)

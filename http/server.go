@@ -193,7 +193,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			route = "unmatched"
 		}
 		d := time.Since(start)
-		s.metrics.observe(route, methodLabel(r.Method), rec.status, d)
+		s.metrics.observe(route, methodLabel(r.Method), trafficLabel(r), rec.status, d)
 		// One line per request is the access log at debug level: in a sale the node answers tens
 		// of thousands of sold-outs a second, which the metrics count; failures and slow answers
 		// are always logged.

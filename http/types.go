@@ -1,6 +1,9 @@
 package http
 
-import "github.com/surgecommerce/surge"
+import (
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/auth"
+)
 
 // LoginRequest logs in with a password.
 type LoginRequest struct {
@@ -49,4 +52,14 @@ type SKUList struct {
 // SessionList is a list of sessions.
 type SessionList struct {
 	Items []*surge.Session `json:"items"`
+}
+
+// TestShoppersInput asks for synthetic shoppers.
+type TestShoppersInput struct {
+	Count int `json:"count"`
+}
+
+// TestShopperList is the synthetic shoppers provisioned.
+type TestShopperList struct {
+	Items []auth.TestShopper `json:"items"`
 }

@@ -232,8 +232,14 @@ func TestServiceEndpoints(t *testing.T) {
 		t.Fatalf("/readyz = %d %s", code, body)
 	}
 	get("/v1/sessions")
+	req, _ := http.NewRequest("GET", base+"/v1/sessions", nil)
+	req.Header.Set("X-Surge-Test", "1") // a load test's request is counted apart
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
 	code, body, _ := get("/metrics")
-	for _, want := range []string{`surge_http_requests_total{code="200",method="GET",route="GET /v1/sessions"}`,
+	for _, want := range []string{`surge_http_requests_total{code="200",method="GET",route="GET /v1/sessions",traffic="live"} 1`,
+		`surge_http_requests_total{code="200",method="GET",route="GET /v1/sessions",traffic="test"} 1`,
 		"surge_http_request_duration_seconds_bucket", `surge_backend_up{backend="sqlite"} 1`, "go_goroutines"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("/metrics lacks %s", want)
