@@ -1,0 +1,182 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
+	"github.com/surgecommerce/surge/auth"
+	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/client"
+	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/sale"
+)
+
+// API is a Surge deployment: one or several nodes, reached through the Go client. Shoppers are
+// spread over the nodes; every request is marked as test traffic and carries the shopper's
+// address in X-Forwarded-For (which a node believes only from its --trusted-proxies).
+type API struct {
+	Nodes   []*client.Client // one per node
+	Admin   *client.Client   // an operator or admin, on the first node
+	Session int64            // a published session to reuse; 0 creates one
+	// For a new session:
+	Items      int
+	Units      int64 // per item
+	Limit      int64 // per shopper
+	PayTimeout time.Duration
+	Duration   time.Duration // how long the session stays open after it opens
+	OpensIn    time.Duration // from setup to the opening
+
+	session int64
+}
+
+// NewAPI returns the deployment at the given base URLs, with an HTTP client sized for
+// inFlight attempts at once.
+func NewAPI(targets []string, inFlight int) *API {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: inFlight * 2, MaxIdleConnsPerHost: inFlight, IdleConnTimeout: time.Minute}}
+	a := &API{}
+	for _, t := range targets {
+		a.Nodes = append(a.Nodes, client.New(t).WithHTTP(hc).WithHeader(surgehttp.TestTrafficHeader, "1"))
+	}
+	return a
+}
+
+// Setup implements Target.
+func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
+	if a.Session > 0 {
+		se, err := a.Admin.Session(ctx, a.Session)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		a.session = se.ID
+		var ids []int64
+		for _, it := range se.Items {
+			ids = append(ids, it.ID)
+		}
+		return ids, se.StartAt, nil
+	}
+	suffix := time.Now().UnixNano()
+	m, err := a.Admin.CreateUser(ctx, auth.NewUser{Username: fmt.Sprint("loadgen-shop-", suffix),
+		Password: fmt.Sprint("loadgen-", suffix), Role: surge.RoleMerchant})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("creating the merchant: %w", err)
+	}
+	spu, err := a.Admin.CreateSPU(ctx, catalog.SPUInput{MerchantID: m.ID, Code: fmt.Sprint("LG-", suffix), Title: "Load test item", CategoryL1: "Digital"})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	opens := time.Now().Add(a.OpensIn).UTC()
+	se, err := a.Admin.CreateSession(ctx, sale.SessionInput{Name: fmt.Sprint("load test ", suffix), StartAt: opens,
+		EndAt: opens.Add(a.Duration), PayTimeoutSec: int64(a.PayTimeout / time.Second)})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var ids []int64
+	for i := range a.Items {
+		sku, err := a.Admin.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: fmt.Sprint("LG-", suffix, "-", i), Title: fmt.Sprint("Load test item ", i),
+			Stock: a.Units, Price: surge.Money{Amount: 9900, Currency: "CNY"}, CostPrice: surge.Money{Amount: 5000, Currency: "CNY"}})
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		it, err := a.Admin.AddItem(ctx, se.ID, sale.ItemInput{SKUID: sku.ID, Allotted: a.Units,
+			SalePrice: surge.Money{Amount: 100, Currency: "CNY"}, PerUserLimit: a.Limit})
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		ids = append(ids, it.ID)
+	}
+	if _, err := a.Admin.Publish(ctx, se.ID); err != nil {
+		return nil, time.Time{}, err
+	}
+	a.session = se.ID
+	return ids, opens, nil
+}
+
+// SessionID is the session the crowd bought from (after Setup).
+func (a *API) SessionID() int64 { return a.session }
+
+// Shoppers implements Target.
+func (a *API) Shoppers(ctx context.Context, n int) ([]Shopper, error) {
+	out := make([]Shopper, 0, n)
+	for len(out) < n {
+		list, err := a.Admin.TestShoppers(ctx, min(n-len(out), auth.MaxTestShoppers))
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range list {
+			out = append(out, Shopper{UserID: s.UserID, Token: s.AccessToken})
+		}
+	}
+	return out, nil
+}
+
+func (a *API) as(sh Shopper) *client.Client {
+	return a.Nodes[int(sh.UserID%int64(len(a.Nodes)))].As(sh.Token).WithHeader("X-Forwarded-For", sh.IP)
+}
+
+// Page implements Target.
+func (a *API) Page(ctx context.Context, sh Shopper, item int64) (string, int64, error) {
+	d, err := a.as(sh).Item(ctx, item)
+	if err != nil {
+		return "", 0, err
+	}
+	return d.Token, d.Remaining, nil
+}
+
+// Buy implements Target.
+func (a *API) Buy(ctx context.Context, sh Shopper, req purchase.Request) (*purchase.Result, error) {
+	return a.as(sh).Purchase(ctx, req)
+}
+
+// Poll implements Target.
+func (a *API) Poll(ctx context.Context, sh Shopper, ticket string) (*purchase.Result, error) {
+	return a.as(sh).PollPurchase(ctx, ticket)
+}
+
+// orderVisibleWithin is how long an acknowledged order may take to show (R-3.7 says a second).
+const orderVisibleWithin = 5 * time.Second
+
+// Pay implements Target: a payment ticket, then the provider's payment page. The order is
+// written asynchronously after the answer, so a shopper quick to pay retries while it is not
+// there yet.
+func (a *API) Pay(ctx context.Context, sh Shopper, orderID int64) (bool, error) {
+	c := a.as(sh)
+	tk, err := c.PayTicket(ctx, orderID)
+	for deadline := time.Now().Add(orderVisibleWithin); surge.ErrorCode(err) == surge.ENOTFOUND && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		tk, err = c.PayTicket(ctx, orderID)
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, err := c.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Order implements Target.
+func (a *API) Order(ctx context.Context, sh Shopper, orderID int64) error {
+	_, err := a.as(sh).Order(ctx, orderID)
+	return err
+}
+
+// Audit implements Target.
+func (a *API) Audit(ctx context.Context) (*audit.Report, error) {
+	return a.Admin.Audit(ctx, a.session)
+}
+
+// Remaining implements Target.
+func (a *API) Remaining(ctx context.Context, item int64) (int64, error) {
+	d, err := a.Admin.Item(ctx, item)
+	if err != nil {
+		return 0, err
+	}
+	return d.Remaining, nil
+}

@@ -1,0 +1,96 @@
+package loadgen
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Outcomes of an attempt, as a shopper finally hears them.
+const (
+	OutSuccess     = "success"
+	OutSoldOut     = "sold_out"
+	OutLimit       = "limit"
+	OutRateLimited = "rate_limited"
+	OutRejected    = "rejected"    // blocked, bad token, not on sale
+	OutUnavailable = "unavailable" // shed, queue full, a backend briefly down
+	OutError       = "error"       // transport errors and anything unexpected
+)
+
+// maxSamples bounds the latencies kept for percentiles; past it, a reservoir keeps a fair
+// sample of them.
+const maxSamples = 1 << 21
+
+// recorder gathers what the crowd saw, per second and in all.
+type recorder struct {
+	start time.Time
+
+	mu        sync.Mutex
+	outcomes  map[string]int64
+	all       []float64 // latencies in ms, from the intended send time
+	before    []float64 // answered before the first sold-out
+	after     []float64
+	seen      int64
+	soldOutAt time.Duration // first sold-out answer, from start; 0 while none
+	seconds   []*second
+}
+
+type second struct {
+	attempts int64
+	outcomes map[string]int64
+	lat      []float64
+	inFlight int64
+}
+
+func newRecorder(start time.Time) *recorder {
+	return &recorder{start: start, outcomes: map[string]int64{}}
+}
+
+func (r *recorder) secondAt(at time.Time) *second {
+	i := max(int(at.Sub(r.start)/time.Second), 0)
+	for len(r.seconds) <= i {
+		r.seconds = append(r.seconds, &second{outcomes: map[string]int64{}})
+	}
+	return r.seconds[i]
+}
+
+// record notes an attempt intended at intended and answered at done with outcome.
+func (r *recorder) record(intended, done time.Time, outcome string) {
+	ms := float64(done.Sub(intended).Microseconds()) / 1000
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outcomes[outcome]++
+	if outcome == OutSoldOut && r.soldOutAt == 0 {
+		r.soldOutAt = max(done.Sub(r.start), time.Nanosecond)
+	}
+	s := r.secondAt(intended)
+	s.attempts++
+	s.outcomes[outcome]++
+	if len(s.lat) < maxSamples/64 {
+		s.lat = append(s.lat, ms)
+	}
+	r.seen++
+	if len(r.all) < maxSamples {
+		r.all = append(r.all, ms)
+	} else if j := rand.Int64N(r.seen); j < maxSamples { // reservoir: each latency kept with equal chance
+		r.all[j] = ms
+	}
+	if r.soldOutAt == 0 || intended.Sub(r.start) < r.soldOutAt {
+		if len(r.before) < maxSamples {
+			r.before = append(r.before, ms)
+		}
+	} else if len(r.after) < maxSamples {
+		r.after = append(r.after, ms)
+	}
+}
+
+// percentiles returns the median and 99th percentile of ms (0, 0 when empty).
+func percentiles(ms []float64) (p50, p99 float64) {
+	if len(ms) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(ms)
+	slices.Sort(s)
+	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
+}
