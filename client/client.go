@@ -375,7 +375,11 @@ func (c *Client) Pay(ctx context.Context, payURL string, r paysim.PayRequest) (*
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: "payment refused"}
+		var eb surgehttp.ErrorBody // the provider answers in the same envelope
+		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" {
+			return nil, &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: "payment refused"}
+		}
+		return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	}
 	var out paysim.PayResponse
 	return &out, json.NewDecoder(resp.Body).Decode(&out)

@@ -139,6 +139,9 @@ func (a *API) Poll(ctx context.Context, sh Shopper, ticket string) (*purchase.Re
 	return a.as(sh).PollPurchase(ctx, ticket)
 }
 
+// payRetryFor is how long a shopper keeps trying a busy payment provider.
+const payRetryFor = 10 * time.Second
+
 // orderVisibleWithin is how long an acknowledged order may take to show (R-3.7 says a second).
 const orderVisibleWithin = 5 * time.Second
 
@@ -155,10 +158,14 @@ func (a *API) Pay(ctx context.Context, sh Shopper, orderID int64) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	if _, err := c.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket}); err != nil {
-		return false, err
+	// A provider with too many payments in flight says so (EUNAVAILABLE): the shopper tries
+	// again a moment later, as long as the ticket lasts.
+	_, err = c.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket})
+	for deadline := time.Now().Add(payRetryFor); surge.ErrorCode(err) == surge.EUNAVAILABLE && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		_, err = c.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket})
 	}
-	return true, nil
+	return err == nil, err
 }
 
 // Order implements Target.

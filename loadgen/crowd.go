@@ -131,6 +131,7 @@ type Result struct {
 	Paid           int64            `json:"paid"`      // orders the crowd paid
 	Abandoned      int64            `json:"abandoned"` // orders left to expire
 	PayErrors      int64            `json:"pay_errors"`
+	PayFailures    map[string]int64 `json:"pay_failures,omitempty"` // payment errors by code (ECONFLICT: the order expired first)
 	Invariants     []audit.Result   `json:"invariants"`
 	Passed         bool             `json:"passed"`
 	Series         []Point          `json:"series"`
@@ -364,6 +365,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 		return payRng.Float64() < c.PayShare
 	}
 	seen := sync.Map{} // order ids acknowledged, to count them once
+	payFailures := map[string]int64{}
 
 	stop := make(chan struct{})
 	var remaining []int64
@@ -449,6 +451,9 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 				switch {
 				case err != nil:
 					payErrors.Add(1)
+					payMu.Lock()
+					payFailures[surge.ErrorCode(err)]++
+					payMu.Unlock()
 				case ok:
 					paid.Add(1)
 				default:
@@ -464,7 +469,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	progressWG.Wait()
 
 	r := &Result{Outcomes: rec.outcomes, Orders: orders.Load(), Paid: paid.Load(), Abandoned: abandoned.Load(),
-		PayErrors: payErrors.Load(), DurationSec: end.Seconds(), Attempts: rec.seen}
+		PayErrors: payErrors.Load(), PayFailures: payFailures, DurationSec: end.Seconds(), Attempts: rec.seen}
 	r.AttemptsPerSec = float64(rec.seen) / end.Seconds()
 	r.P50Ms, r.P99Ms = percentiles(rec.all)
 	cut := rec.soldOutAt

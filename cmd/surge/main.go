@@ -18,6 +18,8 @@ Usage:
   surge serve    [flags]   run the platform (embedded by default; see surge serve --help)
   surge migrate  [flags]   apply the relational schema migrations and exit
   surge bench stock [flags]  measure the stock engine (see surge bench stock --help)
+  surge bench purchase [flags]  measure the purchase API with wrk (see surge bench purchase --help)
+  surge loadgen  [flags]   replay a flash-sale crowd against a deployment and check the invariants
   surge payment-sim [flags]  run the simulated payment provider on its own port
   surge help               show this text
 `
@@ -44,6 +46,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = runBench(ctx, args[1:], env, stdout, stderr)
 	case "payment-sim":
 		err = runPaymentSim(ctx, args[1:], env, stderr)
+	case "loadgen":
+		err = runLoadgen(ctx, args[1:], env, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, help)
 		return 0

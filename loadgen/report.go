@@ -1,0 +1,169 @@
+package loadgen
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Summary writes a run's report for people.
+func Summary(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "target %s: %d attempts in %.1fs: %.0f attempts/s, p50 %.2f ms, p99 %.2f ms (from the intended send time)\n",
+		r.Target, r.Attempts, r.DurationSec, r.AttemptsPerSec, r.P50Ms, r.P99Ms)
+	fmt.Fprintf(w, "  before sell-out: %d attempts, %.0f/s, p50 %.2f ms, p99 %.2f ms\n", r.BeforeSellout.Attempts,
+		r.BeforeSellout.AttemptsPerSec, r.BeforeSellout.P50Ms, r.BeforeSellout.P99Ms)
+	fmt.Fprintf(w, "  after sell-out:  %d attempts, %.0f/s, p50 %.2f ms, p99 %.2f ms\n", r.AfterSellout.Attempts,
+		r.AfterSellout.AttemptsPerSec, r.AfterSellout.P50Ms, r.AfterSellout.P99Ms)
+	fmt.Fprintf(w, "  outcomes: %s\n", outcomeList(r.Outcomes))
+	fmt.Fprintf(w, "  orders %d: paid %d, abandoned %d, payment errors %d", r.Orders, r.Paid, r.Abandoned, r.PayErrors)
+	if len(r.PayFailures) > 0 {
+		fmt.Fprintf(w, " (%s)", outcomeList(r.PayFailures))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "invariants:")
+	for _, inv := range r.Invariants {
+		fmt.Fprintf(w, "  %-4s %-30s checked %d, violations %d", inv.Status, inv.Invariant, inv.Checked, inv.Violations)
+		if len(inv.Details) > 0 {
+			fmt.Fprintf(w, "  (%s)", strings.Join(inv.Details, "; "))
+		}
+		fmt.Fprintln(w)
+	}
+	if r.Passed {
+		fmt.Fprintln(w, "PASSED")
+	} else {
+		fmt.Fprintln(w, "FAILED")
+	}
+}
+
+func outcomeList(m map[string]int64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// chart is one SVG line chart: a series per line, over seconds.
+type chart struct {
+	Title string
+	Unit  string
+	Lines []line
+	Max   float64
+	Ticks []float64
+	Secs  int
+}
+
+type line struct {
+	Name   string
+	Color  string
+	Points string // SVG polyline points
+}
+
+const chartW, chartH = 640.0, 200.0
+
+func newChart(title, unit string, secs int, series map[string][]float64, colors map[string]string) chart {
+	c := chart{Title: title, Unit: unit, Secs: secs}
+	for _, vs := range series {
+		for _, v := range vs {
+			c.Max = max(c.Max, v)
+		}
+	}
+	if c.Max <= 0 {
+		c.Max = 1
+	}
+	for i := 0; i <= 4; i++ {
+		c.Ticks = append(c.Ticks, c.Max*float64(i)/4)
+	}
+	for _, name := range slices.Sorted(maps.Keys(series)) {
+		var pts []string
+		for i, v := range series[name] {
+			if v < 0 {
+				continue // not measured that second
+			}
+			x := chartW * float64(i) / float64(max(secs-1, 1))
+			y := chartH - chartH*v/c.Max
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
+		}
+		c.Lines = append(c.Lines, line{Name: name, Color: colors[name], Points: strings.Join(pts, " ")})
+	}
+	return c
+}
+
+var page = template.Must(template.New("report").Funcs(template.FuncMap{
+	"y":   func(c chart, v float64) float64 { return chartH - chartH*v/c.Max },
+	"num": func(v float64) string { return fmt.Sprintf("%.4g", v) },
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Surge load test</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
+.PASS{color:#15803d;font-weight:bold}.FAIL{color:#b91c1c;font-weight:bold}.NA{color:#777}
+svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
+</style></head><body>
+<h1>Surge load test</h1>
+{{range .Runs}}
+<h2>{{.R.Target}}: {{if .R.Passed}}<span class="PASS">PASSED</span>{{else}}<span class="FAIL">FAILED</span>{{end}}</h2>
+<table>
+<tr><th>attempts</th><td>{{.R.Attempts}} in {{num .R.DurationSec}} s ({{num .R.AttemptsPerSec}}/s)</td></tr>
+<tr><th>latency from intended send</th><td>p50 {{num .R.P50Ms}} ms, p99 {{num .R.P99Ms}} ms</td></tr>
+<tr><th>before sell-out</th><td>{{.R.BeforeSellout.Attempts}} attempts, {{num .R.BeforeSellout.AttemptsPerSec}}/s, p50 {{num .R.BeforeSellout.P50Ms}} ms, p99 {{num .R.BeforeSellout.P99Ms}} ms</td></tr>
+<tr><th>after sell-out</th><td>{{.R.AfterSellout.Attempts}} attempts, {{num .R.AfterSellout.AttemptsPerSec}}/s, p50 {{num .R.AfterSellout.P50Ms}} ms, p99 {{num .R.AfterSellout.P99Ms}} ms</td></tr>
+<tr><th>outcomes</th><td>{{.Outcomes}}</td></tr>
+<tr><th>orders</th><td>{{.R.Orders}}: paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, payment errors {{.R.PayErrors}}</td></tr>
+</table>
+<h2>Invariants</h2>
+<table><tr><th>invariant</th><th>verdict</th><th>checked</th><th>violations</th><th>details</th></tr>
+{{range .R.Invariants}}<tr><td>{{.Invariant}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{.Checked}}</td><td>{{.Violations}}</td><td>{{range .Details}}{{.}} {{end}}</td></tr>
+{{end}}</table>
+{{range .Charts}}
+<h2>{{.Title}}</h2>
+<div class="legend">{{range .Lines}}<span style="color:{{.Color}}">&#9632; {{.Name}}</span>{{end}}</div>
+<svg width="700" height="230" viewBox="-50 -10 700 230" role="img" aria-label="{{.Title}}">
+{{$c := .}}{{range .Ticks}}<line x1="0" x2="640" y1="{{y $c .}}" y2="{{y $c .}}" stroke="#eee"/><text x="-6" y="{{y $c .}}" font-size="10" text-anchor="end" dominant-baseline="middle">{{num .}}</text>
+{{end}}<text x="640" y="215" font-size="10" text-anchor="end">{{.Secs}} s</text><text x="0" y="215" font-size="10">0 s ({{.Unit}})</text>
+{{range .Lines}}<polyline fill="none" stroke="{{.Color}}" stroke-width="2" points="{{.Points}}"/>
+{{end}}</svg>
+{{end}}
+{{end}}
+</body></html>
+`))
+
+// WriteHTML writes a self-contained page (no external assets) with each run's figures,
+// invariants, and charts of rate, latency and stock over time.
+func WriteHTML(w io.Writer, runs ...*Result) error {
+	type run struct {
+		R        *Result
+		Outcomes string
+		Charts   []chart
+	}
+	var data struct{ Runs []run }
+	for _, r := range runs {
+		n := len(r.Series)
+		rate := map[string][]float64{}
+		lat := map[string][]float64{"p50": make([]float64, n), "p99": make([]float64, n)}
+		stock := map[string][]float64{"remaining (hottest item)": make([]float64, n)}
+		for i, p := range r.Series {
+			for k := range r.Outcomes {
+				if rate[k] == nil {
+					rate[k] = make([]float64, n)
+				}
+				rate[k][i] = float64(p.Outcomes[k])
+			}
+			lat["p50"][i], lat["p99"][i] = p.P50Ms, p.P99Ms
+			stock["remaining (hottest item)"][i] = float64(p.Remaining)
+		}
+		colors := map[string]string{OutSuccess: "#15803d", OutSoldOut: "#6b7280", OutLimit: "#ca8a04", OutRateLimited: "#9333ea",
+			OutRejected: "#b91c1c", OutUnavailable: "#ea580c", OutError: "#000", "p50": "#2563eb", "p99": "#b91c1c",
+			"remaining (hottest item)": "#0f766e"}
+		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Charts: []chart{
+			newChart("Attempts per second, by outcome", "attempts/s", n, rate, colors),
+			newChart("Latency per second (ms, from the intended send time)", "ms", n, lat, colors),
+			newChart("Stock left", "units", n, stock, colors),
+		}})
+	}
+	return page.Execute(w, data)
+}
