@@ -64,7 +64,7 @@ type Config struct {
 	PayShare    float64 // share of successful shoppers who pay; the rest abandon
 	PayDelay    time.Duration
 	MaxInFlight int           // attempts under way at once (bounded; late ones count their wait)
-	PollEvery   time.Duration // how often a queued shopper polls
+	PollEvery   time.Duration // a queued shopper's first poll; each next one waits twice as long, up to a second
 	Seed        uint64
 	Settle      time.Duration // how long the checker waits for the sale to settle
 	PayTimeout  time.Duration // the session's: abandoned orders expire after it, before the check
@@ -426,8 +426,12 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 			req := purchase.Request{ItemID: a.item, Quantity: 1, RequestID: fmt.Sprintf("lg%d-%d", a.who, a.at), Token: a.token}
 			res, err := t.Buy(ctx, sh, req)
 			answered := time.Now()
+			// A queued shopper polls, backing off as apps do, so that a slow sale is not
+			// buried under its own polls.
+			wait := c.PollEvery
 			for deadline := answered.Add(30 * time.Second); err == nil && res.Status == purchase.StatusQueued && time.Now().Before(deadline); {
-				time.Sleep(c.PollEvery)
+				time.Sleep(wait)
+				wait = min(2*wait, time.Second)
 				res, err = t.Poll(ctx, sh, res.Ticket)
 			}
 			outcome := outcomeOf(res, err)

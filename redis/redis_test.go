@@ -5,7 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
 
 	"github.com/surgecommerce/surge/ratelimit/countertest"
 	"github.com/surgecommerce/surge/redis"
@@ -38,5 +43,55 @@ func TestUnreachableFailsFast(t *testing.T) {
 	}
 	if _, err := redis.Open(context.Background(), "http://nope", "t"); err == nil {
 		t.Fatal("Open(bad url) = nil error")
+	}
+}
+
+// The common per-request store sells exactly its stock, keeps the per-buyer limit, and gives
+// back what is undone.
+func TestPlainStock(t *testing.T) {
+	url := os.Getenv("SURGE_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SURGE_TEST_REDIS_URL not set")
+	}
+	ctx := context.Background()
+	c, err := redis.Open(ctx, url, fmt.Sprintf("surgetest%d", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Purge(ctx); c.Close() }()
+	p := c.Plain()
+	if err := p.Load(ctx, 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	var sold atomic.Int64
+	var wg sync.WaitGroup
+	for u := range int64(20) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := p.Buy(ctx, 1, u, 1, 1); err == nil && out == surge.Reserved {
+				sold.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if left, err := p.Left(ctx, 1); sold.Load() != 3 || left != 0 || err != nil {
+		t.Fatalf("sold %d, left %d, %v; want 3 and 0", sold.Load(), left, err)
+	}
+	p.Load(ctx, 2, 5)
+	if out, _ := p.Buy(ctx, 2, 7, 1, 1); out != surge.Reserved {
+		t.Fatalf("first buy = %v", out)
+	}
+	if out, _ := p.Buy(ctx, 2, 7, 1, 1); out != surge.LimitReached {
+		t.Fatalf("second buy by the same user = %v; want LimitReached", out)
+	}
+	if err := p.Undo(ctx, 2, 7, 1); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := p.Buy(ctx, 2, 7, 1, 1); out != surge.Reserved {
+		t.Fatalf("buy after undo = %v; want Reserved", out)
+	}
+	if left, _ := p.Left(ctx, 2); left != 4 {
+		t.Fatalf("left = %d; want 4", left)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,12 +9,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/client"
 	"github.com/surgecommerce/surge/loadgen"
+	"github.com/surgecommerce/surge/postgres"
+	"github.com/surgecommerce/surge/redis"
+	"github.com/surgecommerce/surge/snowflake"
+	"github.com/surgecommerce/surge/sqlite"
 )
 
 // loadgenFlags are the settings of surge loadgen.
@@ -30,6 +38,11 @@ type loadgenFlags struct {
 	cfg           loadgen.Config
 	json          bool
 	html          string
+	reference     bool
+	compare       bool
+	rounds        int
+	redisURL      string
+	refPostgres   string
 }
 
 func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*loadgenFlags, error) {
@@ -61,13 +74,25 @@ func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*lo
 	fs.DurationVar(&f.cfg.Settle, "settle", time.Minute, "how long the checker waits for the sale to settle")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object instead of the summary")
 	fs.StringVar(&f.html, "html", "", "also write a report with charts to this HTML file")
+	fs.BoolVar(&f.reference, "reference", false, "run the crowd against the reference build instead (per request a Redis Lua decrement and a synchronous SQL insert), started in this process")
+	fs.BoolVar(&f.compare, "compare", false, "run the crowd against --target and the reference, alternating, with the same seed, and print the ratios")
+	fs.IntVar(&f.rounds, "rounds", 1, "with --compare: rounds of the two runs; the medians are compared")
+	fs.StringVar(&f.redisURL, "redis-url", env("SURGE_REDIS_URL"), "the reference's Redis (required with --reference or --compare)")
+	fs.StringVar(&f.refPostgres, "reference-postgres-url", "", "the reference's PostgreSQL (an empty database); default a SQLite file in a temporary directory")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	switch {
+	case (f.reference || f.compare) && f.redisURL == "":
+		return nil, errors.New("--reference and --compare need --redis-url for the reference build")
+	case f.reference && f.compare:
+		return nil, errors.New("--reference and --compare exclude each other")
+	case f.compare && f.rounds < 1:
+		return nil, errors.New("--rounds must be at least 1")
+	case f.reference:
 	case f.targets == "":
 		return nil, errors.New("--target is required")
-	case f.adminPassword == "":
+	case !f.reference && f.adminPassword == "":
 		return nil, errors.New("--admin-password (or SURGE_ADMIN_PASSWORD) is required")
 	case f.cfg.Shoppers < 1 || f.cfg.Rate <= 0 || f.cfg.Duration <= 0:
 		return nil, errors.New("--shoppers, --rate and --duration must be positive")
@@ -78,22 +103,13 @@ func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*lo
 	return f, nil
 }
 
-// runLoadgen replays a crowd against a running deployment and exits non-zero when an
-// invariant failed.
+// runLoadgen replays a crowd against a running deployment (or the reference build, or both)
+// and exits non-zero when an invariant failed.
 func runLoadgen(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	f, err := parseLoadgen(args, env, stderr)
 	if err != nil {
 		return err
 	}
-	targets := strings.Split(f.targets, ",")
-	api := loadgen.NewAPI(targets, f.cfg.MaxInFlight)
-	tok, err := client.New(targets[0]).Login(ctx, f.adminUser, f.adminPassword)
-	if err != nil {
-		return fmt.Errorf("signing in as %s: %w", f.adminUser, err)
-	}
-	api.Admin = api.Nodes[0].As(tok.AccessToken)
-	api.Session, api.Items, api.Units, api.Limit = f.session, f.items, f.units, f.limit
-	api.PayTimeout, api.OpensIn, api.Duration = f.payTimeout, f.opensIn, f.cfg.Duration+time.Hour
 	f.cfg.Progress = func(p loadgen.Progress) {
 		keys := make([]string, 0, len(p.Outcomes))
 		for k := range p.Outcomes {
@@ -108,27 +124,173 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 			p.Elapsed.Seconds(), p.Rate, p.P50, p.P99, p.InFlight, strings.Join(parts, ", "))
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "loadgen: "+format+"\n", args...) }
-	res, err := loadgen.Run(ctx, api, f.cfg, logf)
+	if f.reference {
+		res, err := runReference(ctx, f, logf)
+		if err != nil {
+			return err
+		}
+		return report(stdout, f, res)
+	}
+	if f.compare {
+		return runCompare(ctx, f, stdout, logf)
+	}
+	res, err := runSurge(ctx, f, logf)
 	if err != nil {
 		return err
 	}
-	res.Target = f.targets
 	return report(stdout, f, res)
+}
+
+// runSurge runs the crowd against the deployment at --target.
+func runSurge(ctx context.Context, f *loadgenFlags, logf func(string, ...any)) (*loadgen.Result, error) {
+	targets := strings.Split(f.targets, ",")
+	api := loadgen.NewAPI(targets, f.cfg.MaxInFlight)
+	tok, err := client.New(targets[0]).Login(ctx, f.adminUser, f.adminPassword)
+	if err != nil {
+		return nil, fmt.Errorf("signing in as %s: %w", f.adminUser, err)
+	}
+	api.Admin = api.Nodes[0].As(tok.AccessToken)
+	api.Session, api.Items, api.Units, api.Limit = f.session, f.items, f.units, f.limit
+	api.PayTimeout, api.OpensIn, api.Duration = f.payTimeout, f.opensIn, f.cfg.Duration+time.Hour
+	res, err := loadgen.Run(ctx, api, f.cfg, logf)
+	if err != nil {
+		return nil, err
+	}
+	res.Target = "surge " + f.targets
+	return res, nil
+}
+
+// runReference starts the reference build in this process and runs the crowd against it.
+func runReference(ctx context.Context, f *loadgenFlags, logf func(string, ...any)) (*loadgen.Result, error) {
+	rc, err := redis.Open(ctx, f.redisURL, fmt.Sprintf("surgeref%d", time.Now().UnixNano()))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { rc.Purge(context.WithoutCancel(ctx)); rc.Close() }()
+	ids, err := snowflake.New(1)
+	if err != nil {
+		return nil, err
+	}
+	var orders interface {
+		surge.OrderStore
+		Migrate(context.Context) ([]int64, error)
+		Close() error
+	}
+	where := "SQLite"
+	if f.refPostgres != "" {
+		orders, err = postgres.Open(ctx, f.refPostgres, ids.Next)
+		where = "PostgreSQL"
+	} else {
+		dir, derr := os.MkdirTemp("", "surge-reference-")
+		if derr != nil {
+			return nil, derr
+		}
+		defer os.RemoveAll(dir)
+		orders, err = sqlite.Open(ctx, filepath.Join(dir, "reference.db"), ids.Next)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer orders.Close()
+	if _, err := orders.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	ref := &loadgen.Reference{Stock: rc.Plain(), Orders: orders, IDs: ids.Next, Items: f.items, Units: f.units, Limit: f.limit}
+	if err := ref.Start(f.cfg.MaxInFlight); err != nil {
+		return nil, err
+	}
+	defer ref.Close()
+	cfg := f.cfg
+	cfg.PayTimeout = 0 // the reference takes no payments: nothing expires
+	logf("reference build at %s (Redis Lua decrement + synchronous %s insert per request)", ref.URL(), where)
+	res, err := loadgen.Run(ctx, ref, cfg, logf)
+	if err != nil {
+		return nil, err
+	}
+	res.Target = "reference (Redis + " + where + ")"
+	return res, nil
+}
+
+// Comparison is what surge loadgen --compare --json prints.
+type Comparison struct {
+	Surge           *loadgen.Result   `json:"surge"`
+	Reference       *loadgen.Result   `json:"reference"`
+	Rounds          []*loadgen.Result `json:"rounds"`           // every run, in the order they ran
+	ThroughputRatio float64           `json:"throughput_ratio"` // Surge over reference, medians over rounds
+	P99Ratio        float64           `json:"p99_ratio"`        // Surge over reference: below 1 is better
+	Passed          bool              `json:"passed"`
+}
+
+// runCompare alternates Surge and the reference, same crowd and seed, and compares medians.
+func runCompare(ctx context.Context, f *loadgenFlags, stdout io.Writer, logf func(string, ...any)) error {
+	var cmp Comparison
+	var surgeRuns, refRuns []*loadgen.Result
+	for round := range f.rounds {
+		logf("round %d of %d: Surge", round+1, f.rounds)
+		s, err := runSurge(ctx, f, logf)
+		if err != nil {
+			return err
+		}
+		logf("round %d of %d: reference", round+1, f.rounds)
+		r, err := runReference(ctx, f, logf)
+		if err != nil {
+			return err
+		}
+		surgeRuns, refRuns = append(surgeRuns, s), append(refRuns, r)
+		cmp.Rounds = append(cmp.Rounds, s, r)
+	}
+	cmp.Surge, cmp.Reference = medianRun(surgeRuns), medianRun(refRuns)
+	if cmp.Reference.AttemptsPerSec > 0 {
+		cmp.ThroughputRatio = cmp.Surge.AttemptsPerSec / cmp.Reference.AttemptsPerSec
+	}
+	if cmp.Reference.P99Ms > 0 {
+		cmp.P99Ratio = cmp.Surge.P99Ms / cmp.Reference.P99Ms
+	}
+	cmp.Passed = cmp.Surge.Passed && cmp.Reference.Passed
+	if f.html != "" {
+		if err := writeHTML(f.html, cmp.Rounds...); err != nil {
+			return err
+		}
+	}
+	if f.json {
+		if err := json.NewEncoder(stdout).Encode(cmp); err != nil {
+			return err
+		}
+	} else {
+		loadgen.Summary(stdout, cmp.Surge)
+		loadgen.Summary(stdout, cmp.Reference)
+		fmt.Fprintf(stdout, "Surge over reference (median of %d rounds): throughput %.2f×, p99 %.2f×\n", f.rounds, cmp.ThroughputRatio, cmp.P99Ratio)
+	}
+	if !cmp.Passed {
+		return loadgen.ErrFailed
+	}
+	return nil
+}
+
+// medianRun is the run with the median throughput.
+func medianRun(runs []*loadgen.Result) *loadgen.Result {
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b *loadgen.Result) int { return cmp.Compare(a.AttemptsPerSec, b.AttemptsPerSec) })
+	return s[len(s)/2]
+}
+
+func writeHTML(path string, runs ...*loadgen.Result) error {
+	file, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := loadgen.WriteHTML(file, runs...); err != nil {
+		file.Close()
+		return err
+	}
+	return file.Close()
 }
 
 // report prints the run (summary or JSON), writes the HTML page if asked, and fails when an
 // invariant did.
 func report(stdout io.Writer, f *loadgenFlags, runs ...*loadgen.Result) error {
 	if f.html != "" {
-		file, err := os.Create(f.html)
-		if err != nil {
-			return err
-		}
-		if err := loadgen.WriteHTML(file, runs...); err != nil {
-			file.Close()
-			return err
-		}
-		if err := file.Close(); err != nil {
+		if err := writeHTML(f.html, runs...); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,5 +51,51 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 				t.Fatalf("result = %+v", res)
 			}
 		})
+	}
+}
+
+// The command prints one JSON object with the figures and verdicts, writes the HTML report,
+// and runs the same crowd against the reference build.
+func TestLoadgenCommand(t *testing.T) {
+	c := saleConfig(t)
+	c.Proxies = "127.0.0.1/32"
+	_, cl := start(t, c)
+	html := filepath.Join(t.TempDir(), "report.html")
+	crowd := []string{"--shoppers", "200", "--rate", "150", "--duration", "1s", "--items", "2", "--units", "30",
+		"--pay-timeout", "1s", "--opens-in", "1500ms", "--in-flight", "32", "--settle", "20s", "--json"}
+	runJSON := func(args ...string) map[string]any {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), append([]string{"loadgen"}, args...), func(string) string { return "" }, &out, &errOut); code != 0 {
+			t.Fatalf("loadgen %v = %d: %s", args, code, errOut.String())
+		}
+		var res map[string]any
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatalf("output %q: %v", out.String(), err)
+		}
+		return res
+	}
+	res := runJSON(append(crowd, "--target", cl.BaseURL(), "--admin-password", "admin-password", "--html", html)...)
+	for _, k := range []string{"attempts_per_sec", "p50_ms", "p99_ms", "outcomes", "invariants"} {
+		if _, ok := res[k]; !ok {
+			t.Errorf("JSON lacks %s: %v", k, res)
+		}
+	}
+	if res["passed"] != true {
+		t.Fatalf("passed = %v: %v", res["passed"], res["invariants"])
+	}
+	if b, err := os.ReadFile(html); err != nil || !bytes.Contains(b, []byte("<svg")) || !bytes.Contains(b, []byte("PASS")) {
+		t.Fatalf("HTML report: %v, %d bytes", err, len(b))
+	}
+	redisURL := os.Getenv("SURGE_TEST_REDIS_URL")
+	if redisURL == "" {
+		return
+	}
+	ref := runJSON(append(crowd, "--reference", "--redis-url", redisURL)...)
+	if ref["passed"] != true || ref["target"] != "reference (Redis + SQLite)" {
+		t.Fatalf("reference run = %v", ref)
+	}
+	if out := ref["outcomes"].(map[string]any); out["success"].(float64) != 60 {
+		t.Fatalf("reference sold %v; want all 60 units", out["success"])
 	}
 }

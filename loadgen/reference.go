@@ -1,0 +1,227 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
+	"github.com/surgecommerce/surge/client"
+	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/redis"
+)
+
+// Reference is the flash sale as it is commonly built, for comparison: an HTTP handler that,
+// per request, checks the access token, runs one Redis Lua decrement and inserts the order
+// into the SQL database synchronously before answering. No queue, no gate, no batching. It
+// serves the same routes and answers as Surge, so the same crowd runs against it.
+type Reference struct {
+	Stock  *redis.Plain
+	Orders surge.OrderStore
+	IDs    func() (int64, error)
+	Items  int
+	Units  int64
+	Limit  int64
+
+	secret []byte
+	srv    *http.Server
+	api    *client.Client
+	items  []int64
+	nextID atomic.Int64
+}
+
+// Start serves the reference on a loopback port, with an HTTP client for inFlight attempts.
+func (r *Reference) Start(inFlight int) error {
+	r.secret = []byte(fmt.Sprintf("reference-%d-secret-of-thirty-two-bytes", time.Now().UnixNano()))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/items/{id}", r.page)
+	mux.HandleFunc("POST /v1/purchases", r.buy)
+	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)}
+	go r.srv.Serve(ln) // stopped by Close
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: inFlight * 2, MaxIdleConnsPerHost: inFlight}}
+	r.api = client.New("http://" + ln.Addr().String()).WithHTTP(hc)
+	return nil
+}
+
+// URL is where the reference serves.
+func (r *Reference) URL() string { return r.api.BaseURL() }
+
+// Close stops the server.
+func (r *Reference) Close() error { return r.srv.Close() }
+
+func refFail(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(surgehttp.ErrorBody{Error: surgehttp.ErrorDetail{Code: code, Message: msg}})
+}
+
+func (r *Reference) user(req *http.Request) (int64, bool) {
+	tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return 0, false
+	}
+	var c jwt.RegisteredClaims
+	if _, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return r.secret, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()); err != nil {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(c.Subject, 10, 64)
+	return id, err == nil
+}
+
+func (r *Reference) page(w http.ResponseWriter, req *http.Request) {
+	if _, ok := r.user(req); !ok {
+		refFail(w, 401, surge.EUNAUTHORIZED, "access token is not valid")
+		return
+	}
+	id, _ := strconv.ParseInt(req.PathValue("id"), 10, 64)
+	left, err := r.Stock.Left(req.Context(), id)
+	if err != nil {
+		refFail(w, 503, surge.EUNAVAILABLE, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(purchase.Detail{Item: &surge.SessionItem{ID: id}, Remaining: left})
+}
+
+func (r *Reference) buy(w http.ResponseWriter, req *http.Request) {
+	user, ok := r.user(req)
+	if !ok {
+		refFail(w, 401, surge.EUNAUTHORIZED, "access token is not valid")
+		return
+	}
+	var in purchase.Request
+	if err := json.NewDecoder(req.Body).Decode(&in); err != nil || in.Quantity < 1 {
+		refFail(w, 400, surge.EINVALID, "bad request")
+		return
+	}
+	ctx := req.Context()
+	out, err := r.Stock.Buy(ctx, in.ItemID, user, in.Quantity, r.Limit)
+	switch {
+	case err != nil:
+		refFail(w, 503, surge.EUNAVAILABLE, err.Error())
+		return
+	case out == surge.SoldOut:
+		refFail(w, 409, surge.ESOLDOUT, "sold out")
+		return
+	case out == surge.LimitReached:
+		refFail(w, 409, surge.ELIMIT, "limit reached")
+		return
+	}
+	id, err := r.IDs()
+	if err == nil {
+		now := time.Now().UTC()
+		_, err = r.Orders.CreateOrder(ctx, &surge.Order{ID: id, TxnID: "R" + strconv.FormatInt(id, 10), RequestID: in.RequestID,
+			UserID: user, SessionID: 1, ItemID: in.ItemID, SKUID: 1, MerchantID: 1, Quantity: in.Quantity,
+			Amount: surge.Money{Amount: 100 * in.Quantity, Currency: "CNY"}, State: surge.OrderPendingPayment,
+			CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+	}
+	if err != nil {
+		r.Stock.Undo(context.WithoutCancel(ctx), in.ItemID, user, in.Quantity)
+		refFail(w, 503, surge.EUNAVAILABLE, "order not written")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(purchase.Result{Status: purchase.StatusSuccess, OrderID: id})
+}
+
+// Setup implements Target: items 1..Items with Units each, open at once.
+func (r *Reference) Setup(ctx context.Context) ([]int64, time.Time, error) {
+	base := time.Now().UnixMilli() % 1_000_000_000 * 1000 // item ids of their own, per run
+	r.items = nil
+	for i := range r.Items {
+		id := base + int64(i) + 1
+		if err := r.Stock.Load(ctx, id, r.Units); err != nil {
+			return nil, time.Time{}, err
+		}
+		r.items = append(r.items, id)
+	}
+	return r.items, time.Now(), nil
+}
+
+// Shoppers implements Target: tokens the reference signs itself.
+func (r *Reference) Shoppers(ctx context.Context, n int) ([]Shopper, error) {
+	out := make([]Shopper, n)
+	for i := range out {
+		id := 1_000_000_000 + r.nextID.Add(1)
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: strconv.FormatInt(id, 10),
+			ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}).SignedString(r.secret)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Shopper{UserID: id, Token: tok}
+	}
+	return out, nil
+}
+
+// Page implements Target.
+func (r *Reference) Page(ctx context.Context, sh Shopper, item int64) (string, int64, error) {
+	d, err := r.api.As(sh.Token).Item(ctx, item)
+	if err != nil {
+		return "", 0, err
+	}
+	return "", d.Remaining, nil
+}
+
+// Buy implements Target.
+func (r *Reference) Buy(ctx context.Context, sh Shopper, req purchase.Request) (*purchase.Result, error) {
+	return r.api.As(sh.Token).Purchase(ctx, req)
+}
+
+// Poll implements Target: the reference never queues.
+func (r *Reference) Poll(context.Context, Shopper, string) (*purchase.Result, error) {
+	return nil, errors.New("the reference does not queue")
+}
+
+// Pay implements Target: the reference takes no payments.
+func (r *Reference) Pay(context.Context, Shopper, int64) (bool, error) { return false, nil }
+
+// Order implements Target.
+func (r *Reference) Order(ctx context.Context, sh Shopper, id int64) error {
+	o, err := r.Orders.OrderByID(ctx, id)
+	if err == nil && o.UserID != sh.UserID {
+		return fmt.Errorf("order %d belongs to another shopper", id)
+	}
+	return err
+}
+
+// Audit implements Target: the same invariants, over what Redis and the database hold. A
+// decrement is a sale, so nothing is ever reserved.
+func (r *Reference) Audit(ctx context.Context) (*audit.Report, error) {
+	var facts []audit.ItemFacts
+	for _, id := range r.items {
+		left, err := r.Stock.Left(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		o, err := r.Orders.AuditItem(ctx, id, r.Limit)
+		if err != nil {
+			return nil, err
+		}
+		facts = append(facts, audit.ItemFacts{ItemID: id, Allotted: r.Units, PerUserLimit: r.Limit, Orders: o,
+			Stock: surge.StockLevels{Allotted: r.Units, Available: left, Sold: r.Units - left}})
+	}
+	return audit.Check(0, facts), nil
+}
+
+// Remaining implements Target.
+func (r *Reference) Remaining(ctx context.Context, item int64) (int64, error) {
+	return r.Stock.Left(ctx, item)
+}
