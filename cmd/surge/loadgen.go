@@ -110,19 +110,7 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 	if err != nil {
 		return err
 	}
-	f.cfg.Progress = func(p loadgen.Progress) {
-		keys := make([]string, 0, len(p.Outcomes))
-		for k := range p.Outcomes {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %d", k, p.Outcomes[k]))
-		}
-		fmt.Fprintf(stderr, "loadgen: %5.1fs  %6.0f/s  p50 %.2f ms  p99 %.2f ms  in flight %d  %s\n",
-			p.Elapsed.Seconds(), p.Rate, p.P50, p.P99, p.InFlight, strings.Join(parts, ", "))
-	}
+	f.cfg.Progress = progressPrinter(stderr)
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "loadgen: "+format+"\n", args...) }
 	if f.reference {
 		res, err := runReference(ctx, f, logf)
@@ -139,6 +127,23 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 		return err
 	}
 	return report(stdout, f, res)
+}
+
+// progressPrinter prints the crowd's progress once a second.
+func progressPrinter(w io.Writer) func(loadgen.Progress) {
+	return func(p loadgen.Progress) {
+		keys := make([]string, 0, len(p.Outcomes))
+		for k := range p.Outcomes {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var parts []string
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %d", k, p.Outcomes[k]))
+		}
+		fmt.Fprintf(w, "loadgen: %5.1fs  %6.0f/s  p50 %.2f ms  p99 %.2f ms  in flight %d  %s\n",
+			p.Elapsed.Seconds(), p.Rate, p.P50, p.P99, p.InFlight, strings.Join(parts, ", "))
+	}
 }
 
 // runSurge runs the crowd against the deployment at --target.

@@ -99,3 +99,16 @@ func TestLoadgenCommand(t *testing.T) {
 		t.Fatalf("reference sold %v; want all 60 units", out["success"])
 	}
 }
+
+// surge demo starts its own node, runs the sale, reports, and (with --exit) stops.
+func TestDemo(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"demo", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--duration", "1s", "--shoppers", "200",
+		"--rate", "100", "--pay-timeout", "1s", "--exit"}
+	if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
+		t.Fatalf("demo = %d: %s", code, errOut.String())
+	}
+	if !bytes.Contains(out.Bytes(), []byte("PASSED")) || !bytes.Contains(errOut.Bytes(), []byte("demo: node up at")) {
+		t.Fatalf("demo printed %s / %s", out.String(), errOut.String())
+	}
+}

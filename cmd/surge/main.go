@@ -20,6 +20,7 @@ Usage:
   surge bench stock [flags]  measure the stock engine (see surge bench stock --help)
   surge bench purchase [flags]  measure the purchase API with wrk (see surge bench purchase --help)
   surge loadgen  [flags]   replay a flash-sale crowd against a deployment and check the invariants
+  surge demo     [flags]   start an embedded node, run a 30-second sale against it, keep it up
   surge payment-sim [flags]  run the simulated payment provider on its own port
   surge help               show this text
 `
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = runPaymentSim(ctx, args[1:], env, stderr)
 	case "loadgen":
 		err = runLoadgen(ctx, args[1:], env, stdout, stderr)
+	case "demo":
+		err = runDemo(ctx, args[1:], env, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, help)
 		return 0
