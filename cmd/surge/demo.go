@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,7 @@ func runDemo(ctx context.Context, args []string, env func(string) string, stdout
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	stderr = &lockedWriter{w: stderr} // the node's log and the crowd's progress share it
 	c, _, err := parseConfig("serve", nil, env, io.Discard)
 	if err != nil {
 		return err
@@ -71,4 +73,16 @@ type discardBelowWarn struct{ slog.Handler }
 
 func (d discardBelowWarn) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && d.Handler.Enabled(ctx, l)
+}
+
+// lockedWriter serializes writes from several goroutines to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

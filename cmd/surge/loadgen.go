@@ -110,6 +110,7 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 	if err != nil {
 		return err
 	}
+	stderr = &lockedWriter{w: stderr} // progress comes from its own goroutine
 	f.cfg.Progress = progressPrinter(stderr)
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "loadgen: "+format+"\n", args...) }
 	if f.reference {

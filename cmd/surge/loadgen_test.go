@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,13 +104,32 @@ func TestLoadgenCommand(t *testing.T) {
 
 // surge demo starts its own node, runs the sale, reports, and (with --exit) stops.
 func TestDemo(t *testing.T) {
-	var out, errOut bytes.Buffer
+	var out bytes.Buffer
+	var errOut syncBuffer // the node's last log lines may still be written as it stops
 	args := []string{"demo", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--duration", "1s", "--shoppers", "200",
 		"--rate", "100", "--pay-timeout", "1s", "--exit"}
 	if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
 		t.Fatalf("demo = %d: %s", code, errOut.String())
 	}
-	if !bytes.Contains(out.Bytes(), []byte("PASSED")) || !bytes.Contains(errOut.Bytes(), []byte("demo: node up at")) {
+	if !bytes.Contains(out.Bytes(), []byte("PASSED")) || !strings.Contains(errOut.String(), "demo: node up at") {
 		t.Fatalf("demo printed %s / %s", out.String(), errOut.String())
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
