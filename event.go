@@ -20,3 +20,8 @@ type Event struct {
 	At   time.Time `json:"at"`
 	Data any       `json:"data"`
 }
+
+// MaxOrdersPerMessage bounds the orders one bus message carries (an order command or an
+// orders.created event), so that a message stays well under the bus's payload limit (NATS: 1 MiB
+// by default; an order is about 450 bytes of JSON).
+const MaxOrdersPerMessage = 1000

@@ -488,6 +488,12 @@ func (s *Service) decided(in *info, rr surge.ReserveRequest, d surge.BatchResult
 // shopper hears "success" only after this. If the bus is down the answer is an error, and a
 // retry (same request id) finds the reservation and records its order again.
 func (s *Service) record(ctx context.Context, orders []surge.Order) error {
+	for len(orders) > surge.MaxOrdersPerMessage { // in pieces that fit a bus message
+		if err := s.record(ctx, orders[:surge.MaxOrdersPerMessage]); err != nil {
+			return err
+		}
+		orders = orders[surge.MaxOrdersPerMessage:]
+	}
 	if len(orders) == 0 {
 		return nil
 	}

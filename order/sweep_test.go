@@ -1,0 +1,64 @@
+package order_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/stock"
+	"github.com/surgecommerce/surge/storetest"
+)
+
+// A sale's worth of abandoned orders expiring together is worked off in one sweep call, each
+// released exactly once, however many batches it takes.
+func TestSweepAllExpiresEveryDueOrder(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t)
+	eng, err := stock.Open(stock.Options{Dir: filepath.Join(t.TempDir(), "stock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	const n = 1234 // more than two sweep batches
+	if err := eng.Load(ctx, surge.StockItem{ID: 4, Allotted: n, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	orders := make([]surge.Order, n)
+	for i := range orders {
+		user, req := int64(100+i), fmt.Sprint("r", i)
+		if _, err := eng.Reserve(ctx, surge.ReserveRequest{ItemID: 4, UserID: user, Quantity: 1, RequestID: req, OrderID: int64(1000 + i)}); err != nil {
+			t.Fatal(err)
+		}
+		orders[i] = surge.Order{ID: int64(1000 + i), TxnID: fmt.Sprint("T", i), RequestID: req, UserID: user, SessionID: 3, ItemID: 4,
+			SKUID: 2, MerchantID: 9, Quantity: 1, Amount: surge.Money{Amount: 100, Currency: "CNY"}, State: surge.OrderPendingPayment,
+			CreatedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-time.Minute)}
+	}
+	if _, err := db.CreateOrders(ctx, orders); err != nil {
+		t.Fatal(err)
+	}
+	svc := order.New(db, db, eng, nowhere{}, order.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return now })
+	expired, err := svc.SweepAll(ctx)
+	if err != nil || expired != n {
+		t.Fatalf("SweepAll = %d, %v; want %d expired", expired, err, n)
+	}
+	lv, err := eng.Levels(ctx, 4)
+	if err != nil || lv.Available != n || lv.Reserved != 0 {
+		t.Fatalf("levels after the sweep = %+v, %v; want all %d back", lv, err, n)
+	}
+	if un, err := db.UnsettledStock(ctx, 10); err != nil || len(un) != 0 {
+		t.Fatalf("UnsettledStock = %d orders, %v; want none", len(un), err)
+	}
+	if again, err := svc.SweepAll(ctx); err != nil || again != 0 {
+		t.Fatalf("a second SweepAll = %d, %v; want nothing left", again, err)
+	}
+	if lv, _ := eng.Levels(ctx, 4); lv.Available != n {
+		t.Fatalf("available after a second sweep = %d; want %d (released once)", lv.Available, n)
+	}
+}
