@@ -179,11 +179,15 @@ func (a *API) Audit(ctx context.Context) (*audit.Report, error) {
 	return a.Admin.Audit(ctx, a.session)
 }
 
-// Remaining implements Target.
-func (a *API) Remaining(ctx context.Context, item int64) (int64, error) {
-	d, err := a.Admin.Item(ctx, item)
+// Remaining implements Target, from the audit's stock levels.
+func (a *API) Remaining(ctx context.Context) (int64, error) {
+	rep, err := a.Admin.Audit(ctx, a.session)
 	if err != nil {
 		return 0, err
 	}
-	return d.Remaining, nil
+	var left int64
+	for _, it := range rep.Items {
+		left += it.Stock.Available
+	}
+	return left, nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +47,9 @@ type Target interface {
 	Order(ctx context.Context, sh Shopper, orderID int64) error
 	// Audit checks the sale against the invariants.
 	Audit(ctx context.Context) (*audit.Report, error)
-	// Remaining reads the stock left of an item (for the stock chart).
-	Remaining(ctx context.Context, item int64) (int64, error)
+	// Remaining reads the units left of all the sale's items, as the stock engine holds them
+	// (for the stock chart; releases of expired orders show).
+	Remaining(ctx context.Context) (int64, error)
 }
 
 // Config shapes the crowd.
@@ -106,7 +108,7 @@ type Point struct {
 	P50Ms     float64          `json:"p50_ms"`
 	P99Ms     float64          `json:"p99_ms"`
 	Outcomes  map[string]int64 `json:"outcomes"`
-	Remaining int64            `json:"remaining"` // stock left of the hottest item
+	Remaining int64            `json:"remaining"` // units left of all items; -1 when unread
 }
 
 // Phase is the figures of part of the run.
@@ -256,7 +258,7 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 		}
 	}
 	log("replaying %d arrivals over %s", len(plan), c.Duration)
-	res, err := replay(ctx, t, c, crowd, plan, items[0])
+	res, err := replay(ctx, t, c, crowd, plan)
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +354,7 @@ func outcomeOf(res *purchase.Result, err error) string {
 }
 
 // replay sends the arrivals at their intended times.
-func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arrival, hottest int64) (*Result, error) {
+func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arrival) (*Result, error) {
 	start := time.Now()
 	rec := newRecorder(start)
 	sem := make(chan struct{}, c.MaxInFlight)
@@ -370,10 +372,26 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	payFailures := map[string]int64{}
 
 	stop := make(chan struct{})
-	var remaining []int64
+	remaining := map[int]int64{} // second → units left, as last read in it
 	var progressWG sync.WaitGroup
-	progressWG.Add(1)
-	go func() { // once a second: the stock chart and the live progress
+	progressWG.Add(2)
+	go func() { // the stock chart: a read at a time (an audit can take longer than a second)
+		defer progressWG.Done()
+		for {
+			at := int(time.Since(start) / time.Second)
+			if left, err := t.Remaining(ctx); err == nil {
+				rec.mu.Lock()
+				remaining[at] = left
+				rec.mu.Unlock()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Until(start.Add(time.Duration(at+1) * time.Second))):
+			}
+		}
+	}()
+	go func() { // the live progress, once a second
 		defer progressWG.Done()
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -384,18 +402,13 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 				return
 			case <-tick.C:
 			}
-			left, err := t.Remaining(ctx, hottest)
-			if err != nil {
-				left = -1
-			}
 			rec.mu.Lock()
-			remaining = append(remaining, left)
 			done := rec.seen
 			out := make(map[string]int64, len(rec.outcomes))
 			for k, v := range rec.outcomes {
 				out[k] = v
 			}
-			all := rec.all
+			all := slices.Clone(rec.all)
 			rec.mu.Unlock()
 			if c.Progress != nil {
 				p50, p99 := percentiles(all)
@@ -487,8 +500,8 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	for i, s := range rec.seconds {
 		p50, p99 := percentiles(s.lat)
 		pt := Point{Second: i, Attempts: s.attempts, P50Ms: p50, P99Ms: p99, Outcomes: s.outcomes, Remaining: -1}
-		if i < len(remaining) {
-			pt.Remaining = remaining[i]
+		if left, ok := remaining[i]; ok {
+			pt.Remaining = left
 		}
 		r.Series = append(r.Series, pt)
 	}

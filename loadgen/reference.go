@@ -222,6 +222,14 @@ func (r *Reference) Audit(ctx context.Context) (*audit.Report, error) {
 }
 
 // Remaining implements Target.
-func (r *Reference) Remaining(ctx context.Context, item int64) (int64, error) {
-	return r.Stock.Left(ctx, item)
+func (r *Reference) Remaining(ctx context.Context) (int64, error) {
+	var left int64
+	for _, id := range r.items {
+		n, err := r.Stock.Left(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		left += n
+	}
+	return left, nil
 }

@@ -145,7 +145,7 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 		n := len(r.Series)
 		rate := map[string][]float64{}
 		lat := map[string][]float64{"p50": make([]float64, n), "p99": make([]float64, n)}
-		stock := map[string][]float64{"remaining (hottest item)": make([]float64, n)}
+		stock := map[string][]float64{"units left (all items)": make([]float64, n)}
 		for i, p := range r.Series {
 			for k := range r.Outcomes {
 				if rate[k] == nil {
@@ -154,15 +154,15 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 				rate[k][i] = float64(p.Outcomes[k])
 			}
 			lat["p50"][i], lat["p99"][i] = p.P50Ms, p.P99Ms
-			stock["remaining (hottest item)"][i] = float64(p.Remaining)
+			stock["units left (all items)"][i] = float64(p.Remaining)
 		}
 		colors := map[string]string{OutSuccess: "#15803d", OutSoldOut: "#6b7280", OutLimit: "#ca8a04", OutRateLimited: "#9333ea",
 			OutRejected: "#b91c1c", OutUnavailable: "#ea580c", OutError: "#000", "p50": "#2563eb", "p99": "#b91c1c",
-			"remaining (hottest item)": "#0f766e"}
+			"units left (all items)": "#0f766e"}
 		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Charts: []chart{
 			newChart("Attempts per second, by outcome", "attempts/s", n, rate, colors),
 			newChart("Latency per second (ms, from the intended send time)", "ms", n, lat, colors),
-			newChart("Stock left", "units", n, stock, colors),
+			newChart("Stock left (all items)", "units", n, stock, colors),
 		}})
 	}
 	return page.Execute(w, data)

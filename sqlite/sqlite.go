@@ -31,7 +31,8 @@ type DB struct {
 // so the write lock is taken up front and row locks are not needed.
 func Dialect() sqlstore.Dialect {
 	return sqlstore.Dialect{
-		Goose: goose.DialectSQLite3,
+		Goose:        goose.DialectSQLite3,
+		SingleWriter: true,
 		IsUniqueViolation: func(err error) bool {
 			var e *sqlite.Error
 			return errors.As(err, &e) &&

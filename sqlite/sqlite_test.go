@@ -2,9 +2,13 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/storetest"
 )
@@ -45,5 +49,45 @@ func TestMigrateIsVersionedAndIdempotent(t *testing.T) {
 	v, err := db.SchemaVersion(ctx)
 	if err != nil || v != applied[len(applied)-1] {
 		t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, applied[len(applied)-1])
+	}
+}
+
+// Writers queue for SQLite's one write lock without holding pooled connections, so a burst of
+// them (payment callbacks, expiries, the order writer) cannot leave a read without one.
+func TestReadsAreNotStarvedByWaitingWriters(t *testing.T) {
+	ctx := context.Background()
+	db := open(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	se := &surge.Session{ID: 1, Name: "S", StartAt: now.Add(time.Hour), EndAt: now.Add(2 * time.Hour), PayTimeoutSec: 900, CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateSession(ctx, se); err != nil {
+		t.Fatal(err)
+	}
+	hold, held := make(chan struct{}), make(chan struct{})
+	go db.UpdateSession(ctx, 1, now, func(*surge.Session) error { // a write transaction left open
+		close(held)
+		<-hold
+		return nil
+	})
+	<-held
+	var writers sync.WaitGroup
+	for i := range 32 { // more writers than the pool has connections, all waiting
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			db.CreateOrder(ctx, &surge.Order{ID: int64(100 + i), TxnID: fmt.Sprint("T", i), RequestID: "r", UserID: int64(i), SessionID: 1,
+				ItemID: 1, SKUID: 1, MerchantID: 1, Quantity: 1, Amount: surge.Money{Amount: 1, Currency: "CNY"},
+				State: surge.OrderPendingPayment, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // let them queue
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := db.SessionByID(rctx, 1); err != nil {
+		t.Fatalf("a read while writers wait = %v; want an answer", err)
+	}
+	close(hold)
+	writers.Wait()
+	if list, err := db.OrdersByUser(ctx, 31, 10); err != nil || len(list) != 1 {
+		t.Fatalf("the waiting writers' orders = %v, %v", list, err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 // Block implements surge.BlacklistStore.
 func (s *Store) Block(ctx context.Context, b surge.Block) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO blacklist (user_id, reason, expires_at, created_at) VALUES (?, ?, ?, ?)
+	_, err := s.exec(ctx, s.q(`INSERT INTO blacklist (user_id, reason, expires_at, created_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (user_id) DO UPDATE SET reason = excluded.reason, expires_at = excluded.expires_at, created_at = excluded.created_at`),
 		b.UserID, b.Reason, ms(b.ExpiresAt), ms(b.CreatedAt))
 	return s.wrap(err, "block")
@@ -17,7 +17,7 @@ func (s *Store) Block(ctx context.Context, b surge.Block) error {
 
 // Unblock implements surge.BlacklistStore.
 func (s *Store) Unblock(ctx context.Context, userID int64) error {
-	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM blacklist WHERE user_id = ?`), userID)
+	res, err := s.exec(ctx, s.q(`DELETE FROM blacklist WHERE user_id = ?`), userID)
 	return s.affectedOne(res, err, "block")
 }
 

@@ -13,7 +13,7 @@ const orderColumns = `id, txn_id, request_id, user_id, session_id, item_id, sku_
 
 // CreateOrder implements surge.OrderStore.
 func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
+	_, err := s.exec(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
 		o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
@@ -169,13 +169,13 @@ func (s *Store) UnsettledStock(ctx context.Context, n int) ([]*surge.Order, erro
 
 // MarkStockSettled implements surge.OrderStore.
 func (s *Store) MarkStockSettled(ctx context.Context, id int64) error {
-	_, err := s.db.ExecContext(ctx, s.q(`UPDATE orders SET stock_settled = 1 WHERE id = ?`), id)
+	_, err := s.exec(ctx, s.q(`UPDATE orders SET stock_settled = 1 WHERE id = ?`), id)
 	return s.wrap(err, "order")
 }
 
 // RecordPayment implements surge.OrderStore.
 func (s *Store) RecordPayment(ctx context.Context, p *surge.Payment) (bool, error) {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
+	_, err := s.exec(ctx, s.q(`INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
 		status, paid_at, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		p.NotifyID, p.TxnID, p.OrderID, p.Amount.Amount, p.Amount.Currency, p.Status, ms(p.PaidAt), ms(p.ReceivedAt), p.Outcome)
 	if err != nil && s.dialect.IsUniqueViolation(err) {

@@ -11,7 +11,7 @@ import (
 
 // CreateSession implements surge.SessionStore.
 func (s *Store) CreateSession(ctx context.Context, se *surge.Session) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO sessions (id, name, start_at, end_at, created_at, updated_at, pay_timeout_ms)
+	_, err := s.exec(ctx, s.q(`INSERT INTO sessions (id, name, start_at, end_at, created_at, updated_at, pay_timeout_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`), se.ID, se.Name, ms(se.StartAt), ms(se.EndAt), ms(se.CreatedAt), ms(se.UpdatedAt),
 		se.PayTimeoutSec*1000)
 	return s.wrap(err, "session")

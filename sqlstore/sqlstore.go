@@ -39,6 +39,11 @@ type Dialect struct {
 	IsContention func(error) bool
 	// SessionLock makes concurrent migrations from many nodes wait for each other.
 	SessionLock bool
+	// SingleWriter says the database takes one writer at a time (SQLite). Writers then queue
+	// in the store for a slot before they take a connection, rather than each holding a pooled
+	// connection while it waits for the write lock: a burst of writes would otherwise take
+	// every connection and leave reads (an order page, an audit) waiting behind them.
+	SingleWriter bool
 }
 
 // Store is the relational store. It implements surge.UserStore, surge.CatalogStore and
@@ -47,11 +52,39 @@ type Store struct {
 	db      *sql.DB
 	dialect Dialect
 	ids     func() (int64, error)
+	writer  chan struct{} // with SingleWriter: the one write slot
 }
 
 // New returns a store over an open database. ids hands out new row ids (for import).
 func New(db *sql.DB, d Dialect, ids func() (int64, error)) *Store {
-	return &Store{db: db, dialect: d, ids: ids}
+	s := &Store{db: db, dialect: d, ids: ids}
+	if d.SingleWriter {
+		s.writer = make(chan struct{}, 1)
+	}
+	return s
+}
+
+// write takes the write slot (with SingleWriter) and returns its release.
+func (s *Store) write(ctx context.Context) (func(), error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return func() { <-s.writer }, nil
+	case <-ctx.Done():
+		return nil, surge.Errorf(surge.EUNAVAILABLE, "the database is busy; retry")
+	}
+}
+
+// exec runs one writing statement.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	release, err := s.write(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.db.ExecContext(ctx, query, args...)
 }
 
 // Migrate brings the schema to the newest version and returns the versions it applied.
@@ -120,6 +153,11 @@ type querier interface {
 
 // inTx runs fn in a transaction, committing when it returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	release, err := s.write(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(err, "transaction")

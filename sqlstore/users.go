@@ -12,7 +12,7 @@ const userColumns = `id, COALESCE(username, ''), COALESCE(email, ''), COALESCE(p
 
 // CreateUser implements surge.UserStore.
 func (s *Store) CreateUser(ctx context.Context, u *surge.User) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO users (id, username, email, phone, role, password_hash, created_at)
+	_, err := s.exec(ctx, s.q(`INSERT INTO users (id, username, email, phone, role, password_hash, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`),
 		u.ID, null(u.Username), null(u.Email), null(u.Phone), string(u.Role), u.PasswordHash, ms(u.CreatedAt))
 	return s.wrap(err, "user")
@@ -48,7 +48,7 @@ func (s *Store) userWhere(ctx context.Context, where string, args ...any) (*surg
 
 // SaveRefreshToken implements surge.UserStore.
 func (s *Store) SaveRefreshToken(ctx context.Context, t surge.RefreshToken) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO refresh_tokens (hash, user_id, expires_at) VALUES (?, ?, ?)`),
+	_, err := s.exec(ctx, s.q(`INSERT INTO refresh_tokens (hash, user_id, expires_at) VALUES (?, ?, ?)`),
 		t.Hash, t.UserID, ms(t.ExpiresAt))
 	return s.wrap(err, "refresh token")
 }
@@ -88,13 +88,13 @@ func (s *Store) TakeRefreshToken(ctx context.Context, hash string, now time.Time
 
 // DeleteUserRefreshTokens implements surge.UserStore.
 func (s *Store) DeleteUserRefreshTokens(ctx context.Context, userID int64) error {
-	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM refresh_tokens WHERE user_id = ?`), userID)
+	_, err := s.exec(ctx, s.q(`DELETE FROM refresh_tokens WHERE user_id = ?`), userID)
 	return s.wrap(err, "refresh tokens")
 }
 
 // SaveOTP implements surge.UserStore.
 func (s *Store) SaveOTP(ctx context.Context, o surge.OTP) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO otps (phone, code_hash, expires_at, attempts) VALUES (?, ?, ?, 0)
+	_, err := s.exec(ctx, s.q(`INSERT INTO otps (phone, code_hash, expires_at, attempts) VALUES (?, ?, ?, 0)
 		ON CONFLICT (phone) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = 0`),
 		o.Phone, o.CodeHash, ms(o.ExpiresAt))
 	return s.wrap(err, "one-time code")
