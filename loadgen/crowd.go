@@ -372,8 +372,11 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	payFailures := map[string]int64{}
 
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
 	remaining := map[int]int64{} // second → units left, as last read in it
 	var progressWG sync.WaitGroup
+	defer func() { halt(); progressWG.Wait() }() // also when cancelled: nothing outlives the run
 	progressWG.Add(2)
 	go func() { // the stock chart: a read at a time (an audit can take longer than a second)
 		defer progressWG.Done()
@@ -440,17 +443,16 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 			sh := crowd[a.who]
 			req := purchase.Request{ItemID: a.item, Quantity: 1, RequestID: fmt.Sprintf("lg%d-%d", a.who, a.at), Token: a.token}
 			res, err := t.Buy(ctx, sh, req)
-			answered := time.Now()
 			// A queued shopper polls, backing off as apps do, so that a slow sale is not
-			// buried under its own polls.
+			// buried under its own polls. Its latency runs to the final answer.
 			wait := c.PollEvery
-			for deadline := answered.Add(30 * time.Second); err == nil && res.Status == purchase.StatusQueued && time.Now().Before(deadline); {
+			for deadline := time.Now().Add(30 * time.Second); err == nil && res.Status == purchase.StatusQueued && time.Now().Before(deadline); {
 				time.Sleep(wait)
 				wait = min(2*wait, time.Second)
 				res, err = t.Poll(ctx, sh, res.Ticket)
 			}
 			outcome := outcomeOf(res, err)
-			rec.record(intended, answered, outcome)
+			rec.record(intended, time.Now(), outcome)
 			if outcome != OutSuccess {
 				return
 			}
@@ -484,7 +486,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	wg.Wait()
 	end := time.Since(start)
 	payers.Wait()
-	close(stop)
+	halt()
 	progressWG.Wait()
 
 	r := &Result{Outcomes: rec.outcomes, Orders: orders.Load(), Paid: paid.Load(), Abandoned: abandoned.Load(),

@@ -293,11 +293,13 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var expired atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
+	// No shared cancellation: one order's transient error must not cut short the others'
+	// releases. The first error is returned once every order has had its turn.
+	var g errgroup.Group
 	g.SetLimit(sweepWorkers)
 	for _, o := range due {
 		g.Go(func() error {
-			o, err := s.store.Transition(gctx, o.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, now)
+			o, err := s.store.Transition(ctx, o.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, now)
 			if surge.ErrorCode(err) == surge.ECONFLICT {
 				return nil // paid (or cancelled) just now: the other side won
 			}
@@ -305,24 +307,23 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 				return err
 			}
 			expired.Add(1)
-			s.settle(gctx, o)
-			s.emit(gctx, surge.EventOrderExpired, strconv.FormatInt(o.ID, 10), o)
+			s.settle(ctx, o)
+			s.emit(ctx, surge.EventOrderExpired, strconv.FormatInt(o.ID, 10), o)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return int(expired.Load()), err
-	}
+	dueErr := g.Wait()
 	unsettled, err := s.store.UnsettledStock(ctx, sweepBatch)
 	if err != nil {
-		return int(expired.Load()), err
+		return int(expired.Load()), errors.Join(dueErr, err)
 	}
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(sweepWorkers)
+	var settle errgroup.Group
+	settle.SetLimit(sweepWorkers)
 	for _, o := range unsettled {
-		g.Go(func() error { s.settle(gctx, o); return nil })
+		settle.Go(func() error { s.settle(ctx, o); return nil })
 	}
-	return int(expired.Load()), g.Wait()
+	settle.Wait()
+	return int(expired.Load()), dueErr
 }
 
 // SweepAll sweeps until a pass finds less than a full batch due, so that a sale's worth of
@@ -330,14 +331,18 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // how many orders it expired.
 func (s *Service) SweepAll(ctx context.Context) (int, error) {
 	total := 0
-	for {
+	for range maxSweepPasses {
 		n, err := s.Sweep(ctx)
 		total += n
 		if err != nil || n < sweepBatch {
 			return total, err
 		}
 	}
+	return total, nil // the rest on the next tick, after the orphan sweep has had its turn
 }
+
+// maxSweepPasses bounds one SweepAll (10,000 orders), so other sweeps keep their turn.
+const maxSweepPasses = 20
 
 // Run sweeps until ctx ends.
 func (s *Service) Run(ctx context.Context) {

@@ -15,6 +15,11 @@ const skuColumns = `id, spu_id, merchant_id, code, title, price_minor, cost_mino
 
 // CreateSPU implements surge.CatalogStore.
 func (s *Store) CreateSPU(ctx context.Context, p *surge.SPU) error {
+	release, err := s.write(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return s.insertSPU(ctx, s.db, p)
 }
 

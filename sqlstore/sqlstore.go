@@ -73,7 +73,7 @@ func (s *Store) write(ctx context.Context) (func(), error) {
 	case s.writer <- struct{}{}:
 		return func() { <-s.writer }, nil
 	case <-ctx.Done():
-		return nil, surge.Errorf(surge.EUNAVAILABLE, "the database is busy; retry")
+		return nil, ctx.Err() // as the driver reports a cancelled wait
 	}
 }
 
