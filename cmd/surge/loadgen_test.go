@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/loadgen"
+	"github.com/surgecommerce/surge/purchase"
 )
 
 // A short crowd against a test server passes every invariant, on both shapes: shoppers and
@@ -132,4 +134,44 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// lyingNode is a deployment that acknowledges one purchase it never made: the fault the
+// crowd's own check is there to catch.
+type lyingNode struct {
+	*loadgen.API
+	lied atomic.Bool
+}
+
+func (l *lyingNode) Buy(ctx context.Context, sh loadgen.Shopper, req purchase.Request) (*purchase.Result, error) {
+	if l.lied.CompareAndSwap(false, true) {
+		return &purchase.Result{Status: purchase.StatusSuccess, OrderID: 1 << 60}, nil
+	}
+	return l.API.Buy(ctx, sh, req)
+}
+
+// An acknowledged order that does not exist fails the run, even though the stores agree.
+func TestLoadgenCatchesALostAcknowledgedOrder(t *testing.T) {
+	c := saleConfig(t)
+	c.Proxies = "127.0.0.1/32"
+	_, cl := start(t, c)
+	tm := newTeam(t, cl)
+	api := loadgen.NewAPI([]string{cl.BaseURL()}, 32)
+	api.Admin, api.Items, api.Units, api.Limit = tm.admin, 1, 20, 1
+	api.PayTimeout, api.Duration, api.OpensIn = time.Minute, time.Hour, 1500*time.Millisecond
+	res, err := loadgen.Run(context.Background(), &lyingNode{API: api}, loadgen.Config{Shoppers: 40, Duration: time.Second, Rate: 60,
+		MaxInFlight: 16, Seed: 3, Settle: 10 * time.Second}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict := map[string]audit.Result{}
+	for _, r := range res.Invariants {
+		verdict[r.Invariant] = r
+	}
+	if ack := verdict[loadgen.AcknowledgedOrders]; res.Passed || ack.Status != audit.Fail || ack.Violations != 1 {
+		t.Fatalf("passed %v, %s = %+v; want FAIL with the one lost order", res.Passed, loadgen.AcknowledgedOrders, ack)
+	}
+	if verdict[audit.OneOrderEach].Status != audit.Pass {
+		t.Fatalf("%s = %+v; the stores themselves agree", audit.OneOrderEach, verdict[audit.OneOrderEach])
+	}
 }
