@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -92,12 +93,18 @@ func (c *Config) defaults() {
 	}
 }
 
+// String is the progress as one line.
+func (p Progress) String() string {
+	return fmt.Sprintf("%5.1fs  %6.0f/s  p50 %.2f ms  p99 %.2f ms  in flight %d  %s",
+		p.Elapsed.Seconds(), p.Rate, p.P50, p.P99, p.InFlight, outcomeList(p.Outcomes))
+}
+
 // Progress is a live view of the run.
 type Progress struct {
 	Elapsed  time.Duration
 	Rate     float64 // attempts answered per second, over the last second
 	Outcomes map[string]int64
-	P50, P99 float64 // ms, over everything so far
+	P50, P99 float64 // ms, of the attempts intended in the last full second
 	InFlight int64
 }
 
@@ -407,14 +414,14 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 			}
 			rec.mu.Lock()
 			done := rec.seen
-			out := make(map[string]int64, len(rec.outcomes))
-			for k, v := range rec.outcomes {
-				out[k] = v
+			out := maps.Clone(rec.outcomes)
+			var last []float64 // the second just ended: what the live figures are about
+			if i := int(time.Since(start)/time.Second) - 1; i >= 0 && i < len(rec.seconds) {
+				last = slices.Clone(rec.seconds[i].lat)
 			}
-			all := slices.Clone(rec.all)
 			rec.mu.Unlock()
 			if c.Progress != nil {
-				p50, p99 := percentiles(all)
+				p50, p99 := percentiles(last)
 				c.Progress(Progress{Elapsed: time.Since(start), Rate: float64(done - lastDone), Outcomes: out, P50: p50, P99: p99, InFlight: inFlight.Load()})
 			}
 			lastDone = done

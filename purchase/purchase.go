@@ -292,7 +292,7 @@ func (s *Service) Purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	outcome := s.metrics.outcome(res, err)
 	select {
 	case s.attempts <- Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID,
-		Outcome: outcome, IP: ip, At: s.now().UTC()}:
+		Outcome: outcome, IP: ip, At: s.now().UTC(), Test: a.Test}:
 	default:
 		s.metrics.droppedEvents.Inc() // the event batcher is behind: count, never block a purchase
 	}
@@ -343,6 +343,7 @@ type Attempt struct {
 	Outcome   string    `json:"outcome"` // success, queued, or the refusal's code
 	IP        string    `json:"ip"`
 	At        time.Time `json:"at"`
+	Test      bool      `json:"test,omitempty"` // a load test's shopper: analytics leave it out
 }
 
 // StockChange is the data of a stock.changed event: what a queue's batch left.

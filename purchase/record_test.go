@@ -5,6 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/nats"
@@ -15,32 +18,16 @@ import (
 // stored: their message ids must not be derived from what they carry.
 func TestRecordNeverDedupsDifferentCommands(t *testing.T) {
 	ctx := context.Background()
-	bus, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
-	if err := bus.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ids, _ := snowflake.New(1)
-	s := &Service{bus: bus, ids: ids.Next}
+	s, bus := recorder(t)
 	a, b, c := surge.Order{ID: 1}, surge.Order{ID: 2}, surge.Order{ID: 3}
 	for _, batch := range [][]surge.Order{{a, b}, {a, c}} {
 		if err := s.record(ctx, batch); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := bus.JS.Stream(ctx, nats.OrdersStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 2 {
-		t.Fatalf("the orders stream holds %d commands; want 2", info.State.Msgs)
+	msgs := commands(t, bus)
+	if msgs != 2 {
+		t.Fatalf("the orders stream holds %d commands; want 2", msgs)
 	}
 }
 
@@ -49,16 +36,7 @@ func TestRecordNeverDedupsDifferentCommands(t *testing.T) {
 // every one of their shoppers told to retry.
 func TestRecordSplitsLargeBatches(t *testing.T) {
 	ctx := context.Background()
-	bus, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close()
-	if err := bus.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ids, _ := snowflake.New(1)
-	s := &Service{bus: bus, ids: ids.Next}
+	s, bus := recorder(t)
 	orders := make([]surge.Order, 2500)
 	for i := range orders {
 		orders[i] = surge.Order{ID: int64(i + 1), TxnID: "T0000000000000000000", RequestID: "request-id-of-a-typical-length",
@@ -68,15 +46,49 @@ func TestRecordSplitsLargeBatches(t *testing.T) {
 	if err := s.record(ctx, orders); err != nil {
 		t.Fatalf("record(2,500 orders) = %v", err)
 	}
-	st, err := bus.JS.Stream(ctx, nats.OrdersStream)
+	msgs := commands(t, bus)
+	if msgs != 3 {
+		t.Fatalf("the orders stream holds %d commands; want 3 of at most %d orders", msgs, surge.MaxOrdersPerMessage)
+	}
+}
+
+// recorder is a purchase service with just what record needs: an embedded bus and ids.
+func recorder(t *testing.T) (*Service, *nats.Bus) {
+	t.Helper()
+	ctx := context.Background()
+	bus, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(ctx)
+	t.Cleanup(func() { bus.Close() })
+	if err := bus.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := snowflake.New(1)
+	return &Service{bus: bus, ids: ids.Next}, bus
+}
+
+// commands counts the order commands on the bus.
+func commands(t *testing.T, bus *nats.Bus) uint64 {
+	t.Helper()
+	st, err := bus.JS.Stream(context.Background(), nats.OrdersStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 3 {
-		t.Fatalf("the orders stream holds %d commands; want 3 of at most %d orders", info.State.Msgs, surge.MaxOrdersPerMessage)
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// A test shopper's attempt says so in its event, so that analytics can leave test traffic out.
+func TestAttemptEventsMarkTestTraffic(t *testing.T) {
+	s := &Service{attempts: make(chan Attempt, 2), metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
+	for _, test := range []bool{true, false} {
+		s.Purchase(context.Background(), surge.Actor{UserID: 5, Role: surge.RoleShopper, Test: test}, "10.0.0.1", Request{})
+		if a := <-s.attempts; a.Test != test || a.UserID != 5 || a.Outcome != surge.EINVALID {
+			t.Fatalf("attempt of a shopper with test=%v = %+v", test, a)
+		}
 	}
 }

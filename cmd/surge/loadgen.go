@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -132,19 +131,7 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 
 // progressPrinter prints the crowd's progress once a second.
 func progressPrinter(w io.Writer) func(loadgen.Progress) {
-	return func(p loadgen.Progress) {
-		keys := make([]string, 0, len(p.Outcomes))
-		for k := range p.Outcomes {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %d", k, p.Outcomes[k]))
-		}
-		fmt.Fprintf(w, "loadgen: %5.1fs  %6.0f/s  p50 %.2f ms  p99 %.2f ms  in flight %d  %s\n",
-			p.Elapsed.Seconds(), p.Rate, p.P50, p.P99, p.InFlight, strings.Join(parts, ", "))
-	}
+	return func(p loadgen.Progress) { fmt.Fprintf(w, "loadgen: %s\n", p) }
 }
 
 // runSurge runs the crowd against the deployment at --target.
