@@ -1,0 +1,188 @@
+package stream_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge/stream"
+)
+
+// memLog is a log held in memory: the record with sequence i+1 is data[i]. It stands in for
+// JetStream in this package's tests; the nats package runs the same kind of test on JetStream.
+type memLog struct {
+	data [][]byte
+	// crashAfter cancels the run once this many records were read (0: never).
+	crashAfter int
+	cancel     context.CancelFunc
+}
+
+func (l *memLog) Open(_ context.Context, after uint64) (stream.Reader, error) {
+	return &memReader{l: l, next: after}, nil
+}
+
+type memReader struct {
+	l    *memLog
+	next uint64
+	read int
+}
+
+func (r *memReader) Next(time.Duration) (uint64, []byte, bool, error) {
+	if r.l.crashAfter > 0 && r.read == r.l.crashAfter {
+		r.l.cancel()
+		return 0, nil, false, nil
+	}
+	if r.next >= uint64(len(r.l.data)) {
+		return 0, nil, false, nil
+	}
+	r.next++
+	r.read++
+	return r.next, r.l.data[r.next-1], true, nil
+}
+
+func (r *memReader) Pending() uint64 { return uint64(len(r.l.data)) - r.next }
+func (r *memReader) Close()          {}
+
+type memCheckpoints struct {
+	mu    sync.Mutex
+	saved map[string][]byte
+	saves int
+}
+
+func (m *memCheckpoints) Load(_ context.Context, name string) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.saved[name]
+	return d, ok, nil
+}
+
+func (m *memCheckpoints) Save(_ context.Context, name string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.saved[name] = slices.Clone(data)
+	m.saves++
+	return nil
+}
+
+// allKinds builds a pipeline with every stateful operator: sliding windows, sessions, an
+// interval join, a table join and a process function, all feeding one sink.
+func allKinds(cfg stream.Config) (*stream.Pipeline[click], stream.Stream[string]) {
+	p, src := stream.New("all", cfg, clickTime)
+	byUser := stream.KeyBy(src, func(c click) string { return c.User })
+	win, _ := stream.Aggregate(byUser, stream.Sliding(4*time.Second, 2*time.Second), sumClicks, toResult)
+	ses, _ := stream.Aggregate(byUser, stream.Session(500*time.Millisecond), sumClicks, toResult)
+	even := stream.KeyBy(stream.Filter(src, func(c click) bool { return c.Amount%2 == 0 }), func(c click) string { return c.User })
+	odd := stream.KeyBy(stream.Filter(src, func(c click) bool { return c.Amount%2 == 1 }), func(c click) string { return c.User })
+	joined, _, _ := stream.IntervalJoin(even, odd, -time.Second, time.Second, func(u string, a, b click) string {
+		return fmt.Sprintf("join %s %d %d", u, a.TS, b.TS)
+	})
+	table := stream.JoinTable(even, odd, func(u string, c click, row click, ok bool) (string, bool) {
+		return fmt.Sprintf("table %s %d %d", u, c.TS, row.TS), ok
+	})
+	type total struct{ Sum int64 }
+	proc := stream.Process(byUser, stream.Processor[string, click, total, string]{
+		OnRecord: func(c *stream.Context[string, total, string], v click) {
+			c.State().Sum += v.Amount
+			c.SetTimer(c.Time - c.Time%5_000 + 5_000)
+		},
+		OnTimer: func(c *stream.Context[string, total, string]) { c.Emit(c.Time, fmt.Sprintf("total %s %d %d", c.Key, c.Time, c.State().Sum)) },
+	})
+	str := func(r winResult) string { return fmt.Sprintf("%v", r) }
+	return p, stream.Union(stream.Map(win, str), stream.Map(ses, str), joined, table, proc)
+}
+
+func TestCrashAndRestartEqualsOneRun(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	in := clicks(seed, 5_000, 20, 13, 300)
+	data := make([][]byte, len(in))
+	for i, c := range in {
+		data[i], _ = json.Marshal(c)
+	}
+	data = append(data, []byte("not json")) // counted, skipped, and never stops the pipeline
+	decode := func(b []byte) (click, error) {
+		var c click
+		return c, json.Unmarshal(b, &c)
+	}
+	cfg := stream.Config{OutOfOrderness: 300 * time.Millisecond, AllowedLateness: time.Second, CheckpointInterval: time.Nanosecond}
+
+	// One run without a crash.
+	p, out := allKinds(cfg)
+	once := collect(t, out)
+	if err := p.RunSlice(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+
+	// Runs that crash at random points, each restarting from the last checkpoint.
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	log := &memLog{data: data}
+	var got *collector[string]
+	r := rand.New(rand.NewPCG(seed, 3))
+	var invalid int
+	for crashes := 0; ; crashes++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		log.cancel, log.crashAfter = cancel, 0
+		if crashes < 8 {
+			log.crashAfter = 1 + r.IntN(len(data)/4)
+		}
+		p, out := allKinds(cfg)
+		if got == nil {
+			got = collect(t, out)
+		} else {
+			stream.To[string](out, got)
+		}
+		err := p.RunLog(ctx, stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: uint64(len(data)),
+			Invalid: func(uint64, []byte, error) { invalid++ }})
+		cancel()
+		if err == nil {
+			t.Logf("%d crashes, %d checkpoints, %d results replayed", crashes, store.saves, got.dup)
+			break
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+	}
+	byString := func(a, b string) int { return cmpString(a, b) }
+	if g, w := got.values(byString), once.values(byString); !slices.Equal(g, w) {
+		t.Errorf("after crashes: %d results; one run: %d; first difference %s", len(g), len(w), firstDiff(g, w))
+	}
+	if invalid != 1 {
+		t.Errorf("%d invalid records reported; want 1", invalid)
+	}
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func TestCheckpointOfAnotherPipelineIsRefused(t *testing.T) {
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	log := &memLog{data: [][]byte{[]byte(`{"User":"a","TS":1}`)}}
+	decode := func(b []byte) (click, error) {
+		var c click
+		return c, json.Unmarshal(b, &c)
+	}
+	p, out := allKinds(stream.Config{})
+	collect(t, out)
+	if err := p.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 1}); err != nil {
+		t.Fatal(err)
+	}
+	other, src := stream.New("all", stream.Config{}, clickTime)
+	collect(t, stream.Map(src, func(c click) string { return c.User }))
+	err := other.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 2})
+	if !errors.Is(err, stream.ErrCheckpointMismatch) {
+		t.Errorf("RunLog with another pipeline's checkpoint = %v; want ErrCheckpointMismatch", err)
+	}
+}

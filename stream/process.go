@@ -1,0 +1,168 @@
+package stream
+
+import (
+	"container/heap"
+	"encoding/gob"
+)
+
+// timer is an event-time timer of one key; Seq orders timers at the same time by when they were
+// set, so they run in the same order on every replay.
+type timer[K comparable] struct {
+	At  int64
+	Seq uint64
+	Key K
+}
+
+type timerHeap[K comparable] struct {
+	t   []timer[K]
+	seq uint64
+}
+
+func (h *timerHeap[K]) Len() int { return len(h.t) }
+func (h *timerHeap[K]) Less(i, j int) bool {
+	return h.t[i].At < h.t[j].At || (h.t[i].At == h.t[j].At && h.t[i].Seq < h.t[j].Seq)
+}
+func (h *timerHeap[K]) Swap(i, j int) { h.t[i], h.t[j] = h.t[j], h.t[i] }
+func (h *timerHeap[K]) Push(x any)   { h.t = append(h.t, x.(timer[K])) }
+func (h *timerHeap[K]) Pop() any {
+	x := h.t[len(h.t)-1]
+	h.t = h.t[:len(h.t)-1]
+	return x
+}
+
+func (h *timerHeap[K]) add(at int64, k K) {
+	h.seq++
+	heap.Push(h, timer[K]{At: at, Seq: h.seq, Key: k})
+}
+
+// Processor handles a keyed stream record by record, with state and timers per key.
+type Processor[K comparable, T, S, R any] struct {
+	// OnRecord handles one record of c.Key.
+	OnRecord func(c *Context[K, S, R], v T)
+	// OnTimer runs when the watermark passes a timer set for c.Key; c.Time is the timer's time.
+	OnTimer func(c *Context[K, S, R])
+}
+
+// Context gives a Processor the current key, its state and its timers.
+type Context[K comparable, S, R any] struct {
+	// Key is the key of the record or timer being handled.
+	Key K
+	// Time is the event time of the record, or the time of the timer.
+	Time int64
+	// Watermark is the operator's current watermark.
+	Watermark int64
+	state     map[K]*S
+	timers    *timerHeap[K]
+	timerSet  map[winKey[K]]struct{}
+	out       *node[R]
+	g         *graph
+	st        *opStats
+}
+
+// State returns the key's state, creating it (S's zero value) on first use.
+func (c *Context[K, S, R]) State() *S {
+	p := c.state[c.Key]
+	if p == nil {
+		if !c.g.checkSize(len(c.state), c.st) {
+			return new(S) // the task stops after this record
+		}
+		p = new(S)
+		c.state[c.Key] = p
+	}
+	return p
+}
+
+// Clear drops the key's state.
+func (c *Context[K, S, R]) Clear() { delete(c.state, c.Key) }
+
+// SetTimer asks for OnTimer once the watermark reaches at; setting the same time twice runs it
+// once.
+func (c *Context[K, S, R]) SetTimer(at int64) {
+	id := winKey[K]{c.Key, at}
+	if _, ok := c.timerSet[id]; ok {
+		return
+	}
+	if !c.g.checkSize(len(c.timerSet), c.st) {
+		return
+	}
+	c.timerSet[id] = struct{}{}
+	c.timers.add(at, c.Key)
+}
+
+// Emit sends a result downstream with event time ts.
+func (c *Context[K, S, R]) Emit(ts int64, r R) { c.out.emit(ts, r) }
+
+type processOp[K comparable, T, S, R any] struct {
+	key func(T) K
+	p   Processor[K, T, S, R]
+	c   Context[K, S, R]
+	st  *opStats
+}
+
+// Process runs a Processor over a keyed stream.
+func Process[K comparable, T, S, R any](in Keyed[K, T], p Processor[K, T, S, R]) Stream[R] {
+	g := in.s.g
+	o := &processOp[K, T, S, R]{key: in.key, p: p}
+	out, st := derive[T, R](in.s, "process", o, func() int { return len(o.c.state) + len(o.c.timerSet) })
+	o.st = st
+	o.c = Context[K, S, R]{Watermark: MinWatermark, state: map[K]*S{}, timers: &timerHeap[K]{},
+		timerSet: map[winKey[K]]struct{}{}, out: out.n, g: g, st: st}
+	g.timed = append(g.timed, o)
+	g.states = append(g.states, o)
+	return out
+}
+
+func (o *processOp[K, T, S, R]) push(ts int64, v T) {
+	o.st.in++
+	o.c.Key, o.c.Time = o.key(v), ts
+	o.p.OnRecord(&o.c, v)
+}
+
+func (o *processOp[K, T, S, R]) advance(wm int64) {
+	o.c.Watermark = wm
+	h := o.c.timers
+	for len(h.t) > 0 && h.t[0].At <= wm {
+		t := heap.Pop(h).(timer[K])
+		delete(o.c.timerSet, winKey[K]{t.Key, t.At})
+		if o.p.OnTimer != nil {
+			o.c.Key, o.c.Time = t.Key, t.At
+			o.p.OnTimer(&o.c)
+		}
+	}
+}
+
+type processState[K comparable, S any] struct {
+	Keys   []K
+	States []S
+	Timers []timer[K]
+	Seq    uint64
+	WM     int64
+}
+
+func (o *processOp[K, T, S, R]) snapshot(enc *gob.Encoder) error {
+	s := processState[K, S]{Timers: o.c.timers.t, Seq: o.c.timers.seq, WM: o.c.Watermark}
+	for k, p := range o.c.state {
+		s.Keys = append(s.Keys, k)
+		s.States = append(s.States, *p)
+	}
+	return enc.Encode(&s)
+}
+
+func (o *processOp[K, T, S, R]) restore(dec *gob.Decoder) error {
+	var s processState[K, S]
+	if err := dec.Decode(&s); err != nil {
+		return err
+	}
+	o.c.state = make(map[K]*S, len(s.Keys))
+	for i, k := range s.Keys {
+		st := s.States[i]
+		o.c.state[k] = &st
+	}
+	o.c.timers = &timerHeap[K]{t: s.Timers, seq: s.Seq}
+	o.c.timerSet = make(map[winKey[K]]struct{}, len(s.Timers))
+	for _, t := range s.Timers {
+		o.c.timerSet[winKey[K]{t.Key, t.At}] = struct{}{}
+	}
+	o.c.Watermark = s.WM
+	return nil
+}

@@ -1,0 +1,272 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Pipeline is one task's pipeline over input records of type In. Build it with New and the
+// functions that derive streams, then run it once, on a slice or on a log.
+type Pipeline[In any] struct {
+	g         *graph
+	src       *node[In]
+	eventTime func(In) int64
+	maxTS     int64
+	position  uint64 // sequence of the last log record handled
+	invalid   int64
+}
+
+// New starts a pipeline named name (unique per partition: it names the checkpoint and the ids
+// of its outputs). eventTime gives each input record's event time in milliseconds.
+func New[In any](name string, cfg Config, eventTime func(In) int64) (*Pipeline[In], Stream[In]) {
+	cfg = cfg.withDefaults()
+	g := &graph{name: name, cfg: cfg, lateness: cfg.AllowedLateness.Milliseconds(), wm: MinWatermark}
+	src := &node[In]{st: g.stat("source", nil)}
+	return &Pipeline[In]{g: g, src: src, eventTime: eventTime, maxTS: MinWatermark}, Stream[In]{g: g, n: src}
+}
+
+// Name is the pipeline's name.
+func (p *Pipeline[In]) Name() string { return p.g.name }
+
+// Watermark is the pipeline's current watermark.
+func (p *Pipeline[In]) Watermark() int64 { return p.g.wm }
+
+// Process pushes one record through the pipeline and moves the watermark; it is what the Run
+// methods do per record.
+func (p *Pipeline[In]) process(v In) {
+	ts := p.eventTime(v)
+	p.src.emit(ts, v)
+	if ts > p.maxTS {
+		p.maxTS = ts
+		p.g.advance(ts - p.g.cfg.OutOfOrderness.Milliseconds() - 1)
+	}
+}
+
+// RunSlice runs the pipeline over a finite input, in order, then ends it: every window fires,
+// every timer runs, and the sinks are flushed.
+func (p *Pipeline[In]) RunSlice(ctx context.Context, in []In) error {
+	for i, v := range in {
+		p.process(v)
+		if p.g.err != nil {
+			return p.g.err
+		}
+		if i%statsFlushRecords == statsFlushRecords-1 {
+			p.report(0)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	return p.end(ctx)
+}
+
+// end fires everything still open and flushes the sinks.
+func (p *Pipeline[In]) end(ctx context.Context) error {
+	p.g.advance(EndOfInput)
+	if p.g.err != nil {
+		return p.g.err
+	}
+	p.report(0)
+	return p.flush(ctx)
+}
+
+func (p *Pipeline[In]) flush(ctx context.Context) error {
+	for _, s := range p.g.sinks {
+		if err := s.flush(ctx); err != nil {
+			return fmt.Errorf("stream %s: flush sink: %w", p.g.name, err)
+		}
+	}
+	return nil
+}
+
+// Log is a durable, ordered log of records, such as a JetStream subject.
+type Log interface {
+	// Open reads the records with a sequence greater than after, in order.
+	Open(ctx context.Context, after uint64) (Reader, error)
+}
+
+// Reader reads a Log.
+type Reader interface {
+	// Next returns the next record, waiting up to wait for one; ok is false when none came.
+	Next(wait time.Duration) (seq uint64, data []byte, ok bool, err error)
+	// Pending is how many records the log holds past the last one returned.
+	Pending() uint64
+	// Close stops reading.
+	Close()
+}
+
+// Checkpoints stores a pipeline's checkpoints, one per pipeline name.
+type Checkpoints interface {
+	// Load returns the last saved checkpoint of name; ok is false when there is none.
+	Load(ctx context.Context, name string) (data []byte, ok bool, err error)
+	// Save replaces the checkpoint of name, atomically.
+	Save(ctx context.Context, name string, data []byte) error
+}
+
+// LogRun says where a pipeline reads and keeps its checkpoints.
+type LogRun[In any] struct {
+	Log         Log
+	Decode      func([]byte) (In, error)
+	Checkpoints Checkpoints
+	// Until, when not zero, ends the input after the record with this sequence: everything
+	// fires, the sinks flush, a final checkpoint is saved and Run returns nil.
+	Until uint64
+	// Invalid, if set, is told about every record Decode refused (they are counted either way).
+	Invalid func(seq uint64, data []byte, err error)
+}
+
+// idleWait is how long a task waits for a record before it looks at the clock again, and
+// clockRecords how many records it handles between looks.
+const (
+	idleWait     = 100 * time.Millisecond
+	clockRecords = 256
+)
+
+// RunLog restores the last checkpoint, then reads the log from its position until ctx ends
+// (or past run.Until), checkpointing every Config.CheckpointInterval. When ctx ends RunLog
+// returns without a checkpoint, as a crash would: a restart replays from the last one.
+func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
+	if err := p.restore(ctx, run.Checkpoints); err != nil {
+		return err
+	}
+	if run.Until > 0 && p.position >= run.Until {
+		return nil // this input was already read to its end
+	}
+	r, err := run.Log.Open(ctx, p.position)
+	if err != nil {
+		return fmt.Errorf("stream %s: open log: %w", p.g.name, err)
+	}
+	defer r.Close()
+	last := time.Now()
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seq, data, ok, err := r.Next(idleWait)
+		if err != nil {
+			return fmt.Errorf("stream %s: read log: %w", p.g.name, err)
+		}
+		if ok {
+			p.decodeAndProcess(seq, data, run)
+			if p.g.err != nil {
+				return p.g.err
+			}
+			if run.Until > 0 && seq >= run.Until {
+				if err := p.end(ctx); err != nil {
+					return err
+				}
+				return p.checkpoint(ctx, run.Checkpoints)
+			}
+		}
+		if !ok || n%clockRecords == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if !ok || n%statsFlushRecords == 0 {
+				p.report(r.Pending())
+			}
+			if time.Since(last) >= p.g.cfg.CheckpointInterval {
+				if err := p.checkpoint(ctx, run.Checkpoints); err != nil {
+					return err
+				}
+				last = time.Now()
+			}
+		}
+	}
+}
+
+func (p *Pipeline[In]) decodeAndProcess(seq uint64, data []byte, run LogRun[In]) {
+	p.position = seq
+	v, err := run.Decode(data)
+	if err != nil {
+		p.invalid++
+		if run.Invalid != nil {
+			run.Invalid(seq, data, err)
+		}
+		return
+	}
+	p.process(v)
+}
+
+// checkpointHeader comes first in a checkpoint: where the input stands and what wrote it.
+type checkpointHeader struct {
+	Pipeline  string
+	Operators []string
+	Position  uint64
+	MaxTS     int64
+	WM        int64
+}
+
+// stateful is an operator whose state goes into checkpoints.
+type stateful interface {
+	snapshot(*gob.Encoder) error
+	restore(*gob.Decoder) error
+}
+
+// Checkpoint flushes the sinks, then saves the position, the watermark and every operator's
+// state as one object.
+func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error {
+	start := time.Now()
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	if err := enc.Encode(p.header()); err != nil {
+		return fmt.Errorf("stream %s: checkpoint: %w", p.g.name, err)
+	}
+	for i, s := range p.g.states {
+		if err := s.snapshot(enc); err != nil {
+			return fmt.Errorf("stream %s: checkpoint operator %d: %w", p.g.name, i, err)
+		}
+	}
+	if err := store.Save(ctx, p.g.name, buf.Bytes()); err != nil {
+		return fmt.Errorf("stream %s: save checkpoint: %w", p.g.name, err)
+	}
+	if m := p.g.cfg.Metrics; m != nil {
+		m.checkpoint(p.g.name, time.Since(start), buf.Len())
+	}
+	return nil
+}
+
+func (p *Pipeline[In]) header() checkpointHeader {
+	h := checkpointHeader{Pipeline: p.g.name, Position: p.position, MaxTS: p.maxTS, WM: p.g.wm}
+	for _, s := range p.g.stats {
+		h.Operators = append(h.Operators, s.name)
+	}
+	return h
+}
+
+// ErrCheckpointMismatch is returned when the saved checkpoint was written by a pipeline of a
+// different shape: its state cannot be read back into this one.
+var ErrCheckpointMismatch = errors.New("stream: checkpoint belongs to a different pipeline")
+
+func (p *Pipeline[In]) restore(ctx context.Context, store Checkpoints) error {
+	data, ok, err := store.Load(ctx, p.g.name)
+	if err != nil {
+		return fmt.Errorf("stream %s: load checkpoint: %w", p.g.name, err)
+	}
+	if !ok {
+		return nil
+	}
+	dec := gob.NewDecoder(bytes.NewReader(data))
+	var h checkpointHeader
+	if err := dec.Decode(&h); err != nil {
+		return fmt.Errorf("stream %s: read checkpoint: %w", p.g.name, err)
+	}
+	want := p.header()
+	if h.Pipeline != want.Pipeline || fmt.Sprint(h.Operators) != fmt.Sprint(want.Operators) {
+		return fmt.Errorf("%w: saved %s %v, running %s %v", ErrCheckpointMismatch, h.Pipeline, h.Operators, want.Pipeline, want.Operators)
+	}
+	for i, s := range p.g.states {
+		if err := s.restore(dec); err != nil {
+			return fmt.Errorf("stream %s: restore operator %d: %w", p.g.name, i, err)
+		}
+	}
+	p.position, p.maxTS, p.g.wm = h.Position, h.MaxTS, h.WM
+	return nil
+}

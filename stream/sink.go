@@ -1,0 +1,89 @@
+package stream
+
+import (
+	"context"
+	"encoding/gob"
+	"strconv"
+)
+
+// Sink receives a pipeline's results. Write gets an id numbering the sink's results from 1:
+// after a restart from a checkpoint, the replayed results come again with the same ids, so a
+// sink that stores by id (or dedups by it) holds each result exactly once.
+type Sink[T any] interface {
+	Write(id uint64, ts int64, v T) error
+	// Flush makes every result written so far durable; a checkpoint waits for it.
+	Flush(ctx context.Context) error
+}
+
+// SinkFunc is a Sink that hands each result to a function and has nothing to flush.
+type SinkFunc[T any] func(id uint64, ts int64, v T) error
+
+// Write calls f.
+func (f SinkFunc[T]) Write(id uint64, ts int64, v T) error { return f(id, ts, v) }
+
+// Flush does nothing.
+func (SinkFunc[T]) Flush(context.Context) error { return nil }
+
+type sinkOp[T any] struct {
+	g    *graph
+	sink Sink[T]
+	seq  uint64
+	st   *opStats
+}
+
+// To sends a stream's records to a sink. A sink error stops the task; it resumes from its last
+// checkpoint.
+func To[T any](s Stream[T], sink Sink[T]) {
+	o := &sinkOp[T]{g: s.g, sink: sink}
+	o.st = s.g.stat("sink", nil)
+	s.n.outs = append(s.n.outs, o)
+	s.g.sinks = append(s.g.sinks, o)
+	s.g.states = append(s.g.states, o)
+}
+
+func (o *sinkOp[T]) push(ts int64, v T) {
+	o.st.in++
+	o.seq++
+	if err := o.sink.Write(o.seq, ts, v); err != nil {
+		o.g.fail(err)
+	}
+}
+
+func (o *sinkOp[T]) flush(ctx context.Context) error { return o.sink.Flush(ctx) }
+
+func (o *sinkOp[T]) snapshot(enc *gob.Encoder) error { return enc.Encode(o.seq) }
+func (o *sinkOp[T]) restore(dec *gob.Decoder) error  { return dec.Decode(&o.seq) }
+
+// Publisher publishes messages to a durable log that drops a message whose id it already holds
+// (JetStream's message-id dedup).
+type Publisher interface {
+	// PublishAsync sends a message without waiting for the log's acknowledgement.
+	PublishAsync(subject, msgID string, data []byte) error
+	// Flush waits until every message sent so far is acknowledged.
+	Flush(ctx context.Context) error
+}
+
+type publishSink[T any] struct {
+	pub     Publisher
+	prefix  string
+	subject func(T) string
+	encode  func(T) ([]byte, error)
+}
+
+// Publish sends a stream's records to a log, each under the message id "<pipeline>/<sink>/<id>",
+// so a replay after a restart publishes nothing twice. subject picks each record's subject: a
+// partitioned subject makes it the input of a second stage keyed differently.
+func Publish[T any](s Stream[T], pub Publisher, subject func(T) string, encode func(T) ([]byte, error)) {
+	prefix := s.g.name + "/" + strconv.Itoa(len(s.g.sinks)) + "/"
+	To[T](s, &publishSink[T]{pub: pub, prefix: prefix, subject: subject, encode: encode})
+}
+
+func (p *publishSink[T]) Write(id uint64, _ int64, v T) error {
+	data, err := p.encode(v)
+	if err != nil {
+		return err
+	}
+	return p.pub.PublishAsync(p.subject(v), p.prefix+strconv.FormatUint(id, 10), data)
+}
+
+func (p *publishSink[T]) Flush(ctx context.Context) error { return p.pub.Flush(ctx) }
