@@ -91,7 +91,9 @@ func allKinds(cfg stream.Config) (*stream.Pipeline[click], stream.Stream[string]
 			c.State().Sum += v.Amount
 			c.SetTimer(c.Time - c.Time%5_000 + 5_000)
 		},
-		OnTimer: func(c *stream.Context[string, total, string]) { c.Emit(c.Time, fmt.Sprintf("total %s %d %d", c.Key, c.Time, c.State().Sum)) },
+		OnTimer: func(c *stream.Context[string, total, string]) {
+			c.Emit(c.Time, fmt.Sprintf("total %s %d %d", c.Key, c.Time, c.State().Sum))
+		},
 	})
 	str := func(r winResult) string { return fmt.Sprintf("%v", r) }
 	return p, stream.Union(stream.Map(win, str), stream.Map(ses, str), joined, table, proc)

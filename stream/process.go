@@ -23,7 +23,7 @@ func (h *timerHeap[K]) Less(i, j int) bool {
 	return h.t[i].At < h.t[j].At || (h.t[i].At == h.t[j].At && h.t[i].Seq < h.t[j].Seq)
 }
 func (h *timerHeap[K]) Swap(i, j int) { h.t[i], h.t[j] = h.t[j], h.t[i] }
-func (h *timerHeap[K]) Push(x any)   { h.t = append(h.t, x.(timer[K])) }
+func (h *timerHeap[K]) Push(x any)    { h.t = append(h.t, x.(timer[K])) }
 func (h *timerHeap[K]) Pop() any {
 	x := h.t[len(h.t)-1]
 	h.t = h.t[:len(h.t)-1]

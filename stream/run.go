@@ -89,6 +89,12 @@ type Log interface {
 	Open(ctx context.Context, after uint64) (Reader, error)
 }
 
+// LogFunc is a Log made of its Open function: it adapts a log whose reader is a concrete type.
+type LogFunc func(ctx context.Context, after uint64) (Reader, error)
+
+// Open calls f.
+func (f LogFunc) Open(ctx context.Context, after uint64) (Reader, error) { return f(ctx, after) }
+
 // Reader reads a Log.
 type Reader interface {
 	// Next returns the next record, waiting up to wait for one; ok is false when none came.

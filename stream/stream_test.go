@@ -62,7 +62,9 @@ var sumClicks = stream.Aggregator[click, acc]{
 	Merge: func(a, b acc) acc { return acc{a.Sum + b.Sum, a.Count + b.Count} },
 }
 
-func toResult(u string, w stream.Window, a acc) winResult { return winResult{u, w.Start, a.Sum, a.Count} }
+func toResult(u string, w stream.Window, a acc) winResult {
+	return winResult{u, w.Start, a.Sum, a.Count}
+}
 
 // collect runs p over in and returns the results by id, failing on an id seen twice with a
 // different value.

@@ -1,0 +1,194 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bounds of the stream engine's use of JetStream.
+const (
+	// MaxLogBytes bounds a log stream created by EnsureLog; the oldest records go first.
+	MaxLogBytes = 8 << 30
+	// logPullMessages is how many records a log reader asks the server for at a time.
+	logPullMessages = 4096
+	// MaxPublishPending bounds the asynchronous publishes awaiting acknowledgement; a sink
+	// that gets ahead waits for them (backpressure).
+	MaxPublishPending = 2048 // below nats.go's own bound of 4,000 on one connection
+	checkpointBucket  = "SURGE_STREAM_CHECKPOINTS"
+)
+
+// EnsureLog creates or updates a stream that keeps records on subjects for the stream engine:
+// on disk, deduplicated by message id, bounded in size.
+func (b *Bus) EnsureLog(ctx context.Context, name string, subjects ...string) error {
+	_, err := b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: subjects,
+		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage, Duplicates: DedupWindow,
+		MaxBytes: MaxLogBytes, Discard: jetstream.DiscardOld})
+	if err != nil {
+		return fmt.Errorf("jetstream stream %s: %w", name, err)
+	}
+	return nil
+}
+
+// Log is one subject (or subject filter) of a stream, read in order from a position.
+type Log struct {
+	js      jetstream.JetStream
+	stream  string
+	subject string
+}
+
+// Log returns the records of subject in stream, for a pipeline to read.
+func (b *Bus) Log(stream, subject string) *Log {
+	return &Log{js: b.JS, stream: stream, subject: subject}
+}
+
+// LogReader reads a Log with an ordered consumer: the server pushes records ahead of the reader,
+// in order, and the consumer is recreated from the last sequence if a record goes missing.
+type LogReader struct {
+	it      jetstream.MessagesContext
+	pending uint64
+}
+
+// Open starts reading the records with a stream sequence greater than after.
+func (l *Log) Open(ctx context.Context, after uint64) (*LogReader, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{l.subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	c, err := l.js.OrderedConsumer(ctx, l.stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("log %s %s: %w", l.stream, l.subject, err)
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(logPullMessages))
+	if err != nil {
+		return nil, fmt.Errorf("log %s %s: %w", l.stream, l.subject, err)
+	}
+	return &LogReader{it: it}, nil
+}
+
+// Next returns the next record, waiting up to wait; ok is false when none came.
+func (r *LogReader) Next(wait time.Duration) (seq uint64, data []byte, ok bool, err error) {
+	m, err := r.it.Next(jetstream.NextMaxWait(wait))
+	if errors.Is(err, nats.ErrTimeout) {
+		return 0, nil, false, nil
+	}
+	if err != nil {
+		return 0, nil, false, err
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return 0, nil, false, err
+	}
+	r.pending = md.NumPending
+	return md.Sequence.Stream, m.Data(), true, nil
+}
+
+// Pending is how many records the stream held past the last one returned, when it was sent.
+func (r *LogReader) Pending() uint64 { return r.pending }
+
+// Close stops the reader.
+func (r *LogReader) Close() { r.it.Stop() }
+
+// Checkpoints keeps the stream engine's checkpoints in a JetStream object store: an object is
+// replaced whole, so a reader sees the previous checkpoint or the new one, never a mix.
+type Checkpoints struct{ os jetstream.ObjectStore }
+
+// Checkpoints opens (creating if needed) the checkpoint store.
+func (b *Bus) Checkpoints(ctx context.Context) (*Checkpoints, error) {
+	os, err := b.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: checkpointBucket, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream object store %s: %w", checkpointBucket, err)
+	}
+	return &Checkpoints{os: os}, nil
+}
+
+// Load returns the checkpoint saved under name.
+func (c *Checkpoints) Load(ctx context.Context, name string) ([]byte, bool, error) {
+	data, err := c.os.GetBytes(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return data, true, nil
+}
+
+// Save replaces the checkpoint saved under name.
+func (c *Checkpoints) Save(ctx context.Context, name string, data []byte) error {
+	_, err := c.os.PutBytes(ctx, name, data)
+	return err
+}
+
+// Delete removes the checkpoint saved under name, if any.
+func (c *Checkpoints) Delete(ctx context.Context, name string) error {
+	err := c.os.Delete(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil
+	}
+	return err
+}
+
+// AsyncPublisher publishes without waiting for each acknowledgement, and waits for all of them
+// on Flush: a pipeline's sink and a bulk loader publish at the rate of the connection.
+type AsyncPublisher struct {
+	js      jetstream.JetStream
+	mu      sync.Mutex
+	futures []jetstream.PubAckFuture
+}
+
+// AsyncPublisher returns a publisher of its own (Flush waits only for its messages).
+func (b *Bus) AsyncPublisher() *AsyncPublisher { return &AsyncPublisher{js: b.JS} }
+
+// PublishAsync sends a message with a dedup id; when MaxPublishPending messages await
+// acknowledgement it first waits for them.
+func (p *AsyncPublisher) PublishAsync(subject, msgID string, data []byte) error {
+	p.mu.Lock()
+	full := len(p.futures) >= MaxPublishPending
+	p.mu.Unlock()
+	if full {
+		if err := p.Flush(context.Background()); err != nil {
+			return err
+		}
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if msgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	f, err := p.js.PublishMsgAsync(m)
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	p.mu.Lock()
+	p.futures = append(p.futures, f)
+	p.mu.Unlock()
+	return nil
+}
+
+// Flush waits until every message published so far is acknowledged, and returns the first
+// refusal.
+func (p *AsyncPublisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	fs := p.futures
+	p.futures = nil
+	p.mu.Unlock()
+	var first error
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return first
+}
