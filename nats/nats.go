@@ -30,6 +30,9 @@ type Config struct {
 	URL        string
 	DataDir    string
 	ListenAddr string
+	// RelaxedSync lets an embedded server sync to disk on JetStream's own schedule instead of
+	// on every write: for disposable data such as a benchmark's, never for orders.
+	RelaxedSync bool
 }
 
 // Bus is a connection to JetStream, and the embedded server when there is one.
@@ -83,7 +86,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		// Every acknowledged publish is on disk: an order command acknowledged to a shopper
 		// must survive kill -9 and power loss, as the stock engine's answers do. JetStream's
 		// default syncs only every two minutes.
-		SyncAlways: true,
+		SyncAlways: !cfg.RelaxedSync,
 		DontListen: cfg.ListenAddr == "",
 	}
 	if cfg.ListenAddr != "" {

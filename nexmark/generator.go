@@ -1,6 +1,7 @@
 package nexmark
 
 import (
+	"iter"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -62,22 +63,15 @@ type Config struct {
 
 // Generate returns the events, in arrival order.
 func Generate(cfg Config) []Event {
-	if cfg.Rate <= 0 {
-		cfg.Rate = DefaultRate
-	}
-	g := &generator{r: rand.New(rand.NewPCG(cfg.Seed, 0x6e65786d61726b)), rate: int64(cfg.Rate)}
-	g.pad = make([]byte, 4*auctionExtraBytes)
-	for i := range g.pad {
-		g.pad[i] = byte('a' + g.r.IntN(26))
-	}
-	out := make([]Event, cfg.Events)
-	for i := range out {
-		out[i] = g.event(int64(i))
+	out := make([]Event, 0, cfg.Events)
+	for e := range Events(Config{Events: cfg.Events, Seed: cfg.Seed, Rate: cfg.Rate}) {
+		out = append(out, e)
 	}
 	if cfg.MaxDelayMs > 0 {
+		r := rand.New(rand.NewPCG(cfg.Seed, 0x64656c6179))
 		arrive := make([]int64, len(out))
 		for i, e := range out {
-			arrive[i] = e.Time() + g.r.Int64N(cfg.MaxDelayMs+1)
+			arrive[i] = e.Time() + r.Int64N(cfg.MaxDelayMs+1)
 		}
 		idx := make([]int, len(out))
 		for i := range idx {
@@ -91,6 +85,26 @@ func Generate(cfg Config) []Event {
 		out = shuffled
 	}
 	return out
+}
+
+// Events generates the events one at a time, in event-time order (MaxDelayMs is ignored): a
+// source that costs generation, as the suite's own data generator does.
+func Events(cfg Config) iter.Seq[Event] {
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultRate
+	}
+	return func(yield func(Event) bool) {
+		g := &generator{r: rand.New(rand.NewPCG(cfg.Seed, 0x6e65786d61726b)), rate: int64(cfg.Rate)}
+		g.pad = make([]byte, 4*auctionExtraBytes)
+		for i := range g.pad {
+			g.pad[i] = byte('a' + g.r.IntN(26))
+		}
+		for i := range cfg.Events {
+			if !yield(g.event(int64(i))) {
+				return
+			}
+		}
+	}
 }
 
 type generator struct {

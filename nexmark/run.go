@@ -3,6 +3,7 @@ package nexmark
 import (
 	"context"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"sync"
@@ -52,6 +53,9 @@ type Runner interface {
 	QueryName() string
 	// RunEvents runs the query over events in memory and checks its results.
 	RunEvents(ctx context.Context, cfg stream.Config, events []Event) (Outcome, error)
+	// RunGenerated runs the query over events generated as it reads them, and checks its
+	// results against events (the same ones, generated beforehand).
+	RunGenerated(ctx context.Context, cfg stream.Config, gen Config, events []Event) (Outcome, error)
 	// NewResults, ResumeLog and CheckResults run the query over a durable log, possibly in
 	// several runs that each resume from the last checkpoint, and check what they gathered.
 	NewResults() Results
@@ -85,15 +89,24 @@ func (q Query[R]) QueryName() string { return q.Name }
 
 // RunEvents runs the query over events in memory, collecting its results, and checks them.
 func (q Query[R]) RunEvents(ctx context.Context, cfg stream.Config, events []Event) (Outcome, error) {
+	return q.runSeq(ctx, cfg, slices.Values(events), events)
+}
+
+// RunGenerated runs the query over freshly generated events.
+func (q Query[R]) RunGenerated(ctx context.Context, cfg stream.Config, gen Config, events []Event) (Outcome, error) {
+	return q.runSeq(ctx, cfg, Events(gen), events)
+}
+
+func (q Query[R]) runSeq(ctx context.Context, cfg stream.Config, in iter.Seq[Event], events []Event) (Outcome, error) {
 	p, src := stream.New(q.Name, cfg, Event.Time)
 	var got []R
 	stream.To(q.Build(src), stream.SinkFunc[R](func(_ uint64, _ int64, r R) error {
 		got = append(got, r)
 		return nil
 	}))
-	start, cpu0 := time.Now(), cpuTime()
-	err := p.RunSlice(ctx, events)
-	o := Outcome{Query: q.Name, Events: len(events), Results: len(got), Elapsed: time.Since(start), CPU: cpuTime() - cpu0}
+	start, cpu0 := time.Now(), CPUTime()
+	err := p.RunSeq(ctx, in)
+	o := Outcome{Query: q.Name, Events: len(events), Results: len(got), Elapsed: time.Since(start), CPU: CPUTime() - cpu0}
 	if err != nil {
 		return o, err
 	}
@@ -189,7 +202,7 @@ func (s *ByID[R]) Results() []R {
 }
 
 // cpuTime is the CPU time the process has used.
-func cpuTime() time.Duration {
+func CPUTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

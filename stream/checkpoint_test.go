@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/surgecommerce/surge/stream"
 )
 
@@ -186,5 +188,56 @@ func TestCheckpointOfAnotherPipelineIsRefused(t *testing.T) {
 	err := other.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 2})
 	if !errors.Is(err, stream.ErrCheckpointMismatch) {
 		t.Errorf("RunLog with another pipeline's checkpoint = %v; want ErrCheckpointMismatch", err)
+	}
+}
+
+func TestMetricsCountPerOperator(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := stream.NewMetrics(reg)
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	in := clicks(5, 10_000, 10, 10, 0)
+	data := make([][]byte, len(in))
+	for i, c := range in {
+		data[i], _ = json.Marshal(c)
+	}
+	p, src := stream.New("metered", stream.Config{Metrics: m, CheckpointInterval: time.Nanosecond}, clickTime)
+	out, _ := stream.Aggregate(stream.KeyBy(src, func(c click) string { return c.User }), stream.Tumbling(time.Second), sumClicks, toResult)
+	collect(t, out)
+	decode := func(b []byte) (click, error) {
+		var c click
+		return c, json.Unmarshal(b, &c)
+	}
+	if err := p.RunLog(context.Background(), stream.LogRun[click]{Log: &memLog{data: data}, Decode: decode, Checkpoints: store, Until: uint64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name, operator string) (float64, bool) {
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if operator == "" || (l.GetName() == "operator" && l.GetValue() == operator) {
+						return m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount()), true
+					}
+				}
+			}
+		}
+		return 0, false
+	}
+	if got, _ := value("surge_stream_records_in_total", "01-window"); got != float64(len(in)) {
+		t.Errorf("window records in = %v; want %d", got, len(in))
+	}
+	if got, _ := value("surge_stream_records_in_total", "02-sink"); got == 0 || got >= float64(len(in)) {
+		t.Errorf("sink records in = %v; want the windows, fewer than the clicks", got)
+	}
+	for _, name := range []string{"surge_stream_checkpoint_seconds", "surge_stream_state_entries", "surge_stream_lag_records", "surge_stream_watermark_delay_seconds"} {
+		if _, ok := value(name, ""); !ok {
+			t.Errorf("no %s series", name)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"iter"
+	"slices"
 	"time"
 )
 
@@ -49,12 +51,18 @@ func (p *Pipeline[In]) process(v In) {
 // RunSlice runs the pipeline over a finite input, in order, then ends it: every window fires,
 // every timer runs, and the sinks are flushed.
 func (p *Pipeline[In]) RunSlice(ctx context.Context, in []In) error {
-	for i, v := range in {
+	return p.RunSeq(ctx, slices.Values(in))
+}
+
+// RunSeq runs the pipeline over a finite sequence, such as a generator, as RunSlice does.
+func (p *Pipeline[In]) RunSeq(ctx context.Context, in iter.Seq[In]) error {
+	i := 0
+	for v := range in {
 		p.process(v)
 		if p.g.err != nil {
 			return p.g.err
 		}
-		if i%statsFlushRecords == statsFlushRecords-1 {
+		if i++; i%statsFlushRecords == 0 {
 			p.report(0)
 			if err := ctx.Err(); err != nil {
 				return err

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+)
+
+// Every query, from every source, gives results equal to the batch computation and positive
+// rates in the JSON the issue asks for.
+func TestBenchNexmark(t *testing.T) {
+	for _, source := range []string{"memory", "generator", "jetstream"} {
+		t.Run(source, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := []string{"bench", "nexmark", "--events", "20000", "--rate", "1000", "--source", source, "--json"}
+			if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
+				t.Fatalf("bench nexmark = %d: %s", code, errOut.String())
+			}
+			queries := map[string]bool{}
+			sc := bufio.NewScanner(&out)
+			for sc.Scan() {
+				var res struct {
+					Query        string  `json:"query"`
+					Events       int     `json:"events"`
+					PerSec       float64 `json:"events_per_sec"`
+					PerCore      float64 `json:"events_per_sec_per_core"`
+					Correct      bool    `json:"correct"`
+					RatioToFlink float64 `json:"ratio_to_flink_per_core"`
+				}
+				if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
+					t.Fatalf("line %q: %v", sc.Text(), err)
+				}
+				if res.Events != 20000 || res.PerSec <= 0 || res.PerCore <= 0 || !res.Correct || res.RatioToFlink <= 0 {
+					t.Errorf("bench nexmark %s = %+v; want 20000 events, rates, correct", source, res)
+				}
+				queries[res.Query] = true
+			}
+			if len(queries) != 8 {
+				t.Errorf("queries run: %v; want q0–q5, q7, q8", queries)
+			}
+		})
+	}
+}
+
+func TestBenchNexmarkRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--query", "q6"},
+		{"--events", "0"},
+		{"--source", "kafka"},
+		{"--delay-ms", "5000"},
+		{"--source", "generator", "--delay-ms", "100"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), append([]string{"bench", "nexmark"}, args...), func(string) string { return "" }, &out, &errOut); code == 0 {
+			t.Errorf("bench nexmark %v succeeded; want a usage error", args)
+		}
+	}
+}
