@@ -29,6 +29,9 @@ type route struct {
 	query                 []string
 	maxBody               int64 // 0: MaxBodyBytes
 	handle                func(r *http.Request, a surge.Actor) (any, error)
+	// tokenInQuery also takes the access token from ?access_token= (a browser's EventSource
+	// cannot set headers).
+	tokenInQuery bool
 	// stream, instead of handle, writes its own response (server-sent events).
 	stream func(w http.ResponseWriter, r *http.Request, a surge.Actor) error
 }
@@ -94,6 +97,7 @@ func (s *Server) table() []route {
 	list = append(list, s.catalogRoutes()...)
 	list = append(list, s.saleRoutes()...)
 	list = append(list, s.purchaseRoutes()...)
+	list = append(list, s.liveRoutes()...)
 	if d.DevCodes != nil {
 		list = append(list, route{method: "GET", path: "/v1/dev/otp", summary: "Development only: the last code sent to a phone",
 			query: []string{"phone"}, out: OTPCode{}, status: 200,
@@ -262,7 +266,7 @@ func (s *Server) endpoint(rt route) http.Handler {
 		var a surge.Actor
 		if rt.access == signedIn {
 			var err error
-			if a, err = s.bearer(r); err != nil {
+			if a, err = s.bearer(r, rt.tokenInQuery); err != nil {
 				s.fail(w, r, err)
 				return
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/risk"
@@ -68,6 +69,9 @@ type Deps struct {
 	PaymentKey []byte         // verifies payment provider notifications
 	Paysim     http.Handler   // the simulated payment provider, served under /paysim/ when set
 
+	Board  *live.Board    // the live metrics, served from memory
+	Ingest *live.Ingester // takes business events into the events log
+
 	// TrustedProxies are the load balancers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 }
@@ -97,6 +101,10 @@ func New(d Deps) (*Server, error) {
 	})
 	if d.Paysim != nil {
 		s.mux.Handle("/paysim/", d.Paysim)
+	}
+	if d.Board != nil {
+		s.mux.HandleFunc("GET /live", s.screenPage)
+		s.mux.HandleFunc("GET /live/{room}", s.screenPage)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, surge.Errorf(surge.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
@@ -348,9 +356,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // bearer returns the actor named by the request's bearer token.
-func (s *Server) bearer(r *http.Request) (surge.Actor, error) {
+func (s *Server) bearer(r *http.Request, inQuery bool) (surge.Actor, error) {
 	h := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(h, "Bearer ")
+	if h == "" && inQuery {
+		token = r.URL.Query().Get("access_token")
+		ok = token != ""
+	}
 	if !ok || token == "" {
 		return surge.Actor{}, surge.Errorf(surge.EUNAUTHORIZED, "an Authorization: Bearer token is required")
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/surgecommerce/surge"
 )
 
 // Bounds of the stream engine's use of JetStream.
@@ -134,6 +137,57 @@ func (c *Checkpoints) Delete(ctx context.Context, name string) error {
 	return err
 }
 
+// EnsureKV creates or updates a key-value bucket that keeps the latest value of each key on
+// disk, bounded in size.
+func (b *Bus) EnsureKV(ctx context.Context, bucket string, maxBytes int64) error {
+	_, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, MaxBytes: maxBytes, Storage: jetstream.FileStorage})
+	if err != nil {
+		return fmt.Errorf("jetstream bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// KVSubject is the subject that a put of key in bucket is published on: publishing there (for
+// example with an AsyncPublisher) is a put.
+func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
+
+// WatchKV calls fn with the current value of every key in bucket, then with every change (nil
+// for a deleted key), until ctx ends. The returned channel is closed once the current values
+// were delivered.
+func (b *Bus) WatchKV(ctx context.Context, bucket string, fn func(key string, value []byte)) (<-chan struct{}, error) {
+	kv, err := b.JS.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream bucket %s: %w", bucket, err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", bucket, err)
+	}
+	ready := make(chan struct{})
+	go func() { // ends with ctx: the watcher's channel closes
+		defer w.Stop()
+		caughtUp := false
+		for e := range w.Updates() {
+			if e == nil {
+				if !caughtUp {
+					caughtUp = true
+					close(ready)
+				}
+				continue
+			}
+			if e.Operation() == jetstream.KeyValuePut {
+				fn(e.Key(), e.Value())
+			} else {
+				fn(e.Key(), nil)
+			}
+		}
+		if !caughtUp {
+			close(ready)
+		}
+	}()
+	return ready, nil
+}
+
 // AsyncPublisher publishes without waiting for each acknowledgement, and waits for all of them
 // on Flush: a pipeline's sink and a bulk loader publish at the rate of the connection.
 type AsyncPublisher struct {
@@ -184,11 +238,23 @@ func (p *AsyncPublisher) Flush(ctx context.Context) error {
 		case <-f.Ok():
 		case err := <-f.Err():
 			if first == nil {
-				first = fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+				first = publishError(f.Msg().Subject, err)
 			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	return first
+}
+
+// publishError names a full stream as such: the caller is told to come back later
+// (ERATELIMIT) rather than that the bus failed.
+func publishError(subject string, err error) error {
+	msg := err.Error()
+	for _, full := range []string{"maximum bytes exceeded", "maximum messages exceeded", "insufficient resources", "resource limits exceeded"} {
+		if strings.Contains(msg, full) {
+			return surge.Errorf(surge.ERATELIMIT, "the log behind %s is full; retry later", subject)
+		}
+	}
+	return fmt.Errorf("publish %s: %w", subject, err)
 }

@@ -30,6 +30,8 @@ type Config struct {
 	URL        string
 	DataDir    string
 	ListenAddr string
+	// EventBytes bounds the events log (DefaultEventBytes if zero).
+	EventBytes int64
 	// RelaxedSync lets an embedded server sync to disk on JetStream's own schedule instead of
 	// on every write: for disposable data such as a benchmark's, never for orders.
 	RelaxedSync bool
@@ -37,6 +39,7 @@ type Config struct {
 
 // Bus is a connection to JetStream, and the embedded server when there is one.
 type Bus struct {
+	cfg     Config
 	srv     *server.Server
 	Conn    *nats.Conn
 	JS      jetstream.JetStream
@@ -45,7 +48,7 @@ type Bus struct {
 
 // Open starts or connects to the bus.
 func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
-	b := &Bus{}
+	b := &Bus{cfg: cfg}
 	opts := []nats.Option{nats.Name("surge"), nats.Timeout(connectTimeout), nats.MaxReconnects(-1),
 		nats.ReconnectWait(MaxReconnectWait / 4),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),

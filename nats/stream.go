@@ -25,7 +25,14 @@ const (
 	// stored once.
 	DedupWindow = 10 * time.Minute
 
-	maxEventBytes   = 1 << 30
+	// DeadLetterStream keeps the events ingestion refused, with the reason.
+	DeadLetterStream   = "SURGE_DEADLETTER"
+	DeadLetterSubjects = "surge.deadletter.>"
+
+	// DefaultEventBytes bounds the events log unless Config.EventBytes says otherwise.
+	DefaultEventBytes  = 1 << 30
+	maxDeadLetterBytes = 256 << 20
+	maxDeadLetterAge   = 7 * 24 * time.Hour
 	maxEventAge     = 24 * time.Hour
 	maxOrderBacklog = 10_000_000
 	nakDelay        = 500 * time.Millisecond
@@ -42,15 +49,26 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		// dropping acknowledged ones.
 		{Name: OrdersStream, Subjects: []string{OrdersSubject}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxMsgs: maxOrderBacklog, Discard: jetstream.DiscardNew},
+		// A full events log refuses new events (ingestion answers 429) rather than dropping old
+		// ones the live metrics may not have read yet.
 		{Name: EventsStream, Subjects: []string{EventsSubject}, Retention: jetstream.LimitsPolicy,
-			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxBytes: maxEventBytes, MaxAge: maxEventAge,
-			Discard: jetstream.DiscardOld},
+			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxBytes: b.eventBytes(), MaxAge: maxEventAge,
+			Discard: jetstream.DiscardNew},
+		{Name: DeadLetterStream, Subjects: []string{DeadLetterSubjects}, Retention: jetstream.LimitsPolicy,
+			Storage: jetstream.FileStorage, MaxBytes: maxDeadLetterBytes, MaxAge: maxDeadLetterAge, Discard: jetstream.DiscardOld},
 	} {
 		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("jetstream stream %s: %w", cfg.Name, err)
 		}
 	}
 	return b.ensureResults(ctx)
+}
+
+func (b *Bus) eventBytes() int64 {
+	if b.cfg.EventBytes > 0 {
+		return b.cfg.EventBytes
+	}
+	return DefaultEventBytes
 }
 
 // ResultsBucket keeps the answers to purchases that were answered "queued", so that any node

@@ -123,8 +123,11 @@ type Checkpoints interface {
 
 // LogRun says where a pipeline reads and keeps its checkpoints.
 type LogRun[In any] struct {
-	Log         Log
-	Decode      func([]byte) (In, error)
+	Log    Log
+	Decode func([]byte) (In, error)
+	// DecodeAll, instead of Decode, reads a log record that carries several inputs (a batch);
+	// they are handled in order, each with its own event time.
+	DecodeAll   func([]byte) ([]In, error)
 	Checkpoints Checkpoints
 	// Until, when not zero, ends the input after the record with this sequence: everything
 	// fires, the sinks flush, a final checkpoint is saved and Run returns nil.
@@ -141,7 +144,8 @@ const (
 )
 
 // RunLog restores the last checkpoint, then reads the log from its position until ctx ends
-// (or past run.Until), checkpointing every Config.CheckpointInterval. When ctx ends RunLog
+// (or past run.Until), checkpointing every Config.CheckpointInterval, and flushing the sinks
+// whenever the log is quiet. When ctx ends RunLog
 // returns without a checkpoint, as a crash would: a restart replays from the last one.
 func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 	if err := p.restore(ctx, run.Checkpoints); err != nil {
@@ -183,6 +187,11 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 			if !ok || n%statsFlushRecords == 0 {
 				p.report(r.Pending())
 			}
+			if !ok { // a quiet log: what the sinks hold goes out now, not at the next record
+				if err := p.flush(ctx); err != nil {
+					return err
+				}
+			}
 			if time.Since(last) >= p.g.cfg.CheckpointInterval {
 				if err := p.checkpoint(ctx, run.Checkpoints); err != nil {
 					return err
@@ -195,15 +204,30 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 
 func (p *Pipeline[In]) decodeAndProcess(seq uint64, data []byte, run LogRun[In]) {
 	p.position = seq
-	v, err := run.Decode(data)
-	if err != nil {
-		p.invalid++
-		if run.Invalid != nil {
-			run.Invalid(seq, data, err)
+	if run.DecodeAll != nil {
+		vs, err := run.DecodeAll(data)
+		if err != nil {
+			p.refuse(seq, data, err, run)
+			return
+		}
+		for _, v := range vs {
+			p.process(v)
 		}
 		return
 	}
+	v, err := run.Decode(data)
+	if err != nil {
+		p.refuse(seq, data, err, run)
+		return
+	}
 	p.process(v)
+}
+
+func (p *Pipeline[In]) refuse(seq uint64, data []byte, err error, run LogRun[In]) {
+	p.invalid++
+	if run.Invalid != nil {
+		run.Invalid(seq, data, err)
+	}
 }
 
 // checkpointHeader comes first in a checkpoint: where the input stands and what wrote it.

@@ -216,7 +216,10 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 		deps.DevCodes = sender
 		m.Log.Warn("development mode: one-time codes are exposed at /v1/dev/otp")
 	}
-	return deps, m.salePath(ctx, b, ids, secret, &deps)
+	if err := m.salePath(ctx, b, ids, secret, &deps); err != nil {
+		return deps, err
+	}
+	return deps, m.livePlatform(ctx, b, &deps)
 }
 
 // salePath starts what runs a sale: the order writer and sweeper, the blacklist, the purchase

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/live"
+	"github.com/surgecommerce/surge/nats"
+	"github.com/surgecommerce/surge/stream"
+)
+
+// Where the live metrics are published for every node to serve.
+const (
+	liveBucket      = "SURGE_LIVE_METRICS"
+	liveBucketBytes = 512 << 20
+	liveWatchWait   = 10 * time.Second
+)
+
+// livePlatform starts the real-time platform: ingestion into the events log, the live metrics
+// pipeline (on the nodes that compute it), and this node's board of published values.
+func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.Deps) error {
+	bus := b.bus
+	if err := bus.EnsureKV(ctx, liveBucket, liveBucketBytes); err != nil {
+		return err
+	}
+	bg, stop := context.WithCancel(context.Background())
+	board := live.NewBoard()
+	ready, err := bus.WatchKV(bg, liveBucket, board.Apply)
+	if err != nil {
+		stop()
+		return err
+	}
+	select {
+	case <-ready:
+	case <-time.After(liveWatchWait):
+		stop()
+		return fmt.Errorf("live metrics: the published values did not load within %s", liveWatchWait)
+	}
+	var wg sync.WaitGroup
+	if m.Config.LiveCompute {
+		ckpt, err := bus.Checkpoints(ctx)
+		if err != nil {
+			stop()
+			return err
+		}
+		counters := &live.Counters{}
+		deps.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "surge_live_duplicate_events_total",
+			Help: "Business events dropped as copies of one already counted."}, func() float64 { return float64(counters.Duplicates.Load()) }))
+		events := bus.Log(nats.EventsStream, nats.EventsSubject)
+		r := live.Runner{
+			Log:         stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return events.Open(ctx, after) }),
+			Checkpoints: ckpt, Publisher: bus.AsyncPublisher(), Subject: func(key string) string { return nats.KVSubject(liveBucket, key) },
+			Metrics: stream.NewMetrics(deps.Registry), Counters: counters, Logger: m.Log,
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); r.Run(bg) }() // stops with bg
+	}
+	m.closers = append(m.closers, func() error { stop(); wg.Wait(); return nil })
+	deps.Board = board
+	deps.Ingest = live.NewIngester(func() live.Publisher { return bus.AsyncPublisher() }, deps.Registry)
+	return nil
+}

@@ -1,0 +1,173 @@
+package http
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/live"
+)
+
+// screenPushEvery is how often a live stream looks for changes to push; a dashboard shows a
+// change within this much of the board getting it.
+const screenPushEvery = 200 * time.Millisecond
+
+// maxScreenStream is how long one live stream stays open; the browser's EventSource reconnects.
+const maxScreenStream = 30 * time.Minute
+
+//go:embed screen
+var screenAssets embed.FS
+
+// MetricCatalog lists every metric's definition.
+type MetricCatalog struct {
+	Items []live.Metric `json:"items"`
+}
+
+func (s *Server) liveRoutes() []route {
+	d := s.deps
+	if d.Board == nil || d.Ingest == nil {
+		return nil
+	}
+	return []route{
+		{method: "POST", path: "/v1/events", summary: "Ingest a batch of business events: JSON lines, gzip with Content-Encoding: gzip",
+			access: signedIn, out: live.IngestResult{}, status: 200, maxBody: live.MaxIngestBytes,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				gz := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
+				return d.Ingest.Ingest(r.Context(), a, RequestID(r.Context()), r.Body, gz)
+			}},
+		{method: "GET", path: "/v1/metrics/catalog", summary: "Every live metric's definition", access: signedIn,
+			out: MetricCatalog{}, status: 200,
+			handle: func(*http.Request, surge.Actor) (any, error) { return MetricCatalog{Items: live.Catalog()}, nil }},
+		{method: "GET", path: "/v1/metrics/{name}", summary: "A live metric's value and last seconds (merchants: their shop only)",
+			access: signedIn, query: []string{"platform", "room", "shop", "sku", "session"}, out: live.Snapshot{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				key, err := metricKey(r, a)
+				if err != nil {
+					return nil, err
+				}
+				return d.Board.Get(key), nil
+			}},
+		{method: "GET", path: "/v1/live/screen", summary: "The big screen's numbers for a live room, or the platform (staff)",
+			access: signedIn, query: []string{"room"}, out: live.Screen{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				room, err := screenRoom(r, a)
+				if err != nil {
+					return nil, err
+				}
+				return d.Board.Screen(room), nil
+			}},
+		{method: "GET", path: "/v1/live/stream", summary: "Server-sent events: the big screen's numbers whenever they change (staff; the token may be passed as access_token)",
+			access: signedIn, tokenInQuery: true, query: []string{"room", "access_token"}, out: live.Screen{}, status: 200,
+			stream: func(w http.ResponseWriter, r *http.Request, a surge.Actor) error {
+				room, err := screenRoom(r, a)
+				if err != nil {
+					return err
+				}
+				return streamScreen(w, r, d.Board, room)
+			}},
+	}
+}
+
+// metricKey reads a metric request's series, allowing merchants only their own shop.
+func metricKey(r *http.Request, a surge.Actor) (string, error) {
+	filter := map[string]string{}
+	for d, vs := range r.URL.Query() {
+		if len(vs) != 1 {
+			return "", surge.Errorf(surge.EINVALID, "give %s once", d)
+		}
+		filter[d] = vs[0] // SeriesKey refuses a dimension the metric does not have
+	}
+	switch {
+	case a.Role.Staff():
+	case a.Role == surge.RoleMerchant:
+		if filter[live.DimShop] != strconv.FormatInt(a.MerchantID(), 10) || len(filter) != 1 {
+			return "", surge.Errorf(surge.EFORBIDDEN, "merchants read their own shop's metrics: pass shop=%d", a.MerchantID())
+		}
+	default:
+		return "", surge.Errorf(surge.EFORBIDDEN, "live metrics are for staff and merchants")
+	}
+	return live.SeriesKey(r.PathValue("name"), filter)
+}
+
+func screenRoom(r *http.Request, a surge.Actor) (string, error) {
+	if !a.Role.Staff() {
+		return "", surge.Errorf(surge.EFORBIDDEN, "the big screen is for staff")
+	}
+	room := r.URL.Query().Get("room")
+	if room != "" && !surge.ValidDim(room) {
+		return "", surge.Errorf(surge.EINVALID, "room must be 1 to %d letters, digits, '-' or '_'", surge.MaxDimLen)
+	}
+	return room, nil
+}
+
+// streamScreen pushes the screen at once and then whenever the board changed, at most every
+// screenPushEvery: a burst of changes is one push.
+func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, room string) error {
+	ctx, cancel := contextWithTimeout(r, maxScreenStream)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	tick := time.NewTicker(screenPushEvery)
+	defer tick.Stop()
+	var last []byte
+	for {
+		changed := board.Changed()
+		data, err := json.Marshal(board.Screen(room))
+		if err != nil {
+			return nil // headers are out: nothing more to say
+		}
+		if string(data) != string(last) {
+			if _, err := fmt.Fprintf(w, "event: screen\ndata: %s\n\n", data); err != nil {
+				return nil
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			last = data
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// screenPage serves the big screen: one page for a room (/live/{room}) or the platform (/live).
+func (s *Server) screenPage(w http.ResponseWriter, r *http.Request) {
+	name := "screen/index.html"
+	switch {
+	case strings.HasSuffix(r.URL.Path, ".js"):
+		name = "screen/screen.js"
+	case strings.HasSuffix(r.URL.Path, ".css"):
+		name = "screen/screen.css"
+	}
+	data, err := screenAssets.ReadFile(name)
+	if err != nil {
+		s.fail(w, r, surge.Errorf(surge.ENOTFOUND, "no such asset"))
+		return
+	}
+	switch {
+	case strings.HasSuffix(name, ".js"):
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	case strings.HasSuffix(name, ".css"):
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	default:
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
+	w.Write(data)
+}

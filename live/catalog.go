@@ -1,0 +1,194 @@
+// Package live computes the live metrics of the real-time platform from business events, on the
+// stream engine, and serves them: one metric catalog (R-7.8), running totals with per-second
+// series per platform, live room, shop, SKU and sale session (R-7.3), top items and the
+// conversion funnel, for dashboards and the live-room big screen (R-7.7, R-10.1).
+package live
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Dimensions a metric can be broken down by. A series is a metric with at most one dimension
+// set, or units_sold by room and SKU (the top items of a live room).
+const (
+	DimPlatform = "platform"
+	DimRoom     = "room"
+	DimShop     = "shop"
+	DimSKU      = "sku"
+	DimSession  = "session"
+)
+
+// Kinds of metric.
+const (
+	KindSum      = "sum"      // adds a value per event
+	KindDistinct = "distinct" // counts distinct users
+	KindGauge    = "gauge"    // a level that goes up and down (online viewers)
+)
+
+// Metric is one metric's definition: the single source of its meaning for every consumer.
+type Metric struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Definition  string   `json:"definition"`
+	Unit        string   `json:"unit"`
+	Kind        string   `json:"kind"`
+	Dimensions  []string `json:"dimensions"`
+	Window      string   `json:"window"`
+	// value is what one event adds (0: the event does not count).
+	value func(e *surge.BusinessEvent) int64 `json:"-"`
+}
+
+// SeriesSeconds is how many recent seconds a series keeps.
+const SeriesSeconds = 120
+
+const cumulative = "running total since the platform started counting, with the last 120 seconds per second (event time)"
+
+var (
+	commerceDims = []string{DimPlatform, DimRoom, DimShop, DimSKU, DimSession}
+	roomDims     = []string{DimPlatform, DimRoom}
+)
+
+func count(typ string) func(*surge.BusinessEvent) int64 {
+	return func(e *surge.BusinessEvent) int64 {
+		if e.Type == typ {
+			return 1
+		}
+		return 0
+	}
+}
+
+// catalog is every metric, defined once.
+var catalog = []Metric{
+	{Name: "gmv", Description: "Gross merchandise value paid", Definition: "sum of amount over pay events, less refund events",
+		Unit: "minor currency units", Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
+		value: func(e *surge.BusinessEvent) int64 {
+			switch e.Type {
+			case surge.BizPay:
+				return e.Amount
+			case surge.BizRefund:
+				return -e.Amount
+			}
+			return 0
+		}},
+	{Name: "orders", Description: "Orders placed", Definition: "count of order events", Unit: "orders", Kind: KindSum,
+		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizOrder)},
+	{Name: "payments", Description: "Orders paid", Definition: "count of pay events", Unit: "orders", Kind: KindSum,
+		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizPay)},
+	{Name: "units_sold", Description: "Units paid for", Definition: "sum of units over pay events", Unit: "units", Kind: KindSum,
+		Dimensions: commerceDims, Window: cumulative,
+		value: func(e *surge.BusinessEvent) int64 {
+			if e.Type == surge.BizPay {
+				return e.Units
+			}
+			return 0
+		}},
+	{Name: "paying_users", Description: "Distinct users who paid", Definition: "count of distinct users over pay events",
+		Unit: "users", Kind: KindDistinct, Dimensions: commerceDims, Window: cumulative, value: count(surge.BizPay)},
+	{Name: "refunds", Description: "Amount refunded", Definition: "sum of amount over refund events", Unit: "minor currency units",
+		Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
+		value: func(e *surge.BusinessEvent) int64 {
+			if e.Type == surge.BizRefund {
+				return e.Amount
+			}
+			return 0
+		}},
+	{Name: "exposures", Description: "Items shown", Definition: "count of exposure events", Unit: "events", Kind: KindSum,
+		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizExposure)},
+	{Name: "clicks", Description: "Items clicked", Definition: "count of click events", Unit: "events", Kind: KindSum,
+		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizClick)},
+	{Name: "add_to_carts", Description: "Items added to carts", Definition: "count of add_to_cart events", Unit: "events",
+		Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: count(surge.BizAddToCart)},
+	{Name: "online_viewers", Description: "Viewers in live rooms now",
+		Definition: "users who entered a room and have neither left nor gone 60 s (event time) without a heartbeat",
+		Unit: "viewers", Kind: KindGauge, Dimensions: roomDims, Window: "current level, with the level at the end of each of the last 120 seconds"},
+	{Name: "likes", Description: "Likes in live rooms", Definition: "count of like events", Unit: "events", Kind: KindSum,
+		Dimensions: roomDims, Window: cumulative, value: count(surge.BizLike)},
+	{Name: "comments", Description: "Comments in live rooms", Definition: "count of comment events", Unit: "events", Kind: KindSum,
+		Dimensions: roomDims, Window: cumulative, value: count(surge.BizComment)},
+	{Name: "shares", Description: "Shares of live rooms", Definition: "count of share events", Unit: "events", Kind: KindSum,
+		Dimensions: roomDims, Window: cumulative, value: count(surge.BizShare)},
+}
+
+// Catalog returns every metric's definition.
+func Catalog() []Metric { return slices.Clone(catalog) }
+
+// Lookup finds a metric by name.
+func Lookup(name string) (Metric, bool) {
+	for _, m := range catalog {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Metric{}, false
+}
+
+// Series names one series: a metric and its dimension values, in the catalog's order.
+type Series struct {
+	Metric string
+	Dims   [][2]string // (dimension, value) pairs
+}
+
+// Key is the series' key, usable as a JetStream KV key: "gmv", "gmv.room=r1",
+// "units_sold.room=r1.sku=s9".
+func (s Series) Key() string {
+	var b strings.Builder
+	b.WriteString(s.Metric)
+	for _, d := range s.Dims {
+		b.WriteByte('.')
+		b.WriteString(d[0])
+		b.WriteByte('=')
+		b.WriteString(d[1])
+	}
+	return b.String()
+}
+
+// ParseKey reads a series key back.
+func ParseKey(key string) (Series, bool) {
+	parts := strings.Split(key, ".")
+	if _, ok := Lookup(parts[0]); !ok {
+		return Series{}, false
+	}
+	s := Series{Metric: parts[0]}
+	for _, p := range parts[1:] {
+		d, v, ok := strings.Cut(p, "=")
+		if !ok || !surge.ValidDim(v) {
+			return Series{}, false
+		}
+		s.Dims = append(s.Dims, [2]string{d, v})
+	}
+	return s, true
+}
+
+// SeriesKey is the key of a metric's series with the given dimension filter (dimension →
+// value). Returns ENOTFOUND for an unknown metric, EINVALID for a dimension the metric does not
+// have or a filter on more than one dimension (except room and sku of units_sold).
+func SeriesKey(metric string, filter map[string]string) (string, error) {
+	m, ok := Lookup(metric)
+	if !ok {
+		return "", surge.Errorf(surge.ENOTFOUND, "no metric %q", metric)
+	}
+	for d, v := range filter {
+		if !slices.Contains(m.Dimensions, d) {
+			return "", surge.Errorf(surge.EINVALID, "metric %s has no dimension %q", metric, d)
+		}
+		if !surge.ValidDim(v) {
+			return "", surge.Errorf(surge.EINVALID, "%s must be 1 to %d letters, digits, '-' or '_'", d, surge.MaxDimLen)
+		}
+	}
+	s := Series{Metric: metric}
+	for _, d := range m.Dimensions {
+		if v, ok := filter[d]; ok {
+			s.Dims = append(s.Dims, [2]string{d, v})
+		}
+	}
+	if len(s.Dims) > 1 && !(metric == roomSKUMetric && len(s.Dims) == 2 && s.Dims[0][0] == DimRoom && s.Dims[1][0] == DimSKU) {
+		return "", surge.Errorf(surge.EINVALID, "filter by one dimension (or by room and sku for %s)", roomSKUMetric)
+	}
+	return s.Key(), nil
+}
+
+// roomSKUMetric is also kept per room and SKU: the top items of a live room.
+const roomSKUMetric = "units_sold"

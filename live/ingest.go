@@ -1,0 +1,211 @@
+package live
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Bounds of one ingestion request.
+const (
+	MaxIngestBytes      = 32 << 20 // after decompression
+	MaxIngestLines      = 50_000
+	MaxLineBytes        = 64 << 10
+	maxEventsPerMessage = 1000 // a bus message stays far below the 1 MiB payload limit
+	maxLineErrors       = 100  // errors listed in the answer; all are dead-lettered
+	maxDeadRawBytes     = 4 << 10
+)
+
+// Subjects of ingested events and their dead letters.
+const (
+	IngestSubject     = "surge.events." + EventsIngested
+	DeadLetterSubject = "surge.deadletter.events"
+)
+
+// LineError is why one line of a batch was refused.
+type LineError struct {
+	Line    int    `json:"line"` // 1-based
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// IngestResult is the answer to an ingested batch.
+type IngestResult struct {
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+	// Duplicates are lines repeating an event id seen earlier in the same batch; copies across
+	// batches are dropped by the pipeline.
+	Duplicates int         `json:"duplicates"`
+	Errors     []LineError `json:"errors"`
+}
+
+// DeadLetter is a refused line, kept with its reason.
+type DeadLetter struct {
+	RequestID string `json:"request_id"`
+	Line      int    `json:"line"`
+	Code      string `json:"code"`
+	Reason    string `json:"reason"`
+	Raw       string `json:"raw"` // the line, cut at 4 KiB
+	At        int64  `json:"at_ms"`
+}
+
+// Ingester validates batches of business events and appends them to the events log.
+type Ingester struct {
+	publisher func() Publisher
+	now       func() time.Time
+	accepted  prometheus.Counter
+	rejected  *prometheus.CounterVec
+}
+
+// NewIngester appends to the log through publishers made by newPublisher (one per batch, so a
+// batch waits only for its own messages), and registers its metrics.
+func NewIngester(newPublisher func() Publisher, reg prometheus.Registerer) *Ingester {
+	in := &Ingester{publisher: newPublisher, now: time.Now,
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_ingest_events_accepted_total", Help: "Business events accepted into the events log."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_ingest_events_rejected_total", Help: "Business event lines refused and dead-lettered, by error code."}, []string{"code"}),
+	}
+	reg.MustRegister(in.accepted, in.rejected)
+	return in
+}
+
+// Ingest reads a batch of JSON lines (gzip-compressed if gzipped), appends the valid events to
+// the log in order and dead-letters the others with their reason. Returns EINVALID for a body
+// that cannot be read, ETOOLARGE past the bounds, and ERATELIMIT when the log is full (nothing
+// is dropped: the producer retries the batch; its events are counted once).
+func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string, body io.Reader, gzipped bool) (IngestResult, error) {
+	if gzipped {
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return IngestResult{}, surge.Errorf(surge.EINVALID, "body is not gzip: %v", err)
+		}
+		defer zr.Close()
+		body = zr
+	}
+	res := IngestResult{Errors: []LineError{}}
+	pub := in.publisher()
+	var batch []surge.BusinessEvent
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(io.LimitReader(body, MaxIngestBytes+1))
+	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
+	read, line := 0, 0
+	for sc.Scan() {
+		line++
+		raw := sc.Bytes()
+		read += len(raw) + 1
+		if read > MaxIngestBytes+1 {
+			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d bytes", MaxIngestBytes)
+		}
+		if line > MaxIngestLines {
+			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d lines", MaxIngestLines)
+		}
+		if len(bytes.TrimSpace(raw)) == 0 {
+			continue
+		}
+		e, err := DecodeEvent(raw, a)
+		if err != nil {
+			if err := in.reject(pub, &res, requestID, line, raw, err); err != nil {
+				return IngestResult{}, err
+			}
+			continue
+		}
+		if seen[e.ID] {
+			res.Duplicates++
+			continue
+		}
+		seen[e.ID] = true
+		batch = append(batch, e)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "line %d is longer than %d bytes", line+1, MaxLineBytes)
+		}
+		return IngestResult{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
+	}
+	for len(batch) > 0 {
+		n := min(len(batch), maxEventsPerMessage)
+		if err := in.append(pub, batch[:n]); err != nil {
+			return IngestResult{}, err
+		}
+		res.Accepted += n
+		batch = batch[n:]
+	}
+	if err := pub.Flush(ctx); err != nil {
+		return IngestResult{}, err
+	}
+	in.accepted.Add(float64(res.Accepted))
+	return res, nil
+}
+
+// DecodeEvent reads and validates one line as the actor: shoppers' apps may send only
+// behavioural events about themselves, merchants only events of their own shop.
+func DecodeEvent(raw []byte, a surge.Actor) (surge.BusinessEvent, error) {
+	var e surge.BusinessEvent
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, surge.Errorf(surge.EINVALID, "not a JSON event: %v", err)
+	}
+	if dec.More() {
+		return e, surge.Errorf(surge.EINVALID, "one JSON event per line")
+	}
+	if err := e.Validate(); err != nil {
+		return e, err
+	}
+	switch a.Role {
+	case surge.RoleShopper:
+		own := strconv.FormatInt(a.UserID, 10)
+		if !surge.Behavioural(e.Type) {
+			return e, surge.Errorf(surge.EFORBIDDEN, "%s events come from Surge or a merchant, not an app", e.Type)
+		}
+		if e.User != "" && e.User != own {
+			return e, surge.Errorf(surge.EFORBIDDEN, "an app reports its own user's events")
+		}
+		e.User = own
+	case surge.RoleMerchant:
+		if e.Shop != strconv.FormatInt(a.MerchantID(), 10) {
+			return e, surge.Errorf(surge.EFORBIDDEN, "a merchant reports events of its own shop")
+		}
+	}
+	return e, nil
+}
+
+func (in *Ingester) reject(pub Publisher, res *IngestResult, requestID string, line int, raw []byte, err error) error {
+	code, msg := surge.ErrorCode(err), surge.ErrorMessage(err)
+	res.Rejected++
+	in.rejected.WithLabelValues(code).Inc()
+	if len(res.Errors) < maxLineErrors {
+		res.Errors = append(res.Errors, LineError{Line: line, Code: code, Message: msg})
+	}
+	d := DeadLetter{RequestID: requestID, Line: line, Code: code, Reason: msg, Raw: string(raw[:min(len(raw), maxDeadRawBytes)]), At: in.now().UnixMilli()}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return pub.PublishAsync(DeadLetterSubject, "", data)
+}
+
+// append publishes events as one bus message, with an id made of its content: a producer that
+// retries a batch after a timeout appends nothing twice.
+func (in *Ingester) append(pub Publisher, events []surge.BusinessEvent) error {
+	data, err := json.Marshal(events)
+	if err != nil {
+		return err
+	}
+	id := strconv.FormatUint(xxhash.Sum64(data), 36) + "-" + strconv.Itoa(len(events))
+	env, err := json.Marshal(surge.Event{ID: id, Kind: EventsIngested, At: in.now().UTC(), Data: json.RawMessage(data)})
+	if err != nil {
+		return err
+	}
+	return pub.PublishAsync(IngestSubject, id, env)
+}

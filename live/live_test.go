@@ -1,0 +1,216 @@
+package live_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/live"
+	"github.com/surgecommerce/surge/stream"
+)
+
+// Events makes a seeded mix of every type over a few platforms, rooms, shops and SKUs, with
+// copies of some events and arrival out of order within a second.
+func events(seed uint64, n int) []surge.BusinessEvent {
+	r := rand.New(rand.NewPCG(seed, 0))
+	types := surge.BizTypes()
+	var out []surge.BusinessEvent
+	base := int64(1_790_000_000_000)
+	for i := range n {
+		e := surge.BusinessEvent{ID: fmt.Sprint("e", i), Type: types[r.IntN(len(types))], Time: base + int64(i)*7,
+			Platform: []string{"ios", "android", "web"}[r.IntN(3)], User: fmt.Sprint("u", r.IntN(50)),
+			Room: fmt.Sprint("r", r.IntN(3)), Shop: fmt.Sprint(1+r.IntN(4)), SKU: fmt.Sprint("s", r.IntN(20)),
+			Session: "7", Order: fmt.Sprint("o", i), Units: 1 + r.Int64N(3), Amount: r.Int64N(10_000), Status: "shipped"}
+		if e.Type == surge.BizLiveEnter || e.Type == surge.BizLiveLeave || e.Type == surge.BizLiveHeartbeat {
+			e.Type = surge.BizLike // viewers are checked end to end, where the stream does not end
+		}
+		if err := e.Validate(); err != nil {
+			panic(err)
+		}
+		out = append(out, e)
+		if r.IntN(10) == 0 {
+			out = append(out, e) // a copy: counted once
+		}
+	}
+	for i := 0; i+1 < len(out); i += 2 { // out of order
+		if r.IntN(2) == 0 {
+			out[i], out[i+1] = out[i+1], out[i]
+		}
+	}
+	return out
+}
+
+// batch computes the expected totals of some series straight from the unique events.
+func batch(evs []surge.BusinessEvent) map[string]int64 {
+	seen := map[string]bool{}
+	want := map[string]int64{}
+	payers := map[string]map[string]bool{}
+	for _, e := range evs {
+		if seen[e.ID] {
+			continue
+		}
+		seen[e.ID] = true
+		for _, scope := range []string{"", ".room=" + e.Room, ".shop=" + e.Shop, ".sku=" + e.SKU, ".platform=" + e.Platform, ".session=" + e.Session} {
+			switch e.Type {
+			case surge.BizPay:
+				want["gmv"+scope] += e.Amount
+				want["payments"+scope]++
+				want["units_sold"+scope] += e.Units
+				if payers[scope] == nil {
+					payers[scope] = map[string]bool{}
+				}
+				payers[scope][e.User] = true
+			case surge.BizRefund:
+				want["gmv"+scope] -= e.Amount
+				want["refunds"+scope] += e.Amount
+			case surge.BizOrder:
+				want["orders"+scope]++
+			case surge.BizClick:
+				want["clicks"+scope]++
+			case surge.BizLike:
+				if scope == "" || scope[:5] == ".room" || scope[:5] == ".plat" {
+					want["likes"+scope]++
+				}
+			}
+		}
+		if e.Type == surge.BizPay {
+			want["units_sold.room="+e.Room+".sku="+e.SKU] += e.Units
+		}
+	}
+	for scope, users := range payers {
+		want["paying_users"+scope] = int64(len(users))
+	}
+	return want
+}
+
+func TestPipelineMatchesBatch(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	evs := events(seed, 20_000)
+	p, src := stream.New("live", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
+	counters := &live.Counters{}
+	got := map[string]int64{}
+	stream.To(live.Build(src, counters), stream.SinkFunc[live.Update](func(_ uint64, _ int64, u live.Update) error {
+		got[u.Key] = u.State.Total
+		return nil
+	}))
+	if err := p.RunSlice(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	want := batch(evs)
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s = %d; the batch computation has %d", k, got[k], w)
+		}
+	}
+	if len(want) < 100 {
+		t.Errorf("only %d series checked", len(want))
+	}
+	if counters.Duplicates.Load() == 0 {
+		t.Error("no copies were dropped")
+	}
+}
+
+func TestSnapshotSeries(t *testing.T) {
+	p, src := stream.New("snap", stream.Config{}, func(e surge.BusinessEvent) int64 { return e.Time })
+	var last live.Snapshot
+	sink := live.NewSink(publisherFunc(func(subject string, data []byte) {
+		b := live.NewBoard()
+		b.Apply(subject, data)
+		if subject == "gmv" {
+			last = b.Get("gmv")
+		}
+	}), func(key string) string { return key })
+	stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Update](sink))
+	base := int64(1_790_000_000_000)
+	pay := func(id string, at, amount int64) surge.BusinessEvent {
+		return surge.BusinessEvent{ID: id, Type: surge.BizPay, Time: at, Platform: "web", User: "u1", Shop: "1", SKU: "s", Order: id, Units: 1, Amount: amount}
+	}
+	if err := p.RunSlice(context.Background(), []surge.BusinessEvent{pay("a", base, 100), pay("b", base+1500, 50), pay("c", base+1600, 25), pay("d", base+3000, 5)}); err != nil {
+		t.Fatal(err)
+	}
+	if last.Value != 180 || len(last.Series) != live.SeriesSeconds {
+		t.Fatalf("gmv = %d with %d seconds; want 180 with %d", last.Value, len(last.Series), live.SeriesSeconds)
+	}
+	tail := last.Series[len(last.Series)-4:]
+	want := []int64{100, 75, 0, 5}
+	for i, p := range tail {
+		if p.Value != want[i] || p.Second != base/1000+int64(i) {
+			t.Errorf("second %d = %+v; want %d at %d", i, p, want[i], base/1000+int64(i))
+		}
+	}
+}
+
+type publisherFunc func(subject string, data []byte)
+
+func (f publisherFunc) PublishAsync(subject, _ string, data []byte) error { f(subject, data); return nil }
+func (publisherFunc) Flush(context.Context) error                          { return nil }
+
+func TestDecodeEventRules(t *testing.T) {
+	shopper := surge.Actor{UserID: 42, Role: surge.RoleShopper}
+	merchant := surge.Actor{UserID: 7, Role: surge.RoleMerchant}
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	const ts = `"time":1790000000000`
+	for _, tc := range []struct {
+		name string
+		line string
+		as   surge.Actor
+		code string
+	}{
+		{"click from an app", `{"id":"a","type":"click","sku":"s1",` + ts + `}`, shopper, ""},
+		{"pay from an app", `{"id":"a","type":"pay","order":"o","sku":"s","shop":"7","user":"42","units":1,"amount":5,` + ts + `}`, shopper, surge.EFORBIDDEN},
+		{"another user's click", `{"id":"a","type":"click","sku":"s1","user":"43",` + ts + `}`, shopper, surge.EFORBIDDEN},
+		{"merchant's own shop", `{"id":"a","type":"refund","order":"o","shop":"7","amount":5,` + ts + `}`, merchant, ""},
+		{"merchant, other shop", `{"id":"a","type":"refund","order":"o","shop":"8","amount":5,` + ts + `}`, merchant, surge.EFORBIDDEN},
+		{"unknown type", `{"id":"a","type":"teleport",` + ts + `}`, staff, surge.EINVALID},
+		{"unknown field", `{"id":"a","type":"click","sku":"s","colour":"red",` + ts + `}`, staff, surge.EINVALID},
+		{"seconds, not milliseconds", `{"id":"a","type":"click","sku":"s","time":1790000000}`, staff, surge.EINVALID},
+		{"missing sku", `{"id":"a","type":"click",` + ts + `}`, staff, surge.EINVALID},
+		{"negative amount", `{"id":"a","type":"refund","order":"o","shop":"7","amount":-5,` + ts + `}`, staff, surge.EINVALID},
+		{"room with a dot", `{"id":"a","type":"like","room":"r.1","user":"u",` + ts + `}`, staff, surge.EINVALID},
+		{"two events on a line", `{"id":"a","type":"click","sku":"s",` + ts + `} {}`, staff, surge.EINVALID},
+		{"not json", `click s1`, staff, surge.EINVALID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := live.DecodeEvent([]byte(tc.line), tc.as)
+			if code := surge.ErrorCode(err); code != tc.code && !(tc.code == "" && err == nil) {
+				t.Errorf("DecodeEvent(%s) = %v; want code %q", tc.line, err, tc.code)
+			}
+			if err == nil && tc.as.Role == surge.RoleShopper && e.User != strconv.FormatInt(tc.as.UserID, 10) {
+				t.Errorf("an app's event kept user %q; want its own user", e.User)
+			}
+		})
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add([]byte(`{"id":"a","type":"pay","order":"o","sku":"s","shop":"7","user":"42","units":1,"amount":5,"time":1790000000000}`))
+	f.Add([]byte(`{"id":"a","type":"live_enter","room":"r1","user":"u","time":1790000000000}`))
+	f.Add([]byte(`{"id":"\u0000","type":"click"}`))
+	f.Add([]byte(`[]`))
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		e, err := live.DecodeEvent(line, staff)
+		if err != nil {
+			if surge.ErrorCode(err) != surge.EINVALID {
+				t.Fatalf("DecodeEvent(%q) = %v; want EINVALID", line, err)
+			}
+			return
+		}
+		// An accepted event makes valid series keys and survives the trip through the log.
+		if err := e.Validate(); err != nil {
+			t.Fatalf("accepted %q, which then fails validation: %v", line, err)
+		}
+		for _, v := range []string{e.Platform, e.Room, e.Shop, e.SKU, e.Session} {
+			if v != "" {
+				if _, ok := live.ParseKey("gmv.room=" + v); !ok {
+					t.Fatalf("accepted dimension %q makes an unreadable series key", v)
+				}
+			}
+		}
+	})
+}

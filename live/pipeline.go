@@ -1,0 +1,319 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/stream"
+)
+
+// Bounds and timings of the live pipeline.
+const (
+	// DedupWindow is how long, in event time, a copy of an event (same id, same time) is
+	// recognised and counted once.
+	DedupWindow = 2 * time.Minute
+	// ViewerTimeout is how long a viewer stays online without a heartbeat.
+	ViewerTimeout = 60 * time.Second
+	// OutOfOrderness is the pipeline's watermark bound: it only delays viewer timeouts and the
+	// end of dedup windows; totals count every event as it arrives.
+	OutOfOrderness = 5 * time.Second
+	// EventsIngested is the bus event kind of a batch of ingested business events.
+	EventsIngested = "events.ingested"
+	dedupBucketMs  = 60_000
+)
+
+// contribution is what one event adds to one series at one second.
+type contribution struct {
+	Key      string
+	Delta    int64
+	Sec      int64
+	Distinct string // for distinct metrics: the user, counted once per series
+}
+
+// Update is a series' state after an event counted. State belongs to the pipeline: a sink reads
+// it before the next record and must not keep the pointer past its Flush.
+type Update struct {
+	Key   string
+	State *SeriesState
+}
+
+// SeriesState is a series' running total and its last SeriesSeconds per-second values.
+type SeriesState struct {
+	Total int64
+	Secs  [SeriesSeconds]int64 // the second (Unix) each slot holds
+	Vals  [SeriesSeconds]int64
+}
+
+func (s *SeriesState) add(sec, delta int64) {
+	s.Total += delta
+	i := sec % SeriesSeconds
+	switch {
+	case s.Secs[i] == sec:
+	case s.Secs[i] < sec:
+		s.Secs[i], s.Vals[i] = sec, 0
+	default:
+		return // older than the series keeps; it still counts in the total
+	}
+	s.Vals[i] += delta
+}
+
+// Counters are what the pipeline counts besides the metrics.
+type Counters struct {
+	Duplicates atomic.Int64
+}
+
+// Build adds the live metrics to a pipeline of business events.
+func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.Stream[Update] {
+	unique := dedup(src, counters)
+	contribs := stream.FlatMap(unique, explode)
+	plain := stream.Filter(contribs, func(c contribution) bool { return c.Distinct == "" })
+	distinct := stream.Process(stream.KeyBy(stream.Filter(contribs, func(c contribution) bool { return c.Distinct != "" }),
+		func(c contribution) string { return c.Key + "|" + c.Distinct }),
+		stream.Processor[string, contribution, bool, contribution]{OnRecord: func(c *stream.Context[string, bool, contribution], v contribution) {
+			if seen := c.State(); !*seen {
+				*seen = true
+				v.Distinct = ""
+				c.Emit(c.Time, v)
+			}
+		}})
+	viewers := onlineViewers(stream.Filter(unique, func(e surge.BusinessEvent) bool {
+		return e.Type == surge.BizLiveEnter || e.Type == surge.BizLiveHeartbeat || e.Type == surge.BizLiveLeave
+	}))
+	all := stream.Union(plain, distinct, viewers)
+	return stream.Process(stream.KeyBy(all, func(c contribution) string { return c.Key }),
+		stream.Processor[string, contribution, SeriesState, Update]{OnRecord: func(c *stream.Context[string, SeriesState, Update], v contribution) {
+			st := c.State()
+			st.add(v.Sec, v.Delta)
+			c.Emit(c.Time, Update{Key: v.Key, State: st})
+		}})
+}
+
+// dedupState holds the ids (hashed) of one minute of events.
+type dedupState struct{ IDs map[uint64]bool }
+
+// dedup drops copies of an event: ids are remembered per minute of event time, for DedupWindow.
+func dedup(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.Stream[surge.BusinessEvent] {
+	return stream.Process(stream.KeyBy(src, func(e surge.BusinessEvent) int64 { return e.Time / dedupBucketMs }),
+		stream.Processor[int64, surge.BusinessEvent, dedupState, surge.BusinessEvent]{
+			OnRecord: func(c *stream.Context[int64, dedupState, surge.BusinessEvent], e surge.BusinessEvent) {
+				st := c.State()
+				if st.IDs == nil {
+					st.IDs = map[uint64]bool{}
+					c.SetTimer((c.Key+1)*dedupBucketMs + DedupWindow.Milliseconds())
+				}
+				h := xxhash.Sum64String(e.ID)
+				if st.IDs[h] {
+					counters.Duplicates.Add(1)
+					return
+				}
+				st.IDs[h] = true
+				c.Emit(c.Time, e)
+			},
+			OnTimer: func(c *stream.Context[int64, dedupState, surge.BusinessEvent]) { c.Clear() },
+		})
+}
+
+// scopes are the dimension values of an event a metric is broken down by.
+func scopes(e *surge.BusinessEvent, dims []string) [][2]string {
+	out := make([][2]string, 0, len(dims))
+	for _, d := range dims {
+		var v string
+		switch d {
+		case DimPlatform:
+			v = e.Platform
+		case DimRoom:
+			v = e.Room
+		case DimShop:
+			v = e.Shop
+		case DimSKU:
+			v = e.SKU
+		case DimSession:
+			v = e.Session
+		}
+		if v != "" {
+			out = append(out, [2]string{d, v})
+		}
+	}
+	return out
+}
+
+// explode turns an event into its contributions to every series it counts in.
+func explode(e surge.BusinessEvent, emit func(contribution)) {
+	sec := e.Time / 1000
+	for i := range catalog {
+		m := &catalog[i]
+		if m.value == nil {
+			continue
+		}
+		v := m.value(&e)
+		if v == 0 {
+			continue
+		}
+		var user string
+		if m.Kind == KindDistinct {
+			user, v = e.User, 1
+		}
+		emit(contribution{Key: m.Name, Delta: v, Sec: sec, Distinct: user})
+		for _, d := range scopes(&e, m.Dimensions) {
+			emit(contribution{Key: Series{Metric: m.Name, Dims: [][2]string{d}}.Key(), Delta: v, Sec: sec, Distinct: user})
+		}
+		if m.Name == roomSKUMetric && e.Room != "" && e.SKU != "" {
+			emit(contribution{Key: Series{Metric: m.Name, Dims: [][2]string{{DimRoom, e.Room}, {DimSKU, e.SKU}}}.Key(), Delta: v, Sec: sec})
+		}
+	}
+}
+
+// viewer is one user's presence in one room.
+type viewer struct {
+	Online   bool
+	Last     int64
+	Platform string
+}
+
+// onlineViewers turns enter, heartbeat and leave events into ±1 on the online_viewers series.
+func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[contribution] {
+	timeout := ViewerTimeout.Milliseconds()
+	emit := func(c *stream.Context[string, viewer, contribution], room string, st *viewer, delta int64) {
+		for _, k := range []string{"online_viewers", "online_viewers.platform=" + st.Platform, "online_viewers.room=" + room} {
+			c.Emit(c.Time, contribution{Key: k, Delta: delta, Sec: c.Time / 1000})
+		}
+	}
+	return stream.Process(stream.KeyBy(s, func(e surge.BusinessEvent) string { return e.Room + "|" + e.User }),
+		stream.Processor[string, surge.BusinessEvent, viewer, contribution]{
+			OnRecord: func(c *stream.Context[string, viewer, contribution], e surge.BusinessEvent) {
+				st := c.State()
+				if e.Type == surge.BizLiveLeave {
+					if st.Online {
+						emit(c, e.Room, st, -1)
+					}
+					c.Clear()
+					return
+				}
+				st.Last = max(st.Last, e.Time)
+				if !st.Online {
+					st.Online, st.Platform = true, e.Platform
+					emit(c, e.Room, st, 1)
+				}
+				c.SetTimer(st.Last + timeout)
+			},
+			OnTimer: func(c *stream.Context[string, viewer, contribution]) {
+				st := c.State()
+				if st.Online && c.Time >= st.Last+timeout {
+					room, _, _ := cutRoom(c.Key)
+					emit(c, room, st, -1)
+					c.Clear()
+				}
+			},
+		})
+}
+
+func cutRoom(key string) (room, user string, ok bool) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '|' {
+			return key[:i], key[i+1:], true
+		}
+	}
+	return key, "", false
+}
+
+// DecodeBusEvents reads one message of the events log into the business events it carries:
+// a batch of ingested events, or one of Surge's own order events. Other kinds carry none.
+func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
+	var env struct {
+		ID   string          `json:"id"`
+		Kind string          `json:"kind"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, err
+	}
+	switch env.Kind {
+	case EventsIngested:
+		var evs []surge.BusinessEvent
+		return evs, json.Unmarshal(env.Data, &evs)
+	case surge.EventOrdersCreated:
+		var orders []surge.Order
+		if err := json.Unmarshal(env.Data, &orders); err != nil {
+			return nil, err
+		}
+		out := make([]surge.BusinessEvent, len(orders))
+		for i := range orders {
+			out[i] = fromOrder(&orders[i], surge.BizOrder, orders[i].CreatedAt)
+		}
+		return out, nil
+	case surge.EventOrderPaid:
+		var o surge.Order
+		if err := json.Unmarshal(env.Data, &o); err != nil {
+			return nil, err
+		}
+		at := o.CreatedAt
+		if o.PaidAt != nil {
+			at = *o.PaidAt
+		}
+		return []surge.BusinessEvent{fromOrder(&o, surge.BizPay, at)}, nil
+	}
+	return nil, nil
+}
+
+// fromOrder is the business event of one of Surge's own orders.
+func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
+	id := strconv.FormatInt(o.ID, 10)
+	return surge.BusinessEvent{ID: typ + "-" + id, Type: typ, Time: at.UnixMilli(), Platform: "surge",
+		User: strconv.FormatInt(o.UserID, 10), Shop: strconv.FormatInt(o.MerchantID, 10), SKU: strconv.FormatInt(o.SKUID, 10),
+		Session: strconv.FormatInt(o.SessionID, 10), Order: id, Units: o.Quantity, Amount: o.Amount.Amount}
+}
+
+// PipelineName names the live pipeline's checkpoint.
+const PipelineName = "live-metrics"
+
+// checkpointInterval is how often the live pipeline checkpoints: what a restart replays.
+const checkpointInterval = 2 * time.Second
+
+// Runner keeps the live pipeline running on the events log, restarting it from its last
+// checkpoint after a failure. Run it on one node: the published values serve every node.
+type Runner struct {
+	Log         stream.Log
+	Checkpoints stream.Checkpoints
+	Publisher   Publisher
+	Subject     func(key string) string // where a series' snapshot is published
+	Metrics     *stream.Metrics
+	Counters    *Counters
+	Logger      *slog.Logger
+}
+
+// restartPause is how long the runner waits before restarting a failed pipeline.
+const restartPause = time.Second
+
+// Run computes the live metrics until ctx ends.
+func (r Runner) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := r.runOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.Logger.Error("live metrics pipeline stopped; restarting from its last checkpoint", "err", err)
+		t := time.NewTimer(restartPause)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (r Runner) runOnce(ctx context.Context) error {
+	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Metrics, CheckpointInterval: checkpointInterval},
+		func(e surge.BusinessEvent) int64 { return e.Time })
+	stream.To(Build(src, r.Counters), stream.Sink[Update](NewSink(r.Publisher, r.Subject)))
+	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: DecodeBusEvents, Checkpoints: r.Checkpoints,
+		Invalid: func(seq uint64, _ []byte, err error) {
+			r.Logger.Warn("events log record skipped: not readable", "seq", seq, "err", err)
+		}})
+}
