@@ -103,7 +103,7 @@ var catalog = []Metric{
 		Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: count(surge.BizAddToCart)},
 	{Name: "online_viewers", Description: "Viewers in live rooms now",
 		Definition: "users who entered a room and have neither left nor gone 60 s (event time) without a heartbeat",
-		Unit: "viewers", Kind: KindGauge, Dimensions: roomDims, Window: "current level, with the level at the end of each of the last 120 seconds"},
+		Unit:       "viewers", Kind: KindGauge, Dimensions: roomDims, Window: "current level, with the level at the end of each of the last 120 seconds"},
 	{Name: "likes", Description: "Likes in live rooms", Definition: "count of like events", Unit: "events", Kind: KindSum,
 		Dimensions: roomDims, Window: cumulative, value: count(surge.BizLike)},
 	{Name: "comments", Description: "Comments in live rooms", Definition: "count of comment events", Unit: "events", Kind: KindSum,

@@ -23,7 +23,7 @@ func events(seed uint64, n int) []surge.BusinessEvent {
 	for i := range n {
 		e := surge.BusinessEvent{ID: fmt.Sprint("e", i), Type: types[r.IntN(len(types))], Time: base + int64(i)*7,
 			Platform: []string{"ios", "android", "web"}[r.IntN(3)], User: fmt.Sprint("u", r.IntN(50)),
-			Room: fmt.Sprint("r", r.IntN(3)), Shop: fmt.Sprint(1+r.IntN(4)), SKU: fmt.Sprint("s", r.IntN(20)),
+			Room: fmt.Sprint("r", r.IntN(3)), Shop: fmt.Sprint(1 + r.IntN(4)), SKU: fmt.Sprint("s", r.IntN(20)),
 			Session: "7", Order: fmt.Sprint("o", i), Units: 1 + r.Int64N(3), Amount: r.Int64N(10_000), Status: "shipped"}
 		if e.Type == surge.BizLiveEnter || e.Type == surge.BizLiveLeave || e.Type == surge.BizLiveHeartbeat {
 			e.Type = surge.BizLike // viewers are checked end to end, where the stream does not end
@@ -147,8 +147,11 @@ func TestSnapshotSeries(t *testing.T) {
 
 type publisherFunc func(subject string, data []byte)
 
-func (f publisherFunc) PublishAsync(subject, _ string, data []byte) error { f(subject, data); return nil }
-func (publisherFunc) Flush(context.Context) error                          { return nil }
+func (f publisherFunc) PublishAsync(subject, _ string, data []byte) error {
+	f(subject, data)
+	return nil
+}
+func (publisherFunc) Flush(context.Context) error { return nil }
 
 func TestDecodeEventRules(t *testing.T) {
 	shopper := surge.Actor{UserID: 42, Role: surge.RoleShopper}
