@@ -57,6 +57,8 @@
     };
   }
 
-  setInterval(function () { $("clock").textContent = new Date().toLocaleTimeString(); }, 1000);
+  function tick() { $("clock").textContent = new Date().toLocaleTimeString(); }
+  tick();
+  setInterval(tick, 1000);
   connect();
 })();
