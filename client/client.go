@@ -57,6 +57,9 @@ func (c *Client) WithHeader(key, value string) *Client {
 	return &cp
 }
 
+// Token is the access token the client sends ("" for none).
+func (c *Client) Token() string { return c.token }
+
 // As returns a copy of the client that sends an access token.
 func (c *Client) As(accessToken string) *Client {
 	cp := *c

@@ -15,7 +15,7 @@ import (
 
 // screenPushEvery is how often a live stream looks for changes to push; a dashboard shows a
 // change within this much of the board getting it.
-const screenPushEvery = 200 * time.Millisecond
+const screenPushEvery = 100 * time.Millisecond
 
 // maxScreenStream is how long one live stream stays open; the browser's EventSource reconnects.
 const maxScreenStream = 30 * time.Minute
@@ -114,9 +114,8 @@ func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, roo
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
-	tick := time.NewTicker(screenPushEvery)
-	defer tick.Stop()
 	var last []byte
+	var pushed time.Time
 	for {
 		changed := board.Changed()
 		data, err := json.Marshal(board.Screen(room))
@@ -130,17 +129,21 @@ func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, roo
 			if flusher != nil {
 				flusher.Flush()
 			}
-			last = data
+			last, pushed = data, time.Now()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
+		if wait := screenPushEvery - time.Since(pushed); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package live
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/gob"
 	"context"
 	"encoding/json"
 	"slices"
@@ -31,6 +33,35 @@ type Snapshot struct {
 	Series []Point `json:"series"`
 }
 
+// published is a series as the sink publishes it: compact, with only the seconds that counted.
+type published struct {
+	Key       string     `json:"key"`
+	Total     int64      `json:"total"`
+	UpdatedMs int64      `json:"updated_ms"`
+	Points    [][2]int64 `json:"points"` // (second, value) of the seconds with a non-zero value
+}
+
+func publish(key string, st *SeriesState, now time.Time) published {
+	p := published{Key: key, Total: st.Total, UpdatedMs: now.UnixMilli(), Points: [][2]int64{}}
+	for i := range SeriesSeconds {
+		if st.Vals[i] != 0 {
+			p.Points = append(p.Points, [2]int64{st.Secs[i], st.Vals[i]})
+		}
+	}
+	return p
+}
+
+func (p published) state() *SeriesState {
+	st := &SeriesState{Total: p.Total}
+	for _, pt := range p.Points {
+		if pt[0] >= 0 {
+			i := pt[0] % SeriesSeconds
+			st.Secs[i], st.Vals[i] = pt[0], pt[1]
+		}
+	}
+	return st
+}
+
 // snapshot renders a series' state.
 func snapshot(key string, st *SeriesState, now time.Time) Snapshot {
 	s, _ := ParseKey(key)
@@ -42,6 +73,9 @@ func snapshot(key string, st *SeriesState, now time.Time) Snapshot {
 		}
 	}
 	newest := slices.Max(st.Secs[:])
+	if newest == 0 { // nothing in the recent seconds: the series ends now
+		newest = now.Unix()
+	}
 	for i := range SeriesSeconds {
 		sec := newest - int64(SeriesSeconds-1-i)
 		snap.Series[i].Second = sec
@@ -63,27 +97,48 @@ func snapshot(key string, st *SeriesState, now time.Time) Snapshot {
 // Publisher publishes to the log that holds the served values (a JetStream KV bucket).
 type Publisher = stream.Publisher
 
-// FlushEvery is how often the sink publishes the series that changed.
-const FlushEvery = 100 * time.Millisecond
+// Timings of the sink.
+const (
+	// FlushEvery is how often the sink publishes the series that changed: a series is
+	// published at most this often however many events it counts.
+	FlushEvery = 250 * time.Millisecond
+	// RefreshEvery is how often the sink publishes every series again, so that a values
+	// bucket that lost its contents (a restarted server) fills up again.
+	RefreshEvery = 30 * time.Second
+)
 
-// Sink publishes changed series, at most every FlushEvery and whenever the pipeline flushes,
-// as snapshots keyed by series: an upsert, so a replay after a restart rewrites the same values.
+// Sink totals the contributions per series and publishes the series that changed, at most every
+// FlushEvery and whenever the pipeline flushes, as snapshots keyed by series: upserts, so a
+// replay after a restart rewrites the same values. Its totals are part of the pipeline's
+// checkpoints (stream.StatefulSink).
 type Sink struct {
-	pub     Publisher
-	subject func(key string) string
-	dirty   map[string]*SeriesState
-	last    time.Time
+	pub       Publisher
+	subject   func(key string) string
+	series    map[string]*SeriesState
+	dirty     map[string]bool
+	last      time.Time
+	refreshed time.Time
+	writes    int
 }
+
+// clockWrites is how many contributions the sink counts between looks at the clock.
+const clockWrites = 256
 
 // NewSink publishes each series' snapshot to subject(key).
 func NewSink(pub Publisher, subject func(key string) string) *Sink {
-	return &Sink{pub: pub, subject: subject, dirty: map[string]*SeriesState{}}
+	return &Sink{pub: pub, subject: subject, series: map[string]*SeriesState{}, dirty: map[string]bool{}, refreshed: time.Now()}
 }
 
-// Write notes a changed series.
-func (s *Sink) Write(_ uint64, _ int64, u Update) error {
-	s.dirty[u.Key] = u.State
-	if time.Since(s.last) >= FlushEvery {
+// Write counts a contribution.
+func (s *Sink) Write(_ uint64, _ int64, c Contribution) error {
+	st := s.series[c.Key]
+	if st == nil {
+		st = &SeriesState{}
+		s.series[c.Key] = st
+	}
+	st.add(c.Sec, c.Delta)
+	s.dirty[c.Key] = true
+	if s.writes++; s.writes%clockWrites == 0 && time.Since(s.last) >= FlushEvery {
 		return s.publish()
 	}
 	return nil
@@ -97,11 +152,25 @@ func (s *Sink) Flush(ctx context.Context) error {
 	return s.pub.Flush(ctx)
 }
 
+// Total is a series' current total, for tests.
+func (s *Sink) Total(key string) int64 {
+	if st := s.series[key]; st != nil {
+		return st.Total
+	}
+	return 0
+}
+
 func (s *Sink) publish() error {
 	now := time.Now()
 	s.last = now
-	for k, st := range s.dirty {
-		data, err := json.Marshal(snapshot(k, st, now))
+	if now.Sub(s.refreshed) >= RefreshEvery {
+		s.refreshed = now
+		for k := range s.series {
+			s.dirty[k] = true
+		}
+	}
+	for k := range s.dirty {
+		data, err := json.Marshal(publish(k, s.series[k], now))
 		if err != nil {
 			return err
 		}
@@ -113,26 +182,62 @@ func (s *Sink) publish() error {
 	return nil
 }
 
+// sinkState is the sink's part of a checkpoint.
+type sinkState struct {
+	Keys   []string
+	States []SeriesState
+}
+
+// SnapshotState encodes the totals.
+func (s *Sink) SnapshotState() ([]byte, error) {
+	st := sinkState{Keys: make([]string, 0, len(s.series)), States: make([]SeriesState, 0, len(s.series))}
+	for k, v := range s.series {
+		st.Keys, st.States = append(st.Keys, k), append(st.States, *v)
+	}
+	var buf bytes.Buffer
+	err := gob.NewEncoder(&buf).Encode(&st)
+	return buf.Bytes(), err
+}
+
+// RestoreState takes the totals back, and publishes every series again at the first flush.
+func (s *Sink) RestoreState(data []byte) error {
+	var st sinkState
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&st); err != nil {
+		return err
+	}
+	s.series = make(map[string]*SeriesState, len(st.Keys))
+	for i, k := range st.Keys {
+		v := st.States[i]
+		s.series[k] = &v
+		s.dirty[k] = true
+	}
+	return nil
+}
+
 // Board is one node's copy of every series, fed by a watch on the published values: every node
 // serves the same numbers from memory.
 type Board struct {
 	mu      sync.RWMutex
-	snaps   map[string]*Snapshot
+	series  map[string]boardEntry
 	top     map[string]map[string]int64 // room ("" for all) → sku → units sold
 	changed chan struct{}               // closed and replaced on every change
 }
 
-// NewBoard returns an empty board.
-func NewBoard() *Board {
-	return &Board{snaps: map[string]*Snapshot{}, top: map[string]map[string]int64{}, changed: make(chan struct{})}
+type boardEntry struct {
+	st      *SeriesState
+	updated time.Time
 }
 
-// Apply takes a published snapshot (nil: the series was deleted). Malformed values are ignored.
+// NewBoard returns an empty board.
+func NewBoard() *Board {
+	return &Board{series: map[string]boardEntry{}, top: map[string]map[string]int64{}, changed: make(chan struct{})}
+}
+
+// Apply takes a published series (nil: the series was deleted). Malformed values are ignored.
 func (b *Board) Apply(key string, value []byte) {
-	var snap *Snapshot
+	var p published
 	if value != nil {
-		snap = &Snapshot{}
-		if err := json.Unmarshal(value, snap); err != nil || snap.Key != key {
+		if err := json.Unmarshal(value, &p); err != nil || p.Key != key {
 			return
 		}
 	}
@@ -142,20 +247,20 @@ func (b *Board) Apply(key string, value []byte) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if snap == nil {
-		delete(b.snaps, key)
+	if value == nil {
+		delete(b.series, key)
 	} else {
-		b.snaps[key] = snap
+		b.series[key] = boardEntry{st: p.state(), updated: time.UnixMilli(p.UpdatedMs)}
 	}
 	if s.Metric == roomSKUMetric {
 		if room, sku, ok := topScope(s); ok {
 			if b.top[room] == nil {
 				b.top[room] = map[string]int64{}
 			}
-			if snap == nil {
+			if value == nil {
 				delete(b.top[room], sku)
 			} else {
-				b.top[room][sku] = snap.Value
+				b.top[room][sku] = p.Total
 			}
 		}
 	}
@@ -184,10 +289,10 @@ func (b *Board) Changed() <-chan struct{} {
 // Get returns a series (value 0 and no seconds if nothing counted in it yet).
 func (b *Board) Get(key string) Snapshot {
 	b.mu.RLock()
-	snap := b.snaps[key]
+	e, ok := b.series[key]
 	b.mu.RUnlock()
-	if snap != nil {
-		return *snap
+	if ok {
+		return snapshot(key, e.st, e.updated)
 	}
 	s, _ := ParseKey(key)
 	out := Snapshot{Key: key, Metric: s.Metric, Series: []Point{}}
@@ -203,8 +308,8 @@ func (b *Board) Get(key string) Snapshot {
 func (b *Board) value(key string) int64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	if s := b.snaps[key]; s != nil {
-		return s.Value
+	if e, ok := b.series[key]; ok {
+		return e.st.Total
 	}
 	return 0
 }

@@ -93,18 +93,15 @@ func TestPipelineMatchesBatch(t *testing.T) {
 	evs := events(seed, 20_000)
 	p, src := stream.New("live", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
 	counters := &live.Counters{}
-	got := map[string]int64{}
-	stream.To(live.Build(src, counters), stream.SinkFunc[live.Update](func(_ uint64, _ int64, u live.Update) error {
-		got[u.Key] = u.State.Total
-		return nil
-	}))
+	sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
+	stream.To(live.Build(src, counters), stream.Sink[live.Contribution](sink))
 	if err := p.RunSlice(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
 	want := batch(evs)
 	for k, w := range want {
-		if got[k] != w {
-			t.Errorf("%s = %d; the batch computation has %d", k, got[k], w)
+		if got := sink.Total(k); got != w {
+			t.Errorf("%s = %d; the batch computation has %d", k, got, w)
 		}
 	}
 	if len(want) < 100 {
@@ -117,15 +114,9 @@ func TestPipelineMatchesBatch(t *testing.T) {
 
 func TestSnapshotSeries(t *testing.T) {
 	p, src := stream.New("snap", stream.Config{}, func(e surge.BusinessEvent) int64 { return e.Time })
-	var last live.Snapshot
-	sink := live.NewSink(publisherFunc(func(subject string, data []byte) {
-		b := live.NewBoard()
-		b.Apply(subject, data)
-		if subject == "gmv" {
-			last = b.Get("gmv")
-		}
-	}), func(key string) string { return key })
-	stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Update](sink))
+	board := live.NewBoard()
+	sink := live.NewSink(publisherFunc(board.Apply), func(key string) string { return key })
+	stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
 	base := int64(1_790_000_000_000)
 	pay := func(id string, at, amount int64) surge.BusinessEvent {
 		return surge.BusinessEvent{ID: id, Type: surge.BizPay, Time: at, Platform: "web", User: "u1", Shop: "1", SKU: "s", Order: id, Units: 1, Amount: amount}
@@ -133,6 +124,7 @@ func TestSnapshotSeries(t *testing.T) {
 	if err := p.RunSlice(context.Background(), []surge.BusinessEvent{pay("a", base, 100), pay("b", base+1500, 50), pay("c", base+1600, 25), pay("d", base+3000, 5)}); err != nil {
 		t.Fatal(err)
 	}
+	last := board.Get("gmv")
 	if last.Value != 180 || len(last.Series) != live.SeriesSeconds {
 		t.Fatalf("gmv = %d with %d seconds; want 180 with %d", last.Value, len(last.Series), live.SeriesSeconds)
 	}

@@ -29,19 +29,12 @@ const (
 	dedupBucketMs  = 60_000
 )
 
-// contribution is what one event adds to one series at one second.
-type contribution struct {
+// Contribution is what one event adds to one series at one second.
+type Contribution struct {
 	Key      string
 	Delta    int64
 	Sec      int64
 	Distinct string // for distinct metrics: the user, counted once per series
-}
-
-// Update is a series' state after an event counted. State belongs to the pipeline: a sink reads
-// it before the next record and must not keep the pointer past its Flush.
-type Update struct {
-	Key   string
-	State *SeriesState
 }
 
 // SeriesState is a series' running total and its last SeriesSeconds per-second values.
@@ -69,14 +62,15 @@ type Counters struct {
 	Duplicates atomic.Int64
 }
 
-// Build adds the live metrics to a pipeline of business events.
-func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.Stream[Update] {
+// Build adds the live metrics to a pipeline of business events: what each unique event adds to
+// each series, for a Sink to total.
+func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.Stream[Contribution] {
 	unique := dedup(src, counters)
-	contribs := stream.FlatMap(unique, explode)
-	plain := stream.Filter(contribs, func(c contribution) bool { return c.Distinct == "" })
-	distinct := stream.Process(stream.KeyBy(stream.Filter(contribs, func(c contribution) bool { return c.Distinct != "" }),
-		func(c contribution) string { return c.Key + "|" + c.Distinct }),
-		stream.Processor[string, contribution, bool, contribution]{OnRecord: func(c *stream.Context[string, bool, contribution], v contribution) {
+	contribs := stream.FlatMap(unique, exploder())
+	plain := stream.Filter(contribs, func(c Contribution) bool { return c.Distinct == "" })
+	distinct := stream.Process(stream.KeyBy(stream.Filter(contribs, func(c Contribution) bool { return c.Distinct != "" }),
+		func(c Contribution) string { return c.Key + "|" + c.Distinct }),
+		stream.Processor[string, Contribution, bool, Contribution]{OnRecord: func(c *stream.Context[string, bool, Contribution], v Contribution) {
 			if seen := c.State(); !*seen {
 				*seen = true
 				v.Distinct = ""
@@ -86,13 +80,7 @@ func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.St
 	viewers := onlineViewers(stream.Filter(unique, func(e surge.BusinessEvent) bool {
 		return e.Type == surge.BizLiveEnter || e.Type == surge.BizLiveHeartbeat || e.Type == surge.BizLiveLeave
 	}))
-	all := stream.Union(plain, distinct, viewers)
-	return stream.Process(stream.KeyBy(all, func(c contribution) string { return c.Key }),
-		stream.Processor[string, contribution, SeriesState, Update]{OnRecord: func(c *stream.Context[string, SeriesState, Update], v contribution) {
-			st := c.State()
-			st.add(v.Sec, v.Delta)
-			c.Emit(c.Time, Update{Key: v.Key, State: st})
-		}})
+	return stream.Union(plain, distinct, viewers)
 }
 
 // dedupState holds the ids (hashed) of one minute of events.
@@ -144,28 +132,50 @@ func scopes(e *surge.BusinessEvent, dims []string) [][2]string {
 	return out
 }
 
-// explode turns an event into its contributions to every series it counts in.
-func explode(e surge.BusinessEvent, emit func(contribution)) {
-	sec := e.Time / 1000
-	for i := range catalog {
-		m := &catalog[i]
-		if m.value == nil {
-			continue
-		}
-		v := m.value(&e)
-		if v == 0 {
-			continue
-		}
-		var user string
-		if m.Kind == KindDistinct {
-			user, v = e.User, 1
-		}
-		emit(contribution{Key: m.Name, Delta: v, Sec: sec, Distinct: user})
-		for _, d := range scopes(&e, m.Dimensions) {
-			emit(contribution{Key: Series{Metric: m.Name, Dims: [][2]string{d}}.Key(), Delta: v, Sec: sec, Distinct: user})
-		}
-		if m.Name == roomSKUMetric && e.Room != "" && e.SKU != "" {
-			emit(contribution{Key: Series{Metric: m.Name, Dims: [][2]string{{DimRoom, e.Room}, {DimSKU, e.SKU}}}.Key(), Delta: v, Sec: sec})
+// keyCache remembers series keys, so that counting an event does not build the same strings
+// again. It is bounded: past maxCachedKeys it starts over.
+type keyCache map[[3]string]string
+
+const maxCachedKeys = 1 << 16
+
+func (c keyCache) key(metric, dim, value string) string {
+	k := [3]string{metric, dim, value}
+	if s, ok := c[k]; ok {
+		return s
+	}
+	if len(c) >= maxCachedKeys {
+		clear(c)
+	}
+	s := Series{Metric: metric, Dims: [][2]string{{dim, value}}}.Key()
+	c[k] = s
+	return s
+}
+
+// exploder turns an event into its contributions to every series it counts in.
+func exploder() func(surge.BusinessEvent, func(Contribution)) {
+	keys := keyCache{}
+	return func(e surge.BusinessEvent, emit func(Contribution)) {
+		sec := e.Time / 1000
+		for i := range catalog {
+			m := &catalog[i]
+			if m.value == nil {
+				continue
+			}
+			v := m.value(&e)
+			if v == 0 {
+				continue
+			}
+			var user string
+			if m.Kind == KindDistinct {
+				user, v = e.User, 1
+			}
+			emit(Contribution{Key: m.Name, Delta: v, Sec: sec, Distinct: user})
+			for _, d := range scopes(&e, m.Dimensions) {
+				emit(Contribution{Key: keys.key(m.Name, d[0], d[1]), Delta: v, Sec: sec, Distinct: user})
+			}
+			if m.Name == roomSKUMetric && e.Room != "" && e.SKU != "" {
+				emit(Contribution{Key: Series{Metric: m.Name, Dims: [][2]string{{DimRoom, e.Room}, {DimSKU, e.SKU}}}.Key(), Delta: v, Sec: sec})
+			}
 		}
 	}
 }
@@ -178,16 +188,16 @@ type viewer struct {
 }
 
 // onlineViewers turns enter, heartbeat and leave events into ±1 on the online_viewers series.
-func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[contribution] {
+func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[Contribution] {
 	timeout := ViewerTimeout.Milliseconds()
-	emit := func(c *stream.Context[string, viewer, contribution], room string, st *viewer, delta int64) {
+	emit := func(c *stream.Context[string, viewer, Contribution], room string, st *viewer, delta int64) {
 		for _, k := range []string{"online_viewers", "online_viewers.platform=" + st.Platform, "online_viewers.room=" + room} {
-			c.Emit(c.Time, contribution{Key: k, Delta: delta, Sec: c.Time / 1000})
+			c.Emit(c.Time, Contribution{Key: k, Delta: delta, Sec: c.Time / 1000})
 		}
 	}
 	return stream.Process(stream.KeyBy(s, func(e surge.BusinessEvent) string { return e.Room + "|" + e.User }),
-		stream.Processor[string, surge.BusinessEvent, viewer, contribution]{
-			OnRecord: func(c *stream.Context[string, viewer, contribution], e surge.BusinessEvent) {
+		stream.Processor[string, surge.BusinessEvent, viewer, Contribution]{
+			OnRecord: func(c *stream.Context[string, viewer, Contribution], e surge.BusinessEvent) {
 				st := c.State()
 				if e.Type == surge.BizLiveLeave {
 					if st.Online {
@@ -203,7 +213,7 @@ func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[contribut
 				}
 				c.SetTimer(st.Last + timeout)
 			},
-			OnTimer: func(c *stream.Context[string, viewer, contribution]) {
+			OnTimer: func(c *stream.Context[string, viewer, Contribution]) {
 				st := c.State()
 				if st.Online && c.Time >= st.Last+timeout {
 					room, _, _ := cutRoom(c.Key)
@@ -311,7 +321,7 @@ func (r Runner) Run(ctx context.Context) {
 func (r Runner) runOnce(ctx context.Context) error {
 	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Metrics, CheckpointInterval: checkpointInterval},
 		func(e surge.BusinessEvent) int64 { return e.Time })
-	stream.To(Build(src, r.Counters), stream.Sink[Update](NewSink(r.Publisher, r.Subject)))
+	stream.To(Build(src, r.Counters), stream.Sink[Contribution](NewSink(r.Publisher, r.Subject)))
 	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: DecodeBusEvents, Checkpoints: r.Checkpoints,
 		Invalid: func(seq uint64, _ []byte, err error) {
 			r.Logger.Warn("events log record skipped: not readable", "seq", seq, "err", err)

@@ -137,10 +137,15 @@ func (c *Checkpoints) Delete(ctx context.Context, name string) error {
 	return err
 }
 
-// EnsureKV creates or updates a key-value bucket that keeps the latest value of each key on
-// disk, bounded in size.
-func (b *Bus) EnsureKV(ctx context.Context, bucket string, maxBytes int64) error {
-	_, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, MaxBytes: maxBytes, Storage: jetstream.FileStorage})
+// EnsureKV creates or updates a key-value bucket that keeps the latest value of each key,
+// bounded in size: on disk, or in memory for values that can be computed again (a memory bucket
+// takes writes at memory speed, where a disk bucket of the embedded server syncs every write).
+func (b *Bus) EnsureKV(ctx context.Context, bucket string, maxBytes int64, inMemory bool) error {
+	storage := jetstream.FileStorage
+	if inMemory {
+		storage = jetstream.MemoryStorage
+	}
+	_, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, MaxBytes: maxBytes, Storage: storage})
 	if err != nil {
 		return fmt.Errorf("jetstream bucket %s: %w", bucket, err)
 	}

@@ -139,7 +139,7 @@ type LogRun[In any] struct {
 // idleWait is how long a task waits for a record before it looks at the clock again, and
 // clockRecords how many records it handles between looks.
 const (
-	idleWait     = 100 * time.Millisecond
+	idleWait     = 25 * time.Millisecond
 	clockRecords = 256
 )
 

@@ -15,6 +15,14 @@ type Sink[T any] interface {
 	Flush(ctx context.Context) error
 }
 
+// StatefulSink is a Sink that keeps state of its own (a running aggregate it publishes, say):
+// its state goes into the pipeline's checkpoints and comes back on restore, consistent with the
+// position the log is replayed from.
+type StatefulSink interface {
+	SnapshotState() ([]byte, error)
+	RestoreState([]byte) error
+}
+
 // SinkFunc is a Sink that hands each result to a function and has nothing to flush.
 type SinkFunc[T any] func(id uint64, ts int64, v T) error
 
@@ -51,8 +59,33 @@ func (o *sinkOp[T]) push(ts int64, v T) {
 
 func (o *sinkOp[T]) flush(ctx context.Context) error { return o.sink.Flush(ctx) }
 
-func (o *sinkOp[T]) snapshot(enc *gob.Encoder) error { return enc.Encode(o.seq) }
-func (o *sinkOp[T]) restore(dec *gob.Decoder) error  { return dec.Decode(&o.seq) }
+func (o *sinkOp[T]) snapshot(enc *gob.Encoder) error {
+	if err := enc.Encode(o.seq); err != nil {
+		return err
+	}
+	if ss, ok := o.sink.(StatefulSink); ok {
+		data, err := ss.SnapshotState()
+		if err != nil {
+			return err
+		}
+		return enc.Encode(data)
+	}
+	return nil
+}
+
+func (o *sinkOp[T]) restore(dec *gob.Decoder) error {
+	if err := dec.Decode(&o.seq); err != nil {
+		return err
+	}
+	if ss, ok := o.sink.(StatefulSink); ok {
+		var data []byte
+		if err := dec.Decode(&data); err != nil {
+			return err
+		}
+		return ss.RestoreState(data)
+	}
+	return nil
+}
 
 // Publisher publishes messages to a durable log that drops a message whose id it already holds
 // (JetStream's message-id dedup).

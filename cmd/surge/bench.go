@@ -32,7 +32,10 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if len(args) > 0 && args[0] == "nexmark" {
 		return benchNexmark(ctx, args[1:], env, stdout, stderr)
 	}
-	return fmt.Errorf("usage: surge bench stock|purchase|nexmark [flags] (see surge bench stock --help)")
+	if len(args) > 0 && args[0] == "live" {
+		return benchLive(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("usage: surge bench stock|purchase|nexmark|live [flags] (see surge bench stock --help)")
 }
 
 // stockBenchConfig are the settings of surge bench stock.

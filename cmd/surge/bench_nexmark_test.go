@@ -58,3 +58,20 @@ func TestBenchNexmarkRefusesBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// A small live bench ingests, sees every event counted, and measures visibility and serving.
+func TestBenchLive(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"bench", "live", "--events", "5000", "--batch", "500", "--probes", "3", "--serve-rate", "200", "--serve-for", "500ms", "--json"}
+	if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
+		t.Fatalf("bench live = %d: %s", code, errOut.String())
+	}
+	var res LiveBenchResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+	if !res.Correct || res.IngestPerSec <= 0 || res.ComputedPerSec <= 0 || res.VisibleQueryIdleP50Ms <= 0 ||
+		res.VisibleSSEIdleP50Ms <= 0 || res.ServeP50Ms <= 0 || res.ServeErrors != 0 {
+		t.Errorf("bench live = %+v; want correct totals, rates and latencies, no errors", res)
+	}
+}

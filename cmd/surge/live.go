@@ -16,7 +16,7 @@ import (
 
 // Where the live metrics are published for every node to serve.
 const (
-	liveBucket      = "SURGE_LIVE_METRICS"
+	liveBucket      = "SURGE_LIVE_VALUES"
 	liveBucketBytes = 512 << 20
 	liveWatchWait   = 10 * time.Second
 )
@@ -25,7 +25,10 @@ const (
 // pipeline (on the nodes that compute it), and this node's board of published values.
 func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.Deps) error {
 	bus := b.bus
-	if err := bus.EnsureKV(ctx, liveBucket, liveBucketBytes); err != nil {
+	// The published values are derived: the events log and the pipeline's checkpoints are the
+	// record, and the pipeline publishes every series again after a restart and every
+	// live.RefreshEvery.
+	if err := bus.EnsureKV(ctx, liveBucket, liveBucketBytes, true); err != nil {
 		return err
 	}
 	bg, stop := context.WithCancel(context.Background())

@@ -153,6 +153,13 @@ func TestLiveMetricsFromIngestedEvents(t *testing.T) {
 			}
 			checkDeadLetters(t, c, m, s)
 			checkMetricAccess(t, ctx, cl, admin, s)
+			if c.NATSURL != "" { // a second node, not computing, serves the same numbers
+				c2 := c
+				c2.DataDir, c2.WorkerID, c2.LiveCompute, c2.AdminPassword = t.TempDir(), 1, false, ""
+				_, cl2 := start(t, c2)
+				waitMetrics(t, cl2.As(admin.Token()), map[string]string{"room": s.rooms[0]}, s.wantRoomA)
+				waitMetrics(t, cl2.As(admin.Token()), map[string]string{"shop": s.shop}, s.wantShop)
+			}
 		})
 	}
 }

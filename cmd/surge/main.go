@@ -20,6 +20,7 @@ Usage:
   surge bench stock [flags]  measure the stock engine (see surge bench stock --help)
   surge bench purchase [flags]  measure the purchase API with wrk (see surge bench purchase --help)
   surge bench nexmark [flags]  run Nexmark queries on the stream engine (see surge bench nexmark --help)
+  surge bench live [flags]  measure ingestion, live metrics freshness and serving (see surge bench live --help)
   surge loadgen  [flags]   replay a flash-sale crowd against a deployment and check the invariants
   surge demo     [flags]   start an embedded node, run a 30-second sale against it, keep it up
   surge payment-sim [flags]  run the simulated payment provider on its own port
