@@ -3,8 +3,8 @@ package live
 import (
 	"bytes"
 	"cmp"
-	"encoding/gob"
 	"context"
+	"encoding/gob"
 	"encoding/json"
 	"slices"
 	"strings"
