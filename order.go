@@ -123,6 +123,8 @@ type OrderAudit struct {
 	PaidWithoutOnePayment int64 `json:"paid_without_one_payment"`
 	// UnreleasedCancelled counts cancelled orders whose stock is not yet released.
 	UnreleasedCancelled int64 `json:"unreleased_cancelled"`
+	// PaidAmount is the amount (minor units) of the paid orders: paid or any state after it.
+	PaidAmount int64 `json:"paid_amount"`
 }
 
 // LiveUnits is the units of an item's live orders.

@@ -193,3 +193,36 @@ func TestInjectedViolationsFail(t *testing.T) {
 		})
 	}
 }
+
+// Invariant 6 compares the real-time GMV with the paid orders, and is NA without one.
+func TestRealtimeGMV(t *testing.T) {
+	items := []audit.ItemFacts{
+		{ItemID: 1, Allotted: 10, Stock: surge.StockLevels{Allotted: 10, Available: 10}, Orders: &surge.OrderAudit{PaidAmount: 5_000}},
+		{ItemID: 2, Allotted: 10, Stock: surge.StockLevels{Allotted: 10, Available: 10}, Orders: &surge.OrderAudit{PaidAmount: 2_500}},
+	}
+	gmvOf := func(r *audit.Report) audit.Result {
+		for _, res := range r.Results {
+			if res.Invariant == audit.GMVMatches {
+				return res
+			}
+		}
+		t.Fatal("no invariant 6 in the report")
+		return audit.Result{}
+	}
+	right, wrong := int64(7_500), int64(7_400)
+	for _, c := range []struct {
+		name   string
+		gmv    *int64
+		status string
+		passed bool
+	}{
+		{"no real-time platform", nil, audit.NA, true},
+		{"equal", &right, audit.Pass, true},
+		{"a payment missing", &wrong, audit.Fail, false},
+	} {
+		r := audit.Check(9, items, c.gmv)
+		if got := gmvOf(r); got.Status != c.status || r.Passed != c.passed {
+			t.Errorf("%s: invariant 6 = %+v, passed %v; want %s, passed %v", c.name, got, r.Passed, c.status, c.passed)
+		}
+	}
+}

@@ -305,6 +305,9 @@ func (b *Board) Get(key string) Snapshot {
 	return out
 }
 
+// Value is a series' current total (0 if nothing counted in it yet).
+func (b *Board) Value(key string) int64 { return b.value(key) }
+
 func (b *Board) value(key string) int64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()

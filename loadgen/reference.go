@@ -218,7 +218,7 @@ func (r *Reference) Audit(ctx context.Context) (*audit.Report, error) {
 		facts = append(facts, audit.ItemFacts{ItemID: id, Allotted: r.Units, PerUserLimit: r.Limit, Orders: o,
 			Stock: surge.StockLevels{Allotted: r.Units, Available: left, Sold: r.Units - left}})
 	}
-	return audit.Check(0, facts), nil
+	return audit.Check(0, facts, nil), nil
 }
 
 // Remaining implements Target.

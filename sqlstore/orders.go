@@ -224,19 +224,24 @@ func boolInt(b bool) int {
 func (s *Store) AuditItem(ctx context.Context, itemID, limit int64) (*surge.OrderAudit, error) {
 	a := &surge.OrderAudit{Orders: map[surge.OrderState]int64{}, Units: map[surge.OrderState]int64{}}
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT state, COUNT(*), COALESCE(SUM(quantity), 0),
-		COALESCE(SUM(CASE WHEN stock_settled = 0 THEN 1 ELSE 0 END), 0) FROM orders WHERE item_id = ? GROUP BY state`), itemID)
+		COALESCE(SUM(CASE WHEN stock_settled = 0 THEN 1 ELSE 0 END), 0), COALESCE(SUM(amount_minor), 0)
+		FROM orders WHERE item_id = ? GROUP BY state`), itemID)
 	if err != nil {
 		return nil, s.wrap(err, "orders")
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var state string
-		var n, units, unsettled int64
-		if err := rows.Scan(&state, &n, &units, &unsettled); err != nil {
+		var n, units, unsettled, amount int64
+		if err := rows.Scan(&state, &n, &units, &unsettled, &amount); err != nil {
 			return nil, s.wrap(err, "orders")
 		}
 		st := surge.OrderState(state)
 		a.Orders[st], a.Units[st] = n, units
+		switch st {
+		case surge.OrderPaid, surge.OrderConsumed, surge.OrderReviewed, surge.OrderRefunded:
+			a.PaidAmount += amount
+		}
 		if st == surge.OrderCancelled {
 			a.UnreleasedCancelled = unsettled
 		}

@@ -152,8 +152,9 @@ func RunOrders(t *testing.T, open Open) {
 		must(t, "AuditItem", err)
 		want := surge.OrderAudit{Orders: map[surge.OrderState]int64{surge.OrderPaid: 2, surge.OrderPendingPayment: 1, surge.OrderCancelled: 1},
 			Units:          map[surge.OrderState]int64{surge.OrderPaid: 2, surge.OrderPendingPayment: 1, surge.OrderCancelled: 1},
-			UsersOverLimit: 1, PaidWithoutOnePayment: 1, UnreleasedCancelled: 1}
-		if fmt.Sprint(*a) != fmt.Sprint(want) || a.LiveUnits() != 3 {
+			UsersOverLimit: 1, PaidWithoutOnePayment: 1, UnreleasedCancelled: 1,
+			PaidAmount: paid.Amount.Amount + unpaid.Amount.Amount}
+		if fmt.Sprint(*a) != fmt.Sprint(want) || a.LiveUnits() != 3 || a.PaidAmount == 0 {
 			t.Fatalf("AuditItem = %+v; want %+v with 3 live units", *a, want)
 		}
 		must(t, "MarkStockSettled", f.s.MarkStockSettled(f.ctx, gone.ID))

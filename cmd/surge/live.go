@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -65,6 +66,11 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 	}
 	m.closers = append(m.closers, func() error { stop(); wg.Wait(); return nil })
 	deps.Board = board
+	if deps.Audit != nil { // invariant 6: the live GMV of a session against its paid orders
+		deps.Audit.GMV = func(session int64) int64 {
+			return board.Value(live.Series{Metric: "gmv", Dims: [][2]string{{live.DimSession, strconv.FormatInt(session, 10)}}}.Key())
+		}
+	}
 	deps.Ingest = live.NewIngester(func() live.Publisher { return bus.AsyncPublisher() }, deps.Registry)
 	return nil
 }

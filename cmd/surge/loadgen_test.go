@@ -44,7 +44,8 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 			for _, r := range res.Invariants {
 				got[r.Invariant] = r.Status
 			}
-			for _, name := range []string{audit.StockBalance, audit.PerUserLimit, audit.OneOrderEach, audit.ReleasedOnce, loadgen.AcknowledgedOrders} {
+			// Invariant 6 too: the paid orders' amount equals the live GMV of the session.
+			for _, name := range []string{audit.StockBalance, audit.PerUserLimit, audit.OneOrderEach, audit.ReleasedOnce, audit.GMVMatches, loadgen.AcknowledgedOrders} {
 				if got[name] != audit.Pass {
 					t.Errorf("%s = %s; want PASS", name, got[name])
 				}
