@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,23 +153,13 @@ func TestCrashAndRestartEqualsOneRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	byString := func(a, b string) int { return cmpString(a, b) }
+	byString := strings.Compare
 	if g, w := got.values(byString), once.values(byString); !slices.Equal(g, w) {
 		t.Errorf("after crashes: %d results; one run: %d; first difference %s", len(g), len(w), firstDiff(g, w))
 	}
 	if invalid != 1 {
 		t.Errorf("%d invalid records reported; want 1", invalid)
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func TestCheckpointOfAnotherPipelineIsRefused(t *testing.T) {

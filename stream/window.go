@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"cmp"
 	"container/heap"
 	"encoding/gob"
 	"fmt"
@@ -265,7 +266,7 @@ func (o *sessionOp[K, T, A, R]) push(ts int64, v T) {
 		}
 		keep = append(keep, s)
 	}
-	i, _ := slices.BinarySearchFunc(keep, merged.Start, func(s session[A], start int64) int { return cmpInt(s.Start, start) })
+	i, _ := slices.BinarySearchFunc(keep, merged.Start, func(s session[A], start int64) int { return cmp.Compare(s.Start, start) })
 	ss = slices.Insert(keep, i, merged)
 	o.sessions[k] = ss
 	if merged.End-1 <= o.wm { // grew a fired session within the allowed lateness
@@ -332,14 +333,4 @@ func (o *sessionOp[K, T, A, R]) restore(dec *gob.Decoder) error {
 	o.timers = timerHeap[K]{t: s.Timers, seq: s.Seq}
 	o.wm = s.WM
 	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -114,20 +114,12 @@ func benchStock(ctx context.Context, args []string, env func(string) string, std
 		}
 	}
 	heap1 := heapInUse()
-	if c.profile != "" {
-		f, err := os.Create(c.profile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
+	stopProfile, err := startProfile(c.profile)
+	if err != nil {
+		return err
 	}
 	res := runStockBench(ctx, c, eng, ids, fsyncs, stderr)
-	if c.profile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	if c.backend == "embedded" { // Redis keeps its state in its own process
 		res.HeapBytesPerItem = (heap1 - heap0) / int64(c.items)
 		if res.Reserved > 0 {
@@ -283,6 +275,22 @@ loop:
 }
 
 // heapInUse is the live heap after a collection.
+// startProfile writes a CPU profile to path until stop is called; with no path it does nothing.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 func heapInUse() int64 {
 	runtime.GC()
 	var m runtime.MemStats

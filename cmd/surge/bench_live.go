@@ -8,12 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,23 +68,13 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *events < 1 || *batch < 1 || *batch > live.MaxIngestLines || *workers < 1 || *probes < 1 || *rate < 1 || *serveFor <= 0 {
 		return fmt.Errorf("events, workers, probes, serve-rate and serve-for must be positive, batch 1 to %d", live.MaxIngestLines)
 	}
-	dir, err := os.MkdirTemp("", "surge-bench-live-")
+	m, _, closeNode, err := benchNode(ctx, func(*Config) {})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	c, _, err := parseConfig("serve", nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		return err
-	}
-	c.Addr, c.DataDir, c.TokenSecret, c.AdminPassword = "127.0.0.1:0", dir, fmt.Sprintf("%032x", rand.Uint64()), "bench-admin-pass"
-	m := NewMain(*c, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := m.Run(ctx); err != nil {
-		return err
-	}
-	defer m.Close()
+	defer closeNode()
 	base := "http://" + m.Addr
-	tokens, err := client.New(base).Login(ctx, "admin", "bench-admin-pass")
+	tokens, err := client.New(base).Login(ctx, "admin", benchAdminPassword)
 	if err != nil {
 		return err
 	}
@@ -110,13 +97,9 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			sleepCtx(probeCtx, 100*time.Millisecond)
 		}
 	}()
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
+	stopProfile, err := startProfile(*profile)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	var posted atomic.Int64
@@ -142,9 +125,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	res.IngestPerSec = float64(*events) / time.Since(start).Seconds()
 	res.Correct = waitTotals(ctx, cl, want, 5*time.Minute) == nil
 	res.ComputedPerSec = float64(*events) / time.Since(start).Seconds()
-	if *profile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	stopProbes()
 	<-probesDone
 	res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms = percentiles(loadProbes)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"time"
@@ -107,17 +106,11 @@ func benchNexmark(ctx context.Context, args []string, env func(string) string, s
 	if !c.json {
 		fmt.Fprintf(stdout, "%-5s %-9s %12s %14s %7s %12s %7s %s\n", "query", "source", "events/s", "events/s/core", "cores", "flink/core", "ratio", "correct")
 	}
-	if c.profile != "" {
-		f, err := os.Create(c.profile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startProfile(c.profile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	var wrong []string
 	for _, q := range queries {
 		res, err := benchQuery(q, c, run, stderr)

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -56,6 +55,32 @@ type PurchaseBenchResult struct {
 	SoldOutRatio       float64          `json:"sold_out_over_baseline"`
 }
 
+// benchNode starts a node in process on a temporary data directory, with a fresh token secret
+// and the bench admin; adjust sets what the bench needs. It returns the node, its directory and
+// what stops it and removes the directory.
+func benchNode(ctx context.Context, adjust func(*Config)) (*Main, string, func(), error) {
+	dir, err := os.MkdirTemp("", "surge-bench-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c, _, err := parseConfig("serve", nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	c.Addr, c.DataDir, c.TokenSecret, c.AdminPassword = "127.0.0.1:0", dir, fmt.Sprintf("%032x", rand.Uint64()), benchAdminPassword
+	adjust(c)
+	m := NewMain(*c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := m.Run(ctx); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return m, dir, func() { m.Close(); os.RemoveAll(dir) }, nil
+}
+
+// benchAdminPassword is the password of the admin of a bench's node.
+const benchAdminPassword = "bench-admin-pass"
+
 // benchPurchase starts an embedded node in process, opens a sale of --units to --shoppers
 // distinct shoppers (each fetches the item page for its token first), and measures the purchase
 // API over HTTP on loopback: before the sell-out, after it (the sold-out path), and a trivial
@@ -76,24 +101,17 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "surge-bench-purchase-")
+	var secret string
+	m, dir, closeNode, err := benchNode(ctx, func(c *Config) {
+		secret = c.TokenSecret
+		c.IPRate, c.InFlight = 1e9, 1_000_000
+		c.PostgresURL, c.RedisURL, c.NATSURL = *pgURL, *redisURL, *natsURL
+		c.RedisPrefix = fmt.Sprintf("surgebench%d", rand.Uint32())
+	})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	c, _, err := parseConfig("serve", nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		return err
-	}
-	secret := fmt.Sprintf("%032x", rand.Uint64())
-	c.Addr, c.DataDir, c.TokenSecret, c.AdminPassword, c.IPRate, c.InFlight = "127.0.0.1:0", dir, secret, "bench-admin-pass", 1e9, 1_000_000
-	c.PostgresURL, c.RedisURL, c.NATSURL = *pgURL, *redisURL, *natsURL
-	c.RedisPrefix = fmt.Sprintf("surgebench%d", rand.Uint32())
-	m := NewMain(*c, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := m.Run(ctx); err != nil {
-		return err
-	}
-	defer m.Close()
+	defer closeNode()
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *workers, MaxConnsPerHost: *workers}, Timeout: 30 * time.Second}
 	cl := client.New("http://" + m.Addr)
 	item, err := benchSale(ctx, cl, *units)
@@ -119,13 +137,9 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 		bodies[i], _ = json.Marshal(purchase.Request{ItemID: item, Quantity: 1, RequestID: "b" + strconv.Itoa(i), Token: tokens[i]})
 	}
 	fmt.Fprintf(stderr, "bench: %d shoppers buy now (driver %s)\n", *shoppers, *driver)
-	if *profile != "" {
-		f, err := os.Create(*profile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		pprof.StartCPUProfile(f)
+	stopProfile, err := startProfile(*profile)
+	if err != nil {
+		return err
 	}
 	res := PurchaseBenchResult{Driver: *driver, Shoppers: *shoppers, Units: *units, Workers: *workers}
 	switch *driver {
@@ -136,9 +150,7 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	default:
 		err = fmt.Errorf("--driver is wrk or go, not %q", *driver)
 	}
-	if *profile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	if err != nil {
 		return err
 	}
@@ -314,7 +326,7 @@ func purchaseWrk(ctx context.Context, res *PurchaseBenchResult, url string, jwts
 
 // benchSale creates a merchant, an item of units, and a session opening in a second.
 func benchSale(ctx context.Context, cl *client.Client, units int64) (int64, error) {
-	tok, err := cl.Login(ctx, "admin", "bench-admin-pass")
+	tok, err := cl.Login(ctx, "admin", benchAdminPassword)
 	if err != nil {
 		return 0, err
 	}
