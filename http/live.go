@@ -1,9 +1,11 @@
 package http
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,7 +20,11 @@ import (
 const screenPushEvery = 100 * time.Millisecond
 
 // maxScreenStream is how long one live stream stays open; the browser's EventSource reconnects.
-const maxScreenStream = 30 * time.Minute
+// screenKeepalive is how often an idle stream sends a comment line.
+const (
+	maxScreenStream = 30 * time.Minute
+	screenKeepalive = 15 * time.Second
+)
 
 //go:embed screen
 var screenAssets embed.FS
@@ -68,7 +74,7 @@ func (s *Server) liveRoutes() []route {
 				if err != nil {
 					return err
 				}
-				return streamScreen(w, r, d.Board, room)
+				return streamScreen(w, r, d.Board, room, s.streams)
 			}},
 	}
 }
@@ -106,14 +112,22 @@ func screenRoom(r *http.Request, a surge.Actor) (string, error) {
 }
 
 // streamScreen pushes the screen at once and then whenever the board changed, at most every
-// screenPushEvery: a burst of changes is one push.
-func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, room string) error {
+// screenPushEvery: a burst of changes is one push. A comment line every screenKeepalive keeps
+// idle proxies from closing the stream; it ends when the server shuts down (closing).
+func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, room string, closing context.Context) error {
 	ctx, cancel := contextWithTimeout(r, maxScreenStream)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	flush := func() {
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	keepalive := time.NewTicker(screenKeepalive)
+	defer keepalive.Stop()
 	var last []byte
 	var pushed time.Time
 	for {
@@ -126,24 +140,43 @@ func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, roo
 			if _, err := fmt.Fprintf(w, "event: screen\ndata: %s\n\n", data); err != nil {
 				return nil
 			}
-			if flusher != nil {
-				flusher.Flush()
-			}
+			flush()
 			last, pushed = data, time.Now()
 		}
-		select {
-		case <-ctx.Done():
+		if !awaitChange(ctx, closing, changed, keepalive.C, w, flush) {
 			return nil
-		case <-changed:
 		}
-		if wait := screenPushEvery - time.Since(pushed); wait > 0 {
-			t := time.NewTimer(wait)
+		if d := screenPushEvery - time.Since(pushed); d > 0 {
+			t := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return nil
+			case <-closing.Done():
+				t.Stop()
+				return nil
 			case <-t.C:
 			}
+		}
+	}
+}
+
+// awaitChange waits for the board to change, sending a keepalive comment on every tick; false
+// means the stream is over.
+func awaitChange(ctx, closing context.Context, changed <-chan struct{}, tick <-chan time.Time, w io.Writer, flush func()) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-closing.Done():
+			return false
+		case <-changed:
+			return true
+		case <-tick:
+			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
+				return false
+			}
+			flush()
 		}
 	}
 }

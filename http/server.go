@@ -78,6 +78,10 @@ type Deps struct {
 
 // Server is the API.
 type Server struct {
+	// streams ends with CloseStreams: long-lived event streams watch it.
+	streams      context.Context
+	closeStreams context.CancelFunc
+
 	deps    Deps
 	routes  []route
 	mux     *http.ServeMux
@@ -88,6 +92,7 @@ type Server struct {
 // New builds the API and registers its metrics.
 func New(d Deps) (*Server, error) {
 	s := &Server{deps: d, mux: http.NewServeMux(), metrics: newMetrics(d.Registry, d.Checks)}
+	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	s.routes = s.table()
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.method+" "+rt.path, s.endpoint(rt))
@@ -115,6 +120,10 @@ func New(d Deps) (*Server, error) {
 	}
 	return s, nil
 }
+
+// CloseStreams ends the open event streams, as a shutdown begins (http.Server.Shutdown waits
+// for handlers, and a stream's handler would otherwise run until its client leaves).
+func (s *Server) CloseStreams() { s.closeStreams() }
 
 // Handler returns the whole API with request ids, logging, metrics and panic recovery.
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }

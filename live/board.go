@@ -199,7 +199,7 @@ func (s *Sink) SnapshotState() ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// RestoreState takes the totals back, and publishes every series again at the first flush.
+// RestoreState takes the totals back, and publishes every series again a few seconds later.
 func (s *Sink) RestoreState(data []byte) error {
 	var st sinkState
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&st); err != nil {
@@ -209,10 +209,16 @@ func (s *Sink) RestoreState(data []byte) error {
 	for i, k := range st.Keys {
 		v := st.States[i]
 		s.series[k] = &v
-		s.dirty[k] = true
 	}
+	// Publish everything again soon, not now: the totals of the checkpoint are older than what
+	// the bucket may hold, until the replay from the checkpoint has caught up.
+	s.refreshed = time.Now().Add(restoredRefreshAfter - RefreshEvery)
 	return nil
 }
+
+// restoredRefreshAfter is when a restored sink publishes every series again: after the replay
+// of the few seconds since the checkpoint, in case the values bucket lost its contents.
+const restoredRefreshAfter = 5 * time.Second
 
 // Board is one node's copy of every series, fed by a watch on the published values: every node
 // serves the same numbers from memory.
@@ -385,15 +391,27 @@ func (b *Board) Screen(room string) Screen {
 		}
 		return Series{Metric: metric, Dims: [][2]string{{DimRoom, room}}}.Key()
 	}
-	sc := Screen{Room: room, GMV: b.value(key("gmv")), Orders: b.value(key("orders")), UnitsSold: b.value(key("units_sold")),
-		PayingUsers: b.value(key("paying_users")), OnlineViewers: b.value(key("online_viewers")), Likes: b.value(key("likes")),
-		Comments: b.value(key("comments")), Shares: b.value(key("shares")), TopItems: b.Top(room, screenTop)}
-	f := Funnel{Exposures: b.value(key("exposures")), Clicks: b.value(key("clicks")), AddToCarts: b.value(key("add_to_carts")),
-		Orders: sc.Orders, Payments: b.value(key("payments"))}
+	b.mu.RLock() // one consistent view: a push never mixes old and new numbers
+	v := func(metric string) int64 {
+		if e, ok := b.series[key(metric)]; ok {
+			return e.st.Total
+		}
+		return 0
+	}
+	sc := Screen{Room: room, GMV: v("gmv"), Orders: v("orders"), UnitsSold: v("units_sold"), PayingUsers: v("paying_users"),
+		OnlineViewers: v("online_viewers"), Likes: v("likes"), Comments: v("comments"), Shares: v("shares")}
+	f := Funnel{Exposures: v("exposures"), Clicks: v("clicks"), AddToCarts: v("add_to_carts"), Orders: sc.Orders, Payments: v("payments")}
+	series := func(metric string) []Point {
+		if e, ok := b.series[key(metric)]; ok {
+			return last(snapshot(key(metric), e.st, e.updated).Series, 60)
+		}
+		return []Point{}
+	}
+	sc.GMVSeries, sc.ViewerSeries = series("gmv"), series("online_viewers")
+	b.mu.RUnlock()
+	sc.TopItems = b.Top(room, screenTop)
 	f.ClickRate, f.OrderRate, f.PayRate = ratio(f.Clicks, f.Exposures), ratio(f.Orders, f.Clicks), ratio(f.Payments, f.Orders)
 	sc.Funnel = f
-	sc.GMVSeries = last(b.Get(key("gmv")).Series, 60)
-	sc.ViewerSeries = last(b.Get(key("online_viewers")).Series, 60)
 	return sc
 }
 

@@ -85,7 +85,7 @@ var catalog = []Metric{
 			}
 			return 0
 		}},
-	{Name: "paying_users", Description: "Distinct users who paid", Definition: "count of distinct users over pay events",
+	{Name: "paying_users", Description: "Distinct users who paid", Definition: "count of distinct users over pay events, per UTC day of event time, summed over the days",
 		Unit: "users", Kind: KindDistinct, Dimensions: commerceDims, Window: cumulative, value: count(surge.BizPay)},
 	{Name: "refunds", Description: "Amount refunded", Definition: "sum of amount over refund events", Unit: "minor currency units",
 		Kind: KindSum, Dimensions: commerceDims, Window: cumulative,

@@ -112,7 +112,7 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
-		e, err := DecodeEvent(raw, a)
+		e, err := DecodeEvent(raw, a, in.now())
 		if err != nil {
 			if err := in.reject(pub, &res, requestID, line, raw, err); err != nil {
 				return IngestResult{}, err
@@ -147,9 +147,18 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 	return res, nil
 }
 
-// DecodeEvent reads and validates one line as the actor: shoppers' apps may send only
-// behavioural events about themselves, merchants only events of their own shop.
-func DecodeEvent(raw []byte, a surge.Actor) (surge.BusinessEvent, error) {
+// MaxClockSkew is how far ahead of the server's clock an event's time may be.
+const MaxClockSkew = 5 * time.Minute
+
+// DecodeEvent reads and validates one line as the actor, at time now:
+//   - shoppers' apps may send only behavioural events about themselves (their user is filled in);
+//   - merchants only events of their own shop;
+//   - only staff may name a sale session (the sessions' numbers come from Surge's own orders);
+//   - an event may not be dated after now plus MaxClockSkew.
+//
+// The ids of shoppers' and merchants' events are put in the sender's namespace, so that one
+// sender's id can never make another's event look like a copy.
+func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent, error) {
 	var e surge.BusinessEvent
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -159,23 +168,33 @@ func DecodeEvent(raw []byte, a surge.Actor) (surge.BusinessEvent, error) {
 	if dec.More() {
 		return e, surge.Errorf(surge.EINVALID, "one JSON event per line")
 	}
+	own := strconv.FormatInt(a.UserID, 10)
+	if a.Role == surge.RoleShopper && e.User == "" {
+		e.User = own
+	}
 	if err := e.Validate(); err != nil {
 		return e, err
 	}
+	if e.Time > now.Add(MaxClockSkew).UnixMilli() {
+		return e, surge.Errorf(surge.EINVALID, "time is more than %s in the future", MaxClockSkew)
+	}
+	if e.Session != "" && !a.Role.Staff() {
+		return e, surge.Errorf(surge.EFORBIDDEN, "sale sessions' events come from Surge")
+	}
 	switch a.Role {
 	case surge.RoleShopper:
-		own := strconv.FormatInt(a.UserID, 10)
 		if !surge.Behavioural(e.Type) {
 			return e, surge.Errorf(surge.EFORBIDDEN, "%s events come from Surge or a merchant, not an app", e.Type)
 		}
-		if e.User != "" && e.User != own {
+		if e.User != own {
 			return e, surge.Errorf(surge.EFORBIDDEN, "an app reports its own user's events")
 		}
-		e.User = own
+		e.ID = "app-" + own + "-" + e.ID
 	case surge.RoleMerchant:
 		if e.Shop != strconv.FormatInt(a.MerchantID(), 10) {
 			return e, surge.Errorf(surge.EFORBIDDEN, "a merchant reports events of its own shop")
 		}
+		e.ID = "shop-" + e.Shop + "-" + e.ID
 	}
 	return e, nil
 }

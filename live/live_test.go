@@ -164,6 +164,9 @@ func TestDecodeEventRules(t *testing.T) {
 		{"unknown type", `{"id":"a","type":"teleport",` + ts + `}`, staff, surge.EINVALID},
 		{"unknown field", `{"id":"a","type":"click","sku":"s","colour":"red",` + ts + `}`, staff, surge.EINVALID},
 		{"seconds, not milliseconds", `{"id":"a","type":"click","sku":"s","time":1790000000}`, staff, surge.EINVALID},
+		{"far in the future", `{"id":"a","type":"click","sku":"s","time":1790001000000}`, staff, surge.EINVALID},
+		{"a session from a merchant", `{"id":"a","type":"refund","order":"o","shop":"7","session":"5","amount":5,` + ts + `}`, merchant, surge.EFORBIDDEN},
+		{"a like from an app, user filled in", `{"id":"a","type":"like","room":"r1",` + ts + `}`, shopper, ""},
 		{"missing sku", `{"id":"a","type":"click",` + ts + `}`, staff, surge.EINVALID},
 		{"negative amount", `{"id":"a","type":"refund","order":"o","shop":"7","amount":-5,` + ts + `}`, staff, surge.EINVALID},
 		{"room with a dot", `{"id":"a","type":"like","room":"r.1","user":"u",` + ts + `}`, staff, surge.EINVALID},
@@ -171,12 +174,15 @@ func TestDecodeEventRules(t *testing.T) {
 		{"not json", `click s1`, staff, surge.EINVALID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := live.DecodeEvent([]byte(tc.line), tc.as)
+			e, err := live.DecodeEvent([]byte(tc.line), tc.as, time.UnixMilli(1790000000000))
 			if code := surge.ErrorCode(err); code != tc.code && !(tc.code == "" && err == nil) {
 				t.Errorf("DecodeEvent(%s) = %v; want code %q", tc.line, err, tc.code)
 			}
 			if err == nil && tc.as.Role == surge.RoleShopper && e.User != strconv.FormatInt(tc.as.UserID, 10) {
 				t.Errorf("an app's event kept user %q; want its own user", e.User)
+			}
+			if err == nil && !tc.as.Role.Staff() && e.ID == "a" {
+				t.Errorf("a %s's event id %q is not in its namespace", tc.as.Role, e.ID)
 			}
 		})
 	}
@@ -189,7 +195,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`[]`))
 	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		e, err := live.DecodeEvent(line, staff)
+		e, err := live.DecodeEvent(line, staff, time.UnixMilli(1790000000000))
 		if err != nil {
 			if surge.ErrorCode(err) != surge.EINVALID {
 				t.Fatalf("DecodeEvent(%q) = %v; want EINVALID", line, err)

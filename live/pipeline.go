@@ -27,6 +27,7 @@ const (
 	// EventsIngested is the bus event kind of a batch of ingested business events.
 	EventsIngested = "events.ingested"
 	dedupBucketMs  = 60_000
+	daySeconds     = 86_400
 )
 
 // Contribution is what one event adds to one series at one second.
@@ -68,15 +69,23 @@ func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.St
 	unique := dedup(src, counters)
 	contribs := stream.FlatMap(unique, exploder())
 	plain := stream.Filter(contribs, func(c Contribution) bool { return c.Distinct == "" })
+	// Distinct users are counted per UTC day of event time, and forgotten a day after it ends:
+	// a distinct metric's total is the sum of its daily counts.
 	distinct := stream.Process(stream.KeyBy(stream.Filter(contribs, func(c Contribution) bool { return c.Distinct != "" }),
-		func(c Contribution) string { return c.Key + "|" + c.Distinct }),
-		stream.Processor[string, Contribution, bool, Contribution]{OnRecord: func(c *stream.Context[string, bool, Contribution], v Contribution) {
-			if seen := c.State(); !*seen {
-				*seen = true
-				v.Distinct = ""
-				c.Emit(c.Time, v)
-			}
-		}})
+		func(c Contribution) string {
+			return c.Key + "|" + c.Distinct + "|" + strconv.FormatInt(c.Sec/daySeconds, 10)
+		}),
+		stream.Processor[string, Contribution, bool, Contribution]{
+			OnRecord: func(c *stream.Context[string, bool, Contribution], v Contribution) {
+				if seen := c.State(); !*seen {
+					*seen = true
+					c.SetTimer((v.Sec/daySeconds + 2) * daySeconds * 1000)
+					v.Distinct = ""
+					c.Emit(c.Time, v)
+				}
+			},
+			OnTimer: func(c *stream.Context[string, bool, Contribution]) { c.Clear() },
+		})
 	viewers := onlineViewers(stream.Filter(unique, func(e surge.BusinessEvent) bool {
 		return e.Type == surge.BizLiveEnter || e.Type == surge.BizLiveHeartbeat || e.Type == surge.BizLiveLeave
 	}))
@@ -214,8 +223,8 @@ func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[Contribut
 				c.SetTimer(st.Last + timeout)
 			},
 			OnTimer: func(c *stream.Context[string, viewer, Contribution]) {
-				st := c.State()
-				if st.Online && c.Time >= st.Last+timeout {
+				st, ok := c.Lookup() // a viewer who left has no state, and gets none back
+				if ok && st.Online && c.Time >= st.Last+timeout {
 					room, _, _ := cutRoom(c.Key)
 					emit(c, room, st, -1)
 					c.Clear()
@@ -247,7 +256,10 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	switch env.Kind {
 	case EventsIngested:
 		var evs []surge.BusinessEvent
-		return evs, json.Unmarshal(env.Data, &evs)
+		if err := json.Unmarshal(env.Data, &evs); err != nil {
+			return nil, err
+		}
+		return evs, nil
 	case surge.EventOrdersCreated:
 		var orders []surge.Order
 		if err := json.Unmarshal(env.Data, &orders); err != nil {
@@ -325,5 +337,10 @@ func (r Runner) runOnce(ctx context.Context) error {
 	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: DecodeBusEvents, Checkpoints: r.Checkpoints,
 		Invalid: func(seq uint64, _ []byte, err error) {
 			r.Logger.Warn("events log record skipped: not readable", "seq", seq, "err", err)
+		},
+		// Dashboards go on rather than stop, but the events lost are said loudly.
+		OnGap: func(err error) bool {
+			r.Logger.Error("live metrics miss events: the log dropped them before the pipeline read them", "err", err)
+			return true
 		}})
 }

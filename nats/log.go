@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/stream"
 )
 
 // Bounds of the stream engine's use of JetStream.
@@ -24,6 +25,8 @@ const (
 	// that gets ahead waits for them (backpressure).
 	MaxPublishPending = 2048 // below nats.go's own bound of 4,000 on one connection
 	checkpointBucket  = "SURGE_STREAM_CHECKPOINTS"
+	// maxAckWait bounds how long a publisher that is ahead waits for acknowledgements.
+	maxAckWait = 30 * time.Second
 )
 
 // EnsureLog creates or updates a stream that keeps records on subjects for the stream engine:
@@ -62,6 +65,15 @@ func (l *Log) Open(ctx context.Context, after uint64) (*LogReader, error) {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{l.subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
+	if after > 0 { // the records after the position must still be there: a gap is data lost
+		s, err := l.js.Stream(ctx, l.stream)
+		if err != nil {
+			return nil, fmt.Errorf("log %s: %w", l.stream, err)
+		}
+		if first := s.CachedInfo().State.FirstSeq; first > after+1 {
+			return nil, fmt.Errorf("%w: %s starts at %d, the reader is at %d", stream.ErrLogGap, l.stream, first, after)
+		}
 	}
 	c, err := l.js.OrderedConsumer(ctx, l.stream, cfg)
 	if err != nil {
@@ -211,7 +223,9 @@ func (p *AsyncPublisher) PublishAsync(subject, msgID string, data []byte) error 
 	full := len(p.futures) >= MaxPublishPending
 	p.mu.Unlock()
 	if full {
-		if err := p.Flush(context.Background()); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), maxAckWait)
+		defer cancel()
+		if err := p.Flush(ctx); err != nil {
 			return err
 		}
 	}

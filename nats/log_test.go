@@ -3,11 +3,18 @@ package nats_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/nats"
+	"github.com/surgecommerce/surge/stream"
 )
 
 // A full events log refuses new events with ERATELIMIT (the ingestion endpoint's 429), and
@@ -40,4 +47,117 @@ func TestFullEventsLogRefusesWithRateLimit(t *testing.T) {
 	if n := info.CachedInfo().State.Msgs; n == 0 || n >= 64 {
 		t.Errorf("the log holds %d messages; want the ones that fit", n)
 	}
+}
+
+// visit is a test record for the partitioned pipeline.
+type visit struct {
+	User string `json:"user"`
+	TS   int64  `json:"ts"`
+}
+
+// TestPartitionedPipelines splits work by key through partitioned subjects: producers publish
+// each record to its key's partition, and one task per partition (as on separate nodes, by
+// stream.Assign) counts visits per user and minute. Together they give exactly the counts of one
+// computation over everything.
+func TestPartitionedPipelines(t *testing.T) {
+	ctx := context.Background()
+	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const partitions, nodes = 4, 2
+	if err := b.EnsureLog(ctx, "VISITS", "visits.>"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{}
+	pub := b.AsyncPublisher()
+	last := make([]uint64, partitions) // records per partition: each task reads its own to the end
+	for i := range 3000 {
+		v := visit{User: fmt.Sprint("u", i%37), TS: 1_790_000_000_000 + int64(i)*100}
+		data, _ := json.Marshal(v)
+		p := stream.Partition(v.User, partitions)
+		if err := pub.PublishAsync(stream.Subject("visits", p), fmt.Sprint(i), data); err != nil {
+			t.Fatal(err)
+		}
+		last[p]++
+		want[fmt.Sprintf("%s@%d", v.User, v.TS/60_000)]++
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ckpt, err := b.Checkpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	errs := make(chan error, partitions)
+	for node := range nodes {
+		mine, err := stream.Assign(partitions, node, nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range mine {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pl, src := stream.New(fmt.Sprintf("visits/p%d", p), stream.Config{}, func(v visit) int64 { return v.TS })
+				counts, _ := stream.Aggregate(stream.KeyBy(src, func(v visit) string { return v.User }), stream.Tumbling(time.Minute),
+					stream.Aggregator[visit, int]{Add: func(n int, _ visit) int { return n + 1 }},
+					func(u string, w stream.Window, n int) string { return fmt.Sprintf("%s@%d=%d", u, w.Start/60_000, n) })
+				stream.To(counts, stream.SinkFunc[string](func(_ uint64, _ int64, r string) error {
+					k, n, _ := strings.Cut(r, "=")
+					mu.Lock()
+					defer mu.Unlock()
+					if _, dup := got[k]; dup {
+						return fmt.Errorf("%s counted by two tasks", k)
+					}
+					got[k], _ = strconv.Atoi(n)
+					return nil
+				}))
+				log := b.Log("VISITS", stream.Subject("visits", p))
+				// The partition's last record: its stream sequence, found by reading it through.
+				until, err := lastSeq(ctx, log, last[p])
+				if err != nil {
+					errs <- err
+					return
+				}
+				errs <- pl.RunLog(ctx, stream.LogRun[visit]{Log: stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return log.Open(ctx, after) }),
+					Decode: func(data []byte) (visit, error) {
+						var v visit
+						return v, json.Unmarshal(data, &v)
+					}, Checkpoints: ckpt, Until: until})
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("%d counts from the partitions; one computation has %d", len(got), len(want))
+	}
+}
+
+// lastSeq reads n records of a log and returns the sequence of the last.
+func lastSeq(ctx context.Context, log *nats.Log, n uint64) (uint64, error) {
+	r, err := log.Open(ctx, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	var seq uint64
+	for range n {
+		s, _, ok, err := r.Next(5 * time.Second)
+		if err != nil || !ok {
+			return 0, fmt.Errorf("read %d records: %v", n, err)
+		}
+		seq = s
+	}
+	return seq, nil
 }

@@ -33,9 +33,12 @@ const (
 	DefaultEventBytes  = 1 << 30
 	maxDeadLetterBytes = 256 << 20
 	maxDeadLetterAge   = 7 * 24 * time.Hour
-	maxEventAge        = 24 * time.Hour
-	maxOrderBacklog    = 10_000_000
-	nakDelay           = 500 * time.Millisecond
+	// maxEventAge is how long the events log keeps a record: long enough for the live pipeline
+	// to be down a while and catch up, short enough that a log sized for the peak rate frees
+	// itself.
+	maxEventAge     = time.Hour
+	maxOrderBacklog = 10_000_000
+	nakDelay        = 500 * time.Millisecond
 	// ackWait is how long a message handed to a consumer that died waits before another
 	// gets it: the delay of an order after a node is killed.
 	ackWait    = 5 * time.Second

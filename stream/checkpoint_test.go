@@ -21,12 +21,20 @@ import (
 // JetStream in this package's tests; the nats package runs the same kind of test on JetStream.
 type memLog struct {
 	data [][]byte
+	// first is the sequence of the oldest record still held (0 or 1: all of them).
+	first uint64
 	// crashAfter cancels the run once this many records were read (0: never).
 	crashAfter int
 	cancel     context.CancelFunc
 }
 
 func (l *memLog) Open(_ context.Context, after uint64) (stream.Reader, error) {
+	if l.first > 1 && after+1 < l.first {
+		if after > 0 {
+			return nil, fmt.Errorf("%w: held from %d, asked after %d", stream.ErrLogGap, l.first, after)
+		}
+		after = l.first - 1
+	}
 	return &memReader{l: l, next: after}, nil
 }
 
@@ -230,5 +238,39 @@ func TestMetricsCountPerOperator(t *testing.T) {
 		if _, ok := value(name, ""); !ok {
 			t.Errorf("no %s series", name)
 		}
+	}
+}
+
+// A checkpoint whose position the log no longer holds fails the run, unless OnGap lets it go on
+// from the oldest record held.
+func TestLogGap(t *testing.T) {
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	decode := func(b []byte) (click, error) {
+		var c click
+		return c, json.Unmarshal(b, &c)
+	}
+	var data [][]byte
+	for i := range 10 {
+		data = append(data, []byte(fmt.Sprintf(`{"User":"a","TS":%d,"Amount":1}`, 1000*(i+1))))
+	}
+	log := &memLog{data: data}
+	run := func(until uint64, onGap func(error) bool) (int64, error) {
+		p, src := stream.New("gap", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
+		var sum int64
+		stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum += v; return nil }))
+		err := p.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: until, OnGap: onGap})
+		return sum, err
+	}
+	if _, err := run(3, nil); err != nil {
+		t.Fatal(err)
+	}
+	log.first = 7 // records 4 to 6 aged out
+	if _, err := run(10, nil); !errors.Is(err, stream.ErrLogGap) {
+		t.Fatalf("RunLog over a gap = %v; want ErrLogGap", err)
+	}
+	told := false
+	sum, err := run(10, func(error) bool { told = true; return true })
+	if err != nil || !told || sum != 4 {
+		t.Errorf("RunLog with OnGap = %d records, told %v, %v; want the 4 records still held", sum, told, err)
 	}
 }

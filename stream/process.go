@@ -72,6 +72,12 @@ func (c *Context[K, S, R]) State() *S {
 	return p
 }
 
+// Lookup returns the key's state if it has any, without creating it.
+func (c *Context[K, S, R]) Lookup() (*S, bool) {
+	p, ok := c.state[c.Key]
+	return p, ok
+}
+
 // Clear drops the key's state.
 func (c *Context[K, S, R]) Clear() { delete(c.state, c.Key) }
 

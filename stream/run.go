@@ -103,6 +103,10 @@ type LogFunc func(ctx context.Context, after uint64) (Reader, error)
 // Open calls f.
 func (f LogFunc) Open(ctx context.Context, after uint64) (Reader, error) { return f(ctx, after) }
 
+// ErrLogGap is what a Log's Open wraps when it no longer holds the records after the position
+// (they aged out): reading on would skip them without a trace.
+var ErrLogGap = errors.New("the log no longer holds the records after this position")
+
 // Reader reads a Log.
 type Reader interface {
 	// Next returns the next record, waiting up to wait for one; ok is false when none came.
@@ -134,6 +138,10 @@ type LogRun[In any] struct {
 	Until uint64
 	// Invalid, if set, is told about every record Decode refused (they are counted either way).
 	Invalid func(seq uint64, data []byte, err error)
+	// OnGap, if set, is told when the log no longer holds the records after the checkpoint's
+	// position (ErrLogGap); if it returns true the pipeline goes on from the oldest record the
+	// log holds. Without it, RunLog fails.
+	OnGap func(err error) bool
 }
 
 // idleWait is how long a task waits for a record before it looks at the clock again, and
@@ -155,6 +163,9 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 		return nil // this input was already read to its end
 	}
 	r, err := run.Log.Open(ctx, p.position)
+	if errors.Is(err, ErrLogGap) && run.OnGap != nil && run.OnGap(err) {
+		r, err = run.Log.Open(ctx, 0)
+	}
 	if err != nil {
 		return fmt.Errorf("stream %s: open log: %w", p.g.name, err)
 	}
@@ -212,6 +223,9 @@ func (p *Pipeline[In]) decodeAndProcess(seq uint64, data []byte, run LogRun[In])
 		}
 		for _, v := range vs {
 			p.process(v)
+			if p.g.err != nil {
+				return
+			}
 		}
 		return
 	}

@@ -51,6 +51,9 @@ func To[T any](s Stream[T], sink Sink[T]) {
 
 func (o *sinkOp[T]) push(ts int64, v T) {
 	o.st.in++
+	if o.g.err != nil {
+		return // the task has failed: what follows is not a result; the replay will redo it
+	}
 	o.seq++
 	if err := o.sink.Write(o.seq, ts, v); err != nil {
 		o.g.fail(err)
@@ -104,7 +107,8 @@ type publishSink[T any] struct {
 }
 
 // Publish sends a stream's records to a log, each under the message id "<pipeline>/<sink>/<id>",
-// so a replay after a restart publishes nothing twice. subject picks each record's subject: a
+// so a replay after a restart publishes nothing twice, as long as the restart comes within the
+// log's dedup window (JetStream: nats.DedupWindow, 10 minutes). subject picks each record's subject: a
 // partitioned subject makes it the input of a second stage keyed differently.
 func Publish[T any](s Stream[T], pub Publisher, subject func(T) string, encode func(T) ([]byte, error)) {
 	prefix := s.g.name + "/" + strconv.Itoa(len(s.g.sinks)) + "/"

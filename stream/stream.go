@@ -33,6 +33,9 @@
 // the last checkpoint and replays the log from its position; being deterministic, it emits the
 // same outputs with the same ids, and sinks drop what they already have (JetStream message-id
 // dedup, or the store's upsert by id).
+//
+// State is checkpointed with encoding/gob: keys, accumulators and process state must be types
+// gob can encode, and only their exported fields are kept.
 package stream
 
 import (

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/surgecommerce/surge/nats"
 )
 
 // Config is every setting of surge serve and surge migrate.
@@ -25,6 +27,7 @@ type Config struct {
 	NATSURL       string
 	NATSListen    string
 	LiveCompute   bool
+	EventLogBytes int64
 	WorkerID      int64
 	TokenSecret   string
 	AccessTTL     time.Duration
@@ -76,6 +79,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.InFlight, "purchase-in-flight", 20_000, "purchase attempts one node holds at once before it sheds load (503)")
 	fs.DurationVar(&c.AnswerWait, "purchase-answer-wait", 200*time.Millisecond, "how long a purchase waits for its decision before it is answered 202 queued with a ticket")
 	fs.StringVar(&c.Proxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (none by default)")
+	fs.Int64Var(&c.EventLogBytes, "event-log-bytes", nats.DefaultEventBytes, "bound of the events log; size it for the peak event rate times an hour (a full log answers ingestion 429)")
 	fs.BoolVar(&c.LiveCompute, "live-compute", true, "compute the live metrics on this node (in a scale-out deployment, on exactly one node; every node serves them)")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: exposes one-time codes at GET /v1/dev/otp")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -116,6 +116,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.srv = m.serve(ln, api.Handler())
+	m.srv.RegisterOnShutdown(api.CloseStreams) // open event streams end, rather than hold up shutdown
 	if c.AdminAddr != "" {
 		aln, err := net.Listen("tcp", c.AdminAddr)
 		if err != nil {
@@ -155,7 +156,7 @@ func (m *Main) openBackends(ctx context.Context, ids func() (int64, error)) (*ba
 		m.Log.Info("schema migrated", "versions", applied)
 	}
 	b.checks = append(b.checks, surgehttp.Check{Name: m.relationalName(), Check: b.db.Ping})
-	if b.bus, err = nats.Open(ctx, nats.Config{URL: c.NATSURL, DataDir: c.DataDir, ListenAddr: c.NATSListen}, m.Log); err != nil {
+	if b.bus, err = nats.Open(ctx, nats.Config{URL: c.NATSURL, DataDir: c.DataDir, ListenAddr: c.NATSListen, EventBytes: c.EventLogBytes}, m.Log); err != nil {
 		return nil, err
 	}
 	m.closers = append(m.closers, func() error { b.bus.Close(); return nil })
