@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/gob"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -117,7 +118,9 @@ type Sink struct {
 	series    map[string]*SeriesState
 	dirty     map[string]bool
 	last      time.Time
-	refreshed time.Time
+	refreshed time.Time // when the last round of publishing every series began
+	refresh   []string  // the series still to publish again in this round
+	restored  bool      // the next round is the first after a restore: all at once
 	writes    int
 }
 
@@ -163,12 +166,7 @@ func (s *Sink) Total(key string) int64 {
 func (s *Sink) publish() error {
 	now := time.Now()
 	s.last = now
-	if now.Sub(s.refreshed) >= RefreshEvery {
-		s.refreshed = now
-		for k := range s.series {
-			s.dirty[k] = true
-		}
-	}
+	s.refreshSome(now)
 	for k := range s.dirty {
 		data, err := json.Marshal(publish(k, s.series[k], now))
 		if err != nil {
@@ -180,6 +178,32 @@ func (s *Sink) publish() error {
 		delete(s.dirty, k)
 	}
 	return nil
+}
+
+// refreshSome marks a share of the series for publishing again, so that every series is
+// published at least every RefreshEvery, spread over the flushes rather than all at once (a
+// burst of every series would stall the boards that apply them).
+func (s *Sink) refreshSome(now time.Time) {
+	if now.Before(s.refreshed) {
+		return // just restored: wait for the replay to catch up
+	}
+	if len(s.refresh) == 0 {
+		if now.Sub(s.refreshed) < RefreshEvery {
+			return
+		}
+		s.refreshed = now
+		s.refresh = slices.Collect(maps.Keys(s.series))
+	}
+	n := len(s.series)/int(RefreshEvery/FlushEvery) + 1
+	if s.restored { // the bucket may be empty after a restart: fill it at once
+		n, s.restored = len(s.refresh), false
+	}
+	for _, k := range s.refresh[:min(n, len(s.refresh))] {
+		if _, ok := s.series[k]; ok {
+			s.dirty[k] = true
+		}
+	}
+	s.refresh = s.refresh[min(n, len(s.refresh)):]
 }
 
 // sinkState is the sink's part of a checkpoint.
@@ -212,7 +236,7 @@ func (s *Sink) RestoreState(data []byte) error {
 	}
 	// Publish everything again soon, not now: the totals of the checkpoint are older than what
 	// the bucket may hold, until the replay from the checkpoint has caught up.
-	s.refreshed = time.Now().Add(restoredRefreshAfter - RefreshEvery)
+	s.refreshed, s.refresh, s.restored = time.Now().Add(restoredRefreshAfter), slices.Collect(maps.Keys(s.series)), true
 	return nil
 }
 
