@@ -27,6 +27,7 @@ type LiveBenchResult struct {
 	Events  int `json:"events"`
 	Batch   int `json:"batch"`
 	Workers int `json:"workers"`
+	Pace    int `json:"pace_events_per_sec,omitempty"` // the posting rate asked for (0: flat out)
 	// IngestPerSec is events accepted per second: validated and durable in the events log.
 	IngestPerSec float64 `json:"ingest_events_per_sec"`
 	// ComputedPerSec is events per second from the first post until the live metrics counted
@@ -57,6 +58,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	events := fs.Int("events", 1_000_000, "business events to ingest")
 	batch := fs.Int("batch", 1000, "events per POST /v1/events")
 	workers := fs.Int("workers", 8, "concurrent posting connections")
+	paced := fs.Int("rate", 0, "post at most this many events per second (0: as fast as the node takes them)")
 	probes := fs.Int("probes", 50, "events timed to visibility when idle (and as many as fit while ingesting)")
 	rate := fs.Int("serve-rate", 1000, "query requests per second for the serving measurement")
 	serveFor := fs.Duration("serve-for", 5*time.Second, "how long to measure serving")
@@ -65,7 +67,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *events < 1 || *batch < 1 || *batch > live.MaxIngestLines || *workers < 1 || *probes < 1 || *rate < 1 || *serveFor <= 0 {
+	if *events < 1 || *batch < 1 || *batch > live.MaxIngestLines || *workers < 1 || *probes < 1 || *rate < 1 || *serveFor <= 0 || *paced < 0 {
 		return fmt.Errorf("events, workers, probes, serve-rate and serve-for must be positive, batch 1 to %d", live.MaxIngestLines)
 	}
 	m, _, closeNode, err := benchNode(ctx, func(*Config) {})
@@ -80,7 +82,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 60 * time.Second}
 	cl := client.New(base).As(tokens.AccessToken).WithHTTP(httpc)
-	res := LiveBenchResult{Events: *events, Batch: *batch, Workers: *workers, ServeRate: *rate}
+	res := LiveBenchResult{Events: *events, Batch: *batch, Workers: *workers, ServeRate: *rate, Pace: *paced}
 
 	bodies, want := liveBatches(*events, *batch)
 	fmt.Fprintf(stderr, "bench live: ingesting %d events in batches of %d on %d connections\n", *events, *batch, *workers)
@@ -106,7 +108,12 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stopProgress := progress(stderr, "bench live: ingesting")
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(*workers)
-	for _, b := range bodies {
+	for i, b := range bodies {
+		if *paced > 0 { // an open pace: batch i is due at i·batch/rate
+			if wait := time.Until(start.Add(time.Duration(float64(i**batch) / float64(*paced) * float64(time.Second)))); wait > 0 {
+				sleepCtx(gctx, wait)
+			}
+		}
 		g.Go(func() error {
 			r, err := cl.IngestEvents(gctx, b, false)
 			if err == nil && r.Rejected > 0 {
