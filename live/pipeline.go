@@ -355,8 +355,11 @@ func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
 		Session: strconv.FormatInt(o.SessionID, 10), Order: id, Units: o.Quantity, Amount: o.Amount.Amount}
 }
 
-// PipelineName names the live pipeline's checkpoint.
-const PipelineName = "live-metrics"
+// PipelineName names the live pipeline's checkpoint. Its version changes whenever the
+// pipeline's operators or the encoding of their state do: a checkpoint of another version
+// cannot be read back, and the new version starts from the oldest event the log holds (an hour),
+// publishing totals recomputed from it.
+const PipelineName = "live-metrics-v2"
 
 // checkpointInterval is how often the live pipeline checkpoints: what a restart replays. A
 // checkpoint encodes the whole state on the pipeline's goroutine (the dedup window's ids are
