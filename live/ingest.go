@@ -60,22 +60,35 @@ type DeadLetter struct {
 	At        int64  `json:"at_ms"`
 }
 
+// Quotas of events per sender and minute: an app or a merchant cannot fill the log on its own.
+// Staff (Surge's integrations) have none.
+const (
+	MaxAppEventsPerMinute  = 6_000
+	MaxShopEventsPerMinute = 600_000
+	quotaWindow            = time.Minute
+)
+
 // Ingester validates batches of business events and appends them to the events log.
 type Ingester struct {
-	publisher func() Publisher
-	now       func() time.Time
-	accepted  prometheus.Counter
-	rejected  *prometheus.CounterVec
+	publisher   func() Publisher
+	quota       surge.Counter
+	now         func() time.Time
+	accepted    prometheus.Counter
+	rejected    *prometheus.CounterVec
+	quotaErrors prometheus.Counter
 }
 
 // NewIngester appends to the log through publishers made by newPublisher (one per batch, so a
-// batch waits only for its own messages), and registers its metrics.
-func NewIngester(newPublisher func() Publisher, reg prometheus.Registerer) *Ingester {
-	in := &Ingester{publisher: newPublisher, now: time.Now,
+// batch waits only for its own messages), counts senders' quotas in quota (shared by the nodes
+// in a scale-out deployment), and registers its metrics.
+func NewIngester(newPublisher func() Publisher, quota surge.Counter, reg prometheus.Registerer) *Ingester {
+	in := &Ingester{publisher: newPublisher, quota: quota, now: time.Now,
+		quotaErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_ingest_quota_errors_total",
+			Help: "Batches let through because the quota counter failed."}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_ingest_events_accepted_total", Help: "Business events accepted into the events log."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_ingest_events_rejected_total", Help: "Business event lines refused and dead-lettered, by error code."}, []string{"code"}),
 	}
-	reg.MustRegister(in.accepted, in.rejected)
+	reg.MustRegister(in.accepted, in.rejected, in.quotaErrors)
 	return in
 }
 
@@ -132,6 +145,9 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 		}
 		return IngestResult{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
 	}
+	if err := in.charge(ctx, a, len(batch)); err != nil {
+		return IngestResult{}, err
+	}
 	for len(batch) > 0 {
 		n := min(len(batch), maxEventsPerMessage)
 		if err := in.append(pub, batch[:n]); err != nil {
@@ -145,6 +161,34 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 	}
 	in.accepted.Add(float64(res.Accepted))
 	return res, nil
+}
+
+// charge counts a batch against its sender's quota: ERATELIMIT past it. A counter that fails lets
+// the batch through (counted in surge_ingest_quota_errors_total): a quota store that is down
+// must not stop the events.
+func (in *Ingester) charge(ctx context.Context, a surge.Actor, n int) error {
+	var key string
+	var limit int64
+	switch a.Role {
+	case surge.RoleShopper:
+		key, limit = "ingest:app:"+strconv.FormatInt(a.UserID, 10), MaxAppEventsPerMinute
+	case surge.RoleMerchant:
+		key, limit = "ingest:shop:"+strconv.FormatInt(a.MerchantID(), 10), MaxShopEventsPerMinute
+	default:
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	count, err := in.quota.Add(ctx, key, int64(n), quotaWindow)
+	if err != nil {
+		in.quotaErrors.Inc()
+		return nil
+	}
+	if count > limit {
+		return surge.Errorf(surge.ERATELIMIT, "more than %d events a minute from one sender; retry later", limit)
+	}
+	return nil
 }
 
 // MaxClockSkew is how far ahead of the server's clock an event's time may be.

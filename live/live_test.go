@@ -1,6 +1,7 @@
 package live_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -8,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/live"
+	"github.com/surgecommerce/surge/ratelimit"
 	"github.com/surgecommerce/surge/stream"
 )
 
@@ -241,5 +245,29 @@ func TestSinkStateRoundTrip(t *testing.T) {
 	}
 	if err := again.RestoreState([]byte("not gob")); err == nil {
 		t.Error("a corrupt state was restored")
+	}
+}
+
+// An app past its quota of events a minute is told to come back later; staff have no quota.
+func TestIngestQuota(t *testing.T) {
+	in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) {}) }, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+	now := time.Now().UnixMilli()
+	batch := func(from, n int) *bytes.Reader {
+		var b bytes.Buffer
+		for i := range n {
+			fmt.Fprintf(&b, `{"id":"q%d","type":"click","sku":"s","time":%d}`+"\n", from+i, now)
+		}
+		return bytes.NewReader(b.Bytes())
+	}
+	app := surge.Actor{UserID: 42, Role: surge.RoleShopper}
+	if _, err := in.Ingest(context.Background(), app, "r1", batch(0, live.MaxAppEventsPerMinute), false); err != nil {
+		t.Fatalf("a batch within the quota: %v", err)
+	}
+	if _, err := in.Ingest(context.Background(), app, "r2", batch(live.MaxAppEventsPerMinute, 1), false); surge.ErrorCode(err) != surge.ERATELIMIT {
+		t.Fatalf("one event past the quota = %v; want ERATELIMIT", err)
+	}
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	if _, err := in.Ingest(context.Background(), staff, "r3", batch(0, live.MaxAppEventsPerMinute+1), false); err != nil {
+		t.Fatalf("staff past an app's quota: %v", err)
 	}
 }
