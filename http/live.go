@@ -36,7 +36,7 @@ type MetricCatalog struct {
 
 func (s *Server) liveRoutes() []route {
 	d := s.deps
-	if d.Board == nil || d.Ingest == nil {
+	if d.Board == nil || d.Ingest == nil || d.Tickets == nil {
 		return nil
 	}
 	return []route{
@@ -67,9 +67,18 @@ func (s *Server) liveRoutes() []route {
 				}
 				return d.Board.Screen(room), nil
 			}},
-		{method: "GET", path: "/v1/live/stream", summary: "Server-sent events: the big screen's numbers whenever they change (staff; the token may be passed as access_token)",
-			access: signedIn, tokenInQuery: true, query: []string{"room", "access_token"}, out: live.Screen{}, status: 200,
-			stream: func(w http.ResponseWriter, r *http.Request, a surge.Actor) error {
+		{method: "POST", path: "/v1/live/tickets", summary: "A ticket, good for a minute, that opens a room's live stream (staff): for browsers, whose EventSource cannot send a token",
+			access: signedIn, query: []string{"room"}, out: live.Ticket{}, status: 201,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return d.Tickets.Issue(a, r.URL.Query().Get("room"))
+			}},
+		{method: "GET", path: "/v1/live/stream", summary: "Server-sent events: the big screen's numbers whenever they change (staff: a bearer token, or ?ticket= from POST /v1/live/tickets)",
+			query: []string{"room", "ticket"}, out: live.Screen{}, status: 200,
+			stream: func(w http.ResponseWriter, r *http.Request, _ surge.Actor) error {
+				a, err := s.streamActor(r)
+				if err != nil {
+					return err
+				}
 				room, err := screenRoom(r, a)
 				if err != nil {
 					return err
@@ -77,6 +86,23 @@ func (s *Server) liveRoutes() []route {
 				return streamScreen(w, r, d.Board, room, s.streams)
 			}},
 	}
+}
+
+// streamActor is who opens a live stream: the bearer of an access token, or of a screen ticket
+// for the room asked for.
+func (s *Server) streamActor(r *http.Request) (surge.Actor, error) {
+	ticket := r.URL.Query().Get("ticket")
+	if ticket == "" || r.Header.Get("Authorization") != "" {
+		return s.bearer(r)
+	}
+	a, room, err := s.deps.Tickets.Check(ticket)
+	if err != nil {
+		return surge.Actor{}, err
+	}
+	if room != r.URL.Query().Get("room") {
+		return surge.Actor{}, surge.Errorf(surge.EFORBIDDEN, "the ticket is for another room")
+	}
+	return a, nil
 }
 
 // metricKey reads a metric request's series, allowing merchants only their own shop.

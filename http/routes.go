@@ -29,9 +29,6 @@ type route struct {
 	query                 []string
 	maxBody               int64 // 0: MaxBodyBytes
 	handle                func(r *http.Request, a surge.Actor) (any, error)
-	// tokenInQuery also takes the access token from ?access_token= (a browser's EventSource
-	// cannot set headers).
-	tokenInQuery bool
 	// stream, instead of handle, writes its own response (server-sent events).
 	stream func(w http.ResponseWriter, r *http.Request, a surge.Actor) error
 }
@@ -266,7 +263,7 @@ func (s *Server) endpoint(rt route) http.Handler {
 		var a surge.Actor
 		if rt.access == signedIn {
 			var err error
-			if a, err = s.bearer(r, rt.tokenInQuery); err != nil {
+			if a, err = s.bearer(r); err != nil {
 				s.fail(w, r, err)
 				return
 			}

@@ -69,8 +69,9 @@ type Deps struct {
 	PaymentKey []byte         // verifies payment provider notifications
 	Paysim     http.Handler   // the simulated payment provider, served under /paysim/ when set
 
-	Board  *live.Board    // the live metrics, served from memory
-	Ingest *live.Ingester // takes business events into the events log
+	Board   *live.Board    // the live metrics, served from memory
+	Ingest  *live.Ingester // takes business events into the events log
+	Tickets *live.Tickets  // short-lived tickets that open the big screen's stream
 
 	// TrustedProxies are the load balancers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
@@ -365,13 +366,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // bearer returns the actor named by the request's bearer token.
-func (s *Server) bearer(r *http.Request, inQuery bool) (surge.Actor, error) {
+func (s *Server) bearer(r *http.Request) (surge.Actor, error) {
 	h := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(h, "Bearer ")
-	if h == "" && inQuery {
-		token = r.URL.Query().Get("access_token")
-		ok = token != ""
-	}
 	if !ok || token == "" {
 		return surge.Actor{}, surge.Errorf(surge.EUNAUTHORIZED, "an Authorization: Bearer token is required")
 	}

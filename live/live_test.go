@@ -271,3 +271,56 @@ func TestIngestQuota(t *testing.T) {
 		t.Fatalf("staff past an app's quota: %v", err)
 	}
 }
+
+func TestScreenTickets(t *testing.T) {
+	now := time.Unix(1_790_000_000, 0)
+	clock := func() time.Time { return now }
+	tk := live.NewTickets([]byte("0123456789abcdef0123456789abcdef"), clock)
+	staff := surge.Actor{UserID: 3, Role: surge.RoleOperator}
+	issued, err := tk.Issue(staff, "hall1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, room, err := tk.Check(issued.Ticket)
+	if err != nil || a != staff || room != "hall1" {
+		t.Fatalf("Check(issued) = %+v, %q, %v; want %+v for hall1", a, room, err, staff)
+	}
+	if _, err := tk.Issue(surge.Actor{UserID: 4, Role: surge.RoleShopper}, "hall1"); surge.ErrorCode(err) != surge.EFORBIDDEN {
+		t.Errorf("a shopper's ticket: %v; want EFORBIDDEN", err)
+	}
+	other := live.NewTickets([]byte("another key, another deployment.."), clock)
+	tampered := []byte(issued.Ticket)
+	tampered[3] ^= 1
+	for name, bad := range map[string]string{"tampered": string(tampered), "another key": func() string {
+		t2, _ := other.Issue(staff, "hall1")
+		return t2.Ticket
+	}(), "empty": "", "no signature": "abc"} {
+		if _, _, err := tk.Check(bad); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+			t.Errorf("Check(%s) = %v; want EUNAUTHORIZED", name, err)
+		}
+	}
+	now = now.Add(live.TicketTTL + time.Second)
+	if _, _, err := tk.Check(issued.Ticket); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+		t.Errorf("Check(expired) = %v; want EUNAUTHORIZED", err)
+	}
+}
+
+func FuzzTicketCheck(f *testing.F) {
+	tk := live.NewTickets([]byte("0123456789abcdef0123456789abcdef"), func() time.Time { return time.Unix(1_790_000_000, 0) })
+	good, _ := tk.Issue(surge.Actor{UserID: 3, Role: surge.RoleAdmin}, "r1")
+	f.Add(good.Ticket)
+	f.Add("djEuMy5hZG1pbi5yMS4x.AAAA")
+	f.Add("..")
+	f.Fuzz(func(t *testing.T, ticket string) {
+		a, room, err := tk.Check(ticket)
+		if err != nil {
+			if surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+				t.Fatalf("Check(%q) = %v; want EUNAUTHORIZED", ticket, err)
+			}
+			return
+		}
+		if ticket != good.Ticket { // only a ticket signed with the key passes
+			t.Fatalf("Check(%q) accepted %+v for %q", ticket, a, room)
+		}
+	})
+}

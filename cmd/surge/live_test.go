@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -227,6 +229,36 @@ func checkMetricAccess(t *testing.T, ctx context.Context, cl, admin *client.Clie
 	}
 	if _, err := admin.Metric(ctx, "happiness", nil); !errors.As(err, &ce) || ce.Status != 404 {
 		t.Errorf("unknown metric: %v; want 404", err)
+	}
+	// The big screen's stream opens with a bearer token or a screen ticket for that room only.
+	var tk live.Ticket
+	if err := admin.Do(ctx, "POST", "/v1/live/tickets?room="+s.rooms[0], nil, &tk); err != nil || tk.Ticket == "" {
+		t.Fatalf("POST /v1/live/tickets = %+v, %v", tk, err)
+	}
+	if err := mc.Do(ctx, "POST", "/v1/live/tickets?room="+s.rooms[0], nil, nil); !errors.As(err, &ce) || ce.Status != 403 {
+		t.Errorf("a merchant's screen ticket: %v; want 403", err)
+	}
+	for _, c := range []struct {
+		query  string
+		status int
+	}{
+		{"?room=" + s.rooms[0] + "&ticket=" + url.QueryEscape(tk.Ticket), 200},
+		{"?room=" + s.rooms[1] + "&ticket=" + url.QueryEscape(tk.Ticket), 403},
+		{"?room=" + s.rooms[0] + "&ticket=forged", 401},
+		{"?room=" + s.rooms[0], 401},
+	} {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", cl.BaseURL()+"/v1/live/stream"+c.query, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode != c.status {
+			t.Errorf("GET /v1/live/stream%s = %d; want %d", c.query, resp.StatusCode, c.status)
+		}
 	}
 	items, err := admin.MetricCatalog(ctx)
 	if err != nil || len(items) < 10 {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/nats"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/paysim"
@@ -220,6 +223,11 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 	if err := m.salePath(ctx, b, ids, secret, &deps); err != nil {
 		return deps, err
 	}
+	// Screen tickets are signed with a key of their own, derived from the token secret that
+	// every node shares.
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("surge screen tickets"))
+	deps.Tickets = live.NewTickets(mac.Sum(nil), nil)
 	return deps, m.livePlatform(ctx, b, &deps)
 }
 

@@ -43,18 +43,27 @@
     chart("viewer_chart", s.viewer_series);
   }
 
+  // The stream is opened with a ticket good for a minute: the access token itself never goes
+  // into an address the server sees. A stream that fails is opened again with a new ticket.
   function connect() {
-    var q = "room=" + encodeURIComponent(room) + "&access_token=" + encodeURIComponent(token);
-    var es = new EventSource("/v1/live/stream?" + q);
-    es.addEventListener("screen", function (ev) {
-      $("status").textContent = "live";
-      $("status").className = "status live";
-      render(JSON.parse(ev.data));
-    });
-    es.onerror = function () {
-      $("status").textContent = "reconnecting…";
-      $("status").className = "status";
-    };
+    fetch("/v1/live/tickets?room=" + encodeURIComponent(room), { method: "POST", headers: { Authorization: "Bearer " + token } })
+      .then(function (r) { if (!r.ok) { throw new Error("ticket " + r.status); } return r.json(); })
+      .then(function (t) {
+        var es = new EventSource("/v1/live/stream?room=" + encodeURIComponent(room) + "&ticket=" + encodeURIComponent(t.ticket));
+        es.addEventListener("screen", function (ev) {
+          $("status").textContent = "live";
+          $("status").className = "status live";
+          render(JSON.parse(ev.data));
+        });
+        es.onerror = function () { es.close(); retry(); };
+      })
+      .catch(retry);
+  }
+
+  function retry() {
+    $("status").textContent = "reconnecting…";
+    $("status").className = "status";
+    setTimeout(connect, 2000);
   }
 
   function tick() { $("clock").textContent = new Date().toLocaleTimeString(); }
