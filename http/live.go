@@ -207,7 +207,8 @@ func awaitChange(ctx, closing context.Context, changed <-chan struct{}, tick <-c
 	}
 }
 
-// screenPage serves the big screen: one page for a room (/live/{room}) or the platform (/live).
+// screenPage serves the big screen: one page for a room (/live/{room}) or the platform (/live),
+// and its script and style.
 func (s *Server) screenPage(w http.ResponseWriter, r *http.Request) {
 	name := "screen/index.html"
 	switch {
@@ -216,20 +217,7 @@ func (s *Server) screenPage(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, ".css"):
 		name = "screen/screen.css"
 	}
-	data, err := screenAssets.ReadFile(name)
-	if err != nil {
-		s.fail(w, r, surge.Errorf(surge.ENOTFOUND, "no such asset"))
-		return
-	}
-	switch {
-	case strings.HasSuffix(name, ".js"):
-		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-	case strings.HasSuffix(name, ".css"):
-		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	default:
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	}
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
-	w.Write(data)
+	http.ServeFileFS(w, r, screenAssets, name)
 }

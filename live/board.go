@@ -66,13 +66,7 @@ func (p published) state() *SeriesState {
 // snapshot renders a series' state.
 func snapshot(key string, st *SeriesState, now time.Time) Snapshot {
 	s, _ := ParseKey(key)
-	snap := Snapshot{Key: key, Metric: s.Metric, Value: st.Total, UpdatedMs: now.UnixMilli(), Series: make([]Point, SeriesSeconds)}
-	if len(s.Dims) > 0 {
-		snap.Dims = make(map[string]string, len(s.Dims))
-		for _, d := range s.Dims {
-			snap.Dims[d[0]] = d[1]
-		}
-	}
+	snap := Snapshot{Key: key, Metric: s.Metric, Dims: s.dimMap(), Value: st.Total, UpdatedMs: now.UnixMilli(), Series: make([]Point, SeriesSeconds)}
 	newest := slices.Max(st.Secs[:])
 	if newest == 0 { // nothing in the recent seconds: the series ends now
 		newest = now.Unix()
@@ -325,20 +319,11 @@ func (b *Board) Get(key string) Snapshot {
 		return snapshot(key, e.st, e.updated)
 	}
 	s, _ := ParseKey(key)
-	out := Snapshot{Key: key, Metric: s.Metric, Series: []Point{}}
-	for _, d := range s.Dims {
-		if out.Dims == nil {
-			out.Dims = map[string]string{}
-		}
-		out.Dims[d[0]] = d[1]
-	}
-	return out
+	return Snapshot{Key: key, Metric: s.Metric, Dims: s.dimMap(), Series: []Point{}}
 }
 
 // Value is a series' current total (0 if nothing counted in it yet).
-func (b *Board) Value(key string) int64 { return b.value(key) }
-
-func (b *Board) value(key string) int64 {
+func (b *Board) Value(key string) int64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if e, ok := b.series[key]; ok {

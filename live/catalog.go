@@ -145,6 +145,18 @@ func (s Series) Key() string {
 	return b.String()
 }
 
+// dimMap is the series' dimensions as a map (nil when it has none).
+func (s Series) dimMap() map[string]string {
+	if len(s.Dims) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(s.Dims))
+	for _, d := range s.Dims {
+		m[d[0]] = d[1]
+	}
+	return m
+}
+
 // ParseKey reads a series key back.
 func ParseKey(key string) (Series, bool) {
 	parts := strings.Split(key, ".")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -288,21 +289,12 @@ func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[Contribut
 			OnTimer: func(c *stream.Context[string, viewer, Contribution]) {
 				st, ok := c.Lookup() // a viewer who left has no state, and gets none back
 				if ok && st.Online && c.Time >= st.Last+timeout {
-					room, _, _ := cutRoom(c.Key)
+					room, _, _ := strings.Cut(c.Key, "|")
 					emit(c, room, st, -1)
 					c.Clear()
 				}
 			},
 		})
-}
-
-func cutRoom(key string) (room, user string, ok bool) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '|' {
-			return key[:i], key[i+1:], true
-		}
-	}
-	return key, "", false
 }
 
 // DecodeBusEvents reads one message of the events log into the business events it carries:

@@ -421,7 +421,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 			}
 			rec.mu.Unlock()
 			if c.Progress != nil {
-				p50, p99 := percentiles(last)
+				p50, p99 := Percentiles(last)
 				c.Progress(Progress{Elapsed: time.Since(start), Rate: float64(done - lastDone), Outcomes: out, P50: p50, P99: p99, InFlight: inFlight.Load()})
 			}
 			lastDone = done
@@ -499,7 +499,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	r := &Result{Outcomes: rec.outcomes, Orders: orders.Load(), Paid: paid.Load(), Abandoned: abandoned.Load(),
 		PayErrors: payErrors.Load(), PayFailures: payFailures, DurationSec: end.Seconds(), Attempts: rec.seen}
 	r.AttemptsPerSec = float64(rec.seen) / end.Seconds()
-	r.P50Ms, r.P99Ms = percentiles(rec.all)
+	r.P50Ms, r.P99Ms = Percentiles(rec.all)
 	cut := rec.soldOutAt
 	if cut == 0 || cut > end {
 		cut = end
@@ -507,7 +507,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	r.BeforeSellout = phase(rec.before, cut)
 	r.AfterSellout = phase(rec.after, end-cut)
 	for i, s := range rec.seconds {
-		p50, p99 := percentiles(s.lat)
+		p50, p99 := Percentiles(s.lat)
 		pt := Point{Second: i, Attempts: s.attempts, P50Ms: p50, P99Ms: p99, Outcomes: s.outcomes, Remaining: -1}
 		if left, ok := remaining[i]; ok {
 			pt.Remaining = left
@@ -576,7 +576,7 @@ func phase(ms []float64, d time.Duration) Phase {
 	if d > 0 {
 		p.AttemptsPerSec = float64(len(ms)) / d.Seconds()
 	}
-	p.P50Ms, p.P99Ms = percentiles(ms)
+	p.P50Ms, p.P99Ms = Percentiles(ms)
 	return p
 }
 

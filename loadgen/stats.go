@@ -85,8 +85,9 @@ func (r *recorder) record(intended, done time.Time, outcome string) {
 	}
 }
 
-// percentiles returns the median and 99th percentile of ms (0, 0 when empty).
-func percentiles(ms []float64) (p50, p99 float64) {
+// Percentiles returns the median and 99th percentile of ms (0, 0 when empty); ms is left as it
+// was.
+func Percentiles(ms []float64) (p50, p99 float64) {
 	if len(ms) == 0 {
 		return 0, 0
 	}

@@ -2,6 +2,7 @@ package nexmark
 
 import (
 	"cmp"
+	"slices"
 	"time"
 
 	"github.com/surgecommerce/surge/stream"
@@ -217,22 +218,12 @@ func closingPrices(s stream.Stream[Event]) stream.Stream[ClosingPrice] {
 				}
 				return
 			}
-			st.Early = slicesDeleteFunc(st.Early, func(b earlyBid) bool { return b.TS <= c.Watermark })
+			st.Early = slices.DeleteFunc(st.Early, func(b earlyBid) bool { return b.TS <= c.Watermark })
 			if len(st.Early) == 0 {
 				c.Clear()
 			}
 		},
 	})
-}
-
-func slicesDeleteFunc[T any](s []T, del func(T) bool) []T {
-	keep := s[:0]
-	for _, v := range s {
-		if !del(v) {
-			keep = append(keep, v)
-		}
-	}
-	return keep
 }
 
 // CategoryAverage is the average closing price of a category's auctions.

@@ -37,7 +37,7 @@ func (p *Pipeline[In]) Name() string { return p.g.name }
 // Watermark is the pipeline's current watermark.
 func (p *Pipeline[In]) Watermark() int64 { return p.g.wm }
 
-// Process pushes one record through the pipeline and moves the watermark; it is what the Run
+// process pushes one record through the pipeline and moves the watermark; it is what the Run
 // methods do per record.
 func (p *Pipeline[In]) process(v In) {
 	ts := p.eventTime(v)
@@ -153,8 +153,9 @@ const (
 
 // RunLog restores the last checkpoint, then reads the log from its position until ctx ends
 // (or past run.Until), checkpointing every Config.CheckpointInterval, and flushing the sinks
-// whenever the log is quiet. When ctx ends RunLog
-// returns without a checkpoint, as a crash would: a restart replays from the last one.
+// whenever the log is quiet. When ctx ends RunLog returns without a checkpoint, as a crash
+// would: a restart replays from the last one. It looks at ctx every clockRecords records and
+// whenever the log is quiet.
 func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 	if err := p.restore(ctx, run.Checkpoints); err != nil {
 		return err
@@ -172,9 +173,6 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 	defer r.Close()
 	last := time.Now()
 	for n := 0; ; n++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		seq, data, ok, err := r.Next(idleWait)
 		if err != nil {
 			return fmt.Errorf("stream %s: read log: %w", p.g.name, err)

@@ -112,7 +112,7 @@ func (o *windowOp[K, T, A, R]) push(ts int64, v T) {
 	onTime := false
 	for start := o.w.lastStart(ts); start > ts-o.w.size; start -= o.w.slide {
 		end := start + o.w.size
-		if end-1+o.g.lateness <= o.wm && o.wm != MinWatermark {
+		if end-1+o.g.lateness <= o.wm {
 			continue // this window's state is gone
 		}
 		onTime = true

@@ -20,6 +20,7 @@ import (
 
 	"github.com/surgecommerce/surge/client"
 	"github.com/surgecommerce/surge/live"
+	"github.com/surgecommerce/surge/loadgen"
 )
 
 // LiveBenchResult is what surge bench live --json prints.
@@ -136,7 +137,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stopProfile()
 	stopProbes()
 	<-probesDone
-	res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms = percentiles(loadProbes)
+	res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms = loadgen.Percentiles(loadProbes)
 
 	fmt.Fprintf(stderr, "bench live: timing %d events to visibility\n", *probes)
 	var idleQuery, idleSSE []float64
@@ -147,8 +148,8 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		idleQuery, idleSSE = append(idleQuery, q), append(idleSSE, s)
 	}
-	res.VisibleQueryIdleP50Ms, res.VisibleQueryIdleP99Ms = percentiles(idleQuery)
-	res.VisibleSSEIdleP50Ms, res.VisibleSSEIdleP99Ms = percentiles(idleSSE)
+	res.VisibleQueryIdleP50Ms, res.VisibleQueryIdleP99Ms = loadgen.Percentiles(idleQuery)
+	res.VisibleSSEIdleP50Ms, res.VisibleSSEIdleP99Ms = loadgen.Percentiles(idleSSE)
 
 	fmt.Fprintf(stderr, "bench live: serving GET /v1/metrics at %d/s for %s\n", *rate, *serveFor)
 	res.ServeP50Ms, res.ServeP99Ms, res.ServeErrors = serveAtRate(ctx, httpc, base+"/v1/metrics/gmv?room=r7", tokens.AccessToken, *rate, *serveFor)
@@ -349,7 +350,7 @@ func serveAtRate(ctx context.Context, httpc *http.Client, u, token string, rate 
 		}()
 	}
 	wg.Wait()
-	p50, p99 = percentiles(lat)
+	p50, p99 = loadgen.Percentiles(lat)
 	return p50, p99, failed.Load()
 }
 

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/loadgen"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/sale"
 )
@@ -218,8 +218,8 @@ func purchaseGo(ctx context.Context, res *PurchaseBenchResult, httpc *http.Clien
 	}
 	res.BeforeSelloutPerS = float64(len(before)) / cut.Seconds()
 	res.AfterSelloutPerS = float64(len(after)) / (end - cut).Seconds()
-	res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms = percentiles(before)
-	res.AfterSelloutP50Ms, res.AfterSelloutP99Ms = percentiles(after)
+	res.BeforeSelloutP50Ms, res.BeforeSelloutP99Ms = loadgen.Percentiles(before)
+	res.AfterSelloutP50Ms, res.AfterSelloutP99Ms = loadgen.Percentiles(after)
 	res.BaselinePerS, err = baseline(ctx, len(jwts), res.Workers)
 	return err
 }
@@ -438,12 +438,4 @@ func parallel(n, workers int, fn func(i int) error) error {
 	}
 	wg.Wait()
 	return first
-}
-
-func percentiles(ms []float64) (p50, p99 float64) {
-	if len(ms) == 0 {
-		return 0, 0
-	}
-	slices.Sort(ms)
-	return ms[len(ms)/2], ms[min(len(ms)-1, len(ms)*99/100)]
 }
