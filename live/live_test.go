@@ -339,3 +339,60 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(evs)*b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// A batch past the bounds, or a body that is not what it says, is refused whole with a clear
+// code; nothing of it reaches the log.
+func TestIngestRefusesBadBodies(t *testing.T) {
+	published := 0
+	in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) { published++ }) }, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	line := fmt.Sprintf(`{"id":"x","type":"click","sku":"s","time":%d}`+"\n", time.Now().UnixMilli())
+	for _, c := range []struct {
+		name string
+		body []byte
+		gzip bool
+		code string
+	}{
+		{"too many lines", bytes.Repeat([]byte(line), live.MaxIngestLines+1), false, surge.ETOOLARGE},
+		{"a line too long", append(bytes.Repeat([]byte("x"), live.MaxLineBytes+1), '\n'), false, surge.ETOOLARGE},
+		{"not gzip", []byte(line), true, surge.EINVALID},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := in.Ingest(context.Background(), staff, "r", bytes.NewReader(c.body), c.gzip); surge.ErrorCode(err) != c.code {
+				t.Errorf("Ingest = %v; want %s", err, c.code)
+			}
+		})
+	}
+	if published != 0 {
+		t.Errorf("%d messages reached the log from refused batches", published)
+	}
+}
+
+// A gauge's series holds its level at the end of each second, back from the current level.
+func TestGaugeSeriesAreLevels(t *testing.T) {
+	p, src := stream.New("gauge", stream.Config{}, func(e surge.BusinessEvent) int64 { return e.Time })
+	board := live.NewBoard()
+	sink := live.NewSink(publisherFunc(board.Apply), func(key string) string { return key })
+	stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
+	base := int64(1_790_000_000_000)
+	ev := func(id, typ, user string, at int64) surge.BusinessEvent {
+		return surge.BusinessEvent{ID: id, Type: typ, Time: at, Platform: "web", Room: "r1", User: user}
+	}
+	// Second 0: a and b enter; second 1: c enters; second 2: a leaves. The input then ends, and
+	// b and c time out: only the levels before that are checked.
+	in := []surge.BusinessEvent{ev("1", surge.BizLiveEnter, "a", base), ev("2", surge.BizLiveEnter, "b", base+10),
+		ev("3", surge.BizLiveEnter, "c", base+1000), ev("4", surge.BizLiveLeave, "a", base+2000)}
+	if err := p.RunSlice(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	series := board.Get("online_viewers.room=r1").Series
+	levels := map[int64]int64{}
+	for _, pt := range series {
+		levels[pt.Second-base/1000] = pt.Value
+	}
+	for sec, want := range map[int64]int64{0: 2, 1: 3, 2: 2} {
+		if levels[sec] != want {
+			t.Errorf("online viewers at second %d = %d; want %d (series %v)", sec, levels[sec], want, series[len(series)-5:])
+		}
+	}
+}

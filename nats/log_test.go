@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/nats"
@@ -160,4 +163,98 @@ func lastSeq(ctx context.Context, log *nats.Log, n uint64) (uint64, error) {
 		seq = s
 	}
 	return seq, nil
+}
+
+// A pipeline that publishes its results to JetStream, crashes after publishing some of them and
+// restarts from its checkpoint leaves each result in the stream once: the replay publishes
+// under the same message ids, and JetStream drops the repeats.
+func TestPublishSinkAcrossACrash(t *testing.T) {
+	ctx := context.Background()
+	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, name := range []string{"IN", "OUT"} {
+		if err := b.EnsureLog(ctx, name, strings.ToLower(name)+".>"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := b.AsyncPublisher()
+	const n = 2000
+	for i := range n {
+		if err := pub.PublishAsync("in.x", fmt.Sprint(i), []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ckpt, err := b.Checkpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := b.Log("IN", "in.x")
+	run := func(ctx context.Context) error {
+		p, src := stream.New("doubler", stream.Config{CheckpointInterval: time.Nanosecond}, func(int) int64 { return 1_790_000_000_000 })
+		stream.Publish(stream.Map(src, func(v int) int { return 2 * v }), b.AsyncPublisher(),
+			func(int) string { return "out.x" }, func(v int) ([]byte, error) { return []byte(strconv.Itoa(v)), nil })
+		return p.RunLog(ctx, stream.LogRun[int]{Log: stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return in.Open(ctx, after) }),
+			Decode: func(d []byte) (int, error) { return strconv.Atoi(string(d)) }, Checkpoints: ckpt, Until: n})
+	}
+	// The first run stops part-way, once some results are out but not all.
+	crashCtx, crash := context.WithCancel(ctx)
+	go func() {
+		for crashCtx.Err() == nil {
+			if s, err := b.JS.Stream(ctx, "OUT"); err == nil && s.CachedInfo().State.Msgs > n/3 {
+				crash()
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	if err := run(crashCtx); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	crash()
+	if err := run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JS.Stream(ctx, "OUT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().State.Msgs; got != n {
+		t.Errorf("OUT holds %d results; want %d, each once", got, n)
+	}
+}
+
+// A reader asked to start where the log no longer holds records says so (ErrLogGap) rather than
+// skip them.
+func TestLogGapIsReported(t *testing.T) {
+	ctx := context.Background()
+	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "SHORT", Subjects: []string{"short.>"}, MaxMsgs: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := b.JS.Publish(ctx, "short.x", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := b.Log("SHORT", "short.x")
+	if _, err := log.Open(ctx, 2); !errors.Is(err, stream.ErrLogGap) {
+		t.Errorf("Open(after 2) with records 6 to 10 held = %v; want ErrLogGap", err)
+	}
+	r, err := log.Open(ctx, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if seq, _, ok, err := r.Next(5 * time.Second); err != nil || !ok || seq != 7 {
+		t.Errorf("Next after 6 = %d, %v, %v; want record 7", seq, ok, err)
+	}
 }
