@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/gob"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -34,49 +33,17 @@ type Snapshot struct {
 	Series []Point `json:"series"`
 }
 
-// published is a series as the sink publishes it: compact, with only the seconds that counted.
-type published struct {
-	Key       string     `json:"key"`
-	Total     int64      `json:"total"`
-	UpdatedMs int64      `json:"updated_ms"`
-	Points    [][2]int64 `json:"points"` // (second, value) of the seconds with a non-zero value
-}
-
-func publish(key string, st *SeriesState, now time.Time) published {
-	p := published{Key: key, Total: st.Total, UpdatedMs: now.UnixMilli(), Points: [][2]int64{}}
-	for i := range SeriesSeconds {
-		if st.Vals[i] != 0 {
-			p.Points = append(p.Points, [2]int64{st.Secs[i], st.Vals[i]})
-		}
-	}
-	return p
-}
-
-func (p published) state() *SeriesState {
-	st := &SeriesState{Total: p.Total}
-	for _, pt := range p.Points {
-		if pt[0] >= 0 {
-			i := pt[0] % SeriesSeconds
-			st.Secs[i], st.Vals[i] = pt[0], pt[1]
-		}
-	}
-	return st
-}
-
 // snapshot renders a series' state.
 func snapshot(key string, st *SeriesState, now time.Time) Snapshot {
 	s, _ := ParseKey(key)
 	snap := Snapshot{Key: key, Metric: s.Metric, Dims: s.dimMap(), Value: st.Total, UpdatedMs: now.UnixMilli(), Series: make([]Point, SeriesSeconds)}
-	newest := slices.Max(st.Secs[:])
+	newest := st.newest()
 	if newest == 0 { // nothing in the recent seconds: the series ends now
 		newest = now.Unix()
 	}
 	for i := range SeriesSeconds {
 		sec := newest - int64(SeriesSeconds-1-i)
-		snap.Series[i].Second = sec
-		if j := sec % SeriesSeconds; sec >= 0 && st.Secs[j] == sec {
-			snap.Series[i].Value = st.Vals[j]
-		}
+		snap.Series[i] = Point{Second: sec, Value: st.at(sec)}
 	}
 	if m, _ := Lookup(s.Metric); m.Kind == KindGauge { // per-second changes to levels, from the current one back
 		level := st.Total
@@ -162,11 +129,7 @@ func (s *Sink) publish() error {
 	s.last = now
 	s.refreshSome(now)
 	for k := range s.dirty {
-		data, err := json.Marshal(publish(k, s.series[k], now))
-		if err != nil {
-			return err
-		}
-		if err := s.pub.PublishAsync(s.subject(k), "", data); err != nil {
+		if err := s.pub.PublishAsync(s.subject(k), "", encodePublished(k, s.series[k], now)); err != nil {
 			return err
 		}
 		delete(s.dirty, k)
@@ -259,11 +222,14 @@ func NewBoard() *Board {
 
 // Apply takes a published series (nil: the series was deleted). Malformed values are ignored.
 func (b *Board) Apply(key string, value []byte) {
-	var p published
+	var st *SeriesState
+	var updated time.Time
 	if value != nil {
-		if err := json.Unmarshal(value, &p); err != nil || p.Key != key {
+		k, s, at, err := decodePublished(value)
+		if err != nil || k != key {
 			return
 		}
+		st, updated = s, at
 	}
 	s, ok := ParseKey(key)
 	if !ok {
@@ -274,7 +240,7 @@ func (b *Board) Apply(key string, value []byte) {
 	if value == nil {
 		delete(b.series, key)
 	} else {
-		b.series[key] = boardEntry{st: p.state(), updated: time.UnixMilli(p.UpdatedMs)}
+		b.series[key] = boardEntry{st: st, updated: updated}
 	}
 	if s.Metric == roomSKUMetric {
 		if room, sku, ok := topScope(s); ok {
@@ -284,7 +250,7 @@ func (b *Board) Apply(key string, value []byte) {
 			if value == nil {
 				delete(b.top[room], sku)
 			} else {
-				b.top[room][sku] = p.Total
+				b.top[room][sku] = st.Total
 			}
 		}
 	}

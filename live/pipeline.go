@@ -41,64 +41,6 @@ type Contribution struct {
 	Distinct string // for distinct metrics: the user, counted once per series
 }
 
-// SeriesState is a series' running total and its last SeriesSeconds per-second values.
-type SeriesState struct {
-	Total int64
-	Secs  [SeriesSeconds]int64 // the second (Unix) each slot holds
-	Vals  [SeriesSeconds]int64
-}
-
-// GobEncode writes the total and only the seconds that counted: most series have a few, and the
-// series are a large part of the live pipeline's checkpoint.
-func (s SeriesState) GobEncode() ([]byte, error) {
-	out := binary.AppendVarint(nil, s.Total)
-	for i := range SeriesSeconds {
-		if s.Vals[i] != 0 {
-			out = binary.AppendVarint(binary.AppendVarint(out, s.Secs[i]), s.Vals[i])
-		}
-	}
-	return out, nil
-}
-
-// GobDecode reads what GobEncode wrote.
-func (s *SeriesState) GobDecode(data []byte) error {
-	*s = SeriesState{}
-	next := func() (int64, bool) {
-		v, n := binary.Varint(data)
-		if n <= 0 {
-			return 0, false
-		}
-		data = data[n:]
-		return v, true
-	}
-	var ok bool
-	if s.Total, ok = next(); !ok {
-		return fmt.Errorf("series state: no total")
-	}
-	for len(data) > 0 {
-		sec, ok1 := next()
-		val, ok2 := next()
-		if !ok1 || !ok2 || sec < 0 {
-			return fmt.Errorf("series state: bad second")
-		}
-		s.Secs[sec%SeriesSeconds], s.Vals[sec%SeriesSeconds] = sec, val
-	}
-	return nil
-}
-
-func (s *SeriesState) add(sec, delta int64) {
-	s.Total += delta
-	i := sec % SeriesSeconds
-	switch {
-	case s.Secs[i] == sec:
-	case s.Secs[i] < sec:
-		s.Secs[i], s.Vals[i] = sec, 0
-	default:
-		return // older than the series keeps; it still counts in the total
-	}
-	s.Vals[i] += delta
-}
-
 // Counters are what the pipeline counts besides the metrics.
 type Counters struct {
 	Duplicates atomic.Int64

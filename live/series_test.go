@@ -1,0 +1,103 @@
+package live
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// The kept seconds are those a plain map of every second would show in the window that ends at
+// the newest second counted, whatever the order the contributions arrive in.
+func TestSeriesStateKeepsTheWindow(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for round := range 200 {
+		var st SeriesState
+		all := map[int64]int64{}
+		var total, newest int64
+		base := int64(1_790_000_000)
+		for range 1 + r.IntN(400) {
+			sec := base + int64(r.IntN(3*SeriesSeconds)) // out of order, often older than the window
+			if r.IntN(4) > 0 {
+				base++ // mostly moving forward
+			}
+			delta := int64(r.IntN(11) - 3)
+			st.add(sec, delta)
+			total += delta
+			newest = max(newest, sec)
+			if sec > newest-SeriesSeconds {
+				all[sec] += delta
+			}
+		}
+		if st.Total != total {
+			t.Fatalf("round %d: total %d; want %d", round, st.Total, total)
+		}
+		if st.newest() != newest {
+			t.Fatalf("round %d: newest %d; want %d", round, st.newest(), newest)
+		}
+		// A second that arrived when it was within the window of the newest second then may
+		// still have counted later contributions; only seconds inside the final window are shown.
+		for sec := newest - SeriesSeconds + 1; sec <= newest; sec++ {
+			if got, want := st.at(sec), all[sec]; got != want {
+				t.Fatalf("round %d: second %d = %d; want %d", round, sec, got, want)
+			}
+		}
+		if len(st.recent) > SeriesSeconds {
+			t.Fatalf("round %d: %d seconds kept", round, len(st.recent))
+		}
+		var back SeriesState
+		if err := back.GobDecode(st.appendBinary(nil)); err != nil {
+			t.Fatal(err)
+		}
+		for sec := newest - SeriesSeconds + 1; sec <= newest; sec++ {
+			if back.at(sec) != st.at(sec) {
+				t.Fatalf("round %d: second %d decoded as %d; want %d", round, sec, back.at(sec), st.at(sec))
+			}
+		}
+	}
+}
+
+func TestPublishedRoundTrip(t *testing.T) {
+	var st SeriesState
+	st.add(1_790_000_000, 100)
+	st.add(1_790_000_003, -5)
+	at := time.UnixMilli(1_790_000_003_250)
+	key, back, updated, err := decodePublished(encodePublished("gmv.room=r1", &st, at))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "gmv.room=r1" || !updated.Equal(at) || back.Total != 95 || back.at(1_790_000_000) != 100 || back.at(1_790_000_003) != -5 {
+		t.Errorf("decoded %q %v %+v", key, updated, back)
+	}
+	for _, bad := range [][]byte{nil, {}, []byte(`{"key":"gmv"}`), {publishedVersion}, {publishedVersion, 200}, {publishedVersion, 1, 'g'}} {
+		if _, _, _, err := decodePublished(bad); err == nil {
+			t.Errorf("decodePublished(%q) took a malformed value", bad)
+		}
+	}
+}
+
+// Values on the bus may come from another version, or be damaged: a board must never crash
+// on one, and what it accepts must encode back to the same series.
+func FuzzDecodePublished(f *testing.F) {
+	var st SeriesState
+	st.add(1_790_000_000, 7)
+	f.Add(encodePublished("gmv", &st, time.UnixMilli(1)))
+	f.Add([]byte(`{"key":"gmv","total":1}`))
+	f.Add([]byte{publishedVersion, 3, 'g', 'm', 'v', 2, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		key, st, at, err := decodePublished(data)
+		if err != nil {
+			return
+		}
+		k2, st2, at2, err := decodePublished(encodePublished(key, st, at))
+		if err != nil || k2 != key || !at2.Equal(at) || st2.Total != st.Total {
+			t.Fatalf("re-encoded %q as %q %v %+v (%v)", data, k2, at2, st2, err)
+		}
+		for _, p := range st.recent {
+			if st2.at(p.sec) != p.val {
+				t.Fatalf("re-encoded %q: second %d = %d; want %d", data, p.sec, st2.at(p.sec), p.val)
+			}
+		}
+	})
+}
