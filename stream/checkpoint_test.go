@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,5 +273,41 @@ func TestLogGap(t *testing.T) {
 	sum, err := run(10, func(error) bool { told = true; return true })
 	if err != nil || !told || sum != 4 {
 		t.Errorf("RunLog with OnGap = %d records, told %v, %v; want the 4 records still held", sum, told, err)
+	}
+}
+
+// A pipeline checkpoints while it reads, and not again while its log is quiet: its state has
+// not changed since.
+func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	var data [][]byte
+	for i := range 50 {
+		data = append(data, []byte(fmt.Sprintf(`{"User":"a","TS":%d,"Amount":1}`, 1000*(i+1))))
+	}
+	log := &memLog{data: data}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, src := stream.New("idle", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
+	var sum atomic.Int64
+	stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }))
+	done := make(chan error, 1)
+	go func() {
+		done <- p.RunLog(ctx, stream.LogRun[click]{Log: log, Checkpoints: store, Decode: func(b []byte) (click, error) {
+			var c click
+			return c, json.Unmarshal(b, &c)
+		}})
+	}()
+	for sum.Load() < 50 {
+		time.Sleep(time.Millisecond)
+	}
+	store.mu.Lock()
+	busy := store.saves
+	store.mu.Unlock()
+	time.Sleep(200 * time.Millisecond) // several quiet turns of the loop, each past the interval
+	cancel()
+	<-done
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if busy == 0 || store.saves > busy+1 {
+		t.Errorf("%d checkpoints while reading, %d in all; want some while reading and at most one after", busy, store.saves)
 	}
 }

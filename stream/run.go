@@ -19,6 +19,7 @@ type Pipeline[In any] struct {
 	eventTime func(In) int64
 	maxTS     int64
 	position  uint64 // sequence of the last log record handled
+	saved     uint64 // the position of the last checkpoint saved or restored
 	invalid   int64
 }
 
@@ -201,7 +202,9 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 					return err
 				}
 			}
-			if time.Since(last) >= p.g.cfg.CheckpointInterval {
+			// A pipeline that read nothing since its last checkpoint holds the same state: an
+			// idle pipeline does not encode and store it again.
+			if time.Since(last) >= p.g.cfg.CheckpointInterval && p.position != p.saved {
 				if err := p.checkpoint(ctx, run.Checkpoints); err != nil {
 					return err
 				}
@@ -277,6 +280,7 @@ func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error 
 	if err := store.Save(ctx, p.g.name, buf.Bytes()); err != nil {
 		return fmt.Errorf("stream %s: save checkpoint: %w", p.g.name, err)
 	}
+	p.saved = p.position
 	if m := p.g.cfg.Metrics; m != nil {
 		m.checkpoint(p.g.name, time.Since(start), buf.Len())
 	}
@@ -318,5 +322,6 @@ func (p *Pipeline[In]) restore(ctx context.Context, store Checkpoints) error {
 		}
 	}
 	p.position, p.maxTS, p.g.wm = h.Position, h.MaxTS, h.WM
+	p.saved = h.Position
 	return nil
 }
