@@ -56,7 +56,7 @@ func (s *Server) liveRoutes() []route {
 				if err != nil {
 					return nil, err
 				}
-				return d.Board.Get(key), nil
+				return d.Board.GetJSON(key)
 			}},
 		{method: "GET", path: "/v1/live/screen", summary: "The big screen's numbers for a live room, or the platform (staff)",
 			access: signedIn, query: []string{"room"}, out: live.Screen{}, status: 200,

@@ -304,6 +304,11 @@ func reply(w http.ResponseWriter, status int, v any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	if raw, ok := v.(json.RawMessage); ok { // encoded already, as a cache keeps it
+		w.Write(raw)
+		w.Write([]byte{'\n'})
+		return
+	}
 	json.NewEncoder(w).Encode(v)
 }
 

@@ -5,10 +5,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/gob"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/surgecommerce/surge/stream"
@@ -205,19 +207,20 @@ const restoredRefreshAfter = 5 * time.Second
 // serves the same numbers from memory.
 type Board struct {
 	mu      sync.RWMutex
-	series  map[string]boardEntry
+	series  map[string]*boardEntry
 	top     map[string]map[string]int64 // room ("" for all) → sku → units sold
 	changed chan struct{}               // closed and replaced on every change
 }
 
 type boardEntry struct {
-	st      *SeriesState
-	updated time.Time
+	st       *SeriesState
+	updated  time.Time
+	rendered atomic.Pointer[[]byte] // the snapshot as JSON, made by the first read that asks
 }
 
 // NewBoard returns an empty board.
 func NewBoard() *Board {
-	return &Board{series: map[string]boardEntry{}, top: map[string]map[string]int64{}, changed: make(chan struct{})}
+	return &Board{series: map[string]*boardEntry{}, top: map[string]map[string]int64{}, changed: make(chan struct{})}
 }
 
 // Apply takes a published series (nil: the series was deleted). Malformed values are ignored.
@@ -240,7 +243,7 @@ func (b *Board) Apply(key string, value []byte) {
 	if value == nil {
 		delete(b.series, key)
 	} else {
-		b.series[key] = boardEntry{st: st, updated: updated}
+		b.series[key] = &boardEntry{st: st, updated: updated}
 	}
 	if s.Metric == roomSKUMetric {
 		if room, sku, ok := topScope(s); ok {
@@ -286,6 +289,25 @@ func (b *Board) Get(key string) Snapshot {
 	}
 	s, _ := ParseKey(key)
 	return Snapshot{Key: key, Metric: s.Metric, Dims: s.dimMap(), Series: []Point{}}
+}
+
+// GetJSON is Get encoded as JSON. A series' encoding is made once per published value and
+// kept until the next: a dashboard's thousand reads a second of one series cost one encoding
+// each time it changes (at most every FlushEvery), not one each.
+func (b *Board) GetJSON(key string) (json.RawMessage, error) {
+	b.mu.RLock()
+	e, ok := b.series[key]
+	b.mu.RUnlock()
+	if ok {
+		if r := e.rendered.Load(); r != nil {
+			return *r, nil
+		}
+	}
+	data, err := json.Marshal(b.Get(key))
+	if err == nil && ok {
+		e.rendered.Store(&data)
+	}
+	return data, err
 }
 
 // Value is a series' current total (0 if nothing counted in it yet).

@@ -1,6 +1,8 @@
 package live
 
 import (
+	"bytes"
+	"encoding/json"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -100,4 +102,32 @@ func FuzzDecodePublished(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A board's JSON of a series is the series as Get renders it, and follows every published
+// value: the encoding it keeps never outlives the value it was made from.
+func TestBoardJSONFollowsTheValues(t *testing.T) {
+	b := NewBoard()
+	var st SeriesState
+	for i := range 5 {
+		st.add(1_790_000_000+int64(i), int64(10*i))
+		b.Apply("gmv.room=r1", encodePublished("gmv.room=r1", &st, time.UnixMilli(1_790_000_000_000+int64(i))))
+		for range 2 { // the second read comes from what the first kept
+			got, err := b.GetJSON("gmv.room=r1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(b.Get("gmv.room=r1"))
+			if !bytes.Equal(got, want) {
+				t.Fatalf("after value %d: GetJSON = %s; Get = %s", i, got, want)
+			}
+			var snap Snapshot
+			if err := json.Unmarshal(got, &snap); err != nil || snap.Value != st.Total {
+				t.Fatalf("after value %d: value %d (%v); want %d", i, snap.Value, err, st.Total)
+			}
+		}
+	}
+	if got, _ := b.GetJSON("likes"); !bytes.Contains(got, []byte(`"value":0`)) {
+		t.Errorf("GetJSON of a series never published = %s", got)
+	}
 }
