@@ -3,6 +3,7 @@ package live_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -395,4 +396,36 @@ func TestGaugeSeriesAreLevels(t *testing.T) {
 			t.Errorf("online viewers at second %d = %d; want %d (series %v)", sec, levels[sec], want, series[len(series)-5:])
 		}
 	}
+}
+
+// BenchmarkDecode: what ingestion spends reading a line, and the pipeline reading a batch of
+// 1,000 events back from the log, per event.
+func BenchmarkDecode(b *testing.B) {
+	line := []byte(`{"id":"b42","type":"pay","time":1790000000000,"platform":"ios","room":"r7","shop":"3","sku":"s512","user":"u9041","order":"o42","units":1,"amount":9900}`)
+	staff := surge.Actor{UserID: 1, Role: surge.RoleAdmin}
+	now := time.UnixMilli(1_790_000_000_000)
+	b.Run("line", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := live.DecodeEvent(line, staff, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	evs := events(1, 1000)
+	data, err := json.Marshal(evs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, err := json.Marshal(surge.Event{ID: "x", Kind: live.EventsIngested, At: now, Data: json.RawMessage(data)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("batch", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := live.DecodeBusEvents(msg); err != nil || len(got) != len(evs) {
+				b.Fatal(len(got), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+	})
 }

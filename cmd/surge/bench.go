@@ -35,7 +35,10 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if len(args) > 0 && args[0] == "live" {
 		return benchLive(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("usage: surge bench stock|purchase|nexmark|live [flags] (see surge bench stock --help)")
+	if len(args) > 0 && args[0] == "get-at-rate" {
+		return benchGetAtRate(ctx, args[1:], env, stdout)
+	}
+	return fmt.Errorf("usage: surge bench stock|purchase|nexmark|live|get-at-rate [flags] (see surge bench stock --help)")
 }
 
 // stockBenchConfig are the settings of surge bench stock.
@@ -289,6 +292,23 @@ func startProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// writeHeapProfile writes what the heap holds now (after a collection) to path, if one is given.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func heapInUse() int64 {

@@ -11,6 +11,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +68,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	serveFor := fs.Duration("serve-for", 5*time.Second, "how long to measure serving")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the ingestion phase to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file once the events are counted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -135,6 +139,9 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	res.Correct = waitTotals(ctx, cl, want, 5*time.Minute) == nil
 	res.ComputedPerSec = float64(*events) / time.Since(start).Seconds()
 	stopProfile()
+	if err := writeHeapProfile(*memProfile); err != nil {
+		return err
+	}
 	stopProbes()
 	<-probesDone
 	res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms = loadgen.Percentiles(loadProbes)
@@ -152,7 +159,11 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	res.VisibleSSEIdleP50Ms, res.VisibleSSEIdleP99Ms = loadgen.Percentiles(idleSSE)
 
 	fmt.Fprintf(stderr, "bench live: serving GET /v1/metrics at %d/s for %s\n", *rate, *serveFor)
-	res.ServeP50Ms, res.ServeP99Ms, res.ServeErrors = serveAtRate(ctx, httpc, base+"/v1/metrics/gmv?room=r7", tokens.AccessToken, *rate, *serveFor)
+	served, err := getAtRateElsewhere(ctx, base+"/v1/metrics/gmv?room=r7", tokens.AccessToken, *rate, *serveFor, stderr)
+	if err != nil {
+		return err
+	}
+	res.ServeP50Ms, res.ServeP99Ms, res.ServeErrors = served.P50Ms, served.P99Ms, served.Errors
 
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
@@ -314,6 +325,55 @@ func probeBoth(ctx context.Context, cl *client.Client, base, token, room string)
 		}
 	}
 	return query, sse, nil
+}
+
+// RateResult is what surge bench get-at-rate prints.
+type RateResult struct {
+	Requests int     `json:"requests"`
+	P50Ms    float64 `json:"p50_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	Errors   int64   `json:"errors"`
+}
+
+// benchGetAtRate sends GETs to one address at a fixed rate and prints their latency: the client
+// side of a serving measurement, in a process of its own so that its goroutines, its
+// allocations and its collections are not counted as the server's. The access token, if any,
+// is read from SURGE_BENCH_TOKEN.
+func benchGetAtRate(ctx context.Context, args []string, env func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench get-at-rate", flag.ContinueOnError)
+	u := fs.String("url", "", "the address to GET")
+	rate := fs.Int("rate", 1000, "requests per second")
+	d := fs.Duration("for", 5*time.Second, "how long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := url.ParseRequestURI(*u); err != nil || *rate < 1 || *d <= 0 {
+		return fmt.Errorf("--url must be an address, --rate and --for positive")
+	}
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second}
+	res := RateResult{Requests: int(float64(*rate) * d.Seconds())}
+	res.P50Ms, res.P99Ms, res.Errors = serveAtRate(ctx, httpc, *u, env("SURGE_BENCH_TOKEN"), *rate, *d)
+	return json.NewEncoder(stdout).Encode(res)
+}
+
+// getAtRateElsewhere runs surge bench get-at-rate as a child process of this very program.
+func getAtRateElsewhere(ctx context.Context, u, token string, rate int, d time.Duration, stderr io.Writer) (*RateResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "bench", "get-at-rate", "--url", u, "--rate", strconv.Itoa(rate), "--for", d.String())
+	cmd.Env = append(os.Environ(), "SURGE_BENCH_TOKEN="+token)
+	cmd.Stderr = stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("bench get-at-rate: %w", err)
+	}
+	var res RateResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, fmt.Errorf("bench get-at-rate printed %q: %w", out, err)
+	}
+	return &res, nil
 }
 
 // serveAtRate sends GETs at a fixed rate (an open model) and returns latency percentiles
