@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"io"
 	"strconv"
 	"time"
@@ -204,13 +206,8 @@ const MaxClockSkew = 5 * time.Minute
 // sender's id can never make another's event look like a copy.
 func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent, error) {
 	var e surge.BusinessEvent
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
-		return e, surge.Errorf(surge.EINVALID, "not a JSON event: %v", err)
-	}
-	if dec.More() {
-		return e, surge.Errorf(surge.EINVALID, "one JSON event per line")
+	if err := jsonv2.Unmarshal(raw, &e, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return e, surge.Errorf(surge.EINVALID, "not one JSON event: %v", err)
 	}
 	own := strconv.FormatInt(a.UserID, 10)
 	if a.Role == surge.RoleShopper && e.User == "" {
@@ -261,12 +258,12 @@ func (in *Ingester) reject(pub Publisher, res *IngestResult, requestID string, l
 // append publishes events as one bus message, with an id made of its content: a producer that
 // retries a batch after a timeout appends nothing twice.
 func (in *Ingester) append(pub Publisher, events []surge.BusinessEvent) error {
-	data, err := json.Marshal(events)
+	data, err := jsonv2.Marshal(events)
 	if err != nil {
 		return err
 	}
 	id := strconv.FormatUint(xxhash.Sum64(data), 36) + "-" + strconv.Itoa(len(events))
-	env, err := json.Marshal(surge.Event{ID: id, Kind: EventsIngested, At: in.now().UTC(), Data: json.RawMessage(data)})
+	env, err := jsonv2.Marshal(surge.Event{ID: id, Kind: EventsIngested, At: in.now().UTC(), Data: jsontext.Value(data)})
 	if err != nil {
 		return err
 	}

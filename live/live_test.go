@@ -199,6 +199,14 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`{"id":"\u0000","type":"click"}`))
 	f.Add([]byte(`[]`))
 	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	var logged [][]byte // what ingestion appends to the events log
+	in := live.NewIngester(func() live.Publisher {
+		return publisherFunc(func(subject string, data []byte) {
+			if subject == live.IngestSubject {
+				logged = append(logged, data)
+			}
+		})
+	}, ratelimit.NewCounter(nil), prometheus.NewRegistry())
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := live.DecodeEvent(line, staff, time.UnixMilli(1790000000000))
 		if err != nil {
@@ -217,6 +225,17 @@ func FuzzDecodeEvent(f *testing.F) {
 					t.Fatalf("accepted dimension %q makes an unreadable series key", v)
 				}
 			}
+		}
+		if e.Time > time.Now().Add(live.MaxClockSkew).UnixMilli() || bytes.ContainsAny(line, "\n\r") {
+			return // ingestion judges the time by the clock, and reads a body line by line
+		}
+		logged = logged[:0]
+		if res, err := in.Ingest(context.Background(), staff, "fuzz", bytes.NewReader(line), false); err != nil || res.Accepted != 1 || len(logged) != 1 {
+			t.Fatalf("ingesting %q = %+v, %v, %d log records; want it appended once", line, res, err, len(logged))
+		}
+		back, err := live.DecodeBusEvents(logged[0])
+		if err != nil || len(back) != 1 || back[0] != e {
+			t.Fatalf("%q came back from the log as %+v (%v); want %+v", line, back, err, e)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -253,17 +255,17 @@ func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[Contribut
 // a batch of ingested events, or one of Surge's own order events. Other kinds carry none.
 func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	var env struct {
-		ID   string          `json:"id"`
-		Kind string          `json:"kind"`
-		Data json.RawMessage `json:"data"`
+		ID   string         `json:"id"`
+		Kind string         `json:"kind"`
+		Data jsontext.Value `json:"data"`
 	}
-	if err := json.Unmarshal(data, &env); err != nil {
+	if err := jsonv2.Unmarshal(data, &env); err != nil {
 		return nil, err
 	}
 	switch env.Kind {
 	case EventsIngested:
 		var evs []surge.BusinessEvent
-		if err := json.Unmarshal(env.Data, &evs); err != nil {
+		if err := jsonv2.Unmarshal(env.Data, &evs); err != nil {
 			return nil, err
 		}
 		return evs, nil
