@@ -65,6 +65,9 @@ type memCheckpoints struct {
 	mu    sync.Mutex
 	saved map[string][]byte
 	saves int
+	// gate, if set, holds every Save until it can receive; fail, if set, is what Save returns.
+	gate chan struct{}
+	fail error
 }
 
 func (m *memCheckpoints) Load(_ context.Context, name string) ([]byte, bool, error) {
@@ -75,6 +78,12 @@ func (m *memCheckpoints) Load(_ context.Context, name string) ([]byte, bool, err
 }
 
 func (m *memCheckpoints) Save(_ context.Context, name string, data []byte) error {
+	if m.gate != nil {
+		<-m.gate
+	}
+	if m.fail != nil {
+		return m.fail
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.saved[name] = slices.Clone(data)
@@ -309,5 +318,57 @@ func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
 	defer store.mu.Unlock()
 	if busy == 0 || store.saves > busy+1 {
 		t.Errorf("%d checkpoints while reading, %d in all; want some while reading and at most one after", busy, store.saves)
+	}
+}
+
+// A checkpoint is stored while the pipeline goes on counting; one that cannot be stored stops
+// the pipeline, even once its log has gone quiet.
+func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {
+	var data [][]byte
+	for i := range 2000 {
+		data = append(data, []byte(fmt.Sprintf(`{"User":"a","TS":%d,"Amount":1}`, 1000*(i+1))))
+	}
+	decode := func(b []byte) (click, error) {
+		var c click
+		return c, json.Unmarshal(b, &c)
+	}
+	start := func(store *memCheckpoints) (*atomic.Int64, chan error, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		p, src := stream.New("async", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
+		var sum atomic.Int64
+		stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }))
+		done := make(chan error, 1)
+		go func() {
+			done <- p.RunLog(ctx, stream.LogRun[click]{Log: &memLog{data: data}, Checkpoints: store, Decode: decode})
+		}()
+		return &sum, done, cancel
+	}
+
+	held := &memCheckpoints{saved: map[string][]byte{}, gate: make(chan struct{})}
+	sum, done, cancel := start(held)
+	deadline := time.Now().Add(10 * time.Second)
+	for sum.Load() < int64(len(data)) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := sum.Load(); got != int64(len(data)) {
+		t.Errorf("counted %d of %d records while the first checkpoint was being stored", got, len(data))
+	}
+	close(held.gate)
+	cancel()
+	<-done
+	if held.saves == 0 {
+		t.Error("no checkpoint was stored")
+	}
+
+	broken := errors.New("the store is down")
+	_, done, cancel = start(&memCheckpoints{saved: map[string][]byte{}, fail: broken})
+	defer cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, broken) {
+			t.Errorf("RunLog with a failing store = %v; want its error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a pipeline whose checkpoints cannot be stored kept running")
 	}
 }

@@ -18,8 +18,9 @@ type Pipeline[In any] struct {
 	src       *node[In]
 	eventTime func(In) int64
 	maxTS     int64
-	position  uint64 // sequence of the last log record handled
-	saved     uint64 // the position of the last checkpoint saved or restored
+	position  uint64     // sequence of the last log record handled
+	saved     uint64     // the position of the last checkpoint saved or restored
+	saving    chan error // the checkpoint being stored, if any: its result
 	invalid   int64
 }
 
@@ -172,6 +173,7 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 		return fmt.Errorf("stream %s: open log: %w", p.g.name, err)
 	}
 	defer r.Close()
+	defer p.waitSave() // a checkpoint on its way to the store is not left behind
 	last := time.Now()
 	for n := 0; ; n++ {
 		seq, data, ok, err := r.Next(idleWait)
@@ -187,11 +189,17 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 				if err := p.end(ctx); err != nil {
 					return err
 				}
-				return p.checkpoint(ctx, run.Checkpoints)
+				if err := p.checkpoint(ctx, run.Checkpoints); err != nil {
+					return err
+				}
+				return p.waitSave()
 			}
 		}
 		if !ok || n%clockRecords == 0 {
 			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := p.savedYet(); err != nil {
 				return err
 			}
 			if !ok || n%statsFlushRecords == 0 {
@@ -203,8 +211,9 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 				}
 			}
 			// A pipeline that read nothing since its last checkpoint holds the same state: an
-			// idle pipeline does not encode and store it again.
-			if time.Since(last) >= p.g.cfg.CheckpointInterval && p.position != p.saved {
+			// idle pipeline does not encode and store it again. While one checkpoint is being
+			// stored, the next waits for it rather than holding up the records.
+			if time.Since(last) >= p.g.cfg.CheckpointInterval && p.position != p.saved && p.saving == nil {
 				if err := p.checkpoint(ctx, run.Checkpoints); err != nil {
 					return err
 				}
@@ -260,9 +269,14 @@ type stateful interface {
 	restore(*gob.Decoder) error
 }
 
-// Checkpoint flushes the sinks, then saves the position, the watermark and every operator's
-// state as one object.
+// Checkpoint flushes the sinks, then encodes the position, the watermark and every operator's
+// state as one object, and stores it while the pipeline goes on: the records read meanwhile
+// change the pipeline's state, not the encoded copy. One checkpoint is stored at a time; a
+// failure to store one stops the pipeline when it is seen (savedYet, waitSave).
 func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error {
+	if err := p.waitSave(); err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := p.flush(ctx); err != nil {
 		return err
@@ -277,14 +291,39 @@ func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error 
 			return fmt.Errorf("stream %s: checkpoint operator %d: %w", p.g.name, i, err)
 		}
 	}
-	if err := store.Save(ctx, p.g.name, buf.Bytes()); err != nil {
-		return fmt.Errorf("stream %s: save checkpoint: %w", p.g.name, err)
-	}
-	p.saved = p.position
-	if m := p.g.cfg.Metrics; m != nil {
-		m.checkpoint(p.g.name, time.Since(start), buf.Len())
-	}
+	name, data, m, done := p.g.name, buf.Bytes(), p.g.cfg.Metrics, make(chan error, 1)
+	go func() { // waited for by waitSave, which RunLog defers
+		err := store.Save(ctx, name, data)
+		if err != nil {
+			err = fmt.Errorf("stream %s: save checkpoint: %w", name, err)
+		} else if m != nil {
+			m.checkpoint(name, time.Since(start), len(data))
+		}
+		done <- err
+	}()
+	p.saving, p.saved = done, p.position
 	return nil
+}
+
+// waitSave waits for the checkpoint being stored, if any, and returns its result.
+func (p *Pipeline[In]) waitSave() error {
+	if p.saving == nil {
+		return nil
+	}
+	err := <-p.saving
+	p.saving = nil
+	return err
+}
+
+// savedYet returns the result of the checkpoint being stored if it is in, without waiting.
+func (p *Pipeline[In]) savedYet() error {
+	select {
+	case err := <-p.saving: // a nil channel is never ready
+		p.saving = nil
+		return err
+	default:
+		return nil
+	}
 }
 
 func (p *Pipeline[In]) header() checkpointHeader {
