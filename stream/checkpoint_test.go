@@ -259,11 +259,7 @@ func TestLogGap(t *testing.T) {
 		var c click
 		return c, json.Unmarshal(b, &c)
 	}
-	var data [][]byte
-	for i := range 10 {
-		data = append(data, []byte(fmt.Sprintf(`{"User":"a","TS":%d,"Amount":1}`, 1000*(i+1))))
-	}
-	log := &memLog{data: data}
+	log := &memLog{data: clickLines(10)}
 	run := func(until uint64, onGap func(error) bool) (int64, error) {
 		p, src := stream.New("gap", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
 		var sum int64
@@ -285,17 +281,20 @@ func TestLogGap(t *testing.T) {
 	}
 }
 
-// A pipeline checkpoints while it reads, and not again while its log is quiet: its state has
-// not changed since.
-func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
-	store := &memCheckpoints{saved: map[string][]byte{}}
+// clickLines are n records of one user's clicks, a second apart, as a log holds them.
+func clickLines(n int) [][]byte {
 	var data [][]byte
-	for i := range 50 {
+	for i := range n {
 		data = append(data, []byte(fmt.Sprintf(`{"User":"a","TS":%d,"Amount":1}`, 1000*(i+1))))
 	}
-	log := &memLog{data: data}
+	return data
+}
+
+// startCounting runs a pipeline that sums the clicks of log on a goroutine, checkpointing as
+// often as it can, and returns the running sum, RunLog's result and its cancel.
+func startCounting(store *memCheckpoints, log *memLog) (*atomic.Int64, chan error, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
-	p, src := stream.New("idle", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
+	p, src := stream.New("counting", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
 	var sum atomic.Int64
 	stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }))
 	done := make(chan error, 1)
@@ -305,6 +304,14 @@ func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
 			return c, json.Unmarshal(b, &c)
 		}})
 	}()
+	return &sum, done, cancel
+}
+
+// A pipeline checkpoints while it reads, and not again while its log is quiet: its state has
+// not changed since.
+func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	sum, done, cancel := startCounting(store, &memLog{data: clickLines(50)})
 	for sum.Load() < 50 {
 		time.Sleep(time.Millisecond)
 	}
@@ -324,44 +331,27 @@ func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
 // A checkpoint is stored while the pipeline goes on counting; one that cannot be stored stops
 // the pipeline, even once its log has gone quiet.
 func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {
-	var data [][]byte
-	for i := range 2000 {
-		data = append(data, []byte(fmt.Sprintf(`{"User":"a","TS":%d,"Amount":1}`, 1000*(i+1))))
-	}
-	decode := func(b []byte) (click, error) {
-		var c click
-		return c, json.Unmarshal(b, &c)
-	}
-	start := func(store *memCheckpoints) (*atomic.Int64, chan error, context.CancelFunc) {
-		ctx, cancel := context.WithCancel(context.Background())
-		p, src := stream.New("async", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
-		var sum atomic.Int64
-		stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }))
-		done := make(chan error, 1)
-		go func() {
-			done <- p.RunLog(ctx, stream.LogRun[click]{Log: &memLog{data: data}, Checkpoints: store, Decode: decode})
-		}()
-		return &sum, done, cancel
-	}
-
+	const n = 2000
 	held := &memCheckpoints{saved: map[string][]byte{}, gate: make(chan struct{})}
-	sum, done, cancel := start(held)
+	sum, done, cancel := startCounting(held, &memLog{data: clickLines(n)})
 	deadline := time.Now().Add(10 * time.Second)
-	for sum.Load() < int64(len(data)) && time.Now().Before(deadline) {
+	for sum.Load() < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if got := sum.Load(); got != int64(len(data)) {
-		t.Errorf("counted %d of %d records while the first checkpoint was being stored", got, len(data))
+	if got := sum.Load(); got != n {
+		t.Errorf("counted %d of %d records while the first checkpoint was being stored", got, n)
 	}
 	close(held.gate)
 	cancel()
 	<-done
+	held.mu.Lock()
 	if held.saves == 0 {
 		t.Error("no checkpoint was stored")
 	}
+	held.mu.Unlock()
 
 	broken := errors.New("the store is down")
-	_, done, cancel = start(&memCheckpoints{saved: map[string][]byte{}, fail: broken})
+	_, done, cancel = startCounting(&memCheckpoints{saved: map[string][]byte{}, fail: broken}, &memLog{data: clickLines(n)})
 	defer cancel()
 	select {
 	case err := <-done:
