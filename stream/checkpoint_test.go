@@ -65,9 +65,11 @@ type memCheckpoints struct {
 	mu    sync.Mutex
 	saved map[string][]byte
 	saves int
-	// gate, if set, holds every Save until it can receive; fail, if set, is what Save returns.
+	// gate, if set, holds every Save until it can receive; fail, if set, is what Save returns;
+	// hang makes Save wait for its context to end.
 	gate chan struct{}
 	fail error
+	hang bool
 }
 
 func (m *memCheckpoints) Load(_ context.Context, name string) ([]byte, bool, error) {
@@ -77,7 +79,11 @@ func (m *memCheckpoints) Load(_ context.Context, name string) ([]byte, bool, err
 	return d, ok, nil
 }
 
-func (m *memCheckpoints) Save(_ context.Context, name string, data []byte) error {
+func (m *memCheckpoints) Save(ctx context.Context, name string, data []byte) error {
+	if m.hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if m.gate != nil {
 		<-m.gate
 	}
@@ -292,9 +298,9 @@ func clickLines(n int) [][]byte {
 
 // startCounting runs a pipeline that sums the clicks of log on a goroutine, checkpointing as
 // often as it can, and returns the running sum, RunLog's result and its cancel.
-func startCounting(store *memCheckpoints, log *memLog) (*atomic.Int64, chan error, context.CancelFunc) {
+func startCounting(store *memCheckpoints, log *memLog, timeout time.Duration) (*atomic.Int64, chan error, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
-	p, src := stream.New("counting", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
+	p, src := stream.New("counting", stream.Config{CheckpointInterval: time.Nanosecond, CheckpointTimeout: timeout}, clickTime)
 	var sum atomic.Int64
 	stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }))
 	done := make(chan error, 1)
@@ -311,7 +317,7 @@ func startCounting(store *memCheckpoints, log *memLog) (*atomic.Int64, chan erro
 // not changed since.
 func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
 	store := &memCheckpoints{saved: map[string][]byte{}}
-	sum, done, cancel := startCounting(store, &memLog{data: clickLines(50)})
+	sum, done, cancel := startCounting(store, &memLog{data: clickLines(50)}, 0)
 	saves := func() int {
 		store.mu.Lock()
 		defer store.mu.Unlock()
@@ -334,7 +340,7 @@ func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
 func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {
 	const n = 2000
 	held := &memCheckpoints{saved: map[string][]byte{}, gate: make(chan struct{})}
-	sum, done, cancel := startCounting(held, &memLog{data: clickLines(n)})
+	sum, done, cancel := startCounting(held, &memLog{data: clickLines(n)}, 0)
 	deadline := time.Now().Add(10 * time.Second)
 	for sum.Load() < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -352,7 +358,7 @@ func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {
 	held.mu.Unlock()
 
 	broken := errors.New("the store is down")
-	_, done, cancel = startCounting(&memCheckpoints{saved: map[string][]byte{}, fail: broken}, &memLog{data: clickLines(n)})
+	_, done, cancel = startCounting(&memCheckpoints{saved: map[string][]byte{}, fail: broken}, &memLog{data: clickLines(n)}, 0)
 	defer cancel()
 	select {
 	case err := <-done:
@@ -361,5 +367,20 @@ func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Error("a pipeline whose checkpoints cannot be stored kept running")
+	}
+}
+
+// A store that never answers fails the task after Config.CheckpointTimeout, instead of leaving
+// it running with every later checkpoint skipped.
+func TestHungCheckpointStoreFailsThePipeline(t *testing.T) {
+	_, done, cancel := startCounting(&memCheckpoints{saved: map[string][]byte{}, hang: true}, &memLog{data: clickLines(100)}, 50*time.Millisecond)
+	defer cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("RunLog with a store that never answers = %v; want a deadline error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a pipeline whose checkpoint store hangs kept running")
 	}
 }

@@ -272,7 +272,8 @@ type stateful interface {
 // Checkpoint flushes the sinks, then encodes the position, the watermark and every operator's
 // state as one object, and stores it while the pipeline goes on: the records read meanwhile
 // change the pipeline's state, not the encoded copy. One checkpoint is stored at a time; a
-// failure to store one stops the pipeline when it is seen (savedYet, waitSave).
+// failure to store one, or a store that does not answer within Config.CheckpointTimeout, stops
+// the pipeline when it is seen (savedYet, waitSave).
 func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error {
 	if err := p.waitSave(); err != nil {
 		return err
@@ -292,7 +293,10 @@ func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error 
 		}
 	}
 	name, data, m, done := p.g.name, buf.Bytes(), p.g.cfg.Metrics, make(chan error, 1)
+	timeout := p.g.cfg.CheckpointTimeout
 	go func() { // waited for by waitSave, which RunLog defers
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		err := store.Save(ctx, name, data)
 		if err != nil {
 			err = fmt.Errorf("stream %s: save checkpoint: %w", name, err)

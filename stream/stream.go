@@ -59,6 +59,7 @@ const (
 const (
 	DefaultMaxStateEntries    = 10_000_000
 	DefaultCheckpointInterval = 5 * time.Second
+	DefaultCheckpointTimeout  = time.Minute
 	statsFlushRecords         = 4096
 )
 
@@ -79,6 +80,10 @@ type Config struct {
 	MaxStateEntries int
 	// CheckpointInterval is how often a task running on a log checkpoints.
 	CheckpointInterval time.Duration
+	// CheckpointTimeout bounds the storing of one checkpoint: a store that has not answered by
+	// then fails the task (which restarts from its last stored checkpoint), rather than leaving
+	// it running with no checkpoint taken while the save hangs.
+	CheckpointTimeout time.Duration
 	// Metrics, if set, receives the pipeline's counters.
 	Metrics *Metrics
 }
@@ -89,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.CheckpointTimeout <= 0 {
+		c.CheckpointTimeout = DefaultCheckpointTimeout
 	}
 	return c
 }
