@@ -47,8 +47,8 @@ type BusinessEvent struct {
 	SKU      string `json:"sku,omitempty"`
 	Session  string `json:"session,omitempty"` // flash-sale session
 	Order    string `json:"order,omitempty"`
-	Units    int64  `json:"units,omitempty"`
-	Amount   int64  `json:"amount,omitempty"` // minor units of the platform currency
+	Units    int64  `json:"units,omitzero"`
+	Amount   int64  `json:"amount,omitzero"`  // minor units of the platform currency
 	Status   string `json:"status,omitempty"` // logistics status
 	Text     string `json:"text,omitempty"`   // comment text
 }

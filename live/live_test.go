@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -447,4 +448,34 @@ func BenchmarkDecode(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
 	})
+}
+
+// An event goes to the log with the fields it was given and no others: a click carries no
+// units or amount, and reads back the same.
+func TestIngestWritesOnlyTheFieldsGiven(t *testing.T) {
+	var msgs [][]byte
+	in := live.NewIngester(func() live.Publisher {
+		return publisherFunc(func(_ string, b []byte) { msgs = append(msgs, bytes.Clone(b)) })
+	}, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+	at := time.Now().UnixMilli()
+	line := fmt.Sprintf(`{"id":"c1","type":"click","sku":"s","time":%d}`+"\n", at)
+	if _, err := in.Ingest(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", strings.NewReader(line), false); err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages published; want 1", len(msgs))
+	}
+	for _, name := range []string{`"units"`, `"amount"`, `"user"`, `"order"`} {
+		if bytes.Contains(msgs[0], []byte(name)) {
+			t.Errorf("the logged batch names %s, which the line did not: %s", name, msgs[0])
+		}
+	}
+	evs, err := live.DecodeBusEvents(msgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := surge.BusinessEvent{ID: "c1", Type: surge.BizClick, Time: at, SKU: "s"}
+	if len(evs) != 1 || evs[0].ID != want.ID || evs[0].Type != want.Type || evs[0].Time != want.Time || evs[0].SKU != want.SKU || evs[0].Units != 0 || evs[0].Amount != 0 {
+		t.Errorf("read back %+v; want %+v", evs, want)
+	}
 }
