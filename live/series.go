@@ -61,11 +61,12 @@ func (s *SeriesState) at(sec int64) int64 {
 	return 0
 }
 
-// appendBinary appends the total and the seconds that counted, as varints.
+// appendBinary appends the total and the seconds that counted, as varints. The newest second
+// goes in even when its changes cancelled out to zero: it is where the series' window ends.
 func (s *SeriesState) appendBinary(out []byte) []byte {
 	out = binary.AppendVarint(out, s.Total)
-	for _, p := range s.recent {
-		if p.val != 0 {
+	for i, p := range s.recent {
+		if p.val != 0 || i == len(s.recent)-1 {
 			out = binary.AppendVarint(binary.AppendVarint(out, p.sec), p.val)
 		}
 	}

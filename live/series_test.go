@@ -72,6 +72,14 @@ func TestPublishedRoundTrip(t *testing.T) {
 	if key != "gmv.room=r1" || !updated.Equal(at) || back.Total != 95 || back.at(1_790_000_000) != 100 || back.at(1_790_000_003) != -5 {
 		t.Errorf("decoded %q %v %+v", key, updated, back)
 	}
+	// A newest second whose changes cancelled out still ends the window: viewers who came and
+	// went within it leave it at zero, not gone.
+	st.add(1_790_000_009, 1)
+	st.add(1_790_000_009, -1)
+	_, back, _, err = decodePublished(encodePublished("online_viewers.room=r1", &st, at))
+	if err != nil || back.newest() != 1_790_000_009 || back.Total != 95 {
+		t.Errorf("decoded a series whose newest second is zero: newest %d, total %d (%v); want %d, 95", back.newest(), back.Total, err, 1_790_000_009)
+	}
 	for _, bad := range [][]byte{nil, {}, []byte(`{"key":"gmv"}`), {publishedVersion}, {publishedVersion, 200}, {publishedVersion, 1, 'g'}} {
 		if _, _, _, err := decodePublished(bad); err == nil {
 			t.Errorf("decodePublished(%q) took a malformed value", bad)
@@ -93,7 +101,7 @@ func FuzzDecodePublished(f *testing.F) {
 			return
 		}
 		k2, st2, at2, err := decodePublished(encodePublished(key, st, at))
-		if err != nil || k2 != key || !at2.Equal(at) || st2.Total != st.Total {
+		if err != nil || k2 != key || !at2.Equal(at) || st2.Total != st.Total || st2.newest() != st.newest() {
 			t.Fatalf("re-encoded %q as %q %v %+v (%v)", data, k2, at2, st2, err)
 		}
 		for _, p := range st.recent {
