@@ -92,3 +92,39 @@ func TestExternal(t *testing.T) {
 	defer b.Close()
 	roundTrip(t, b, "SURGE_TEST_EXTERNAL")
 }
+
+// Queued answers are kept in memory, and a bucket an earlier release kept on disk is replaced
+// by one in memory when the streams are ensured.
+func TestResultsBucketIsInMemory(t *testing.T) {
+	ctx := context.Background()
+	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir()}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: nats.ResultsBucket, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JS.Stream(ctx, "KV_"+nats.ResultsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.CachedInfo().Config.Storage; st != jetstream.MemoryStorage {
+		t.Errorf("results bucket storage = %v; want memory", st)
+	}
+	if err := b.PutResult(ctx, "t1", []byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, err := b.GetResult(ctx, "t1"); err != nil || !ok || string(v) != "answer" {
+		t.Errorf("GetResult = %q %v %v; want answer", v, ok, err)
+	}
+	if err := b.EnsureStreams(ctx); err != nil { // a restart keeps the bucket it made
+		t.Fatal(err)
+	}
+	if _, ok, _ := b.GetResult(ctx, "t1"); !ok {
+		t.Error("ensuring the streams again dropped the answers of a bucket already in memory")
+	}
+}

@@ -75,17 +75,27 @@ func (b *Bus) eventBytes() int64 {
 }
 
 // ResultsBucket keeps the answers to purchases that were answered "queued", so that any node
-// can give a ticket its answer.
+// can give a ticket its answer. It is held in memory: a lane stores an answer for every queued
+// attempt before it takes the next batch, and an answer synced to disk each would hold the lane
+// up just when the sale is busiest. The answers are a short-lived copy: an order is found in the
+// order store by its ticket when the bucket has lost its answer (a restart of the server that
+// holds it), and the shopper who was refused may ask again with the same request id.
 const (
 	ResultsBucket   = "SURGE_PURCHASE_RESULTS"
 	resultsTTL      = 10 * time.Minute
 	maxResultsBytes = 256 << 20
 )
 
-// ensureResults creates the results bucket.
+// ensureResults creates the results bucket, in memory. A bucket an earlier release kept on disk
+// is replaced: JetStream cannot move a stream between storages, and its answers may go.
 func (b *Bus) ensureResults(ctx context.Context) error {
+	if s, err := b.JS.Stream(ctx, "KV_"+ResultsBucket); err == nil && s.CachedInfo().Config.Storage != jetstream.MemoryStorage {
+		if err := b.JS.DeleteKeyValue(ctx, ResultsBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("jetstream bucket %s: replace the one on disk: %w", ResultsBucket, err)
+		}
+	}
 	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ResultsBucket, TTL: resultsTTL,
-		MaxBytes: maxResultsBytes, MaxValueSize: 16 << 10, History: 1})
+		MaxBytes: maxResultsBytes, MaxValueSize: 16 << 10, History: 1, Storage: jetstream.MemoryStorage})
 	if err != nil {
 		return fmt.Errorf("jetstream bucket %s: %w", ResultsBucket, err)
 	}
