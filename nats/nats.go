@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -43,7 +44,7 @@ type Bus struct {
 	srv     *server.Server
 	Conn    *nats.Conn
 	JS      jetstream.JetStream
-	results jetstream.KeyValue // set by EnsureStreams
+	results atomic.Pointer[resultsKV] // set by EnsureStreams
 }
 
 // Open starts or connects to the bus.

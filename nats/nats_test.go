@@ -93,8 +93,9 @@ func TestExternal(t *testing.T) {
 	roundTrip(t, b, "SURGE_TEST_EXTERNAL")
 }
 
-// Queued answers are kept in memory, and a bucket an earlier release kept on disk is replaced
-// by one in memory when the streams are ensured.
+// Queued answers are kept in a bucket in memory, apart from the one on disk that older releases
+// keep; a bucket the server lost (a memory bucket does not outlive a restart of a server that is
+// not clustered) is made again on the next use.
 func TestResultsBucketIsInMemory(t *testing.T) {
 	ctx := context.Background()
 	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir()}, quiet)
@@ -102,7 +103,11 @@ func TestResultsBucketIsInMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: nats.ResultsBucket, Storage: jetstream.FileStorage}); err != nil {
+	old, err := b.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "SURGE_PURCHASE_RESULTS", Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Put(ctx, "t0", []byte("older node")); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.EnsureStreams(ctx); err != nil {
@@ -115,16 +120,25 @@ func TestResultsBucketIsInMemory(t *testing.T) {
 	if st := s.CachedInfo().Config.Storage; st != jetstream.MemoryStorage {
 		t.Errorf("results bucket storage = %v; want memory", st)
 	}
+	if e, err := old.Get(ctx, "t0"); err != nil || string(e.Value()) != "older node" {
+		t.Errorf("the older releases' bucket lost its answers: %v", err)
+	}
 	if err := b.PutResult(ctx, "t1", []byte("answer")); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok, err := b.GetResult(ctx, "t1"); err != nil || !ok || string(v) != "answer" {
 		t.Errorf("GetResult = %q %v %v; want answer", v, ok, err)
 	}
-	if err := b.EnsureStreams(ctx); err != nil { // a restart keeps the bucket it made
+	if err := b.JS.DeleteKeyValue(ctx, nats.ResultsBucket); err != nil { // as a restart of its server would
 		t.Fatal(err)
 	}
-	if _, ok, _ := b.GetResult(ctx, "t1"); !ok {
-		t.Error("ensuring the streams again dropped the answers of a bucket already in memory")
+	if _, ok, err := b.GetResult(ctx, "t1"); ok || err != nil {
+		t.Errorf("GetResult from a lost bucket = %v, %v; want not found and no error", ok, err)
+	}
+	if err := b.PutResult(ctx, "t2", []byte("again")); err != nil {
+		t.Fatalf("PutResult after the bucket was lost: %v", err)
+	}
+	if v, ok, err := b.GetResult(ctx, "t2"); err != nil || !ok || string(v) != "again" {
+		t.Errorf("GetResult = %q %v %v; want again", v, ok, err)
 	}
 }

@@ -77,48 +77,76 @@ func (b *Bus) eventBytes() int64 {
 // ResultsBucket keeps the answers to purchases that were answered "queued", so that any node
 // can give a ticket its answer. It is held in memory: a lane stores an answer for every queued
 // attempt before it takes the next batch, and an answer synced to disk each would hold the lane
-// up just when the sale is busiest. The answers are a short-lived copy: an order is found in the
-// order store by its ticket when the bucket has lost its answer (a restart of the server that
-// holds it), and the shopper who was refused may ask again with the same request id.
+// up just when the sale is busiest. The answers are a short-lived copy: when the bucket has lost
+// one (a restart of the server that holds it), a ticket that became an order is found in the
+// order store, and a shopper's retry with the same request id gets the first answer.
+//
+// Releases before this one kept SURGE_PURCHASE_RESULTS on disk. JetStream cannot move a bucket
+// between storages, so this one is new: the old bucket is left to older nodes (a rolling upgrade,
+// or a rollback, keeps working) and empties itself within its ten minutes.
 const (
-	ResultsBucket   = "SURGE_PURCHASE_RESULTS"
+	ResultsBucket   = "SURGE_PURCHASE_ANSWERS"
 	resultsTTL      = 10 * time.Minute
-	maxResultsBytes = 256 << 20
+	maxResultsBytes = 64 << 20 // counts against the server's memory; a queued answer is ~200 bytes
 )
 
-// ensureResults creates the results bucket, in memory. A bucket an earlier release kept on disk
-// is replaced: JetStream cannot move a stream between storages, and its answers may go.
+// resultsKV holds the results bucket's handle, replaced when the bucket is made again.
+type resultsKV struct{ kv jetstream.KeyValue }
+
+// ensureResults creates the results bucket, in memory, or takes the one that is there.
 func (b *Bus) ensureResults(ctx context.Context) error {
-	if s, err := b.JS.Stream(ctx, "KV_"+ResultsBucket); err == nil && s.CachedInfo().Config.Storage != jetstream.MemoryStorage {
-		if err := b.JS.DeleteKeyValue(ctx, ResultsBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("jetstream bucket %s: replace the one on disk: %w", ResultsBucket, err)
-		}
-	}
 	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ResultsBucket, TTL: resultsTTL,
 		MaxBytes: maxResultsBytes, MaxValueSize: 16 << 10, History: 1, Storage: jetstream.MemoryStorage})
 	if err != nil {
 		return fmt.Errorf("jetstream bucket %s: %w", ResultsBucket, err)
 	}
-	b.results = kv
+	b.results.Store(&resultsKV{kv})
 	return nil
+}
+
+// onResults runs f on the results bucket. A bucket held in memory does not outlive a restart of
+// a server that is not clustered: when it is gone, it is made again and f runs once more.
+func (b *Bus) onResults(ctx context.Context, f func(jetstream.KeyValue) error) error {
+	r := b.results.Load()
+	if r == nil {
+		return errors.New("the results bucket is not open: EnsureStreams first")
+	}
+	err := f(r.kv)
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrNoResponders) &&
+		!errors.Is(err, jetstream.ErrStreamNotFound) && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return err
+	}
+	if err := b.ensureResults(ctx); err != nil {
+		return err
+	}
+	return f(b.results.Load().kv)
 }
 
 // PutResult stores a purchase's answer under its ticket.
 func (b *Bus) PutResult(ctx context.Context, ticket string, data []byte) error {
-	_, err := b.results.Put(ctx, ticket, data)
-	return err
+	return b.onResults(ctx, func(kv jetstream.KeyValue) error {
+		_, err := kv.Put(ctx, ticket, data)
+		return err
+	})
 }
 
 // GetResult returns the answer stored under a ticket, if any.
 func (b *Bus) GetResult(ctx context.Context, ticket string) ([]byte, bool, error) {
-	e, err := b.results.Get(ctx, ticket)
+	var value []byte
+	err := b.onResults(ctx, func(kv jetstream.KeyValue) error {
+		e, err := kv.Get(ctx, ticket)
+		if err == nil {
+			value = e.Value()
+		}
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	return e.Value(), true, nil
+	return value, true, nil
 }
 
 // Publish stores a message durably (it returns once JetStream acknowledged it). msgID makes a
