@@ -1,9 +1,11 @@
 package nats
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -134,10 +136,35 @@ func (c *Checkpoints) Load(ctx context.Context, name string) ([]byte, bool, erro
 	return data, true, nil
 }
 
-// Save replaces the checkpoint saved under name.
+// saveGrace is how long a save goes on after its caller's context ended: to remove the chunks
+// it wrote, or to finish replacing the previous checkpoint once the new one is in.
+const saveGrace = 30 * time.Second
+
+// Save replaces the checkpoint saved under name. When ctx ends part way, the save stops at its
+// next chunk and removes the chunks it wrote. The store cleans up with the context it was given,
+// so it is given one of its own that outlives ctx by saveGrace; ctx stops the save through the
+// data's reader. (Given ctx itself, a save past its deadline would leave its chunks behind, in a
+// store that is never trimmed.)
 func (c *Checkpoints) Save(ctx context.Context, name string, data []byte) error {
-	_, err := c.os.PutBytes(ctx, name, data)
+	own, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(saveGrace, cancel) })
+	defer stop()
+	_, err := c.os.Put(own, jetstream.ObjectMeta{Name: name}, stopReader{ctx, bytes.NewReader(data)})
 	return err
+}
+
+// stopReader reads r until ctx ends.
+type stopReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (s stopReader) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return s.r.Read(p)
 }
 
 // Delete removes the checkpoint saved under name, if any.

@@ -258,3 +258,57 @@ func TestLogGapIsReported(t *testing.T) {
 		t.Errorf("Next after 6 = %d, %v, %v; want record 7", seq, ok, err)
 	}
 }
+
+// expiresAfter is a context whose Err turns into a deadline after n calls: a deadline that
+// falls part way through a save, at a chunk the test chooses.
+type expiresAfter struct {
+	context.Context
+	calls, n int
+}
+
+func (e *expiresAfter) Err() error {
+	if e.calls++; e.calls > e.n {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// A checkpoint save whose deadline passes part way stops, and leaves neither its chunks in the
+// store nor the previous checkpoint damaged.
+func TestCheckpointSavePastItsDeadlineLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	store, err := b.Checkpoints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := bytes.Repeat([]byte("a"), 4<<20)
+	if err := store.Save(ctx, "p", first); err != nil {
+		t.Fatal(err)
+	}
+	size := func() uint64 {
+		s, err := b.JS.Stream(ctx, "OBJ_SURGE_STREAM_CHECKPOINTS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.Bytes
+	}
+	before := size()
+	for range 3 {
+		err := store.Save(&expiresAfter{Context: ctx, n: 10}, "p", bytes.Repeat([]byte("b"), 4<<20))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a save past its deadline = %v; want the deadline", err)
+		}
+	}
+	if after := size(); after > before {
+		t.Errorf("the store grew from %d to %d bytes with saves that did not happen", before, after)
+	}
+	got, ok, err := store.Load(ctx, "p")
+	if err != nil || !ok || !bytes.Equal(got, first) {
+		t.Errorf("the checkpoint before the failed saves: %d bytes, %v, %v; want the first one", len(got), ok, err)
+	}
+}
