@@ -29,7 +29,7 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 			tm := newTeam(t, cl)
 			api := loadgen.NewAPI([]string{cl.BaseURL()}, 128)
 			api.Admin, api.Items, api.Units, api.Limit = tm.admin, 3, 40, 1
-			api.PayTimeout, api.Duration, api.OpensIn = 2*time.Second, time.Hour, 1500*time.Millisecond
+			api.PayTimeout, api.Duration, api.OpensIn = 5*time.Second, time.Hour, 1500*time.Millisecond
 			cfg := loadgen.Config{Shoppers: 300, Duration: 2 * time.Second, Rate: 150, Spike: 4, SpikeFor: 500 * time.Millisecond,
 				Zipf: 1.2, BotShare: 0.2, Bots: 3, BotIPs: 1, PayShare: 0.5, PayDelay: 100 * time.Millisecond,
 				MaxInFlight: 64, Seed: 7, Settle: 20 * time.Second, PayTimeout: api.PayTimeout + time.Second}
