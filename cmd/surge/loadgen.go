@@ -42,6 +42,7 @@ type loadgenFlags struct {
 	rounds        int
 	redisURL      string
 	refPostgres   string
+	profile       string
 }
 
 func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*loadgenFlags, error) {
@@ -78,6 +79,7 @@ func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*lo
 	fs.IntVar(&f.rounds, "rounds", 1, "with --compare: rounds of the two runs; the medians are compared")
 	fs.StringVar(&f.redisURL, "redis-url", env("SURGE_REDIS_URL"), "the reference's Redis (required with --reference or --compare)")
 	fs.StringVar(&f.refPostgres, "reference-postgres-url", "", "the reference's PostgreSQL (an empty database); default a SQLite file in a temporary directory")
+	fs.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the load generator (and of the reference, which runs in it) to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -109,6 +111,11 @@ func runLoadgen(ctx context.Context, args []string, env func(string) string, std
 	if err != nil {
 		return err
 	}
+	stopProfile, err := startProfile(f.profile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	stderr = &lockedWriter{w: stderr} // progress comes from its own goroutine
 	f.cfg.Progress = progressPrinter(stderr)
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "loadgen: "+format+"\n", args...) }
