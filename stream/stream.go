@@ -81,8 +81,8 @@ type Config struct {
 	// CheckpointInterval is how often a task running on a log checkpoints.
 	CheckpointInterval time.Duration
 	// CheckpointTimeout bounds the storing of one checkpoint: a store that has not answered by
-	// then fails the task (which restarts from its last stored checkpoint), rather than leaving
-	// it running with no checkpoint taken while the save hangs.
+	// then makes RunLog return the error, rather than run on with no checkpoint taken while the
+	// save hangs. Whoever runs the task restarts it, from its last stored checkpoint.
 	CheckpointTimeout time.Duration
 	// Metrics, if set, receives the pipeline's counters.
 	Metrics *Metrics
