@@ -64,11 +64,7 @@ type visit struct {
 // computation over everything.
 func TestPartitionedPipelines(t *testing.T) {
 	ctx := context.Background()
-	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := scratchBus(t)
 	const partitions, nodes = 4, 2
 	if err := b.EnsureLog(ctx, "VISITS", "visits.>"); err != nil {
 		t.Fatal(err)
@@ -170,11 +166,7 @@ func lastSeq(ctx context.Context, log *nats.Log, n uint64) (uint64, error) {
 // under the same message ids, and JetStream drops the repeats.
 func TestPublishSinkAcrossACrash(t *testing.T) {
 	ctx := context.Background()
-	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := scratchBus(t)
 	for _, name := range []string{"IN", "OUT"} {
 		if err := b.EnsureLog(ctx, name, strings.ToLower(name)+".>"); err != nil {
 			t.Fatal(err)
@@ -232,11 +224,7 @@ func TestPublishSinkAcrossACrash(t *testing.T) {
 // skip them.
 func TestLogGapIsReported(t *testing.T) {
 	ctx := context.Background()
-	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := scratchBus(t)
 	if _, err := b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "SHORT", Subjects: []string{"short.>"}, MaxMsgs: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -277,11 +265,7 @@ func (e *expiresAfter) Err() error {
 // store nor the previous checkpoint damaged.
 func TestCheckpointSavePastItsDeadlineLeavesNothing(t *testing.T) {
 	ctx := context.Background()
-	b, err := nats.Open(ctx, nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := scratchBus(t)
 	store, err := b.Checkpoints(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -311,4 +295,16 @@ func TestCheckpointSavePastItsDeadlineLeavesNothing(t *testing.T) {
 	if err != nil || !ok || !bytes.Equal(got, first) {
 		t.Errorf("the checkpoint before the failed saves: %d bytes, %v, %v; want the first one", len(got), ok, err)
 	}
+}
+
+// scratchBus is an embedded bus on a temporary directory, for data the test throws away: it
+// syncs on JetStream's own schedule. It closes when the test ends.
+func scratchBus(t *testing.T) *nats.Bus {
+	t.Helper()
+	b, err := nats.Open(context.Background(), nats.Config{DataDir: t.TempDir(), RelaxedSync: true}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
 }
