@@ -55,6 +55,7 @@ type Service struct {
 	hash     *hasher
 	decoyPHC string    // verified against when the account does not exist, so timing tells nothing
 	macs     sync.Pool // HMAC-SHA256 under the token secret, reused across requests
+	verified verified  // access tokens already checked
 }
 
 // New returns a login service. now may be nil for the wall clock.

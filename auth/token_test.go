@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestIssuedTokensTakeTheFastPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err, ok := s.authenticateIssued(issued)
+	a, _, err, ok := s.authenticateIssued(issued)
 	if !ok || err != nil || a != (surge.Actor{UserID: 42, Role: surge.RoleShopper}) {
 		t.Fatalf("authenticateIssued(issued) = %v, %v, %v", a, err, ok)
 	}
@@ -57,7 +58,7 @@ func TestIssuedTokensTakeTheFastPath(t *testing.T) {
 		"tampered claim": issuedHeader + "." + strings.Split(sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "2", "role": "admin", "exp": exp}), ".")[1] + "." + strings.Split(issued, ".")[2],
 	}
 	for name, tok := range refused {
-		if _, err, ok := s.authenticateIssued(tok); !ok || surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+		if _, _, err, ok := s.authenticateIssued(tok); !ok || surge.ErrorCode(err) != surge.EUNAUTHORIZED {
 			t.Errorf("authenticateIssued(%s) = %v, handled %v; want EUNAUTHORIZED on the fast path", name, err, ok)
 		}
 		if _, err := s.Authenticate(tok); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
@@ -65,7 +66,7 @@ func TestIssuedTokensTakeTheFastPath(t *testing.T) {
 		}
 	}
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": "surge", "sub": "1", "role": "admin", "exp": exp}).SignedString(jwt.UnsafeAllowNoneSignatureType)
-	if _, _, ok := s.authenticateIssued(none); ok {
+	if _, _, _, ok := s.authenticateIssued(none); ok {
 		t.Error("a token with another header took the fast path")
 	}
 }
@@ -84,7 +85,7 @@ func FuzzAuthenticateAgrees(f *testing.F) {
 	f.Add(issuedHeader + ".e30.AAAA")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, tok string) {
-		fast, ferr, ok := s.authenticateIssued(tok)
+		fast, _, ferr, ok := s.authenticateIssued(tok)
 		if !ok {
 			return
 		}
@@ -125,7 +126,7 @@ func FuzzAuthenticateAgreesOnClaims(f *testing.F) {
 		mac := hmac.New(sha256.New, tokenSecret)
 		mac.Write([]byte(input))
 		tok := input + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-		fast, ferr, ok := s.authenticateIssued(tok)
+		fast, _, ferr, ok := s.authenticateIssued(tok)
 		if !ok {
 			fast, ferr = s.Authenticate(tok) // the library decides: Authenticate must agree with it
 		}
@@ -143,7 +144,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	tok, _ := s.signAccess(&surge.User{ID: 42, Role: surge.RoleShopper}, now)
 	b.Run("issued", func(b *testing.B) {
 		for b.Loop() {
-			if _, err, _ := s.authenticateIssued(tok); err != nil {
+			if _, _, err, _ := s.authenticateIssued(tok); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -191,5 +192,69 @@ func TestTestShoppers(t *testing.T) {
 		if _, err := s.TestShoppers(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleAdmin}, n); surge.ErrorCode(err) != surge.EINVALID {
 			t.Fatalf("TestShoppers(%d) = %v; want EINVALID", n, err)
 		}
+	}
+}
+
+// A token that passed is remembered with its window: it still expires on time, a token that
+// differs from it is checked in full, and the memory stays bounded as shoppers come and go.
+func TestVerifiedTokensKeepTheirWindow(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s, err := New(nil, nil, nil, nil, Config{Secret: tokenSecret, AccessTTL: time.Hour}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.signAccess(&surge.User{ID: 42, Role: surge.RoleShopper}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := surge.Actor{UserID: 42, Role: surge.RoleShopper}
+	if a, err := s.Authenticate(tok); err != nil || a != want {
+		t.Fatalf("Authenticate = %v, %v", a, err)
+	}
+	if a, ok := s.verified.get(tok, now); !ok || a != want {
+		t.Fatalf("a checked token is not remembered: %v, %v", a, ok)
+	}
+	i := len(tok) - 10 // a byte of the signature
+	flipped := byte('A')
+	if tok[i] == 'A' {
+		flipped = 'B'
+	}
+	forged := tok[:i] + string(flipped) + tok[i+1:]
+	if _, err := s.Authenticate(forged); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+		t.Fatalf("Authenticate(a signature byte changed) = %v; want EUNAUTHORIZED", err)
+	}
+	now = now.Add(time.Hour - time.Second)
+	if _, err := s.Authenticate(tok); err != nil {
+		t.Fatalf("Authenticate a second before expiry = %v", err)
+	}
+	now = now.Add(time.Second)
+	if _, err := s.Authenticate(tok); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+		t.Fatalf("Authenticate at expiry = %v; want EUNAUTHORIZED", err)
+	}
+
+	later := sign(t, tokenSecret, jwt.MapClaims{"iss": "surge", "sub": "7", "role": "shopper", "exp": now.Unix() + 60, "nbf": now.Unix() + 10})
+	if _, err := s.Authenticate(later); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+		t.Fatalf("Authenticate before nbf = %v; want EUNAUTHORIZED", err)
+	}
+	now = now.Add(10 * time.Second)
+	if a, err := s.Authenticate(later); err != nil || a.UserID != 7 {
+		t.Fatalf("Authenticate at nbf = %v, %v", a, err)
+	}
+
+	// Past two generations the oldest are forgotten (and checked in full again); a token in
+	// use moves forward and stays.
+	for i := range 2*maxVerified + 1 {
+		s.verified.put(strconv.Itoa(i), want, window{until: now.Add(time.Hour)})
+		if i%1000 == 0 {
+			if _, ok := s.verified.get(later, now); !ok {
+				t.Fatalf("a token in use was forgotten after %d others", i)
+			}
+		}
+	}
+	if n := len(s.verified.cur) + len(s.verified.old); n > 2*maxVerified {
+		t.Fatalf("%d tokens remembered; at most %d", n, 2*maxVerified)
+	}
+	if _, ok := s.verified.get("0", now); ok {
+		t.Fatal("the oldest token is still remembered")
 	}
 }

@@ -1,0 +1,67 @@
+package auth
+
+import (
+	"sync"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+// maxVerified bounds the access tokens a node remembers as checked, per generation (two are
+// kept): about 300 bytes each, so some 40 MiB at most.
+const maxVerified = 1 << 16
+
+// window is when a token is valid: from its nbf (zero when it has none) until its exp.
+type window struct{ from, until time.Time }
+
+func (w window) holds(now time.Time) bool {
+	return now.Before(w.until) && !now.Before(w.from)
+}
+
+type verifiedToken struct {
+	actor surge.Actor
+	w     window
+}
+
+// verified remembers access tokens that passed the full check, with the window in which they
+// hold, so that a shopper's next requests (the item page, then buy now, then polls) cost a map
+// lookup instead of an HMAC and a JSON decode. The key is the whole token: a token that differs
+// in a single byte, forged or not, is never found and gets the full check. Tokens are stateless
+// (nothing revokes one before its exp), so remembering one changes no answer.
+//
+// Two generations keep the recently used: when the current one is full it becomes the old one
+// and the oldest generation is dropped; a token found in the old one moves to the current one.
+type verified struct {
+	mu       sync.Mutex
+	cur, old map[string]verifiedToken
+}
+
+func (v *verified) get(token string, now time.Time) (surge.Actor, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, ok := v.cur[token]
+	if !ok {
+		if t, ok = v.old[token]; !ok {
+			return surge.Actor{}, false
+		}
+		delete(v.old, token)
+		v.putLocked(token, t)
+	}
+	if !t.w.holds(now) {
+		return surge.Actor{}, false // the full check decides, and refuses
+	}
+	return t.actor, true
+}
+
+func (v *verified) put(token string, a surge.Actor, w window) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.putLocked(token, verifiedToken{actor: a, w: w})
+}
+
+func (v *verified) putLocked(token string, t verifiedToken) {
+	if v.cur == nil || len(v.cur) >= maxVerified {
+		v.old, v.cur = v.cur, make(map[string]verifiedToken, maxVerified/4)
+	}
+	v.cur[token] = t
+}
