@@ -500,12 +500,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 		PayErrors: payErrors.Load(), PayFailures: payFailures, DurationSec: end.Seconds(), Attempts: rec.seen}
 	r.AttemptsPerSec = float64(rec.seen) / end.Seconds()
 	r.P50Ms, r.P99Ms = Percentiles(rec.all)
-	cut := rec.soldOutAt
-	if cut == 0 || cut > end {
-		cut = end
-	}
-	r.BeforeSellout = phase(rec.before, cut)
-	r.AfterSellout = phase(rec.after, end-cut)
+	r.BeforeSellout, r.AfterSellout = rec.phases(end)
 	for i, s := range rec.seconds {
 		p50, p99 := Percentiles(s.lat)
 		pt := Point{Second: i, Attempts: s.attempts, P50Ms: p50, P99Ms: p99, Outcomes: s.outcomes, Remaining: -1}
@@ -570,15 +565,6 @@ func verifyAcks(ctx context.Context, t Target, acks []ack, workers int) audit.Re
 
 // orderLookupTries is how often the crowd asks for an acknowledged order before calling it lost.
 const orderLookupTries = 5
-
-func phase(ms []float64, d time.Duration) Phase {
-	p := Phase{Attempts: len(ms)}
-	if d > 0 {
-		p.AttemptsPerSec = float64(len(ms)) / d.Seconds()
-	}
-	p.P50Ms, p.P99Ms = Percentiles(ms)
-	return p
-}
 
 // AcknowledgedOrders is the crowd's own check: every success it was told of has its order.
 const AcknowledgedOrders = "3-acknowledged-orders-exist"

@@ -25,3 +25,24 @@ func TestProgressAndSummary(t *testing.T) {
 		}
 	}
 }
+
+// The phases are split by when the answers came: a crowd that arrived all at once and was
+// answered over two seconds served 100 attempts a second before the sell-out, 50 after.
+func TestPhasesSplitByAnswerTime(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	r := newRecorder(start)
+	at := func(ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+	for i := range 100 { // all meant to start at once, answered in the first second
+		r.record(start, at(10*i), OutSuccess)
+	}
+	for i := range 50 { // sold out from 1 s on
+		r.record(start, at(1000+20*i), OutSoldOut)
+	}
+	before, after := r.phases(2 * time.Second)
+	if before.Attempts != 100 || before.AttemptsPerSec != 100 || after.Attempts != 50 || after.AttemptsPerSec != 50 {
+		t.Fatalf("before %+v, after %+v; want 100 at 100/s and 50 at 50/s", before, after)
+	}
+	if before.P99Ms != 990 || after.P50Ms != 1500 {
+		t.Fatalf("before p99 %v, after p50 %v; want 990 and 1500", before.P99Ms, after.P50Ms)
+	}
+}

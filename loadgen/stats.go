@@ -29,8 +29,10 @@ type recorder struct {
 	mu        sync.Mutex
 	outcomes  map[string]int64
 	all       []float64 // latencies in ms, from the intended send time
-	before    []float64 // answered before the first sold-out
-	after     []float64
+	before    []float64 // latencies of attempts answered before the first sold-out answer
+	after     []float64 // and from it on
+	nBefore   int64     // how many were answered before it (the samples above are bounded)
+	nAfter    int64
 	seen      int64
 	soldOutAt time.Duration // first sold-out answer, from start; 0 while none
 	seconds   []*second
@@ -76,13 +78,40 @@ func (r *recorder) record(intended, done time.Time, outcome string) {
 	} else if j := rand.Int64N(r.seen); j < maxSamples { // reservoir: each latency kept with equal chance
 		r.all[j] = ms
 	}
-	if r.soldOutAt == 0 || intended.Sub(r.start) < r.soldOutAt {
+	// By when the answer came, not when the attempt was meant to start: under a backlog the
+	// arrivals run ahead of the answers, and the phases are about what the target served.
+	if r.soldOutAt == 0 || done.Sub(r.start) < r.soldOutAt {
+		r.nBefore++
 		if len(r.before) < maxSamples {
 			r.before = append(r.before, ms)
 		}
-	} else if len(r.after) < maxSamples {
-		r.after = append(r.after, ms)
+	} else {
+		r.nAfter++
+		if len(r.after) < maxSamples {
+			r.after = append(r.after, ms)
+		}
 	}
+}
+
+// phases splits the run that ended at end (from the start) at the first sold-out answer: the
+// answers per second and the latencies of each side.
+func (r *recorder) phases(end time.Duration) (before, after Phase) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cut := r.soldOutAt
+	if cut == 0 || cut > end {
+		cut = end
+	}
+	return phase(r.nBefore, r.before, cut), phase(r.nAfter, r.after, end-cut)
+}
+
+func phase(n int64, ms []float64, d time.Duration) Phase {
+	p := Phase{Attempts: int(n)}
+	if d > 0 {
+		p.AttemptsPerSec = float64(n) / d.Seconds()
+	}
+	p.P50Ms, p.P99Ms = Percentiles(ms)
+	return p
 }
 
 // Percentiles returns the median and 99th percentile of ms (0, 0 when empty); ms is left as it
