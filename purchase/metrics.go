@@ -10,6 +10,7 @@ import (
 type metrics struct {
 	outcomes      *prometheus.CounterVec
 	batches       prometheus.Histogram
+	lookupBatch   prometheus.Histogram
 	droppedEvents prometheus.Counter
 }
 
@@ -24,10 +25,14 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
 	}
+	m.lookupBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "surge_purchase_lookup_batch_size", Help: "Sold-out answers' reservation lookups sent to the stock engine in one call.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	})
 	m.droppedEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "surge_purchase_events_dropped_total", Help: "Purchase events the bus would not take.",
 	})
-	reg.MustRegister(m.outcomes, m.batches, m.droppedEvents)
+	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.droppedEvents)
 	return m
 }
 

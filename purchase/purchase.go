@@ -142,6 +142,7 @@ type Service struct {
 	events    atomic.Int64 // numbers this node's events
 	started   int64        // unix ms when the node started, to make event ids unique
 	attempts  chan Attempt // to the event batcher
+	lookups   chan *lookup // to the lookup batcher; nil when the engine looks up one at a time
 
 	loading    singleflight.Group
 	mu         sync.Mutex
@@ -177,6 +178,11 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 		quit: make(chan struct{}), started: now().UnixMilli(), attempts: make(chan Attempt, attemptQueueDepth)}
 	s.wg.Add(1)
 	go s.batchAttempts() // stops on Close
+	if b, ok := stock.(lookupBatcher); ok {
+		s.lookups = make(chan *lookup, lookupQueueDepth)
+		s.wg.Add(1)
+		go s.lookUp(b) // stops on Close
+	}
 	return s
 }
 
@@ -415,7 +421,7 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 // retry of one that did reserve, which gets its first answer (and its order recorded again, in
 // case the first recording was lost). It only reads; stock that comes back goes through the gate.
 func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest) (*Result, error) {
-	res, found, err := s.stock.Reservation(ctx, rr.ItemID, rr.UserID, rr.RequestID)
+	res, found, err := s.reservation(ctx, rr)
 	if err != nil {
 		return nil, err
 	}

@@ -459,31 +459,65 @@ func (s *Stock) OpenReservations(ctx context.Context, itemID int64) ([]surge.Ope
 
 // Reservation implements surge.StockEngine.
 func (s *Stock) Reservation(ctx context.Context, itemID, userID int64, requestID string) (surge.ReserveResult, bool, error) {
-	if err := surge.ValidateRequestID(requestID); err != nil {
+	out := []surge.BatchResult{{}}
+	if err := s.Reservations(ctx, []surge.ReserveRequest{{ItemID: itemID, UserID: userID, RequestID: requestID}}, out); err != nil {
 		return surge.ReserveResult{}, false, err
 	}
-	l, err := s.layoutOf(ctx, itemID)
-	if err != nil {
-		return surge.ReserveResult{}, false, err
-	}
-	keys := s.keys(itemID)
-	if l.n > 0 {
-		counters, held, res, _, _ := s.bucketKeys(itemID, l.bucketOf(userID))
-		keys = []string{counters, held, res}
-	}
+	return out[0].ReserveResult, out[0].Outcome == surge.Reserved, out[0].Err
+}
+
+// Reservations looks up many reservations in one round trip, as Reservation does each: out[i]
+// is the answer to reqs[i], a zero result when there is none, or its own error (a bad request
+// id, an unknown item). The error returned is Redis's, for the whole batch. A sale's sold-out
+// answers each need one, and one round trip per attempt cost more than the rest of the answer.
+func (s *Stock) Reservations(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error {
+	type lookup struct{ rec, held *redis.StringCmd }
+	looked := make([]lookup, len(reqs))
 	pipe := s.c.rdb.Pipeline()
-	rec := pipe.HGet(ctx, keys[2], requestID)
-	held := pipe.HGet(ctx, keys[1], strconv.FormatInt(userID, 10))
+	for i, r := range reqs {
+		out[i] = surge.BatchResult{}
+		if err := surge.ValidateRequestID(r.RequestID); err != nil {
+			out[i].Err = err
+			continue
+		}
+		l, err := s.layoutOf(ctx, r.ItemID)
+		if err != nil {
+			if surge.ErrorCode(err) != surge.ENOTFOUND {
+				return err
+			}
+			out[i].Err = err
+			continue
+		}
+		keys := s.keys(r.ItemID)
+		if l.n > 0 {
+			_, held, res, _, _ := s.bucketKeys(r.ItemID, l.bucketOf(r.UserID))
+			keys = []string{"", held, res}
+		}
+		looked[i] = lookup{rec: pipe.HGet(ctx, keys[2], r.RequestID), held: pipe.HGet(ctx, keys[1], strconv.FormatInt(r.UserID, 10))}
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return surge.ReserveResult{}, false, unavailable(err)
+		return unavailable(err)
 	}
-	parts := strings.Split(rec.Val(), ":") // user:qty:state:order
-	if len(parts) != 4 || parts[0] != strconv.FormatInt(userID, 10) {
-		return surge.ReserveResult{}, false, nil
+	for i, r := range reqs {
+		if looked[i].rec == nil {
+			continue
+		}
+		if err := looked[i].rec.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			out[i].Err = unavailable(err)
+			continue
+		}
+		parts := strings.Split(looked[i].rec.Val(), ":") // user:qty:state:order
+		if len(parts) != 4 || parts[0] != strconv.FormatInt(r.UserID, 10) {
+			continue
+		}
+		order, _ := strconv.ParseInt(parts[3], 10, 64)
+		h, _ := looked[i].held.Int64()
+		out[i].ReserveResult = surge.ReserveResult{Outcome: surge.Reserved, Held: h, OrderID: order, Replayed: true}
 	}
-	order, _ := strconv.ParseInt(parts[3], 10, 64)
-	h, _ := held.Int64()
-	return surge.ReserveResult{Outcome: surge.Reserved, Held: h, OrderID: order, Replayed: true}, true, nil
+	return nil
 }
 
 // LoadScripts puts the scripts in Redis's cache, so pipelined calls can use EVALSHA.

@@ -61,6 +61,60 @@ func TestStockBatchMatchesSingleCalls(t *testing.T) {
 	}
 }
 
+// A batch of lookups answers each as a single lookup does, on items in one slot and in buckets.
+func TestReservationsMatchSingleLookups(t *testing.T) {
+	c := open(t)
+	ctx := context.Background()
+	for _, opts := range []redis.StockOptions{{}, {Buckets: 4, BucketMinAllotment: 1}} {
+		s := c.Stock(opts)
+		if err := s.LoadScripts(ctx); err != nil {
+			t.Fatal(err)
+		}
+		item := time.Now().UnixNano()
+		if err := s.Load(ctx, surge.StockItem{ID: item, Allotted: 100, PerUserLimit: 2}); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []surge.ReserveRequest{
+			{ItemID: item, UserID: 1, Quantity: 1, RequestID: "a", OrderID: 11},
+			{ItemID: item, UserID: 1, Quantity: 1, RequestID: "b", OrderID: 12},
+			{ItemID: item, UserID: 2, Quantity: 2, RequestID: "c", OrderID: 13},
+		} {
+			if _, err := s.Reserve(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Release(ctx, item, "b"); err != nil {
+			t.Fatal(err)
+		}
+		reqs := []surge.ReserveRequest{
+			{ItemID: item, UserID: 1, RequestID: "a"},
+			{ItemID: item, UserID: 1, RequestID: "b"},     // released: still the user's
+			{ItemID: item, UserID: 2, RequestID: "c"},     // two units held
+			{ItemID: item, UserID: 3, RequestID: "a"},     // another user's request id
+			{ItemID: item, UserID: 1, RequestID: "never"}, // none
+			{ItemID: item, UserID: 1, RequestID: ""},      // invalid
+			{ItemID: item + 1, UserID: 1, RequestID: "a"}, // unknown item
+		}
+		out := make([]surge.BatchResult, len(reqs))
+		if err := s.Reservations(ctx, reqs, out); err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for i, r := range reqs {
+			res, ok, err := s.Reservation(ctx, r.ItemID, r.UserID, r.RequestID)
+			if out[i].ReserveResult != res || (out[i].Outcome == surge.Reserved) != ok || surge.ErrorCode(out[i].Err) != surge.ErrorCode(err) {
+				t.Errorf("buckets %d: batch[%d] = %+v; single lookup %+v, %v, %v", opts.Buckets, i, out[i], res, ok, err)
+			}
+			if ok {
+				found++
+			}
+		}
+		if found != 3 || out[2].Held != 2 || out[0].OrderID != 11 || out[5].Err == nil || surge.ErrorCode(out[6].Err) != surge.ENOTFOUND {
+			t.Errorf("buckets %d: %+v; want a, b and c found, c holding 2, a bad id and an unknown item refused", opts.Buckets, out)
+		}
+	}
+}
+
 func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
 	url := os.Getenv("SURGE_TEST_REDIS_URL")
 	if url == "" {

@@ -1,0 +1,91 @@
+package purchase
+
+import (
+	"context"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+// lookupBatcher is a stock engine that looks up many reservations per call (Redis: one round
+// trip). The embedded engine answers from memory and needs no batching.
+type lookupBatcher interface {
+	Reservations(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error
+}
+
+// Bounds of the lookups of sold-out answers.
+const (
+	maxLookupBatch   = 256
+	lookupQueueDepth = 4096
+	lookupTimeout    = time.Second // an unreachable engine refuses a sold-out answer this fast
+)
+
+type lookup struct {
+	req  surge.ReserveRequest
+	res  surge.BatchResult
+	err  error // the engine's, for the whole batch
+	done chan struct{}
+}
+
+// reservation finds whether an attempt repeats one that reserved. After a sell-out every
+// attempt asks, so on an engine that takes many lookups per call the node's lookups go out
+// together: one call for all that arrived while the previous one was out, as a group commit.
+func (s *Service) reservation(ctx context.Context, rr surge.ReserveRequest) (surge.ReserveResult, bool, error) {
+	if s.lookups == nil {
+		return s.stock.Reservation(ctx, rr.ItemID, rr.UserID, rr.RequestID)
+	}
+	l := &lookup{req: rr, done: make(chan struct{})}
+	select {
+	case s.lookups <- l:
+	default: // the queue is full: this one asks alone
+		return s.stock.Reservation(ctx, rr.ItemID, rr.UserID, rr.RequestID)
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return surge.ReserveResult{}, false, surge.Errorf(surge.EUNAVAILABLE, "the request ended before its answer")
+	case <-s.quit:
+		return surge.ReserveResult{}, false, surge.Errorf(surge.EUNAVAILABLE, "the node is stopping; retry")
+	}
+	if l.err != nil {
+		return surge.ReserveResult{}, false, l.err
+	}
+	return l.res.ReserveResult, l.res.Outcome == surge.Reserved, l.res.Err
+}
+
+// lookUp answers the queued lookups in batches until Close.
+func (s *Service) lookUp(b lookupBatcher) {
+	defer s.wg.Done()
+	batch := make([]*lookup, 0, maxLookupBatch)
+	reqs := make([]surge.ReserveRequest, 0, maxLookupBatch)
+	out := make([]surge.BatchResult, maxLookupBatch)
+	for {
+		select {
+		case l := <-s.lookups:
+			batch = append(batch[:0], l)
+		case <-s.quit:
+			return
+		}
+	more:
+		for len(batch) < maxLookupBatch {
+			select {
+			case l := <-s.lookups:
+				batch = append(batch, l)
+			default:
+				break more
+			}
+		}
+		reqs = reqs[:0]
+		for _, l := range batch {
+			reqs = append(reqs, l.req)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+		err := b.Reservations(ctx, reqs, out[:len(batch)])
+		cancel()
+		s.metrics.lookupBatch.Observe(float64(len(batch)))
+		for i, l := range batch {
+			l.res, l.err = out[i], err
+			close(l.done)
+		}
+	}
+}
