@@ -32,23 +32,26 @@ type verifiedToken struct {
 // Two generations keep the recently used: when the current one is full it becomes the old one
 // and the oldest generation is dropped; a token found in the old one moves to the current one.
 type verified struct {
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	cur, old map[string]verifiedToken
 }
 
 func (v *verified) get(token string, now time.Time) (surge.Actor, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
 	t, ok := v.cur[token]
+	v.mu.RUnlock()
 	if !ok {
-		if t, ok = v.old[token]; !ok {
-			return surge.Actor{}, false
+		v.mu.Lock()
+		if t, ok = v.old[token]; ok {
+			delete(v.old, token)
+			if t.w.holds(now) { // an expired token is not carried forward
+				v.putLocked(token, t)
+			}
 		}
-		delete(v.old, token)
-		v.putLocked(token, t)
+		v.mu.Unlock()
 	}
-	if !t.w.holds(now) {
-		return surge.Actor{}, false // the full check decides, and refuses
+	if !ok || !t.w.holds(now) {
+		return surge.Actor{}, false // the full check decides, and refuses an expired one
 	}
 	return t.actor, true
 }
