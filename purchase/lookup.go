@@ -13,11 +13,13 @@ type lookupBatcher interface {
 	Reservations(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error
 }
 
-// Bounds of the lookups of sold-out answers.
+// Bounds of the lookups of sold-out answers. One call is out at a time, so a lookup waits for
+// at most the calls of the two batches queued ahead of it and its own (3 s when the engine is
+// unreachable); past that depth an attempt asks alone, as it did before batching.
 const (
 	maxLookupBatch   = 256
-	lookupQueueDepth = 4096
-	lookupTimeout    = time.Second // an unreachable engine refuses a sold-out answer this fast
+	lookupQueueDepth = 2 * maxLookupBatch
+	lookupTimeout    = time.Second // for one call
 )
 
 type lookup struct {
@@ -38,6 +40,7 @@ func (s *Service) reservation(ctx context.Context, rr surge.ReserveRequest) (sur
 	select {
 	case s.lookups <- l:
 	default: // the queue is full: this one asks alone
+		s.metrics.lookupsAlone.Inc()
 		return s.stock.Reservation(ctx, rr.ItemID, rr.UserID, rr.RequestID)
 	}
 	select {

@@ -19,6 +19,7 @@ import (
 type gatedLookups struct {
 	*stock.Engine
 	gate    chan struct{}
+	reg     *prometheus.Registry // the service's metrics
 	mu      sync.Mutex
 	batches []int
 }
@@ -42,23 +43,7 @@ func (g *gatedLookups) Reservations(ctx context.Context, reqs []surge.ReserveReq
 // together, and each gets its own answer: the one retry of a reservation finds it.
 func TestSoldOutLookupsGoTogether(t *testing.T) {
 	ctx := context.Background()
-	eng, err := stock.Open(stock.Options{Dir: filepath.Join(t.TempDir(), "stock")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	const item = 7
-	if err := eng.Load(ctx, surge.StockItem{ID: item, Allotted: 1, PerUserLimit: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eng.Reserve(ctx, surge.ReserveRequest{ItemID: item, UserID: 50, Quantity: 1, RequestID: "r50", OrderID: 500}); err != nil {
-		t.Fatal(err)
-	}
-	g := &gatedLookups{Engine: eng, gate: make(chan struct{})}
-	s := &Service{stock: g, metrics: NewMetrics(prometheus.NewRegistry()), quit: make(chan struct{}),
-		lookups: make(chan *lookup, lookupQueueDepth)}
-	s.wg.Add(1)
-	go s.lookUp(g)
+	s, g := gatedService(t)
 	defer s.Close()
 
 	const n = 100
@@ -67,21 +52,17 @@ func TestSoldOutLookupsGoTogether(t *testing.T) {
 	var wg sync.WaitGroup
 	ask := func(user int) {
 		defer wg.Done()
-		res, ok, err := s.reservation(ctx, surge.ReserveRequest{ItemID: item, UserID: int64(user), RequestID: "r" + strconv.Itoa(user)})
+		res, ok, err := s.reservation(ctx, lookupOf(user))
 		found[user], errs[user] = ok && res.OrderID == 500, err
 	}
 	wg.Add(1)
 	go ask(0)
-	for len(s.lookups) > 0 || g.calls() == 0 { // the first call is out, at the gate
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the first call", func() bool { return len(s.lookups) == 0 && g.calls() == 1 })
 	for user := 1; user < n; user++ {
 		wg.Add(1)
 		go ask(user)
 	}
-	for len(s.lookups) < n-1 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "the lookups to queue", func() bool { return len(s.lookups) == n-1 })
 	close(g.gate)
 	wg.Wait()
 	for user := range n {
@@ -98,4 +79,99 @@ func (g *gatedLookups) calls() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.batches)
+}
+
+// When the queue is full an attempt asks alone, and counts; when the node stops, the attempts
+// waiting for a batch are answered at once rather than left hanging.
+func TestLookupsWhenFullOrStopping(t *testing.T) {
+	ctx := context.Background()
+	s, g := gatedService(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, lookupQueueDepth+1)
+	ask := func(user int) {
+		defer wg.Done()
+		_, _, err := s.reservation(ctx, lookupOf(user))
+		errs <- err
+	}
+	wg.Add(1)
+	go ask(0)
+	waitFor(t, "the first call", func() bool { return len(s.lookups) == 0 && g.calls() == 1 })
+	for user := 1; user <= lookupQueueDepth; user++ {
+		wg.Add(1)
+		go ask(user)
+	}
+	waitFor(t, "a full queue", func() bool { return len(s.lookups) == lookupQueueDepth })
+	res, ok, err := s.reservation(ctx, lookupOf(50))
+	if alone := g.counter(t, "surge_purchase_lookups_alone_total"); err != nil || !ok || res.OrderID != 500 || alone != 1 {
+		t.Fatalf("a lookup past a full queue = %+v, %v, %v (counted alone: %v); want found, counted", res, ok, err, alone)
+	}
+	close(s.quit)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if surge.ErrorCode(err) != surge.EUNAVAILABLE {
+			t.Fatalf("a lookup waiting when the node stopped = %v; want EUNAVAILABLE", err)
+		}
+	}
+	close(g.gate)
+	s.wg.Wait()
+}
+
+const lookupItem = 7
+
+// gatedService is a purchase service whose lookups go in batches to the embedded engine behind
+// a gate; user 50 holds the item's one unit, reserved with request id r50 for order 500.
+func gatedService(t *testing.T) (*Service, *gatedLookups) {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := stock.Open(stock.Options{Dir: filepath.Join(t.TempDir(), "stock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	if err := eng.Load(ctx, surge.StockItem{ID: lookupItem, Allotted: 1, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Reserve(ctx, lookupOf(50, 500)); err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedLookups{Engine: eng, gate: make(chan struct{}), reg: prometheus.NewRegistry()}
+	s := &Service{stock: g, metrics: NewMetrics(g.reg), quit: make(chan struct{}),
+		lookups: make(chan *lookup, lookupQueueDepth)}
+	s.wg.Add(1)
+	go s.lookUp(g)
+	return s, g
+}
+
+// lookupOf is user's attempt on the test item, with request id r<user> (and an order id).
+func lookupOf(user int, order ...int64) surge.ReserveRequest {
+	r := surge.ReserveRequest{ItemID: lookupItem, UserID: int64(user), Quantity: 1, RequestID: "r" + strconv.Itoa(user)}
+	if len(order) > 0 {
+		r.OrderID = order[0]
+	}
+	return r
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s", what)
+		}
+	}
+}
+
+func (g *gatedLookups) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := g.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -11,6 +11,7 @@ type metrics struct {
 	outcomes      *prometheus.CounterVec
 	batches       prometheus.Histogram
 	lookupBatch   prometheus.Histogram
+	lookupsAlone  prometheus.Counter
 	droppedEvents prometheus.Counter
 }
 
@@ -29,10 +30,13 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 		Name: "surge_purchase_lookup_batch_size", Help: "Sold-out answers' reservation lookups sent to the stock engine in one call.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 	})
+	m.lookupsAlone = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "surge_purchase_lookups_alone_total", Help: "Sold-out answers' reservation lookups sent one by one because the batch queue was full.",
+	})
 	m.droppedEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "surge_purchase_events_dropped_total", Help: "Purchase events the bus would not take.",
 	})
-	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.droppedEvents)
+	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.lookupsAlone, m.droppedEvents)
 	return m
 }
 

@@ -468,7 +468,8 @@ func (s *Stock) Reservation(ctx context.Context, itemID, userID int64, requestID
 
 // Reservations looks up many reservations in one round trip, as Reservation does each: out[i]
 // is the answer to reqs[i], a zero result when there is none, or its own error (a bad request
-// id, an unknown item). The error returned is Redis's, for the whole batch. A sale's sold-out
+// id, an unknown item, Redis failing it). The error returned is Redis's when reading an item's
+// layout fails, for the whole batch. A sale's sold-out
 // answers each need one, and one round trip per attempt cost more than the rest of the answer.
 func (s *Stock) Reservations(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error {
 	type lookup struct{ rec, held *redis.StringCmd }
@@ -498,14 +499,12 @@ func (s *Stock) Reservations(ctx context.Context, reqs []surge.ReserveRequest, o
 	if pipe.Len() == 0 {
 		return nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return unavailable(err)
-	}
+	pipe.Exec(ctx) // each command's error is its own lookup's, checked below
 	for i, r := range reqs {
 		if looked[i].rec == nil {
 			continue
 		}
-		if err := looked[i].rec.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		if err := errors.Join(notNil(looked[i].rec.Err()), notNil(looked[i].held.Err())); err != nil {
 			out[i].Err = unavailable(err)
 			continue
 		}
@@ -518,6 +517,14 @@ func (s *Stock) Reservations(ctx context.Context, reqs []surge.ReserveRequest, o
 		out[i].ReserveResult = surge.ReserveResult{Outcome: surge.Reserved, Held: h, OrderID: order, Replayed: true}
 	}
 	return nil
+}
+
+// notNil is err, except that a missing key or field (redis.Nil) is no error.
+func notNil(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
 }
 
 // LoadScripts puts the scripts in Redis's cache, so pipelined calls can use EVALSHA.
