@@ -8,8 +8,10 @@ import (
 )
 
 // maxVerified bounds the access tokens a node remembers as checked, per generation (two are
-// kept): about 300 bytes each, so some 40 MiB at most.
-const maxVerified = 1 << 16
+// kept): about 350 bytes each with the token itself, so some 90 MiB at most. A generation holds
+// the shoppers of a sale's first minute on a busy node (100,000 in a loadgen crowd of that size
+// did not fit in one of 65,536: the promoted half pushed the rest out).
+const maxVerified = 1 << 17
 
 // window is when a token is valid: from its nbf (zero when it has none) until its exp.
 type window struct{ from, until time.Time }
@@ -64,7 +66,7 @@ func (v *verified) put(token string, a surge.Actor, w window) {
 
 func (v *verified) putLocked(token string, t verifiedToken) {
 	if v.cur == nil || len(v.cur) >= maxVerified {
-		v.old, v.cur = v.cur, make(map[string]verifiedToken, maxVerified/4)
+		v.old, v.cur = v.cur, make(map[string]verifiedToken, maxVerified)
 	}
 	v.cur[token] = t
 }
