@@ -69,15 +69,7 @@ func (s *Service) lookUp(b lookupBatcher) {
 		case <-s.quit:
 			return
 		}
-	more:
-		for len(batch) < maxLookupBatch {
-			select {
-			case l := <-s.lookups:
-				batch = append(batch, l)
-			default:
-				break more
-			}
-		}
+		batch = takeWaiting(batch, s.lookups, maxLookupBatch)
 		reqs = reqs[:0]
 		for _, l := range batch {
 			reqs = append(reqs, l.req)

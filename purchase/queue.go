@@ -98,6 +98,23 @@ type decidedBatch struct {
 	orders   []surge.Order
 }
 
+// takeWaiting appends to batch what in holds now, without waiting for more, until batch has max
+// elements or in is empty or closed: a batch is whatever piled up while the last one was out.
+func takeWaiting[T any](batch []T, in <-chan T, max int) []T {
+	for len(batch) < max {
+		select {
+		case v, ok := <-in:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // decidedDepth bounds the decided batches waiting to be recorded (and so recorded together).
 const decidedDepth = 16
 
@@ -109,19 +126,7 @@ func (s *Service) answer(l *lane) {
 	var waiting []*decidedBatch
 	var orders []surge.Order
 	for b := range l.decided {
-		waiting = append(waiting[:0], b)
-	more:
-		for len(waiting) < decidedDepth {
-			select {
-			case next, ok := <-l.decided:
-				if !ok {
-					break more
-				}
-				waiting = append(waiting, next)
-			default:
-				break more
-			}
-		}
+		waiting = takeWaiting(append(waiting[:0], b), l.decided, decidedDepth)
 		orders = orders[:0]
 		for _, w := range waiting {
 			orders = append(orders, w.orders...)
@@ -166,15 +171,7 @@ func (s *Service) drain(l *lane) {
 			}
 			continue
 		}
-	fill:
-		for len(batch) < MaxBatch {
-			select {
-			case t := <-l.in:
-				batch = append(batch, t)
-			default:
-				break fill
-			}
-		}
+		batch = takeWaiting(batch, l.in, MaxBatch)
 		reqs = reqs[:0]
 		for _, t := range batch {
 			reqs = append(reqs, t.req)
