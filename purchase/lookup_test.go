@@ -2,6 +2,7 @@ package purchase
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -117,6 +118,20 @@ func TestLookupsWhenFullOrStopping(t *testing.T) {
 	s.wg.Wait()
 }
 
+// The embedded engine answers lookups from memory: they go to it directly, with no batcher.
+func TestEmbeddedLookupsGoDirect(t *testing.T) {
+	eng, err := stock.Open(stock.Options{Dir: filepath.Join(t.TempDir(), "stock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	s := New(Config{}, nil, eng, nil, nil, nil, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler), nil)
+	defer s.Close()
+	if s.lookups != nil {
+		t.Fatal("the embedded engine's lookups go through a batcher")
+	}
+}
+
 const lookupItem = 7
 
 // gatedService is a purchase service whose lookups go in batches to the embedded engine behind
@@ -136,10 +151,10 @@ func gatedService(t *testing.T) (*Service, *gatedLookups) {
 		t.Fatal(err)
 	}
 	g := &gatedLookups{Engine: eng, gate: make(chan struct{}), reg: prometheus.NewRegistry()}
-	s := &Service{stock: g, metrics: NewMetrics(g.reg), quit: make(chan struct{}),
-		lookups: make(chan *lookup, lookupQueueDepth)}
-	s.wg.Add(1)
-	go s.lookUp(g)
+	s := New(Config{}, nil, g, nil, nil, nil, nil, NewMetrics(g.reg), slog.New(slog.DiscardHandler), nil)
+	if s.lookups == nil {
+		t.Fatal("an engine that takes lookups in batches is not given them")
+	}
 	return s, g
 }
 
