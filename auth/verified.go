@@ -41,12 +41,16 @@ type verified struct {
 func (v *verified) get(token string, now time.Time) (surge.Actor, bool) {
 	v.mu.RLock()
 	t, ok := v.cur[token]
-	v.mu.RUnlock()
+	older := false
 	if !ok {
+		_, older = v.old[token]
+	}
+	v.mu.RUnlock()
+	if !ok && older { // move it forward, or drop it if it expired
 		v.mu.Lock()
 		if t, ok = v.old[token]; ok {
 			delete(v.old, token)
-			if t.w.holds(now) { // an expired token is not carried forward
+			if t.w.holds(now) {
 				v.putLocked(token, t)
 			}
 		}
