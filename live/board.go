@@ -79,7 +79,7 @@ type Sink struct {
 	pub       Publisher
 	subject   func(key string) string
 	series    map[string]*SeriesState
-	dirty     map[string]bool
+	dirty     []dirtySeries // the series changed since they were last published, each once
 	last      time.Time
 	refreshed time.Time // when the last round of publishing every series began
 	refresh   []string  // the series still to publish again in this round
@@ -92,7 +92,21 @@ const clockWrites = 256
 
 // NewSink publishes each series' snapshot to subject(key).
 func NewSink(pub Publisher, subject func(key string) string) *Sink {
-	return &Sink{pub: pub, subject: subject, series: map[string]*SeriesState{}, dirty: map[string]bool{}, refreshed: time.Now()}
+	return &Sink{pub: pub, subject: subject, series: map[string]*SeriesState{}, refreshed: time.Now()}
+}
+
+// dirtySeries is a series to publish.
+type dirtySeries struct {
+	key string
+	st  *SeriesState
+}
+
+// markDirty puts a series in the next round of publishing, once.
+func (s *Sink) markDirty(key string, st *SeriesState) {
+	if !st.dirty {
+		st.dirty = true
+		s.dirty = append(s.dirty, dirtySeries{key, st})
+	}
 }
 
 // Write counts a contribution.
@@ -103,7 +117,7 @@ func (s *Sink) Write(_ uint64, _ int64, c Contribution) error {
 		s.series[c.Key] = st
 	}
 	st.add(c.Sec, c.Delta)
-	s.dirty[c.Key] = true
+	s.markDirty(c.Key, st)
 	if s.writes++; s.writes%clockWrites == 0 && time.Since(s.last) >= FlushEvery {
 		return s.publish()
 	}
@@ -130,12 +144,15 @@ func (s *Sink) publish() error {
 	now := time.Now()
 	s.last = now
 	s.refreshSome(now)
-	for k := range s.dirty {
-		if err := s.pub.PublishAsync(s.subject(k), "", encodePublished(k, s.series[k], now)); err != nil {
+	for i, d := range s.dirty {
+		if err := s.pub.PublishAsync(s.subject(d.key), "", encodePublished(d.key, d.st, now)); err != nil {
+			s.dirty = s.dirty[i:] // what is left goes in the next round
 			return err
 		}
-		delete(s.dirty, k)
+		d.st.dirty = false
 	}
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
 	return nil
 }
 
@@ -158,8 +175,8 @@ func (s *Sink) refreshSome(now time.Time) {
 		n, s.restored = len(s.refresh), false
 	}
 	for _, k := range s.refresh[:min(n, len(s.refresh))] {
-		if _, ok := s.series[k]; ok {
-			s.dirty[k] = true
+		if st, ok := s.series[k]; ok {
+			s.markDirty(k, st)
 		}
 	}
 	s.refresh = s.refresh[min(n, len(s.refresh)):]
@@ -193,6 +210,7 @@ func (s *Sink) RestoreState(data []byte) error {
 		v := st.States[i]
 		s.series[k] = &v
 	}
+	s.dirty = nil // a restore comes before any write: nothing of the series replaced is left to publish
 	// Publish everything again soon, not now: the totals of the checkpoint are older than what
 	// the bucket may hold, until the replay from the checkpoint has caught up.
 	s.refreshed, s.refresh, s.restored = time.Now().Add(restoredRefreshAfter), slices.Collect(maps.Keys(s.series)), true

@@ -256,16 +256,22 @@ func (in *Ingester) reject(pub Publisher, res *IngestResult, requestID string, l
 }
 
 // append publishes events as one bus message, with an id made of its content: a producer that
-// retries a batch after a timeout appends nothing twice.
+// retries a batch after a timeout appends nothing twice. The envelope is the JSON of a
+// surge.Event written around the events as they were encoded: marshalling a surge.Event with
+// them as its data would check and copy every byte of them again.
 func (in *Ingester) append(pub Publisher, events []surge.BusinessEvent) error {
 	data, err := jsonv2.Marshal(events)
 	if err != nil {
 		return err
 	}
 	id := strconv.FormatUint(xxhash.Sum64(data), 36) + "-" + strconv.Itoa(len(events))
-	env, err := jsonv2.Marshal(surge.Event{ID: id, Kind: EventsIngested, At: in.now().UTC(), Data: jsontext.Value(data)})
-	if err != nil {
-		return err
-	}
+	env := make([]byte, 0, len(data)+96)
+	env = append(env, `{"id":`...)
+	env, _ = jsontext.AppendQuote(env, id)
+	env = append(env, `,"kind":"`+EventsIngested+`","at":"`...)
+	env = in.now().UTC().AppendFormat(env, time.RFC3339Nano)
+	env = append(env, `","data":`...)
+	env = append(env, data...)
+	env = append(env, '}')
 	return pub.PublishAsync(IngestSubject, id, env)
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surgecommerce/surge"
@@ -241,6 +243,79 @@ func FuzzDecodeEvent(f *testing.F) {
 	})
 }
 
+// FuzzDecodeBusEvents: a message of the events log is read in one pass; whatever the plain
+// reading (the envelope, then its data) accepts, it accepts and reads the same, and nothing
+// makes it panic.
+func FuzzDecodeBusEvents(f *testing.F) {
+	at := time.UnixMilli(1_790_000_000_000).UTC()
+	batch, _ := jsonv2.Marshal(events(3, 5))
+	for _, e := range []surge.Event{{ID: "a", Kind: live.EventsIngested, At: at, Data: jsontext.Value(batch)},
+		{ID: "b", Kind: surge.EventOrdersCreated, At: at, Data: []surge.Order{{ID: 7, UserID: 3, SKUID: 2, Quantity: 1, CreatedAt: at}}},
+		{ID: "c", Kind: surge.EventOrderPaid, At: at, Data: surge.Order{ID: 7, UserID: 3, PaidAt: &at}},
+		{ID: "d", Kind: "stock.changed", At: at, Data: map[string]int{"left": 3}}} {
+		msg, err := jsonv2.Marshal(e)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(msg)
+	}
+	f.Add([]byte(`{"data":[{"id":"x","type":"click","time":1}],"kind":"events.ingested"}`)) // data first
+	f.Add([]byte(`{"kind":"events.ingested"}`))
+	f.Add([]byte(`{"kind":"events.ingested","data":[]} {}`))
+	f.Add([]byte(`{"kind":"events.ingested","kind":"orders.created","data":[]}`))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		got, err := live.DecodeBusEvents(msg)
+		want, wantErr := decodeInTwoPasses(msg)
+		if wantErr != nil {
+			return
+		}
+		same := len(got) == len(want)
+		if bytes.Contains(msg, []byte(live.EventsIngested)) && len(want) > 0 && want[0].Type != "" {
+			same = fmt.Sprint(got) == fmt.Sprint(want)
+		}
+		if err != nil || !same {
+			t.Fatalf("DecodeBusEvents(%q) = %v, %v; the envelope then its data give %v", msg, got, err, want)
+		}
+	})
+}
+
+// decodeInTwoPasses reads a bus message the plain way: the envelope, then its data.
+func decodeInTwoPasses(msg []byte) ([]surge.BusinessEvent, error) {
+	var env struct {
+		ID   string         `json:"id"`
+		Kind string         `json:"kind"`
+		Data jsontext.Value `json:"data"`
+	}
+	if err := jsonv2.Unmarshal(msg, &env); err != nil {
+		return nil, err
+	}
+	switch env.Kind {
+	case live.EventsIngested:
+		var evs []surge.BusinessEvent
+		err := jsonv2.Unmarshal(env.Data, &evs)
+		return evs, err
+	case surge.EventOrdersCreated, surge.EventOrderPaid:
+		var orders []surge.Order
+		if env.Kind == surge.EventOrderPaid {
+			var o surge.Order
+			if err := json.Unmarshal(env.Data, &o); err != nil {
+				return nil, err
+			}
+			orders = append(orders, o)
+		} else if err := json.Unmarshal(env.Data, &orders); err != nil {
+			return nil, err
+		}
+		// The events' own fields are DecodeBusEvents' business (fromOrder); only their number is
+		// compared, by making one event per order.
+		out := make([]surge.BusinessEvent, len(orders))
+		for i := range orders {
+			out[i] = surge.BusinessEvent{ID: strconv.FormatInt(orders[i].ID, 10)}
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
 // The sink's totals survive a checkpoint: encoded, decoded, the same snapshots.
 func TestSinkStateRoundTrip(t *testing.T) {
 	board := live.NewBoard()
@@ -469,6 +544,21 @@ func TestIngestWritesOnlyTheFieldsGiven(t *testing.T) {
 		if bytes.Contains(msgs[0], []byte(name)) {
 			t.Errorf("the logged batch names %s, which the line did not: %s", name, msgs[0])
 		}
+	}
+	// The envelope is written by hand around the events: it must be what marshalling the
+	// surge.Event gives.
+	var env struct {
+		ID   string         `json:"id"`
+		Kind string         `json:"kind"`
+		At   time.Time      `json:"at"`
+		Data jsontext.Value `json:"data"`
+	}
+	if err := jsonv2.Unmarshal(msgs[0], &env); err != nil {
+		t.Fatalf("the logged message is not one JSON bus event: %v\n%s", err, msgs[0])
+	}
+	again, err := jsonv2.Marshal(surge.Event{ID: env.ID, Kind: env.Kind, At: env.At, Data: env.Data})
+	if err != nil || !bytes.Equal(again, msgs[0]) || env.Kind != live.EventsIngested || env.At.IsZero() || env.ID == "" {
+		t.Errorf("the logged message\n%s\nis not the JSON of its bus event\n%s (%v)", msgs[0], again, err)
 	}
 	evs, err := live.DecodeBusEvents(msgs[0])
 	if err != nil {

@@ -1,12 +1,14 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -65,8 +67,8 @@ func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.St
 					seen.IDs = map[uint64]bool{}
 					c.SetTimer((c.Key.Day + 2) * daySeconds * 1000)
 				}
-				if h := xxhash.Sum64String(v.Distinct); !seen.IDs[h] {
-					seen.IDs[h] = true
+				n := len(seen.IDs)
+				if seen.IDs[xxhash.Sum64String(v.Distinct)] = true; len(seen.IDs) > n { // a new user
 					v.Distinct = ""
 					c.Emit(c.Time, v)
 				}
@@ -123,64 +125,78 @@ func dedup(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.St
 					st.IDs = map[uint64]bool{}
 					c.SetTimer((c.Key+1)*dedupBucketMs + DedupWindow.Milliseconds())
 				}
-				h := xxhash.Sum64String(e.ID)
-				if st.IDs[h] {
+				n := len(st.IDs)
+				if st.IDs[xxhash.Sum64String(e.ID)] = true; len(st.IDs) == n { // seen before
 					counters.Duplicates.Add(1)
 					return
 				}
-				st.IDs[h] = true
 				c.Emit(c.Time, e)
 			},
 			OnTimer: func(c *stream.Context[int64, hashSet, surge.BusinessEvent]) { c.Clear() },
 		})
 }
 
-// scopes are the dimension values of an event a metric is broken down by.
-func scopes(e *surge.BusinessEvent, dims []string) [][2]string {
-	out := make([][2]string, 0, len(dims))
-	for _, d := range dims {
-		var v string
-		switch d {
-		case DimPlatform:
-			v = e.Platform
-		case DimRoom:
-			v = e.Room
-		case DimShop:
-			v = e.Shop
-		case DimSKU:
-			v = e.SKU
-		case DimSession:
-			v = e.Session
-		}
-		if v != "" {
-			out = append(out, [2]string{d, v})
-		}
+// dimValue is an event's value of a dimension ("" when it has none).
+func dimValue(e *surge.BusinessEvent, dim string) string {
+	switch dim {
+	case DimPlatform:
+		return e.Platform
+	case DimRoom:
+		return e.Room
+	case DimShop:
+		return e.Shop
+	case DimSKU:
+		return e.SKU
+	case DimSession:
+		return e.Session
 	}
-	return out
+	return ""
 }
 
-// keyCache remembers series keys, so that counting an event does not build the same strings
-// again. It is bounded: past maxCachedKeys it starts over.
-type keyCache map[[3]string]string
+// keyCache remembers series keys by metric, dimension and value (the metric's index in the
+// catalog and the dimension's in its list), so that counting an event neither builds the same
+// strings again nor hashes more than the value. It is bounded: past maxCachedKeys it starts over.
+type keyCache struct {
+	byDim [][]map[string]string
+	n     int
+}
 
 const maxCachedKeys = 1 << 16
 
-func (c keyCache) key(metric, dim, value string) string {
-	k := [3]string{metric, dim, value}
-	if s, ok := c[k]; ok {
+func newKeyCache() *keyCache {
+	c := &keyCache{byDim: make([][]map[string]string, len(catalog))}
+	for i, m := range catalog {
+		c.byDim[i] = make([]map[string]string, len(m.Dimensions))
+		for j := range m.Dimensions {
+			c.byDim[i][j] = map[string]string{}
+		}
+	}
+	return c
+}
+
+func (c *keyCache) key(metric, dim int, value string) string {
+	byValue := c.byDim[metric][dim]
+	if s, ok := byValue[value]; ok {
 		return s
 	}
-	if len(c) >= maxCachedKeys {
-		clear(c)
+	if c.n >= maxCachedKeys {
+		for _, ms := range c.byDim {
+			for _, m := range ms {
+				clear(m)
+			}
+		}
+		c.n = 0
 	}
-	s := Series{Metric: metric, Dims: [][2]string{{dim, value}}}.Key()
-	c[k] = s
+	m := &catalog[metric]
+	s := Series{Metric: m.Name, Dims: [][2]string{{m.Dimensions[dim], value}}}.Key()
+	byValue[value] = s
+	c.n++
 	return s
 }
 
 // exploder turns an event into its contributions to every series it counts in.
 func exploder() func(surge.BusinessEvent, func(Contribution)) {
-	keys := keyCache{}
+	keys := newKeyCache()
 	return func(e surge.BusinessEvent, emit func(Contribution)) {
 		sec := e.Time / 1000
 		for i := range catalog {
@@ -197,8 +213,10 @@ func exploder() func(surge.BusinessEvent, func(Contribution)) {
 				user, v = e.User, 1
 			}
 			emit(Contribution{Key: m.Name, Delta: v, Sec: sec, Distinct: user})
-			for _, d := range scopes(&e, m.Dimensions) {
-				emit(Contribution{Key: keys.key(m.Name, d[0], d[1]), Delta: v, Sec: sec, Distinct: user})
+			for j, d := range m.Dimensions {
+				if value := dimValue(&e, d); value != "" {
+					emit(Contribution{Key: keys.key(i, j, value), Delta: v, Sec: sec, Distinct: user})
+				}
 			}
 			if m.Name == roomSKUMetric && e.Room != "" && e.SKU != "" {
 				emit(Contribution{Key: Series{Metric: m.Name, Dims: [][2]string{{DimRoom, e.Room}, {DimSKU, e.SKU}}}.Key(), Delta: v, Sec: sec})
@@ -253,25 +271,70 @@ func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[Contribut
 
 // DecodeBusEvents reads one message of the events log into the business events it carries:
 // a batch of ingested events, or one of Surge's own order events. Other kinds carry none.
+//
+// It reads the envelope as a stream of tokens, so that a batch whose kind comes before its data
+// (as Surge writes it) is parsed once, straight into the events: decoding is a large part of
+// the live pipeline's work.
 func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
-	var env struct {
-		ID   string         `json:"id"`
-		Kind string         `json:"kind"`
-		Data jsontext.Value `json:"data"`
+	dec := jsontext.NewDecoder(bytes.NewBuffer(data))
+	if tok, err := dec.ReadToken(); err != nil {
+		return nil, err
+	} else if tok.Kind() != '{' {
+		return nil, fmt.Errorf("a bus event is a JSON object, not %v", tok.Kind())
 	}
-	if err := jsonv2.Unmarshal(data, &env); err != nil {
+	var kind string
+	var evs []surge.BusinessEvent
+	var raw jsontext.Value // data that came before the kind
+	decoded := false
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		switch name.String() {
+		case "kind":
+			if err := jsonv2.UnmarshalDecode(dec, &kind); err != nil {
+				return nil, err
+			}
+		case "data":
+			if kind == EventsIngested {
+				if err := jsonv2.UnmarshalDecode(dec, &evs); err != nil {
+					return nil, err
+				}
+				decoded = true
+				continue
+			}
+			v, err := dec.ReadValue()
+			if err != nil {
+				return nil, err
+			}
+			raw = bytes.Clone(v)
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil { // the closing brace
 		return nil, err
 	}
-	switch env.Kind {
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, fmt.Errorf("a bus event is one JSON object: %v", err)
+	}
+	switch kind {
 	case EventsIngested:
-		var evs []surge.BusinessEvent
-		if err := jsonv2.Unmarshal(env.Data, &evs); err != nil {
-			return nil, err
+		if !decoded {
+			if raw == nil {
+				return nil, fmt.Errorf("a batch of events without its data")
+			}
+			if err := jsonv2.Unmarshal(raw, &evs); err != nil {
+				return nil, err
+			}
 		}
 		return evs, nil
 	case surge.EventOrdersCreated:
 		var orders []surge.Order
-		if err := json.Unmarshal(env.Data, &orders); err != nil {
+		if err := json.Unmarshal(raw, &orders); err != nil {
 			return nil, err
 		}
 		out := make([]surge.BusinessEvent, len(orders))
@@ -281,7 +344,7 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		return out, nil
 	case surge.EventOrderPaid:
 		var o surge.Order
-		if err := json.Unmarshal(env.Data, &o); err != nil {
+		if err := json.Unmarshal(raw, &o); err != nil {
 			return nil, err
 		}
 		at := o.CreatedAt

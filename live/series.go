@@ -16,6 +16,7 @@ import (
 type SeriesState struct {
 	Total  int64
 	recent []secondValue // ascending seconds, all within SeriesSeconds of the last
+	dirty  bool          // changed since the sink last published it (the sink's own mark)
 }
 
 type secondValue struct{ sec, val int64 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -137,5 +138,38 @@ func TestBoardJSONFollowsTheValues(t *testing.T) {
 	}
 	if got, _ := b.GetJSON("likes"); !bytes.Contains(got, []byte(`"value":0`)) {
 		t.Errorf("GetJSON of a series never published = %s", got)
+	}
+}
+
+// The key cache gives each metric, dimension and value the series key it names, stays within
+// its bound, and still gives the right keys after it starts over.
+func TestKeyCacheGivesTheSeriesKey(t *testing.T) {
+	c := newKeyCache()
+	cleared := 0
+	for round := range 2 {
+		for v := range maxCachedKeys + 10 {
+			for i, m := range catalog {
+				for j, d := range m.Dimensions {
+					if (v+i+j)%5 != 0 { // a sample of the metrics and dimensions per value
+						continue
+					}
+					value := "v" + strconv.Itoa(v)
+					want := Series{Metric: m.Name, Dims: [][2]string{{d, value}}}.Key()
+					before := c.n
+					if got := c.key(i, j, value); got != want {
+						t.Fatalf("round %d: key(%s, %s, %s) = %q; want %q", round, m.Name, d, value, got, want)
+					}
+					if c.n < before {
+						cleared++
+					}
+					if c.n > maxCachedKeys {
+						t.Fatalf("the cache holds %d keys; its bound is %d", c.n, maxCachedKeys)
+					}
+				}
+			}
+		}
+	}
+	if cleared == 0 {
+		t.Fatal("the cache never started over: the test did not reach its bound")
 	}
 }
