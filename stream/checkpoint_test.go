@@ -384,3 +384,58 @@ func TestHungCheckpointStoreFailsThePipeline(t *testing.T) {
 		t.Error("a pipeline whose checkpoint store hangs kept running")
 	}
 }
+
+// A task reads and decodes its log ahead of its operators, but only a few records ahead: while
+// the sink holds the first record, the next ones are decoded, and no more than the read-ahead's
+// bound.
+func TestLogIsDecodedAheadWithinItsBound(t *testing.T) {
+	const records = 20
+	var decoded atomic.Int64
+	second := make(chan struct{}) // closed when the second record is decoded
+	release := make(chan struct{})
+	log := &memLog{data: make([][]byte, records)}
+	for i := range log.data {
+		log.data[i] = []byte(fmt.Sprint(i + 1))
+	}
+	p, src := stream.New("ahead", stream.Config{}, func(v int64) int64 { return v })
+	var firstSeen sync.Once
+	stream.To(src, stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error {
+		firstSeen.Do(func() {
+			select { // a task that decoded only when it was done with the record before would wait forever here
+			case <-second:
+				<-release
+			case <-time.After(5 * time.Second):
+			}
+		})
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- p.RunLog(ctx, stream.LogRun[int64]{Log: log, Checkpoints: &memCheckpoints{saved: map[string][]byte{}},
+			Decode: func(b []byte) (int64, error) {
+				if decoded.Add(1) == 2 {
+					close(second)
+				}
+				var v int64
+				_, err := fmt.Sscan(string(b), &v)
+				return v, err
+			}})
+	}()
+	select {
+	case <-second:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second record was not decoded while the first was in the sink")
+	}
+	time.Sleep(100 * time.Millisecond) // room for a reader with no bound to read on
+	// One record in the sink, the read-ahead's channel full, and one more decoded, waiting to go in.
+	if n := decoded.Load(); n > 6 {
+		t.Errorf("%d of %d records decoded while the first was held; the read-ahead is unbounded", n, records)
+	}
+	close(release)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("RunLog = %v; want it to end with its context", err)
+	}
+}

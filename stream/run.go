@@ -172,20 +172,22 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: open log: %w", p.g.name, err)
 	}
-	defer r.Close()
+	defer r.Close()    // after the read-ahead has stopped: deferred calls run last first
 	defer p.waitSave() // a checkpoint on its way to the store is not left behind
+	ahead, stop := readAhead(r, run)
+	defer stop()
 	last := time.Now()
 	for n := 0; ; n++ {
-		seq, data, ok, err := r.Next(idleWait)
-		if err != nil {
-			return fmt.Errorf("stream %s: read log: %w", p.g.name, err)
+		rec := <-ahead
+		if rec.err != nil {
+			return fmt.Errorf("stream %s: read log: %w", p.g.name, rec.err)
 		}
-		if ok {
-			p.decodeAndProcess(seq, data, run)
+		if rec.ok {
+			p.handle(rec, run)
 			if p.g.err != nil {
 				return p.g.err
 			}
-			if run.Until > 0 && seq >= run.Until {
+			if run.Until > 0 && rec.seq >= run.Until {
 				if err := p.end(ctx); err != nil {
 					return err
 				}
@@ -195,17 +197,17 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 				return p.waitSave()
 			}
 		}
-		if !ok || n%clockRecords == 0 {
+		if !rec.ok || n%clockRecords == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			if err := p.savedYet(); err != nil {
 				return err
 			}
-			if !ok || n%statsFlushRecords == 0 {
-				p.report(r.Pending())
+			if !rec.ok || n%statsFlushRecords == 0 {
+				p.report(rec.pending)
 			}
-			if !ok { // a quiet log: what the sinks hold goes out now, not at the next record
+			if !rec.ok { // a quiet log: what the sinks hold goes out now, not at the next record
 				if err := p.flush(ctx); err != nil {
 					return err
 				}
@@ -223,28 +225,69 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 	}
 }
 
-func (p *Pipeline[In]) decodeAndProcess(seq uint64, data []byte, run LogRun[In]) {
-	p.position = seq
-	if run.DecodeAll != nil {
-		vs, err := run.DecodeAll(data)
-		if err != nil {
-			p.refuse(seq, data, err, run)
-			return
-		}
-		for _, v := range vs {
-			p.process(v)
-			if p.g.err != nil {
+// readAheadRecords bounds the log records read and decoded ahead of the one being processed.
+const readAheadRecords = 4
+
+// logRecord is one read of the log, decoded: a record (ok), a quiet log (not ok), or the error
+// that ends the reading.
+type logRecord[In any] struct {
+	seq     uint64
+	data    []byte
+	ok      bool
+	err     error
+	pending uint64
+	vs      []In  // the inputs the record carries (DecodeAll)
+	one     In    // the input it carries (Decode)
+	bad     error // why the record could not be decoded
+}
+
+// readAhead reads and decodes the log on its own goroutine, up to readAheadRecords ahead of the
+// pipeline: decoding (JSON, say) is a large part of a task's work, and so runs beside the
+// operators rather than before them. stop ends the reading and waits for it, so the reader can
+// be closed after.
+func readAhead[In any](r Reader, run LogRun[In]) (<-chan logRecord[In], func()) {
+	out, quit, done := make(chan logRecord[In], readAheadRecords), make(chan struct{}), make(chan struct{})
+	go func() { // ends with stop
+		defer close(done)
+		for {
+			seq, data, ok, err := r.Next(idleWait)
+			rec := logRecord[In]{seq: seq, data: data, ok: ok, err: err, pending: r.Pending()}
+			if ok && run.DecodeAll != nil {
+				rec.vs, rec.bad = run.DecodeAll(data)
+			} else if ok {
+				rec.one, rec.bad = run.Decode(data)
+			}
+			select {
+			case out <- rec:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				<-quit
 				return
 			}
 		}
+	}()
+	return out, func() { close(quit); <-done }
+}
+
+// handle processes one decoded log record.
+func (p *Pipeline[In]) handle(rec logRecord[In], run LogRun[In]) {
+	p.position = rec.seq
+	if rec.bad != nil {
+		p.refuse(rec.seq, rec.data, rec.bad, run)
 		return
 	}
-	v, err := run.Decode(data)
-	if err != nil {
-		p.refuse(seq, data, err, run)
+	if run.DecodeAll == nil {
+		p.process(rec.one)
 		return
 	}
-	p.process(v)
+	for _, v := range rec.vs {
+		p.process(v)
+		if p.g.err != nil {
+			return
+		}
+	}
 }
 
 func (p *Pipeline[In]) refuse(seq uint64, data []byte, err error, run LogRun[In]) {
