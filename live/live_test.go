@@ -261,6 +261,7 @@ func FuzzDecodeBusEvents(f *testing.F) {
 	}
 	f.Add([]byte(`{"data":[{"id":"x","type":"click","time":1}],"kind":"events.ingested"}`)) // data first
 	f.Add([]byte(`{"kind":"events.ingested"}`))
+	f.Add([]byte(`null`))
 	f.Add([]byte(`{"kind":"events.ingested","data":[]} {}`))
 	f.Add([]byte(`{"kind":"events.ingested","kind":"orders.created","data":[]}`))
 	f.Fuzz(func(t *testing.T, msg []byte) {

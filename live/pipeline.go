@@ -279,6 +279,11 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	dec := jsontext.NewDecoder(bytes.NewBuffer(data))
 	if tok, err := dec.ReadToken(); err != nil {
 		return nil, err
+	} else if tok.Kind() == 'n' { // null carries no events, as an empty object would
+		if _, err := dec.ReadToken(); err != io.EOF {
+			return nil, fmt.Errorf("a bus event is one JSON value")
+		}
+		return nil, nil
 	} else if tok.Kind() != '{' {
 		return nil, fmt.Errorf("a bus event is a JSON object, not %v", tok.Kind())
 	}
@@ -319,7 +324,7 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		return nil, err
 	}
 	if _, err := dec.ReadToken(); err != io.EOF {
-		return nil, fmt.Errorf("a bus event is one JSON object: %v", err)
+		return nil, fmt.Errorf("a bus event is one JSON object, with nothing after it")
 	}
 	switch kind {
 	case EventsIngested:

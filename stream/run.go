@@ -225,7 +225,8 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 	}
 }
 
-// readAheadRecords bounds the log records read and decoded ahead of the one being processed.
+// readAheadRecords bounds the decoded log records waiting for the operators (one more may be
+// decoded, waiting for room).
 const readAheadRecords = 4
 
 // logRecord is one read of the log, decoded: a record (ok), a quiet log (not ok), or the error
@@ -241,8 +242,8 @@ type logRecord[In any] struct {
 	bad     error // why the record could not be decoded
 }
 
-// readAhead reads and decodes the log on its own goroutine, up to readAheadRecords ahead of the
-// pipeline: decoding (JSON, say) is a large part of a task's work, and so runs beside the
+// readAhead reads and decodes the log on its own goroutine, a few records (readAheadRecords
+// queued) ahead of the pipeline: decoding (JSON, say) is a large part of a task's work, and so runs beside the
 // operators rather than before them. stop ends the reading and waits for it, so the reader can
 // be closed after.
 func readAhead[In any](r Reader, run LogRun[In]) (<-chan logRecord[In], func()) {
