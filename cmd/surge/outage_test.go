@@ -117,8 +117,11 @@ func TestTicketsAnswerOnAnyNode(t *testing.T) {
 		if u == 4 && surge.ErrorCode(err) == surge.ESOLDOUT {
 			continue // node A already knew: nothing was queued
 		}
-		if err != nil || res.Status != purchase.StatusQueued {
-			t.Fatalf("purchase on node A = %+v; want queued", res)
+		// Node A answers at once, "queued" with a ticket, unless the decision was in before its
+		// handler looked (a busy machine can hold the handler that long): an answer beats a
+		// ticket. Either way the ticket is shared, and node B must give its order.
+		if err != nil || (res.Status != purchase.StatusQueued && res.Status != purchase.StatusSuccess) || res.Ticket == "" {
+			t.Fatalf("purchase on node A = %+v, %v; want queued (or, decided already, success) with a ticket", res, err)
 		}
 		var got *purchase.Result
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
