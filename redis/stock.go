@@ -469,8 +469,8 @@ func (s *Stock) Reservation(ctx context.Context, itemID, userID int64, requestID
 // Reservations looks up many reservations in one round trip, as Reservation does each: out[i]
 // is the answer to reqs[i], a zero result when there is none, or its own error (a bad request
 // id, an unknown item, Redis failing it). The error returned is Redis's when reading an item's
-// layout fails, for the whole batch. A sale's sold-out
-// answers each need one, and one round trip per attempt cost more than the rest of the answer.
+// layout fails, for the whole batch. A sale's sold-out answers each need one, and one round trip
+// per attempt cost more than the rest of the answer.
 func (s *Stock) Reservations(ctx context.Context, reqs []surge.ReserveRequest, out []surge.BatchResult) error {
 	type lookup struct{ rec, held *redis.StringCmd }
 	looked := make([]lookup, len(reqs))
