@@ -76,7 +76,12 @@ var bizSchemas = map[string]bizSchema{
 
 // BizTypes lists the business event types.
 func BizTypes() []string {
-	return []string{BizClick, BizExposure, BizAddToCart, BizOrder, BizPay, BizRefund, BizLiveEnter, BizLiveHeartbeat,
+	t := bizTypes()
+	return t[:]
+}
+
+func bizTypes() [13]string {
+	return [...]string{BizClick, BizExposure, BizAddToCart, BizOrder, BizPay, BizRefund, BizLiveEnter, BizLiveHeartbeat,
 		BizLiveLeave, BizLike, BizComment, BizShare, BizLogistics}
 }
 

@@ -1,0 +1,328 @@
+package surge
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// Business events arrive by the hundred thousand a second, and are read twice: once when they
+// are ingested and once when the live metrics count them. They come in the plain form apps and
+// Surge write: one flat object, names and strings without escapes, whole numbers. The readers
+// here take that form straight from the bytes in one pass, checking its syntax as they go, and
+// hand anything else to the JSON library, whose rules they follow exactly
+// (FuzzBusinessEventJSON holds them to it). The writer gives the library's bytes.
+
+// UnmarshalBusinessEvent reads one event from data as the JSON library does, refusing unknown
+// members when rejectUnknown is set.
+func UnmarshalBusinessEvent(data []byte, e *BusinessEvent, rejectUnknown bool) error {
+	var fast BusinessEvent
+	if i, ok := fast.readPlain(data, skipSpace(data, 0)); ok && skipSpace(data, i) == len(data) {
+		*e = fast
+		return nil
+	}
+	return jsonv2.Unmarshal(data, e, jsonv2.RejectUnknownMembers(rejectUnknown))
+}
+
+// UnmarshalBusinessEvents reads a JSON array of events as the JSON library does.
+func UnmarshalBusinessEvents(data []byte) ([]BusinessEvent, error) {
+	if evs, ok := readPlainArray(data); ok {
+		return evs, nil
+	}
+	var evs []BusinessEvent
+	err := jsonv2.Unmarshal(data, &evs)
+	return evs, err
+}
+
+// readPlainArray reads data when it is an array of plain objects (see readPlain).
+func readPlainArray(data []byte) ([]BusinessEvent, bool) {
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '[' {
+		return nil, false
+	}
+	evs := make([]BusinessEvent, 0, len(data)/128)
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == ']' {
+		return evs, skipSpace(data, i+1) == len(data)
+	}
+	for {
+		evs = append(evs, BusinessEvent{})
+		var ok bool
+		if i, ok = evs[len(evs)-1].readPlain(data, i); !ok {
+			return nil, false
+		}
+		i = skipSpace(data, i)
+		if i == len(data) {
+			return nil, false
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case ']':
+			return evs, skipSpace(data, i+1) == len(data)
+		default:
+			return nil, false
+		}
+	}
+}
+
+// Bits of the fields an object has named, to find a name given twice.
+const (
+	hasID = 1 << iota
+	hasType
+	hasTime
+	hasPlatform
+	hasUser
+	hasRoom
+	hasShop
+	hasSKU
+	hasSession
+	hasOrder
+	hasUnits
+	hasAmount
+	hasStatus
+	hasText
+)
+
+// readPlain reads the object at b[i] into e, and gives the index past it, when it is in the plain
+// form: the event's own fields, each named once, without escapes; strings of valid UTF-8; whole
+// numbers that fit; null. It checks the syntax itself. Anything else, valid or not, it reports
+// as not plain, and the library reads it.
+func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return i, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	var seen int
+	for {
+		name, next, ok := plainString(b, i)
+		if !ok {
+			return i, false
+		}
+		if i = skipSpace(b, next); i >= len(b) || b[i] != ':' {
+			return i, false
+		}
+		if i = skipSpace(b, i+1); i >= len(b) {
+			return i, false
+		}
+		var str []byte
+		var num int64
+		kind := b[i]
+		switch {
+		case kind == '"':
+			str, i, ok = plainString(b, i)
+		case kind == 'n':
+			ok = len(b)-i >= 4 && string(b[i:i+4]) == "null"
+			i += 4
+		case kind == '-' || (kind >= '0' && kind <= '9'):
+			num, i, ok = wholeNumber(b, i)
+		default:
+			ok = false // true, false, an object or an array: the library says why not
+		}
+		if !ok {
+			return i, false
+		}
+		var field *string
+		var bit int
+		switch string(name) {
+		case "id":
+			field, bit = &e.ID, hasID
+		case "type":
+			field, bit = &e.Type, hasType
+		case "platform":
+			field, bit = &e.Platform, hasPlatform
+		case "user":
+			field, bit = &e.User, hasUser
+		case "room":
+			field, bit = &e.Room, hasRoom
+		case "shop":
+			field, bit = &e.Shop, hasShop
+		case "sku":
+			field, bit = &e.SKU, hasSKU
+		case "session":
+			field, bit = &e.Session, hasSession
+		case "order":
+			field, bit = &e.Order, hasOrder
+		case "status":
+			field, bit = &e.Status, hasStatus
+		case "text":
+			field, bit = &e.Text, hasText
+		case "time", "units", "amount":
+			n, bit := &e.Time, hasTime
+			if name[0] == 'u' {
+				n, bit = &e.Units, hasUnits
+			} else if name[0] == 'a' {
+				n, bit = &e.Amount, hasAmount
+			}
+			if seen&bit != 0 || kind == '"' {
+				return i, false
+			}
+			seen |= bit
+			*n = num // 0 for null
+		default:
+			return i, false
+		}
+		if field != nil {
+			if seen&bit != 0 || (kind != '"' && kind != 'n') {
+				return i, false
+			}
+			seen |= bit
+			*field = eventString(bit, str) // "" for null
+		}
+		if i = skipSpace(b, i); i >= len(b) {
+			return i, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
+}
+
+// eventString is the string of a field's value, without a copy for the usual types and platforms.
+func eventString(field int, v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	switch field {
+	case hasType:
+		for _, t := range bizTypes() {
+			if string(v) == t {
+				return t
+			}
+		}
+	case hasPlatform:
+		switch string(v) {
+		case "ios":
+			return "ios"
+		case "android":
+			return "android"
+		case "web":
+			return "web"
+		case "surge":
+			return "surge"
+		}
+	}
+	return string(v)
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString is the content of the JSON string at b[i] when it has no escapes (and so no
+// control characters) and is valid UTF-8, and the index past its closing quote.
+func plainString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, i, false
+	}
+	ascii := true
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			s := b[i+1 : j]
+			return s, j + 1, ascii || utf8.Valid(s)
+		case c == '\\' || c < ' ':
+			return nil, j, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return nil, len(b), false
+}
+
+// wholeNumber reads the JSON number at b[i] when it is a whole number of at most 18 digits
+// (which always fits an int64), and gives the index past it.
+func wholeNumber(b []byte, i int) (int64, int, bool) {
+	neg := b[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var n int64
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		n = n*10 + int64(b[i]-'0')
+		i++
+	}
+	digits := i - start
+	if digits == 0 || digits > 18 || (digits > 1 && b[start] == '0') ||
+		(i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E')) {
+		return 0, i, false // not JSON, a fraction, an exponent, or maybe past an int64: the library decides
+	}
+	if neg {
+		n = -n
+	}
+	return n, i, true
+}
+
+// AppendJSON appends the event's JSON to b: the same bytes the JSON library marshals it to,
+// without reflection. It fails, as the library does, on a string that is not valid UTF-8.
+func (e *BusinessEvent) AppendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = append(b, `{"id":`...)
+	b = appendQuoted(b, e.ID, &err)
+	b = append(b, `,"type":`...)
+	b = appendQuoted(b, e.Type, &err)
+	b = append(b, `,"time":`...)
+	b = strconv.AppendInt(b, e.Time, 10)
+	for _, f := range [...]struct {
+		name string
+		v    string
+	}{{`,"platform":`, e.Platform}, {`,"user":`, e.User}, {`,"room":`, e.Room}, {`,"shop":`, e.Shop},
+		{`,"sku":`, e.SKU}, {`,"session":`, e.Session}, {`,"order":`, e.Order}} {
+		if f.v != "" {
+			b = append(b, f.name...)
+			b = appendQuoted(b, f.v, &err)
+		}
+	}
+	if e.Units != 0 {
+		b = append(b, `,"units":`...)
+		b = strconv.AppendInt(b, e.Units, 10)
+	}
+	if e.Amount != 0 {
+		b = append(b, `,"amount":`...)
+		b = strconv.AppendInt(b, e.Amount, 10)
+	}
+	if e.Status != "" {
+		b = append(b, `,"status":`...)
+		b = appendQuoted(b, e.Status, &err)
+	}
+	if e.Text != "" {
+		b = append(b, `,"text":`...)
+		b = appendQuoted(b, e.Text, &err)
+	}
+	return append(b, '}'), err
+}
+
+// appendQuoted appends s as a JSON string; the first failure is kept in err.
+func appendQuoted(b []byte, s string, err *error) []byte {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	b, e := jsontext.AppendQuote(b, s)
+	if e != nil && *err == nil {
+		*err = e
+	}
+	return b
+}
