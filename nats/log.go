@@ -29,6 +29,8 @@ const (
 	checkpointBucket  = "SURGE_STREAM_CHECKPOINTS"
 	// maxAckWait bounds how long a publisher that is ahead waits for acknowledgements.
 	maxAckWait = 30 * time.Second
+	// snapshotAckEvery: a SnapshotPublisher asks for one acknowledgement per this many messages.
+	snapshotAckEvery = 256
 )
 
 // EnsureLog creates or updates a stream that keeps records on subjects for the stream engine:
@@ -236,19 +238,50 @@ func (b *Bus) WatchKV(ctx context.Context, bucket string, fn func(key string, va
 // on Flush: a pipeline's sink and a bulk loader publish at the rate of the connection.
 type AsyncPublisher struct {
 	js      jetstream.JetStream
+	nc      *nats.Conn
 	mu      sync.Mutex
 	futures []jetstream.PubAckFuture
+	// Of a SnapshotPublisher: how often to ask for an acknowledgement, how many messages went
+	// without since the last that asked, and the last of them.
+	ackEvery    int
+	unacked     int
+	lastSubject string
+	lastData    []byte
 }
 
 // AsyncPublisher returns a publisher of its own (Flush waits only for its messages).
 func (b *Bus) AsyncPublisher() *AsyncPublisher { return &AsyncPublisher{js: b.JS} }
+
+// SnapshotPublisher returns a publisher for snapshots, such as the values of a KV bucket, where
+// a message that is lost is made good by the next one on its subject. Only one message in
+// snapshotAckEvery without a dedup id asks for an acknowledgement, and Flush asks it of the
+// last one sent without: the server stores one connection's messages to a stream in the order
+// they came, so that acknowledgement comes after the earlier messages were stored. For a live
+// sink that publishes thousands of series a second, the acknowledgements, each a reply to
+// route and a JSON to read, were most of its work on the bus.
+func (b *Bus) SnapshotPublisher() *AsyncPublisher {
+	return &AsyncPublisher{js: b.JS, nc: b.Conn, ackEvery: snapshotAckEvery}
+}
 
 // PublishAsync sends a message with a dedup id; when MaxPublishPending messages await
 // acknowledgement it first waits for them.
 func (p *AsyncPublisher) PublishAsync(subject, msgID string, data []byte) error {
 	p.mu.Lock()
 	full := len(p.futures) >= MaxPublishPending
+	quiet := p.ackEvery > 0 && msgID == "" && p.unacked+1 < p.ackEvery
+	if quiet {
+		p.unacked++
+		p.lastSubject, p.lastData = subject, data
+	} else if msgID == "" {
+		p.unacked, p.lastData = 0, nil
+	}
 	p.mu.Unlock()
+	if quiet {
+		if err := p.nc.Publish(subject, data); err != nil {
+			return fmt.Errorf("publish %s: %w", subject, err)
+		}
+		return nil
+	}
 	if full {
 		ctx, cancel := context.WithTimeout(context.Background(), maxAckWait)
 		defer cancel()
@@ -274,6 +307,19 @@ func (p *AsyncPublisher) PublishAsync(subject, msgID string, data []byte) error 
 // Flush waits until every message published so far is acknowledged, and returns the first
 // refusal.
 func (p *AsyncPublisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	subject, last := p.lastSubject, p.lastData
+	p.unacked, p.lastData = 0, nil
+	p.mu.Unlock()
+	if last != nil { // sent again, asking for the acknowledgement: a snapshot put twice is put once
+		f, err := p.js.PublishAsync(subject, last)
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", subject, err)
+		}
+		p.mu.Lock()
+		p.futures = append(p.futures, f)
+		p.mu.Unlock()
+	}
 	p.mu.Lock()
 	fs := p.futures
 	p.futures = nil

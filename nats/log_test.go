@@ -308,3 +308,48 @@ func scratchBus(t *testing.T) *nats.Bus {
 	t.Cleanup(b.Close)
 	return b
 }
+
+// A snapshot publisher asks for few acknowledgements, yet once Flush returns every key holds
+// its last value, and a bucket that refused the puts is reported, even when no message but
+// the last would have asked.
+func TestSnapshotPublisherFlushMeansStored(t *testing.T) {
+	ctx := context.Background()
+	b := scratchBus(t)
+	if err := b.EnsureKV(ctx, "SNAP", 64<<20, true); err != nil {
+		t.Fatal(err)
+	}
+	pub := b.SnapshotPublisher()
+	const keys, rounds = 300, 3
+	for r := range rounds {
+		for k := range keys {
+			if err := pub.PublishAsync(nats.KVSubject("SNAP", fmt.Sprint("k", k)), "", []byte(fmt.Sprint("v", r))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := b.JS.KeyValue(ctx, "SNAP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range keys {
+		if e, err := kv.Get(ctx, fmt.Sprint("k", k)); err != nil || string(e.Value()) != fmt.Sprint("v", rounds-1) {
+			t.Fatalf("k%d after Flush: %v (%v); want v%d", k, e, err, rounds-1)
+		}
+	}
+
+	if err := b.EnsureKV(ctx, "TINY", 2<<10, true); err != nil {
+		t.Fatal(err)
+	}
+	pub = b.SnapshotPublisher()
+	for k := range 100 { // 100 × 64 bytes into 2 KiB, all without asking
+		if err := pub.PublishAsync(nats.KVSubject("TINY", fmt.Sprint("k", k)), "", bytes.Repeat([]byte("x"), 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); surge.ErrorCode(err) != surge.ERATELIMIT {
+		t.Fatalf("Flush after 6 KiB of puts into a 2 KiB bucket = %v; want ERATELIMIT", err)
+	}
+}

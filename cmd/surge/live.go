@@ -58,7 +58,7 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 		events := bus.Log(nats.EventsStream, nats.EventsSubject)
 		r := live.Runner{
 			Log:         stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return events.Open(ctx, after) }),
-			Checkpoints: ckpt, Publisher: bus.AsyncPublisher(), Subject: func(key string) string { return nats.KVSubject(liveBucket, key) },
+			Checkpoints: ckpt, Publisher: bus.SnapshotPublisher(), Subject: func(key string) string { return nats.KVSubject(liveBucket, key) },
 			Metrics: stream.NewMetrics(deps.Registry), Counters: counters, Logger: m.Log,
 		}
 		wg.Add(1)
