@@ -209,9 +209,11 @@ func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent,
 	if err := surge.UnmarshalBusinessEvent(raw, &e, true); err != nil {
 		return e, surge.Errorf(surge.EINVALID, "not one JSON event: %v", err)
 	}
-	own := strconv.FormatInt(a.UserID, 10)
-	if a.Role == surge.RoleShopper && e.User == "" {
-		e.User = own
+	var own string // the shopper's user
+	if a.Role == surge.RoleShopper {
+		if own = strconv.FormatInt(a.UserID, 10); e.User == "" {
+			e.User = own
+		}
 	}
 	if err := e.Validate(); err != nil {
 		return e, err

@@ -64,11 +64,11 @@ func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.St
 			OnRecord: func(c *stream.Context[seriesDay, hashSet, Contribution], v Contribution) {
 				seen := c.State()
 				if seen.IDs == nil {
-					seen.IDs = map[uint64]bool{}
+					seen.IDs = map[uint64]struct{}{}
 					c.SetTimer((c.Key.Day + 2) * daySeconds * 1000)
 				}
 				n := len(seen.IDs)
-				if seen.IDs[xxhash.Sum64String(v.Distinct)] = true; len(seen.IDs) > n { // a new user
+				if seen.IDs[xxhash.Sum64String(v.Distinct)] = struct{}{}; len(seen.IDs) > n { // a new user
 					v.Distinct = ""
 					c.Emit(c.Time, v)
 				}
@@ -89,8 +89,9 @@ type seriesDay struct {
 
 // hashSet holds ids, hashed: the ids of 10 seconds of events for dedup, or the users a distinct
 // series counted in a day. Two ids with one hash (about one chance in 10^9 for 200,000 ids)
-// would count as one.
-type hashSet struct{ IDs map[uint64]bool }
+// would count as one. The set holds no values: half the memory of a map to bool, and fewer
+// cache misses for the dedup of hundreds of thousands of events a second.
+type hashSet struct{ IDs map[uint64]struct{} }
 
 // GobEncode writes the ids as 8 bytes each: the dedup window and the distinct users are most of
 // the live pipeline's checkpoint, and gob's encoding of a map is several times slower.
@@ -107,9 +108,9 @@ func (d *hashSet) GobDecode(data []byte) error {
 	if len(data)%8 != 0 {
 		return fmt.Errorf("a set of %d bytes is not a list of ids", len(data))
 	}
-	d.IDs = make(map[uint64]bool, len(data)/8)
+	d.IDs = make(map[uint64]struct{}, len(data)/8)
 	for i := 0; i < len(data); i += 8 {
-		d.IDs[binary.LittleEndian.Uint64(data[i:])] = true
+		d.IDs[binary.LittleEndian.Uint64(data[i:])] = struct{}{}
 	}
 	return nil
 }
@@ -122,11 +123,11 @@ func dedup(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.St
 			OnRecord: func(c *stream.Context[int64, hashSet, surge.BusinessEvent], e surge.BusinessEvent) {
 				st := c.State()
 				if st.IDs == nil {
-					st.IDs = map[uint64]bool{}
+					st.IDs = map[uint64]struct{}{}
 					c.SetTimer((c.Key+1)*dedupBucketMs + DedupWindow.Milliseconds())
 				}
 				n := len(st.IDs)
-				if st.IDs[xxhash.Sum64String(e.ID)] = true; len(st.IDs) == n { // seen before
+				if st.IDs[xxhash.Sum64String(e.ID)] = struct{}{}; len(st.IDs) == n { // seen before
 					counters.Duplicates.Add(1)
 					return
 				}
