@@ -15,12 +15,12 @@ import (
 // hand anything else to the JSON library, whose rules they follow exactly
 // (FuzzBusinessEventJSON holds them to it). The writer gives the library's bytes.
 
-// UnmarshalBusinessEvent reads one event from data as the JSON library does, refusing unknown
-// members when rejectUnknown is set.
+// UnmarshalBusinessEvent reads one event from data into e as the JSON library does (the fields
+// data names are set, the others kept), refusing unknown members when rejectUnknown is set.
+// When the plain reading stops part way, the library reads data again over what it set: the
+// same fields, to the same values.
 func UnmarshalBusinessEvent(data []byte, e *BusinessEvent, rejectUnknown bool) error {
-	var fast BusinessEvent
-	if i, ok := fast.readPlain(data, skipSpace(data, 0)); ok && skipSpace(data, i) == len(data) {
-		*e = fast
+	if i, ok := e.readPlain(data, skipSpace(data, 0)); ok && skipSpace(data, i) == len(data) {
 		return nil
 	}
 	return jsonv2.Unmarshal(data, e, jsonv2.RejectUnknownMembers(rejectUnknown))

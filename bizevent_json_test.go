@@ -26,7 +26,9 @@ func FuzzBusinessEventJSON(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, rejectUnknown bool) {
-		var got, want BusinessEvent
+		// Both start from an event already filled: the fields data does not name stay.
+		got := BusinessEvent{ID: "pre", Type: BizClick, Time: 5, Text: "t", Units: 2}
+		want := got
 		gotErr := UnmarshalBusinessEvent(data, &got, rejectUnknown)
 		wantErr := jsonv2.Unmarshal(data, &want, jsonv2.RejectUnknownMembers(rejectUnknown))
 		if (gotErr == nil) != (wantErr == nil) || (gotErr == nil && got != want) {

@@ -247,18 +247,28 @@ type AsyncPublisher struct {
 	unacked     int
 	lastSubject string
 	lastData    []byte
+	reconnects  uint64 // the connection's count when the first quiet message since Flush went
+	quietSent   bool
 }
 
 // AsyncPublisher returns a publisher of its own (Flush waits only for its messages).
 func (b *Bus) AsyncPublisher() *AsyncPublisher { return &AsyncPublisher{js: b.JS} }
 
 // SnapshotPublisher returns a publisher for snapshots, such as the values of a KV bucket, where
-// a message that is lost is made good by the next one on its subject. Only one message in
+// a message that is lost is made good by the next one on its subject (or by its publisher
+// sending everything again from time to time, as the live sink does). Only one message in
 // snapshotAckEvery without a dedup id asks for an acknowledgement, and Flush asks it of the
 // last one sent without: the server stores one connection's messages to a stream in the order
-// they came, so that acknowledgement comes after the earlier messages were stored. For a live
+// they came, so that acknowledgement comes after the earlier messages were handled. For a live
 // sink that publishes thousands of series a second, the acknowledgements, each a reply to
 // route and a JSON to read, were most of its work on the bus.
+//
+// What it gives up: a quiet message the stream refuses on its own (say, one larger than the
+// bucket allows) or drops (its queue full, its leader changing) is not reported; a full
+// bucket refuses the acknowledged ones too, and is. Flush fails when the connection was
+// re-established since the quiet messages began, as they may be lost. At most
+// MaxPublishPending messages, quiet or not, go unconfirmed: the server's queue stays far from
+// full.
 func (b *Bus) SnapshotPublisher() *AsyncPublisher {
 	return &AsyncPublisher{js: b.JS, nc: b.Conn, ackEvery: snapshotAckEvery}
 }
@@ -267,12 +277,15 @@ func (b *Bus) SnapshotPublisher() *AsyncPublisher {
 // acknowledgement it first waits for them.
 func (p *AsyncPublisher) PublishAsync(subject, msgID string, data []byte) error {
 	p.mu.Lock()
-	full := len(p.futures) >= MaxPublishPending
+	full := len(p.futures) >= MaxPublishPending/max(1, p.ackEvery) // each covers ackEvery messages
 	quiet := p.ackEvery > 0 && msgID == "" && p.unacked+1 < p.ackEvery
 	if quiet {
 		p.unacked++
 		p.lastSubject, p.lastData = subject, data
-	} else if msgID == "" {
+		if !p.quietSent {
+			p.quietSent, p.reconnects = true, p.nc.Stats().Reconnects
+		}
+	} else { // its acknowledgement covers the quiet ones before it
 		p.unacked, p.lastData = 0, nil
 	}
 	p.mu.Unlock()
@@ -309,7 +322,8 @@ func (p *AsyncPublisher) PublishAsync(subject, msgID string, data []byte) error 
 func (p *AsyncPublisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	subject, last := p.lastSubject, p.lastData
-	p.unacked, p.lastData = 0, nil
+	reconnected := p.quietSent && p.nc.Stats().Reconnects != p.reconnects
+	p.unacked, p.lastData, p.quietSent = 0, nil, false
 	p.mu.Unlock()
 	if last != nil { // sent again, asking for the acknowledgement: a snapshot put twice is put once
 		f, err := p.js.PublishAsync(subject, last)
@@ -335,6 +349,9 @@ func (p *AsyncPublisher) Flush(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	if first == nil && reconnected {
+		first = errors.New("the connection to the bus was re-established while snapshots went unacknowledged: some may be lost")
 	}
 	return first
 }

@@ -353,3 +353,55 @@ func TestSnapshotPublisherFlushMeansStored(t *testing.T) {
 		t.Fatalf("Flush after 6 KiB of puts into a 2 KiB bucket = %v; want ERATELIMIT", err)
 	}
 }
+
+// A message with a dedup id after quiet ones is acknowledged after them, so Flush does not send
+// the last quiet one again over it; and a connection re-established while snapshots went
+// unacknowledged fails the Flush, since they may be lost.
+func TestSnapshotPublisherKeepsOrderAndReportsReconnects(t *testing.T) {
+	ctx := context.Background()
+	b := scratchBus(t)
+	if err := b.EnsureKV(ctx, "SNAP", 64<<20, true); err != nil {
+		t.Fatal(err)
+	}
+	pub := b.SnapshotPublisher()
+	subject := nats.KVSubject("SNAP", "k")
+	if err := pub.PublishAsync(subject, "", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.PublishAsync(subject, "new-1", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := b.JS.KeyValue(ctx, "SNAP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "new" {
+		t.Fatalf("k after Flush: %v (%v); want new", e, err)
+	}
+
+	if err := pub.PublishAsync(subject, "", []byte("quiet")); err != nil {
+		t.Fatal(err)
+	}
+	before := b.Conn.Stats().Reconnects
+	if err := b.Conn.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); b.Conn.Stats().Reconnects == before || !b.Conn.IsConnected(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not come back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := pub.Flush(ctx); err == nil {
+		t.Fatal("Flush after a reconnect with quiet snapshots pending = nil; want an error")
+	}
+	if err := pub.PublishAsync(subject, "", []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatalf("Flush of snapshots sent after the reconnect: %v", err)
+	}
+}
