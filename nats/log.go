@@ -267,8 +267,8 @@ func (b *Bus) AsyncPublisher() *AsyncPublisher { return &AsyncPublisher{js: b.JS
 // bucket allows) or drops (its queue full, its leader changing) is not reported; a full
 // bucket refuses the acknowledged ones too, and is. Flush fails when the connection was
 // re-established since the quiet messages began, as they may be lost. At most
-// MaxPublishPending messages, quiet or not, go unconfirmed: the server's queue stays far from
-// full.
+// MaxPublishPending messages, and the quiet ones after the last that asked, go unconfirmed:
+// the server's queue stays far from full.
 func (b *Bus) SnapshotPublisher() *AsyncPublisher {
 	return &AsyncPublisher{js: b.JS, nc: b.Conn, ackEvery: snapshotAckEvery}
 }
