@@ -127,7 +127,8 @@ func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
 		if !ok {
 			return i, false
 		}
-		var field *string
+		var field *string // a string field, or
+		var whole *int64  // a number field
 		var bit int
 		switch string(name) {
 		case "id":
@@ -152,27 +153,26 @@ func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
 			field, bit = &e.Status, hasStatus
 		case "text":
 			field, bit = &e.Text, hasText
-		case "time", "units", "amount":
-			n, bit := &e.Time, hasTime
-			if name[0] == 'u' {
-				n, bit = &e.Units, hasUnits
-			} else if name[0] == 'a' {
-				n, bit = &e.Amount, hasAmount
-			}
-			if seen&bit != 0 || kind == '"' {
-				return i, false
-			}
-			seen |= bit
-			*n = num // 0 for null
+		case "time":
+			whole, bit = &e.Time, hasTime
+		case "units":
+			whole, bit = &e.Units, hasUnits
+		case "amount":
+			whole, bit = &e.Amount, hasAmount
 		default:
 			return i, false
 		}
-		if field != nil {
-			if seen&bit != 0 || (kind != '"' && kind != 'n') {
-				return i, false
-			}
-			seen |= bit
+		if seen&bit != 0 {
+			return i, false
+		}
+		seen |= bit
+		switch {
+		case field != nil && kind != '"' && kind != 'n', whole != nil && kind == '"':
+			return i, false // the wrong kind of value: the library says so
+		case field != nil:
 			*field = eventString(bit, str) // "" for null
+		default:
+			*whole = num // 0 for null
 		}
 		if i = skipSpace(b, i); i >= len(b) {
 			return i, false

@@ -173,3 +173,24 @@ func TestKeyCacheGivesTheSeriesKey(t *testing.T) {
 		t.Fatal("the cache never started over: the test did not reach its bound")
 	}
 }
+
+// A batch as ingestion writes it is read in one pass; a message in any other shape is left to
+// the general reading (which FuzzDecodeBusEvents holds to the same answers).
+func TestIngestedBatchesAreReadInOnePass(t *testing.T) {
+	events := `[{"id":"a","type":"click","time":1790000000000,"sku":"s"}]`
+	for _, c := range []struct {
+		msg  string
+		fast bool
+	}{
+		{`{"id":"x1-1","kind":"events.ingested","at":"2026-12-02T07:00:00.123Z","data":` + events + `}`, true},
+		{`{"kind":"events.ingested","id":"x1-1","at":"2026-12-02T07:00:00Z","data":` + events + `}`, false},
+		{`{"id":"x 1","kind":"events.ingested","at":"2026-12-02T07:00:00Z","data":` + events + `}`, false},
+		{`{"id":"x1-1","kind":"orders.created","at":"2026-12-02T07:00:00Z","data":[]}`, false},
+		{`{"id":"x1-1","kind":"events.ingested","at":"2026-12-02T07:00:00Z","data":` + events + `,"more":1}`, false},
+	} {
+		evs, ok := ingestedBatch([]byte(c.msg))
+		if ok != c.fast || (ok && (len(evs) != 1 || evs[0].ID != "a" || evs[0].SKU != "s")) {
+			t.Errorf("ingestedBatch(%s) = %+v, %v; want one pass %v", c.msg, evs, ok, c.fast)
+		}
+	}
+}

@@ -330,13 +330,9 @@ func TestSnapshotPublisherFlushMeansStored(t *testing.T) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := b.JS.KeyValue(ctx, "SNAP")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for k := range keys {
-		if e, err := kv.Get(ctx, fmt.Sprint("k", k)); err != nil || string(e.Value()) != fmt.Sprint("v", rounds-1) {
-			t.Fatalf("k%d after Flush: %v (%v); want v%d", k, e, err, rounds-1)
+		if got := kvValue(t, b, "SNAP", fmt.Sprint("k", k)); got != fmt.Sprint("v", rounds-1) {
+			t.Fatalf("k%d after Flush = %q; want v%d", k, got, rounds-1)
 		}
 	}
 
@@ -374,12 +370,8 @@ func TestSnapshotPublisherKeepsOrderAndReportsReconnects(t *testing.T) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := b.JS.KeyValue(ctx, "SNAP")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "new" {
-		t.Fatalf("k after Flush: %v (%v); want new", e, err)
+	if got := kvValue(t, b, "SNAP", "k"); got != "new" {
+		t.Fatalf("k after Flush = %q; want new", got)
 	}
 
 	if err := pub.PublishAsync(subject, "", []byte("quiet")); err != nil {
@@ -404,4 +396,20 @@ func TestSnapshotPublisherKeepsOrderAndReportsReconnects(t *testing.T) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatalf("Flush of snapshots sent after the reconnect: %v", err)
 	}
+}
+
+// kvValue is a key's value in a bucket now ("" when it has none).
+func kvValue(t *testing.T, b *nats.Bus, bucket, key string) string {
+	t.Helper()
+	kv, err := b.JS.KeyValue(context.Background(), bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ""
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(e.Value())
 }

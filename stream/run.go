@@ -243,9 +243,9 @@ type logRecord[In any] struct {
 }
 
 // readAhead reads and decodes the log on its own goroutine, a few records (readAheadRecords
-// queued) ahead of the pipeline: decoding (JSON, say) is a large part of a task's work, and so runs beside the
-// operators rather than before them. stop ends the reading and waits for it, so the reader can
-// be closed after.
+// queued) ahead of the pipeline: decoding (JSON, say) is a large part of a task's work, and so
+// runs beside the operators rather than before them. stop ends the reading and waits for it,
+// so the reader can be closed after.
 func readAhead[In any](r Reader, run LogRun[In]) (<-chan logRecord[In], func()) {
 	out, quit, done := make(chan logRecord[In], readAheadRecords), make(chan struct{}), make(chan struct{})
 	go func() { // ends with stop
