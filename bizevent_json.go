@@ -86,11 +86,27 @@ const (
 	hasText
 )
 
-// readPlain reads the object at b[i] into e, and gives the index past it, when it is in the plain
-// form: the event's own fields, each named once, without escapes; strings of valid UTF-8; whole
-// numbers that fit; null. It checks the syntax itself. Anything else, valid or not, it reports
-// as not plain, and the library reads it.
-func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
+// PlainValue is the value of one member of a plain JSON object (see ReadPlainObject).
+type PlainValue struct {
+	Kind byte   // '"' a string, '0' a whole number, 't' true, 'f' false, 'n' null
+	Str  []byte // a string's content, which aliases the input
+	Num  int64  // a whole number
+}
+
+// ReadPlainObject calls member for each member of the JSON object that is the whole of b (space
+// around it aside), in order, when it is in the plain form: names and strings without escapes
+// (and so without control characters), strings of valid UTF-8, whole numbers of at most 18
+// digits, true, false or null. It checks the syntax itself and reports false at once for anything else,
+// valid or not, and when member does: such input is for a JSON library, whose answer (the value,
+// or why not) it leaves alone. Decoders use it as a fast path for the bodies clients usually
+// send, and fall back to the library when it reports false.
+func ReadPlainObject(b []byte, member func(name []byte, v PlainValue) bool) bool {
+	i, ok := readPlainObject(b, skipSpace(b, 0), member)
+	return ok && skipSpace(b, i) == len(b)
+}
+
+// readPlainObject is ReadPlainObject for the object at b[i]; it gives the index past it.
+func readPlainObject(b []byte, i int, member func(name []byte, v PlainValue) bool) (int, bool) {
 	if i >= len(b) || b[i] != '{' {
 		return i, false
 	}
@@ -98,7 +114,6 @@ func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
 	if i < len(b) && b[i] == '}' {
 		return i + 1, true
 	}
-	var seen int
 	for {
 		name, next, ok := plainString(b, i)
 		if !ok {
@@ -110,23 +125,50 @@ func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
 		if i = skipSpace(b, i+1); i >= len(b) {
 			return i, false
 		}
-		var str []byte
-		var num int64
-		kind := b[i]
-		switch {
-		case kind == '"':
-			str, i, ok = plainString(b, i)
-		case kind == 'n':
-			ok = len(b)-i >= 4 && string(b[i:i+4]) == "null"
-			i += 4
-		case kind == '-' || (kind >= '0' && kind <= '9'):
-			num, i, ok = wholeNumber(b, i)
+		var v PlainValue
+		switch c := b[i]; {
+		case c == '"':
+			v.Kind = '"'
+			v.Str, i, ok = plainString(b, i)
+		case c == 'n', c == 't', c == 'f':
+			lit := "false"
+			if c == 'n' {
+				lit = "null"
+			} else if c == 't' {
+				lit = "true"
+			}
+			v.Kind = c
+			ok = len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit
+			i += len(lit)
+		case c == '-' || (c >= '0' && c <= '9'):
+			v.Kind = '0'
+			v.Num, i, ok = wholeNumber(b, i)
 		default:
-			ok = false // true, false, an object or an array: the library says why not
+			ok = false // an object or an array: the library reads it
 		}
-		if !ok {
+		if !ok || !member(name, v) {
 			return i, false
 		}
+		if i = skipSpace(b, i); i >= len(b) {
+			return i, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
+}
+
+// readPlain reads the object at b[i] into e, and gives the index past it, when it is in the plain
+// form (see ReadPlainObject) and names only the event's own fields, each once, with values of
+// their kinds. Anything else it reports as not plain, and the library reads it.
+func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
+	var seen int
+	return readPlainObject(b, i, func(name []byte, v PlainValue) bool {
 		var field *string // a string field, or
 		var whole *int64  // a number field
 		var bit int
@@ -160,32 +202,22 @@ func (e *BusinessEvent) readPlain(b []byte, i int) (int, bool) {
 		case "amount":
 			whole, bit = &e.Amount, hasAmount
 		default:
-			return i, false
+			return false
 		}
 		if seen&bit != 0 {
-			return i, false
+			return false
 		}
 		seen |= bit
 		switch {
-		case field != nil && kind != '"' && kind != 'n', whole != nil && kind == '"':
-			return i, false // the wrong kind of value: the library says so
+		case v.Kind != 'n' && (field != nil && v.Kind != '"' || whole != nil && v.Kind != '0'):
+			return false // the wrong kind of value: the library says so
 		case field != nil:
-			*field = eventString(bit, str) // "" for null
+			*field = eventString(bit, v.Str) // "" for null
 		default:
-			*whole = num // 0 for null
+			*whole = v.Num // 0 for null
 		}
-		if i = skipSpace(b, i); i >= len(b) {
-			return i, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
-		}
-	}
+		return true
+	})
 }
 
 // eventString is the string of a field's value, without a copy for the usual types and platforms.

@@ -99,6 +99,53 @@ type issuedClaims struct {
 	Audience  json.RawMessage `json:"aud"`
 }
 
+// readPlain reads the claims in the plain form signAccess writes (see surge.ReadPlainObject):
+// each named once and exactly, with a value of its type. For anything else (an audience, an id,
+// a claim of nobody's, a name in other letter case, a fraction) it reports false, and
+// encoding/json reads them, as the library would.
+func (c *issuedClaims) readPlain(b []byte) bool {
+	var seen uint8
+	return surge.ReadPlainObject(b, func(name []byte, v surge.PlainValue) bool {
+		var str *string
+		var date **float64
+		var bit uint8
+		switch string(name) {
+		case "iss":
+			str, bit = &c.Issuer, 1
+		case "sub":
+			str, bit = &c.Subject, 2
+		case "role":
+			str, bit = &c.Role, 4
+		case "exp":
+			date, bit = &c.ExpiresAt, 8
+		case "nbf":
+			date, bit = &c.NotBefore, 16
+		case "iat":
+			date, bit = &c.IssuedAt, 32
+		case "test":
+			bit = 64
+		default:
+			return false
+		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		switch {
+		case str != nil && v.Kind == '"':
+			*str = string(v.Str)
+		case date != nil && v.Kind == '0':
+			f := float64(v.Num)
+			*date = &f
+		case bit == 64 && (v.Kind == 't' || v.Kind == 'f'):
+			c.Test = v.Kind == 't'
+		default:
+			return false // null, or the wrong type: encoding/json's rules apply
+		}
+		return true
+	})
+}
+
 // maxIssuedPayload bounds the claims authenticateIssued decodes on the stack's behalf.
 const maxIssuedPayload = 1024
 
@@ -133,8 +180,11 @@ func (s *Service) authenticateIssued(token string) (a surge.Actor, w window, err
 		return a, w, nil, false
 	}
 	var c issuedClaims
-	if json.Unmarshal(buf[:n], &c) != nil || c.Audience != nil {
-		return a, w, nil, false
+	if !c.readPlain(buf[:n]) {
+		c = issuedClaims{}
+		if json.Unmarshal(buf[:n], &c) != nil || c.Audience != nil {
+			return a, w, nil, false
+		}
 	}
 	if c.Issuer != issuer || c.ExpiresAt == nil {
 		return a, w, errBadToken, true

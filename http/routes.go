@@ -1,6 +1,7 @@
 package http
 
 import (
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -288,11 +289,23 @@ func (s *Server) endpoint(rt route) http.Handler {
 	})
 }
 
+// plainReader is a request body type with a one-pass reader for the form clients usually send
+// (purchase.Request): what it does not take, the JSON decoder reads.
+type plainReader interface{ ReadPlain(body []byte) bool }
+
 // withBody decodes the JSON body into T and calls fn with it.
 func withBody[T any](r *http.Request, fn func(T) (any, error)) (any, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, surge.JSONError(err)
+	}
 	var in T
-	if err := surge.DecodeJSON(r.Body, &in); err != nil {
-		return nil, err
+	if p, ok := any(&in).(plainReader); !ok || !p.ReadPlain(body) {
+		var zero T // the decoder starts afresh, whatever the plain reading set before it stopped
+		in = zero
+		if err := surge.DecodeJSONBytes(body, &in); err != nil {
+			return nil, err
+		}
 	}
 	return fn(in)
 }
