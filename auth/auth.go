@@ -55,7 +55,7 @@ type Service struct {
 	hash     *hasher
 	decoyPHC string    // verified against when the account does not exist, so timing tells nothing
 	macs     sync.Pool // HMAC-SHA256 under the token secret, reused across requests
-	verified verified  // access tokens already checked
+	verified *verified // access tokens already checked
 }
 
 // New returns a login service. now may be nil for the wall clock.
@@ -69,7 +69,7 @@ func New(users surge.UserStore, ids func() (int64, error), counter surge.Counter
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{users: users, ids: ids, counter: counter, sender: sender, cfg: cfg, now: now, hash: newHasher()}
+	s := &Service{users: users, ids: ids, counter: counter, sender: sender, cfg: cfg, now: now, hash: newHasher(), verified: newVerified()}
 	s.macs.New = func() any { return hmac.New(sha256.New, cfg.Secret) }
 	decoy, err := s.hash.Hash(context.Background(), "decoy password")
 	if err != nil {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -12,6 +13,11 @@ import (
 // the shoppers of a sale's first minute on a busy node (100,000 in a loadgen crowd of that size
 // did not fit in one of 65,536: the promoted half pushed the rest out).
 const maxVerified = 1 << 17
+
+// verifiedShards split the remembered tokens, each part with its own lock and generations of
+// maxVerified/verifiedShards: every request of a sale asks, and on one lock and two maps of a
+// hundred thousand tokens each the asking cost more than the rest of a sold-out answer.
+const verifiedShards = 16
 
 // window is when a token is valid: from its nbf (zero when it has none) until its exp.
 type window struct{ from, until time.Time }
@@ -33,12 +39,48 @@ type verifiedToken struct {
 //
 // Two generations keep the recently used: when the current one is full it becomes the old one
 // and the oldest generation is dropped; a token found in the old one moves to the current one.
+// Tokens are spread over shards by a hash with a seed of the node's own.
 type verified struct {
+	seed   maphash.Seed
+	shards [verifiedShards]verifiedShard
+}
+
+type verifiedShard struct {
 	mu       sync.RWMutex
 	cur, old map[string]verifiedToken
+	_        [64]byte // apart from the next shard's lock
+}
+
+func newVerified() *verified { return &verified{seed: maphash.MakeSeed()} }
+
+func (v *verified) shard(token string) *verifiedShard {
+	return &v.shards[maphash.String(v.seed, token)%verifiedShards]
 }
 
 func (v *verified) get(token string, now time.Time) (surge.Actor, bool) {
+	return v.shard(token).get(token, now)
+}
+
+func (v *verified) put(token string, a surge.Actor, w window) {
+	sh := v.shard(token)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.putLocked(token, verifiedToken{actor: a, w: w})
+}
+
+// size is how many tokens are remembered.
+func (v *verified) size() int {
+	n := 0
+	for i := range v.shards {
+		sh := &v.shards[i]
+		sh.mu.RLock()
+		n += len(sh.cur) + len(sh.old)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+func (v *verifiedShard) get(token string, now time.Time) (surge.Actor, bool) {
 	v.mu.RLock()
 	t, ok := v.cur[token]
 	older := false
@@ -62,15 +104,9 @@ func (v *verified) get(token string, now time.Time) (surge.Actor, bool) {
 	return t.actor, true
 }
 
-func (v *verified) put(token string, a surge.Actor, w window) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.putLocked(token, verifiedToken{actor: a, w: w})
-}
-
-func (v *verified) putLocked(token string, t verifiedToken) {
-	if v.cur == nil || len(v.cur) >= maxVerified {
-		v.old, v.cur = v.cur, make(map[string]verifiedToken, maxVerified)
+func (v *verifiedShard) putLocked(token string, t verifiedToken) {
+	if v.cur == nil || len(v.cur) >= maxVerified/verifiedShards {
+		v.old, v.cur = v.cur, make(map[string]verifiedToken, maxVerified/verifiedShards)
 	}
 	v.cur[token] = t
 }

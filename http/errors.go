@@ -1,6 +1,7 @@
 package http
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/surgecommerce/surge"
@@ -53,3 +54,29 @@ type refusedImport struct {
 func (r *refusedImport) Error() string { return r.err.Error() }
 
 func (r *refusedImport) Unwrap() error { return r.err }
+
+// appendJSON appends the envelope as json.Encoder writes it, newline included, without
+// reflection: a sale answers tens of thousands of "sold out" a second. An import's report is
+// left to the encoder.
+func (b ErrorBody) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"error":{"code":`...)
+	dst = appendJSONString(dst, b.Error.Code)
+	dst = append(dst, `,"message":`...)
+	dst = appendJSONString(dst, b.Error.Message)
+	dst = append(dst, `,"request_id":`...)
+	dst = appendJSONString(dst, b.Error.RequestID)
+	return append(dst, "}}\n"...)
+}
+
+// appendJSONString appends s quoted as json.Encoder does, escaping HTML's special characters.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}

@@ -1,6 +1,8 @@
 package http
 
 import (
+	"bytes"
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -76,4 +78,22 @@ func asDomain(err error, de **surge.Error) bool {
 	e, ok := err.(*surge.Error)
 	*de = e
 	return ok
+}
+
+// FuzzErrorBodyJSON: the error envelope written by hand is byte for byte what json.Encoder
+// writes, whatever the message holds (quotes, HTML, control characters, bad UTF-8, U+2028).
+func FuzzErrorBodyJSON(f *testing.F) {
+	f.Add("ESOLDOUT", "sold out", "3f2a9c")
+	f.Add("EINVALID", `field "x" <must> be & a "string"`, "a\u2028b")
+	f.Add("E\x00", "caf\xc3\xa9 \xff\t\n~\x7f", "")
+	f.Fuzz(func(t *testing.T, code, msg, id string) {
+		body := ErrorBody{Error: ErrorDetail{Code: code, Message: msg, RequestID: id}}
+		var want bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(body); err != nil {
+			t.Fatal(err)
+		}
+		if got := body.appendJSON(nil); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("appendJSON = %s; json.Encoder writes %s", got, want.Bytes())
+		}
+	})
 }

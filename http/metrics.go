@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,21 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	// The series already in use, found without hashing their labels again. Routes, methods,
+	// traffic kinds and statuses are all few, so this stays small.
+	mu     sync.RWMutex
+	series map[seriesKey]seriesPair
+}
+
+type seriesKey struct {
+	route, method, traffic string
+	code                   int
+}
+
+type seriesPair struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newMetrics(reg *prometheus.Registry, checks []Check) *metrics {
@@ -25,6 +41,7 @@ func newMetrics(reg *prometheus.Registry, checks []Check) *metrics {
 			Name: "surge_http_request_duration_seconds", Help: "HTTP request latency by route pattern, method and traffic.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method", "traffic"}),
+		series: make(map[seriesKey]seriesPair),
 	}
 	reg.MustRegister(m.requests, m.latency, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -56,6 +73,17 @@ func trafficLabel(r *http.Request) string {
 }
 
 func (m *metrics) observe(route, method, traffic string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code), traffic).Inc()
-	m.latency.WithLabelValues(route, method, traffic).Observe(d.Seconds())
+	k := seriesKey{route: route, method: method, traffic: traffic, code: code}
+	m.mu.RLock()
+	p, ok := m.series[k]
+	m.mu.RUnlock()
+	if !ok {
+		p = seriesPair{requests: m.requests.WithLabelValues(route, method, strconv.Itoa(code), traffic),
+			latency: m.latency.WithLabelValues(route, method, traffic)}
+		m.mu.Lock()
+		m.series[k] = p
+		m.mu.Unlock()
+	}
+	p.requests.Inc()
+	p.latency.Observe(d.Seconds())
 }

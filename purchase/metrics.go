@@ -1,6 +1,8 @@
 package purchase
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surgecommerce/surge"
@@ -9,6 +11,8 @@ import (
 // metrics are the purchase path's Prometheus series.
 type metrics struct {
 	outcomes      *prometheus.CounterVec
+	outcomesMu    sync.RWMutex
+	byOutcome     map[string]prometheus.Counter // the outcomes' series once used: a handful
 	batches       prometheus.Histogram
 	lookupBatch   prometheus.Histogram
 	lookupsAlone  prometheus.Counter
@@ -21,6 +25,7 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "surge_purchase_attempts_total", Help: "Purchase attempts by outcome (success, queued, or the refusal's error code).",
 		}, []string{"outcome"}),
+		byOutcome: make(map[string]prometheus.Counter),
 		batches: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "surge_purchase_batch_size", Help: "Attempts one queue hands the stock engine at once.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
@@ -45,7 +50,16 @@ func (m *metrics) outcome(r *Result, err error) string {
 	if err == nil && r != nil {
 		label = r.Status
 	}
-	m.outcomes.WithLabelValues(label).Inc()
+	m.outcomesMu.RLock()
+	c, ok := m.byOutcome[label]
+	m.outcomesMu.RUnlock()
+	if !ok {
+		c = m.outcomes.WithLabelValues(label)
+		m.outcomesMu.Lock()
+		m.byOutcome[label] = c
+		m.outcomesMu.Unlock()
+	}
+	c.Inc()
 	return label
 }
 
