@@ -94,7 +94,7 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 	workers := fs.Int("workers", 64, "concurrent connections")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	driver := fs.String("driver", "wrk", "load generator: wrk (a separate process; needs wrk on PATH) or go (the bench's own client, in process)")
-	profile := fs.String("cpuprofile", "", "write a CPU profile of the purchase phase to this file")
+	profile := fs.String("cpuprofile", "", "write CPU profiles of the purchases: with wrk one per phase, to this path with -purchase, -sold-out and -trivial appended; with go one of the whole run")
 	pgURL := fs.String("postgres-url", "", "run the node on this PostgreSQL (scale-out shape; default SQLite)")
 	redisURL := fs.String("redis-url", "", "run the node's stock and counters on this Redis")
 	natsURL := fs.String("nats-url", "", "run the node on this external NATS JetStream")
@@ -137,20 +137,20 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 		bodies[i], _ = json.Marshal(purchase.Request{ItemID: item, Quantity: 1, RequestID: "b" + strconv.Itoa(i), Token: tokens[i]})
 	}
 	fmt.Fprintf(stderr, "bench: %d shoppers buy now (driver %s)\n", *shoppers, *driver)
-	stopProfile, err := startProfile(*profile)
-	if err != nil {
-		return err
-	}
 	res := PurchaseBenchResult{Driver: *driver, Shoppers: *shoppers, Units: *units, Workers: *workers}
 	switch *driver {
 	case "wrk":
-		err = purchaseWrk(ctx, &res, "http://"+m.Addr+"/v1/purchases", jwts, bodies, dir, stderr)
+		err = purchaseWrk(ctx, &res, "http://"+m.Addr+"/v1/purchases", jwts, bodies, dir, *profile, stderr)
 	case "go":
+		var stopProfile func()
+		if stopProfile, err = startProfile(*profile); err != nil {
+			return err
+		}
 		err = purchaseGo(ctx, &res, httpc, "http://"+m.Addr+"/v1/purchases", jwts, bodies)
+		stopProfile()
 	default:
 		err = fmt.Errorf("--driver is wrk or go, not %q", *driver)
 	}
-	stopProfile()
 	if err != nil {
 		return err
 	}
@@ -240,8 +240,10 @@ type wrkRun struct {
 // purchaseWrk drives the purchases with wrk, a separate process: first the shoppers the stock
 // can serve (the purchase path, every answer after a durable reservation and order command),
 // then everyone else (the sold-out path), then a trivial JSON handler with the same requests.
-// Each phase sends every shopper's attempt exactly once.
-func purchaseWrk(ctx context.Context, res *PurchaseBenchResult, url string, jwts []string, bodies [][]byte, dir string, stderr io.Writer) error {
+// Each phase sends every shopper's attempt exactly once. With profile set, each phase writes a
+// CPU profile of the node (and the trivial handler) while wrk runs, to profile + "-" + its name:
+// the phases cost so differently that one profile of all three answers nothing.
+func purchaseWrk(ctx context.Context, res *PurchaseBenchResult, url string, jwts []string, bodies [][]byte, dir, profile string, stderr io.Writer) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("--driver wrk needs wrk on PATH (Debian: apt-get install wrk), or use --driver go: %w", err)
 	}
@@ -269,6 +271,14 @@ func purchaseWrk(ctx context.Context, res *PurchaseBenchResult, url string, jwts
 		if err != nil {
 			return nil, err
 		}
+		stopProfile := func() {}
+		if profile != "" {
+			var err error
+			if stopProfile, err = startProfile(profile + "-" + name); err != nil {
+				return nil, err
+			}
+		}
+		defer stopProfile()
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("wrk: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -22,7 +23,9 @@ func TestBenchPurchase(t *testing.T) {
 				t.Skip("wrk is not installed")
 			}
 			var out, errOut bytes.Buffer
-			args := []string{"bench", "purchase", "--shoppers", "600", "--units", "150", "--workers", "8", "--driver", driver, "--json"}
+			profile := filepath.Join(t.TempDir(), "cpu")
+			args := []string{"bench", "purchase", "--shoppers", "600", "--units", "150", "--workers", "8", "--driver", driver, "--json",
+				"--cpuprofile", profile}
 			if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
 				t.Fatalf("bench purchase = %d: %s", code, errOut.String())
 			}
@@ -33,6 +36,15 @@ func TestBenchPurchase(t *testing.T) {
 			if res.Successes != 150 || res.SoldOut != 450 || res.Errors != 0 || res.BeforeSelloutPerS <= 0 ||
 				res.AfterSelloutPerS <= 0 || res.BaselinePerS <= 0 || res.Driver != driver {
 				t.Fatalf("bench purchase = %+v; want 150 orders, 450 sold out, no errors, rates", res)
+			}
+			profiles := []string{profile} // the go driver's run is one
+			if driver == "wrk" {
+				profiles = []string{profile + "-purchase", profile + "-sold-out", profile + "-trivial"}
+			}
+			for _, p := range profiles {
+				if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+					t.Errorf("CPU profile %s: %v", p, err)
+				}
 			}
 		})
 	}
