@@ -39,7 +39,8 @@ type verifiedToken struct {
 //
 // Two generations keep the recently used: when the current one is full it becomes the old one
 // and the oldest generation is dropped; a token found in the old one moves to the current one.
-// Tokens are spread over shards by a hash with a seed of the node's own.
+// Tokens are spread over shards by a hash with a seed of the node's own: make one with
+// newVerified (the zero value has no seed).
 type verified struct {
 	seed   maphash.Seed
 	shards [verifiedShards]verifiedShard

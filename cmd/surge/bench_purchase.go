@@ -267,10 +267,6 @@ func purchaseWrk(ctx context.Context, res *PurchaseBenchResult, url string, jwts
 		fmt.Fprintf(stderr, "bench: %s: %d requests with wrk on %d connections\n", name, to-from, res.Workers)
 		cmd := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(res.Workers),
 			"-d", "10m", "--timeout", "10s", "-s", script, url, "--", data, strconv.Itoa(threads))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
 		stopProfile := func() {}
 		if profile != "" {
 			var err error
@@ -279,6 +275,10 @@ func purchaseWrk(ctx context.Context, res *PurchaseBenchResult, url string, jwts
 			}
 		}
 		defer stopProfile()
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("wrk: %w", err)
 		}
