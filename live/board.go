@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/surgecommerce/surge/stream"
 )
@@ -85,6 +86,18 @@ type Sink struct {
 	refresh   []string  // the series still to publish again in this round
 	restored  bool      // the next round is the first after a restore: all at once
 	writes    int
+	// recent finds a series by the identity of its key string. The pipeline hands the sink the
+	// same strings again and again (cached per metric and value), so most contributions find
+	// their series here, without hashing the key and probing a map of tens of thousands.
+	recent [recentSeries]recentEntry
+}
+
+// recentSeries is the size of the sink's table of recently counted series.
+const recentSeries = 4096
+
+type recentEntry struct {
+	key string // held, so that no other string can take its place in memory
+	st  *SeriesState
 }
 
 // clockWrites is how many contributions the sink counts between looks at the clock.
@@ -111,17 +124,30 @@ func (s *Sink) markDirty(key string, st *SeriesState) {
 
 // Write counts a contribution.
 func (s *Sink) Write(_ uint64, _ int64, c Contribution) error {
-	st := s.series[c.Key]
-	if st == nil {
-		st = &SeriesState{}
-		s.series[c.Key] = st
-	}
+	st := s.state(c.Key)
 	st.add(c.Sec, c.Delta)
 	s.markDirty(c.Key, st)
 	if s.writes++; s.writes%clockWrites == 0 && time.Since(s.last) >= FlushEvery {
 		return s.publish()
 	}
 	return nil
+}
+
+// state is the series of a key, made on first use. A key string that is the very one last
+// seen in its slot (same bytes in memory, same length) names the same series.
+func (s *Sink) state(key string) *SeriesState {
+	p := unsafe.StringData(key)
+	e := &s.recent[(uintptr(unsafe.Pointer(p))>>3^uintptr(len(key)))%recentSeries]
+	if e.st != nil && unsafe.StringData(e.key) == p && len(e.key) == len(key) {
+		return e.st
+	}
+	st := s.series[key]
+	if st == nil {
+		st = &SeriesState{}
+		s.series[key] = st
+	}
+	e.key, e.st = key, st
+	return st
 }
 
 // Flush publishes every changed series and waits for the log to store them.
@@ -206,6 +232,7 @@ func (s *Sink) RestoreState(data []byte) error {
 		return err
 	}
 	s.series = make(map[string]*SeriesState, len(st.Keys))
+	s.recent = [recentSeries]recentEntry{} // the series they pointed to are replaced
 	for i, k := range st.Keys {
 		v := st.States[i]
 		s.series[k] = &v

@@ -355,6 +355,21 @@ func TestSinkStateRoundTrip(t *testing.T) {
 	if err := again.RestoreState([]byte("not gob")); err == nil {
 		t.Error("a corrupt state was restored")
 	}
+	// Restored in place (a pipeline restarting from its checkpoint), a sink counts on the series
+	// it restored, not on the ones it held before, even for the very same key strings.
+	gmv := sink.Total("gmv")
+	if err := sink.Write(4, 0, live.Contribution{Key: "gmv", Delta: 7, Sec: 1_790_000_004}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.RestoreState(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Write(5, 0, live.Contribution{Key: "gmv", Delta: 1, Sec: 1_790_000_005}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.Total("gmv"); got != gmv+1 {
+		t.Errorf("gmv after a restore in place and one more = %d; want %d", got, gmv+1)
+	}
 }
 
 // An app past its quota of events a minute is told to come back later; staff have no quota.

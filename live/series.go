@@ -24,7 +24,11 @@ type secondValue struct{ sec, val int64 }
 func (s *SeriesState) add(sec, delta int64) {
 	s.Total += delta
 	n := len(s.recent)
-	if n == 0 || sec > s.recent[n-1].sec { // the usual case: a new newest second
+	if n > 0 && sec == s.recent[n-1].sec { // the usual case at volume: the newest second again
+		s.recent[n-1].val += delta
+		return
+	}
+	if n == 0 || sec > s.recent[n-1].sec { // a new newest second
 		old := 0
 		for old < n && s.recent[old].sec <= sec-SeriesSeconds {
 			old++
