@@ -329,15 +329,17 @@ func (c *Client) Item(ctx context.Context, itemID int64) (*purchase.Detail, erro
 // Purchase attempts a purchase. A refusal is an error with its code (ESOLDOUT, ELIMIT, …);
 // a queued attempt returns Status "queued" and a ticket for PollPurchase.
 //
-// A purchase is idempotent by its request id, and says so in an Idempotency-Key header: when a
-// server closes a kept-alive connection just as the attempt goes out on it (which HTTP/1.1
-// allows), the transport sends it again on a new one instead of failing it.
+// A purchase is idempotent by its request id, and says so in an Idempotency-Key header, so Go's
+// transport sends it again on a new connection when the server closes a kept-alive one under it
+// (which HTTP/1.1 allows) instead of failing it. The server may have received the attempt, and
+// acted on it, before the connection broke: the second sending gets the first one's answer,
+// because Surge keeps each reservation under its request id. Only for servers that do.
 func (c *Client) Purchase(ctx context.Context, r purchase.Request) (*purchase.Result, error) {
 	return call[purchase.Result](ctx, c.WithHeader(IdempotencyKeyHeader, r.RequestID), "POST", "/v1/purchases", r)
 }
 
 // IdempotencyKeyHeader marks a request that may be sent twice with the same effect; Go's HTTP
-// transport then retries it on a connection the server closed before answering.
+// transport then resends it when the connection it went out on broke before an answer came.
 const IdempotencyKeyHeader = "Idempotency-Key"
 
 // PollPurchase returns the answer to a queued purchase.

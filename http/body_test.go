@@ -14,7 +14,8 @@ import (
 )
 
 // A body the one-pass reading starts and then leaves (a leading zero it does not take, a name
-// in other letter case) is read by the decoder from the start: the same answer either way.
+// in other letter case, an escape) is read by the decoder from the start; a plain body is read
+// in one pass. The same answer either way.
 func TestWithBodyFallsBackToTheDecoder(t *testing.T) {
 	for body, want := range map[string]purchase.Request{
 		`{"token":"a","request_id":"r","item_id":"0123","quantity":1}`: {ItemID: 123, Quantity: 1, RequestID: "r", Token: "a"},
@@ -22,6 +23,10 @@ func TestWithBodyFallsBackToTheDecoder(t *testing.T) {
 		`{"item_id":"5","quantity":1,"request_id":"a\u0062"}`:          {ItemID: 5, Quantity: 1, RequestID: "ab"},
 		`{"item_id":"5","quantity":1,"token":"t"}`:                     {ItemID: 5, Quantity: 1, Token: "t"},
 	} {
+		var plain purchase.Request
+		if isPlain := plain.ReadPlain([]byte(body)); isPlain != strings.Contains(body, `"token":"t"`) {
+			t.Errorf("ReadPlain(%s) = %v; the case is meant to take the other path", body, isPlain)
+		}
 		r := httptest.NewRequest("POST", "/v1/purchases", strings.NewReader(body))
 		got, err := withBody(r, func(in purchase.Request) (any, error) { return in, nil })
 		if err != nil || got != want {

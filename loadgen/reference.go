@@ -180,9 +180,14 @@ func (r *Reference) Page(ctx context.Context, sh Shopper, item int64) (string, i
 	return "", d.Remaining, nil
 }
 
-// Buy implements Target.
+// Buy implements Target. It posts the attempt without client.Purchase's Idempotency-Key: the
+// reference deduplicates nothing, so the transport must not send an attempt twice.
 func (r *Reference) Buy(ctx context.Context, sh Shopper, req purchase.Request) (*purchase.Result, error) {
-	return r.api.As(sh.Token).Purchase(ctx, req)
+	var res purchase.Result
+	if err := r.api.As(sh.Token).Do(ctx, "POST", "/v1/purchases", req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // Poll implements Target: the reference never queues.
