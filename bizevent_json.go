@@ -93,6 +93,16 @@ type PlainValue struct {
 	Num  int64  // a whole number
 }
 
+// QuotedWhole is the whole number a string value holds, written as JSON writes a number of at
+// most 18 digits (no sign but '-', no leading zeros), as ids are sent: "123".
+func (v PlainValue) QuotedWhole() (int64, bool) {
+	if v.Kind != '"' || len(v.Str) == 0 {
+		return 0, false
+	}
+	n, end, ok := wholeNumber(v.Str, 0)
+	return n, ok && end == len(v.Str)
+}
+
 // ReadPlainObject calls member for each member of the JSON object that is the whole of b (space
 // around it aside), in order, when it is in the plain form: names and strings without escapes
 // (and so without control characters), strings of valid UTF-8, whole numbers of at most 18

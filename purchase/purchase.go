@@ -108,11 +108,10 @@ func (r *Request) ReadPlain(body []byte) bool {
 		switch string(name) {
 		case "item_id":
 			var ok bool
-			r.ItemID, ok = quotedWhole(v)
-			bit = 1
-			if !ok {
+			if r.ItemID, ok = v.QuotedWhole(); !ok {
 				return false
 			}
+			bit = 1
 		case "quantity":
 			if v.Kind != '0' {
 				return false
@@ -137,28 +136,6 @@ func (r *Request) ReadPlain(body []byte) bool {
 		seen |= bit
 		return true
 	})
-}
-
-// quotedWhole is the value of a JSON string holding a whole number as JSON writes it (no sign but
-// '-', no leading zeros) of at most 18 digits, which is how ids are sent.
-func quotedWhole(v surge.PlainValue) (int64, bool) {
-	d := v.Str
-	if v.Kind != '"' || len(d) == 0 {
-		return 0, false
-	}
-	if d[0] == '-' {
-		d = d[1:]
-	}
-	if len(d) == 0 || len(d) > 18 || (len(d) > 1 && d[0] == '0') {
-		return 0, false
-	}
-	for _, c := range d {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseInt(string(v.Str), 10, 64)
-	return n, err == nil
 }
 
 // Statuses of an answer. Refusals are errors with codes: ESOLDOUT, ELIMIT, ERATELIMIT,

@@ -13,7 +13,7 @@ func FuzzRequestReadPlain(f *testing.F) {
 		`{"item_id":"123","quantity":1,"request_id":"r-1","token":"AAAA"}`,
 		` { "token" : "t" , "request_id":"x", "quantity":-3 ,"item_id":"-0" } `,
 		`{"item_id":"0123","quantity":1}`, `{"item_id":123}`, `{"item_id":"+1"}`, `{"item_id":"1e3"}`,
-		`{"item_id":" 1"}`, `{"item_id":"9223372036854775807"}`, `{"item_id":null}`, `{"quantity":1.0}`,
+		`{"item_id":" 1"}`, `{"item_id":"12a"}`, `{"item_id":"9223372036854775807"}`, `{"item_id":null}`, `{"quantity":1.0}`,
 		`{"Item_ID":"1"}`, `{"quantity":1,"quantity":2}`, `{"token":"caf\u00e9"}`, `{"token":"café"}`,
 		`{"token":"\xff"}`, `{}`, `{"a":1}`, `{"quantity":1} {}`, `[]`, `null`, ``, `{"request_id":"a\tb"}`,
 	} {
