@@ -106,10 +106,10 @@ func (v PlainValue) QuotedWhole() (int64, bool) {
 // ReadPlainObject calls member for each member of the JSON object that is the whole of b (space
 // around it aside), in order, when it is in the plain form: names and strings without escapes
 // (and so without control characters), strings of valid UTF-8, whole numbers of at most 18
-// digits, true, false or null. It checks the syntax itself and reports false at once for anything else,
-// valid or not, and when member does: such input is for a JSON library, whose answer (the value,
-// or why not) it leaves alone. Decoders use it as a fast path for the bodies clients usually
-// send, and fall back to the library when it reports false.
+// digits, true, false or null. It checks the syntax itself and reports false at once for
+// anything else, valid or not, and when member does: such input is for a JSON library, whose
+// answer (the value, or why not) it leaves alone. Decoders use it as a fast path for the bodies
+// clients usually send, and fall back to the library when it reports false.
 func ReadPlainObject(b []byte, member func(name []byte, v PlainValue) bool) bool {
 	i, ok := readPlainObject(b, skipSpace(b, 0), member)
 	return ok && skipSpace(b, i) == len(b)
