@@ -42,6 +42,8 @@ type LiveBenchResult struct {
 	// while the ingestion ran (under load) and after it (idle).
 	VisibleQueryLoadP50Ms float64 `json:"visible_query_under_load_p50_ms"`
 	VisibleQueryLoadP99Ms float64 `json:"visible_query_under_load_p99_ms"`
+	VisibleSSELoadP50Ms   float64 `json:"visible_sse_under_load_p50_ms"`
+	VisibleSSELoadP99Ms   float64 `json:"visible_sse_under_load_p99_ms"`
 	VisibleQueryIdleP50Ms float64 `json:"visible_query_idle_p50_ms"`
 	VisibleQueryIdleP99Ms float64 `json:"visible_query_idle_p99_ms"`
 	VisibleSSEIdleP50Ms   float64 `json:"visible_sse_idle_p50_ms"`
@@ -91,15 +93,15 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	bodies, want := liveBatches(*events, *batch)
 	fmt.Fprintf(stderr, "bench live: ingesting %d events in batches of %d on %d connections\n", *events, *batch, *workers)
-	var loadProbes []float64
+	var loadQuery, loadSSE []float64
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
 	probesDone := make(chan struct{})
 	go func() { // stops with stopProbes
 		defer close(probesDone)
 		for i := 0; probeCtx.Err() == nil; i++ {
-			if d, err := probeQuery(probeCtx, cl, fmt.Sprintf("load%d", i)); err == nil {
-				loadProbes = append(loadProbes, d)
+			if q, s, err := probeBoth(probeCtx, cl, base, tokens.AccessToken, fmt.Sprintf("load%d", i)); err == nil {
+				loadQuery, loadSSE = append(loadQuery, q), append(loadSSE, s)
 			}
 			sleepCtx(probeCtx, 100*time.Millisecond)
 		}
@@ -144,7 +146,8 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	stopProbes()
 	<-probesDone
-	res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms = loadgen.Percentiles(loadProbes)
+	res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms = loadgen.Percentiles(loadQuery)
+	res.VisibleSSELoadP50Ms, res.VisibleSSELoadP99Ms = loadgen.Percentiles(loadSSE)
 
 	fmt.Fprintf(stderr, "bench live: timing %d events to visibility\n", *probes)
 	var idleQuery, idleSSE []float64
@@ -172,7 +175,8 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "computed      %10.0f events/s (first post to the last event counted); totals correct: %v\n", res.ComputedPerSec, res.Correct)
 	fmt.Fprintf(stdout, "visible, query API   under load p50 %.0f ms p99 %.0f ms; idle p50 %.0f ms p99 %.0f ms\n",
 		res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms, res.VisibleQueryIdleP50Ms, res.VisibleQueryIdleP99Ms)
-	fmt.Fprintf(stdout, "visible, SSE stream  idle p50 %.0f ms p99 %.0f ms\n", res.VisibleSSEIdleP50Ms, res.VisibleSSEIdleP99Ms)
+	fmt.Fprintf(stdout, "visible, SSE stream  under load p50 %.0f ms p99 %.0f ms; idle p50 %.0f ms p99 %.0f ms\n",
+		res.VisibleSSELoadP50Ms, res.VisibleSSELoadP99Ms, res.VisibleSSEIdleP50Ms, res.VisibleSSEIdleP99Ms)
 	fmt.Fprintf(stdout, "serving       %d requests/s: p50 %.2f ms p99 %.2f ms, %d errors\n", res.ServeRate, res.ServeP50Ms, res.ServeP99Ms, res.ServeErrors)
 	if !res.Correct {
 		return fmt.Errorf("the live totals did not reach what was sent")
@@ -244,28 +248,6 @@ func waitTotals(ctx context.Context, cl *client.Client, want map[string]int64, l
 // probeLine is a share in its own room: shares are not among the totals the bench checks.
 func probeLine(room string) []byte {
 	return fmt.Appendf(nil, `{"id":"probe-%s","type":"share","time":%d,"room":"%s","user":"p"}`, room, time.Now().UnixMilli(), room)
-}
-
-// probeQuery posts one share into a fresh room and returns the milliseconds until the query API
-// shows it.
-func probeQuery(ctx context.Context, cl *client.Client, room string) (float64, error) {
-	start := time.Now()
-	if _, err := cl.IngestEvents(ctx, probeLine(room), false); err != nil {
-		return 0, err
-	}
-	for {
-		s, err := cl.Metric(ctx, "shares", map[string]string{"room": room})
-		if err != nil {
-			return 0, err
-		}
-		if s.Value == 1 {
-			return float64(time.Since(start).Microseconds()) / 1000, nil
-		}
-		sleepCtx(ctx, time.Millisecond)
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-	}
 }
 
 // probeBoth opens the room's event stream, posts a share, and times it to the stream and to the
