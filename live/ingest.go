@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"github.com/go-json-experiment/json/jsontext"
 	"io"
+	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -75,16 +77,27 @@ type Ingester struct {
 	publisher   func() Publisher
 	quota       surge.Counter
 	now         func() time.Time
+	slots       chan struct{} // batches being read and written for the log, one entry each
 	accepted    prometheus.Counter
 	rejected    *prometheus.CounterVec
 	quotaErrors prometheus.Counter
 }
 
+// IngestSlots is how many batches a node reads and writes for the log at once, by default: one
+// fewer than the cores Go runs on, and at least one. The live pipeline counts on one goroutine;
+// when every core goes to ingestion, the scheduler gives the pipeline one turn among a dozen
+// handlers, and at full speed the counting falls seconds behind what the log holds. With a core
+// left to it, the metrics keep up with the events. Each batch waits for its slot, not for a
+// connection: a sender still reads its body in, and waits for the log's acknowledgements, on its
+// own.
+func IngestSlots() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+
 // NewIngester appends to the log through publishers made by newPublisher (one per batch, so a
 // batch waits only for its own messages), counts senders' quotas in quota (shared by the nodes
-// in a scale-out deployment), and registers its metrics.
-func NewIngester(newPublisher func() Publisher, quota surge.Counter, reg prometheus.Registerer) *Ingester {
-	in := &Ingester{publisher: newPublisher, quota: quota, now: time.Now,
+// in a scale-out deployment), reads and writes at most slots batches at once, and registers its
+// metrics.
+func NewIngester(newPublisher func() Publisher, quota surge.Counter, slots int, reg prometheus.Registerer) *Ingester {
+	in := &Ingester{publisher: newPublisher, quota: quota, now: time.Now, slots: make(chan struct{}, max(1, slots)),
 		quotaErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_ingest_quota_errors_total",
 			Help: "Batches let through because the quota counter failed."}),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_ingest_events_accepted_total", Help: "Business events accepted into the events log."}),
@@ -98,17 +111,77 @@ func NewIngester(newPublisher func() Publisher, quota surge.Counter, reg prometh
 // the log in order and dead-letters the others with their reason. Returns EINVALID for a body
 // that cannot be read, ETOOLARGE past the bounds, and ERATELIMIT when the log is full (nothing
 // is dropped: the producer retries the batch; its events are counted once).
+//
+// The body is read in whole first, as sent; then the batch waits for a slot (IngestSlots) to be
+// decompressed, checked and written as log messages; then, without the slot, its dead letters
+// and its messages are published, and their acknowledgements awaited.
 func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string, body io.Reader, gzipped bool) (IngestResult, error) {
+	sent, err := io.ReadAll(io.LimitReader(body, MaxIngestBytes+1))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d bytes", MaxIngestBytes)
+		}
+		return IngestResult{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
+	}
+	select {
+	case in.slots <- struct{}{}:
+	case <-ctx.Done():
+		return IngestResult{}, surge.Errorf(surge.EUNAVAILABLE, "the batch was not read: %v", ctx.Err())
+	}
+	b, err := in.prepare(a, requestID, sent, gzipped)
+	<-in.slots
+	if err != nil {
+		return IngestResult{}, err
+	}
+	pub := in.publisher()
+	for _, d := range b.dead {
+		if err := pub.PublishAsync(DeadLetterSubject, "", d); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	if err := in.charge(ctx, a, b.events); err != nil {
+		return IngestResult{}, err
+	}
+	for _, m := range b.messages {
+		if err := pub.PublishAsync(IngestSubject, m.id, m.data); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		return IngestResult{}, err
+	}
+	b.res.Accepted = b.events
+	in.accepted.Add(float64(b.events))
+	return b.res, nil
+}
+
+// prepared is a batch read, checked and written for the log, not yet published.
+type prepared struct {
+	res      IngestResult
+	events   int      // valid events, each once
+	dead     [][]byte // the dead letters of the refused lines
+	messages []logMessage
+}
+
+// logMessage is one message of the events log, with its dedup id.
+type logMessage struct {
+	id   string
+	data []byte
+}
+
+// prepare reads the lines of a body, as sent, into the answer, the dead letters and the log
+// messages of the valid events.
+func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzipped bool) (prepared, error) {
+	body := io.Reader(bytes.NewReader(sent))
 	if gzipped {
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			return IngestResult{}, surge.Errorf(surge.EINVALID, "body is not gzip: %v", err)
+			return prepared{}, surge.Errorf(surge.EINVALID, "body is not gzip: %v", err)
 		}
 		defer zr.Close()
 		body = zr
 	}
-	res := IngestResult{Errors: []LineError{}}
-	pub := in.publisher()
+	b := prepared{res: IngestResult{Errors: []LineError{}}}
 	var batch []surge.BusinessEvent
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(io.LimitReader(body, MaxIngestBytes+1))
@@ -119,23 +192,23 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 		raw := sc.Bytes()
 		read += len(raw) + 1
 		if read > MaxIngestBytes+1 {
-			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d bytes", MaxIngestBytes)
+			return prepared{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d bytes", MaxIngestBytes)
 		}
 		if line > MaxIngestLines {
-			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d lines", MaxIngestLines)
+			return prepared{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d lines", MaxIngestLines)
 		}
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
 		e, err := DecodeEvent(raw, a, in.now())
 		if err != nil {
-			if err := in.reject(pub, &res, requestID, line, raw, err); err != nil {
-				return IngestResult{}, err
+			if err := in.reject(&b, requestID, line, raw, err); err != nil {
+				return prepared{}, err
 			}
 			continue
 		}
 		if seen[e.ID] {
-			res.Duplicates++
+			b.res.Duplicates++
 			continue
 		}
 		seen[e.ID] = true
@@ -143,26 +216,21 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "line %d is longer than %d bytes", line+1, MaxLineBytes)
+			return prepared{}, surge.Errorf(surge.ETOOLARGE, "line %d is longer than %d bytes", line+1, MaxLineBytes)
 		}
-		return IngestResult{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
+		return prepared{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
 	}
-	if err := in.charge(ctx, a, len(batch)); err != nil {
-		return IngestResult{}, err
-	}
+	b.events = len(batch)
 	for len(batch) > 0 {
 		n := min(len(batch), maxEventsPerMessage)
-		if err := in.append(pub, batch[:n], read/line+32); err != nil {
-			return IngestResult{}, err
+		m, err := in.message(batch[:n], read/line+32)
+		if err != nil {
+			return prepared{}, err
 		}
-		res.Accepted += n
+		b.messages = append(b.messages, m)
 		batch = batch[n:]
 	}
-	if err := pub.Flush(ctx); err != nil {
-		return IngestResult{}, err
-	}
-	in.accepted.Add(float64(res.Accepted))
-	return res, nil
+	return b, nil
 }
 
 // charge counts a batch against its sender's quota: ERATELIMIT past it. A counter that fails lets
@@ -242,28 +310,29 @@ func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent,
 	return e, nil
 }
 
-func (in *Ingester) reject(pub Publisher, res *IngestResult, requestID string, line int, raw []byte, err error) error {
+func (in *Ingester) reject(b *prepared, requestID string, line int, raw []byte, err error) error {
 	code, msg := surge.ErrorCode(err), surge.ErrorMessage(err)
-	res.Rejected++
+	b.res.Rejected++
 	in.rejected.WithLabelValues(code).Inc()
-	if len(res.Errors) < maxLineErrors {
-		res.Errors = append(res.Errors, LineError{Line: line, Code: code, Message: msg})
+	if len(b.res.Errors) < maxLineErrors {
+		b.res.Errors = append(b.res.Errors, LineError{Line: line, Code: code, Message: msg})
 	}
 	d := DeadLetter{RequestID: requestID, Line: line, Code: code, Reason: msg, Raw: string(raw[:min(len(raw), maxDeadRawBytes)]), At: in.now().UnixMilli()}
 	data, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	return pub.PublishAsync(DeadLetterSubject, "", data)
+	b.dead = append(b.dead, data)
+	return nil
 }
 
-// append publishes events as one bus message, with an id made of its content: a producer that
+// message writes events as one bus message, with an id made of its content: a producer that
 // retries a batch after a timeout appends nothing twice. The message is the JSON of a
 // surge.Event with the events as its data; it is written by hand, the events first with their
 // own writer, then the envelope's head in the room left before them (the id is the events'
 // hash): marshalling a surge.Event would check and copy every byte of the events again.
 // perEvent is the expected size of an event's JSON.
-func (in *Ingester) append(pub Publisher, events []surge.BusinessEvent, perEvent int) error {
+func (in *Ingester) message(events []surge.BusinessEvent, perEvent int) (logMessage, error) {
 	const room = 128 // the head: about 40 bytes, an id of at most 18 and a time of at most 35
 	msg := make([]byte, room, room+perEvent*len(events)+16)
 	msg = append(msg, '[')
@@ -273,7 +342,7 @@ func (in *Ingester) append(pub Publisher, events []surge.BusinessEvent, perEvent
 		}
 		var err error
 		if msg, err = events[i].AppendJSON(msg); err != nil {
-			return err
+			return logMessage{}, err
 		}
 	}
 	msg = append(msg, ']', '}')
@@ -285,9 +354,9 @@ func (in *Ingester) append(pub Publisher, events []surge.BusinessEvent, perEvent
 	head = in.now().UTC().AppendFormat(head, time.RFC3339Nano)
 	head = append(head, `","data":`...)
 	if len(head) > room {
-		return fmt.Errorf("the head of a batch is %d bytes, past its %d", len(head), room)
+		return logMessage{}, fmt.Errorf("the head of a batch is %d bytes, past its %d", len(head), room)
 	}
 	start := room - len(head)
 	copy(msg[start:], head)
-	return pub.PublishAsync(IngestSubject, id, msg[start:])
+	return logMessage{id, msg[start:]}, nil
 }

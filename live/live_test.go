@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -209,7 +210,7 @@ func FuzzDecodeEvent(f *testing.F) {
 				logged = append(logged, data)
 			}
 		})
-	}, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+	}, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := live.DecodeEvent(line, staff, time.UnixMilli(1790000000000))
 		if err != nil {
@@ -374,7 +375,7 @@ func TestSinkStateRoundTrip(t *testing.T) {
 
 // An app past its quota of events a minute is told to come back later; staff have no quota.
 func TestIngestQuota(t *testing.T) {
-	in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) {}) }, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+	in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) {}) }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
 	now := time.Now().UnixMilli()
 	batch := func(from, n int) *bytes.Reader {
 		var b bytes.Buffer
@@ -464,11 +465,49 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(float64(len(evs)*b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// BenchmarkPipelineAtVolume is BenchmarkPipeline at a big sale's density: 300 events to the
+// millisecond of event time (300,000 a second, so each second's ids and each series' seconds
+// are as many as a node counting that rate holds), over 50 rooms, 1,000 items and 100,000
+// users, in the mix surge bench live posts.
+func BenchmarkPipelineAtVolume(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	base := int64(1_790_000_000_000)
+	evs := make([]surge.BusinessEvent, 1_500_000)
+	for i := range evs {
+		room, sku := r.IntN(50), r.IntN(1000)
+		e := surge.BusinessEvent{ID: "b" + strconv.Itoa(i), Time: base + int64(i)/300, Platform: "ios",
+			Room: "r" + strconv.Itoa(room), SKU: "s" + strconv.Itoa(sku), User: "u" + strconv.Itoa(r.IntN(100_000))}
+		switch k := r.IntN(100); {
+		case k < 40:
+			e.Type = surge.BizExposure
+		case k < 60:
+			e.Type = surge.BizClick
+		case k < 85:
+			e.Type, e.SKU = surge.BizLike, ""
+		default:
+			e.Type, e.Shop, e.Order, e.Units, e.Amount = surge.BizOrder, strconv.Itoa(sku%20+1), "o"+strconv.Itoa(i), 1, 9900
+			if k >= 92 {
+				e.Type = surge.BizPay
+			}
+		}
+		evs[i] = e
+	}
+	for b.Loop() {
+		p, src := stream.New("bench", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
+		sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
+		stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
+		if err := p.RunSlice(context.Background(), evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(evs)*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
 // A batch past the bounds, or a body that is not what it says, is refused whole with a clear
 // code; nothing of it reaches the log.
 func TestIngestRefusesBadBodies(t *testing.T) {
 	published := 0
-	in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) { published++ }) }, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+	in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) { published++ }) }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
 	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	line := fmt.Sprintf(`{"id":"x","type":"click","sku":"s","time":%d}`+"\n", time.Now().UnixMilli())
 	for _, c := range []struct {
@@ -552,7 +591,7 @@ func BenchmarkDecode(b *testing.B) {
 			}
 			body.Write(append(line, '\n'))
 		}
-		in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) {}) }, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+		in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) {}) }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
 		for b.Loop() {
 			if res, err := in.Ingest(context.Background(), staff, "r", bytes.NewReader(body.Bytes()), false); err != nil || res.Rejected > 0 {
 				b.Fatal(res, err)
@@ -576,7 +615,7 @@ func TestIngestWritesOnlyTheFieldsGiven(t *testing.T) {
 	var msgs [][]byte
 	in := live.NewIngester(func() live.Publisher {
 		return publisherFunc(func(_ string, b []byte) { msgs = append(msgs, bytes.Clone(b)) })
-	}, ratelimit.NewCounter(nil), prometheus.NewRegistry())
+	}, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
 	at := time.Now().UnixMilli()
 	line := fmt.Sprintf(`{"id":"c1","type":"click","sku":"s","time":%d}`+"\n", at)
 	if _, err := in.Ingest(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", strings.NewReader(line), false); err != nil {
@@ -612,5 +651,50 @@ func TestIngestWritesOnlyTheFieldsGiven(t *testing.T) {
 	want := surge.BusinessEvent{ID: "c1", Type: surge.BizClick, Time: at, SKU: "s"}
 	if len(evs) != 1 || evs[0].ID != want.ID || evs[0].Type != want.Type || evs[0].Time != want.Time || evs[0].SKU != want.SKU || evs[0].Units != 0 || evs[0].Amount != 0 {
 		t.Errorf("read back %+v; want %+v", evs, want)
+	}
+}
+
+// blockedBody is a sender that sent part of its body and then stalls until released.
+type blockedBody struct {
+	sent    []byte
+	stalled chan struct{} // closed once it stalls
+	release chan struct{}
+}
+
+func (b *blockedBody) Read(p []byte) (int, error) {
+	if len(b.sent) > 0 {
+		n := copy(p, b.sent)
+		b.sent = b.sent[n:]
+		return n, nil
+	}
+	close(b.stalled)
+	<-b.release
+	return 0, io.EOF
+}
+
+// A sender that stalls in the middle of its body holds no slot: with a single slot, another
+// sender's batch is read, written and acknowledged meanwhile.
+func TestIngestDoesNotWaitForAStalledSender(t *testing.T) {
+	in := live.NewIngester(func() live.Publisher { return publisherFunc(func(string, []byte) {}) }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	line := func(id string) string {
+		return fmt.Sprintf(`{"id":"%s","type":"click","sku":"s","time":%d}`+"\n", id, time.Now().UnixMilli())
+	}
+	stalled := &blockedBody{sent: []byte(line("a")), stalled: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { // ends once the body is released
+		_, err := in.Ingest(context.Background(), staff, "slow", stalled, false)
+		done <- err
+	}()
+	<-stalled.stalled
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := in.Ingest(ctx, staff, "quick", strings.NewReader(line("b")), false)
+	if err != nil || res.Accepted != 1 {
+		t.Errorf("a batch beside a stalled sender = %+v, %v; want it accepted", res, err)
+	}
+	close(stalled.release)
+	if err := <-done; err != nil {
+		t.Errorf("the stalled sender's batch, once sent = %v; want it accepted", err)
 	}
 }

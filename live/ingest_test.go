@@ -1,0 +1,68 @@
+package live
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/ratelimit"
+)
+
+type nopPublisher struct{}
+
+func (nopPublisher) PublishAsync(string, string, []byte) error { return nil }
+func (nopPublisher) Flush(context.Context) error               { return nil }
+
+// No more than the ingester's slots of batches are read and written at once, however many
+// senders post together; the others wait their turn and are then taken.
+func TestIngestReadsAtMostSlotsBatchesAtOnce(t *testing.T) {
+	for _, slots := range []int{1, 2} {
+		t.Run(fmt.Sprint(slots, " slots"), func(t *testing.T) {
+			in := NewIngester(func() Publisher { return nopPublisher{} }, ratelimit.NewCounter(nil), slots, prometheus.NewRegistry())
+			var inside, most atomic.Int32
+			release := make(chan struct{})
+			in.now = func() time.Time { // called for each line and message, with a slot held
+				n := inside.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				<-release
+				inside.Add(-1)
+				return time.Now()
+			}
+			const senders = 5
+			var wg sync.WaitGroup
+			for i := range senders {
+				wg.Go(func() {
+					body := fmt.Sprintf(`{"id":"e%d","type":"click","sku":"s","time":%d}`+"\n", i, time.Now().UnixMilli())
+					if res, err := in.Ingest(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", strings.NewReader(body), false); err != nil || res.Accepted != 1 {
+						t.Errorf("sender %d: %+v, %v; want its event accepted", i, res, err)
+					}
+				})
+			}
+			finished := make(chan struct{})
+			go func() { wg.Wait(); close(finished) }()
+			for done := false; !done; { // one call through at a time, once the slots are taken
+				select {
+				case <-finished:
+					done = true
+				case <-time.After(20 * time.Millisecond): // room for a sender past the bound to show
+					select {
+					case release <- struct{}{}:
+					case <-finished:
+						done = true
+					}
+				}
+			}
+			if m := most.Load(); m != int32(slots) {
+				t.Errorf("at most %d batches were read at once; want %d", m, slots)
+			}
+		})
+	}
+}
