@@ -92,10 +92,8 @@ type Sink struct {
 	recent [recentSeries]recentEntry
 }
 
-// recentSeries is the size of the sink's table of recently counted series: room for a sale of
-// a thousand items counted in each of a dozen metrics and their rooms (384 KiB). At 4,096 such
-// a sale's series pushed each other out, and the table helped little (BenchmarkPipelineAtVolume).
-const recentSeries = 16384
+// recentSeries is the size of the sink's table of recently counted series.
+const recentSeries = 4096
 
 type recentEntry struct {
 	key string // held, so that no other string can take its place in memory
