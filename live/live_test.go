@@ -452,8 +452,9 @@ func FuzzTicketCheck(f *testing.F) {
 
 // BenchmarkPipeline measures the live metrics' computation alone: events in memory, through
 // dedup, the contributions and the sink's totals (publishing to nowhere).
-func BenchmarkPipeline(b *testing.B) {
-	evs := events(1, 200_000)
+func BenchmarkPipeline(b *testing.B) { benchmarkPipeline(b, events(1, 200_000)) }
+
+func benchmarkPipeline(b *testing.B, evs []surge.BusinessEvent) {
 	for b.Loop() {
 		p, src := stream.New("bench", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
 		sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
@@ -492,15 +493,7 @@ func BenchmarkPipelineAtVolume(b *testing.B) {
 		}
 		evs[i] = e
 	}
-	for b.Loop() {
-		p, src := stream.New("bench", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
-		sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
-		stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
-		if err := p.RunSlice(context.Background(), evs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(len(evs)*b.N)/b.Elapsed().Seconds(), "events/s")
+	benchmarkPipeline(b, evs)
 }
 
 // A batch past the bounds, or a body that is not what it says, is refused whole with a clear
