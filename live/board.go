@@ -86,6 +86,7 @@ type Sink struct {
 	refresh   []string  // the series still to publish again in this round
 	restored  bool      // the next round is the first after a restore: all at once
 	writes    int
+	local     func(key string, value []byte) // takes each snapshot published, if set
 	// recent finds a series by the identity of its key string. The pipeline hands the sink the
 	// same strings again and again (cached per metric and value), so most contributions find
 	// their series here, without hashing the key and probing a map of tens of thousands.
@@ -150,6 +151,14 @@ func (s *Sink) state(key string) *SeriesState {
 	return st
 }
 
+// Mirror makes the sink hand each snapshot it publishes to local too, as Board.Apply takes it.
+// The board of the node that computes the values follows them this way, without watching the
+// bucket: each value the bus delivered back to it cost the node as much as storing it.
+func (s *Sink) Mirror(local func(key string, value []byte)) *Sink {
+	s.local = local
+	return s
+}
+
 // Flush publishes every changed series and waits for the log to store them.
 func (s *Sink) Flush(ctx context.Context) error {
 	if err := s.publish(); err != nil {
@@ -171,9 +180,13 @@ func (s *Sink) publish() error {
 	s.last = now
 	s.refreshSome(now)
 	for i, d := range s.dirty {
-		if err := s.pub.PublishAsync(s.subject(d.key), "", encodePublished(d.key, d.st, now)); err != nil {
+		data := encodePublished(d.key, d.st, now)
+		if err := s.pub.PublishAsync(s.subject(d.key), "", data); err != nil {
 			s.dirty = s.dirty[i:] // what is left goes in the next round
 			return err
+		}
+		if s.local != nil {
+			s.local(d.key, data)
 		}
 		d.st.dirty = false
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -143,6 +144,22 @@ func TestSnapshotSeries(t *testing.T) {
 		if p.Value != want[i] || p.Second != base/1000+int64(i) {
 			t.Errorf("second %d = %+v; want %d at %d", i, p, want[i], base/1000+int64(i))
 		}
+	}
+}
+
+// A mirrored sink hands over each snapshot it publishes, as published: a board fed from it
+// holds what a board fed from the bucket would.
+func TestSinkMirrorsWhatItPublishes(t *testing.T) {
+	published, mirrored := map[string][]byte{}, map[string][]byte{}
+	p, src := stream.New("mirror", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
+	sink := live.NewSink(publisherFunc(func(subject string, data []byte) { published[subject] = bytes.Clone(data) }), func(key string) string { return "values." + key }).
+		Mirror(func(key string, value []byte) { mirrored["values."+key] = bytes.Clone(value) })
+	stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
+	if err := p.RunSlice(context.Background(), events(1, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	if len(published) < 50 || !maps.EqualFunc(published, mirrored, bytes.Equal) {
+		t.Errorf("%d series published, %d mirrored; want the same values, and many", len(published), len(mirrored))
 	}
 }
 

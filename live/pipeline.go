@@ -427,9 +427,11 @@ type Runner struct {
 	Checkpoints stream.Checkpoints
 	Publisher   Publisher
 	Subject     func(key string) string // where a series' snapshot is published
-	Metrics     *stream.Metrics
-	Counters    *Counters
-	Logger      *slog.Logger
+	// Local, if set, takes each snapshot as it is published (Sink.Mirror): this node's board.
+	Local    func(key string, value []byte)
+	Metrics  *stream.Metrics
+	Counters *Counters
+	Logger   *slog.Logger
 }
 
 // restartPause is how long the runner waits before restarting a failed pipeline.
@@ -455,7 +457,7 @@ func (r Runner) Run(ctx context.Context) {
 func (r Runner) runOnce(ctx context.Context) error {
 	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Metrics, CheckpointInterval: checkpointInterval},
 		func(e surge.BusinessEvent) int64 { return e.Time })
-	stream.To(Build(src, r.Counters), stream.Sink[Contribution](NewSink(r.Publisher, r.Subject)))
+	stream.To(Build(src, r.Counters), stream.Sink[Contribution](NewSink(r.Publisher, r.Subject).Mirror(r.Local)))
 	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: DecodeBusEvents, Checkpoints: r.Checkpoints,
 		Invalid: func(seq uint64, _ []byte, err error) {
 			r.Logger.Warn("events log record skipped: not readable", "seq", seq, "err", err)

@@ -234,6 +234,35 @@ func (b *Bus) WatchKV(ctx context.Context, bucket string, fn func(key string, va
 	return ready, nil
 }
 
+// LoadKV calls fn with the current value of every key in bucket, and returns once it has. A
+// node that follows the changes some other way reads the bucket once rather than watching it:
+// the node that computes the values takes them from its own pipeline.
+func (b *Bus) LoadKV(ctx context.Context, bucket string, fn func(key string, value []byte)) error {
+	kv, err := b.JS.KeyValue(ctx, bucket)
+	if err != nil {
+		return fmt.Errorf("jetstream bucket %s: %w", bucket, err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("load %s: %w", bucket, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("load %s: the watch ended before the current values were read", bucket)
+			}
+			if e == nil { // the current values are in
+				return nil
+			}
+			fn(e.Key(), e.Value())
+		case <-ctx.Done():
+			return fmt.Errorf("load %s: %w", bucket, ctx.Err())
+		}
+	}
+}
+
 // AsyncPublisher publishes without waiting for each acknowledgement, and waits for all of them
 // on Flush: a pipeline's sink and a bulk loader publish at the rate of the connection.
 type AsyncPublisher struct {

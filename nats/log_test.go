@@ -413,3 +413,55 @@ func kvValue(t *testing.T, b *nats.Bus, bucket, key string) string {
 	}
 	return string(e.Value())
 }
+
+// LoadKV hands over the current value of every key, the last put of each and not a deleted
+// key, then returns: what is put after is not handed over.
+func TestLoadKVReadsTheCurrentValuesOnce(t *testing.T) {
+	ctx := context.Background()
+	b := scratchBus(t)
+	if err := b.EnsureKV(ctx, "LOAD", 64<<20, true); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := b.JS.KeyValue(ctx, "LOAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range 50 {
+		for r := range 2 {
+			if _, err := kv.Put(ctx, fmt.Sprint("k", k), []byte(fmt.Sprint("v", r))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := kv.Delete(ctx, "k7"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	var mu sync.Mutex
+	if err := b.LoadKV(ctx, "LOAD", func(key string, value []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := got[key]; ok {
+			t.Errorf("%s handed over twice", key)
+		}
+		got[key] = string(value)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "later", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // room for a watch left running to hand the put over
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 49 || got["k3"] != "v1" || got["k7"] != "" {
+		t.Errorf("loaded %d keys, k3 = %q, k7 = %q; want 49 keys, k3 = v1 and no k7", len(got), got["k3"], got["k7"])
+	}
+	if _, ok := got["later"]; ok {
+		t.Error("a put after LoadKV returned was handed over")
+	}
+
+	if err := b.LoadKV(ctx, "NO_SUCH_BUCKET", func(string, []byte) {}); err == nil {
+		t.Error("LoadKV of a bucket that does not exist succeeded")
+	}
+}

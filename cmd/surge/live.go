@@ -34,16 +34,9 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 	}
 	bg, stop := context.WithCancel(context.Background())
 	board := live.NewBoard()
-	ready, err := bus.WatchKV(bg, liveBucket, board.Apply)
-	if err != nil {
+	if err := m.followValues(ctx, bg, bus, board); err != nil {
 		stop()
 		return err
-	}
-	select {
-	case <-ready:
-	case <-time.After(liveWatchWait):
-		stop()
-		return fmt.Errorf("live metrics: the published values did not load within %s", liveWatchWait)
 	}
 	var wg sync.WaitGroup
 	if m.Config.LiveCompute {
@@ -59,6 +52,7 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 		r := live.Runner{
 			Log:         stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return events.Open(ctx, after) }),
 			Checkpoints: ckpt, Publisher: bus.SnapshotPublisher(), Subject: func(key string) string { return nats.KVSubject(liveBucket, key) },
+			Local:   board.Apply,
 			Metrics: stream.NewMetrics(deps.Registry), Counters: counters, Logger: m.Log,
 		}
 		wg.Add(1)
@@ -73,4 +67,29 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 	}
 	deps.Ingest = live.NewIngester(func() live.Publisher { return bus.AsyncPublisher() }, b.counter, live.IngestSlots(), deps.Registry)
 	return nil
+}
+
+// followValues fills this node's board with the published values and keeps it current until bg
+// ends. A node that computes them reads the bucket once, then takes each value from its own
+// pipeline as it is published (live.Runner.Local): watching the bucket too would deliver every
+// value back to it, at about the cost of storing it. Every other node watches the bucket.
+func (m *Main) followValues(ctx, bg context.Context, bus *nats.Bus, board *live.Board) error {
+	if m.Config.LiveCompute {
+		ctx, cancel := context.WithTimeout(ctx, liveWatchWait)
+		defer cancel()
+		if err := bus.LoadKV(ctx, liveBucket, board.Apply); err != nil {
+			return fmt.Errorf("live metrics: the published values did not load: %w", err)
+		}
+		return nil
+	}
+	ready, err := bus.WatchKV(bg, liveBucket, board.Apply)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ready:
+		return nil
+	case <-time.After(liveWatchWait):
+		return fmt.Errorf("live metrics: the published values did not load within %s", liveWatchWait)
+	}
 }
