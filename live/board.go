@@ -86,7 +86,7 @@ type Sink struct {
 	refresh   []string  // the series still to publish again in this round
 	restored  bool      // the next round is the first after a restore: all at once
 	writes    int
-	local     func(key string, value []byte) // takes each snapshot published, if set
+	local     func([]Published) // takes each round of snapshots published, if set
 	// recent finds a series by the identity of its key string. The pipeline hands the sink the
 	// same strings again and again (cached per metric and value), so most contributions find
 	// their series here, without hashing the key and probing a map of tens of thousands.
@@ -151,10 +151,17 @@ func (s *Sink) state(key string) *SeriesState {
 	return st
 }
 
-// Mirror makes the sink hand each snapshot it publishes to local too, as Board.Apply takes it.
-// The board of the node that computes the values follows them this way, without watching the
-// bucket: each value the bus delivered back to it cost the node as much as storing it.
-func (s *Sink) Mirror(local func(key string, value []byte)) *Sink {
+// Published is a series' snapshot as the sink publishes it, and as Board.Apply takes it.
+type Published struct {
+	Key   string
+	Value []byte
+}
+
+// Mirror makes the sink hand each round of snapshots it publishes to local too, once the round
+// is sent (a round cut short by an error: what was sent of it). The board of the node that
+// computes the values follows them this way (Board.Feed), without watching the bucket: each
+// value the bus delivered back to it cost the node as much as storing it.
+func (s *Sink) Mirror(local func([]Published)) *Sink {
 	s.local = local
 	return s
 }
@@ -179,6 +186,11 @@ func (s *Sink) publish() error {
 	now := time.Now()
 	s.last = now
 	s.refreshSome(now)
+	var round []Published
+	if s.local != nil && len(s.dirty) > 0 {
+		round = make([]Published, 0, len(s.dirty))
+		defer func() { s.local(round) }()
+	}
 	for i, d := range s.dirty {
 		data := encodePublished(d.key, d.st, now)
 		if err := s.pub.PublishAsync(s.subject(d.key), "", data); err != nil {
@@ -186,7 +198,7 @@ func (s *Sink) publish() error {
 			return err
 		}
 		if s.local != nil {
-			s.local(d.key, data)
+			round = append(round, Published{d.key, data})
 		}
 		d.st.dirty = false
 	}
@@ -317,6 +329,35 @@ func (b *Board) Apply(key string, value []byte) {
 	}
 	close(b.changed)
 	b.changed = make(chan struct{})
+}
+
+// boardRounds bounds the rounds of published values waiting for a board fed by Feed: a pipeline
+// that gets that far ahead of its board waits for it.
+const boardRounds = 16
+
+// Feed returns a function that queues a round of published values for the board, and applies
+// the queued rounds in order, on a goroutine of its own, until ctx ends: the pipeline that
+// publishes them goes on counting meanwhile. Once ctx ends, rounds are dropped.
+func (b *Board) Feed(ctx context.Context) func([]Published) {
+	rounds := make(chan []Published, boardRounds)
+	go func() { // ends with ctx
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case round := <-rounds:
+				for _, v := range round {
+					b.Apply(v.Key, v.Value)
+				}
+			}
+		}
+	}()
+	return func(round []Published) {
+		select {
+		case rounds <- round:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // topScope says whether a units_sold series is one item's, platform-wide or in a room.

@@ -153,13 +153,59 @@ func TestSinkMirrorsWhatItPublishes(t *testing.T) {
 	published, mirrored := map[string][]byte{}, map[string][]byte{}
 	p, src := stream.New("mirror", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
 	sink := live.NewSink(publisherFunc(func(subject string, data []byte) { published[subject] = bytes.Clone(data) }), func(key string) string { return "values." + key }).
-		Mirror(func(key string, value []byte) { mirrored["values."+key] = bytes.Clone(value) })
+		Mirror(func(round []live.Published) {
+			for _, v := range round {
+				mirrored["values."+v.Key] = bytes.Clone(v.Value)
+			}
+		})
 	stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
 	if err := p.RunSlice(context.Background(), events(1, 2000)); err != nil {
 		t.Fatal(err)
 	}
 	if len(published) < 50 || !maps.EqualFunc(published, mirrored, bytes.Equal) {
 		t.Errorf("%d series published, %d mirrored; want the same values, and many", len(published), len(mirrored))
+	}
+}
+
+// A fed board applies the rounds in the order they came, off the caller's goroutine; once its
+// context ends, feeding it no longer waits.
+func TestBoardFeedAppliesRoundsInOrder(t *testing.T) {
+	base := int64(1_790_000_000_000)
+	round := func(evs ...surge.BusinessEvent) []live.Published { // what a sink publishes for them
+		var out []live.Published
+		p, src := stream.New("feed", stream.Config{}, func(e surge.BusinessEvent) int64 { return e.Time })
+		sink := live.NewSink(publisherFunc(func(subject string, data []byte) { out = append(out, live.Published{Key: subject, Value: bytes.Clone(data)}) }),
+			func(key string) string { return key })
+		stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
+		if err := p.RunSlice(context.Background(), evs); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	pay := func(id string, amount int64) surge.BusinessEvent {
+		return surge.BusinessEvent{ID: id, Type: surge.BizPay, Time: base, Platform: "web", User: "u1", Shop: "1", SKU: "s", Order: id, Units: 1, Amount: amount}
+	}
+	first, second := round(pay("a", 100)), round(pay("a", 100), pay("b", 50))
+	last := round(surge.BusinessEvent{ID: "s", Type: surge.BizShare, Time: base, Room: "end", User: "u1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	board := live.NewBoard()
+	feed := board.Feed(ctx)
+	feed(first)
+	feed(second)
+	feed(last)
+	deadline := time.Now().Add(10 * time.Second)
+	for board.Value("shares.room=end") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the last round fed was never applied")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := board.Value("gmv"); got != 150 {
+		t.Errorf("gmv after two rounds = %d; want 150, the later round's", got)
+	}
+	cancel()
+	for range 100 { // far more than the queue holds: none of these may wait
+		feed(first)
 	}
 }
 

@@ -427,8 +427,9 @@ type Runner struct {
 	Checkpoints stream.Checkpoints
 	Publisher   Publisher
 	Subject     func(key string) string // where a series' snapshot is published
-	// Local, if set, takes each snapshot as it is published (Sink.Mirror): this node's board.
-	Local    func(key string, value []byte)
+	// Local, if set, takes each round of snapshots as it is published (Sink.Mirror): this
+	// node's board (Board.Feed).
+	Local    func([]Published)
 	Metrics  *stream.Metrics
 	Counters *Counters
 	Logger   *slog.Logger
