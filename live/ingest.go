@@ -83,14 +83,19 @@ type Ingester struct {
 	quotaErrors prometheus.Counter
 }
 
-// IngestSlots is how many batches a node reads and writes for the log at once, by default: one
-// fewer than the cores Go runs on, and at least one. The live pipeline counts on one goroutine;
-// when every core goes to ingestion, the scheduler gives the pipeline one turn among a dozen
-// handlers, and at full speed the counting falls seconds behind what the log holds. With a core
-// left to it, the metrics keep up with the events. Each batch waits for its slot, not for a
-// connection: a sender still reads its body in, and waits for the log's acknowledgements, on its
-// own.
-func IngestSlots() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+// IngestSlots is how many batches a node reads and writes for the log at once: on a node that
+// counts the live metrics, one fewer than the cores Go runs on, and at least one; elsewhere, as
+// many as the cores. The live pipeline counts on one goroutine; when every core goes to
+// ingestion, the scheduler gives the pipeline one turn among a dozen handlers, and at full speed
+// the counting falls seconds behind what the log holds. With a core left to it, the metrics keep
+// up with the events. A batch waits for its slot with its body read in: a slow sender holds no
+// slot. The bodies waiting take less memory than the same batches all decoding at once did.
+func IngestSlots(counting bool) int {
+	if !counting {
+		return runtime.GOMAXPROCS(0)
+	}
+	return max(1, runtime.GOMAXPROCS(0)-1)
+}
 
 // NewIngester appends to the log through publishers made by newPublisher (one per batch, so a
 // batch waits only for its own messages), counts senders' quotas in quota (shared by the nodes
@@ -113,34 +118,29 @@ func NewIngester(newPublisher func() Publisher, quota surge.Counter, slots int, 
 // is dropped: the producer retries the batch; its events are counted once).
 //
 // The body is read in whole first, as sent; then the batch waits for a slot (IngestSlots) to be
-// decompressed, checked and written as log messages; then, without the slot, its dead letters
-// and its messages are published, and their acknowledgements awaited.
+// decompressed, checked and written as log messages; then, without the slot, it is counted
+// against the sender's quota, its dead letters and its messages are published, and their
+// acknowledgements awaited.
 func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string, body io.Reader, gzipped bool) (IngestResult, error) {
 	sent, err := io.ReadAll(io.LimitReader(body, MaxIngestBytes+1))
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok || len(sent) > MaxIngestBytes {
+		return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d bytes", MaxIngestBytes)
+	}
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return IngestResult{}, surge.Errorf(surge.ETOOLARGE, "a batch is at most %d bytes", MaxIngestBytes)
-		}
 		return IngestResult{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
 	}
-	select {
-	case in.slots <- struct{}{}:
-	case <-ctx.Done():
-		return IngestResult{}, surge.Errorf(surge.EUNAVAILABLE, "the batch was not read: %v", ctx.Err())
-	}
-	b, err := in.prepare(a, requestID, sent, gzipped)
-	<-in.slots
+	b, err := in.inTurn(ctx, func() (prepared, error) { return in.prepare(a, requestID, sent, gzipped) })
 	if err != nil {
 		return IngestResult{}, err
+	}
+	if err := in.charge(ctx, a, b.events); err != nil {
+		return IngestResult{}, err // before any dead letter: the sender retries the whole batch
 	}
 	pub := in.publisher()
 	for _, d := range b.dead {
 		if err := pub.PublishAsync(DeadLetterSubject, "", d); err != nil {
 			return IngestResult{}, err
 		}
-	}
-	if err := in.charge(ctx, a, b.events); err != nil {
-		return IngestResult{}, err
 	}
 	for _, m := range b.messages {
 		if err := pub.PublishAsync(IngestSubject, m.id, m.data); err != nil {
@@ -153,6 +153,17 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 	b.res.Accepted = b.events
 	in.accepted.Add(float64(b.events))
 	return b.res, nil
+}
+
+// inTurn runs prepare with a slot held, once one is free.
+func (in *Ingester) inTurn(ctx context.Context, prepare func() (prepared, error)) (prepared, error) {
+	select {
+	case in.slots <- struct{}{}:
+	case <-ctx.Done():
+		return prepared{}, surge.Errorf(surge.EUNAVAILABLE, "the batch did not get its turn: %v", ctx.Err())
+	}
+	defer func() { <-in.slots }()
+	return prepare()
 }
 
 // prepared is a batch read, checked and written for the log, not yet published.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,7 +175,9 @@ func TestBoardFeedAppliesRoundsInOrder(t *testing.T) {
 	round := func(evs ...surge.BusinessEvent) []live.Published { // what a sink publishes for them
 		var out []live.Published
 		p, src := stream.New("feed", stream.Config{}, func(e surge.BusinessEvent) int64 { return e.Time })
-		sink := live.NewSink(publisherFunc(func(subject string, data []byte) { out = append(out, live.Published{Key: subject, Value: bytes.Clone(data)}) }),
+		sink := live.NewSink(publisherFunc(func(subject string, data []byte) {
+			out = append(out, live.Published{Key: subject, Value: bytes.Clone(data)})
+		}),
 			func(key string) string { return key })
 		stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
 		if err := p.RunSlice(context.Background(), evs); err != nil {
@@ -454,6 +457,25 @@ func TestIngestQuota(t *testing.T) {
 	if _, err := in.Ingest(context.Background(), app, "r2", batch(live.MaxAppEventsPerMinute, 1), false); surge.ErrorCode(err) != surge.ERATELIMIT {
 		t.Fatalf("one event past the quota = %v; want ERATELIMIT", err)
 	}
+	// A batch refused for the quota leaves nothing behind, not even its bad lines' dead letters:
+	// the app sends it again later, whole.
+	past := false
+	in = live.NewIngester(func() live.Publisher {
+		return publisherFunc(func(subject string, _ []byte) {
+			if past {
+				t.Errorf("a batch past the quota published to %s", subject)
+			}
+		})
+	}, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
+	if _, err := in.Ingest(context.Background(), app, "r0", batch(0, live.MaxAppEventsPerMinute), false); err != nil {
+		t.Fatal(err)
+	}
+	past = true
+	bad := io.MultiReader(batch(live.MaxAppEventsPerMinute, 1), strings.NewReader("not json\n"))
+	if _, err := in.Ingest(context.Background(), app, "r2", bad, false); surge.ErrorCode(err) != surge.ERATELIMIT {
+		t.Fatalf("one event and a bad line past the quota = %v; want ERATELIMIT", err)
+	}
+	past = false
 	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	if _, err := in.Ingest(context.Background(), staff, "r3", batch(0, live.MaxAppEventsPerMinute+1), false); err != nil {
 		t.Fatalf("staff past an app's quota: %v", err)
@@ -581,6 +603,11 @@ func TestIngestRefusesBadBodies(t *testing.T) {
 				t.Errorf("Ingest = %v; want %s", err, c.code)
 			}
 		})
+	}
+	// The server's own bound on a request's body is a batch too large, not a bad one.
+	capped := http.MaxBytesReader(nil, io.NopCloser(strings.NewReader(line+line)), int64(len(line)))
+	if _, err := in.Ingest(context.Background(), staff, "r", capped, false); surge.ErrorCode(err) != surge.ETOOLARGE {
+		t.Errorf("Ingest of a body past the server's bound = %v; want ETOOLARGE", err)
 	}
 	if published != 0 {
 		t.Errorf("%d messages reached the log from refused batches", published)

@@ -65,7 +65,7 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 			return board.Value(live.Series{Metric: "gmv", Dims: [][2]string{{live.DimSession, strconv.FormatInt(session, 10)}}}.Key())
 		}
 	}
-	deps.Ingest = live.NewIngester(func() live.Publisher { return bus.AsyncPublisher() }, b.counter, live.IngestSlots(), deps.Registry)
+	deps.Ingest = live.NewIngester(func() live.Publisher { return bus.AsyncPublisher() }, b.counter, live.IngestSlots(m.Config.LiveCompute), deps.Registry)
 	return nil
 }
 
