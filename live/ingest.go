@@ -114,8 +114,9 @@ func NewIngester(newPublisher func() Publisher, quota surge.Counter, slots int, 
 
 // Ingest reads a batch of JSON lines (gzip-compressed if gzipped), appends the valid events to
 // the log in order and dead-letters the others with their reason. Returns EINVALID for a body
-// that cannot be read, ETOOLARGE past the bounds, and ERATELIMIT when the log is full (nothing
-// is dropped: the producer retries the batch; its events are counted once).
+// that cannot be read, ETOOLARGE past the bounds, ERATELIMIT when the log is full (nothing is
+// dropped: the producer retries the batch; its events are counted once), and EUNAVAILABLE when
+// ctx ends while the batch waits for its turn.
 //
 // The body is read in whole first, as sent; then the batch waits for a slot (IngestSlots) to be
 // decompressed, checked and written as log messages; then, without the slot, it is counted
