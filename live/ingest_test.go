@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,5 +65,47 @@ func TestIngestReadsAtMostSlotsBatchesAtOnce(t *testing.T) {
 				t.Errorf("at most %d batches were read at once; want %d", m, slots)
 			}
 		})
+	}
+}
+
+// A batch whose sender goes away while every slot is taken is answered EUNAVAILABLE, and takes
+// no slot; the counting node keeps a core, other nodes use them all.
+func TestIngestTurns(t *testing.T) {
+	in := NewIngester(func() Publisher { return nopPublisher{} }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	in.now = func() time.Time {
+		once.Do(func() { close(entered); <-release })
+		return time.Now()
+	}
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	line := func(id string) string {
+		return fmt.Sprintf(`{"id":"%s","type":"click","sku":"s","time":%d}`+"\n", id, time.Now().UnixMilli())
+	}
+	done := make(chan error, 1)
+	go func() { // ends once released
+		_, err := in.Ingest(context.Background(), staff, "holder", strings.NewReader(line("a")), false)
+		done <- err
+	}()
+	<-entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := in.Ingest(ctx, staff, "gone", strings.NewReader(line("b")), false); surge.ErrorCode(err) != surge.EUNAVAILABLE {
+		t.Errorf("a batch whose sender left while waiting for its turn = %v; want EUNAVAILABLE", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Errorf("the batch holding the slot = %v; want it accepted", err)
+	}
+	if len(in.slots) != 0 {
+		t.Errorf("%d slots still taken after every batch ended", len(in.slots))
+	}
+
+	cores := runtime.GOMAXPROCS(0)
+	if got := IngestSlots(false); got != cores {
+		t.Errorf("IngestSlots on a node that does not count = %d; want all %d cores", got, cores)
+	}
+	if got := IngestSlots(true); got != max(1, cores-1) {
+		t.Errorf("IngestSlots on the counting node = %d; want %d", got, max(1, cores-1))
 	}
 }
