@@ -11,6 +11,7 @@ import (
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/stock"
 	"github.com/surgecommerce/surge/storetest"
 )
@@ -19,30 +20,8 @@ import (
 // released exactly once, however many batches it takes.
 func TestSweepAllExpiresEveryDueOrder(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.SQLite(t)
-	eng, err := stock.Open(stock.Options{Dir: filepath.Join(t.TempDir(), "stock")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
 	const n = 1234 // more than two sweep batches
-	if err := eng.Load(ctx, surge.StockItem{ID: 4, Allotted: n, PerUserLimit: 1}); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	orders := make([]surge.Order, n)
-	for i := range orders {
-		user, req := int64(100+i), fmt.Sprint("r", i)
-		if _, err := eng.Reserve(ctx, surge.ReserveRequest{ItemID: 4, UserID: user, Quantity: 1, RequestID: req, OrderID: int64(1000 + i)}); err != nil {
-			t.Fatal(err)
-		}
-		orders[i] = surge.Order{ID: int64(1000 + i), TxnID: fmt.Sprint("T", i), RequestID: req, UserID: user, SessionID: 3, ItemID: 4,
-			SKUID: 2, MerchantID: 9, Quantity: 1, Amount: surge.Money{Amount: 100, Currency: "CNY"}, State: surge.OrderPendingPayment,
-			CreatedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-time.Minute)}
-	}
-	if _, err := db.CreateOrders(ctx, orders); err != nil {
-		t.Fatal(err)
-	}
+	db, eng, now := dueOrders(t, n)
 	svc := order.New(db, db, eng, nowhere{}, order.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return now })
 	expired, err := svc.SweepAll(ctx)
 	if err != nil || expired != n {
@@ -61,4 +40,53 @@ func TestSweepAllExpiresEveryDueOrder(t *testing.T) {
 	if lv, _ := eng.Levels(ctx, 4); lv.Available != n {
 		t.Fatalf("available after a second sweep = %d; want %d (released once)", lv.Available, n)
 	}
+}
+
+// dueOrders returns a SQLite store and a stock engine holding n reservations of item 4, each
+// with its pending order, all past their payment time at the returned now.
+func dueOrders(t testing.TB, n int) (*sqlite.DB, *stock.Engine, time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	db := storetest.SQLite(t)
+	eng, err := stock.Open(stock.Options{Dir: filepath.Join(t.TempDir(), "stock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	if err := eng.Load(ctx, surge.StockItem{ID: 4, Allotted: int64(n), PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	orders := make([]surge.Order, n)
+	for i := range orders {
+		user, req := int64(100+i), fmt.Sprint("r", i)
+		if _, err := eng.Reserve(ctx, surge.ReserveRequest{ItemID: 4, UserID: user, Quantity: 1, RequestID: req, OrderID: int64(1000 + i)}); err != nil {
+			t.Fatal(err)
+		}
+		orders[i] = surge.Order{ID: int64(1000 + i), TxnID: fmt.Sprint("T", i), RequestID: req, UserID: user, SessionID: 3, ItemID: 4,
+			SKUID: 2, MerchantID: 9, Quantity: 1, Amount: surge.Money{Amount: 100, Currency: "CNY"}, State: surge.OrderPendingPayment,
+			CreatedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-time.Minute)}
+	}
+	if _, err := db.CreateOrders(ctx, orders); err != nil {
+		t.Fatal(err)
+	}
+	return db, eng, now
+}
+
+// BenchmarkSweepAll expires a sale's burst of abandoned orders on the embedded shape (SQLite
+// and the stock engine with its log, both syncing to disk): the time per order expired and
+// its stock released.
+func BenchmarkSweepAll(b *testing.B) {
+	const n = 2000
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		db, eng, now := dueOrders(b, n)
+		svc := order.New(db, db, eng, nowhere{}, order.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return now })
+		b.StartTimer()
+		if expired, err := svc.SweepAll(ctx); err != nil || expired != n {
+			b.Fatalf("SweepAll = %d, %v; want %d", expired, err, n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/order")
 }

@@ -106,7 +106,7 @@ func concurrently(n int, fn func(i int) error) int {
 
 // SQLite returns a fresh, migrated SQLite store in a temporary directory, closed when the test
 // ends: the real store for tests of the services above it.
-func SQLite(t *testing.T) *sqlite.DB {
+func SQLite(t testing.TB) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "surge.db"), IDs())
 	if err != nil {
