@@ -95,13 +95,16 @@ type OrderStore interface {
 	// of two racing transitions only one wins. Returns ECONFLICT (with the order as it is) if
 	// the order is no longer in from, EINVALID if the machine forbids the move, ENOTFOUND.
 	Transition(ctx context.Context, id int64, from, to OrderState, reason string, now time.Time) (*Order, error)
-	// DueForExpiry returns pending orders whose time ran out by now, oldest first.
-	DueForExpiry(ctx context.Context, now time.Time, limit int) ([]*Order, error)
+	// ExpireDue cancels (CancelTimeout) up to limit pending orders whose time ran out by now,
+	// the oldest due first, in one transaction, and returns them as cancelled, in no particular
+	// order. An order paid or cancelled meanwhile is left alone, as with Transition: each order
+	// is expired at most once, whoever else sweeps.
+	ExpireDue(ctx context.Context, now time.Time, limit int) ([]*Order, error)
 	// UnsettledStock returns paid or cancelled orders whose reservation the stock engine has not
 	// yet confirmed or released.
 	UnsettledStock(ctx context.Context, limit int) ([]*Order, error)
-	// MarkStockSettled records that the stock engine settled an order's reservation.
-	MarkStockSettled(ctx context.Context, id int64) error
+	// MarkStockSettled records that the stock engine settled these orders' reservations.
+	MarkStockSettled(ctx context.Context, ids ...int64) error
 	// RecordPayment stores a payment notification once per NotifyID: a repeat returns
 	// fresh false and changes nothing.
 	RecordPayment(ctx context.Context, p *Payment) (fresh bool, err error)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"time"
 
 	"github.com/surgecommerce/surge"
@@ -96,6 +97,11 @@ func (s *Store) orders(ctx context.Context, q querier, where string, args ...any
 	if err != nil {
 		return nil, s.wrap(err, "orders")
 	}
+	return s.scanOrders(rows)
+}
+
+// scanOrders reads rows of orderColumns and closes them.
+func (s *Store) scanOrders(rows *sql.Rows) ([]*surge.Order, error) {
 	defer rows.Close()
 	var list []*surge.Order
 	for rows.Next() {
@@ -155,10 +161,26 @@ func (s *Store) Transition(ctx context.Context, id int64, from, to surge.OrderSt
 	return o, nil
 }
 
-// DueForExpiry implements surge.OrderStore.
-func (s *Store) DueForExpiry(ctx context.Context, now time.Time, n int) ([]*surge.Order, error) {
-	return s.orders(ctx, s.db, `state = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
-		string(surge.OrderPendingPayment), ms(now), limit(n))
+// ExpireDue implements surge.OrderStore. One conditional update cancels the whole batch, the
+// same arbiter as Transition's: an order paid (or cancelled) after the due ones were picked no
+// longer matches its state test and is left as it is, on either engine.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time, n int) ([]*surge.Order, error) {
+	var list []*surge.Order
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(`UPDATE orders SET state = ?, cancel_reason = ? WHERE state = ? AND id IN (
+			SELECT id FROM orders WHERE state = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?) RETURNING `+orderColumns),
+			string(surge.OrderCancelled), surge.CancelTimeout, string(surge.OrderPendingPayment),
+			string(surge.OrderPendingPayment), ms(now), limit(n))
+		if err != nil {
+			return err
+		}
+		list, err = s.scanOrders(rows)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list, nil
 }
 
 // UnsettledStock implements surge.OrderStore.
@@ -167,10 +189,21 @@ func (s *Store) UnsettledStock(ctx context.Context, n int) ([]*surge.Order, erro
 		string(surge.OrderPaid), string(surge.OrderCancelled), limit(n))
 }
 
-// MarkStockSettled implements surge.OrderStore.
-func (s *Store) MarkStockSettled(ctx context.Context, id int64) error {
-	_, err := s.exec(ctx, s.q(`UPDATE orders SET stock_settled = 1 WHERE id = ?`), id)
-	return s.wrap(err, "order")
+// MarkStockSettled implements surge.OrderStore, one statement per surge.MaxListLimit orders.
+func (s *Store) MarkStockSettled(ctx context.Context, ids ...int64) error {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), surge.MaxListLimit)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		query := `UPDATE orders SET stock_settled = 1 WHERE id IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`
+		if _, err := s.exec(ctx, s.q(query), args...); err != nil {
+			return s.wrap(err, "order")
+		}
+	}
+	return nil
 }
 
 // RecordPayment implements surge.OrderStore.

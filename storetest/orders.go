@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,25 +92,93 @@ func RunOrders(t *testing.T, open Open) {
 
 	t.Run("ExpiryAndSettlement", func(t *testing.T) {
 		f := newFixture(t, open)
-		late := f.order(1, 100, "late", f.now.Add(-time.Second))
-		f.order(2, 100, "fresh", f.now.Add(time.Hour))
-		due, err := f.s.DueForExpiry(f.ctx, f.now, 10)
-		if err != nil || len(due) != 1 || due[0].ID != late.ID {
-			t.Fatalf("DueForExpiry = %v, %v; want only the late order", due, err)
-		}
-		if _, err := f.s.Transition(f.ctx, late.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, f.now); err != nil {
+		oldest := f.order(1, 100, "oldest", f.now.Add(-2*time.Second))
+		late := f.order(2, 100, "late", f.now.Add(-time.Second))
+		paid := f.order(3, 100, "paid", f.now.Add(-3*time.Second))
+		f.order(4, 100, "fresh", f.now.Add(time.Hour))
+		if _, err := f.s.Transition(f.ctx, paid.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now); err != nil {
 			t.Fatal(err)
 		}
-		if due, _ = f.s.DueForExpiry(f.ctx, f.now, 10); len(due) != 0 {
-			t.Fatalf("a cancelled order is still due: %v", due)
+		first, err := f.s.ExpireDue(f.ctx, f.now, 1)
+		if err != nil || len(first) != 1 || first[0].ID != oldest.ID || first[0].State != surge.OrderCancelled ||
+			first[0].CancelReason != surge.CancelTimeout || first[0].StockSettled {
+			t.Fatalf("ExpireDue(limit 1) = %v, %v; want the oldest due order, cancelled for timeout", first, err)
+		}
+		rest, err := f.s.ExpireDue(f.ctx, f.now, 10)
+		if err != nil || len(rest) != 1 || rest[0].ID != late.ID {
+			t.Fatalf("ExpireDue = %v, %v; want only the other late order (not the paid one, not the fresh one)", rest, err)
+		}
+		if again, err := f.s.ExpireDue(f.ctx, f.now, 10); err != nil || len(again) != 0 {
+			t.Fatalf("ExpireDue once more = %v, %v; want nothing left", again, err)
+		}
+		if got, err := f.s.OrderByID(f.ctx, paid.ID); err != nil || got.State != surge.OrderPaid {
+			t.Fatalf("the paid order after the sweep = %+v, %v; want it paid still", got, err)
 		}
 		un, err := f.s.UnsettledStock(f.ctx, 10)
-		if err != nil || len(un) != 1 || un[0].ID != late.ID || un[0].CancelReason != surge.CancelTimeout {
-			t.Fatalf("UnsettledStock = %v, %v; want the cancelled order", un, err)
+		if err != nil || len(un) != 3 {
+			t.Fatalf("UnsettledStock = %v, %v; want the two cancelled orders and the paid one", un, err)
 		}
-		must(t, "MarkStockSettled", f.s.MarkStockSettled(f.ctx, late.ID))
+		must(t, "MarkStockSettled(none)", f.s.MarkStockSettled(f.ctx))
+		must(t, "MarkStockSettled", f.s.MarkStockSettled(f.ctx, oldest.ID, late.ID))
+		if un, _ = f.s.UnsettledStock(f.ctx, 10); len(un) != 1 || un[0].ID != paid.ID {
+			t.Fatalf("UnsettledStock after settling two = %v; want the paid order only", un)
+		}
+		must(t, "MarkStockSettled", f.s.MarkStockSettled(f.ctx, paid.ID))
 		if un, _ = f.s.UnsettledStock(f.ctx, 10); len(un) != 0 {
-			t.Fatalf("UnsettledStock after settling = %v", un)
+			t.Fatalf("UnsettledStock after settling all = %v", un)
+		}
+	})
+
+	t.Run("ExpireVersusPayHasOneWinner", func(t *testing.T) {
+		f := newFixture(t, open)
+		const n = 40
+		orders := make([]*surge.Order, n)
+		for i := range orders {
+			orders[i] = f.order(int64(i), 100, fmt.Sprint("due-", i), f.now.Add(-time.Second))
+		}
+		var mu sync.Mutex
+		paid := map[int64]bool{}
+		expired := map[int64]int{}
+		var wg sync.WaitGroup
+		for range 2 { // two nodes sweeping at once
+			wg.Go(func() {
+				for range n {
+					list, err := f.s.ExpireDue(f.ctx, f.now, 7)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					for _, o := range list {
+						expired[o.ID]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		for _, o := range orders {
+			wg.Go(func() {
+				if _, err := f.s.Transition(f.ctx, o.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now); err == nil {
+					mu.Lock()
+					paid[o.ID] = true
+					mu.Unlock()
+				} else if surge.ErrorCode(err) != surge.ECONFLICT {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		for _, o := range orders {
+			got, err := f.s.OrderByID(f.ctx, o.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case paid[o.ID] && (expired[o.ID] != 0 || got.State != surge.OrderPaid):
+				t.Fatalf("order %d was paid and expired %d times, now %s", o.ID, expired[o.ID], got.State)
+			case !paid[o.ID] && (expired[o.ID] != 1 || got.State != surge.OrderCancelled):
+				t.Fatalf("order %d was not paid and expired %d times, now %s; want once", o.ID, expired[o.ID], got.State)
+			}
 		}
 	})
 
