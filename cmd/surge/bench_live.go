@@ -44,6 +44,9 @@ type LiveBenchResult struct {
 	VisibleQueryLoadP99Ms float64 `json:"visible_query_under_load_p99_ms"`
 	VisibleSSELoadP50Ms   float64 `json:"visible_sse_under_load_p50_ms"`
 	VisibleSSELoadP99Ms   float64 `json:"visible_sse_under_load_p99_ms"`
+	// VisibleLoadLost counts the probes under load that failed or were not visible within
+	// probeTimeout: each is in the under-load percentiles at probeTimeout, a bound on its time.
+	VisibleLoadLost       int     `json:"visible_under_load_lost"`
 	VisibleQueryIdleP50Ms float64 `json:"visible_query_idle_p50_ms"`
 	VisibleQueryIdleP99Ms float64 `json:"visible_query_idle_p99_ms"`
 	VisibleSSEIdleP50Ms   float64 `json:"visible_sse_idle_p50_ms"`
@@ -99,12 +102,9 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	probesDone := make(chan struct{})
 	go func() { // stops with stopProbes
 		defer close(probesDone)
-		for i := 0; probeCtx.Err() == nil; i++ {
-			if q, s, err := probeBoth(probeCtx, cl, base, tokens.AccessToken, fmt.Sprintf("load%d", i)); err == nil {
-				loadQuery, loadSSE = append(loadQuery, q), append(loadSSE, s)
-			}
-			sleepCtx(probeCtx, 100*time.Millisecond)
-		}
+		loadQuery, loadSSE, res.VisibleLoadLost = probeUntilDone(probeCtx, func(ctx context.Context, i int) (float64, float64, error) {
+			return probeBoth(ctx, cl, base, tokens.AccessToken, fmt.Sprintf("load%d", i))
+		}, 100*time.Millisecond)
 	}()
 	stopProfile, err := startProfile(*profile)
 	if err != nil {
@@ -177,6 +177,9 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		res.VisibleQueryLoadP50Ms, res.VisibleQueryLoadP99Ms, res.VisibleQueryIdleP50Ms, res.VisibleQueryIdleP99Ms)
 	fmt.Fprintf(stdout, "visible, SSE stream  under load p50 %.0f ms p99 %.0f ms; idle p50 %.0f ms p99 %.0f ms\n",
 		res.VisibleSSELoadP50Ms, res.VisibleSSELoadP99Ms, res.VisibleSSEIdleP50Ms, res.VisibleSSEIdleP99Ms)
+	if res.VisibleLoadLost > 0 {
+		fmt.Fprintf(stdout, "visible, under load: %d probes lost (counted at %s)\n", res.VisibleLoadLost, probeTimeout)
+	}
 	fmt.Fprintf(stdout, "serving       %d requests/s: p50 %.2f ms p99 %.2f ms, %d errors\n", res.ServeRate, res.ServeP50Ms, res.ServeP99Ms, res.ServeErrors)
 	if !res.Correct {
 		return fmt.Errorf("the live totals did not reach what was sent")
@@ -252,8 +255,32 @@ func probeLine(room string) []byte {
 
 // probeBoth opens the room's event stream, posts a share, and times it to the stream and to the
 // query API.
+// probeUntilDone runs probe after probe, every so often, until ctx ends, and returns their
+// times. A probe that fails or times out while ctx lasts is lost: it is counted, and its times
+// are probeTimeout, a bound on what it would have been. Only the probe that the end of ctx cuts
+// short is left out.
+func probeUntilDone(ctx context.Context, probe func(ctx context.Context, i int) (query, sse float64, err error),
+	every time.Duration) (query, sse []float64, lost int) {
+	for i := 0; ctx.Err() == nil; i++ {
+		q, s, err := probe(ctx, i)
+		switch {
+		case err == nil:
+			query, sse = append(query, q), append(sse, s)
+		case ctx.Err() == nil:
+			lost++
+			bound := float64(probeTimeout.Milliseconds())
+			query, sse = append(query, bound), append(sse, bound)
+		}
+		sleepCtx(ctx, every)
+	}
+	return query, sse, lost
+}
+
+// probeTimeout is how long a probe waits for its event to show.
+const probeTimeout = 30 * time.Second
+
 func probeBoth(ctx context.Context, cl *client.Client, base, token, room string) (query, sse float64, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/live/stream?room="+url.QueryEscape(room), nil)
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"slices"
 	"testing"
 )
 
@@ -73,5 +75,25 @@ func TestBenchLive(t *testing.T) {
 	if !res.Correct || res.IngestPerSec <= 0 || res.ComputedPerSec <= 0 || res.VisibleQueryIdleP50Ms <= 0 ||
 		res.VisibleSSEIdleP50Ms <= 0 || res.ServeP50Ms <= 0 || res.ServeErrors != 0 {
 		t.Errorf("bench live = %+v; want correct totals, rates and latencies, no errors", res)
+	}
+}
+
+// A probe under load that fails or never shows counts, at the probe timeout; only the one the
+// end of the ingestion cuts short is left out.
+func TestProbeUntilDoneCountsLostProbes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	query, sse, lost := probeUntilDone(ctx, func(ctx context.Context, i int) (float64, float64, error) {
+		switch i {
+		case 1:
+			return 0, 0, errors.New("probe load1 never became visible")
+		case 3:
+			cancel()
+			return 0, 0, ctx.Err()
+		}
+		return float64(10 + i), float64(20 + i), nil
+	}, 0)
+	bound := float64(probeTimeout.Milliseconds())
+	if lost != 1 || !slices.Equal(query, []float64{10, bound, 12}) || !slices.Equal(sse, []float64{20, bound, 22}) {
+		t.Fatalf("probeUntilDone = %v, %v, %d lost; want the lost probe at %v and the cut one left out", query, sse, lost, bound)
 	}
 }

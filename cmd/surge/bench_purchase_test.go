@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/purchase"
 )
 
 // A small purchase bench sells exactly its units and answers everyone else "sold out", with
@@ -47,5 +54,62 @@ func TestBenchPurchase(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkSoldOutAnswer is the node's own cost of a "sold out" answer, the answer nearly every
+// shopper of a sale gets: the whole handler chain of a real embedded node (request id, metrics,
+// authentication, body, the gate, the reservation lookup, the error body), called in process
+// without the network, so that its time and allocations are not drowned in the load
+// generator's and the kernel's.
+func BenchmarkSoldOutAnswer(b *testing.B) {
+	ctx := context.Background()
+	var secret string
+	m, _, closeNode, err := benchNode(ctx, func(c *Config) { secret = c.TokenSecret; c.IPRate = 1e9 })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeNode()
+	cl := client.New("http://" + m.Addr)
+	item, err := benchSale(ctx, cl, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buyer := cl.As(mintShopper(secret, 9))
+	d, err := buyer.Item(ctx, item)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := buyer.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: "first", Token: d.Token}); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // past the lane's refresh of the stock left (100 ms)
+
+	const shoppers = 1024 // each remembered as authenticated, as in a sale's first seconds
+	jwts := make([]string, shoppers)
+	bodies := make([][]byte, shoppers)
+	for i := range jwts {
+		jwts[i] = "Bearer " + mintShopper(secret, int64(1000+i))
+		bodies[i], _ = json.Marshal(purchase.Request{ItemID: item, Quantity: 1, RequestID: "r" + strconv.Itoa(i), Token: d.Token})
+	}
+	h := m.srv.Handler
+	answer := func(i int) int {
+		r := httptest.NewRequest("POST", "/v1/purchases", bytes.NewReader(bodies[i%shoppers]))
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Header.Set("Authorization", jwts[i%shoppers])
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i := range shoppers {
+		if code := answer(i); code != http.StatusConflict {
+			b.Fatalf("shopper %d got %d; want 409 sold out", i, code)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		answer(i)
+		i++
 	}
 }
