@@ -363,7 +363,7 @@ func (s *Service) batchAttempts() {
 	batch := make([]Attempt, 0, maxAttemptBatch)
 	flush := func() {
 		if len(batch) > 0 {
-			s.emit(surge.EventPurchaseAttempts, batch)
+			s.emitAttempts(batch)
 			batch = batch[:0]
 		}
 	}
@@ -402,10 +402,20 @@ type StockChange struct {
 
 // emit sends an analytics event; one that cannot be sent is counted, never retried here.
 func (s *Service) emit(kind string, data any) {
-	e := surge.Event{ID: fmt.Sprintf("%s:%d:%d", kind, s.started, s.events.Add(1)), Kind: kind, At: s.now().UTC(), Data: data}
+	e := surge.Event{ID: s.eventID(kind), Kind: kind, At: s.now().UTC(), Data: data}
 	b, err := json.Marshal(e)
+	s.send(kind, e.ID, b, err)
+}
+
+// eventID names the node's next event of a kind.
+func (s *Service) eventID(kind string) string {
+	return fmt.Sprintf("%s:%d:%d", kind, s.started, s.events.Add(1))
+}
+
+// send hands an encoded event to the bus; one that failed to encode or to go is counted.
+func (s *Service) send(kind, id string, b []byte, err error) {
 	if err == nil {
-		err = s.bus.Emit("surge.events."+kind, e.ID, b)
+		err = s.bus.Emit("surge.events."+kind, id, b)
 	}
 	if err != nil {
 		s.metrics.droppedEvents.Inc()

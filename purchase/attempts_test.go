@@ -1,0 +1,49 @@
+package purchase
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+// The attempts event written without reflection is byte for byte what the JSON library writes,
+// whenever it does not hand the batch back to the library; and an ordinary batch is written
+// without it.
+func FuzzAttemptsEvent(f *testing.F) {
+	f.Add("purchase.attempts:1:7", int64(42), int64(10000001), int64(1), "b17", "ESOLDOUT", "127.0.0.1", int64(1764680000), int64(123456789), false, uint8(2))
+	f.Add("x", int64(-1), int64(0), int64(-5), "r\"q", "success", "::1", int64(0), int64(0), true, uint8(1))
+	f.Add("id", int64(1), int64(2), int64(3), "<script>", "queued", "10.0.0.1", int64(-62135596800), int64(0), false, uint8(3))
+	f.Add("id", int64(1), int64(2), int64(3), "r", "ok", "\xff", int64(253402300800), int64(1), true, uint8(0))
+	f.Fuzz(func(t *testing.T, id string, item, user, qty int64, req, outcome, ip string, sec, nsec int64, test bool, n uint8) {
+		at := time.Unix(sec, nsec).UTC()
+		var batch []Attempt
+		for i := range int(n % 4) {
+			batch = append(batch, Attempt{ItemID: item + int64(i), UserID: user, Quantity: qty, RequestID: req, Outcome: outcome,
+				IP: ip, At: at.Add(time.Duration(i) * time.Millisecond), Test: test != (i%2 == 1)})
+		}
+		got, ok := appendAttemptsEvent(nil, id, at, batch)
+		want, err := json.Marshal(surge.Event{ID: id, Kind: surge.EventPurchaseAttempts, At: at, Data: batch})
+		if ok && (err != nil || !bytes.Equal(got, want)) {
+			t.Fatalf("written as\n%s\nthe library writes\n%s (%v)", got, want, err)
+		}
+	})
+}
+
+func TestAttemptsEventTakesOrdinaryBatches(t *testing.T) {
+	at := time.Date(2026, 11, 11, 0, 0, 1, 5000, time.UTC)
+	batch := []Attempt{
+		{ItemID: 42, UserID: 10000001, Quantity: 1, RequestID: "b17", Outcome: "ESOLDOUT", IP: "203.0.113.9", At: at},
+		{ItemID: 42, UserID: 10000002, Quantity: 2, RequestID: "k-9_x.1", Outcome: "success", IP: "2001:db8::1", At: at, Test: true},
+	}
+	got, ok := appendAttemptsEvent(nil, "purchase.attempts:1764680000:3", at, batch)
+	want, _ := json.Marshal(surge.Event{ID: "purchase.attempts:1764680000:3", Kind: surge.EventPurchaseAttempts, At: at, Data: batch})
+	if !ok || !bytes.Equal(got, want) {
+		t.Fatalf("appendAttemptsEvent = %v,\n%s\nwant\n%s", ok, got, want)
+	}
+	if _, ok := appendAttemptsEvent(nil, "id", at, []Attempt{{RequestID: "é"}}); ok {
+		t.Fatal("a request id outside ASCII was written without the library")
+	}
+}
