@@ -3,8 +3,11 @@ package purchase
 import (
 	"bytes"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surgecommerce/surge"
 )
@@ -45,5 +48,50 @@ func TestAttemptsEventTakesOrdinaryBatches(t *testing.T) {
 	}
 	if _, ok := appendAttemptsEvent(nil, "id", at, []Attempt{{RequestID: "é"}}); ok {
 		t.Fatal("a request id outside ASCII was written without the library")
+	}
+}
+
+// emitted keeps the events a batcher sends; the rest of Publisher is not used here.
+type emitted struct {
+	Publisher
+	mu     sync.Mutex
+	events [][]byte
+}
+
+func (e *emitted) Emit(subject, msgID string, data []byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, data)
+	return nil
+}
+
+// The batcher sends what is queued in events of at most maxAttemptBatch, and what is left when
+// the node closes.
+func TestBatchAttemptsSendsEverythingInBoundedEvents(t *testing.T) {
+	bus := &emitted{}
+	s := &Service{bus: bus, now: time.Now, attempts: attemptQueue{full: make(chan struct{}, 1)}, quit: make(chan struct{}),
+		metrics: NewMetrics(prometheus.NewRegistry())}
+	const n = 2*maxAttemptBatch + 452
+	for i := range n {
+		s.attempts.add(Attempt{UserID: int64(i), RequestID: "r", Outcome: "ESOLDOUT", IP: "10.0.0.1", At: time.Now().UTC()})
+	}
+	s.wg.Add(1)
+	go s.batchAttempts()
+	s.Close()
+	seen := 0
+	for _, b := range bus.events {
+		var e struct{ Data []Attempt }
+		if err := json.Unmarshal(b, &e); err != nil || len(e.Data) == 0 || len(e.Data) > maxAttemptBatch {
+			t.Fatalf("an event of %d attempts (%v); want 1 to %d", len(e.Data), err, maxAttemptBatch)
+		}
+		for _, a := range e.Data {
+			if a.UserID != int64(seen) {
+				t.Fatalf("attempt %d is user %d; want them in order", seen, a.UserID)
+			}
+			seen++
+		}
+	}
+	if seen != n {
+		t.Fatalf("%d attempts sent in %d events; want %d", seen, len(bus.events), n)
 	}
 }

@@ -183,7 +183,7 @@ type Service struct {
 	metrics   *metrics
 	events    atomic.Int64 // numbers this node's events
 	started   int64        // unix ms when the node started, to make event ids unique
-	attempts  chan Attempt // to the event batcher
+	attempts  attemptQueue // to the event batcher
 	lookups   chan *lookup // to the lookup batcher; nil when the engine looks up one at a time
 
 	loading    singleflight.Group
@@ -217,7 +217,7 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 		users: newLimiter(cfg.UserRate, cfg.UserBurst), ips: newLimiter(cfg.IPRate, cfg.IPBurst),
 		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
 		ticketRing: make([]string, maxTickets), seen: make(map[[2]int64]int64),
-		quit: make(chan struct{}), started: now().UnixMilli(), attempts: make(chan Attempt, attemptQueueDepth)}
+		quit: make(chan struct{}), started: now().UnixMilli(), attempts: attemptQueue{full: make(chan struct{}, 1)}}
 	s.wg.Add(1)
 	go s.batchAttempts() // stops on Close
 	if b, ok := stock.(lookupBatcher); ok {
@@ -338,10 +338,8 @@ func validRequestID(id string) error {
 func (s *Service) Purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {
 	res, err := s.purchase(ctx, a, ip, req)
 	outcome := s.metrics.outcome(res, err)
-	select {
-	case s.attempts <- Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID,
-		Outcome: outcome, IP: ip, At: s.now().UTC(), Test: a.Test}:
-	default:
+	if !s.attempts.add(Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID,
+		Outcome: outcome, IP: ip, At: s.now().UTC(), Test: a.Test}) {
 		s.metrics.droppedEvents.Inc() // the event batcher is behind: count, never block a purchase
 	}
 	return res, err
@@ -355,24 +353,64 @@ const (
 	attemptFlushEvery = 20 * time.Millisecond
 )
 
-// batchAttempts sends attempts in batches until Close.
+// attemptQueue holds the attempts the batcher has not taken yet, at most attemptQueueDepth.
+// Adding one takes a short lock and wakes nobody until a batch is full: a channel woke the
+// batcher for every attempt, a scheduler round trip on each tap of "buy now".
+type attemptQueue struct {
+	mu      sync.Mutex
+	pending []Attempt
+	full    chan struct{} // holds a token once pending reaches maxAttemptBatch
+}
+
+// add queues a, or reports false when the queue is at its bound.
+func (q *attemptQueue) add(a Attempt) bool {
+	q.mu.Lock()
+	if len(q.pending) >= attemptQueueDepth {
+		q.mu.Unlock()
+		return false
+	}
+	q.pending = append(q.pending, a)
+	n := len(q.pending)
+	q.mu.Unlock()
+	if n == maxAttemptBatch {
+		select {
+		case q.full <- struct{}{}:
+		default: // the batcher has been told already
+		}
+	}
+	return true
+}
+
+// take swaps the queued attempts for spare, an empty list the caller is done with.
+func (q *attemptQueue) take(spare []Attempt) []Attempt {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	got := q.pending
+	q.pending = spare[:0]
+	return got
+}
+
+// batchAttempts sends the queued attempts, in events of at most maxAttemptBatch, every
+// attemptFlushEvery or as soon as a batch is full, until Close.
 func (s *Service) batchAttempts() {
 	defer s.wg.Done()
 	t := time.NewTicker(attemptFlushEvery)
 	defer t.Stop()
-	batch := make([]Attempt, 0, maxAttemptBatch)
+	var spare []Attempt
 	flush := func() {
-		if len(batch) > 0 {
-			s.emitAttempts(batch)
-			batch = batch[:0]
+		got := s.attempts.take(spare)
+		for rest := got; len(rest) > 0; {
+			n := min(len(rest), maxAttemptBatch)
+			s.emitAttempts(rest[:n])
+			rest = rest[n:]
 		}
+		clear(got) // the strings they hold are not the next batch's to keep
+		spare = got
 	}
 	for {
 		select {
-		case a := <-s.attempts:
-			if batch = append(batch, a); len(batch) == maxAttemptBatch {
-				flush()
-			}
+		case <-s.attempts.full:
+			flush()
 		case <-t.C:
 			flush()
 		case <-s.quit:

@@ -84,11 +84,35 @@ func commands(t *testing.T, bus *nats.Bus) uint64 {
 
 // A test shopper's attempt says so in its event, so that analytics can leave test traffic out.
 func TestAttemptEventsMarkTestTraffic(t *testing.T) {
-	s := &Service{attempts: make(chan Attempt, 2), metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
+	s := &Service{attempts: attemptQueue{full: make(chan struct{}, 1)}, metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
 	for _, test := range []bool{true, false} {
 		s.Purchase(context.Background(), surge.Actor{UserID: 5, Role: surge.RoleShopper, Test: test}, "10.0.0.1", Request{})
-		if a := <-s.attempts; a.Test != test || a.UserID != 5 || a.Outcome != surge.EINVALID {
-			t.Fatalf("attempt of a shopper with test=%v = %+v", test, a)
+		got := s.attempts.take(nil)
+		if len(got) != 1 || got[0].Test != test || got[0].UserID != 5 || got[0].Outcome != surge.EINVALID {
+			t.Fatalf("attempts of a shopper with test=%v = %+v", test, got)
 		}
+	}
+}
+
+// The attempts queue is bounded, and tells the batcher once a batch is full rather than on
+// every attempt.
+func TestAttemptQueueBoundAndFullBatch(t *testing.T) {
+	q := attemptQueue{full: make(chan struct{}, 1)}
+	for i := range attemptQueueDepth {
+		if !q.add(Attempt{UserID: int64(i)}) {
+			t.Fatalf("attempt %d refused below the bound", i)
+		}
+		if told := len(q.full) == 1; told != (i+1 >= maxAttemptBatch) {
+			t.Fatalf("after %d attempts the batcher told: %v", i+1, told)
+		}
+	}
+	if q.add(Attempt{}) {
+		t.Fatal("an attempt past the bound was queued")
+	}
+	if got := q.take(nil); len(got) != attemptQueueDepth || got[7].UserID != 7 {
+		t.Fatalf("take = %d attempts", len(got))
+	}
+	if !q.add(Attempt{}) {
+		t.Fatal("an attempt was refused once the queue was taken")
 	}
 }
