@@ -1,6 +1,8 @@
 package http
 
 import (
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -36,6 +38,43 @@ func TestWithBodyFallsBackToTheDecoder(t *testing.T) {
 	r := httptest.NewRequest("POST", "/v1/purchases", strings.NewReader(`{"item_id":"5","quantity":1.5}`))
 	if _, err := withBody(r, func(in purchase.Request) (any, error) { return in, nil }); surge.ErrorCode(err) != surge.EINVALID {
 		t.Fatalf("withBody(a fraction) = %v; want EINVALID", err)
+	}
+}
+
+// A body is read whole whether its length is announced, announced wrong or not announced, and
+// the route's bound holds either way.
+func TestReadBody(t *testing.T) {
+	const body = `{"item_id":"5","quantity":1}`
+	for _, c := range []struct {
+		name     string
+		length   int64
+		limit    int64
+		want     string // the body read, or the error code
+		wantCode string
+	}{
+		{"announced", int64(len(body)), 1 << 20, body, ""},
+		{"not announced", -1, 1 << 20, body, ""},
+		{"announced past the sized bound", sizedBodyMax + 1, 1 << 20, body, ""},
+		{"announced longer than sent", int64(len(body)) + 10, 1 << 20, "", surge.EINVALID},
+		{"past the route's bound", int64(len(body)), 8, "", surge.ETOOLARGE},
+		{"past the route's bound, not announced", -1, 8, "", surge.ETOOLARGE},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("POST", "/v1/purchases", strings.NewReader(body))
+			r.ContentLength = c.length
+			r.Body = http.MaxBytesReader(w, r.Body, c.limit)
+			got, err := withBody(r, func(in json.RawMessage) (any, error) { return string(in), nil })
+			if c.wantCode != "" {
+				if surge.ErrorCode(err) != c.wantCode {
+					t.Fatalf("withBody = %v, %v; want %s", got, err, c.wantCode)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("withBody = %v, %v; want %s", got, err, c.want)
+			}
+		})
 	}
 }
 

@@ -327,8 +327,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	body := ErrorBody{Error: ErrorDetail{Code: code, Message: surge.ErrorMessage(err), RequestID: RequestID(r.Context())}}
-	var refused *refusedImport
-	if errors.As(err, &refused) {
+	if refused, ok := errors.AsType[*refusedImport](err); ok {
 		body.Error.Report = refused.report
 		reply(w, Status(code), body)
 		return

@@ -516,10 +516,13 @@ func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest
 		return nil, err
 	}
 	if !found {
-		return nil, surge.Errorf(surge.ESOLDOUT, "sold out")
+		return nil, errSoldOut
 	}
 	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: res})
 }
+
+// errSoldOut is the answer most shoppers of a sale get; it is never changed, so all share one.
+var errSoldOut = surge.Errorf(surge.ESOLDOUT, "sold out")
 
 // enqueue puts an attempt in its item's queue and waits briefly for the answer.
 func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest) (*Result, error) {
@@ -565,7 +568,7 @@ func (s *Service) decided(in *info, rr surge.ReserveRequest, d surge.BatchResult
 	}
 	switch d.Outcome {
 	case surge.SoldOut:
-		return nil, nil, surge.Errorf(surge.ESOLDOUT, "sold out")
+		return nil, nil, errSoldOut
 	case surge.LimitReached:
 		return nil, nil, surge.Errorf(surge.ELIMIT, "you already hold %d of the %d allowed", d.Held, in.item.PerUserLimit)
 	}
