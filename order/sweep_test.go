@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,56 @@ func TestSweepAllExpiresEveryDueOrder(t *testing.T) {
 	}
 	if lv, _ := eng.Levels(ctx, 4); lv.Available != n {
 		t.Fatalf("available after a second sweep = %d; want %d (released once)", lv.Available, n)
+	}
+}
+
+// releaseFails is the stock engine with its releases failing for some requests, as when it is
+// briefly unreachable for them.
+type releaseFails struct {
+	*stock.Engine
+	mu   sync.Mutex
+	fail map[string]bool
+}
+
+func (e *releaseFails) Release(ctx context.Context, item int64, req string) error {
+	e.mu.Lock()
+	failing := e.fail[req]
+	e.mu.Unlock()
+	if failing {
+		return surge.Errorf(surge.EUNAVAILABLE, "the stock engine is unreachable")
+	}
+	return e.Engine.Release(ctx, item, req)
+}
+
+// Orders whose release fails are expired with the rest but not marked settled; the next sweep
+// releases them, and nothing is released twice.
+func TestSweepRetriesTheReleasesThatFailed(t *testing.T) {
+	ctx := context.Background()
+	const n = 40
+	db, eng, now := dueOrders(t, n)
+	flaky := &releaseFails{Engine: eng, fail: map[string]bool{"r3": true, "r17": true, "r31": true}}
+	svc := order.New(db, db, flaky, nowhere{}, order.Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return now })
+	if expired, err := svc.SweepAll(ctx); err != nil || expired != n {
+		t.Fatalf("SweepAll = %d, %v; want all %d expired", expired, err, n)
+	}
+	un, err := db.UnsettledStock(ctx, 100)
+	if err != nil || len(un) != 3 {
+		t.Fatalf("UnsettledStock = %d orders, %v; want the 3 whose release failed", len(un), err)
+	}
+	if lv, _ := eng.Levels(ctx, 4); lv.Available != n-3 {
+		t.Fatalf("available = %d; want %d", lv.Available, n-3)
+	}
+	flaky.mu.Lock()
+	flaky.fail = nil
+	flaky.mu.Unlock()
+	if again, err := svc.SweepAll(ctx); err != nil || again != 0 {
+		t.Fatalf("the next SweepAll = %d, %v; want nothing more expired", again, err)
+	}
+	if un, err := db.UnsettledStock(ctx, 100); err != nil || len(un) != 0 {
+		t.Fatalf("UnsettledStock after the retry = %d, %v; want none", len(un), err)
+	}
+	if lv, _ := eng.Levels(ctx, 4); lv.Available != n || lv.Reserved != 0 {
+		t.Fatalf("levels after the retry = %+v; want all %d back, once", lv, n)
 	}
 }
 

@@ -164,13 +164,24 @@ func (s *Store) Transition(ctx context.Context, id int64, from, to surge.OrderSt
 // ExpireDue implements surge.OrderStore. One conditional update cancels the whole batch, the
 // same arbiter as Transition's: an order paid (or cancelled) after the due ones were picked no
 // longer matches its state test and is left as it is, on either engine.
+//
+// Where rows are locked as they are read (PostgreSQL), the due orders are picked SKIP LOCKED: a
+// second node sweeping at once takes the next due orders rather than waiting for these, and the
+// two never lock the same rows in different orders.
 func (s *Store) ExpireDue(ctx context.Context, now time.Time, n int) ([]*surge.Order, error) {
+	lock := ""
+	if s.dialect.ForUpdate != "" {
+		lock = s.dialect.ForUpdate + " SKIP LOCKED"
+	}
 	var list []*surge.Order
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.q(`UPDATE orders SET state = ?, cancel_reason = ? WHERE state = ? AND id IN (
-			SELECT id FROM orders WHERE state = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?) RETURNING `+orderColumns),
-			string(surge.OrderCancelled), surge.CancelTimeout, string(surge.OrderPendingPayment),
-			string(surge.OrderPendingPayment), ms(now), limit(n))
+		// The due orders are picked once (MATERIALIZED): a locking subquery inside IN may be
+		// run again by PostgreSQL's plan and pick more than its LIMIT.
+		rows, err := tx.QueryContext(ctx, s.q(`WITH due AS MATERIALIZED (
+			SELECT id FROM orders WHERE state = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?`+lock+`)
+			UPDATE orders SET state = ?, cancel_reason = ? WHERE state = ? AND id IN (SELECT id FROM due) RETURNING `+orderColumns),
+			string(surge.OrderPendingPayment), ms(now), limit(n),
+			string(surge.OrderCancelled), surge.CancelTimeout, string(surge.OrderPendingPayment))
 		if err != nil {
 			return err
 		}
