@@ -16,12 +16,15 @@ import (
 // whenever it does not hand the batch back to the library; and an ordinary batch is written
 // without it.
 func FuzzAttemptsEvent(f *testing.F) {
-	f.Add("purchase.attempts:1:7", int64(42), int64(10000001), int64(1), "b17", "ESOLDOUT", "127.0.0.1", int64(1764680000), int64(123456789), false, uint8(2))
-	f.Add("x", int64(-1), int64(0), int64(-5), "r\"q", "success", "::1", int64(0), int64(0), true, uint8(1))
-	f.Add("id", int64(1), int64(2), int64(3), "<script>", "queued", "10.0.0.1", int64(-62135596800), int64(0), false, uint8(3))
-	f.Add("id", int64(1), int64(2), int64(3), "r", "ok", "\xff", int64(253402300800), int64(1), true, uint8(0))
-	f.Fuzz(func(t *testing.T, id string, item, user, qty int64, req, outcome, ip string, sec, nsec int64, test bool, n uint8) {
+	f.Add("purchase.attempts:1:7", int64(42), int64(10000001), int64(1), "b17", "ESOLDOUT", "127.0.0.1", int64(1764680000), int64(123456789), int16(0), false, uint8(2))
+	f.Add("x", int64(-1), int64(0), int64(-5), "r\"q", "success", "::1", int64(0), int64(0), int16(0), true, uint8(1))
+	f.Add("id", int64(1), int64(2), int64(3), "<script>", "queued", "10.0.0.1", int64(-62135596800), int64(0), int16(480), false, uint8(3))
+	f.Add("id", int64(1), int64(2), int64(3), "r", "ok", "\xff", int64(253402300800), int64(1), int16(0), true, uint8(0))
+	f.Fuzz(func(t *testing.T, id string, item, user, qty int64, req, outcome, ip string, sec, nsec int64, offsetMin int16, test bool, n uint8) {
 		at := time.Unix(sec, nsec).UTC()
+		if offsetMin != 0 {
+			at = at.In(time.FixedZone("", int(offsetMin)*60))
+		}
 		var batch []Attempt
 		for i := range int(n % 4) {
 			batch = append(batch, Attempt{ItemID: item + int64(i), UserID: user, Quantity: qty, RequestID: req, Outcome: outcome,
@@ -46,8 +49,14 @@ func TestAttemptsEventTakesOrdinaryBatches(t *testing.T) {
 	if !ok || !bytes.Equal(got, want) {
 		t.Fatalf("appendAttemptsEvent = %v,\n%s\nwant\n%s", ok, got, want)
 	}
-	if _, ok := appendAttemptsEvent(nil, "id", at, []Attempt{{RequestID: "é"}}); ok {
-		t.Fatal("a request id outside ASCII was written without the library")
+	odd := []Attempt{{RequestID: "é<&>\x01\xff", Outcome: "EINVALID", IP: "10.0.0.1", At: at}}
+	got, ok = appendAttemptsEvent(nil, "id", at, odd)
+	want, _ = json.Marshal(surge.Event{ID: "id", Kind: surge.EventPurchaseAttempts, At: at, Data: odd})
+	if !ok || !bytes.Equal(got, want) {
+		t.Fatalf("a request id to escape: appendAttemptsEvent = %v,\n%s\nwant\n%s", ok, got, want)
+	}
+	if _, ok := appendAttemptsEvent(nil, "id", at.In(time.FixedZone("CST", 8*3600)), batch); ok {
+		t.Fatal("a time outside UTC was written without the library")
 	}
 }
 
