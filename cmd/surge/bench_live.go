@@ -104,7 +104,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer close(probesDone)
 		loadQuery, loadSSE, res.VisibleLoadLost = probeUntilDone(probeCtx, func(ctx context.Context, i int) (float64, float64, error) {
 			return probeBoth(ctx, cl, base, tokens.AccessToken, fmt.Sprintf("load%d", i))
-		}, 100*time.Millisecond)
+		}, 100*time.Millisecond, probeTimeout)
 	}()
 	stopProfile, err := startProfile(*profile)
 	if err != nil {
@@ -253,23 +253,24 @@ func probeLine(room string) []byte {
 	return fmt.Appendf(nil, `{"id":"probe-%s","type":"share","time":%d,"room":"%s","user":"p"}`, room, time.Now().UnixMilli(), room)
 }
 
-// probeBoth opens the room's event stream, posts a share, and times it to the stream and to the
-// query API.
 // probeUntilDone runs probe after probe, every so often, until ctx ends, and returns their
-// times. A probe that fails or times out while ctx lasts is lost: it is counted, and its times
-// are probeTimeout, a bound on what it would have been. Only the probe that the end of ctx cuts
-// short is left out.
+// times. A probe that fails or does not show within bound while ctx lasts is lost: it is
+// counted, its times are bound, and the next one waits until bound has passed since it began,
+// so that a probe failing at once cannot fill the percentiles with bounds. Only the probe that
+// the end of ctx cuts short is left out.
 func probeUntilDone(ctx context.Context, probe func(ctx context.Context, i int) (query, sse float64, err error),
-	every time.Duration) (query, sse []float64, lost int) {
+	every, bound time.Duration) (query, sse []float64, lost int) {
 	for i := 0; ctx.Err() == nil; i++ {
+		began := time.Now()
 		q, s, err := probe(ctx, i)
 		switch {
 		case err == nil:
 			query, sse = append(query, q), append(sse, s)
 		case ctx.Err() == nil:
 			lost++
-			bound := float64(probeTimeout.Milliseconds())
-			query, sse = append(query, bound), append(sse, bound)
+			ms := float64(bound.Milliseconds())
+			query, sse = append(query, ms), append(sse, ms)
+			sleepCtx(ctx, bound-time.Since(began))
 		}
 		sleepCtx(ctx, every)
 	}
@@ -279,6 +280,8 @@ func probeUntilDone(ctx context.Context, probe func(ctx context.Context, i int) 
 // probeTimeout is how long a probe waits for its event to show.
 const probeTimeout = 30 * time.Second
 
+// probeBoth opens the room's event stream, posts a share, and times it to the stream and to the
+// query API.
 func probeBoth(ctx context.Context, cl *client.Client, base, token, room string) (query, sse float64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 )
 
 // Every query, from every source, gives results equal to the batch computation and positive
@@ -78,22 +79,30 @@ func TestBenchLive(t *testing.T) {
 	}
 }
 
-// A probe under load that fails or never shows counts, at the probe timeout; only the one the
-// end of the ingestion cuts short is left out.
+// A probe under load that fails or never shows counts, at the bound, and holds the next one
+// back until the bound has passed; only the one the end of the ingestion cuts short is left out.
 func TestProbeUntilDoneCountsLostProbes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	const bound = 50 * time.Millisecond
+	var lostAt, nextAt time.Time
 	query, sse, lost := probeUntilDone(ctx, func(ctx context.Context, i int) (float64, float64, error) {
 		switch i {
 		case 1:
+			lostAt = time.Now()
 			return 0, 0, errors.New("probe load1 never became visible")
+		case 2:
+			nextAt = time.Now()
 		case 3:
 			cancel()
 			return 0, 0, ctx.Err()
 		}
 		return float64(10 + i), float64(20 + i), nil
-	}, 0)
-	bound := float64(probeTimeout.Milliseconds())
-	if lost != 1 || !slices.Equal(query, []float64{10, bound, 12}) || !slices.Equal(sse, []float64{20, bound, 22}) {
-		t.Fatalf("probeUntilDone = %v, %v, %d lost; want the lost probe at %v and the cut one left out", query, sse, lost, bound)
+	}, 0, bound)
+	ms := float64(bound.Milliseconds())
+	if lost != 1 || !slices.Equal(query, []float64{10, ms, 12}) || !slices.Equal(sse, []float64{20, ms, 22}) {
+		t.Fatalf("probeUntilDone = %v, %v, %d lost; want the lost probe at %v and the cut one left out", query, sse, lost, ms)
+	}
+	if gap := nextAt.Sub(lostAt); gap < bound {
+		t.Fatalf("the probe after a lost one began %v after it; want at least %v", gap, bound)
 	}
 }
