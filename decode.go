@@ -42,6 +42,22 @@ func DecodeJSONBytes(body []byte, v any) error {
 	return nil
 }
 
+// AppendJSONString appends s quoted as encoding/json writes it, escaping HTML's special
+// characters and replacing invalid UTF-8: as it is when it is plain ASCII free of those and of
+// quotes, backslashes and control characters, and otherwise by the library itself. Hot answers
+// and events are written by hand with it, without reflection.
+func AppendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
 // JSONError describes a JSON decoding error as a domain error.
 func JSONError(err error) error {
 	var se *json.SyntaxError

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/surgecommerce/surge"
@@ -60,23 +59,10 @@ func (r *refusedImport) Unwrap() error { return r.err }
 // left to the encoder.
 func (b ErrorBody) appendJSON(dst []byte) []byte {
 	dst = append(dst, `{"error":{"code":`...)
-	dst = appendJSONString(dst, b.Error.Code)
+	dst = surge.AppendJSONString(dst, b.Error.Code)
 	dst = append(dst, `,"message":`...)
-	dst = appendJSONString(dst, b.Error.Message)
+	dst = surge.AppendJSONString(dst, b.Error.Message)
 	dst = append(dst, `,"request_id":`...)
-	dst = appendJSONString(dst, b.Error.RequestID)
+	dst = surge.AppendJSONString(dst, b.Error.RequestID)
 	return append(dst, "}}\n"...)
-}
-
-// appendJSONString appends s quoted as json.Encoder does, escaping HTML's special characters.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(dst, q...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }

@@ -29,7 +29,7 @@ func (s *Service) emitAttempts(batch []Attempt) {
 func appendAttemptsEvent(b []byte, id string, at time.Time, batch []Attempt) ([]byte, bool) {
 	ok := true
 	b = append(b, `{"id":`...)
-	b = appendString(b, id)
+	b = surge.AppendJSONString(b, id)
 	b = append(b, `,"kind":"`+surge.EventPurchaseAttempts+`","at":`...)
 	b = appendTime(b, at, &ok)
 	b = append(b, `,"data":[`...)
@@ -45,11 +45,11 @@ func appendAttemptsEvent(b []byte, id string, at time.Time, batch []Attempt) ([]
 		b = append(b, `","quantity":`...)
 		b = strconv.AppendInt(b, a.Quantity, 10)
 		b = append(b, `,"request_id":`...)
-		b = appendString(b, a.RequestID)
+		b = surge.AppendJSONString(b, a.RequestID)
 		b = append(b, `,"outcome":`...)
-		b = appendString(b, a.Outcome)
+		b = surge.AppendJSONString(b, a.Outcome)
 		b = append(b, `,"ip":`...)
-		b = appendString(b, a.IP)
+		b = surge.AppendJSONString(b, a.IP)
 		b = append(b, `,"at":`...)
 		b = appendTime(b, a.At, &ok)
 		if a.Test {
@@ -63,21 +63,6 @@ func appendAttemptsEvent(b []byte, id string, at time.Time, batch []Attempt) ([]
 		b = append(b, ']')
 	}
 	return append(b, '}'), ok
-}
-
-// appendString appends s quoted as the library quotes it: as it is when it is plain ASCII free
-// of quotes, backslashes and the characters the library escapes (control characters, <, > and
-// &), and otherwise by the library itself.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals: invalid UTF-8 becomes U+FFFD
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // appendTime appends t as time.Time's MarshalJSON does: RFC 3339 with nanoseconds. It takes UTC
