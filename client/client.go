@@ -421,6 +421,11 @@ func (c *Client) Audit(ctx context.Context, sessionID int64) (*audit.Report, err
 	return call[audit.Report](ctx, c, "GET", "/v1/sessions/"+id(sessionID)+"/audit", nil)
 }
 
+// SessionStock reads a session's stock levels from the stock engine (operators).
+func (c *Client) SessionStock(ctx context.Context, sessionID int64) (*sale.SessionStock, error) {
+	return call[sale.SessionStock](ctx, c, "GET", "/v1/sessions/"+id(sessionID)+"/stock", nil)
+}
+
 // TestShoppers provisions synthetic shoppers for a load test (operators).
 func (c *Client) TestShoppers(ctx context.Context, count int) ([]auth.TestShopper, error) {
 	out, err := call[surgehttp.TestShopperList](ctx, c, "POST", "/v1/loadtest/shoppers", surgehttp.TestShoppersInput{Count: count})

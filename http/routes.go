@@ -227,6 +227,11 @@ func (s *Server) saleRoutes() []route {
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withID(r, "id", func(id int64) (any, error) { return sv.Publish(r.Context(), a, id) })
 			}},
+		{method: "GET", path: "/v1/sessions/{id}/stock", summary: "What is left, held and sold of a session's items, from the stock engine (operators)",
+			access: signedIn, out: sale.SessionStock{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) { return sv.Stock(r.Context(), a, id) })
+			}},
 		{method: "POST", path: "/v1/sessions/{id}/items", summary: "Put a SKU on sale in a session (operators)", access: signedIn,
 			in: sale.ItemInput{}, out: surge.SessionItem{}, status: 201,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {

@@ -184,6 +184,15 @@ func TestFlashSaleSellsExactlyTheAllotment(t *testing.T) {
 			if _, err := shopper(t, cl, 1).Audit(ctx, saleItem.SessionID); surge.ErrorCode(err) != surge.EFORBIDDEN {
 				t.Fatalf("Audit(as a shopper) = %v; want EFORBIDDEN", err)
 			}
+			// The stock levels alone, as the load generator's chart polls them.
+			st, err := tm.op.SessionStock(ctx, saleItem.SessionID)
+			want := sale.ItemStock{ItemID: item, StockLevels: surge.StockLevels{Allotted: units, Reserved: units}}
+			if err != nil || st.SessionID != saleItem.SessionID || len(st.Items) != 1 || st.Items[0] != want {
+				t.Fatalf("SessionStock = %+v, %v; want %+v", st, err, want)
+			}
+			if _, err := shopper(t, cl, 1).SessionStock(ctx, saleItem.SessionID); surge.ErrorCode(err) != surge.EFORBIDDEN {
+				t.Fatalf("SessionStock(as a shopper) = %v; want EFORBIDDEN", err)
+			}
 		})
 	}
 }
@@ -422,7 +431,18 @@ func TestPurchaseBeforeTheSaleOpens(t *testing.T) {
 	if _, err := s.Item(ctx, it.ID); surge.ErrorCode(err) != surge.ENOTFOUND {
 		t.Fatalf("Item(unpublished) = %v; want ENOTFOUND", err)
 	}
+	// Before the publish, the stock engine has not heard of the item: all of it is available.
+	all := sale.ItemStock{ItemID: it.ID, StockLevels: surge.StockLevels{Allotted: 5, Available: 5}}
+	if st, err := tm.op.SessionStock(ctx, se.ID); err != nil || len(st.Items) != 1 || st.Items[0] != all {
+		t.Fatalf("SessionStock(unpublished) = %+v, %v; want %+v", st, err, all)
+	}
 	ok[*surge.Session](t, "Publish")(tm.op.Publish(ctx, se.ID))
+	if st, err := tm.op.SessionStock(ctx, se.ID); err != nil || len(st.Items) != 1 || st.Items[0] != all {
+		t.Fatalf("SessionStock(published) = %+v, %v; want %+v", st, err, all)
+	}
+	if _, err := tm.op.SessionStock(ctx, se.ID+1_000_000); surge.ErrorCode(err) != surge.ENOTFOUND {
+		t.Fatalf("SessionStock(no such session) = %v; want ENOTFOUND", err)
+	}
 	// A node that saw the item unpublished believes it for up to a second.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := s.Item(ctx, it.ID); err == nil || time.Now().After(deadline) {
