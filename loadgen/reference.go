@@ -54,8 +54,7 @@ func (r *Reference) Start(inFlight int) error {
 	mux.HandleFunc("POST /v1/purchases", r.buy)
 	r.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)}
 	go r.srv.Serve(ln) // stopped by Close
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: inFlight * 2, MaxIdleConnsPerHost: inFlight}}
-	r.api = client.New("http://" + ln.Addr().String()).WithHTTP(hc)
+	r.api = client.New("http://" + ln.Addr().String()).WithHTTP(crowdHTTP(inFlight))
 	return nil
 }
 
