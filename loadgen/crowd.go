@@ -384,7 +384,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	var progressWG sync.WaitGroup
 	defer func() { halt(); progressWG.Wait() }() // also when cancelled: nothing outlives the run
 	progressWG.Add(2)
-	go func() { // the stock chart: a read at a time (an audit can take longer than a second)
+	go func() { // the stock chart: a read at a time (a slow read can take longer than a second)
 		defer progressWG.Done()
 		for {
 			at := int(time.Since(start) / time.Second)
@@ -479,6 +479,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	for range c.MaxInFlight {
 		wg.Go(func() {
 			for a := range arrivals {
+				inFlight.Add(1)
 				attempt(a)
 				inFlight.Add(-1)
 			}
@@ -499,11 +500,9 @@ dispatch:
 				break dispatch
 			}
 		}
-		inFlight.Add(1)
 		select {
 		case arrivals <- a:
 		case <-ctx.Done():
-			inFlight.Add(-1)
 			break dispatch
 		}
 	}

@@ -3,6 +3,8 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,12 +89,15 @@ func TestReplayBoundsAttemptsInFlight(t *testing.T) {
 func TestReplayStopsWhenCancelled(t *testing.T) {
 	shop := &slowShop{block: true, requestIDs: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
 	done := make(chan error, 1)
 	go func() {
-		_, err := Run(ctx, shop, Config{Shoppers: 100, Duration: time.Hour, Rate: 1000, MaxInFlight: 4}, func(string, ...any) {})
+		_, err := Run(ctx, shop, Config{Shoppers: 100, Duration: 10 * time.Second, Rate: 1000, MaxInFlight: 4}, func(string, ...any) {})
 		done <- err
 	}()
+	for shop.now.Load() < 4 { // every shopper waits on an answer
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {
@@ -103,5 +108,36 @@ func TestReplayStopsWhenCancelled(t *testing.T) {
 	}
 	if n := shop.now.Load(); n != 0 {
 		t.Fatalf("%d attempts still under way after Run returned", n)
+	}
+	if m := shop.most.Load(); m != 4 {
+		t.Fatalf("at most %d attempts were under way before the cancel; want all 4 shoppers busy", m)
+	}
+}
+
+// A crowd's connection gives up a read or a write that the other side leaves hanging.
+func TestDeadlineConnBoundsEveryReadAndWrite(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := deadlineConn{Conn: a, bound: 50 * time.Millisecond}
+	for name, op := range map[string]func() error{
+		"read":  func() error { _, err := c.Read(make([]byte, 1)); return err },
+		"write": func() error { _, err := c.Write([]byte("x")); return err },
+	} {
+		done := make(chan error, 1)
+		go func() { done <- op() }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("%s = %v; want the deadline exceeded", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the %s was never given up", name)
+		}
+	}
+	// The deadline is renewed at each call: a read after the last one timed out still works.
+	go b.Write([]byte("y"))
+	if n, err := c.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("read after a timeout = %d, %v", n, err)
 	}
 }

@@ -113,19 +113,19 @@ func (s *Service) Session(ctx context.Context, id int64) (*surge.Session, error)
 
 // ItemStock is one item's counters as the stock engine holds them.
 type ItemStock struct {
-	ItemID int64 `json:"item_id"`
-	surge.StockLevels
+	ItemID int64             `json:"item_id,string"`
+	Stock  surge.StockLevels `json:"stock"`
 }
 
 // SessionStock is what is left, held and sold of a session's items, live.
 type SessionStock struct {
-	SessionID int64       `json:"session_id"`
+	SessionID int64       `json:"session_id,string"`
 	Items     []ItemStock `json:"items"`
 }
 
-// Stock reads a session's stock from the stock engine alone (operators): cheap enough to poll
-// every second during a sale, unlike an audit, which also reads every order. Before the
-// session is published its items are all available.
+// Stock reads a session (with its items) and each item's counters in the stock engine
+// (operators): cheap enough to poll every second during a sale, unlike an audit, which also
+// reads every order. Before the session is published its items are all available.
 func (s *Service) Stock(ctx context.Context, a surge.Actor, id int64) (*SessionStock, error) {
 	if err := staff(a); err != nil {
 		return nil, err
@@ -136,9 +136,9 @@ func (s *Service) Stock(ctx context.Context, a surge.Actor, id int64) (*SessionS
 	}
 	out := &SessionStock{SessionID: se.ID, Items: make([]ItemStock, 0, len(se.Items))}
 	for _, it := range se.Items {
-		st := ItemStock{ItemID: it.ID, StockLevels: surge.StockLevels{Allotted: it.Allotted, Available: it.Allotted}}
+		st := ItemStock{ItemID: it.ID, Stock: surge.StockLevels{Allotted: it.Allotted, Available: it.Allotted}}
 		if se.PublishedAt != nil {
-			if st.StockLevels, err = s.stock.Levels(ctx, it.ID); err != nil {
+			if st.Stock, err = s.stock.Levels(ctx, it.ID); err != nil {
 				return nil, fmt.Errorf("stock of item %d: %w", it.ID, err)
 			}
 		}

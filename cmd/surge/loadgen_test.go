@@ -57,6 +57,19 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 				res.Paid == 0 || res.Abandoned == 0 || res.PayErrors > 0 || res.Attempts == 0 || len(res.Series) == 0 {
 				t.Fatalf("result = %+v", res)
 			}
+			// The stock chart was read: units left, within the allotment.
+			read := 0
+			for _, p := range res.Series {
+				if p.Remaining > 3*40 {
+					t.Fatalf("second %d: %d units left of %d", p.Second, p.Remaining, 3*40)
+				}
+				if p.Remaining >= 0 {
+					read++
+				}
+			}
+			if read == 0 {
+				t.Fatalf("the stock chart has no reading: %+v", res.Series)
+			}
 		})
 	}
 }

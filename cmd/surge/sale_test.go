@@ -186,7 +186,7 @@ func TestFlashSaleSellsExactlyTheAllotment(t *testing.T) {
 			}
 			// The stock levels alone, as the load generator's chart polls them.
 			st, err := tm.op.SessionStock(ctx, saleItem.SessionID)
-			want := sale.ItemStock{ItemID: item, StockLevels: surge.StockLevels{Allotted: units, Reserved: units}}
+			want := sale.ItemStock{ItemID: item, Stock: surge.StockLevels{Allotted: units, Reserved: units}}
 			if err != nil || st.SessionID != saleItem.SessionID || len(st.Items) != 1 || st.Items[0] != want {
 				t.Fatalf("SessionStock = %+v, %v; want %+v", st, err, want)
 			}
@@ -432,7 +432,7 @@ func TestPurchaseBeforeTheSaleOpens(t *testing.T) {
 		t.Fatalf("Item(unpublished) = %v; want ENOTFOUND", err)
 	}
 	// Before the publish, the stock engine has not heard of the item: all of it is available.
-	all := sale.ItemStock{ItemID: it.ID, StockLevels: surge.StockLevels{Allotted: 5, Available: 5}}
+	all := sale.ItemStock{ItemID: it.ID, Stock: surge.StockLevels{Allotted: 5, Available: 5}}
 	if st, err := tm.op.SessionStock(ctx, se.ID); err != nil || len(st.Items) != 1 || st.Items[0] != all {
 		t.Fatalf("SessionStock(unpublished) = %+v, %v; want %+v", st, err, all)
 	}
