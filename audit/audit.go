@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/sale"
 )
 
 // Invariant names, numbered as in the specification.
@@ -82,12 +83,8 @@ func (a *Auditor) Session(ctx context.Context, id int64) (*Report, error) {
 	facts := make([]ItemFacts, 0, len(se.Items))
 	for _, it := range se.Items {
 		f := ItemFacts{ItemID: it.ID, Allotted: it.Allotted, PerUserLimit: it.PerUserLimit}
-		if se.PublishedAt != nil { // unpublished items are not in the engine yet
-			if f.Stock, err = a.Stock.Levels(ctx, it.ID); err != nil {
-				return nil, err
-			}
-		} else {
-			f.Stock = surge.StockLevels{Allotted: it.Allotted, Available: it.Allotted}
+		if f.Stock, err = sale.ItemLevels(ctx, a.Stock, se, it); err != nil {
+			return nil, err
 		}
 		if f.Orders, err = a.Orders.AuditItem(ctx, it.ID, it.PerUserLimit); err != nil {
 			return nil, err

@@ -485,15 +485,12 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 			}
 		})
 	}
-	var timer *time.Timer
+	timer := time.NewTimer(time.Hour) // reset for each arrival that is early
+	defer timer.Stop()
 dispatch:
 	for _, a := range plan {
 		if d := time.Until(start.Add(a.at)); d > 0 {
-			if timer == nil {
-				timer = time.NewTimer(d)
-			} else {
-				timer.Reset(d)
-			}
+			timer.Reset(d)
 			select {
 			case <-timer.C:
 			case <-ctx.Done():
@@ -507,9 +504,6 @@ dispatch:
 		}
 	}
 	close(arrivals)
-	if timer != nil {
-		timer.Stop()
-	}
 	wg.Wait()
 	end := time.Since(start)
 	payers.Wait()

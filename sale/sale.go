@@ -60,7 +60,7 @@ type ItemPatch struct {
 
 func staff(a surge.Actor) error {
 	if !a.Role.Staff() {
-		return surge.Errorf(surge.EFORBIDDEN, "only operators and admins plan sale sessions")
+		return surge.Errorf(surge.EFORBIDDEN, "only operators and admins plan and watch sale sessions")
 	}
 	return nil
 }
@@ -136,15 +136,26 @@ func (s *Service) Stock(ctx context.Context, a surge.Actor, id int64) (*SessionS
 	}
 	out := &SessionStock{SessionID: se.ID, Items: make([]ItemStock, 0, len(se.Items))}
 	for _, it := range se.Items {
-		st := ItemStock{ItemID: it.ID, Stock: surge.StockLevels{Allotted: it.Allotted, Available: it.Allotted}}
-		if se.PublishedAt != nil {
-			if st.Stock, err = s.stock.Levels(ctx, it.ID); err != nil {
-				return nil, fmt.Errorf("stock of item %d: %w", it.ID, err)
-			}
+		levels, err := ItemLevels(ctx, s.stock, se, it)
+		if err != nil {
+			return nil, err
 		}
-		out.Items = append(out.Items, st)
+		out.Items = append(out.Items, ItemStock{ItemID: it.ID, Stock: levels})
 	}
 	return out, nil
+}
+
+// ItemLevels reads a session item's counters from the stock engine. The items of a session not
+// yet published are not in the engine: all their units are available.
+func ItemLevels(ctx context.Context, engine surge.StockEngine, se *surge.Session, it *surge.SessionItem) (surge.StockLevels, error) {
+	if se.PublishedAt == nil {
+		return surge.StockLevels{Allotted: it.Allotted, Available: it.Allotted}, nil
+	}
+	levels, err := engine.Levels(ctx, it.ID)
+	if err != nil {
+		return surge.StockLevels{}, fmt.Errorf("stock of item %d: %w", it.ID, err)
+	}
+	return levels, nil
 }
 
 // UpdateSession changes a session that has not started (ECONFLICT once it has), atomically.
