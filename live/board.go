@@ -295,40 +295,68 @@ func NewBoard() *Board {
 
 // Apply takes a published series (nil: the series was deleted). Malformed values are ignored.
 func (b *Board) Apply(key string, value []byte) {
-	var st *SeriesState
-	var updated time.Time
-	if value != nil {
-		k, s, at, err := decodePublished(value)
-		if err != nil || k != key {
-			return
-		}
-		st, updated = s, at
+	b.applyRound([]Published{{key, value}})
+}
+
+// boardChunk is how many series a board takes under one hold of its lock: a round of thousands
+// does not keep the readers waiting for all of them.
+const boardChunk = 256
+
+// applyRound takes a round of published series, and tells the waiting readers once.
+func (b *Board) applyRound(round []Published) {
+	type change struct {
+		key     string
+		series  Series
+		st      *SeriesState // nil: deleted
+		updated time.Time
 	}
-	s, ok := ParseKey(key)
-	if !ok {
+	changes := make([]change, 0, len(round))
+	for _, v := range round {
+		c := change{key: v.Key}
+		if v.Value != nil {
+			k, st, at, err := decodePublished(v.Value)
+			if err != nil || k != v.Key {
+				continue
+			}
+			c.st, c.updated = st, at
+		}
+		var ok bool
+		if c.series, ok = ParseKey(v.Key); !ok {
+			continue
+		}
+		changes = append(changes, c)
+	}
+	if len(changes) == 0 {
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if value == nil {
-		delete(b.series, key)
-	} else {
-		b.series[key] = &boardEntry{st: st, updated: updated}
-	}
-	if s.Metric == roomSKUMetric {
-		if room, sku, ok := topScope(s); ok {
-			if b.top[room] == nil {
-				b.top[room] = map[string]int64{}
-			}
-			if value == nil {
-				delete(b.top[room], sku)
+	for chunk := range slices.Chunk(changes, boardChunk) {
+		b.mu.Lock()
+		for _, c := range chunk {
+			if c.st == nil {
+				delete(b.series, c.key)
 			} else {
-				b.top[room][sku] = st.Total
+				b.series[c.key] = &boardEntry{st: c.st, updated: c.updated}
+			}
+			if c.series.Metric != roomSKUMetric {
+				continue
+			}
+			if room, sku, ok := topScope(c.series); ok {
+				if b.top[room] == nil {
+					b.top[room] = map[string]int64{}
+				}
+				if c.st == nil {
+					delete(b.top[room], sku)
+				} else {
+					b.top[room][sku] = c.st.Total
+				}
 			}
 		}
+		b.mu.Unlock()
 	}
+	b.mu.Lock()
 	close(b.changed)
 	b.changed = make(chan struct{})
+	b.mu.Unlock()
 }
 
 // boardRounds bounds the rounds of published values waiting for a board fed by Feed: a pipeline
@@ -346,9 +374,7 @@ func (b *Board) Feed(ctx context.Context) func([]Published) {
 			case <-ctx.Done():
 				return
 			case round := <-rounds:
-				for _, v := range round {
-					b.Apply(v.Key, v.Value)
-				}
+				b.applyRound(round)
 			}
 		}
 	}()

@@ -1,0 +1,47 @@
+package live
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+// A round bigger than a chunk is applied whole, malformed values and all, before the readers
+// waiting for a change are told, once.
+func TestBoardAppliesARoundWhole(t *testing.T) {
+	b := NewBoard()
+	now := time.UnixMilli(1_790_000_000_000)
+	var round []Published
+	for i := range 2*boardChunk + 1 {
+		key := Series{Metric: roomSKUMetric, Dims: [][2]string{{DimRoom, "r"}, {DimSKU, strconv.Itoa(i)}}}.Key()
+		st := &SeriesState{}
+		st.add(now.Unix(), int64(i+1))
+		round = append(round, Published{key, encodePublished(key, st, now)})
+	}
+	st := &SeriesState{}
+	st.add(now.Unix(), 7)
+	round = append(round, Published{"gmv", encodePublished("orders", st, now)}, // another series' value
+		Published{"likes", []byte{0}}) // not a published value
+	b.applyRound(round[:1])
+	changed := b.Changed()
+	round[0].Value = nil // deleted
+	b.applyRound(round)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the readers were not told of the round")
+	}
+	if b.Changed() == changed {
+		t.Fatal("the next change has no channel of its own")
+	}
+	first := round[0].Key
+	if b.Value(first) != 0 || len(b.top["r"]) != 2*boardChunk {
+		t.Fatalf("after deleting %s: value %d, %d items ranked", first, b.Value(first), len(b.top["r"]))
+	}
+	if last := round[2*boardChunk].Key; b.Value(last) != 2*boardChunk+1 {
+		t.Fatalf("%s = %d; want %d", last, b.Value(last), 2*boardChunk+1)
+	}
+	if b.Value("gmv") != 0 || b.Value("likes") != 0 {
+		t.Fatal("a malformed value was applied")
+	}
+}
