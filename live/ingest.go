@@ -78,6 +78,7 @@ type Ingester struct {
 	quota       surge.Counter
 	now         func() time.Time
 	slots       chan struct{} // batches being read and written for the log, one entry each
+	handoff     *Handoff      // this node's live pipeline, if it counts: nil elsewhere
 	accepted    prometheus.Counter
 	rejected    *prometheus.CounterVec
 	quotaErrors prometheus.Counter
@@ -109,6 +110,13 @@ func NewIngester(newPublisher func() Publisher, quota surge.Counter, slots int, 
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_ingest_events_rejected_total", Help: "Business event lines refused and dead-lettered, by error code."}, []string{"code"}),
 	}
 	reg.MustRegister(in.accepted, in.rejected, in.quotaErrors)
+	return in
+}
+
+// HandOff makes the ingester offer each batch it writes to the log to this node's live pipeline,
+// already read (Handoff.Decode).
+func (in *Ingester) HandOff(h *Handoff) *Ingester {
+	in.handoff = h
 	return in
 }
 
@@ -144,6 +152,7 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 		}
 	}
 	for _, m := range b.messages {
+		in.handoff.put(m.id, m.events) // before publishing: the pipeline may read it before its acknowledgement
 		if err := pub.PublishAsync(IngestSubject, m.id, m.data); err != nil {
 			return IngestResult{}, err
 		}
@@ -175,10 +184,11 @@ type prepared struct {
 	messages []logMessage
 }
 
-// logMessage is one message of the events log, with its dedup id.
+// logMessage is one message of the events log, with its dedup id and the events it carries.
 type logMessage struct {
-	id   string
-	data []byte
+	id     string
+	data   []byte
+	events []surge.BusinessEvent
 }
 
 // prepare reads the lines of a body, as sent, into the answer, the dead letters and the log
@@ -235,7 +245,7 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 	b.events = len(batch)
 	for len(batch) > 0 {
 		n := min(len(batch), maxEventsPerMessage)
-		m, err := in.message(batch[:n], read/line+32)
+		m, err := in.message(batch[:n:n], read/line+32)
 		if err != nil {
 			return prepared{}, err
 		}
@@ -370,5 +380,5 @@ func (in *Ingester) message(events []surge.BusinessEvent, perEvent int) (logMess
 	}
 	start := room - len(head)
 	copy(msg[start:], head)
-	return logMessage{id, msg[start:]}, nil
+	return logMessage{id, msg[start:], events}, nil
 }

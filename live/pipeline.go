@@ -429,7 +429,9 @@ type Runner struct {
 	Subject     func(key string) string // where a series' snapshot is published
 	// Local, if set, takes each round of snapshots as it is published (Sink.Mirror): this
 	// node's board (Board.Feed).
-	Local    func([]Published)
+	Local func([]Published)
+	// Handoff, if set, carries the batches this node ingests over to the pipeline, read.
+	Handoff  *Handoff
 	Metrics  *stream.Metrics
 	Counters *Counters
 	Logger   *slog.Logger
@@ -459,7 +461,11 @@ func (r Runner) runOnce(ctx context.Context) error {
 	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Metrics, CheckpointInterval: checkpointInterval},
 		func(e surge.BusinessEvent) int64 { return e.Time })
 	stream.To(Build(src, r.Counters), stream.Sink[Contribution](NewSink(r.Publisher, r.Subject).Mirror(r.Local)))
-	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: DecodeBusEvents, Checkpoints: r.Checkpoints,
+	decode := DecodeBusEvents
+	if r.Handoff != nil {
+		decode = r.Handoff.Decode
+	}
+	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: decode, Checkpoints: r.Checkpoints,
 		Invalid: func(seq uint64, _ []byte, err error) {
 			r.Logger.Warn("events log record skipped: not readable", "seq", seq, "err", err)
 		},

@@ -39,7 +39,9 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 		return err
 	}
 	var wg sync.WaitGroup
+	var handoff *live.Handoff // the batches this node ingests, carried over to its pipeline
 	if m.Config.LiveCompute {
+		handoff = live.NewHandoff()
 		ckpt, err := bus.Checkpoints(ctx)
 		if err != nil {
 			stop()
@@ -52,7 +54,7 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 		r := live.Runner{
 			Log:         stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return events.Open(ctx, after) }),
 			Checkpoints: ckpt, Publisher: bus.SnapshotPublisher(), Subject: func(key string) string { return nats.KVSubject(liveBucket, key) },
-			Local:   board.Feed(bg),
+			Local: board.Feed(bg), Handoff: handoff,
 			Metrics: stream.NewMetrics(deps.Registry), Counters: counters, Logger: m.Log,
 		}
 		wg.Add(1)
@@ -65,7 +67,7 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 			return board.Value(live.Series{Metric: "gmv", Dims: [][2]string{{live.DimSession, strconv.FormatInt(session, 10)}}}.Key())
 		}
 	}
-	deps.Ingest = live.NewIngester(func() live.Publisher { return bus.AsyncPublisher() }, b.counter, live.IngestSlots(m.Config.LiveCompute), deps.Registry)
+	deps.Ingest = live.NewIngester(func() live.Publisher { return bus.AsyncPublisher() }, b.counter, live.IngestSlots(m.Config.LiveCompute), deps.Registry).HandOff(handoff)
 	return nil
 }
 
