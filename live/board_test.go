@@ -20,6 +20,7 @@ func TestBoardAppliesARoundWhole(t *testing.T) {
 	}
 	st := &SeriesState{}
 	st.add(now.Unix(), 7)
+	b.applyRound([]Published{{"gmv", encodePublished("gmv", st, now)}, {"likes", encodePublished("likes", st, now)}})
 	round = append(round, Published{"gmv", encodePublished("orders", st, now)}, // another series' value
 		Published{"likes", []byte{0}}) // not a published value
 	b.applyRound(round[:1])
@@ -41,7 +42,7 @@ func TestBoardAppliesARoundWhole(t *testing.T) {
 	if last := round[2*boardChunk].Key; b.Value(last) != 2*boardChunk+1 {
 		t.Fatalf("%s = %d; want %d", last, b.Value(last), 2*boardChunk+1)
 	}
-	if b.Value("gmv") != 0 || b.Value("likes") != 0 {
-		t.Fatal("a malformed value was applied")
+	if b.Value("gmv") != 7 || b.Value("likes") != 7 {
+		t.Fatalf("gmv %d, likes %d after malformed values; want 7, as before them", b.Value("gmv"), b.Value("likes"))
 	}
 }

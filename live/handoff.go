@@ -3,6 +3,7 @@ package live
 import (
 	"bytes"
 	"sync"
+	"time"
 
 	"github.com/surgecommerce/surge"
 )
@@ -12,9 +13,13 @@ import (
 // reads them from the log's bytes, as it reads any other node's batches.
 const maxHandoffEvents = 1 << 18
 
-// maxHandoffBatches bounds the ids a Handoff remembers in order, taken or not: a batch put but
-// never taken (its publishing failed) is dropped at the latest this many batches later.
+// maxHandoffBatches bounds the ids a Handoff remembers in order, taken or not.
 const maxHandoffBatches = 4096
+
+// maxHandoffAge is how long a Handoff holds a batch. One never taken (its publishing failed, or
+// it was a producer's retry that the log dropped as a copy) is dropped this long after it was
+// put, with the next put, so that it cannot keep out the batches after it.
+const maxHandoffAge = 5 * time.Second
 
 // Handoff carries the batches this node's ingestion writes to the events log over to this node's
 // live pipeline, already read: the pipeline then takes a batch it finds here rather than
@@ -22,17 +27,31 @@ const maxHandoffBatches = 4096
 // second. A batch is found by the message's id, which is the hash of its events (and their
 // count), so the events found are the events the message carries (FuzzDecodeEvent checks that
 // an event comes back from the log as it went in). A batch is taken once. When the handoff
-// holds maxHandoffEvents, it keeps the batches the pipeline reads next and refuses new ones.
+// holds maxHandoffEvents, it keeps the batches put first, which the pipeline reads next, and
+// refuses new ones.
 type Handoff struct {
 	mu      sync.Mutex
-	batches map[string][]surge.BusinessEvent // by message id
-	order   []string                         // ids in the order put, oldest first
+	now     func() time.Time
+	batches map[string]heldBatch // by message id
+	order   []handoffID          // in the order put, oldest first
 	events  int
+	puts    int64 // batches held so far
+}
+
+type heldBatch struct {
+	events []surge.BusinessEvent
+	put    int64 // the put's number
+}
+
+type handoffID struct {
+	id  string
+	put int64 // the put's number
+	at  time.Time
 }
 
 // NewHandoff returns an empty handoff.
 func NewHandoff() *Handoff {
-	return &Handoff{batches: map[string][]surge.BusinessEvent{}}
+	return &Handoff{now: time.Now, batches: map[string]heldBatch{}}
 }
 
 // put offers the events of the message with this id. The caller gives the slice up.
@@ -42,39 +61,40 @@ func (h *Handoff) put(id string, events []surge.BusinessEvent) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for len(h.order) > 0 { // the ids taken leave from the front
-		if _, waiting := h.batches[h.order[0]]; waiting && len(h.order) < maxHandoffBatches {
+	now := h.now()
+	for len(h.order) > 0 { // the ids taken, too many or too old leave from the front
+		oldest := h.order[0]
+		b, waiting := h.batches[oldest.id]
+		waiting = waiting && b.put == oldest.put // not taken, nor taken and put again since
+		if waiting && len(h.order) < maxHandoffBatches && now.Sub(oldest.at) < maxHandoffAge {
 			break
 		}
-		h.dropOldest()
+		h.order[0] = handoffID{}
+		h.order = h.order[1:]
+		if waiting {
+			h.events -= len(b.events)
+			delete(h.batches, oldest.id)
+		}
 	}
 	if _, ok := h.batches[id]; ok || h.events+len(events) > maxHandoffEvents {
 		return // held already (a producer's retry), or the pipeline is far behind
 	}
-	h.order = append(h.order, id)
-	h.batches[id] = events
+	h.puts++
+	h.order = append(h.order, handoffID{id, h.puts, now})
+	h.batches[id] = heldBatch{events, h.puts}
 	h.events += len(events)
-}
-
-// dropOldest forgets the oldest id, and its batch if it was not taken.
-func (h *Handoff) dropOldest() {
-	oldest := h.order[0]
-	h.order[0] = ""
-	h.order = h.order[1:]
-	h.events -= len(h.batches[oldest]) // 0 once taken
-	delete(h.batches, oldest)
 }
 
 // take returns, once, the events put for the message with this id.
 func (h *Handoff) take(id string) ([]surge.BusinessEvent, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	events, ok := h.batches[id]
+	b, ok := h.batches[id]
 	if ok {
-		delete(h.batches, id) // its id leaves order with the next put that finds it first
-		h.events -= len(events)
+		delete(h.batches, id) // its id leaves order with a later put
+		h.events -= len(b.events)
 	}
-	return events, ok
+	return b.events, ok
 }
 
 // Decode reads one message of the events log, as DecodeBusEvents does, taking the events of a

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -48,7 +50,7 @@ func TestHandoffCarriesIngestedBatches(t *testing.T) {
 		t.Fatalf("the message reads as %+v, %v", want, err)
 	}
 	id, ok := ingestedID(msg)
-	if !ok || len(h.batches) != 1 || h.batches[id] == nil {
+	if _, held := h.batches[id]; !ok || len(h.batches) != 1 || !held {
 		t.Fatalf("message id %q (%v); the handoff holds %v", id, ok, slices.Collect(maps.Keys(h.batches)))
 	}
 	for i := range 2 { // first from the handoff, then from the bytes
@@ -108,6 +110,8 @@ func TestHandoffBounds(t *testing.T) {
 	}
 
 	h = NewHandoff()
+	now := time.UnixMilli(1_790_000_000_000)
+	h.now = func() time.Time { return now }
 	h.put("a", one)
 	h.put("a", one) // a producer's retry: the same events
 	if h.events != 1 || len(h.order) != 1 {
@@ -115,7 +119,72 @@ func TestHandoffBounds(t *testing.T) {
 	}
 	h.take("a")
 	h.put("b", one)
-	if !slices.Equal(h.order, []string{"b"}) || h.events != 1 {
+	if len(h.order) != 1 || h.order[0].id != "b" || h.events != 1 {
 		t.Fatalf("after taking a and putting b: ids %v, %d events", h.order, h.events)
+	}
+	h.put("c", one)
+	h.take("c")
+	now = now.Add(time.Second)
+	h.put("c", one) // put again after it was taken: its first id is still behind b
+	h.take("b")
+	now = now.Add(maxHandoffAge - time.Second)
+	h.put("d", one) // c's first id is too old and leaves; c, put a second later, stays
+	if _, ok := h.take("c"); !ok || h.events != 1 {
+		t.Fatalf("c, put again, was dropped with its first id; %d events held", h.events)
+	}
+}
+
+// Batches never taken (a producer's retry of a batch taken already, which the log drops as a
+// copy) leave after maxHandoffAge: they cannot keep the handoff full for good.
+func TestHandoffDropsWhatIsNeverTaken(t *testing.T) {
+	now := time.UnixMilli(1_790_000_000_000)
+	h := NewHandoff()
+	h.now = func() time.Time { return now }
+	big := make([]surge.BusinessEvent, maxHandoffEvents/2)
+	h.put("a", big)
+	h.take("a")
+	h.put("a", big) // the retry: never read
+	h.put("b", big)
+	h.put("c", big) // refused: full
+	if _, ok := h.take("c"); ok {
+		t.Fatal("a batch past the bound was held")
+	}
+	now = now.Add(maxHandoffAge)
+	h.put("d", big)
+	if _, ok := h.take("d"); !ok || h.events != 0 || len(h.batches) != 0 {
+		t.Fatalf("after %s: d held %v; %d events in %d batches still held", maxHandoffAge, ok, h.events, len(h.batches))
+	}
+	h.put("e", big)
+	if len(h.order) != 1 || h.order[0].id != "e" {
+		t.Fatalf("ids remembered: %v", h.order)
+	}
+}
+
+// A request split into several messages holds each message's events on their own: one message
+// left in the handoff does not keep the whole request's events.
+func TestHandoffHoldsEachMessageAlone(t *testing.T) {
+	h := NewHandoff()
+	var log logCapture
+	in := NewIngester(func() Publisher { return &log }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry()).HandOff(h)
+	var lines []string
+	for i := range maxEventsPerMessage + 1 {
+		lines = append(lines, `{"id":"`+strconv.Itoa(i)+`","type":"click","sku":"s1","time":1790000000000}`)
+	}
+	if _, err := in.Ingest(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", strings.NewReader(strings.Join(lines, "\n")), false); err != nil || len(log.messages) != 2 {
+		t.Fatalf("Ingest: %v, %d messages; want 2", err, len(log.messages))
+	}
+	var held [][]surge.BusinessEvent
+	for _, msg := range log.messages {
+		id, _ := ingestedID(msg)
+		events, ok := h.take(id)
+		if !ok {
+			t.Fatalf("message %s not held", id)
+		}
+		held = append(held, events)
+	}
+	first, second := held[0], held[1]
+	end := uintptr(unsafe.Pointer(unsafe.SliceData(first))) + uintptr(len(first))*unsafe.Sizeof(first[0])
+	if len(first) != maxEventsPerMessage || len(second) != 1 || end == uintptr(unsafe.Pointer(unsafe.SliceData(second))) {
+		t.Fatalf("held %d and %d events, in one array: %v", len(first), len(second), end == uintptr(unsafe.Pointer(unsafe.SliceData(second))))
 	}
 }

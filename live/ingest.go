@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -243,9 +244,14 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		return prepared{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
 	}
 	b.events = len(batch)
+	split := len(batch) > maxEventsPerMessage
 	for len(batch) > 0 {
 		n := min(len(batch), maxEventsPerMessage)
-		m, err := in.message(batch[:n:n], read/line+32)
+		events := batch[:n:n]
+		if split && in.handoff != nil { // each message's events on their own: one held must not hold the request's
+			events = slices.Clone(events)
+		}
+		m, err := in.message(events, read/line+32)
 		if err != nil {
 			return prepared{}, err
 		}
