@@ -205,8 +205,12 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		body = zr
 	}
 	b := prepared{res: IngestResult{Errors: []LineError{}}}
-	var batch []surge.BusinessEvent
-	seen := map[string]bool{}
+	lines := 0 // the lines expected: room made once, not grown by copying as they come
+	if !gzipped {
+		lines = min(bytes.Count(sent, []byte("\n"))+1, MaxIngestLines)
+	}
+	batch := make([]surge.BusinessEvent, 0, lines)
+	seen := make(map[string]struct{}, lines)
 	sc := bufio.NewScanner(io.LimitReader(body, MaxIngestBytes+1))
 	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
 	read, line := 0, 0
@@ -230,11 +234,11 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 			}
 			continue
 		}
-		if seen[e.ID] {
+		if _, ok := seen[e.ID]; ok {
 			b.res.Duplicates++
 			continue
 		}
-		seen[e.ID] = true
+		seen[e.ID] = struct{}{}
 		batch = append(batch, e)
 	}
 	if err := sc.Err(); err != nil {
