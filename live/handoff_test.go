@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,5 +187,21 @@ func TestHandoffHoldsEachMessageAlone(t *testing.T) {
 	end := uintptr(unsafe.Pointer(unsafe.SliceData(first))) + uintptr(len(first))*unsafe.Sizeof(first[0])
 	if len(first) != maxEventsPerMessage || len(second) != 1 || end == uintptr(unsafe.Pointer(unsafe.SliceData(second))) {
 		t.Fatalf("held %d and %d events, in one array: %v", len(first), len(second), end == uintptr(unsafe.Pointer(unsafe.SliceData(second))))
+	}
+}
+
+// A body of empty lines reserves room for no more events than its bytes could hold.
+func TestIngestReservesByBodySize(t *testing.T) {
+	in := NewIngester(func() Publisher { return &logCapture{} }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
+	body := strings.Repeat("\n", MaxIngestLines-1)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res, err := in.Ingest(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", strings.NewReader(body), false)
+	runtime.ReadMemStats(&after)
+	if err != nil || res.Accepted != 0 {
+		t.Fatalf("Ingest = %+v, %v", res, err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2<<20 {
+		t.Fatalf("a body of %d empty lines allocated %d bytes", len(body), got)
 	}
 }

@@ -205,9 +205,12 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		body = zr
 	}
 	b := prepared{res: IngestResult{Errors: []LineError{}}}
-	lines := 0 // the lines expected: room made once, not grown by copying as they come
+	// The events expected, so that room is made once rather than grown by copying as they come:
+	// the lines, but no more than the body could hold (an event takes more than 32 bytes) and
+	// nothing for a gzipped body, so that a body of empty lines reserves nothing much.
+	lines := 0
 	if !gzipped {
-		lines = min(bytes.Count(sent, []byte("\n"))+1, MaxIngestLines)
+		lines = min(bytes.Count(sent, []byte("\n"))+1, len(sent)/32+1, MaxIngestLines)
 	}
 	batch := make([]surge.BusinessEvent, 0, lines)
 	seen := make(map[string]struct{}, lines)
