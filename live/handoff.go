@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/surgecommerce/surge"
 )
 
@@ -35,7 +37,9 @@ type Handoff struct {
 	batches map[string]heldBatch // by message id
 	order   []handoffID          // in the order put, oldest first
 	events  int
-	puts    int64 // batches held so far
+	puts    int64              // batches held so far
+	taken   prometheus.Counter // batches read from here
+	decoded prometheus.Counter // ingested batches read from the log's bytes
 }
 
 type heldBatch struct {
@@ -49,9 +53,14 @@ type handoffID struct {
 	at  time.Time
 }
 
-// NewHandoff returns an empty handoff.
-func NewHandoff() *Handoff {
-	return &Handoff{now: time.Now, batches: map[string]heldBatch{}}
+// NewHandoff returns an empty handoff, and registers its metric: the ingested batches the
+// pipeline took from it against those it decoded, which says whether it earns its memory.
+func NewHandoff(reg prometheus.Registerer) *Handoff {
+	read := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_live_handoff_batches_total",
+		Help: "Ingested batches the live pipeline read: taken already read from this node's handoff, or decoded from the log (other nodes' batches, replays, batches not held)."},
+		[]string{"how"})
+	reg.MustRegister(read)
+	return &Handoff{now: time.Now, batches: map[string]heldBatch{}, taken: read.WithLabelValues("taken"), decoded: read.WithLabelValues("decoded")}
 }
 
 // put offers the events of the message with this id. The caller gives the slice up.
@@ -102,8 +111,10 @@ func (h *Handoff) take(id string) ([]surge.BusinessEvent, bool) {
 func (h *Handoff) Decode(data []byte) ([]surge.BusinessEvent, error) {
 	if id, ok := ingestedID(data); ok {
 		if events, ok := h.take(id); ok {
+			h.taken.Inc()
 			return events, nil
 		}
+		h.decoded.Inc()
 	}
 	return DecodeBusEvents(data)
 }

@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/ratelimit"
@@ -32,7 +33,7 @@ func (*logCapture) Flush(context.Context) error { return nil }
 // A batch this node ingests reaches its pipeline read, once, and as the log's bytes read it;
 // other messages, and a batch taken already, are read from their bytes.
 func TestHandoffCarriesIngestedBatches(t *testing.T) {
-	h := NewHandoff()
+	h := NewHandoff(prometheus.NewRegistry())
 	var log logCapture
 	in := NewIngester(func() Publisher { return &log }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry()).HandOff(h)
 	body := strings.Join([]string{
@@ -63,6 +64,9 @@ func TestHandoffCarriesIngestedBatches(t *testing.T) {
 			t.Fatalf("read %d: the handoff still holds %d batches, %d events", i, len(h.batches), h.events)
 		}
 	}
+	if taken, decoded := counted(t, h.taken), counted(t, h.decoded); taken != 1 || decoded != 1 {
+		t.Fatalf("batches counted: %v taken, %v decoded; want 1 and 1", taken, decoded)
+	}
 	order := []byte(`{"id":"x","kind":"orders.created","at":"2026-01-01T00:00:00Z","data":[]}`)
 	if _, ok := ingestedID(order); ok {
 		t.Fatal("an order event read as an ingested batch")
@@ -72,12 +76,22 @@ func TestHandoffCarriesIngestedBatches(t *testing.T) {
 	}
 }
 
+// counted is a counter's value.
+func counted(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
 // The handoff holds at most maxHandoffEvents events, refusing what comes past them, and
 // remembers at most maxHandoffBatches ids, the oldest going first; an id taken leaves with the
 // next batch put.
 func TestHandoffBounds(t *testing.T) {
 	one := []surge.BusinessEvent{{ID: "e"}}
-	h := NewHandoff()
+	h := NewHandoff(prometheus.NewRegistry())
 	for i := range maxHandoffBatches + 10 {
 		h.put(strconv.Itoa(i), one)
 	}
@@ -91,7 +105,7 @@ func TestHandoffBounds(t *testing.T) {
 		t.Fatal("the 11th oldest batch is gone")
 	}
 
-	h = NewHandoff()
+	h = NewHandoff(prometheus.NewRegistry())
 	big := make([]surge.BusinessEvent, maxHandoffEvents/4+1)
 	for i := range 4 {
 		h.put(strconv.Itoa(i), big)
@@ -110,7 +124,7 @@ func TestHandoffBounds(t *testing.T) {
 		t.Fatal("a batch was refused once there was room again")
 	}
 
-	h = NewHandoff()
+	h = NewHandoff(prometheus.NewRegistry())
 	now := time.UnixMilli(1_790_000_000_000)
 	h.now = func() time.Time { return now }
 	h.put("a", one)
@@ -139,7 +153,7 @@ func TestHandoffBounds(t *testing.T) {
 // copy) leave after maxHandoffAge: they cannot keep the handoff full for good.
 func TestHandoffDropsWhatIsNeverTaken(t *testing.T) {
 	now := time.UnixMilli(1_790_000_000_000)
-	h := NewHandoff()
+	h := NewHandoff(prometheus.NewRegistry())
 	h.now = func() time.Time { return now }
 	big := make([]surge.BusinessEvent, maxHandoffEvents/2)
 	h.put("a", big)
@@ -164,7 +178,7 @@ func TestHandoffDropsWhatIsNeverTaken(t *testing.T) {
 // A request split into several messages holds each message's events on their own: one message
 // left in the handoff does not keep the whole request's events.
 func TestHandoffHoldsEachMessageAlone(t *testing.T) {
-	h := NewHandoff()
+	h := NewHandoff(prometheus.NewRegistry())
 	var log logCapture
 	in := NewIngester(func() Publisher { return &log }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry()).HandOff(h)
 	var lines []string

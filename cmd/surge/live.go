@@ -41,7 +41,7 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 	var wg sync.WaitGroup
 	var handoff *live.Handoff // the batches this node ingests, carried over to its pipeline
 	if m.Config.LiveCompute {
-		handoff = live.NewHandoff()
+		handoff = live.NewHandoff(deps.Registry)
 		ckpt, err := bus.Checkpoints(ctx)
 		if err != nil {
 			stop()
