@@ -302,7 +302,8 @@ func (b *Board) Apply(key string, value []byte) {
 // does not keep the readers waiting for all of them.
 const boardChunk = 256
 
-// applyRound takes a round of published series, and tells the waiting readers once.
+// applyRound takes a round of published series, and tells the waiting readers once, with the
+// last chunk.
 func (b *Board) applyRound(round []Published) {
 	type change struct {
 		key     string
@@ -310,7 +311,11 @@ func (b *Board) applyRound(round []Published) {
 		st      *SeriesState // nil: deleted
 		updated time.Time
 	}
-	changes := make([]change, 0, len(round))
+	var one [1]change // a watched value comes alone: no allocation for the list
+	changes := one[:0]
+	if len(round) > len(one) {
+		changes = make([]change, 0, len(round))
+	}
 	for _, v := range round {
 		c := change{key: v.Key}
 		if v.Value != nil {
@@ -326,12 +331,10 @@ func (b *Board) applyRound(round []Published) {
 		}
 		changes = append(changes, c)
 	}
-	if len(changes) == 0 {
-		return
-	}
-	for chunk := range slices.Chunk(changes, boardChunk) {
+	for start := 0; start < len(changes); start += boardChunk {
+		end := min(start+boardChunk, len(changes))
 		b.mu.Lock()
-		for _, c := range chunk {
+		for _, c := range changes[start:end] {
 			if c.st == nil {
 				delete(b.series, c.key)
 			} else {
@@ -351,12 +354,12 @@ func (b *Board) applyRound(round []Published) {
 				}
 			}
 		}
+		if end == len(changes) {
+			close(b.changed)
+			b.changed = make(chan struct{})
+		}
 		b.mu.Unlock()
 	}
-	b.mu.Lock()
-	close(b.changed)
-	b.changed = make(chan struct{})
-	b.mu.Unlock()
 }
 
 // boardRounds bounds the rounds of published values waiting for a board fed by Feed: a pipeline
