@@ -1,7 +1,6 @@
 package live
 
 import (
-	"bytes"
 	"sync"
 	"time"
 
@@ -119,16 +118,8 @@ func (h *Handoff) Decode(data []byte) ([]surge.BusinessEvent, error) {
 	return DecodeBusEvents(data)
 }
 
-// ingestedID is the id of a message written by Ingester.message, read from its head; false for
-// any other message.
+// ingestedID is the id of a message written by Ingester.message; false for any other message.
 func ingestedID(data []byte) (string, bool) {
-	rest, ok := bytes.CutPrefix(data, []byte(`{"id":"`))
-	if !ok {
-		return "", false
-	}
-	id, rest, ok := bytes.Cut(rest, []byte(`"`))
-	if !ok || !bytes.HasPrefix(rest, []byte(`,"kind":"`+EventsIngested+`","at":"`)) {
-		return "", false
-	}
-	return string(id), true
+	id, _, ok := ingestedEnvelope(data)
+	return string(id), ok
 }

@@ -366,26 +366,38 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	return nil, nil
 }
 
-// ingestedBatch reads a message written by Ingester.append:
-// {"id":"…","kind":"events.ingested","at":"…","data":[…]}, with an id and a time of letters,
-// digits and . : + -. It reports false for anything else, or for data it cannot read; the
-// general reading then takes the message and says what is wrong.
+// ingestedBatch reads a message written by Ingester.message. It reports false for anything
+// else, or for data it cannot read; the general reading then takes the message and says what is
+// wrong.
 func ingestedBatch(data []byte) ([]surge.BusinessEvent, bool) {
-	rest, ok := bytes.CutPrefix(data, []byte(`{"id":"`))
-	if rest, ok = plainField(rest, ok); ok {
-		rest, ok = bytes.CutPrefix(rest, []byte(`","kind":"`+EventsIngested+`","at":"`))
-	}
-	if rest, ok = plainField(rest, ok); ok {
-		rest, ok = bytes.CutPrefix(rest, []byte(`","data":`))
-	}
-	if ok {
-		rest, ok = bytes.CutSuffix(rest, []byte("}"))
-	}
+	_, events, ok := ingestedEnvelope(data)
 	if !ok {
 		return nil, false
 	}
-	evs, err := surge.UnmarshalBusinessEvents(rest)
+	evs, err := surge.UnmarshalBusinessEvents(events)
 	return evs, err == nil
+}
+
+// ingestedEnvelope splits a message written by Ingester.message,
+// {"id":"…","kind":"events.ingested","at":"…","data":[…]}, with an id and a time of letters,
+// digits and . : + -, into its id and its events' JSON; false for any other message.
+func ingestedEnvelope(data []byte) (id, events []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"id":"`))
+	after, ok := plainField(rest, ok)
+	id = rest[:len(rest)-len(after)]
+	if ok {
+		after, ok = bytes.CutPrefix(after, []byte(`","kind":"`+EventsIngested+`","at":"`))
+	}
+	if after, ok = plainField(after, ok); ok {
+		after, ok = bytes.CutPrefix(after, []byte(`","data":`))
+	}
+	if ok {
+		after, ok = bytes.CutSuffix(after, []byte("}"))
+	}
+	if !ok {
+		return nil, nil, false
+	}
+	return id, after, true
 }
 
 // plainField skips the letters, digits and . : + - at the start of b, when ok.
