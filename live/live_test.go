@@ -55,6 +55,34 @@ func events(seed uint64, n int) []surge.BusinessEvent {
 	return out
 }
 
+// A copy is dropped while its id is remembered, a minute of event time after the time it
+// carries, and counted again once the watermark has passed that minute.
+func TestDedupWindow(t *testing.T) {
+	base := int64(1_790_000_000_050)
+	click := surge.BusinessEvent{ID: "a", Type: surge.BizClick, Time: base, Platform: "ios", SKU: "s1", User: "u1"}
+	evs := []surge.BusinessEvent{click}
+	later := func(from, to int) {
+		for s := from; s <= to; s++ {
+			evs = append(evs, surge.BusinessEvent{ID: fmt.Sprint("like", s), Type: surge.BizLike, Time: base + int64(s)*1000,
+				Platform: "ios", Room: "r1", User: "u2"})
+		}
+	}
+	later(1, 55) // the watermark reaches 50 s past the click
+	evs = append(evs, click)
+	later(56, 120) // and then 115 s past it
+	evs = append(evs, click)
+	p, src := stream.New("window", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
+	counters := &live.Counters{}
+	sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
+	stream.To(live.Build(src, counters), stream.Sink[live.Contribution](sink))
+	if err := p.RunSlice(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if got, dup := sink.Total("clicks"), counters.Duplicates.Load(); got != 2 || dup != 1 {
+		t.Errorf("clicks = %d with %d copies dropped; want 2 and 1 (the copy within the minute dropped, the one after it counted)", got, dup)
+	}
+}
+
 // batch computes the expected totals of some series straight from the unique events.
 func batch(evs []surge.BusinessEvent) map[string]int64 {
 	seen := map[string]bool{}
