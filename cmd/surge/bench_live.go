@@ -80,7 +80,16 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *events < 1 || *batch < 1 || *batch > live.MaxIngestLines || *workers < 1 || *probes < 1 || *rate < 1 || *serveFor <= 0 || *paced < 0 {
 		return fmt.Errorf("events, workers, probes, serve-rate and serve-for must be positive, batch 1 to %d", live.MaxIngestLines)
 	}
-	m, _, closeNode, err := benchNode(ctx, func(*Config) {})
+	bodies, want := liveBatches(*events, *batch)
+	logBytes := int64(0)
+	for _, b := range bodies {
+		logBytes += int64(len(b))
+	}
+	m, _, closeNode, err := benchNode(ctx, func(c *Config) {
+		// The log keeps every event posted, and a full log refuses the rest: room for all of
+		// them, twice over for what the log adds to each batch.
+		c.EventLogBytes = max(c.EventLogBytes, 2*logBytes)
+	})
 	if err != nil {
 		return err
 	}
@@ -94,7 +103,6 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cl := client.New(base).As(tokens.AccessToken).WithHTTP(httpc)
 	res := LiveBenchResult{Events: *events, Batch: *batch, Workers: *workers, ServeRate: *rate, Pace: *paced}
 
-	bodies, want := liveBatches(*events, *batch)
 	fmt.Fprintf(stderr, "bench live: ingesting %d events in batches of %d on %d connections\n", *events, *batch, *workers)
 	var loadQuery, loadSSE []float64
 	probeCtx, stopProbes := context.WithCancel(ctx)
@@ -123,11 +131,14 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		g.Go(func() error {
 			r, err := cl.IngestEvents(gctx, b, false)
-			if err == nil && r.Rejected > 0 {
-				err = fmt.Errorf("%d events refused: %v", r.Rejected, r.Errors[0])
+			if err != nil {
+				return err
 			}
 			posted.Add(int64(r.Accepted))
-			return err
+			if r.Rejected > 0 {
+				return fmt.Errorf("%d events refused: %v", r.Rejected, r.Errors[0])
+			}
+			return nil
 		})
 	}
 	err = g.Wait()

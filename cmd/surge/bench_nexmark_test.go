@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,6 +78,34 @@ func TestBenchLive(t *testing.T) {
 		res.VisibleSSEIdleP50Ms <= 0 || res.ServeP50Ms <= 0 || res.ServeErrors != 0 {
 		t.Errorf("bench live = %+v; want correct totals, rates and latencies, no errors", res)
 	}
+}
+
+// A post that fails part way through the ingestion (here the bench's context ends) is reported
+// as the bench's error, not a crash on the answer it never got.
+func TestBenchLiveReportsAFailedPost(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &cancelOn{text: "bench live: ingesting", after: 300 * time.Millisecond, cancel: cancel}
+	var out bytes.Buffer
+	err := benchLive(ctx, []string{"--events", "200000", "--batch", "500", "--rate", "20000", "--json"}, &out, stderr)
+	if err == nil || !stderr.seen.Load() {
+		t.Fatalf("bench live cut short while ingesting = %v (ingestion began: %v); want its error", err, stderr.seen.Load())
+	}
+}
+
+// cancelOn calls cancel a moment after text is first written to it.
+type cancelOn struct {
+	text   string
+	after  time.Duration
+	cancel func()
+	seen   atomic.Bool
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(c.text)) && c.seen.CompareAndSwap(false, true) {
+		time.AfterFunc(c.after, c.cancel)
+	}
+	return len(p), nil
 }
 
 // A probe under load that fails or never shows counts, at the bound, and holds the next one
