@@ -1,11 +1,12 @@
 package live
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/gob"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -91,6 +92,8 @@ type Sink struct {
 	// same strings again and again (cached per metric and value), so most contributions find
 	// their series here, without hashing the key and probing a map of tens of thousands.
 	recent [recentSeries]recentEntry
+	// snapSize is the size of the last snapshot of the series, which the next one starts at.
+	snapSize int
 }
 
 // recentSeries is the size of the sink's table of recently counted series.
@@ -233,36 +236,76 @@ func (s *Sink) refreshSome(now time.Time) {
 	s.refresh = s.refresh[min(n, len(s.refresh)):]
 }
 
-// sinkState is the sink's part of a checkpoint.
-type sinkState struct {
-	Keys   []string
-	States []SeriesState
-}
+// sinkStateVersion leads the sink's part of a checkpoint. The number of series follows, then
+// each series as its key's length and key, then its state's length and state
+// (SeriesState.appendBinary), all numbers uvarints. Gob spent an allocation and a reflective call on each of a sale's hundreds of
+// thousands of series, on the pipeline's goroutine.
+const sinkStateVersion = 1
 
 // SnapshotState encodes the totals.
 func (s *Sink) SnapshotState() ([]byte, error) {
-	st := sinkState{Keys: make([]string, 0, len(s.series)), States: make([]SeriesState, 0, len(s.series))}
+	out := make([]byte, 0, s.snapSize+s.snapSize/8) // not grown from nothing, copied at each doubling
+	out = binary.AppendUvarint(append(out, sinkStateVersion), uint64(len(s.series)))
+	var st []byte
 	for k, v := range s.series {
-		st.Keys, st.States = append(st.Keys, k), append(st.States, *v)
+		st = v.appendBinary(st[:0])
+		out = binary.AppendUvarint(out, uint64(len(k)))
+		out = append(out, k...)
+		out = binary.AppendUvarint(out, uint64(len(st)))
+		out = append(out, st...)
 	}
-	var buf bytes.Buffer
-	err := gob.NewEncoder(&buf).Encode(&st)
-	return buf.Bytes(), err
+	s.snapSize = len(out)
+	return out, nil
+}
+
+// readSinkState reads what SnapshotState wrote.
+func readSinkState(data []byte) (map[string]*SeriesState, error) {
+	if len(data) == 0 || data[0] != sinkStateVersion {
+		return nil, errors.New("sink state: not a state of this version")
+	}
+	count, w := binary.Uvarint(data[1:])
+	if w <= 0 || count > uint64(len(data)) { // a series takes at least two bytes
+		return nil, errors.New("sink state: no count of series")
+	}
+	data = data[1+w:]
+	field := func() ([]byte, bool) {
+		n, w := binary.Uvarint(data)
+		if w <= 0 || n > uint64(len(data)-w) {
+			return nil, false
+		}
+		f := data[w : w+int(n)]
+		data = data[w+int(n):]
+		return f, true
+	}
+	series := make(map[string]*SeriesState, count)
+	for range count {
+		key, ok1 := field()
+		enc, ok2 := field()
+		if !ok1 || !ok2 {
+			return nil, errors.New("sink state: a series cut short")
+		}
+		st := &SeriesState{}
+		if err := st.GobDecode(enc); err != nil {
+			return nil, fmt.Errorf("sink state: series %q: %w", key, err)
+		}
+		series[string(key)] = st
+	}
+	if len(data) > 0 || len(series) != int(count) {
+		return nil, errors.New("sink state: not the series it counts")
+	}
+	return series, nil
 }
 
 // RestoreState takes the totals back, and publishes every series again a few seconds later.
 func (s *Sink) RestoreState(data []byte) error {
-	var st sinkState
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&st); err != nil {
+	series, err := readSinkState(data)
+	if err != nil {
 		return err
 	}
-	s.series = make(map[string]*SeriesState, len(st.Keys))
-	s.recent = [recentSeries]recentEntry{} // the series they pointed to are replaced
-	for i, k := range st.Keys {
-		v := st.States[i]
-		s.series[k] = &v
-	}
-	s.dirty = nil // a restore comes before any write: nothing of the series replaced is left to publish
+	s.series = series
+	// The series the recent table pointed to are replaced; and a restore comes before any write,
+	// so nothing of the series replaced is left to publish.
+	s.recent, s.dirty = [recentSeries]recentEntry{}, nil
 	// Publish everything again soon, not now: the totals of the checkpoint are older than what
 	// the bucket may hold, until the replay from the checkpoint has caught up.
 	s.refreshed, s.refresh, s.restored = time.Now().Add(restoredRefreshAfter), slices.Collect(maps.Keys(s.series)), true

@@ -428,7 +428,7 @@ func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
 // pipeline's operators or the encoding of their state do: a checkpoint of another version
 // cannot be read back, and the new version starts from the oldest event the log holds (an hour),
 // publishing totals recomputed from it.
-const PipelineName = "live-metrics-v4"
+const PipelineName = "live-metrics-v5"
 
 // checkpointInterval is how often the live pipeline checkpoints: what a restart replays. A
 // checkpoint encodes the whole state on the pipeline's goroutine (the dedup window's ids are

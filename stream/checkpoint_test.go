@@ -439,3 +439,59 @@ func TestLogIsDecodedAheadWithinItsBound(t *testing.T) {
 		t.Fatalf("RunLog = %v; want it to end with its context", err)
 	}
 }
+
+// bigSink keeps a state of its own that grows about a kilobyte a record.
+type bigSink struct{ state []byte }
+
+func (s *bigSink) Write(id uint64, _ int64, v string) error {
+	s.state = append(s.state, strings.Repeat(fmt.Sprintf("%d:%s;", id, v), 100)...)
+	return nil
+}
+func (s *bigSink) Flush(context.Context) error    { return nil }
+func (s *bigSink) SnapshotState() ([]byte, error) { return slices.Clone(s.state), nil }
+func (s *bigSink) RestoreState(data []byte) error { s.state = slices.Clone(data); return nil }
+
+// A sink's state of several megabytes goes into a checkpoint in pieces and comes back whole, as
+// does a keyed state of thousands of keys.
+func TestBigStatesSurviveACheckpoint(t *testing.T) {
+	data := make([][]byte, 3_000, 3_010)
+	for i := range data {
+		data[i] = []byte(fmt.Sprint("r", i))
+	}
+	for i := range 10 { // the keys again, after the first run's checkpoint
+		data = append(data, []byte(fmt.Sprint("r", i)))
+	}
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	log := &memLog{data: data}
+	run := func(until int) (*bigSink, map[string]int) {
+		p, src := stream.New("big", stream.Config{CheckpointInterval: time.Hour}, func(string) int64 { return 0 })
+		counts := map[string]int{}
+		type seen struct{ N int }
+		keyed := stream.Process(stream.KeyBy(src, func(v string) string { return v }), stream.Processor[string, string, seen, string]{
+			OnRecord: func(c *stream.Context[string, seen, string], v string) {
+				c.State().N++
+				counts[c.Key] = c.State().N
+				c.Emit(c.Time, v)
+			},
+		})
+		sink := &bigSink{}
+		stream.To(keyed, stream.Sink[string](sink))
+		err := p.RunLog(context.Background(), stream.LogRun[string]{Log: log, Checkpoints: store,
+			Decode: func(b []byte) (string, error) { return string(b), nil }, Until: uint64(until)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sink, counts
+	}
+	first, _ := run(3_000) // ends with a checkpoint
+	if len(first.state) < 2*(1<<20)+1 {
+		t.Fatalf("the sink's state is %d bytes; the test wants it in several pieces", len(first.state))
+	}
+	again, counts := run(len(data)) // restores that checkpoint, then reads the rest
+	if len(again.state) <= len(first.state) || !slices.Equal(again.state[:len(first.state)], first.state) {
+		t.Errorf("restored sink state of %d bytes does not begin with the %d saved", len(again.state), len(first.state))
+	}
+	if len(counts) != 10 || counts["r0"] != 2 || counts["r9"] != 2 {
+		t.Errorf("after the restore the keys counted %v; want r0 to r9 each at 2, the first from the checkpoint", counts)
+	}
+}

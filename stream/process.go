@@ -3,6 +3,7 @@ package stream
 import (
 	"container/heap"
 	"encoding/gob"
+	"fmt"
 )
 
 // timer is an event-time timer of one key; Seq orders timers at the same time by when they were
@@ -137,38 +138,59 @@ func (o *processOp[K, T, S, R]) advance(wm int64) {
 	}
 }
 
-type processState[K comparable, S any] struct {
-	Keys   []K
-	States []S
+// processHead leads a keyed state in a checkpoint: the timers, and how many keys follow, each
+// in a gob message of its own (processEntry). One message for the whole state grew gob's buffer
+// to tens of megabytes by doubling, copying it each time, on the pipeline's goroutine; a message
+// per key keeps the buffer as big as the largest key's state.
+type processHead[K comparable] struct {
 	Timers []timer[K]
 	Seq    uint64
 	WM     int64
+	Keys   int
+}
+
+type processEntry[K comparable, S any] struct {
+	Key   K
+	State S
 }
 
 func (o *processOp[K, T, S, R]) snapshot(enc *gob.Encoder) error {
-	s := processState[K, S]{Timers: o.c.timers.t, Seq: o.c.timers.seq, WM: o.c.Watermark}
-	for k, p := range o.c.state {
-		s.Keys = append(s.Keys, k)
-		s.States = append(s.States, *p)
+	if err := enc.Encode(&processHead[K]{Timers: o.c.timers.t, Seq: o.c.timers.seq, WM: o.c.Watermark, Keys: len(o.c.state)}); err != nil {
+		return err
 	}
-	return enc.Encode(&s)
+	for k, p := range o.c.state {
+		if err := enc.Encode(&processEntry[K, S]{Key: k, State: *p}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (o *processOp[K, T, S, R]) restore(dec *gob.Decoder) error {
-	var s processState[K, S]
-	if err := dec.Decode(&s); err != nil {
+	var h processHead[K]
+	if err := dec.Decode(&h); err != nil {
 		return err
 	}
-	o.c.state = make(map[K]*S, len(s.Keys))
-	for i, k := range s.Keys {
-		st := s.States[i]
-		o.c.state[k] = &st
+	if h.Keys < 0 {
+		return fmt.Errorf("a keyed state of %d keys", h.Keys)
 	}
-	o.c.timers = &timerHeap[K]{t: s.Timers, seq: s.Seq}
-	o.c.timerSet = make(map[winKey[K]]struct{}, len(s.Timers))
-	for _, t := range s.Timers {
+	o.c.state = make(map[K]*S, min(h.Keys, maxPresizedKeys))
+	for range h.Keys {
+		var e processEntry[K, S]
+		if err := dec.Decode(&e); err != nil {
+			return err
+		}
+		o.c.state[e.Key] = &e.State
+	}
+	o.c.timers = &timerHeap[K]{t: h.Timers, seq: h.Seq}
+	o.c.timerSet = make(map[winKey[K]]struct{}, len(h.Timers))
+	for _, t := range h.Timers {
 		o.c.timerSet[winKey[K]{t.Key, t.At}] = struct{}{}
 	}
-	o.c.Watermark = s.WM
+	o.c.Watermark = h.WM
 	return nil
 }
+
+// maxPresizedKeys bounds the room a restore makes ahead for the keys a checkpoint announces:
+// the count is the checkpoint's word, and the keys themselves must follow.
+const maxPresizedKeys = 1 << 20

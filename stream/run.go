@@ -22,6 +22,7 @@ type Pipeline[In any] struct {
 	saved     uint64     // the position of the last checkpoint saved or restored
 	saving    chan error // the checkpoint being stored, if any: its result
 	invalid   int64
+	spare     []byte // the last checkpoint's buffer, for the next once its save has returned
 }
 
 // New starts a pipeline named name (unique per partition: it names the checkpoint and the ids
@@ -123,7 +124,8 @@ type Reader interface {
 type Checkpoints interface {
 	// Load returns the last saved checkpoint of name; ok is false when there is none.
 	Load(ctx context.Context, name string) (data []byte, ok bool, err error)
-	// Save replaces the checkpoint of name, atomically.
+	// Save replaces the checkpoint of name, atomically. It keeps nothing of data once it has
+	// returned: the pipeline encodes its next checkpoint into the same memory.
 	Save(ctx context.Context, name string, data []byte) error
 }
 
@@ -326,8 +328,11 @@ func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error 
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	enc := gob.NewEncoder(&buf)
+	// The last checkpoint's buffer, its save done (waitSave): a new one grown by doubling from
+	// nothing, or made at once and cleared, for a state of tens of megabytes took most of the
+	// encoding, on the pipeline's goroutine, while the counting waited.
+	buf := bytes.NewBuffer(p.spare[:0])
+	enc := gob.NewEncoder(buf)
 	if err := enc.Encode(p.header()); err != nil {
 		return fmt.Errorf("stream %s: checkpoint: %w", p.g.name, err)
 	}
@@ -336,6 +341,7 @@ func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error 
 			return fmt.Errorf("stream %s: checkpoint operator %d: %w", p.g.name, i, err)
 		}
 	}
+	p.spare = buf.Bytes()
 	name, data, m, done := p.g.name, buf.Bytes(), p.g.cfg.Metrics, make(chan error, 1)
 	timeout := p.g.cfg.CheckpointTimeout
 	go func() { // waited for by waitSave, which RunLog defers

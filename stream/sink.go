@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"encoding/gob"
+	"fmt"
 	"strconv"
 )
 
@@ -71,24 +72,56 @@ func (o *sinkOp[T]) snapshot(enc *gob.Encoder) error {
 		if err != nil {
 			return err
 		}
-		return enc.Encode(data)
+		// In pieces, so that gob's buffer stays a piece big instead of growing to the whole
+		// state (tens of megabytes for the live metrics) by doubling.
+		if err := enc.Encode(len(data)); err != nil {
+			return err
+		}
+		for len(data) > 0 {
+			n := min(len(data), sinkStatePiece)
+			if err := enc.Encode(data[:n]); err != nil {
+				return err
+			}
+			data = data[n:]
+		}
 	}
 	return nil
 }
+
+// sinkStatePiece is the most of a sink's state one gob message of a checkpoint carries.
+const sinkStatePiece = 1 << 20
 
 func (o *sinkOp[T]) restore(dec *gob.Decoder) error {
 	if err := dec.Decode(&o.seq); err != nil {
 		return err
 	}
 	if ss, ok := o.sink.(StatefulSink); ok {
-		var data []byte
-		if err := dec.Decode(&data); err != nil {
+		var size int
+		if err := dec.Decode(&size); err != nil {
 			return err
+		}
+		if size < 0 {
+			return fmt.Errorf("a sink state of %d bytes", size)
+		}
+		data := make([]byte, 0, min(size, maxPresizedState))
+		for len(data) < size {
+			var piece []byte
+			if err := dec.Decode(&piece); err != nil {
+				return err
+			}
+			if len(piece) == 0 || len(data)+len(piece) > size {
+				return fmt.Errorf("a sink state of %d bytes has a piece of %d after %d", size, len(piece), len(data))
+			}
+			data = append(data, piece...)
 		}
 		return ss.RestoreState(data)
 	}
 	return nil
 }
+
+// maxPresizedState bounds the room a restore makes ahead for the sink state a checkpoint
+// announces: the size is the checkpoint's word, and the pieces must follow.
+const maxPresizedState = 256 << 20
 
 // Publisher publishes messages to a durable log that drops a message whose id it already holds
 // (JetStream's message-id dedup).
