@@ -264,7 +264,7 @@ func readSinkState(data []byte) (map[string]*SeriesState, error) {
 		return nil, errors.New("sink state: not a state of this version")
 	}
 	count, w := binary.Uvarint(data[1:])
-	if w <= 0 || count > uint64(len(data)) { // a series takes at least two bytes
+	if w <= 0 || count > uint64(len(data)/3) { // a series takes at least three bytes
 		return nil, errors.New("sink state: no count of series")
 	}
 	data = data[1+w:]
@@ -277,7 +277,7 @@ func readSinkState(data []byte) (map[string]*SeriesState, error) {
 		data = data[w+int(n):]
 		return f, true
 	}
-	series := make(map[string]*SeriesState, count)
+	series := make(map[string]*SeriesState, min(count, 1<<16)) // the count is the data's word: room grows with what is read
 	for range count {
 		key, ok1 := field()
 		enc, ok2 := field()

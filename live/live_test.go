@@ -55,8 +55,8 @@ func events(seed uint64, n int) []surge.BusinessEvent {
 	return out
 }
 
-// A copy is dropped while its id is remembered, a minute of event time after the time it
-// carries, and counted again once the watermark has passed that minute.
+// A copy is dropped while its id is remembered: until a minute of event time after the tenth of
+// a second it carries ends. Once the watermark has passed that, a copy counts again.
 func TestDedupWindow(t *testing.T) {
 	base := int64(1_790_000_000_050)
 	click := surge.BusinessEvent{ID: "a", Type: surge.BizClick, Time: base, Platform: "ios", SKU: "s1", User: "u1"}
@@ -67,9 +67,11 @@ func TestDedupWindow(t *testing.T) {
 				Platform: "ios", Room: "r1", User: "u2"})
 		}
 	}
-	later(1, 55) // the watermark reaches 50 s past the click
+	later(1, 55) // the watermark reaches 50 s past the click: remembered
 	evs = append(evs, click)
-	later(56, 120) // and then 115 s past it
+	later(56, 66) // 61 s past it, past the minute after its tenth of a second: forgotten
+	evs = append(evs, click)
+	later(67, 120) // and 115 s past it, for the copy the last one left
 	evs = append(evs, click)
 	p, src := stream.New("window", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
 	counters := &live.Counters{}
@@ -78,8 +80,8 @@ func TestDedupWindow(t *testing.T) {
 	if err := p.RunSlice(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
-	if got, dup := sink.Total("clicks"), counters.Duplicates.Load(); got != 2 || dup != 1 {
-		t.Errorf("clicks = %d with %d copies dropped; want 2 and 1 (the copy within the minute dropped, the one after it counted)", got, dup)
+	if got, dup := sink.Total("clicks"), counters.Duplicates.Load(); got != 3 || dup != 1 {
+		t.Errorf("clicks = %d with %d copies dropped; want 3 and 1 (the copy within the minute dropped, those after it counted)", got, dup)
 	}
 }
 

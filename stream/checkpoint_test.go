@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -451,47 +452,75 @@ func (s *bigSink) Flush(context.Context) error    { return nil }
 func (s *bigSink) SnapshotState() ([]byte, error) { return slices.Clone(s.state), nil }
 func (s *bigSink) RestoreState(data []byte) error { s.state = slices.Clone(data); return nil }
 
-// A sink's state of several megabytes goes into a checkpoint in pieces and comes back whole, as
-// does a keyed state of thousands of keys.
-func TestBigStatesSurviveACheckpoint(t *testing.T) {
-	data := make([][]byte, 3_000, 3_010)
-	for i := range data {
-		data[i] = []byte(fmt.Sprint("r", i))
+// tally is a keyed state that encodes itself, as the live pipeline's sets of ids do.
+type tally struct{ N int }
+
+func (t tally) GobEncode() ([]byte, error) { return binary.AppendUvarint(nil, uint64(t.N)), nil }
+func (t *tally) GobDecode(b []byte) error {
+	n, w := binary.Uvarint(b)
+	if w <= 0 {
+		return errors.New("not a tally")
 	}
-	for i := range 10 { // the keys again, after the first run's checkpoint
-		data = append(data, []byte(fmt.Sprint("r", i)))
+	t.N = int(n)
+	return nil
+}
+
+// A sink's state of several megabytes goes into a checkpoint in pieces and comes back whole, as
+// do keyed states of thousands of keys, plain (in chunks) and self-encoding (one by one).
+func TestBigStatesSurviveACheckpoint(t *testing.T) {
+	const keys = 3_000
+	data := make([][]byte, 0, 2*keys)
+	for range 2 { // every key, then every key again after the first run's checkpoint
+		for i := range keys {
+			data = append(data, []byte(fmt.Sprint("r", i)))
+		}
 	}
 	store := &memCheckpoints{saved: map[string][]byte{}}
 	log := &memLog{data: data}
-	run := func(until int) (*bigSink, map[string]int) {
+	run := func(until int) (*bigSink, map[string]int, map[string]int) {
 		p, src := stream.New("big", stream.Config{CheckpointInterval: time.Hour}, func(string) int64 { return 0 })
-		counts := map[string]int{}
+		plain, encoded := map[string]int{}, map[string]int{}
 		type seen struct{ N int }
-		keyed := stream.Process(stream.KeyBy(src, func(v string) string { return v }), stream.Processor[string, string, seen, string]{
+		byKey := stream.KeyBy(src, func(v string) string { return v })
+		counted := stream.Process(byKey, stream.Processor[string, string, seen, string]{
 			OnRecord: func(c *stream.Context[string, seen, string], v string) {
 				c.State().N++
-				counts[c.Key] = c.State().N
+				plain[c.Key] = c.State().N
 				c.Emit(c.Time, v)
 			},
 		})
+		tallied := stream.Process(byKey, stream.Processor[string, string, tally, string]{
+			OnRecord: func(c *stream.Context[string, tally, string], v string) {
+				c.State().N++
+				encoded[c.Key] = c.State().N
+			},
+		})
 		sink := &bigSink{}
-		stream.To(keyed, stream.Sink[string](sink))
+		stream.To(stream.Union(counted, tallied), stream.Sink[string](sink))
 		err := p.RunLog(context.Background(), stream.LogRun[string]{Log: log, Checkpoints: store,
 			Decode: func(b []byte) (string, error) { return string(b), nil }, Until: uint64(until)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return sink, counts
+		return sink, plain, encoded
 	}
-	first, _ := run(3_000) // ends with a checkpoint
+	first, _, _ := run(keys) // ends with a checkpoint
 	if len(first.state) < 2*(1<<20)+1 {
 		t.Fatalf("the sink's state is %d bytes; the test wants it in several pieces", len(first.state))
 	}
-	again, counts := run(len(data)) // restores that checkpoint, then reads the rest
+	again, plain, encoded := run(len(data)) // restores that checkpoint, then reads every key again
 	if len(again.state) <= len(first.state) || !slices.Equal(again.state[:len(first.state)], first.state) {
 		t.Errorf("restored sink state of %d bytes does not begin with the %d saved", len(again.state), len(first.state))
 	}
-	if len(counts) != 10 || counts["r0"] != 2 || counts["r9"] != 2 {
-		t.Errorf("after the restore the keys counted %v; want r0 to r9 each at 2, the first from the checkpoint", counts)
+	for name, counts := range map[string]map[string]int{"plain": plain, "self-encoding": encoded} {
+		wrong := 0
+		for _, n := range counts {
+			if n != 2 {
+				wrong++
+			}
+		}
+		if len(counts) != keys || wrong > 0 {
+			t.Errorf("%s states: %d keys counted after the restore, %d not at 2; want all %d at 2, the first from the checkpoint", name, len(counts), wrong, keys)
+		}
 	}
 }

@@ -138,10 +138,12 @@ func (o *processOp[K, T, S, R]) advance(wm int64) {
 	}
 }
 
-// processHead leads a keyed state in a checkpoint: the timers, and how many keys follow, each
-// in a gob message of its own (processEntry). One message for the whole state grew gob's buffer
-// to tens of megabytes by doubling, copying it each time, on the pipeline's goroutine; a message
-// per key keeps the buffer as big as the largest key's state.
+// processHead leads a keyed state in a checkpoint: the timers (in this one message), and how
+// many keys follow, in processChunk messages. One message for the whole state grew gob's buffer
+// to tens of megabytes by doubling, copying it each time, on the pipeline's goroutine. A state
+// that encodes itself (a gob.GobEncoder: a set of ids, a series) is usually a blob of its own,
+// so such states go one key to a message; plain states, usually small (a viewer's last
+// heartbeat), go chunkKeys to a message, which spares gob a message per key.
 type processHead[K comparable] struct {
 	Timers []timer[K]
 	Seq    uint64
@@ -149,19 +151,42 @@ type processHead[K comparable] struct {
 	Keys   int
 }
 
-type processEntry[K comparable, S any] struct {
-	Key   K
-	State S
+type processChunk[K comparable, S any] struct {
+	Keys   []K
+	States []S
+}
+
+const chunkKeys = 1024
+
+// keysPerMessage is how many keys of states of type S a checkpoint message carries.
+func keysPerMessage[S any]() int {
+	if _, ok := any(new(S)).(gob.GobEncoder); ok {
+		return 1
+	}
+	if _, ok := any(*new(S)).(gob.GobEncoder); ok {
+		return 1
+	}
+	return chunkKeys
 }
 
 func (o *processOp[K, T, S, R]) snapshot(enc *gob.Encoder) error {
 	if err := enc.Encode(&processHead[K]{Timers: o.c.timers.t, Seq: o.c.timers.seq, WM: o.c.Watermark, Keys: len(o.c.state)}); err != nil {
 		return err
 	}
+	per := keysPerMessage[S]()
+	c := processChunk[K, S]{Keys: make([]K, 0, min(per, len(o.c.state))), States: make([]S, 0, min(per, len(o.c.state)))}
 	for k, p := range o.c.state {
-		if err := enc.Encode(&processEntry[K, S]{Key: k, State: *p}); err != nil {
-			return err
+		c.Keys, c.States = append(c.Keys, k), append(c.States, *p)
+		if len(c.Keys) == per {
+			if err := enc.Encode(&c); err != nil {
+				return err
+			}
+			clear(c.States) // the states' own memory is not the next chunk's to keep alive
+			c.Keys, c.States = c.Keys[:0], c.States[:0]
 		}
+	}
+	if len(c.Keys) > 0 {
+		return enc.Encode(&c)
 	}
 	return nil
 }
@@ -175,12 +200,18 @@ func (o *processOp[K, T, S, R]) restore(dec *gob.Decoder) error {
 		return fmt.Errorf("a keyed state of %d keys", h.Keys)
 	}
 	o.c.state = make(map[K]*S, min(h.Keys, maxPresizedKeys))
-	for range h.Keys {
-		var e processEntry[K, S]
-		if err := dec.Decode(&e); err != nil {
+	for read := 0; read < h.Keys; {
+		var c processChunk[K, S]
+		if err := dec.Decode(&c); err != nil {
 			return err
 		}
-		o.c.state[e.Key] = &e.State
+		if len(c.Keys) == 0 || len(c.Keys) != len(c.States) || read+len(c.Keys) > h.Keys {
+			return fmt.Errorf("a keyed state of %d keys has a chunk of %d keys and %d states after %d", h.Keys, len(c.Keys), len(c.States), read)
+		}
+		for i, k := range c.Keys {
+			o.c.state[k] = &c.States[i]
+		}
+		read += len(c.Keys)
 	}
 	o.c.timers = &timerHeap[K]{t: h.Timers, seq: h.Seq}
 	o.c.timerSet = make(map[winKey[K]]struct{}, len(h.Timers))
