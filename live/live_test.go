@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -809,5 +811,88 @@ func TestIngestDoesNotWaitForAStalledSender(t *testing.T) {
 	close(stalled.release)
 	if err := <-done; err != nil {
 		t.Errorf("the stalled sender's batch, once sent = %v; want it accepted", err)
+	}
+}
+
+// oneBatchLog is a log of one record, a batch of ingested events.
+type oneBatchLog struct{ data []byte }
+
+func (l oneBatchLog) Open(_ context.Context, after uint64) (stream.Reader, error) {
+	return &oneBatchReader{data: l.data, done: after >= 1}, nil
+}
+
+type oneBatchReader struct {
+	data []byte
+	done bool
+}
+
+func (r *oneBatchReader) Next(wait time.Duration) (uint64, []byte, bool, error) {
+	if r.done {
+		time.Sleep(wait)
+		return 0, nil, false, nil
+	}
+	r.done = true
+	return 1, r.data, true, nil
+}
+func (r *oneBatchReader) Pending() uint64 {
+	if r.done {
+		return 0
+	}
+	return 1
+}
+func (r *oneBatchReader) Close() {}
+
+// garbledCheckpoints holds a checkpoint no pipeline can read, until one is saved over it.
+type garbledCheckpoints struct {
+	mu    sync.Mutex
+	saved []byte
+}
+
+func (g *garbledCheckpoints) Load(context.Context, string) ([]byte, bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.saved == nil {
+		return []byte("not a checkpoint"), true, nil
+	}
+	return g.saved, true, nil
+}
+
+func (g *garbledCheckpoints) Save(_ context.Context, _ string, data []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.saved = bytes.Clone(data)
+	return nil
+}
+
+// A checkpoint the pipeline cannot read back (damaged, or of another format) does not stop
+// the live metrics: the runner recomputes them from the log.
+func TestRunnerRecomputesPastAnUnreadableCheckpoint(t *testing.T) {
+	now := time.Now().UnixMilli()
+	batch, err := json.Marshal(map[string]any{"id": "b1", "kind": live.EventsIngested, "data": []surge.BusinessEvent{
+		{ID: "c1", Type: surge.BizClick, Time: now, Platform: "ios", SKU: "s1", User: "u1"},
+		{ID: "c2", Type: surge.BizClick, Time: now, Platform: "ios", SKU: "s1", User: "u2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	board := live.NewBoard()
+	done := make(chan struct{})
+	go func() { // stops with cancel
+		defer close(done)
+		live.Runner{Log: oneBatchLog{batch}, Checkpoints: &garbledCheckpoints{}, Publisher: publisherFunc(func(string, []byte) {}),
+			Subject: func(key string) string { return key }, Local: board.Feed(ctx), Counters: &live.Counters{},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.Run(ctx)
+	}()
+	for ctx.Err() == nil {
+		if board.Get("clicks").Value == 2 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := board.Get("clicks").Value; got != 2 {
+		t.Fatalf("clicks after a garbled checkpoint = %d; want 2", got)
 	}
 }

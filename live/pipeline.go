@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -428,7 +429,7 @@ func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
 // pipeline's operators or the encoding of their state do: a checkpoint of another version
 // cannot be read back, and the new version starts from the oldest event the log holds (an hour),
 // publishing totals recomputed from it.
-const PipelineName = "live-metrics-v5"
+const PipelineName = "live-metrics-v6"
 
 // checkpointInterval is how often the live pipeline checkpoints: what a restart replays. A
 // checkpoint encodes the whole state on the pipeline's goroutine (the dedup window's ids are
@@ -457,10 +458,17 @@ const restartPause = time.Second
 
 // Run computes the live metrics until ctx ends.
 func (r Runner) Run(ctx context.Context) {
+	fresh := false
 	for ctx.Err() == nil {
-		err := r.runOnce(ctx)
+		err := r.runOnce(ctx, fresh)
 		if ctx.Err() != nil {
 			return
+		}
+		// A checkpoint that cannot be read back would stop every restart, and the dashboards with
+		// them: the pipeline starts afresh from the log instead (its last hour), and says so.
+		if fresh = errors.Is(err, stream.ErrCheckpointMismatch) || errors.Is(err, stream.ErrCheckpointUnreadable); fresh {
+			r.Logger.Error("live metrics checkpoint cannot be read back; recomputing from the oldest events the log holds", "err", err)
+			continue
 		}
 		r.Logger.Error("live metrics pipeline stopped; restarting from its last checkpoint", "err", err)
 		t := time.NewTimer(restartPause)
@@ -472,7 +480,7 @@ func (r Runner) Run(ctx context.Context) {
 	}
 }
 
-func (r Runner) runOnce(ctx context.Context) error {
+func (r Runner) runOnce(ctx context.Context, fresh bool) error {
 	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Metrics, CheckpointInterval: checkpointInterval},
 		func(e surge.BusinessEvent) int64 { return e.Time })
 	stream.To(Build(src, r.Counters), stream.Sink[Contribution](NewSink(r.Publisher, r.Subject).Mirror(r.Local)))
@@ -480,7 +488,7 @@ func (r Runner) runOnce(ctx context.Context) error {
 	if r.Handoff != nil {
 		decode = r.Handoff.Decode
 	}
-	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: decode, Checkpoints: r.Checkpoints,
+	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: decode, Checkpoints: r.Checkpoints, Fresh: fresh,
 		Invalid: func(seq uint64, _ []byte, err error) {
 			r.Logger.Warn("events log record skipped: not readable", "seq", seq, "err", err)
 		},

@@ -1,8 +1,10 @@
 package stream_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -204,6 +206,61 @@ func TestCheckpointOfAnotherPipelineIsRefused(t *testing.T) {
 	err := other.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 2})
 	if !errors.Is(err, stream.ErrCheckpointMismatch) {
 		t.Errorf("RunLog with another pipeline's checkpoint = %v; want ErrCheckpointMismatch", err)
+	}
+}
+
+// A checkpoint written before checkpoints carried their format, or one that cannot be decoded,
+// is refused with its own error; a run told to start fresh ignores it, reads the log from its
+// start and replaces it with a checkpoint that restores.
+func TestUnreadableCheckpoints(t *testing.T) {
+	decode := func(b []byte) (click, error) {
+		var c click
+		return c, json.Unmarshal(b, &c)
+	}
+	log := &memLog{data: [][]byte{[]byte(`{"User":"a","TS":1,"Amount":3}`), []byte(`{"User":"b","TS":2,"Amount":4}`)}}
+	store := &memCheckpoints{saved: map[string][]byte{}}
+	p, out := allKinds(stream.Config{})
+	collect(t, out)
+	if err := p.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The same header as this pipeline's, with no format: as checkpoints were written before.
+	var h struct {
+		Pipeline  string
+		Operators []string
+		Position  uint64
+	}
+	if err := gob.NewDecoder(bytes.NewReader(store.saved["all"])).Decode(&h); err != nil || len(h.Operators) == 0 {
+		t.Fatalf("header %+v: %v", h, err)
+	}
+	var old bytes.Buffer
+	if err := gob.NewEncoder(&old).Encode(&h); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want error
+	}{{"unnumbered", old.Bytes(), stream.ErrCheckpointMismatch}, {"garbage", []byte("not gob"), stream.ErrCheckpointUnreadable}} {
+		store.saved["all"] = c.data
+		p, out := allKinds(stream.Config{})
+		collect(t, out)
+		if err := p.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 2}); !errors.Is(err, c.want) {
+			t.Errorf("%s checkpoint: RunLog = %v; want %v", c.name, err, c.want)
+		}
+		p, out = allKinds(stream.Config{})
+		fresh := collect(t, out)
+		if err := p.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 2, Fresh: true}); err != nil {
+			t.Fatalf("%s checkpoint, fresh: %v", c.name, err)
+		}
+		if len(fresh.values(strings.Compare)) == 0 {
+			t.Errorf("%s checkpoint, fresh: no results from the log's start", c.name)
+		}
+		p, out = allKinds(stream.Config{})
+		collect(t, out)
+		if err := p.RunLog(context.Background(), stream.LogRun[click]{Log: log, Decode: decode, Checkpoints: store, Until: 2}); err != nil {
+			t.Errorf("%s checkpoint: the fresh run's checkpoint does not restore: %v", c.name, err)
+		}
 	}
 }
 

@@ -146,6 +146,11 @@ type LogRun[In any] struct {
 	// position (ErrLogGap); if it returns true the pipeline goes on from the oldest record the
 	// log holds. Without it, RunLog fails.
 	OnGap func(err error) bool
+	// Fresh ignores the saved checkpoint: the pipeline starts from the oldest record the log
+	// holds, and its first checkpoint replaces the one it ignored. For a checkpoint that cannot
+	// be read back (ErrCheckpointMismatch, ErrCheckpointUnreadable), which would otherwise stop
+	// every restart.
+	Fresh bool
 }
 
 // idleWait is how long a task waits for a record before it looks at the clock again, and
@@ -161,8 +166,10 @@ const (
 // would: a restart replays from the last one. It looks at ctx every clockRecords records and
 // whenever the log is quiet.
 func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
-	if err := p.restore(ctx, run.Checkpoints); err != nil {
-		return err
+	if !run.Fresh {
+		if err := p.restore(ctx, run.Checkpoints); err != nil {
+			return err
+		}
 	}
 	if run.Until > 0 && p.position >= run.Until {
 		return nil // this input was already read to its end
@@ -302,6 +309,7 @@ func (p *Pipeline[In]) refuse(seq uint64, data []byte, err error, run LogRun[In]
 
 // checkpointHeader comes first in a checkpoint: where the input stands and what wrote it.
 type checkpointHeader struct {
+	Format    int // checkpointFormat when written
 	Pipeline  string
 	Operators []string
 	Position  uint64
@@ -381,7 +389,7 @@ func (p *Pipeline[In]) savedYet() error {
 }
 
 func (p *Pipeline[In]) header() checkpointHeader {
-	h := checkpointHeader{Pipeline: p.g.name, Position: p.position, MaxTS: p.maxTS, WM: p.g.wm}
+	h := checkpointHeader{Format: checkpointFormat, Pipeline: p.g.name, Position: p.position, MaxTS: p.maxTS, WM: p.g.wm}
 	for _, s := range p.g.stats {
 		h.Operators = append(h.Operators, s.name)
 	}
@@ -389,8 +397,16 @@ func (p *Pipeline[In]) header() checkpointHeader {
 }
 
 // ErrCheckpointMismatch is returned when the saved checkpoint was written by a pipeline of a
-// different shape: its state cannot be read back into this one.
+// different shape, or in another format: its state cannot be read back into this one.
 var ErrCheckpointMismatch = errors.New("stream: checkpoint belongs to a different pipeline")
+
+// ErrCheckpointUnreadable is returned when the saved checkpoint cannot be decoded.
+var ErrCheckpointUnreadable = errors.New("stream: checkpoint cannot be read")
+
+// checkpointFormat numbers the way checkpoints are encoded; a checkpoint of another format is
+// refused (ErrCheckpointMismatch). 0 is every checkpoint written before it was numbered; 1 keeps
+// a keyed state's keys in messages of their own and a sink's state in pieces.
+const checkpointFormat = 1
 
 func (p *Pipeline[In]) restore(ctx context.Context, store Checkpoints) error {
 	data, ok, err := store.Load(ctx, p.g.name)
@@ -403,15 +419,16 @@ func (p *Pipeline[In]) restore(ctx context.Context, store Checkpoints) error {
 	dec := gob.NewDecoder(bytes.NewReader(data))
 	var h checkpointHeader
 	if err := dec.Decode(&h); err != nil {
-		return fmt.Errorf("stream %s: read checkpoint: %w", p.g.name, err)
+		return fmt.Errorf("%w: stream %s: read checkpoint: %w", ErrCheckpointUnreadable, p.g.name, err)
 	}
 	want := p.header()
-	if h.Pipeline != want.Pipeline || fmt.Sprint(h.Operators) != fmt.Sprint(want.Operators) {
-		return fmt.Errorf("%w: saved %s %v, running %s %v", ErrCheckpointMismatch, h.Pipeline, h.Operators, want.Pipeline, want.Operators)
+	if h.Format != want.Format || h.Pipeline != want.Pipeline || fmt.Sprint(h.Operators) != fmt.Sprint(want.Operators) {
+		return fmt.Errorf("%w: saved %s %v (format %d), running %s %v (format %d)", ErrCheckpointMismatch,
+			h.Pipeline, h.Operators, h.Format, want.Pipeline, want.Operators, want.Format)
 	}
 	for i, s := range p.g.states {
 		if err := s.restore(dec); err != nil {
-			return fmt.Errorf("stream %s: restore operator %d: %w", p.g.name, i, err)
+			return fmt.Errorf("%w: stream %s: restore operator %d: %w", ErrCheckpointUnreadable, p.g.name, i, err)
 		}
 	}
 	p.position, p.maxTS, p.g.wm = h.Position, h.MaxTS, h.WM
