@@ -85,7 +85,7 @@ func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, b := range bodies {
 		logBytes += int64(len(b))
 	}
-	m, _, closeNode, err := benchNode(ctx, func(c *Config) {
+	m, _, closeNode, err := benchNode(ctx, stderr, func(c *Config) {
 		// The log keeps every event posted, and a full log refuses the rest: room for all of
 		// them, twice over for what the log adds to each batch.
 		c.EventLogBytes = max(c.EventLogBytes, 2*logBytes)

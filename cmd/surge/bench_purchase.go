@@ -58,7 +58,9 @@ type PurchaseBenchResult struct {
 // benchNode starts a node in process on a temporary data directory, with a fresh token secret
 // and the bench admin; adjust sets what the bench needs. It returns the node, its directory and
 // what stops it and removes the directory.
-func benchNode(ctx context.Context, adjust func(*Config)) (*Main, string, func(), error) {
+// benchNode starts the bench's own embedded node. Its errors go to errLog (a bench's standard
+// error): a 500 in the middle of a run is otherwise only "internal error".
+func benchNode(ctx context.Context, errLog io.Writer, adjust func(*Config)) (*Main, string, func(), error) {
 	dir, err := os.MkdirTemp("", "surge-bench-")
 	if err != nil {
 		return nil, "", nil, err
@@ -70,7 +72,7 @@ func benchNode(ctx context.Context, adjust func(*Config)) (*Main, string, func()
 	}
 	c.Addr, c.DataDir, c.TokenSecret, c.AdminPassword = "127.0.0.1:0", dir, fmt.Sprintf("%032x", rand.Uint64()), benchAdminPassword
 	adjust(c)
-	m := NewMain(*c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := NewMain(*c, slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err := m.Run(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, "", nil, err
@@ -102,7 +104,7 @@ func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	var secret string
-	m, dir, closeNode, err := benchNode(ctx, func(c *Config) {
+	m, dir, closeNode, err := benchNode(ctx, stderr, func(c *Config) {
 		secret = c.TokenSecret
 		c.IPRate, c.InFlight = 1e9, 1_000_000
 		c.PostgresURL, c.RedisURL, c.NATSURL = *pgURL, *redisURL, *natsURL

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,7 +69,7 @@ func TestBenchPurchase(t *testing.T) {
 func BenchmarkSoldOutAnswer(b *testing.B) {
 	ctx := context.Background()
 	var secret string
-	m, _, closeNode, err := benchNode(ctx, func(c *Config) { secret = c.TokenSecret; c.IPRate = 1e9 })
+	m, _, closeNode, err := benchNode(ctx, io.Discard, func(c *Config) { secret = c.TokenSecret; c.IPRate = 1e9 })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -119,4 +121,20 @@ func BenchmarkSoldOutAnswer(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A bench's node reports its errors on the bench's standard error, and nothing quieter: a 500
+// in the middle of a run says why.
+func TestBenchNodeLogsErrors(t *testing.T) {
+	var errLog syncBuffer
+	m, _, closeNode, err := benchNode(context.Background(), &errLog, func(*Config) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Log.Warn("a warning")
+	m.Log.Error("an error", "err", "disk full")
+	closeNode()
+	if got := errLog.String(); !strings.Contains(got, "disk full") || strings.Contains(got, "a warning") {
+		t.Errorf("the bench node's log = %q; want its errors and nothing else", got)
+	}
 }
