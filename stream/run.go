@@ -404,8 +404,9 @@ var ErrCheckpointMismatch = errors.New("stream: checkpoint belongs to a differen
 var ErrCheckpointUnreadable = errors.New("stream: checkpoint cannot be read")
 
 // checkpointFormat numbers the way checkpoints are encoded; a checkpoint of another format is
-// refused (ErrCheckpointMismatch). 0 is every checkpoint written before it was numbered; 1 keeps
-// a keyed state's keys in messages of their own and a sink's state in pieces.
+// refused (ErrCheckpointMismatch). 0 is every checkpoint written before it was numbered; 1 writes
+// a keyed state in chunks of keys after its timers (see processHead) and a sink's state in
+// pieces.
 const checkpointFormat = 1
 
 func (p *Pipeline[In]) restore(ctx context.Context, store Checkpoints) error {
