@@ -238,8 +238,8 @@ func (s *Sink) refreshSome(now time.Time) {
 
 // sinkStateVersion leads the sink's part of a checkpoint. The number of series follows, then
 // each series as its key's length and key, then its state's length and state
-// (SeriesState.appendBinary), all numbers uvarints. Gob spent an allocation and a reflective call on each of a sale's hundreds of
-// thousands of series, on the pipeline's goroutine.
+// (SeriesState.appendBinary), all numbers uvarints. Gob spent an allocation and a reflective
+// call on each of a sale's hundreds of thousands of series, on the pipeline's goroutine.
 const sinkStateVersion = 1
 
 // SnapshotState encodes the totals.

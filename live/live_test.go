@@ -75,16 +75,23 @@ func TestDedupWindow(t *testing.T) {
 	evs = append(evs, click)
 	later(67, 120) // and 115 s past it, for the copy the last one left
 	evs = append(evs, click)
-	p, src := stream.New("window", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
+	sink, counters := countAll(t, evs)
+	if got, dup := sink.Total("clicks"), counters.Duplicates.Load(); got != 3 || dup != 1 {
+		t.Errorf("clicks = %d with %d copies dropped; want 3 and 1 (the copy within the minute dropped, those after it counted)", got, dup)
+	}
+}
+
+// countAll runs the live pipeline over evs to their end, returning its sink and counters.
+func countAll(t *testing.T, evs []surge.BusinessEvent) (*live.Sink, *live.Counters) {
+	t.Helper()
+	p, src := stream.New("live", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
 	counters := &live.Counters{}
 	sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
 	stream.To(live.Build(src, counters), stream.Sink[live.Contribution](sink))
 	if err := p.RunSlice(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
-	if got, dup := sink.Total("clicks"), counters.Duplicates.Load(); got != 3 || dup != 1 {
-		t.Errorf("clicks = %d with %d copies dropped; want 3 and 1 (the copy within the minute dropped, those after it counted)", got, dup)
-	}
+	return sink, counters
 }
 
 // batch computes the expected totals of some series straight from the unique events.
@@ -134,13 +141,7 @@ func TestPipelineMatchesBatch(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	evs := events(seed, 20_000)
-	p, src := stream.New("live", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
-	counters := &live.Counters{}
-	sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
-	stream.To(live.Build(src, counters), stream.Sink[live.Contribution](sink))
-	if err := p.RunSlice(context.Background(), evs); err != nil {
-		t.Fatal(err)
-	}
+	sink, counters := countAll(t, evs)
 	want := batch(evs)
 	for k, w := range want {
 		if got := sink.Total(k); got != w {

@@ -93,8 +93,8 @@ type seriesDay struct {
 
 // hashSet holds ids, hashed: the ids of a tenth of a second of events for dedup, or the users
 // a distinct series counted in a day. Two ids with one hash (about one chance in 10^9 for
-// 200,000 ids) would count as one. The set holds no values: half the memory of a map to bool, and fewer
-// cache misses for the dedup of hundreds of thousands of events a second.
+// 200,000 ids) would count as one. The set holds no values: half the memory of a map to bool,
+// and fewer cache misses for the dedup of hundreds of thousands of events a second.
 type hashSet struct{ IDs map[uint64]struct{} }
 
 // GobEncode writes the ids as 8 bytes each: the dedup window and the distinct users are most of

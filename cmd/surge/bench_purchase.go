@@ -57,8 +57,7 @@ type PurchaseBenchResult struct {
 
 // benchNode starts a node in process on a temporary data directory, with a fresh token secret
 // and the bench admin; adjust sets what the bench needs. It returns the node, its directory and
-// what stops it and removes the directory.
-// benchNode starts the bench's own embedded node. Its errors go to errLog (a bench's standard
+// what stops it and removes the directory. The node's errors go to errLog (a bench's standard
 // error): a 500 in the middle of a run is otherwise only "internal error".
 func benchNode(ctx context.Context, errLog io.Writer, adjust func(*Config)) (*Main, string, func(), error) {
 	dir, err := os.MkdirTemp("", "surge-bench-")
