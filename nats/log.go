@@ -21,8 +21,12 @@ import (
 const (
 	// MaxLogBytes bounds a log stream created by EnsureLog; the oldest records go first.
 	MaxLogBytes = 8 << 30
-	// logPullMessages is how many records a log reader asks the server for at a time.
-	logPullMessages = 4096
+	// logPullBytes bounds the records a log reader holds and asks the server for (about half
+	// of it at a time). Bounded by bytes, not by count: the server queues what a pull asks for
+	// on the connection at once, and closes a connection whose queue passes 64 MiB (a slow
+	// consumer). 4,096 records of 100 KB, as the live pipeline's batches come, did that to the
+	// node's own connection under a sustained 300,000 events a second.
+	logPullBytes = 16 << 20
 	// MaxPublishPending bounds the asynchronous publishes awaiting acknowledgement; a sink
 	// that gets ahead waits for them (backpressure).
 	MaxPublishPending = 2048 // below nats.go's own bound of 4,000 on one connection
@@ -83,7 +87,7 @@ func (l *Log) Open(ctx context.Context, after uint64) (*LogReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log %s %s: %w", l.stream, l.subject, err)
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(logPullMessages))
+	it, err := c.Messages(jetstream.PullMaxBytes(logPullBytes))
 	if err != nil {
 		return nil, fmt.Errorf("log %s %s: %w", l.stream, l.subject, err)
 	}

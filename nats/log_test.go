@@ -465,3 +465,41 @@ func TestLoadKVReadsTheCurrentValuesOnce(t *testing.T) {
 		t.Error("LoadKV of a bucket that does not exist succeeded")
 	}
 }
+
+// A reader of a log of big records, opened on a backlog, does not make the server queue more
+// than a connection may hold: the server would close the connection as a slow consumer, and with
+// it the publishes of everything else that shares it (the node's ingestion did, with 500s).
+func TestLogReaderOfBigRecordsKeepsTheConnection(t *testing.T) {
+	ctx := context.Background()
+	b := scratchBus(t)
+	if _, err := b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BIG", Subjects: []string{"big.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	const records, size = 192, 512 << 10 // 96 MiB, past the server's 64 MiB per connection
+	pub := b.AsyncPublisher()
+	record := bytes.Repeat([]byte("x"), size)
+	for i := range records {
+		if err := pub.PublishAsync("big.x", strconv.Itoa(i), record); err != nil {
+			t.Fatal(err)
+		}
+		if i%32 == 31 {
+			if err := pub.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r, err := b.Log("BIG", "big.x").Open(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range records {
+		seq, data, ok, err := r.Next(5 * time.Second)
+		if err != nil || !ok || seq != uint64(i+1) || len(data) != size {
+			t.Fatalf("record %d: seq %d, %d bytes, %v, %v", i+1, seq, len(data), ok, err)
+		}
+	}
+	if s := b.Conn.Stats(); s.Reconnects != 0 {
+		t.Fatalf("the connection was re-established %d times while reading", s.Reconnects)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -52,11 +53,17 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	b := &Bus{cfg: cfg}
 	opts := []nats.Option{nats.Name("surge"), nats.Timeout(connectTimeout), nats.MaxReconnects(-1),
 		nats.ReconnectWait(MaxReconnectWait / 4),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil { // closed on purpose
+				log.Info("nats disconnected")
+				return
+			}
+			log.Warn("nats disconnected", "err", err)
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrl()) })}
 	url := cfg.URL
 	if url == "" {
-		srv, err := startEmbedded(cfg)
+		srv, err := startEmbedded(cfg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +87,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	return b, nil
 }
 
-func startEmbedded(cfg Config) (*server.Server, error) {
+func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
 	o := &server.Options{
 		ServerName: "surge",
 		JetStream:  true,
@@ -110,6 +117,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	srv.SetLogger(serverLog{log.With("component", "nats")}, false, false)
 	go srv.Start() // Start returns once running; its goroutines stop with Shutdown in Close
 	if !srv.ReadyForConnections(startTimeout) {
 		srv.Shutdown()
@@ -149,3 +157,20 @@ func (b *Bus) Close() {
 		b.srv.WaitForShutdown()
 	}
 }
+
+// serverLog passes the embedded server's log to slog. Its notices are mostly its start-up banner,
+// kept at debug, except a slow consumer: the server closing a connection that fell behind.
+type serverLog struct{ log *slog.Logger }
+
+func (l serverLog) Noticef(format string, v ...any) {
+	level := slog.LevelDebug
+	if strings.Contains(format, "Slow Consumer") {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...))
+}
+func (l serverLog) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l serverLog) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLog) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLog) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLog) Tracef(string, ...any)          {}

@@ -57,8 +57,9 @@ type PurchaseBenchResult struct {
 
 // benchNode starts a node in process on a temporary data directory, with a fresh token secret
 // and the bench admin; adjust sets what the bench needs. It returns the node, its directory and
-// what stops it and removes the directory. The node's errors go to errLog (a bench's standard
-// error): a 500 in the middle of a run is otherwise only "internal error".
+// what stops it and removes the directory. The node's warnings and errors go to errLog (a
+// bench's standard error): a 500 in the middle of a run is otherwise only "internal error",
+// and the bus closing a connection that fell behind is a warning.
 func benchNode(ctx context.Context, errLog io.Writer, adjust func(*Config)) (*Main, string, func(), error) {
 	dir, err := os.MkdirTemp("", "surge-bench-")
 	if err != nil {
@@ -71,7 +72,7 @@ func benchNode(ctx context.Context, errLog io.Writer, adjust func(*Config)) (*Ma
 	}
 	c.Addr, c.DataDir, c.TokenSecret, c.AdminPassword = "127.0.0.1:0", dir, fmt.Sprintf("%032x", rand.Uint64()), benchAdminPassword
 	adjust(c)
-	m := NewMain(*c, slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: slog.LevelError})))
+	m := NewMain(*c, slog.New(slog.NewTextHandler(errLog, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err := m.Run(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, "", nil, err

@@ -125,16 +125,17 @@ func BenchmarkSoldOutAnswer(b *testing.B) {
 
 // A bench's node reports its errors on the bench's standard error, and nothing quieter: a 500
 // in the middle of a run says why.
-func TestBenchNodeLogsErrors(t *testing.T) {
+func TestBenchNodeLogsWarningsAndErrors(t *testing.T) {
 	var errLog syncBuffer
 	m, _, closeNode, err := benchNode(context.Background(), &errLog, func(*Config) {})
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.Log.Info("a notice")
 	m.Log.Warn("a warning")
 	m.Log.Error("an error", "err", "disk full")
 	closeNode()
-	if got := errLog.String(); !strings.Contains(got, "disk full") || strings.Contains(got, "a warning") {
-		t.Errorf("the bench node's log = %q; want its errors and nothing else", got)
+	if got := errLog.String(); !strings.Contains(got, "disk full") || !strings.Contains(got, "a warning") || strings.Contains(got, "a notice") {
+		t.Errorf("the bench node's log = %q; want its warnings and errors, and nothing else", got)
 	}
 }
