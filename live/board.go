@@ -91,13 +91,15 @@ type Sink struct {
 	// recent finds a series by the identity of its key string. The pipeline hands the sink the
 	// same strings again and again (cached per metric and value), so most contributions find
 	// their series here, without hashing the key and probing a map of tens of thousands.
-	recent [recentSeries]recentEntry
+	recent *[recentSeries]recentEntry
 	// snapSize is the size of the last snapshot of the series, which the next one starts at.
 	snapSize int
 }
 
-// recentSeries is the size of the sink's table of recently counted series.
-const recentSeries = 4096
+// recentSeries is the size of the sink's table of recently counted series (1.5 MB). A sale
+// counts in thousands of series every second (each metric by SKU, say): in a table of 4,096
+// they kept taking each other's places, and a quarter of the sink's time went to the map.
+const recentSeries = 1 << 16
 
 type recentEntry struct {
 	key string // held, so that no other string can take its place in memory
@@ -109,7 +111,7 @@ const clockWrites = 256
 
 // NewSink publishes each series' snapshot to subject(key).
 func NewSink(pub Publisher, subject func(key string) string) *Sink {
-	return &Sink{pub: pub, subject: subject, series: map[string]*SeriesState{}, refreshed: time.Now()}
+	return &Sink{pub: pub, subject: subject, series: map[string]*SeriesState{}, refreshed: time.Now(), recent: new([recentSeries]recentEntry)}
 }
 
 // dirtySeries is a series to publish.
@@ -305,7 +307,7 @@ func (s *Sink) RestoreState(data []byte) error {
 	s.series = series
 	// The series the recent table pointed to are replaced; and a restore comes before any write,
 	// so nothing of the series replaced is left to publish.
-	s.recent, s.dirty = [recentSeries]recentEntry{}, nil
+	s.recent, s.dirty = new([recentSeries]recentEntry), nil
 	// Publish everything again soon, not now: the totals of the checkpoint are older than what
 	// the bucket may hold, until the replay from the checkpoint has caught up.
 	s.refreshed, s.refresh, s.restored = time.Now().Add(restoredRefreshAfter), slices.Collect(maps.Keys(s.series)), true
@@ -326,9 +328,18 @@ type Board struct {
 }
 
 type boardEntry struct {
-	st       *SeriesState
-	updated  time.Time
+	value    publishedValue         // its seconds read when the series is (state)
 	rendered atomic.Pointer[[]byte] // the snapshot as JSON, made by the first read that asks
+}
+
+// state is the series in full. Seconds that cannot be read (a value readPublished let through,
+// with a number too long for a varint, say) show as none: the total still stands.
+func (e *boardEntry) state() *SeriesState {
+	st, err := e.value.state()
+	if err != nil {
+		return &SeriesState{Total: e.value.total}
+	}
+	return st
 }
 
 // NewBoard returns an empty board.
@@ -351,8 +362,8 @@ func (b *Board) applyRound(round []Published) {
 	type change struct {
 		key     string
 		series  Series
-		st      *SeriesState // nil: deleted
-		updated time.Time
+		value   publishedValue
+		deleted bool
 	}
 	var one [1]change // a watched value comes alone: no allocation for the list
 	changes := one[:0]
@@ -360,13 +371,12 @@ func (b *Board) applyRound(round []Published) {
 		changes = make([]change, 0, len(round))
 	}
 	for _, v := range round {
-		c := change{key: v.Key}
-		if v.Value != nil {
-			k, st, at, err := decodePublished(v.Value)
-			if err != nil || k != v.Key {
+		c := change{key: v.Key, deleted: v.Value == nil}
+		if !c.deleted {
+			var err error
+			if c.value, err = readPublished(v.Value); err != nil || string(c.value.key) != v.Key {
 				continue
 			}
-			c.st, c.updated = st, at
 		}
 		var ok bool
 		if c.series, ok = ParseKey(v.Key); !ok {
@@ -378,10 +388,10 @@ func (b *Board) applyRound(round []Published) {
 		end := min(start+boardChunk, len(changes))
 		b.mu.Lock()
 		for _, c := range changes[start:end] {
-			if c.st == nil {
+			if c.deleted {
 				delete(b.series, c.key)
 			} else {
-				b.series[c.key] = &boardEntry{st: c.st, updated: c.updated}
+				b.series[c.key] = &boardEntry{value: c.value}
 			}
 			if c.series.Metric != roomSKUMetric {
 				continue
@@ -390,10 +400,10 @@ func (b *Board) applyRound(round []Published) {
 				if b.top[room] == nil {
 					b.top[room] = map[string]int64{}
 				}
-				if c.st == nil {
+				if c.deleted {
 					delete(b.top[room], sku)
 				} else {
-					b.top[room][sku] = c.st.Total
+					b.top[room][sku] = c.value.total
 				}
 			}
 		}
@@ -456,7 +466,7 @@ func (b *Board) Get(key string) Snapshot {
 	e, ok := b.series[key]
 	b.mu.RUnlock()
 	if ok {
-		return snapshot(key, e.st, e.updated)
+		return snapshot(key, e.state(), e.value.updated)
 	}
 	s, _ := ParseKey(key)
 	return Snapshot{Key: key, Metric: s.Metric, Dims: s.dimMap(), Series: []Point{}}
@@ -486,7 +496,7 @@ func (b *Board) Value(key string) int64 {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if e, ok := b.series[key]; ok {
-		return e.st.Total
+		return e.value.total
 	}
 	return 0
 }
@@ -562,7 +572,7 @@ func (b *Board) Screen(room string) Screen {
 	b.mu.RLock() // one consistent view: a push never mixes old and new numbers
 	v := func(metric string) int64 {
 		if e, ok := b.series[key(metric)]; ok {
-			return e.st.Total
+			return e.value.total
 		}
 		return 0
 	}
@@ -571,7 +581,7 @@ func (b *Board) Screen(room string) Screen {
 	f := Funnel{Exposures: v("exposures"), Clicks: v("clicks"), AddToCarts: v("add_to_carts"), Orders: sc.Orders, Payments: v("payments")}
 	series := func(metric string) []Point {
 		if e, ok := b.series[key(metric)]; ok {
-			return last(snapshot(key(metric), e.st, e.updated).Series, 60)
+			return last(snapshot(key(metric), e.state(), e.value.updated).Series, 60)
 		}
 		return []Point{}
 	}

