@@ -23,7 +23,12 @@ func UnmarshalBusinessEvent(data []byte, e *BusinessEvent, rejectUnknown bool) e
 	if i, ok := e.readPlain(data, skipSpace(data, 0)); ok && skipSpace(data, i) == len(data) {
 		return nil
 	}
-	return jsonv2.Unmarshal(data, e, jsonv2.RejectUnknownMembers(rejectUnknown))
+	// Into a copy: e handed to the library would be moved to the heap on every call, plain
+	// events included (an allocation per event ingested).
+	v := *e
+	err := jsonv2.Unmarshal(data, &v, jsonv2.RejectUnknownMembers(rejectUnknown))
+	*e = v
+	return err
 }
 
 // UnmarshalBusinessEvents reads a JSON array of events as the JSON library does.

@@ -38,7 +38,14 @@ type Metric struct {
 	Dimensions  []string `json:"dimensions"`
 	Window      string   `json:"window"`
 	// value is what one event adds (0: the event does not count).
-	value func(e *surge.BusinessEvent) int64 `json:"-"`
+	value func(m measure) int64 `json:"-"`
+}
+
+// measure is what a metric's value reads of an event: the event itself, passed by pointer to
+// a function in a table, would be moved to the heap for every event counted.
+type measure struct {
+	typ           string
+	units, amount int64
 }
 
 // SeriesSeconds is how many recent seconds a series keeps.
@@ -51,9 +58,9 @@ var (
 	roomDims     = []string{DimPlatform, DimRoom}
 )
 
-func count(typ string) func(*surge.BusinessEvent) int64 {
-	return func(e *surge.BusinessEvent) int64 {
-		if e.Type == typ {
+func count(typ string) func(measure) int64 {
+	return func(e measure) int64 {
+		if e.typ == typ {
 			return 1
 		}
 		return 0
@@ -64,12 +71,12 @@ func count(typ string) func(*surge.BusinessEvent) int64 {
 var catalog = []Metric{
 	{Name: "gmv", Description: "Gross merchandise value paid", Definition: "sum of amount over pay events, less refund events",
 		Unit: "minor currency units", Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
-		value: func(e *surge.BusinessEvent) int64 {
-			switch e.Type {
+		value: func(e measure) int64 {
+			switch e.typ {
 			case surge.BizPay:
-				return e.Amount
+				return e.amount
 			case surge.BizRefund:
-				return -e.Amount
+				return -e.amount
 			}
 			return 0
 		}},
@@ -79,9 +86,9 @@ var catalog = []Metric{
 		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizPay)},
 	{Name: "units_sold", Description: "Units paid for", Definition: "sum of units over pay events", Unit: "units", Kind: KindSum,
 		Dimensions: commerceDims, Window: cumulative,
-		value: func(e *surge.BusinessEvent) int64 {
-			if e.Type == surge.BizPay {
-				return e.Units
+		value: func(e measure) int64 {
+			if e.typ == surge.BizPay {
+				return e.units
 			}
 			return 0
 		}},
@@ -89,9 +96,9 @@ var catalog = []Metric{
 		Unit: "users", Kind: KindDistinct, Dimensions: commerceDims, Window: cumulative, value: count(surge.BizPay)},
 	{Name: "refunds", Description: "Amount refunded", Definition: "sum of amount over refund events", Unit: "minor currency units",
 		Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
-		value: func(e *surge.BusinessEvent) int64 {
-			if e.Type == surge.BizRefund {
-				return e.Amount
+		value: func(e measure) int64 {
+			if e.typ == surge.BizRefund {
+				return e.amount
 			}
 			return 0
 		}},

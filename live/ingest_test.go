@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ func TestIngestReadsAtMostSlotsBatchesAtOnce(t *testing.T) {
 			in := NewIngester(func() Publisher { return nopPublisher{} }, ratelimit.NewCounter(nil), slots, prometheus.NewRegistry())
 			var inside, most atomic.Int32
 			release := make(chan struct{})
-			in.now = func() time.Time { // called for each line and message, with a slot held
+			in.now = func() time.Time { // called for each batch and message, with a slot held
 				n := inside.Add(1)
 				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 				}
@@ -107,5 +108,56 @@ func TestIngestTurns(t *testing.T) {
 	}
 	if got := IngestSlots(true); got != max(1, cores-1) {
 		t.Errorf("IngestSlots on the counting node = %d; want %d", got, max(1, cores-1))
+	}
+}
+
+// keepingPublisher keeps every message as it was handed over, without copying it.
+type keepingPublisher struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func (p *keepingPublisher) PublishAsync(subject, _ string, data []byte) error {
+	if subject == IngestSubject {
+		p.mu.Lock()
+		p.msgs = append(p.msgs, data)
+		p.mu.Unlock()
+	}
+	return nil
+}
+func (p *keepingPublisher) Flush(context.Context) error { return nil }
+
+// Bodies are read into buffers that later batches reuse: nothing an ingested batch handed on
+// (its log messages, its events) may share their memory. Each batch's messages still read back
+// as its events once batches of every size, big ones past the pooled bound among them, have
+// been read into the same buffers after it.
+func TestIngestedBatchesOwnTheirBytes(t *testing.T) {
+	pub := &keepingPublisher{}
+	in := NewIngester(func() Publisher { return pub }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	var want []string
+	for i, n := range []int{3000, 2, 8000, 1, 500, 40} { // 8,000 lines: past maxPooledBody
+		var b strings.Builder
+		for j := range n {
+			id := fmt.Sprintf("b%d-%d-%s", i, j, strings.Repeat("x", i*7%50))
+			fmt.Fprintf(&b, `{"id":"%s","type":"click","sku":"s%d","time":%d}`+"\n", id, j, time.Now().UnixMilli())
+			want = append(want, id)
+		}
+		if res, err := in.Ingest(context.Background(), staff, "r", strings.NewReader(b.String()), false); err != nil || res.Accepted != n {
+			t.Fatalf("batch %d: %+v, %v; want %d accepted", i, res, err, n)
+		}
+	}
+	var got []string
+	for _, m := range pub.msgs {
+		evs, err := DecodeBusEvents(m)
+		if err != nil {
+			t.Fatalf("a log message no longer reads: %v", err)
+		}
+		for _, e := range evs {
+			got = append(got, e.ID)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the log messages hold %d events, not the %d sent in order", len(got), len(want))
 	}
 }

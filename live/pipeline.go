@@ -159,17 +159,20 @@ func dimValue(e *surge.BusinessEvent, dim string) string {
 }
 
 // keyCache remembers series keys by metric, dimension and value (the metric's index in the
-// catalog and the dimension's in its list), so that counting an event neither builds the same
-// strings again nor hashes more than the value. It is bounded: past maxCachedKeys it starts over.
+// catalog and the dimension's in its list), and units_sold's by room and SKU, so that counting
+// an event neither builds the same strings again nor hashes more than the values, and the sink
+// finds each series by its key's identity (Sink.state). It is bounded: past maxCachedKeys it
+// starts over.
 type keyCache struct {
-	byDim [][]map[string]string
-	n     int
+	byDim   [][]map[string]string
+	roomSKU map[[2]string]string
+	n       int
 }
 
 const maxCachedKeys = 1 << 16
 
 func newKeyCache() *keyCache {
-	c := &keyCache{byDim: make([][]map[string]string, len(catalog))}
+	c := &keyCache{byDim: make([][]map[string]string, len(catalog)), roomSKU: map[[2]string]string{}}
 	for i, m := range catalog {
 		c.byDim[i] = make([]map[string]string, len(m.Dimensions))
 		for j := range m.Dimensions {
@@ -184,19 +187,37 @@ func (c *keyCache) key(metric, dim int, value string) string {
 	if s, ok := byValue[value]; ok {
 		return s
 	}
+	c.makeRoom()
+	m := &catalog[metric]
+	s := Series{Metric: m.Name, Dims: [][2]string{{m.Dimensions[dim], value}}}.Key()
+	byValue[value] = s
+	return s
+}
+
+// roomSKUKey is the key of units_sold in one room for one SKU.
+func (c *keyCache) roomSKUKey(room, sku string) string {
+	k := [2]string{room, sku}
+	if s, ok := c.roomSKU[k]; ok {
+		return s
+	}
+	c.makeRoom()
+	s := Series{Metric: roomSKUMetric, Dims: [][2]string{{DimRoom, room}, {DimSKU, sku}}}.Key()
+	c.roomSKU[k] = s
+	return s
+}
+
+// makeRoom counts a key about to be added, first forgetting them all if the cache is full.
+func (c *keyCache) makeRoom() {
 	if c.n >= maxCachedKeys {
 		for _, ms := range c.byDim {
 			for _, m := range ms {
 				clear(m)
 			}
 		}
+		clear(c.roomSKU)
 		c.n = 0
 	}
-	m := &catalog[metric]
-	s := Series{Metric: m.Name, Dims: [][2]string{{m.Dimensions[dim], value}}}.Key()
-	byValue[value] = s
 	c.n++
-	return s
 }
 
 // exploder turns an event into its contributions to every series it counts in.
@@ -204,12 +225,13 @@ func exploder() func(surge.BusinessEvent, func(Contribution)) {
 	keys := newKeyCache()
 	return func(e surge.BusinessEvent, emit func(Contribution)) {
 		sec := e.Time / 1000
+		ms := measure{e.Type, e.Units, e.Amount}
 		for i := range catalog {
 			m := &catalog[i]
 			if m.value == nil {
 				continue
 			}
-			v := m.value(&e)
+			v := m.value(ms)
 			if v == 0 {
 				continue
 			}
@@ -224,7 +246,7 @@ func exploder() func(surge.BusinessEvent, func(Contribution)) {
 				}
 			}
 			if m.Name == roomSKUMetric && e.Room != "" && e.SKU != "" {
-				emit(Contribution{Key: Series{Metric: m.Name, Dims: [][2]string{{DimRoom, e.Room}, {DimSKU, e.SKU}}}.Key(), Delta: v, Sec: sec})
+				emit(Contribution{Key: keys.roomSKUKey(e.Room, e.SKU), Delta: v, Sec: sec})
 			}
 		}
 	}

@@ -149,8 +149,9 @@ func TestBoardJSONFollowsTheValues(t *testing.T) {
 	}
 }
 
-// The key cache gives each metric, dimension and value the series key it names, stays within
-// its bound, and still gives the right keys after it starts over.
+// The key cache gives each metric, dimension and value (and units_sold each room and SKU) the
+// series key it names, stays within its bound, and still gives the right keys after it starts
+// over.
 func TestKeyCacheGivesTheSeriesKey(t *testing.T) {
 	c := newKeyCache()
 	cleared := 0
@@ -173,6 +174,16 @@ func TestKeyCacheGivesTheSeriesKey(t *testing.T) {
 					if c.n > maxCachedKeys {
 						t.Fatalf("the cache holds %d keys; its bound is %d", c.n, maxCachedKeys)
 					}
+				}
+			}
+			if v%3 == 0 { // and units_sold by room and SKU
+				room, sku := "r"+strconv.Itoa(v%50), "s"+strconv.Itoa(v)
+				want := Series{Metric: roomSKUMetric, Dims: [][2]string{{DimRoom, room}, {DimSKU, sku}}}.Key()
+				if got := c.roomSKUKey(room, sku); got != want {
+					t.Fatalf("round %d: roomSKUKey(%s, %s) = %q; want %q", round, room, sku, got, want)
+				}
+				if c.n > maxCachedKeys {
+					t.Fatalf("the cache holds %d keys; its bound is %d", c.n, maxCachedKeys)
 				}
 			}
 		}
