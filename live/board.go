@@ -248,9 +248,13 @@ const sinkStateVersion = 1
 func (s *Sink) SnapshotState() ([]byte, error) {
 	out := make([]byte, 0, s.snapSize+s.snapSize/8) // not grown from nothing, copied at each doubling
 	out = binary.AppendUvarint(append(out, sinkStateVersion), uint64(len(s.series)))
-	var st []byte
+	var scratch []byte
 	for k, v := range s.series {
-		st = v.appendBinary(st[:0])
+		st := v.encoded // as published, if it has not changed since
+		if st == nil {
+			scratch = v.appendBinary(scratch[:0])
+			st = scratch
+		}
 		out = binary.AppendUvarint(out, uint64(len(k)))
 		out = append(out, k...)
 		out = binary.AppendUvarint(out, uint64(len(st)))

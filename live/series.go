@@ -21,12 +21,18 @@ type SeriesState struct {
 	hasLast bool
 	dirty   bool          // changed since the sink last published it (the sink's own mark)
 	recent  []secondValue // the seconds before last, ascending, all within SeriesSeconds of it
+	// encoded is appendBinary's bytes as last published (nil once the series changes): a
+	// checkpoint copies them rather than encode tens of thousands of series again, on the
+	// pipeline's goroutine, right after the flush that published them all. They are the
+	// published value's own bytes, which the board holds too.
+	encoded []byte
 }
 
 type secondValue struct{ sec, val int64 }
 
 func (s *SeriesState) add(sec, delta int64) {
 	s.Total += delta
+	s.encoded = nil
 	switch {
 	case s.hasLast && sec == s.last.sec: // the usual case at volume: the newest second again
 		s.last.val += delta
@@ -172,14 +178,18 @@ const publishedVersion = 1
 
 // encodePublished is a series as the sink publishes it for every node's board: its key, when it
 // was published, its total and the seconds that counted. The values bucket is Surge's own, read
-// by nodes as fast as the pipeline publishes, so the format is compact binary, not JSON.
+// by nodes as fast as the pipeline publishes, so the format is compact binary, not JSON. The
+// state's part of it is kept in st.encoded, for the next checkpoint.
 func encodePublished(key string, st *SeriesState, now time.Time) []byte {
 	out := make([]byte, 0, 1+binary.MaxVarintLen64*3+len(key)+8*st.seconds())
 	out = append(out, publishedVersion)
 	out = binary.AppendUvarint(out, uint64(len(key)))
 	out = append(out, key...)
 	out = binary.AppendVarint(out, now.UnixMilli())
-	return st.appendBinary(out)
+	head := len(out)
+	out = st.appendBinary(out)
+	st.encoded = out[head:len(out):len(out)]
+	return out
 }
 
 // publishedValue is a published series read as far as a board needs when it arrives: the

@@ -2,6 +2,7 @@ package live
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math/rand/v2"
 	"slices"
@@ -214,35 +215,54 @@ func TestIngestedBatchesAreReadInOnePass(t *testing.T) {
 	}
 }
 
-// The sink's part of a checkpoint gives back every series whole: its total and its seconds.
+// The sink's part of a checkpoint gives back every series whole, its total and its seconds:
+// series never published, series as published (whose bytes it reuses), and series changed
+// since they were.
 func TestSinkStateKeepsEverySeries(t *testing.T) {
-	s := NewSink(nil, func(key string) string { return key })
+	s := NewSink(nopPublisher{}, func(key string) string { return key })
 	r := rand.New(rand.NewPCG(3, 4))
-	for i := range 5_000 {
-		s.state("units_sold.sku=s"+strconv.Itoa(r.IntN(300))).add(1_790_000_000+int64(i/20), r.Int64N(5)-1)
-	}
-	data, err := s.SnapshotState()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := readSinkState(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(back) != len(s.series) {
-		t.Fatalf("%d series back of %d", len(back), len(s.series))
-	}
-	for k, st := range s.series {
-		b := back[k]
-		if b == nil || b.Total != st.Total || b.newest() != st.newest() {
-			t.Fatalf("series %s back as %+v; saved %+v", k, b, st)
-		}
-		for _, p := range allSeconds(st) {
-			if b.at(p.sec) != p.val {
-				t.Fatalf("series %s: second %d back as %d; saved %d", k, p.sec, b.at(p.sec), p.val)
+	add := func(n, from int) {
+		for i := range n {
+			c := Contribution{Key: "units_sold.sku=s" + strconv.Itoa(r.IntN(300)), Sec: 1_790_000_000 + int64((from+i)/20), Delta: r.Int64N(5) - 1}
+			if err := s.Write(0, 0, c); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
+	var data []byte
+	check := func(when string) {
+		t.Helper()
+		var err error
+		if data, err = s.SnapshotState(); err != nil {
+			t.Fatal(err)
+		}
+		back, err := readSinkState(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(back) != len(s.series) {
+			t.Fatalf("%s: %d series back of %d", when, len(back), len(s.series))
+		}
+		for k, st := range s.series {
+			b := back[k]
+			if b == nil || b.Total != st.Total || b.newest() != st.newest() {
+				t.Fatalf("%s: series %s back as %+v; saved %+v", when, k, b, st)
+			}
+			for _, p := range allSeconds(st) {
+				if b.at(p.sec) != p.val {
+					t.Fatalf("%s: series %s: second %d back as %d; saved %d", when, k, p.sec, b.at(p.sec), p.val)
+				}
+			}
+		}
+	}
+	add(5_000, 0)
+	check("never published")
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("as published")
+	add(100, 5_000) // a third of the series change, in old seconds and new
+	check("changed since")
 	for _, cut := range []int{0, 1, len(data) / 2, len(data) - 1} {
 		if _, err := readSinkState(data[:cut]); err == nil {
 			t.Errorf("a state cut to %d of %d bytes was read", cut, len(data))
@@ -301,4 +321,37 @@ func allSeconds(s *SeriesState) []secondValue {
 		return s.recent
 	}
 	return append(slices.Clone(s.recent), s.last)
+}
+
+// BenchmarkSinkSnapshot is the sink's part of a checkpoint, of 50,000 series of 120 seconds
+// each: right after the flush that published them (as the pipeline checkpoints), and with
+// every series changed since.
+func BenchmarkSinkSnapshot(b *testing.B) {
+	s := NewSink(nopPublisher{}, func(key string) string { return key })
+	for i := range 50_000 {
+		key := "units_sold.sku=s" + strconv.Itoa(i)
+		for sec := range int64(SeriesSeconds) {
+			if err := s.Write(0, 0, Contribution{Key: key, Sec: 1_790_000_000 + sec, Delta: 3 + sec%5}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, published := range []bool{true, false} {
+		b.Run(map[bool]string{true: "published", false: "changed"}[published], func(b *testing.B) {
+			if published {
+				if err := s.Flush(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				for _, st := range s.series {
+					st.add(1_790_000_000+SeriesSeconds-1, 1)
+				}
+			}
+			for b.Loop() {
+				if _, err := s.SnapshotState(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
