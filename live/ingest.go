@@ -212,14 +212,16 @@ type logMessage struct {
 // prepare reads the lines of a body, as sent, into the answer, the dead letters and the log
 // messages of the valid events.
 func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzipped bool) (prepared, error) {
-	body := io.Reader(bytes.NewReader(sent))
+	var sc lineScanner = &byteLines{data: sent} // a plain body is read where it lies
 	if gzipped {
-		zr, err := gzip.NewReader(body)
+		zr, err := gzip.NewReader(bytes.NewReader(sent))
 		if err != nil {
 			return prepared{}, surge.Errorf(surge.EINVALID, "body is not gzip: %v", err)
 		}
 		defer zr.Close()
-		body = zr
+		gz := bufio.NewScanner(io.LimitReader(zr, MaxIngestBytes+1))
+		gz.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
+		sc = gz
 	}
 	b := prepared{res: IngestResult{Errors: []LineError{}}}
 	// The events expected, so that room is made once rather than grown by copying as they come:
@@ -231,8 +233,6 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 	}
 	batch := make([]surge.BusinessEvent, 0, lines)
 	seen := make(map[string]struct{}, lines)
-	sc := bufio.NewScanner(io.LimitReader(body, MaxIngestBytes+1))
-	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
 	read, line := 0, 0
 	now := in.now() // once for the batch: a clock read per event was 4% of reading it
 	for sc.Scan() {
@@ -285,6 +285,42 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 	}
 	return b, nil
 }
+
+// lineScanner gives a body's lines: a bufio.Scanner of lines, or byteLines.
+type lineScanner interface {
+	Scan() bool
+	Bytes() []byte
+	Err() error
+}
+
+// byteLines splits a body in memory into lines as a bufio.Scanner of lines with a buffer of
+// MaxLineBytes does (a trailing '\r' dropped, the same lines too long), without copying them
+// through the scanner's buffer first (7% of reading a batch, BenchmarkDecode/ingest).
+type byteLines struct {
+	data, line []byte
+	err        error
+}
+
+func (l *byteLines) Scan() bool {
+	l.line = nil
+	if l.err != nil || len(l.data) == 0 {
+		return false
+	}
+	end, next := len(l.data), len(l.data) // the last line, without a newline
+	if i := bytes.IndexByte(l.data, '\n'); i >= 0 {
+		end, next = i, i+1
+	}
+	if end >= MaxLineBytes { // the scanner's buffer holds the line and its newline
+		l.err = bufio.ErrTooLong
+		return false
+	}
+	l.line = bytes.TrimSuffix(l.data[:end], []byte{'\r'})
+	l.data = l.data[next:]
+	return true
+}
+
+func (l *byteLines) Bytes() []byte { return l.line }
+func (l *byteLines) Err() error    { return l.err }
 
 // charge counts a batch against its sender's quota: ERATELIMIT past it. A counter that fails lets
 // the batch through (counted in surge_ingest_quota_errors_total): a quota store that is down

@@ -1,7 +1,10 @@
 package live
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -160,4 +163,36 @@ func TestIngestedBatchesOwnTheirBytes(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("the log messages hold %d events, not the %d sent in order", len(got), len(want))
 	}
+}
+
+// A plain body's lines, read where they lie, are the lines a scanner of lines with a buffer of
+// MaxLineBytes gives a gzipped body: the same lines, a trailing '\r' dropped, and the same
+// lines too long.
+func FuzzByteLines(f *testing.F) {
+	for _, n := range []int{MaxLineBytes - 2, MaxLineBytes - 1, MaxLineBytes, MaxLineBytes + 1} {
+		x := bytes.Repeat([]byte("x"), n)
+		f.Add(x)
+		f.Add(append(slices.Clone(x), '\n'))
+		f.Add(append(slices.Clone(x), '\r', '\n'))
+		f.Add(append([]byte("a\n\r\n"), x...))
+	}
+	f.Add([]byte("a\nb\r\n\n\r\rc"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
+		bl := &byteLines{data: data}
+		for i := 0; ; i++ {
+			a, b := sc.Scan(), bl.Scan()
+			if a != b || !bytes.Equal(sc.Bytes(), bl.Bytes()) {
+				t.Fatalf("line %d: scanner %v, %d bytes; byteLines %v, %d bytes", i, a, len(sc.Bytes()), b, len(bl.Bytes()))
+			}
+			if !a {
+				break
+			}
+		}
+		if !errors.Is(bl.Err(), sc.Err()) {
+			t.Fatalf("scanner ends with %v; byteLines with %v", sc.Err(), bl.Err())
+		}
+	})
 }
