@@ -179,6 +179,20 @@ func (s *Sink) Flush(ctx context.Context) error {
 	return s.pub.Flush(ctx)
 }
 
+// FlushAsync publishes every changed series and returns what waits for the log to store them
+// (stream.AsyncFlusher), when its publisher can split its flush; otherwise it flushes, waiting.
+// A checkpoint's wait for the acknowledgements took 25-100 ms at 300,000 events a second, all
+// of it on the pipeline's goroutine.
+func (s *Sink) FlushAsync(ctx context.Context) (func(context.Context) error, error) {
+	if err := s.publish(); err != nil {
+		return nil, err
+	}
+	if sp, ok := s.pub.(stream.SplitPublisher); ok {
+		return sp.Sent(), nil
+	}
+	return nil, s.pub.Flush(ctx)
+}
+
 // Total is a series' current total, for tests.
 func (s *Sink) Total(key string) int64 {
 	if st := s.series[key]; st != nil {

@@ -1,6 +1,8 @@
 package live
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
@@ -69,5 +71,45 @@ func TestBoardReadsTheSecondsWhenAsked(t *testing.T) {
 	b.Apply("gmv", good[:len(good)-1]) // ends inside a second
 	if b.Value("gmv") != 7 {
 		t.Fatalf("gmv = %d after a value cut short; want 7, as before it", b.Value("gmv"))
+	}
+}
+
+// countingPublisher counts what it is asked; with split set it splits its flush.
+type countingPublisher struct {
+	published, flushes, sent int
+}
+
+func (p *countingPublisher) PublishAsync(string, string, []byte) error { p.published++; return nil }
+func (p *countingPublisher) Flush(context.Context) error               { p.flushes++; return nil }
+
+type splitPublisher struct{ countingPublisher }
+
+func (p *splitPublisher) Sent() func(context.Context) error {
+	p.sent++
+	return func(context.Context) error { return errors.New("refused") }
+}
+
+// A sink's flush for a checkpoint publishes what changed and leaves the waiting to the caller
+// when its publisher can split its flush; otherwise it flushes, waiting.
+func TestSinkFlushAsync(t *testing.T) {
+	split := &splitPublisher{}
+	s := NewSink(split, func(key string) string { return key })
+	if err := s.Write(0, 0, Contribution{Key: "gmv", Sec: 1_790_000_000, Delta: 5}); err != nil {
+		t.Fatal(err)
+	}
+	wait, err := s.FlushAsync(context.Background())
+	if err != nil || wait == nil || split.published != 1 || split.sent != 1 || split.flushes != 0 {
+		t.Fatalf("split: wait %v, %v, %+v; want a wait, one series sent, no flush", wait != nil, err, split.countingPublisher)
+	}
+	if err := wait(context.Background()); err == nil || err.Error() != "refused" {
+		t.Fatalf("the wait = %v; want the publisher's", err)
+	}
+	plain := &countingPublisher{}
+	s = NewSink(plain, func(key string) string { return key })
+	if err := s.Write(0, 0, Contribution{Key: "gmv", Sec: 1_790_000_000, Delta: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if wait, err := s.FlushAsync(context.Background()); err != nil || wait != nil || plain.published != 1 || plain.flushes != 1 {
+		t.Fatalf("plain: wait %v, %v, %+v; want the series published and flushed, no wait", wait != nil, err, *plain)
 	}
 }

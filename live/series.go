@@ -15,8 +15,9 @@ import (
 // every node holds every series.
 type SeriesState struct {
 	Total int64
-	// last is the newest second counted in, kept apart from the older ones: at volume nearly
-	// every contribution adds to it, and it is in the same cache line as the total.
+	// last is the newest second counted in, kept beside the total rather than at the end of
+	// the older ones: at volume nearly every contribution adds to it, and the seconds' array
+	// was a cache miss of its own.
 	last    secondValue
 	hasLast bool
 	dirty   bool          // changed since the sink last published it (the sink's own mark)

@@ -284,6 +284,9 @@ type AsyncPublisher struct {
 	quietSent   bool
 }
 
+// A pipeline's checkpoint waits for an AsyncPublisher's acknowledgements off its goroutine.
+var _ stream.SplitPublisher = (*AsyncPublisher)(nil)
+
 // AsyncPublisher returns a publisher of its own (Flush waits only for its messages).
 func (b *Bus) AsyncPublisher() *AsyncPublisher { return &AsyncPublisher{js: b.JS} }
 
@@ -352,41 +355,54 @@ func (p *AsyncPublisher) PublishAsync(subject, msgID string, data []byte) error 
 
 // Flush waits until every message published so far is acknowledged, and returns the first
 // refusal.
-func (p *AsyncPublisher) Flush(ctx context.Context) error {
+func (p *AsyncPublisher) Flush(ctx context.Context) error { return p.Sent()(ctx) }
+
+// Sent does what Flush does before it waits (a snapshot publisher asks for the acknowledgement
+// of its last quiet message), and returns what waits for the messages published so far and
+// returns the first refusal. Messages published after Sent are not waited for: a pipeline goes
+// on publishing while a checkpoint waits (stream.SplitPublisher).
+func (p *AsyncPublisher) Sent() func(context.Context) error {
 	p.mu.Lock()
 	subject, last := p.lastSubject, p.lastData
 	reconnected := p.quietSent && p.nc.Stats().Reconnects != p.reconnects
 	p.unacked, p.lastData, p.quietSent = 0, nil, false
 	p.mu.Unlock()
+	var sendErr error
 	if last != nil { // sent again, asking for the acknowledgement: a snapshot put twice is put once
 		f, err := p.js.PublishAsync(subject, last)
 		if err != nil {
-			return fmt.Errorf("publish %s: %w", subject, err)
+			sendErr = fmt.Errorf("publish %s: %w", subject, err)
+		} else {
+			p.mu.Lock()
+			p.futures = append(p.futures, f)
+			p.mu.Unlock()
 		}
-		p.mu.Lock()
-		p.futures = append(p.futures, f)
-		p.mu.Unlock()
 	}
 	p.mu.Lock()
 	fs := p.futures
 	p.futures = nil
 	p.mu.Unlock()
-	var first error
-	for _, f := range fs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if first == nil {
-				first = publishError(f.Msg().Subject, err)
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+	return func(ctx context.Context) error {
+		if sendErr != nil {
+			return sendErr
 		}
+		var first error
+		for _, f := range fs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				if first == nil {
+					first = publishError(f.Msg().Subject, err)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if first == nil && reconnected {
+			first = errors.New("the connection to the bus was re-established while snapshots went unacknowledged: some may be lost")
+		}
+		return first
 	}
-	if first == nil && reconnected {
-		first = errors.New("the connection to the bus was re-established while snapshots went unacknowledged: some may be lost")
-	}
-	return first
 }
 
 // publishError names a full stream as such: the caller is told to come back later

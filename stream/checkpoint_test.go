@@ -581,3 +581,90 @@ func TestBigStatesSurviveACheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// heldSink sums its results and splits its flush: the wait of each flush holds until release
+// is closed, then returns fail.
+type heldSink struct {
+	sum     atomic.Int64
+	release chan struct{}
+	fail    error
+}
+
+func (s *heldSink) Write(_ uint64, _ int64, v int64) error { s.sum.Add(v); return nil }
+func (s *heldSink) Flush(context.Context) error            { return nil }
+func (s *heldSink) FlushAsync(context.Context) (func(context.Context) error, error) {
+	return func(ctx context.Context) error {
+		select {
+		case <-s.release:
+			return s.fail
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
+}
+
+// A sink that splits its flush is waited for off the pipeline's goroutine: the counting goes on
+// while the log acknowledges, and the checkpoint is stored only once what the sink sent before
+// it is durable. A wait that fails stops the pipeline, as a failed store does.
+func TestSplitFlushIsWaitedForBeforeTheCheckpointIsStored(t *testing.T) {
+	run := func(sink *heldSink, store *memCheckpoints) (chan error, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		p, src := stream.New("held", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
+		stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.Sink[int64](sink))
+		done := make(chan error, 1)
+		go func() {
+			done <- p.RunLog(ctx, stream.LogRun[click]{Log: &memLog{data: clickLines(2000)}, Checkpoints: store, Decode: func(b []byte) (click, error) {
+				var c click
+				return c, json.Unmarshal(b, &c)
+			}})
+		}()
+		return done, cancel
+	}
+	var want int64
+	for _, line := range clickLines(2000) {
+		var c click
+		if err := json.Unmarshal(line, &c); err != nil {
+			t.Fatal(err)
+		}
+		want += c.Amount
+	}
+	sink, store := &heldSink{release: make(chan struct{})}, &memCheckpoints{saved: map[string][]byte{}}
+	done, cancel := run(sink, store)
+	for deadline := time.Now().Add(10 * time.Second); sink.sum.Load() < want && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	store.mu.Lock()
+	early := store.saves
+	store.mu.Unlock()
+	if got := sink.sum.Load(); got != want || early != 0 {
+		t.Errorf("while the sink's first flush was unacknowledged: counted %d of %d, %d checkpoints stored; want all, none", got, want, early)
+	}
+	close(sink.release)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		store.mu.Lock()
+		n := store.saves
+		store.mu.Unlock()
+		if n > 0 {
+			break
+		}
+	}
+	cancel()
+	<-done
+	if store.saves == 0 {
+		t.Error("no checkpoint was stored once the sink's flush was acknowledged")
+	}
+
+	refused := errors.New("the log refused a result")
+	failing := &heldSink{release: make(chan struct{}), fail: refused}
+	close(failing.release)
+	done, cancel = run(failing, &memCheckpoints{saved: map[string][]byte{}})
+	defer cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, refused) {
+			t.Errorf("RunLog with a sink whose flush fails = %v; want its error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a pipeline whose sink's flush failed kept running")
+	}
+}

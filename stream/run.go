@@ -18,11 +18,11 @@ type Pipeline[In any] struct {
 	src       *node[In]
 	eventTime func(In) int64
 	maxTS     int64
-	position  uint64     // sequence of the last log record handled
-	saved     uint64     // the position of the last checkpoint saved or restored
-	saving    chan error // the checkpoint being stored, if any: its result
+	position  uint64        // sequence of the last log record handled
+	saved     uint64        // the position of the last checkpoint saved or restored
+	saving    chan saveDone // the checkpoint being stored, if any: its result
 	invalid   int64
-	spare     []byte // the last checkpoint's buffer, for the next once its save has returned
+	spare     []byte // the buffer for the next checkpoint, handed back by the last save
 }
 
 // New starts a pipeline named name (unique per partition: it names the checkpoint and the ids
@@ -92,6 +92,22 @@ func (p *Pipeline[In]) flush(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// flushAsync sends what every sink holds and returns what waits for the sinks that split their
+// flush (AsyncFlusher); the others have flushed, waiting.
+func (p *Pipeline[In]) flushAsync(ctx context.Context) ([]func(context.Context) error, error) {
+	var waits []func(context.Context) error
+	for _, s := range p.g.sinks {
+		wait, err := s.flushAsync(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: flush sink: %w", p.g.name, err)
+		}
+		if wait != nil {
+			waits = append(waits, wait)
+		}
+	}
+	return waits, nil
 }
 
 // Log is a durable, ordered log of records, such as a JetStream subject.
@@ -325,18 +341,21 @@ type stateful interface {
 
 // Checkpoint flushes the sinks, then encodes the position, the watermark and every operator's
 // state as one object, and stores it while the pipeline goes on: the records read meanwhile
-// change the pipeline's state, not the encoded copy. One checkpoint is stored at a time; a
-// failure to store one, or a store that does not answer within Config.CheckpointTimeout, stops
-// the pipeline when it is seen (savedYet, waitSave).
+// change the pipeline's state, not the encoded copy. A sink that splits its flush
+// (AsyncFlusher) only sends here; the checkpoint is stored once what it sent is durable. One
+// checkpoint is stored at a time; a failure to store one or to flush a sink, or a store that
+// does not answer within Config.CheckpointTimeout, stops the pipeline when it is seen
+// (savedYet, waitSave).
 func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error {
 	if err := p.waitSave(); err != nil {
 		return err
 	}
 	start := time.Now()
-	if err := p.flush(ctx); err != nil {
+	waits, err := p.flushAsync(ctx)
+	if err != nil {
 		return err
 	}
-	// The last checkpoint's buffer, its save done (waitSave): a new one grown by doubling from
+	// The buffer the last save handed back (waitSave): a new one grown by doubling from
 	// nothing, or made at once and cleared, for a state of tens of megabytes took most of the
 	// encoding, on the pipeline's goroutine, while the counting waited.
 	buf := bytes.NewBuffer(p.spare[:0])
@@ -349,22 +368,45 @@ func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error 
 			return fmt.Errorf("stream %s: checkpoint operator %d: %w", p.g.name, i, err)
 		}
 	}
-	p.spare = buf.Bytes()
-	name, data, m, done := p.g.name, buf.Bytes(), p.g.cfg.Metrics, make(chan error, 1)
+	p.spare = nil // the save's until it hands a buffer back
+	name, data, m, done := p.g.name, buf.Bytes(), p.g.cfg.Metrics, make(chan saveDone, 1)
 	timeout := p.g.cfg.CheckpointTimeout
 	go func() { // waited for by waitSave, which RunLog defers
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
+		for _, wait := range waits { // what the sinks sent before the checkpoint is durable first
+			if err := wait(ctx); err != nil {
+				done <- saveDone{fmt.Errorf("stream %s: flush sink: %w", name, err), nextBuffer(data)}
+				return
+			}
+		}
 		err := store.Save(ctx, name, data)
 		if err != nil {
 			err = fmt.Errorf("stream %s: save checkpoint: %w", name, err)
 		} else if m != nil {
 			m.checkpoint(name, time.Since(start), len(data))
 		}
-		done <- err
+		done <- saveDone{err, nextBuffer(data)}
 	}()
 	p.saving, p.saved = done, p.position
 	return nil
+}
+
+// saveDone is a checkpoint's save done: its result, and the buffer for the next checkpoint.
+type saveDone struct {
+	err   error
+	spare []byte
+}
+
+// nextBuffer is the buffer for the checkpoint after one of len(data) bytes, once data is saved:
+// data's own, or one half as big again when a state that grew would soon outgrow it. A buffer
+// outgrown while encoding is copied, and a new one of tens of megabytes cleared, on the
+// pipeline's goroutine; here, on the save's, the counting does not wait for it.
+func nextBuffer(data []byte) []byte {
+	if cap(data) < len(data)+len(data)/4 {
+		return make([]byte, 0, len(data)+len(data)/2)
+	}
+	return data[:0]
 }
 
 // waitSave waits for the checkpoint being stored, if any, and returns its result.
@@ -372,17 +414,17 @@ func (p *Pipeline[In]) waitSave() error {
 	if p.saving == nil {
 		return nil
 	}
-	err := <-p.saving
-	p.saving = nil
-	return err
+	r := <-p.saving
+	p.saving, p.spare = nil, r.spare
+	return r.err
 }
 
 // savedYet returns the result of the checkpoint being stored if it is in, without waiting.
 func (p *Pipeline[In]) savedYet() error {
 	select {
-	case err := <-p.saving: // a nil channel is never ready
-		p.saving = nil
-		return err
+	case r := <-p.saving: // a nil channel is never ready
+		p.saving, p.spare = nil, r.spare
+		return r.err
 	default:
 		return nil
 	}

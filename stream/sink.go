@@ -24,6 +24,14 @@ type StatefulSink interface {
 	RestoreState([]byte) error
 }
 
+// AsyncFlusher is a Sink whose flush comes in two parts: FlushAsync sends what the sink holds,
+// and the function it returns waits until that is durable. A checkpoint sends on the pipeline's
+// goroutine and waits on the one that stores the checkpoint, before storing it: the counting
+// goes on while the log acknowledges. wait may be nil (nothing to wait for).
+type AsyncFlusher interface {
+	FlushAsync(ctx context.Context) (wait func(context.Context) error, err error)
+}
+
 // SinkFunc is a Sink that hands each result to a function and has nothing to flush.
 type SinkFunc[T any] func(id uint64, ts int64, v T) error
 
@@ -62,6 +70,13 @@ func (o *sinkOp[T]) push(ts int64, v T) {
 }
 
 func (o *sinkOp[T]) flush(ctx context.Context) error { return o.sink.Flush(ctx) }
+
+func (o *sinkOp[T]) flushAsync(ctx context.Context) (func(context.Context) error, error) {
+	if af, ok := o.sink.(AsyncFlusher); ok {
+		return af.FlushAsync(ctx)
+	}
+	return nil, o.sink.Flush(ctx)
+}
 
 func (o *sinkOp[T]) snapshot(enc *gob.Encoder) error {
 	if err := enc.Encode(o.seq); err != nil {
@@ -130,6 +145,14 @@ type Publisher interface {
 	PublishAsync(subject, msgID string, data []byte) error
 	// Flush waits until every message sent so far is acknowledged.
 	Flush(ctx context.Context) error
+}
+
+// SplitPublisher is a Publisher whose Flush comes in two parts: Sent does what Flush does
+// before it waits, and returns what waits for the messages sent so far (not those published
+// after). The publisher may go on publishing while that waits.
+type SplitPublisher interface {
+	Publisher
+	Sent() (wait func(context.Context) error)
 }
 
 type publishSink[T any] struct {

@@ -123,6 +123,9 @@ type timed interface{ advance(wm int64) }
 // flusher is a sink that buffers: a checkpoint is saved only after flush succeeded.
 type flusher interface {
 	flush(ctx context.Context) error
+	// flushAsync sends what the sink holds and returns what waits for it to be durable (nil
+	// when the sink cannot split its flush: it has then flushed, waiting).
+	flushAsync(ctx context.Context) (func(context.Context) error, error)
 }
 
 func (g *graph) fail(err error) {
