@@ -139,7 +139,7 @@ func TestIngestedBatchesOwnTheirBytes(t *testing.T) {
 	in := NewIngester(func() Publisher { return pub }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry())
 	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	var want []string
-	for i, n := range []int{3000, 2, 8000, 1, 500, 40} { // 8,000 lines: past maxPooledBody
+	for i, n := range []int{3000, 2, 20_000, 1, 500, 40} { // 20,000 lines: past maxPooledBody
 		var b strings.Builder
 		for j := range n {
 			id := fmt.Sprintf("b%d-%d-%s", i, j, strings.Repeat("x", i*7%50))

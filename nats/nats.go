@@ -59,14 +59,14 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	b := &Bus{cfg: cfg}
 	opts := []nats.Option{nats.Name("surge"), nats.Timeout(connectTimeout), nats.MaxReconnects(-1),
 		nats.ReconnectWait(MaxReconnectWait / 4),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
 			if err == nil { // closed on purpose
-				log.Info("nats disconnected")
+				log.Info("nats disconnected", "conn", c.Opts.Name)
 				return
 			}
-			log.Warn("nats disconnected", "err", err)
+			log.Warn("nats disconnected", "conn", c.Opts.Name, "err", err)
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrl()) })}
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "conn", c.Opts.Name, "url", c.ConnectedUrl()) })}
 	url := cfg.URL
 	if url == "" {
 		srv, err := startEmbedded(cfg, log)

@@ -80,9 +80,11 @@ type Config struct {
 	MaxStateEntries int
 	// CheckpointInterval is how often a task running on a log checkpoints.
 	CheckpointInterval time.Duration
-	// CheckpointTimeout bounds the storing of one checkpoint: a store that has not answered by
-	// then makes RunLog return the error, rather than run on with no checkpoint taken while the
-	// save hangs. Whoever runs the task restarts it, from its last stored checkpoint.
+	// CheckpointTimeout bounds the storing of one checkpoint, with the wait for the
+	// acknowledgements of the sinks that split their flush (AsyncFlusher): a store or a log
+	// that has not answered by then makes RunLog return the error, rather than run on with no
+	// checkpoint taken while the save hangs. Whoever runs the task restarts it, from its last
+	// stored checkpoint.
 	CheckpointTimeout time.Duration
 	// Metrics, if set, receives the pipeline's counters.
 	Metrics *Metrics
