@@ -357,10 +357,16 @@ func clickLines(n int) [][]byte {
 // startCounting runs a pipeline that sums the clicks of log on a goroutine, checkpointing as
 // often as it can, and returns the running sum, RunLog's result and its cancel.
 func startCounting(store *memCheckpoints, log *memLog, timeout time.Duration) (*atomic.Int64, chan error, context.CancelFunc) {
+	var sum atomic.Int64
+	done, cancel := startCountingInto(stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }), store, log, timeout)
+	return &sum, done, cancel
+}
+
+// startCountingInto is startCounting with the sums going to sink.
+func startCountingInto(sink stream.Sink[int64], store *memCheckpoints, log *memLog, timeout time.Duration) (chan error, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p, src := stream.New("counting", stream.Config{CheckpointInterval: time.Nanosecond, CheckpointTimeout: timeout}, clickTime)
-	var sum atomic.Int64
-	stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }))
+	stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), sink)
 	done := make(chan error, 1)
 	go func() {
 		done <- p.RunLog(ctx, stream.LogRun[click]{Log: log, Checkpoints: store, Decode: func(b []byte) (click, error) {
@@ -368,7 +374,20 @@ func startCounting(store *memCheckpoints, log *memLog, timeout time.Duration) (*
 			return c, json.Unmarshal(b, &c)
 		}})
 	}()
-	return &sum, done, cancel
+	return done, cancel
+}
+
+// wantRunLogError waits for a pipeline started by startCounting to fail with want.
+func wantRunLogError(t *testing.T, done chan error, want error, pipeline string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, want) {
+			t.Errorf("RunLog of a pipeline %s = %v; want %v", pipeline, err, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("a pipeline %s kept running", pipeline)
+	}
 }
 
 // A pipeline checkpoints while it reads, and not again while its log is quiet: its state has
@@ -418,14 +437,7 @@ func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {
 	broken := errors.New("the store is down")
 	_, done, cancel = startCounting(&memCheckpoints{saved: map[string][]byte{}, fail: broken}, &memLog{data: clickLines(n)}, 0)
 	defer cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, broken) {
-			t.Errorf("RunLog with a failing store = %v; want its error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("a pipeline whose checkpoints cannot be stored kept running")
-	}
+	wantRunLogError(t, done, broken, "whose checkpoints cannot be stored")
 }
 
 // A store that never answers fails the task after Config.CheckpointTimeout, instead of leaving
@@ -433,14 +445,7 @@ func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {
 func TestHungCheckpointStoreFailsThePipeline(t *testing.T) {
 	_, done, cancel := startCounting(&memCheckpoints{saved: map[string][]byte{}, hang: true}, &memLog{data: clickLines(100)}, 50*time.Millisecond)
 	defer cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("RunLog with a store that never answers = %v; want a deadline error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("a pipeline whose checkpoint store hangs kept running")
-	}
+	wantRunLogError(t, done, context.DeadlineExceeded, "whose checkpoint store hangs")
 }
 
 // A task reads and decodes its log ahead of its operators, but only a few records ahead: while
@@ -607,44 +612,24 @@ func (s *heldSink) FlushAsync(context.Context) (func(context.Context) error, err
 // while the log acknowledges, and the checkpoint is stored only once what the sink sent before
 // it is durable. A wait that fails stops the pipeline, as a failed store does.
 func TestSplitFlushIsWaitedForBeforeTheCheckpointIsStored(t *testing.T) {
-	run := func(sink *heldSink, store *memCheckpoints) (chan error, context.CancelFunc) {
-		ctx, cancel := context.WithCancel(context.Background())
-		p, src := stream.New("held", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
-		stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.Sink[int64](sink))
-		done := make(chan error, 1)
-		go func() {
-			done <- p.RunLog(ctx, stream.LogRun[click]{Log: &memLog{data: clickLines(2000)}, Checkpoints: store, Decode: func(b []byte) (click, error) {
-				var c click
-				return c, json.Unmarshal(b, &c)
-			}})
-		}()
-		return done, cancel
-	}
-	var want int64
-	for _, line := range clickLines(2000) {
-		var c click
-		if err := json.Unmarshal(line, &c); err != nil {
-			t.Fatal(err)
-		}
-		want += c.Amount
-	}
+	const n = 2000 // clicks of 1
 	sink, store := &heldSink{release: make(chan struct{})}, &memCheckpoints{saved: map[string][]byte{}}
-	done, cancel := run(sink, store)
-	for deadline := time.Now().Add(10 * time.Second); sink.sum.Load() < want && time.Now().Before(deadline); {
+	done, cancel := startCountingInto(sink, store, &memLog{data: clickLines(n)}, 0)
+	for deadline := time.Now().Add(10 * time.Second); sink.sum.Load() < n && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
 	store.mu.Lock()
 	early := store.saves
 	store.mu.Unlock()
-	if got := sink.sum.Load(); got != want || early != 0 {
-		t.Errorf("while the sink's first flush was unacknowledged: counted %d of %d, %d checkpoints stored; want all, none", got, want, early)
+	if got := sink.sum.Load(); got != n || early != 0 {
+		t.Errorf("while the sink's first flush was unacknowledged: counted %d of %d, %d checkpoints stored; want all, none", got, n, early)
 	}
 	close(sink.release)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		store.mu.Lock()
-		n := store.saves
+		saves := store.saves
 		store.mu.Unlock()
-		if n > 0 {
+		if saves > 0 {
 			break
 		}
 	}
@@ -657,14 +642,7 @@ func TestSplitFlushIsWaitedForBeforeTheCheckpointIsStored(t *testing.T) {
 	refused := errors.New("the log refused a result")
 	failing := &heldSink{release: make(chan struct{}), fail: refused}
 	close(failing.release)
-	done, cancel = run(failing, &memCheckpoints{saved: map[string][]byte{}})
+	done, cancel = startCountingInto(failing, &memCheckpoints{saved: map[string][]byte{}}, &memLog{data: clickLines(n)}, 0)
 	defer cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, refused) {
-			t.Errorf("RunLog with a sink whose flush fails = %v; want its error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("a pipeline whose sink's flush failed kept running")
-	}
+	wantRunLogError(t, done, refused, "whose sink's flush failed")
 }
