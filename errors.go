@@ -28,6 +28,28 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfterMs, when positive, is how long the caller should wait before trying again:
+	// a refusal for load (EUNAVAILABLE, ERATELIMIT) says when the node expects to have room.
+	RetryAfterMs int64
+}
+
+// RetryAfterMsHeader is the HTTP header that carries a refusal's RetryAfterMs. Retry-After itself
+// counts whole seconds; a node shedding load expects room again within a fraction of one.
+const RetryAfterMsHeader = "Retry-After-Ms"
+
+// RetryAfter returns a copy of e that tells the caller to retry after ms milliseconds.
+func RetryAfter(e *Error, ms int64) *Error {
+	c := *e
+	c.RetryAfterMs = ms
+	return &c
+}
+
+// RetryAfterMs returns the retry hint of the first domain error in err's chain (0 for none).
+func RetryAfterMs(err error) int64 {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.RetryAfterMs
+	}
+	return 0
 }
 
 // Error implements the error interface.

@@ -37,6 +37,15 @@ func (s OrderState) CanBecome(t OrderState) bool {
 	return false
 }
 
+// PaidOrLater reports whether an order in state s has been paid: paid, or a state after it.
+func (s OrderState) PaidOrLater() bool {
+	switch s {
+	case OrderPaid, OrderConsumed, OrderReviewed, OrderRefunded:
+		return true
+	}
+	return false
+}
+
 // Why an order was cancelled.
 const (
 	CancelTimeout = "timeout" // not paid in time
@@ -62,6 +71,19 @@ type Order struct {
 	PaidAt       *time.Time `json:"paid_at,omitempty"`
 	StockSettled bool       `json:"-"` // the stock engine confirmed or released its reservation
 }
+
+// Payment outcomes: what Surge did with a provider's notification, recorded with it.
+const (
+	PaymentApplied   = "applied"    // it paid a pending order
+	PaymentDuplicate = "duplicate"  // the order was paid already, by another notification
+	PaymentRefundDue = "refund_due" // it arrived after the order was cancelled: the money goes back
+	PaymentIgnored   = "ignored"    // not a final status
+	PaymentMismatch  = "mismatch"   // its transaction or amount is not the order's
+)
+
+// PaymentStatusPaid is a provider's status of a completed payment; any other status (the
+// provider's "processing") is recorded and ignored.
+const PaymentStatusPaid = "paid"
 
 // Payment is a payment provider's notification about a transaction, as received.
 type Payment struct {
@@ -105,6 +127,19 @@ type OrderStore interface {
 	UnsettledStock(ctx context.Context, limit int) ([]*Order, error)
 	// MarkStockSettled records that the stock engine settled these orders' reservations.
 	MarkStockSettled(ctx context.Context, ids ...int64) error
+	// ApplyPayments records many payment notifications and applies them to their orders, all in
+	// one transaction. Each is recorded once per NotifyID (a repeat is applied to the order as
+	// it stands, but its record keeps the first outcome). The notifications are applied in the
+	// order of their orders' ids, so that two nodes never lock two orders in opposite orders.
+	// It sets each notification's Outcome and returns each one's order as it stands afterwards;
+	// for an order that does not exist, nil, with no Outcome and nothing recorded. Outcomes:
+	// PaymentMismatch when its transaction or amount is not the order's; PaymentIgnored when its
+	// status is not PaymentStatusPaid; PaymentApplied when it pays a pending order (paid at its
+	// ReceivedAt), or finds the order paid with no notification recorded as applied (one paid by
+	// an earlier release that crashed before recording it); PaymentDuplicate when the order is
+	// paid (or later) and another notification applied; PaymentRefundDue when the order was
+	// cancelled. Payment and expiry race on the order's state, as with Transition.
+	ApplyPayments(ctx context.Context, ps []*Payment) ([]*Order, error)
 	// RecordPayment stores a payment notification once per NotifyID: a repeat returns
 	// fresh false and changes nothing.
 	RecordPayment(ctx context.Context, p *Payment) (fresh bool, err error)

@@ -75,6 +75,9 @@ type Error struct {
 	Message   string
 	RequestID string
 	Report    *surge.ImportReport // set when a catalog import was refused
+	// RetryAfterMs is the answer's hint of when to try again (Retry-After-Ms, or Retry-After
+	// in seconds); 0 without one.
+	RetryAfterMs int64
 }
 
 func (e *Error) Error() string {
@@ -82,7 +85,30 @@ func (e *Error) Error() string {
 }
 
 // Unwrap returns the domain error.
-func (e *Error) Unwrap() error { return &surge.Error{Code: e.Code, Message: e.Message} }
+func (e *Error) Unwrap() error {
+	return &surge.Error{Code: e.Code, Message: e.Message, RetryAfterMs: e.RetryAfterMs}
+}
+
+// retryAfterMs reads an answer's retry hint: Retry-After-Ms, else Retry-After in seconds.
+func retryAfterMs(h http.Header) int64 {
+	if ms, err := strconv.ParseInt(h.Get(surge.RetryAfterMsHeader), 10, 64); err == nil && ms > 0 {
+		return ms
+	}
+	if s, err := strconv.ParseInt(h.Get("Retry-After"), 10, 64); err == nil && s > 0 {
+		return s * 1000
+	}
+	return 0
+}
+
+// errorOf reads an error answer's envelope.
+func errorOf(resp *http.Response, fallback string) *Error {
+	var eb surgehttp.ErrorBody
+	if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" {
+		return &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: fallback, RetryAfterMs: retryAfterMs(resp.Header)}
+	}
+	return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID,
+		Report: eb.Error.Report, RetryAfterMs: retryAfterMs(resp.Header)}
+}
 
 // Do sends a request with an optional JSON body and decodes a JSON answer into out (if not nil).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
@@ -117,12 +143,7 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		var eb surgehttp.ErrorBody
-		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" {
-			return &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: "answer without an error envelope"}
-		}
-		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message,
-			RequestID: eb.Error.RequestID, Report: eb.Error.Report}
+		return errorOf(resp, "answer without an error envelope")
 	}
 	if out == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
@@ -388,11 +409,7 @@ func (c *Client) Pay(ctx context.Context, payURL string, r paysim.PayRequest) (*
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var eb surgehttp.ErrorBody // the provider answers in the same envelope
-		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" {
-			return nil, &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: "payment refused"}
-		}
-		return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		return nil, errorOf(resp, "payment refused") // the provider answers in the same envelope
 	}
 	var out paysim.PayResponse
 	return &out, json.NewDecoder(resp.Body).Decode(&out)

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -324,7 +325,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.deps.Log.ErrorContext(r.Context(), "internal error", "err", err)
 	}
 	if code == surge.ERATELIMIT || code == surge.EUNAVAILABLE {
-		w.Header().Set("Retry-After", "1")
+		setRetryAfter(w.Header(), surge.RetryAfterMs(err))
 	}
 	body := ErrorBody{Error: ErrorDetail{Code: code, Message: surge.ErrorMessage(err), RequestID: RequestID(r.Context())}}
 	if refused, ok := errors.AsType[*refusedImport](err); ok {
@@ -335,6 +336,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(Status(code))
 	w.Write(body.appendJSON(make([]byte, 0, 128)))
+}
+
+// setRetryAfter tells a refused client when to come back: Retry-After in whole seconds (at
+// least one, rounded up, as HTTP has it) and Retry-After-Ms exactly. Without a hint, a second.
+func setRetryAfter(h http.Header, ms int64) {
+	if ms <= 0 {
+		ms = 1000
+	}
+	h.Set("Retry-After", strconv.FormatInt((ms+999)/1000, 10))
+	h.Set(surge.RetryAfterMsHeader, strconv.FormatInt(ms, 10))
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

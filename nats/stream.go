@@ -2,13 +2,17 @@ package nats
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/surgecommerce/surge"
 )
 
 // Stream names and subjects Surge uses.
@@ -241,4 +245,42 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// pendingSubject is where the node with a worker id answers for the orders it acknowledged.
+func pendingSubject(worker int64) string { return "surge.pending." + strconv.FormatInt(worker, 10) }
+
+// ServePending answers other nodes' questions for the orders this node (snowflake worker id
+// worker) acknowledged and the store may not have yet, from lookup, until the returned stop is
+// called. Core NATS request and reply: nothing is stored.
+func (b *Bus) ServePending(worker int64, lookup func(id int64) (*surge.Order, bool)) (stop func(), err error) {
+	sub, err := b.Conn.Subscribe(pendingSubject(worker), func(m *nats.Msg) {
+		id, err := strconv.ParseInt(string(m.Data), 10, 64)
+		var reply []byte
+		if o, ok := lookup(id); err == nil && ok {
+			reply, _ = json.Marshal(o)
+		}
+		_ = m.Respond(reply) // an empty reply: not here
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serve pending orders: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// PendingOrder asks the node with a worker id for an order it acknowledged. Not found is
+// (nil, false, nil); no such node, or none answering in time, is an error.
+func (b *Bus) PendingOrder(ctx context.Context, worker, id int64) (*surge.Order, bool, error) {
+	m, err := b.Conn.RequestWithContext(ctx, pendingSubject(worker), []byte(strconv.FormatInt(id, 10)))
+	if err != nil {
+		return nil, false, fmt.Errorf("ask worker %d for order %d: %w", worker, id, err)
+	}
+	if len(m.Data) == 0 {
+		return nil, false, nil
+	}
+	var o surge.Order
+	if err := json.Unmarshal(m.Data, &o); err != nil {
+		return nil, false, fmt.Errorf("worker %d's order %d: %w", worker, id, err)
+	}
+	return &o, true, nil
 }

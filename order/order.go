@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/surgecommerce/surge"
@@ -29,17 +30,28 @@ const (
 	OrphanAfter = time.Minute
 )
 
-// Publisher sends an event to the bus without waiting for it to be stored.
+// Publisher sends events to the bus: Emit without waiting for the bus to store them, Publish
+// once it has.
 type Publisher interface {
 	Emit(subject, msgID string, data []byte) error
+	Publish(ctx context.Context, subject, msgID string, data []byte) error
 }
 
-// Config holds the payment settings.
+// Config holds the order service's settings and the parts it shares with the purchase path.
 type Config struct {
 	PaymentKey []byte        // shared with the payment provider
 	PaymentURL string        // where the payment page takes tickets
 	NotifyURL  string        // where the provider calls back
 	TicketTTL  time.Duration // life of a payment ticket
+	// Worker is this node's snowflake worker id: an order whose id carries another is asked
+	// of that node (Peers) while the store does not have it.
+	Worker int64
+	// Pending holds the orders this node acknowledged (the purchase path adds them); Peers
+	// reaches the other nodes' (nil on a single node).
+	Pending *Pending
+	Peers   Peers
+	// Registry takes the service's metrics; nil keeps them unregistered.
+	Registry prometheus.Registerer
 }
 
 // Service is the order service.
@@ -51,15 +63,21 @@ type Service struct {
 	cfg      Config
 	log      *slog.Logger
 	now      func() time.Time
+	pending  *Pending
+	peers    Peers
+	payments chan *payJob // to the payment applier (Run)
+	metrics  *metrics
 }
 
-// New returns an order service. now may be nil for the wall clock.
+// New returns an order service; Run applies its payments and sweeps. now may be nil for the
+// wall clock.
 func New(store surge.OrderStore, sessions surge.SessionStore, stock surge.StockEngine, bus Publisher, cfg Config,
 	log *slog.Logger, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, sessions: sessions, stock: stock, bus: bus, cfg: cfg, log: log, now: now}
+	return &Service{store: store, sessions: sessions, stock: stock, bus: bus, cfg: cfg, log: log, now: now,
+		pending: cfg.Pending, peers: cfg.Peers, payments: make(chan *payJob, paymentQueueDepth), metrics: newMetrics(cfg.Registry)}
 }
 
 // Command asks for orders to be created for reservations that hold: one message per batch of
@@ -121,9 +139,21 @@ func (s *Service) emit(ctx context.Context, kind, key string, data any) {
 	}
 }
 
-// Get returns an order its shopper, its merchant or staff may see (ENOTFOUND otherwise).
+// publish sends an event and waits until the bus stores it. Sent again under the same id (a
+// retry), it is stored once within the bus's dedup window.
+func (s *Service) publish(ctx context.Context, kind, key string, data any) error {
+	e := surge.Event{ID: kind + ":" + key, Kind: kind, At: s.now().UTC(), Data: data}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	return s.bus.Publish(ctx, "surge.events."+kind, e.ID, b)
+}
+
+// Get returns an order its shopper, its merchant or staff may see (ENOTFOUND otherwise): from
+// the moment its shopper is told "success", before the order writer stores it.
 func (s *Service) Get(ctx context.Context, a surge.Actor, id int64) (*surge.Order, error) {
-	o, err := s.store.OrderByID(ctx, id)
+	o, err := s.orderByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -145,9 +175,10 @@ type PayTicket struct {
 	TxnID  string `json:"txn_id"`
 }
 
-// Ticket issues a signed payment ticket for the shopper's own pending order.
+// Ticket issues a signed payment ticket for the shopper's own pending order, from the moment
+// the shopper is told "success".
 func (s *Service) Ticket(ctx context.Context, a surge.Actor, id int64) (*PayTicket, error) {
-	o, err := s.store.OrderByID(ctx, id)
+	o, err := s.orderByID(ctx, id)
 	if err != nil || o.UserID != a.UserID {
 		return nil, surge.Errorf(surge.ENOTFOUND, "order not found")
 	}
@@ -168,7 +199,7 @@ func (s *Service) Ticket(ctx context.Context, a surge.Actor, id int64) (*PayTick
 
 // Cancel lets a shopper cancel their own pending order; its stock returns to the sale.
 func (s *Service) Cancel(ctx context.Context, a surge.Actor, id int64) (*surge.Order, error) {
-	o, err := s.store.OrderByID(ctx, id)
+	o, err := s.stored(ctx, id)
 	if err != nil || o.UserID != a.UserID {
 		return nil, surge.Errorf(surge.ENOTFOUND, "order not found")
 	}
@@ -179,74 +210,6 @@ func (s *Service) Cancel(ctx context.Context, a surge.Actor, id int64) (*surge.O
 	s.settle(ctx, o)
 	s.emit(ctx, surge.EventOrderCancelled, strconv.FormatInt(o.ID, 10), o)
 	return o, nil
-}
-
-// Payment outcomes recorded with each notification.
-const (
-	OutcomeApplied   = "applied"    // it paid a pending order
-	OutcomeDuplicate = "duplicate"  // the order was already paid
-	OutcomeRefundDue = "refund_due" // it arrived after the order was cancelled: the money goes back
-	OutcomeIgnored   = "ignored"    // not a final status
-	OutcomeMismatch  = "mismatch"   // its transaction or amount is not the order's
-)
-
-// HandlePayment applies a verified notification. Notifications may come duplicated, late or out
-// of order: each is recorded once, a payment pays its order at most once, and a payment that
-// loses the race against expiry is kept as a refund to make, never dropped. Returns ENOTFOUND
-// for an unknown order, EINVALID for one whose transaction or amount is not the order's.
-func (s *Service) HandlePayment(ctx context.Context, n payment.Notification) (string, error) {
-	o, err := s.store.OrderByID(ctx, n.OrderID)
-	if err != nil {
-		return "", err
-	}
-	now := s.now().UTC()
-	p := &surge.Payment{NotifyID: n.NotifyID, TxnID: n.TxnID, OrderID: n.OrderID, Amount: n.Amount, Status: n.Status,
-		PaidAt: n.PaidAt.UTC(), ReceivedAt: now}
-	switch {
-	case n.TxnID != o.TxnID || n.Amount != o.Amount:
-		p.Outcome = OutcomeMismatch
-	case n.Status != payment.StatusPaid:
-		p.Outcome = OutcomeIgnored
-	default:
-		p.Outcome, o, err = s.pay(ctx, o, now)
-		if err != nil {
-			return "", err
-		}
-	}
-	if _, err := s.store.RecordPayment(ctx, p); err != nil {
-		return "", err
-	}
-	if p.Outcome == OutcomeMismatch {
-		return p.Outcome, surge.Errorf(surge.EINVALID, "the notification's transaction or amount is not the order's")
-	}
-	return p.Outcome, nil
-}
-
-func (s *Service) pay(ctx context.Context, o *surge.Order, now time.Time) (string, *surge.Order, error) {
-	paid, err := s.store.Transition(ctx, o.ID, surge.OrderPendingPayment, surge.OrderPaid, "", now)
-	switch {
-	case err == nil:
-		s.settle(ctx, paid)
-		s.emit(ctx, surge.EventOrderPaid, strconv.FormatInt(paid.ID, 10), paid)
-		return OutcomeApplied, paid, nil
-	case surge.ErrorCode(err) != surge.ECONFLICT:
-		return "", o, err
-	case paid.State == surge.OrderPaid:
-		// Paid already. If no notification was recorded as the one that paid it (a crash
-		// between the transition and the record), this one is.
-		prior, err := s.store.PaymentsByOrder(ctx, paid.ID)
-		if err != nil {
-			return "", paid, err
-		}
-		for _, p := range prior {
-			if p.Outcome == OutcomeApplied {
-				return OutcomeDuplicate, paid, nil
-			}
-		}
-		return OutcomeApplied, paid, nil
-	}
-	s.emit(ctx, surge.EventRefundDue, paid.TxnID, paid)
-	return OutcomeRefundDue, paid, nil
 }
 
 // settle confirms (paid) or releases (cancelled) an order's reservation and records that it
@@ -265,6 +228,11 @@ func (s *Service) settle(ctx context.Context, o *surge.Order) {
 // settleStock has the stock engine confirm (paid) or release (cancelled) an order's
 // reservation, and reports whether that is done: the caller then records it. Done includes a
 // reservation the engine does not have, which nothing will ever settle.
+//
+// A paid order is settled only once its order.paid event is stored on the bus as well: the
+// live GMV counts that event, and the settling is retried by the sweep until both are done. A
+// payment whose answer was lost (its transaction committed while the provider gave up on the
+// callback) thus still reaches the live metrics; sent twice, the event is stored once.
 func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 	var err error
 	switch o.State {
@@ -281,6 +249,9 @@ func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 	if surge.ErrorCode(err) == surge.ENOTFOUND { // no reservation to settle: nothing will ever be
 		s.log.ErrorContext(ctx, "order without a reservation", "order", o.ID, "item", o.ItemID)
 		err = nil
+	}
+	if err == nil && o.State == surge.OrderPaid {
+		err = s.publish(ctx, surge.EventOrderPaid, strconv.FormatInt(o.ID, 10), o)
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "stock not yet settled; the sweep will retry", "order", o.ID, "err", err)
@@ -361,8 +332,11 @@ func (s *Service) SweepAll(ctx context.Context) (int, error) {
 // maxSweepPasses bounds one SweepAll (10,000 orders), so other sweeps keep their turn.
 const maxSweepPasses = 20
 
-// Run sweeps until ctx ends.
+// Run applies payment notifications and sweeps until ctx ends; HandlePayment needs it running.
 func (s *Service) Run(ctx context.Context) {
+	applied := make(chan struct{})
+	go func() { defer close(applied); s.applyPayments(ctx) }() // stops with ctx
+	defer func() { <-applied }()
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	lastOrphans := s.now()

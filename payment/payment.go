@@ -85,7 +85,7 @@ type Notification struct {
 // Notification statuses.
 const (
 	StatusProcessing = "processing"
-	StatusPaid       = "paid"
+	StatusPaid       = surge.PaymentStatusPaid
 )
 
 // Validate checks a decoded notification.

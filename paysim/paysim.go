@@ -9,8 +9,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,14 +22,19 @@ import (
 
 // Bounds of the simulator.
 const (
-	MaxDuplicates     = 5
-	MaxDelay          = time.Minute
-	maxConcurrentPays = 1024
-	callbackTimeout   = 5 * time.Second
-	callbackRetries   = 200 // with backoff capped at maxBackoff: about 15 minutes
-	maxBackoff        = 5 * time.Second
-	maxRemembered     = 1 << 20 // transactions remembered as paid
-	maxBodyBytes      = 16 << 10
+	MaxDuplicates = 5
+	MaxDelay      = time.Minute
+	// DefaultInFlight is how many payments the provider works on at once unless told otherwise:
+	// a payment is in flight from its charge until the merchant acknowledged its last
+	// notification. Past it, a payment is refused 503 with a hint of when to come back.
+	DefaultInFlight = 1024
+	// BusyRetryMs is that hint: a payment page tries again after it.
+	BusyRetryMs     = 200
+	callbackTimeout = 5 * time.Second
+	callbackRetries = 200 // with backoff capped at maxBackoff: about 15 minutes
+	maxBackoff      = 5 * time.Second
+	maxRemembered   = 1 << 20 // transactions remembered as paid
+	maxBodyBytes    = 16 << 10
 )
 
 // PayRequest is what the payment page posts: the ticket, and how the callbacks should behave.
@@ -58,10 +65,18 @@ type Provider struct {
 	quit chan struct{}
 }
 
-// New returns a provider that shares key with the merchant.
-func New(key []byte, log *slog.Logger) *Provider {
-	return &Provider{key: key, client: &http.Client{Timeout: callbackTimeout}, log: log, now: time.Now,
-		slots: make(chan struct{}, maxConcurrentPays), paid: make(map[string]bool), quit: make(chan struct{})}
+// New returns a provider that shares key with the merchant and works on at most inFlight
+// payments at once (DefaultInFlight when not positive).
+func New(key []byte, inFlight int, log *slog.Logger) *Provider {
+	if inFlight <= 0 {
+		inFlight = DefaultInFlight
+	}
+	// Callbacks keep their connections: with Go's default of two idle connections per host, a
+	// burst of payments opened and closed a connection to the merchant for nearly every one.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = inFlight, inFlight
+	return &Provider{key: key, client: &http.Client{Timeout: callbackTimeout, Transport: tr}, log: log, now: time.Now,
+		slots: make(chan struct{}, inFlight), paid: make(map[string]bool), quit: make(chan struct{})}
 }
 
 // Close stops callbacks in flight and waits for them.
@@ -95,7 +110,9 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 	select {
 	case p.slots <- struct{}{}:
 	default:
-		answer(w, http.StatusServiceUnavailable, surge.Errorf(surge.EUNAVAILABLE, "too many payments in flight"))
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set(surge.RetryAfterMsHeader, strconv.Itoa(BusyRetryMs))
+		answer(w, http.StatusServiceUnavailable, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "too many payments in flight; retry in %d ms", BusyRetryMs), BusyRetryMs))
 		return
 	}
 	p.mu.Lock()
@@ -154,15 +171,20 @@ func (p *Provider) deliver(url string, n payment.Notification) {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(payment.SignatureHeader, payment.Sign(p.key, body, p.now()))
 		resp, err := p.client.Do(req)
+		wait := backoff
 		if err == nil {
+			io.Copy(io.Discard, resp.Body) // read to the end, so that the connection is kept
 			resp.Body.Close()
 			if resp.StatusCode < 500 {
 				return // delivered (a 4xx is the merchant's final word)
 			}
 			err = fmt.Errorf("status %d", resp.StatusCode)
+			if ms, _ := strconv.Atoi(resp.Header.Get(surge.RetryAfterMsHeader)); ms > 0 { // the merchant says when
+				wait = min(time.Duration(ms)*time.Millisecond, maxBackoff)
+			}
 		}
 		p.log.Warn("paysim: callback failed; retrying", "txn", n.TxnID, "try", try, "err", err)
-		if !p.sleep(backoff) {
+		if !p.sleep(wait) {
 			return
 		}
 		backoff = min(2*backoff, maxBackoff)

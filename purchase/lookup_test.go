@@ -125,7 +125,7 @@ func TestEmbeddedLookupsGoDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	s := New(Config{}, nil, eng, nil, nil, nil, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler), nil)
+	s := New(Config{}, nil, eng, nil, nil, nil, nil, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler), nil)
 	defer s.Close()
 	if s.lookups != nil {
 		t.Fatal("the embedded engine's lookups go through a batcher")
@@ -151,7 +151,7 @@ func gatedService(t *testing.T) (*Service, *gatedLookups) {
 		t.Fatal(err)
 	}
 	g := &gatedLookups{Engine: eng, gate: make(chan struct{}), reg: prometheus.NewRegistry()}
-	s := New(Config{}, nil, g, nil, nil, nil, nil, NewMetrics(g.reg), slog.New(slog.DiscardHandler), nil)
+	s := New(Config{}, nil, g, nil, nil, nil, nil, nil, NewMetrics(g.reg), slog.New(slog.DiscardHandler), nil)
 	if s.lookups == nil {
 		t.Fatal("an engine that takes lookups in batches is not given them")
 	}

@@ -2,6 +2,7 @@ package purchase
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,6 +18,8 @@ type metrics struct {
 	lookupBatch   prometheus.Histogram
 	lookupsAlone  prometheus.Counter
 	droppedEvents prometheus.Counter
+	shedBy        map[string]prometheus.Counter // by reason: a fixed few
+	queueWait     prometheus.Histogram
 }
 
 // NewMetrics registers the purchase metrics.
@@ -41,9 +44,25 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 	m.droppedEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "surge_purchase_events_dropped_total", Help: "Purchase events the bus would not take.",
 	})
-	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.lookupsAlone, m.droppedEvents)
+	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "surge_purchase_shed_total",
+		Help: "Attempts refused 503 with a retry hint for load: delay (the item's queue would make them wait past --purchase-max-wait), in_flight, queue_full.",
+	}, []string{"reason"})
+	m.shedBy = map[string]prometheus.Counter{}
+	for _, r := range []string{"delay", "in_flight", "queue_full"} {
+		m.shedBy[r] = shed.WithLabelValues(r)
+	}
+	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "surge_purchase_queue_wait_seconds", Help: "How long the oldest attempt of each batch waited in its item's queue.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.lookupsAlone, m.droppedEvents, shed, m.queueWait)
 	return m
 }
+
+func (m *metrics) shed(reason string) { m.shedBy[reason].Inc() }
+
+func (m *metrics) waited(d time.Duration) { m.queueWait.Observe(d.Seconds()) }
 
 func (m *metrics) outcome(r *Result, err error) string {
 	label := surge.ErrorCode(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
+	"github.com/surgecommerce/surge/shed"
 )
 
 // Bounds and defaults of the purchase path.
@@ -27,6 +28,7 @@ const (
 	DefaultQueueDepth = 8192   // attempts waiting per item
 	DefaultInFlight   = 20_000 // attempts in the whole node before it sheds load
 	DefaultAnswerWait = 200 * time.Millisecond
+	DefaultMaxWait    = shed.DefaultMaxWait // the longest an attempt is let in to wait for its decision
 	DefaultTokenTTL   = 10 * time.Minute
 	maxCachedItems    = 100_000
 	maxSeen           = 1 << 20     // (shopper, item) figures remembered for monotone display
@@ -46,6 +48,9 @@ type Config struct {
 	InFlight   int           // load shedding threshold
 	QueueDepth int           // per item
 	AnswerWait time.Duration // how long an attempt waits before it is answered "queued"
+	// MaxWait is the longest an attempt is let into an item's queue to wait for its decision,
+	// by the queue's measured pace; under a standing backlog, a tenth of it (see package shed).
+	MaxWait time.Duration
 }
 
 func (c *Config) defaults() {
@@ -67,7 +72,21 @@ func (c *Config) defaults() {
 	if c.AnswerWait <= 0 {
 		c.AnswerWait = DefaultAnswerWait
 	}
+	if c.MaxWait <= 0 {
+		c.MaxWait = DefaultMaxWait
+	}
 }
+
+// shedConfig is the admission of an item's queue.
+func (c *Config) shedConfig() shed.Config {
+	return shed.Config{Target: c.MaxWait / 10, Interval: c.MaxWait * 2 / 5, MaxWait: c.MaxWait}
+}
+
+// Retry hints of refusals for load that the queues' pace does not give.
+const (
+	inFlightRetry  = 100 * time.Millisecond
+	queueFullRetry = 200 * time.Millisecond
+)
 
 // Publisher stores a message durably on the bus, or (Emit) sends an event without waiting; and
 // keeps the answers of queued purchases where every node can read them.
@@ -171,6 +190,7 @@ type Service struct {
 	sessions  surge.SessionStore
 	stock     surge.StockEngine
 	orders    surge.OrderStore
+	pending   *order.Pending // the orders this node acknowledged, until the order writer stores them
 	bus       Publisher
 	blacklist Blacklist
 	ids       func() (int64, error)
@@ -205,14 +225,15 @@ type info struct {
 	missingUntil time.Time // for an item not on sale: when to ask the database again
 }
 
-// New returns the purchase path. Close stops its lane workers.
-func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, orders surge.OrderStore, bus Publisher,
-	blacklist Blacklist, ids func() (int64, error), m *metrics, log *slog.Logger, now func() time.Time) *Service {
+// New returns the purchase path. Close stops its lane workers. pending (nil for none) gets the
+// orders the node acknowledges, so that they can be read and paid at once.
+func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, orders surge.OrderStore, pending *order.Pending,
+	bus Publisher, blacklist Blacklist, ids func() (int64, error), m *metrics, log *slog.Logger, now func() time.Time) *Service {
 	cfg.defaults()
 	if now == nil {
 		now = time.Now
 	}
-	s := &Service{cfg: cfg, sessions: sessions, stock: stock, orders: orders, bus: bus, blacklist: blacklist, ids: ids,
+	s := &Service{cfg: cfg, sessions: sessions, stock: stock, orders: orders, pending: pending, bus: bus, blacklist: blacklist, ids: ids,
 		log: log, now: now, tokens: tokens{key: cfg.TokenKey, ttl: cfg.TokenTTL}, metrics: m,
 		users: newLimiter(cfg.UserRate, cfg.UserBurst), ips: newLimiter(cfg.IPRate, cfg.IPBurst),
 		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
@@ -498,7 +519,8 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	}
 	if n := s.inFlight.Add(1); n > int64(s.cfg.InFlight) {
 		s.inFlight.Add(-1)
-		return nil, surge.Errorf(surge.EUNAVAILABLE, "the sale is busier than this node can serve; retry")
+		s.metrics.shed("in_flight")
+		return nil, surge.RetryAfter(errBusy, inFlightRetry.Milliseconds())
 	}
 	defer s.inFlight.Add(-1)
 	if err := s.tokens.verify(req.Token, a.UserID, req.ItemID, now); err != nil {
@@ -524,10 +546,18 @@ func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest
 // errSoldOut is the answer most shoppers of a sale get; it is never changed, so all share one.
 var errSoldOut = surge.Errorf(surge.ESOLDOUT, "sold out")
 
+// errBusy is the refusal of an attempt the node would make wait too long; each refusal is a
+// copy with its own retry hint.
+var errBusy = surge.Errorf(surge.EUNAVAILABLE, "the sale is busier than this node can serve now; retry after the hint")
+
 // enqueue puts an attempt in its item's queue and waits briefly for the answer.
 func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest) (*Result, error) {
 	if l.queued.Load()+rr.Quantity > l.remaining.Load() {
 		return s.soldOut(ctx, in, rr) // more are already waiting than the stock left can serve
+	}
+	if ok, retry := l.gate.Admit(len(l.in)); !ok { // it would wait past what the queue allows
+		s.metrics.shed("delay")
+		return nil, surge.RetryAfter(errBusy, max(retry.Milliseconds(), 1))
 	}
 	id, err := s.ids()
 	if err != nil {
@@ -540,7 +570,8 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	case l.in <- t:
 		l.queued.Add(rr.Quantity)
 	default:
-		return nil, surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry")
+		s.metrics.shed("queue_full")
+		return nil, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry"), queueFullRetry.Milliseconds())
 	}
 	s.remember(ticket, t)
 	timer := time.NewTimer(s.cfg.AnswerWait)
@@ -612,6 +643,9 @@ func (s *Service) record(ctx context.Context, orders []surge.Order) error {
 	defer cancel()
 	if err := s.bus.Publish(pctx, "surge.orders.create", "orders:"+strconv.FormatInt(msgID, 10), b); err != nil {
 		return surge.Errorf(surge.EUNAVAILABLE, "the order could not be recorded yet; retry with the same request id")
+	}
+	if s.pending != nil {
+		s.pending.Add(orders) // readable and payable from the answer on, before the order writer stores them
 	}
 	return nil
 }

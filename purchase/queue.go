@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/shed"
 )
 
 // attempt is a purchase waiting in, or decided by, its item's queue.
@@ -33,6 +34,7 @@ type lane struct {
 	checkedMs atomic.Int64 // when remaining was last read, unix ms
 	emittedMs int64        // when the last stock event went out (drain's own)
 	endAt     time.Time    // the session's end: the lane retires after it
+	gate      *shed.Gate   // lets in only the attempts the queue can decide in time
 }
 
 // stockEventEveryMs spaces out an item's stock events while nothing changes.
@@ -64,7 +66,7 @@ func (s *Service) lane(in *info) *lane {
 		return l
 	}
 	l = &lane{item: in.item.ID, in: make(chan *attempt, s.cfg.QueueDepth), decided: make(chan *decidedBatch, decidedDepth),
-		endAt: in.session.EndAt}
+		endAt: in.session.EndAt, gate: shed.New(s.cfg.shedConfig())}
 	l.remaining.Store(in.item.Allotted) // until the first refresh reads the engine
 	s.lanes[in.item.ID] = l
 	s.wg.Add(2)
@@ -172,6 +174,10 @@ func (s *Service) drain(l *lane) {
 			continue
 		}
 		batch = takeWaiting(batch, l.in, MaxBatch)
+		taken := s.now()
+		waited := taken.Sub(batch[0].at)
+		l.gate.Taken(taken, waited, len(batch), len(l.in))
+		s.metrics.waited(waited)
 		reqs = reqs[:0]
 		for _, t := range batch {
 			reqs = append(reqs, t.req)

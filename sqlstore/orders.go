@@ -1,8 +1,10 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"slices"
 	"strings"
 	"time"
 
@@ -217,6 +219,85 @@ func (s *Store) MarkStockSettled(ctx context.Context, ids ...int64) error {
 	return nil
 }
 
+// ApplyPayments implements surge.OrderStore: one transaction for a batch of notifications,
+// where a transaction each (the state change, the record, each synced to disk) made a few
+// hundred payments queue for SQLite's one writer for seconds, in front of the orders.
+func (s *Store) ApplyPayments(ctx context.Context, ps []*surge.Payment) ([]*surge.Order, error) {
+	order := make([]int, len(ps)) // indexes by order id: row locks are always taken in one order
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ps[a].OrderID, ps[b].OrderID) })
+	out := make([]*surge.Order, len(ps))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for i := range ps {
+			ps[i].Outcome = ""
+		}
+		applied := map[int64]bool{} // orders a notification applied to, in this batch
+		for _, i := range order {
+			o, err := s.applyPayment(ctx, tx, ps[i], applied)
+			if err != nil {
+				return err
+			}
+			out[i] = o
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// applyPayment applies and records one notification inside ApplyPayments' transaction.
+func (s *Store) applyPayment(ctx context.Context, tx *sql.Tx, p *surge.Payment, applied map[int64]bool) (*surge.Order, error) {
+	o, err := s.orderWhere(ctx, tx, `id = ?`+s.dialect.ForUpdate, p.OrderID)
+	if surge.ErrorCode(err) == surge.ENOTFOUND {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case p.TxnID != o.TxnID || p.Amount != o.Amount:
+		p.Outcome = surge.PaymentMismatch
+	case p.Status != surge.PaymentStatusPaid:
+		p.Outcome = surge.PaymentIgnored
+	case o.State == surge.OrderPendingPayment:
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET state = ?, paid_at = ? WHERE id = ? AND state = ?`),
+			string(surge.OrderPaid), ms(p.ReceivedAt), o.ID, string(surge.OrderPendingPayment)); err != nil {
+			return nil, err
+		}
+		paidAt := fromMs(ms(p.ReceivedAt))
+		o.State, o.PaidAt, p.Outcome = surge.OrderPaid, &paidAt, surge.PaymentApplied
+	case !o.State.PaidOrLater(): // cancelled: the money goes back
+		p.Outcome = surge.PaymentRefundDue
+	case applied[o.ID]:
+		p.Outcome = surge.PaymentDuplicate
+	default: // paid or later: did a notification pay it?
+		var n int
+		err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM payments WHERE order_id = ? AND outcome = ?`),
+			o.ID, surge.PaymentApplied).Scan(&n)
+		if err != nil {
+			return nil, err
+		}
+		p.Outcome = surge.PaymentDuplicate
+		if n == 0 {
+			p.Outcome = surge.PaymentApplied
+		}
+	}
+	if p.Outcome == surge.PaymentApplied {
+		applied[o.ID] = true
+	}
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
+		status, paid_at, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notify_id) DO NOTHING`),
+		p.NotifyID, p.TxnID, p.OrderID, p.Amount.Amount, p.Amount.Currency, p.Status, ms(p.PaidAt), ms(p.ReceivedAt), p.Outcome)
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
 // RecordPayment implements surge.OrderStore.
 func (s *Store) RecordPayment(ctx context.Context, p *surge.Payment) (bool, error) {
 	_, err := s.exec(ctx, s.q(`INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
@@ -293,7 +374,7 @@ func (s *Store) AuditItem(ctx context.Context, itemID, limit int64) (*surge.Orde
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap(err, "orders")
 	}
-	// 'applied' is order.OutcomeApplied: the notification that paid the order.
+	// 'applied' is surge.PaymentApplied: the notification that paid the order.
 	err = s.db.QueryRowContext(ctx, s.q(`SELECT
 		(SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE item_id = ? AND state <> 'cancelled'
 			GROUP BY user_id HAVING SUM(quantity) > ?) over_limit),

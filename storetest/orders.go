@@ -199,6 +199,125 @@ func RunOrders(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("ApplyPaymentsInOneBatch", func(t *testing.T) {
+		f := newFixture(t, open)
+		pending := f.order(1, 100, "pending", f.now.Add(time.Hour))
+		twice := f.order(2, 100, "twice", f.now.Add(time.Hour))
+		gone := f.order(3, 100, "gone", f.now)
+		crashed := f.order(4, 100, "crashed", f.now.Add(time.Hour))
+		wrong := f.order(5, 100, "wrong", f.now.Add(time.Hour))
+		_, err := f.s.Transition(f.ctx, gone.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, f.now)
+		must(t, "Transition(cancel)", err)
+		// Paid by an earlier release that died before it recorded the notification.
+		_, err = f.s.Transition(f.ctx, crashed.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now)
+		must(t, "Transition(pay)", err)
+		at := f.now.Add(time.Second)
+		pay := func(o *surge.Order, id, status string) *surge.Payment {
+			return &surge.Payment{NotifyID: id, TxnID: o.TxnID, OrderID: o.ID, Amount: o.Amount, Status: status, PaidAt: f.now, ReceivedAt: at}
+		}
+		short := pay(wrong, "w-1", surge.PaymentStatusPaid)
+		short.Amount.Amount--
+		// Listed against the order of their ids, to show that the batch locks in id order
+		// yet answers in the order asked.
+		batch := []*surge.Payment{short, pay(crashed, "c-1", "paid"), pay(gone, "g-1", "paid"), pay(twice, "t-2", "paid"),
+			pay(twice, "t-1", "paid"), pay(pending, "p-0", "processing"), pay(pending, "p-1", "paid"),
+			{NotifyID: "u-1", TxnID: "T1", OrderID: 404, Amount: pending.Amount, Status: "paid", PaidAt: f.now, ReceivedAt: at}}
+		orders, err := f.s.ApplyPayments(f.ctx, batch)
+		must(t, "ApplyPayments", err)
+		want := []string{surge.PaymentMismatch, surge.PaymentApplied, surge.PaymentRefundDue, surge.PaymentApplied,
+			surge.PaymentDuplicate, surge.PaymentIgnored, surge.PaymentApplied, ""}
+		for i, p := range batch {
+			if p.Outcome != want[i] {
+				t.Errorf("ApplyPayments: notification %s outcome %q; want %q", p.NotifyID, p.Outcome, want[i])
+			}
+		}
+		if len(orders) != len(batch) || orders[7] != nil || orders[6].State != surge.OrderPaid || orders[6].PaidAt == nil ||
+			!orders[6].PaidAt.Equal(at) || orders[2].State != surge.OrderCancelled || orders[0].State != surge.OrderPendingPayment {
+			t.Fatalf("ApplyPayments orders = %v; want each one's order after the batch, nil for the unknown one", orders)
+		}
+		for _, o := range []*surge.Order{pending, twice} {
+			got, err := f.s.OrderByID(f.ctx, o.ID)
+			if err != nil || got.State != surge.OrderPaid || !got.PaidAt.Equal(at) {
+				t.Fatalf("order after ApplyPayments = %+v, %v; want paid at the notification's arrival", got, err)
+			}
+		}
+		if got, _ := f.s.OrderByID(f.ctx, wrong.ID); got.State != surge.OrderPendingPayment {
+			t.Fatalf("a mismatched payment moved its order to %s", got.State)
+		}
+		if list, _ := f.s.PaymentsByOrder(f.ctx, 404); len(list) != 0 {
+			t.Fatalf("a notification for no order was recorded: %v", list)
+		}
+		// The provider sends the paid notification again: a duplicate now, recorded once.
+		again := []*surge.Payment{pay(pending, "p-1", "paid"), pay(twice, "t-3", "paid")}
+		_, err = f.s.ApplyPayments(f.ctx, again)
+		must(t, "ApplyPayments(again)", err)
+		if again[0].Outcome != surge.PaymentDuplicate || again[1].Outcome != surge.PaymentDuplicate {
+			t.Fatalf("outcomes of repeated payments = %q, %q; want duplicate", again[0].Outcome, again[1].Outcome)
+		}
+		list, err := f.s.PaymentsByOrder(f.ctx, pending.ID)
+		if err != nil || len(list) != 2 || list[1].NotifyID != "p-1" || list[1].Outcome != surge.PaymentApplied {
+			t.Fatalf("PaymentsByOrder = %v, %v; want processing and the one applied record", list, err)
+		}
+		a, err := f.s.AuditItem(f.ctx, 100, 1)
+		if err != nil || a.PaidWithoutOnePayment != 0 || a.Orders[surge.OrderPaid] != 3 {
+			t.Fatalf("AuditItem = %+v, %v; want 3 paid orders, each with one applied payment", a, err)
+		}
+	})
+
+	t.Run("ApplyPaymentsVersusExpiry", func(t *testing.T) {
+		f := newFixture(t, open)
+		const n = 30
+		orders := make([]*surge.Order, n)
+		for i := range orders {
+			orders[i] = f.order(int64(i), 100, fmt.Sprint("race-", i), f.now.Add(-time.Second))
+		}
+		var mu sync.Mutex
+		applied := map[int64]int{}
+		expired := map[int64]bool{}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			list, err := f.s.ExpireDue(f.ctx, f.now, n)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			for _, o := range list {
+				expired[o.ID] = true
+			}
+			mu.Unlock()
+		})
+		for node := range 3 { // three nodes each apply every payment, in batches of their own
+			wg.Go(func() {
+				for lo := 0; lo < n; lo += 7 {
+					var batch []*surge.Payment
+					for _, o := range orders[lo:min(lo+7, n)] {
+						batch = append(batch, &surge.Payment{NotifyID: fmt.Sprint(o.ID, "-", node), TxnID: o.TxnID, OrderID: o.ID,
+							Amount: o.Amount, Status: "paid", PaidAt: f.now, ReceivedAt: f.now})
+					}
+					if _, err := f.s.ApplyPayments(f.ctx, batch); err != nil {
+						if surge.ErrorCode(err) != surge.EUNAVAILABLE { // contention: the provider retries
+							t.Error(err)
+						}
+						continue
+					}
+					mu.Lock()
+					for _, p := range batch {
+						if p.Outcome == surge.PaymentApplied {
+							applied[p.OrderID]++
+						}
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		for _, o := range orders {
+			if applied[o.ID] > 1 || applied[o.ID] == 1 && expired[o.ID] || applied[o.ID] == 0 && !expired[o.ID] {
+				t.Fatalf("order %d: applied %d times, expired %v; want exactly one of the two", o.ID, applied[o.ID], expired[o.ID])
+			}
+		}
+	})
+
 	t.Run("AuditItem", func(t *testing.T) {
 		f := newFixture(t, open)
 		paid := f.order(1, 100, "a", f.now)

@@ -12,6 +12,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/surgecommerce/surge/nats"
+	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/purchase"
 )
 
 // Config is every setting of surge serve and surge migrate.
@@ -39,11 +41,13 @@ type Config struct {
 	PublicURL     string
 	PaymentURL    string
 	PaymentKey    string
+	PaySimFlight  int
 	UserRate      float64
 	IPRate        float64
 	InFlight      int
 	Proxies       string
 	AnswerWait    time.Duration
+	MaxWait       time.Duration
 	Dev           bool
 	LogLevel      string
 	LogFormat     string
@@ -74,10 +78,12 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL shoppers and the payment provider reach this deployment at (default: http://<addr>)")
 	fs.StringVar(&c.PaymentURL, "payment-url", "", "the payment provider's pay endpoint (default: the simulated provider built in, at <public-url>/paysim/v1/pay)")
 	fs.StringVar(&c.PaymentKey, "payment-key", "", "key shared with the payment provider for tickets and notifications (default: generated once into the data dir)")
+	fs.IntVar(&c.PaySimFlight, "payment-sim-in-flight", paysim.DefaultInFlight, "payments the built-in simulated provider works on at once; past it the payment page is told to retry (503)")
 	fs.Float64Var(&c.UserRate, "purchase-user-rate", 2, "purchase attempts per second one shopper may make (burst 2.5x)")
 	fs.Float64Var(&c.IPRate, "purchase-ip-rate", 200, "purchase attempts per second from one client IP (burst 2x)")
 	fs.IntVar(&c.InFlight, "purchase-in-flight", 20_000, "purchase attempts one node holds at once before it sheds load (503)")
 	fs.DurationVar(&c.AnswerWait, "purchase-answer-wait", 200*time.Millisecond, "how long a purchase waits for its decision before it is answered 202 queued with a ticket")
+	fs.DurationVar(&c.MaxWait, "purchase-max-wait", purchase.DefaultMaxWait, "the longest an attempt is let into an item's queue to wait for its decision, by the queue's measured pace (a tenth of it under a standing backlog); past it the attempt is answered 503 with Retry-After-Ms")
 	fs.StringVar(&c.Proxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (none by default)")
 	fs.Int64Var(&c.EventLogBytes, "event-log-bytes", nats.DefaultEventBytes, "bound of the events log; size it for the peak event rate times an hour (a full log answers ingestion 429)")
 	fs.BoolVar(&c.LiveCompute, "live-compute", true, "compute the live metrics on this node (in a scale-out deployment, on exactly one node; every node serves them)")
@@ -170,8 +176,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("log-format must be json or text")
 	case c.AnswerWait <= 0 || c.AnswerWait > time.Minute:
 		return fmt.Errorf("purchase-answer-wait must be between 1ns and 1m")
-	case c.UserRate <= 0 || c.IPRate <= 0 || c.InFlight <= 0:
-		return fmt.Errorf("purchase-user-rate, purchase-ip-rate and purchase-in-flight must be positive")
+	case c.MaxWait < 10*time.Millisecond || c.MaxWait > time.Minute:
+		return fmt.Errorf("purchase-max-wait must be between 10ms and 1m")
+	case c.UserRate <= 0 || c.IPRate <= 0 || c.InFlight <= 0 || c.PaySimFlight <= 0:
+		return fmt.Errorf("purchase-user-rate, purchase-ip-rate, purchase-in-flight and payment-sim-in-flight must be positive")
 	case c.proxies() == nil && c.Proxies != "":
 		return fmt.Errorf("trusted-proxies must be comma-separated CIDRs such as 10.0.0.0/8")
 	case c.StockBuckets < 0 || c.StockBuckets > 64:

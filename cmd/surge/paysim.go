@@ -21,6 +21,7 @@ func runPaymentSim(ctx context.Context, args []string, env func(string) string, 
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
 	key := fs.String("payment-key", env("SURGE_PAYMENT_KEY"), "key shared with Surge (surge serve --payment-key) [SURGE_PAYMENT_KEY]")
+	inFlight := fs.Int("in-flight", paysim.DefaultInFlight, "payments worked on at once (from the charge to the last notification acknowledged); past it a payment is refused 503 with Retry-After-Ms")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -28,7 +29,7 @@ func runPaymentSim(ctx context.Context, args []string, env func(string) string, 
 		return fmt.Errorf("--payment-key (or SURGE_PAYMENT_KEY) of at least 16 bytes is required")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	sim := paysim.New([]byte(*key), log)
+	sim := paysim.New([]byte(*key), *inFlight, log)
 	defer sim.Close()
 	mux := http.NewServeMux()
 	mux.Handle("/paysim/", sim.Handler())

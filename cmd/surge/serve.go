@@ -253,14 +253,22 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	}
 	payURL := c.PaymentURL
 	if payURL == "" {
-		sim := paysim.New(payKey, m.Log)
+		sim := paysim.New(payKey, c.PaySimFlight, m.Log)
 		m.closers = append(m.closers, func() error { sim.Close(); return nil })
 		deps.Paysim = sim.Handler()
 		payURL = public + "/paysim/v1/pay"
 	}
 	bg, stop := context.WithCancel(context.Background())
+	pending := order.NewPending(nil)
 	orders := order.New(b.db, b.db, b.stock, b.bus, order.Config{PaymentKey: payKey, PaymentURL: payURL,
-		NotifyURL: public + "/v1/payments/callback", TicketTTL: 10 * time.Minute}, m.Log, nil)
+		NotifyURL: public + "/v1/payments/callback", TicketTTL: 10 * time.Minute, Worker: c.WorkerID, Pending: pending,
+		Peers: b.bus, Registry: deps.Registry}, m.Log, nil)
+	unserve, err := b.bus.ServePending(c.WorkerID, pending.Get)
+	if err != nil {
+		stop()
+		return err
+	}
+	m.closers = append(m.closers, func() error { unserve(); return nil })
 	consumed, err := b.bus.Consume(bg, nats.OrdersStream, "order-writer", m.Log, orders.HandleCreate)
 	if err != nil {
 		stop()
@@ -276,7 +284,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	go func() { defer wg.Done(); orders.Run(bg) }()    // stops with bg
 	go func() { defer wg.Done(); blacklist.Run(bg) }() // stops with bg
 	buy := purchase.New(purchase.Config{TokenKey: secret, UserRate: rate.Limit(c.UserRate), UserBurst: int(c.UserRate*2.5 + 1),
-		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight, AnswerWait: c.AnswerWait}, b.db, b.stock, b.db, b.bus, blacklist, ids,
+		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight, AnswerWait: c.AnswerWait, MaxWait: c.MaxWait}, b.db, b.stock, b.db, pending, b.bus, blacklist, ids,
 		purchase.NewMetrics(deps.Registry), m.Log, nil)
 	m.closers = append(m.closers, func() error {
 		buy.Close()
