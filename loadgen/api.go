@@ -13,6 +13,7 @@ import (
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/client"
 	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/paysim"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/sale"
@@ -182,38 +183,19 @@ func (a *API) Poll(ctx context.Context, sh Shopper, ticket string) (*purchase.Re
 	return a.as(sh).PollPurchase(ctx, ticket)
 }
 
-// payRetryFor is how long a shopper keeps trying a busy payment provider.
-const payRetryFor = 10 * time.Second
-
-// orderVisibleWithin is how long an acknowledged order may take to show (R-3.7 says a second).
-const orderVisibleWithin = 5 * time.Second
-
-// Pay implements Target: a payment ticket, then the provider's payment page. The order is
-// written asynchronously after the answer, so a shopper quick to pay retries while it is not
-// there yet.
-func (a *API) Pay(ctx context.Context, sh Shopper, orderID int64) (bool, error) {
-	c := a.as(sh)
-	tk, err := c.PayTicket(ctx, orderID)
-	for deadline := time.Now().Add(orderVisibleWithin); surge.ErrorCode(err) == surge.ENOTFOUND && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-		tk, err = c.PayTicket(ctx, orderID)
-	}
-	if err != nil {
-		return false, err
-	}
-	// A provider with too many payments in flight says so (EUNAVAILABLE): the shopper tries
-	// again a moment later, as long as the ticket lasts.
-	_, err = c.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket})
-	for deadline := time.Now().Add(payRetryFor); surge.ErrorCode(err) == surge.EUNAVAILABLE && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
-		_, err = c.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket})
-	}
-	return err == nil, err
+// Order implements Target.
+func (a *API) Order(ctx context.Context, sh Shopper, orderID int64) (*surge.Order, error) {
+	return a.as(sh).Order(ctx, orderID)
 }
 
-// Order implements Target.
-func (a *API) Order(ctx context.Context, sh Shopper, orderID int64) error {
-	_, err := a.as(sh).Order(ctx, orderID)
+// PayTicket implements Target.
+func (a *API) PayTicket(ctx context.Context, sh Shopper, orderID int64) (*order.PayTicket, error) {
+	return a.as(sh).PayTicket(ctx, orderID)
+}
+
+// PayProvider implements Target.
+func (a *API) PayProvider(ctx context.Context, sh Shopper, tk *order.PayTicket) error {
+	_, err := a.as(sh).Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket})
 	return err
 }
 

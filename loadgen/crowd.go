@@ -9,16 +9,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"math/rand/v2"
-	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/audit"
+	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/purchase"
 )
 
@@ -29,7 +29,8 @@ type Shopper struct {
 	IP     string // its address, sent as X-Forwarded-For
 }
 
-// Target is what the crowd buys from: Surge's API, or the reference build.
+// Target is what the crowd buys from: Surge's API, or the reference build. Each method but
+// Setup, Shoppers and Audit is one request.
 type Target interface {
 	// Setup creates (or reuses) the sale's items and returns their ids, hottest first, and
 	// when the sale opens.
@@ -38,14 +39,17 @@ type Target interface {
 	Shoppers(ctx context.Context, n int) ([]Shopper, error)
 	// Page fetches an item's page for a shopper: the purchase token and what is left.
 	Page(ctx context.Context, sh Shopper, item int64) (token string, remaining int64, err error)
-	// Buy makes an attempt; an error is a refusal (with a domain code) or a failure.
+	// Buy makes an attempt; an error is a refusal (with a domain code and perhaps a retry
+	// hint) or a failure.
 	Buy(ctx context.Context, sh Shopper, req purchase.Request) (*purchase.Result, error)
 	// Poll asks for a queued attempt's answer.
 	Poll(ctx context.Context, sh Shopper, ticket string) (*purchase.Result, error)
-	// Pay pays an order; false when the target has no payment to exercise.
-	Pay(ctx context.Context, sh Shopper, orderID int64) (bool, error)
-	// Order reports whether a shopper's acknowledged order exists.
-	Order(ctx context.Context, sh Shopper, orderID int64) error
+	// Order reads one of the shopper's orders.
+	Order(ctx context.Context, sh Shopper, orderID int64) (*surge.Order, error)
+	// PayTicket asks for a payment ticket for the shopper's pending order.
+	PayTicket(ctx context.Context, sh Shopper, orderID int64) (*order.PayTicket, error)
+	// PayProvider takes a ticket to the payment provider's payment page.
+	PayProvider(ctx context.Context, sh Shopper, tk *order.PayTicket) error
 	// Audit checks the sale against the invariants.
 	Audit(ctx context.Context) (*audit.Report, error)
 	// Remaining reads the units left of all the sale's items, as the stock engine holds them
@@ -95,8 +99,8 @@ func (c *Config) defaults() {
 
 // String is the progress as one line.
 func (p Progress) String() string {
-	return fmt.Sprintf("%5.1fs  %6.0f/s  p50 %.2f ms  p99 %.2f ms  in flight %d  %s",
-		p.Elapsed.Seconds(), p.Rate, p.P50, p.P99, p.InFlight, outcomeList(p.Outcomes))
+	return fmt.Sprintf("%5.1fs  %6.0f/s  p50 %.2f ms  p99 %.2f ms  in flight %d  paid %d  %s",
+		p.Elapsed.Seconds(), p.Rate, p.P50, p.P99, p.InFlight, p.Paid, outcomeList(p.Outcomes))
 }
 
 // Progress is a live view of the run.
@@ -106,12 +110,14 @@ type Progress struct {
 	Outcomes map[string]int64
 	P50, P99 float64 // ms, of the attempts intended in the last full second
 	InFlight int64
+	Paid     int64
 }
 
 // Point is one second of the run, for the charts.
 type Point struct {
 	Second    int              `json:"second"`
 	Attempts  int64            `json:"attempts"`
+	Requests  int64            `json:"requests"` // of every kind, sent in that second
 	P50Ms     float64          `json:"p50_ms"`
 	P99Ms     float64          `json:"p99_ms"`
 	Outcomes  map[string]int64 `json:"outcomes"`
@@ -129,24 +135,42 @@ type Phase struct {
 // Result is a run's report.
 type Result struct {
 	Target         string           `json:"target"`
-	Attempts       int64            `json:"attempts"`
+	Attempts       int64            `json:"attempts"` // answers to attempts, a refused shopper's return included
 	AttemptsPerSec float64          `json:"attempts_per_sec"`
 	P50Ms          float64          `json:"p50_ms"`
 	P99Ms          float64          `json:"p99_ms"`
 	BeforeSellout  Phase            `json:"before_sellout"`
 	AfterSellout   Phase            `json:"after_sellout"`
 	Outcomes       map[string]int64 `json:"outcomes"`
+	// Shed is how many attempts were refused for load (EUNAVAILABLE); each such shopper came
+	// back after the refusal's hint, as a new attempt. ShedShare is their share of Attempts.
+	Shed      int64   `json:"shed"`
+	ShedShare float64 `json:"shed_share"`
+	// Requests counts the requests the crowd sent, by kind (attempt, poll, order, pay_ticket,
+	// provider_pay); RequestsPerSec is all of them over the crowd's whole time (CrowdSec).
+	Requests       map[string]int64 `json:"requests"`
+	RequestsPerSec float64          `json:"requests_per_sec"`
 	Orders         int64            `json:"orders"`    // distinct acknowledged orders
 	Paid           int64            `json:"paid"`      // orders the crowd paid
 	Abandoned      int64            `json:"abandoned"` // orders left to expire
-	PayErrors      int64            `json:"pay_errors"`
-	PayFailures    map[string]int64 `json:"pay_failures,omitempty"` // payment errors by code (ECONFLICT: the order expired first)
-	Invariants     []audit.Result   `json:"invariants"`
-	Passed         bool             `json:"passed"`
-	Series         []Point          `json:"series"`
-	DurationSec    float64          `json:"duration_sec"`
+	// OrderVisibleP50Ms and OrderVisibleP99Ms are the time from "success" to the order page
+	// showing the order; OrdersNotVisible counts those that did not show within 5 s.
+	OrderVisibleP50Ms float64 `json:"order_visible_p50_ms"`
+	OrderVisibleP99Ms float64 `json:"order_visible_p99_ms"`
+	OrdersNotVisible  int64   `json:"orders_not_visible"`
+	// PayErrors counts payments that failed for another reason than the order's expiry
+	// (PayFailures has them by code); PayExpired those refused because the order expired.
+	PayErrors   int64            `json:"pay_errors"`
+	PayFailures map[string]int64 `json:"pay_failures,omitempty"`
+	PayExpired  int64            `json:"pay_expired"`
+	Invariants  []audit.Result   `json:"invariants"`
+	Passed      bool             `json:"passed"`
+	Series      []Point          `json:"series"`
+	DurationSec float64          `json:"duration_sec"` // until the last arrival was answered
+	CrowdSec    float64          `json:"crowd_sec"`    // until the last winner was done
 
-	acks []ack // the orders shoppers were told of
+	acks    []ack    // the orders shoppers were told of
+	samples []string // a few failures of the journey, for the verdicts' details
 }
 
 // arrival is one scheduled attempt.
@@ -279,7 +303,7 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 	}
 	log("checking the invariants (waiting up to %s for the sale to settle)", c.Settle)
 	inv, passed := check(ctx, t, c.Settle, c.PayTimeout > 0)
-	res.Invariants = append(inv, verifyAcks(ctx, t, res.acks, c.MaxInFlight))
+	res.Invariants = append(inv, verifyAcks(ctx, t, res.acks, c.MaxInFlight), res.readable(), res.payments())
 	res.Passed = passed
 	for _, r := range res.Invariants {
 		if r.Status == audit.Fail {
@@ -360,128 +384,23 @@ func outcomeOf(res *purchase.Result, err error) string {
 	return OutError
 }
 
-// replay sends the arrivals at their intended times.
+// replay sends the arrivals at their intended times, and follows each winner to its order
+// page and its payment.
 func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arrival) (*Result, error) {
-	start := time.Now()
-	rec := newRecorder(start)
-	var inFlight atomic.Int64
-	var orders, paid, abandoned, payErrors atomic.Int64
-	var wg, payers sync.WaitGroup
-	payRng := rand.New(rand.NewPCG(c.Seed+1, c.Seed+2))
-	var payMu sync.Mutex
-	payNow := func() bool {
-		payMu.Lock()
-		defer payMu.Unlock()
-		return payRng.Float64() < c.PayShare
-	}
-	seen := sync.Map{} // order ids acknowledged, to count them once
-	payFailures := map[string]int64{}
-
-	stop := make(chan struct{})
-	var stopOnce sync.Once
-	halt := func() { stopOnce.Do(func() { close(stop) }) }
-	remaining := map[int]int64{} // second → units left, as last read in it
-	var progressWG sync.WaitGroup
-	defer func() { halt(); progressWG.Wait() }() // also when cancelled: nothing outlives the run
-	progressWG.Add(2)
-	go func() { // the stock chart: a read at a time (a slow read can take longer than a second)
-		defer progressWG.Done()
-		for {
-			at := int(time.Since(start) / time.Second)
-			if left, err := t.Remaining(ctx); err == nil {
-				rec.mu.Lock()
-				remaining[at] = left
-				rec.mu.Unlock()
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Until(start.Add(time.Duration(at+1) * time.Second))):
-			}
-		}
-	}()
-	go func() { // the live progress, once a second
-		defer progressWG.Done()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		var lastDone int64
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			rec.mu.Lock()
-			done := rec.seen
-			out := maps.Clone(rec.outcomes)
-			var last []float64 // the second just ended: what the live figures are about
-			if i := int(time.Since(start)/time.Second) - 1; i >= 0 && i < len(rec.seconds) {
-				last = slices.Clone(rec.seconds[i].lat)
-			}
-			rec.mu.Unlock()
-			if c.Progress != nil {
-				p50, p99 := Percentiles(last)
-				c.Progress(Progress{Elapsed: time.Since(start), Rate: float64(done - lastDone), Outcomes: out, P50: p50, P99: p99, InFlight: inFlight.Load()})
-			}
-			lastDone = done
-		}
-	}()
-
-	attempt := func(a arrival) {
-		intended := start.Add(a.at)
-		sh := crowd[a.who]
-		req := purchase.Request{ItemID: a.item, Quantity: 1, RequestID: fmt.Sprintf("lg%d-%d", a.who, a.at), Token: a.token}
-		res, err := t.Buy(ctx, sh, req)
-		// A queued shopper polls, backing off as apps do, so that a slow sale is not
-		// buried under its own polls. Its latency runs to the final answer.
-		wait := c.PollEvery
-		for deadline := time.Now().Add(30 * time.Second); err == nil && res.Status == purchase.StatusQueued && time.Now().Before(deadline); {
-			time.Sleep(wait)
-			wait = min(2*wait, time.Second)
-			res, err = t.Poll(ctx, sh, res.Ticket)
-		}
-		outcome := outcomeOf(res, err)
-		rec.record(intended, time.Now(), outcome)
-		if outcome != OutSuccess {
-			return
-		}
-		if _, dup := seen.LoadOrStore(res.OrderID, sh); dup {
-			return
-		}
-		orders.Add(1)
-		if a.bot || !payNow() {
-			abandoned.Add(1)
-			return
-		}
-		payers.Add(1)
-		go func() {
-			defer payers.Done()
-			time.Sleep(c.PayDelay)
-			ok, err := t.Pay(ctx, sh, res.OrderID)
-			switch {
-			case err != nil:
-				payErrors.Add(1)
-				payMu.Lock()
-				payFailures[surge.ErrorCode(err)]++
-				payMu.Unlock()
-			case ok:
-				paid.Add(1)
-			default:
-				abandoned.Add(1) // the target takes no payments
-			}
-		}()
-	}
-
+	r := newCrowdRun(ctx, t, c, crowd)
+	defer func() { r.halt(); r.progress.Wait() }() // also when cancelled: nothing outlives the run
+	r.progress.Add(2)
+	go r.readStock()     // stops with halt
+	go r.printProgress() // stops with halt
 	// MaxInFlight shoppers take the arrivals in turn. When every one is busy, an arrival waits,
 	// and its wait counts in its latency. (A goroutine per attempt grew a new stack through the
 	// HTTP client each time: 0.75 s of the 6.8 s its attempts spent in a profile of a crowd.)
 	arrivals := make(chan arrival)
+	var wg sync.WaitGroup
 	for range c.MaxInFlight {
 		wg.Go(func() {
 			for a := range arrivals {
-				inFlight.Add(1)
-				attempt(a)
-				inFlight.Add(-1)
+				r.attempt(a, r.start.Add(a.at), 0)
 			}
 		})
 	}
@@ -489,7 +408,7 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 	defer timer.Stop()
 dispatch:
 	for _, a := range plan {
-		if d := time.Until(start.Add(a.at)); d > 0 {
+		if d := time.Until(r.start.Add(a.at)); d > 0 {
 			timer.Reset(d)
 			select {
 			case <-timer.C:
@@ -505,32 +424,15 @@ dispatch:
 	}
 	close(arrivals)
 	wg.Wait()
-	end := time.Since(start)
-	payers.Wait()
+	end := time.Since(r.start)
+	r.followers.Wait() // winners reading and paying, refused shoppers coming back
+	all := time.Since(r.start)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	halt()
-	progressWG.Wait()
-
-	r := &Result{Outcomes: rec.outcomes, Orders: orders.Load(), Paid: paid.Load(), Abandoned: abandoned.Load(),
-		PayErrors: payErrors.Load(), PayFailures: payFailures, DurationSec: end.Seconds(), Attempts: rec.seen}
-	r.AttemptsPerSec = float64(rec.seen) / end.Seconds()
-	r.P50Ms, r.P99Ms = Percentiles(rec.all)
-	r.BeforeSellout, r.AfterSellout = rec.phases(end)
-	for i, s := range rec.seconds {
-		p50, p99 := Percentiles(s.lat)
-		pt := Point{Second: i, Attempts: s.attempts, P50Ms: p50, P99Ms: p99, Outcomes: s.outcomes, Remaining: -1}
-		if left, ok := remaining[i]; ok {
-			pt.Remaining = left
-		}
-		r.Series = append(r.Series, pt)
-	}
-	seen.Range(func(k, v any) bool {
-		r.acks = append(r.acks, ack{k.(int64), v.(Shopper)})
-		return true
-	})
-	return r, nil
+	r.halt()
+	r.progress.Wait()
+	return r.result(end, all), nil
 }
 
 // ack is an order a shopper was told of.
@@ -552,10 +454,10 @@ func verifyAcks(ctx context.Context, t Target, acks []ack, workers int) audit.Re
 		go func() {
 			defer lookups.Done()
 			for i := int(next.Add(1) - 1); i < len(acks); i = int(next.Add(1) - 1) {
-				err := t.Order(ctx, acks[i].sh, acks[i].id)
+				_, err := t.Order(ctx, acks[i].sh, acks[i].id)
 				for try := 1; err != nil && try < orderLookupTries && ctx.Err() == nil; try++ {
 					time.Sleep(time.Duration(try) * 200 * time.Millisecond) // a busy node
-					err = t.Order(ctx, acks[i].sh, acks[i].id)
+					_, err = t.Order(ctx, acks[i].sh, acks[i].id)
 				}
 				var n int64
 				switch {
@@ -583,8 +485,62 @@ func verifyAcks(ctx context.Context, t Target, acks []ack, workers int) audit.Re
 // orderLookupTries is how often the crowd asks for an acknowledged order before calling it lost.
 const orderLookupTries = 5
 
-// AcknowledgedOrders is the crowd's own check: every success it was told of has its order.
-const AcknowledgedOrders = "3-acknowledged-orders-exist"
+// The crowd's own checks, beside the audit's invariants.
+const (
+	// AcknowledgedOrders: every success the crowd was told of has its order, once the sale
+	// has settled.
+	AcknowledgedOrders = "3-acknowledged-orders-exist"
+	// OrdersReadable: every winner read its order within 5 s of "success", and the p99 of that
+	// time is at most a second (invariant 7, R-3.6).
+	OrdersReadable = "7-orders-readable"
+	// PaymentsSucceed: no payment failed but for its order's expiry (invariant 7).
+	PaymentsSucceed = "7-payments-succeed"
+)
+
+// readable is the verdict on the winners' order pages.
+func (r *Result) readable() audit.Result {
+	v := audit.Result{Invariant: OrdersReadable, Status: audit.Pass, Checked: r.Orders, Violations: r.OrdersNotVisible}
+	v.Details = append(v.Details, fmt.Sprintf("success to order readable: p50 %.1f ms, p99 %.1f ms", r.OrderVisibleP50Ms, r.OrderVisibleP99Ms))
+	if r.OrdersNotVisible > 0 {
+		v.Status = audit.Fail
+		v.Details = append(v.Details, fmt.Sprintf("%d orders not readable within %s", r.OrdersNotVisible, orderVisibleWithin))
+	}
+	if r.OrderVisibleP99Ms > float64(visibleP99Within.Milliseconds()) {
+		v.Status = audit.Fail
+		v.Details = append(v.Details, fmt.Sprintf("p99 over %s", visibleP99Within))
+	}
+	if r.Orders == 0 {
+		v.Status = audit.NA
+	}
+	v.Details = append(v.Details, r.failures("not readable")...)
+	return v
+}
+
+// payments is the verdict on the payments.
+func (r *Result) payments() audit.Result {
+	v := audit.Result{Invariant: PaymentsSucceed, Status: audit.Pass, Checked: r.Paid + r.PayErrors + r.PayExpired, Violations: r.PayErrors}
+	v.Details = append(v.Details, fmt.Sprintf("paid %d, refused after the order expired %d", r.Paid, r.PayExpired))
+	if r.PayErrors > 0 {
+		v.Status = audit.Fail
+		v.Details = append(v.Details, fmt.Sprintf("%d payments failed (%s)", r.PayErrors, outcomeList(r.PayFailures)))
+	}
+	if v.Checked == 0 {
+		v.Status = audit.NA
+	}
+	v.Details = append(v.Details, r.failures("payment of")...)
+	return v
+}
+
+// failures returns the kept failure samples that contain what.
+func (r *Result) failures(what string) []string {
+	var out []string
+	for _, s := range r.samples {
+		if strings.Contains(s, what) && len(out) < maxSamplesKept {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 func acknowledged(orders, lost, unchecked int64) audit.Result {
 	r := audit.Result{Invariant: AcknowledgedOrders, Status: audit.Pass, Checked: orders, Violations: lost + unchecked}

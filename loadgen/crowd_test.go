@@ -12,6 +12,7 @@ import (
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/audit"
+	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/purchase"
 )
 
@@ -55,8 +56,15 @@ func (s *slowShop) Buy(ctx context.Context, _ Shopper, req purchase.Request) (*p
 func (s *slowShop) Poll(context.Context, Shopper, string) (*purchase.Result, error) {
 	return nil, errors.New("never queued")
 }
-func (s *slowShop) Pay(context.Context, Shopper, int64) (bool, error) { return false, nil }
-func (s *slowShop) Order(context.Context, Shopper, int64) error       { return nil }
+func (s *slowShop) Order(context.Context, Shopper, int64) (*surge.Order, error) {
+	return nil, errors.New("sells nothing")
+}
+func (s *slowShop) PayTicket(context.Context, Shopper, int64) (*order.PayTicket, error) {
+	return nil, errors.New("sells nothing")
+}
+func (s *slowShop) PayProvider(context.Context, Shopper, *order.PayTicket) error {
+	return errors.New("sells nothing")
+}
 func (s *slowShop) Audit(context.Context) (*audit.Report, error) {
 	return audit.Check(0, nil, nil), nil
 }

@@ -18,7 +18,11 @@ func Summary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "  after sell-out:  %d attempts, %.0f/s, p50 %.2f ms, p99 %.2f ms\n", r.AfterSellout.Attempts,
 		r.AfterSellout.AttemptsPerSec, r.AfterSellout.P50Ms, r.AfterSellout.P99Ms)
 	fmt.Fprintf(w, "  outcomes: %s\n", outcomeList(r.Outcomes))
-	fmt.Fprintf(w, "  orders %d: paid %d, abandoned %d, payment errors %d", r.Orders, r.Paid, r.Abandoned, r.PayErrors)
+	fmt.Fprintf(w, "  shed: %d attempts (%.1f%%) refused for load, each shopper back after the hint\n", r.Shed, 100*r.ShedShare)
+	fmt.Fprintf(w, "  requests: %.0f/s of every kind over %.1fs (%s)\n", r.RequestsPerSec, r.CrowdSec, outcomeList(r.Requests))
+	fmt.Fprintf(w, "  orders %d: readable after success p50 %.1f ms, p99 %.1f ms, not within 5 s %d\n", r.Orders,
+		r.OrderVisibleP50Ms, r.OrderVisibleP99Ms, r.OrdersNotVisible)
+	fmt.Fprintf(w, "  paid %d, abandoned %d, refused after expiry %d, payment errors %d", r.Paid, r.Abandoned, r.PayExpired, r.PayErrors)
 	if len(r.PayFailures) > 0 {
 		fmt.Fprintf(w, " (%s)", outcomeList(r.PayFailures))
 	}
@@ -95,6 +99,7 @@ func newChart(title, unit string, secs int, series map[string][]float64, colors 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"y":   func(c chart, v float64) float64 { return chartH - chartH*v/c.Max },
 	"num": func(v float64) string { return fmt.Sprintf("%.4g", v) },
+	"pct": func(v float64) float64 { return 100 * v },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Surge load test</title>
 <style>
@@ -113,7 +118,10 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 <tr><th>before sell-out</th><td>{{.R.BeforeSellout.Attempts}} attempts, {{num .R.BeforeSellout.AttemptsPerSec}}/s, p50 {{num .R.BeforeSellout.P50Ms}} ms, p99 {{num .R.BeforeSellout.P99Ms}} ms</td></tr>
 <tr><th>after sell-out</th><td>{{.R.AfterSellout.Attempts}} attempts, {{num .R.AfterSellout.AttemptsPerSec}}/s, p50 {{num .R.AfterSellout.P50Ms}} ms, p99 {{num .R.AfterSellout.P99Ms}} ms</td></tr>
 <tr><th>outcomes</th><td>{{.Outcomes}}</td></tr>
-<tr><th>orders</th><td>{{.R.Orders}}: paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, payment errors {{.R.PayErrors}}</td></tr>
+<tr><th>shed</th><td>{{.R.Shed}} attempts refused for load ({{num (pct .R.ShedShare)}}%), each shopper back after the hint</td></tr>
+<tr><th>requests</th><td>{{num .R.RequestsPerSec}}/s of every kind over {{num .R.CrowdSec}} s: {{.Requests}}</td></tr>
+<tr><th>orders</th><td>{{.R.Orders}}: readable after success p50 {{num .R.OrderVisibleP50Ms}} ms, p99 {{num .R.OrderVisibleP99Ms}} ms; not within 5 s {{.R.OrdersNotVisible}}</td></tr>
+<tr><th>payments</th><td>paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, refused after expiry {{.R.PayExpired}}, payment errors {{.R.PayErrors}}{{if .R.PayFailures}} ({{.PayFailures}}){{end}}</td></tr>
 </table>
 <h2>Invariants</h2>
 <table><tr><th>invariant</th><th>verdict</th><th>checked</th><th>violations</th><th>details</th></tr>
@@ -136,14 +144,16 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 // invariants, and charts of rate, latency and stock over time.
 func WriteHTML(w io.Writer, runs ...*Result) error {
 	type run struct {
-		R        *Result
-		Outcomes string
-		Charts   []chart
+		R           *Result
+		Outcomes    string
+		Requests    string
+		PayFailures string
+		Charts      []chart
 	}
 	var data struct{ Runs []run }
 	for _, r := range runs {
 		n := len(r.Series)
-		rate := map[string][]float64{}
+		rate := map[string][]float64{"requests of every kind": make([]float64, n)}
 		lat := map[string][]float64{"p50": make([]float64, n), "p99": make([]float64, n)}
 		stock := map[string][]float64{"units left (all items)": make([]float64, n)}
 		for i, p := range r.Series {
@@ -153,17 +163,19 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 				}
 				rate[k][i] = float64(p.Outcomes[k])
 			}
+			rate["requests of every kind"][i] = float64(p.Requests)
 			lat["p50"][i], lat["p99"][i] = p.P50Ms, p.P99Ms
 			stock["units left (all items)"][i] = float64(p.Remaining)
 		}
 		colors := map[string]string{OutSuccess: "#15803d", OutSoldOut: "#6b7280", OutLimit: "#ca8a04", OutRateLimited: "#9333ea",
 			OutRejected: "#b91c1c", OutUnavailable: "#ea580c", OutError: "#000", "p50": "#2563eb", "p99": "#b91c1c",
-			"units left (all items)": "#0f766e"}
-		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Charts: []chart{
-			newChart("Attempts per second, by outcome", "attempts/s", n, rate, colors),
-			newChart("Latency per second (ms, from the intended send time)", "ms", n, lat, colors),
-			newChart("Stock left (all items)", "units", n, stock, colors),
-		}})
+			"units left (all items)": "#0f766e", "requests of every kind": "#64748b"}
+		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Requests: outcomeList(r.Requests),
+			PayFailures: outcomeList(r.PayFailures), Charts: []chart{
+				newChart("Attempts per second by outcome, and requests of every kind", "per second", n, rate, colors),
+				newChart("Latency per second (ms, from the intended send time)", "ms", n, lat, colors),
+				newChart("Stock left (all items)", "units", n, stock, colors),
+			}})
 	}
 	return page.Execute(w, data)
 }

@@ -12,14 +12,20 @@ import (
 // The live line and the summary name every outcome in order, with the figures people read.
 func TestProgressAndSummary(t *testing.T) {
 	p := Progress{Elapsed: 2500 * time.Millisecond, Rate: 1200, Outcomes: map[string]int64{OutSuccess: 7, OutSoldOut: 3},
-		P50: 1.5, P99: 9.25, InFlight: 4}
-	if got, want := p.String(), "  2.5s    1200/s  p50 1.50 ms  p99 9.25 ms  in flight 4  sold_out 3, success 7"; got != want {
+		P50: 1.5, P99: 9.25, InFlight: 4, Paid: 2}
+	if got, want := p.String(), "  2.5s    1200/s  p50 1.50 ms  p99 9.25 ms  in flight 4  paid 2  sold_out 3, success 7"; got != want {
 		t.Fatalf("progress = %q; want %q", got, want)
 	}
 	var b bytes.Buffer
-	Summary(&b, &Result{Target: "t", Attempts: 10, Outcomes: p.Outcomes, Passed: false,
-		Invariants: []audit.Result{{Invariant: audit.StockBalance, Status: audit.Fail, Checked: 1, Violations: 1, Details: []string{"oversold"}}}})
-	for _, want := range []string{"10 attempts", "sold_out 3, success 7", "FAIL 1-stock-balance", "(oversold)", "FAILED"} {
+	res := &Result{Target: "t", Attempts: 10, Outcomes: p.Outcomes, Passed: false, Shed: 2, ShedShare: 0.2,
+		Requests: map[string]int64{KindAttempt: 10, KindOrder: 7}, RequestsPerSec: 8.5, CrowdSec: 2, Orders: 7,
+		OrderVisibleP50Ms: 3, OrderVisibleP99Ms: 1200, Paid: 4, PayErrors: 1, PayFailures: map[string]int64{"EINTERNAL": 1},
+		Invariants: []audit.Result{{Invariant: audit.StockBalance, Status: audit.Fail, Checked: 1, Violations: 1, Details: []string{"oversold"}}}}
+	res.Invariants = append(res.Invariants, res.readable(), res.payments())
+	Summary(&b, res)
+	for _, want := range []string{"10 attempts", "sold_out 3, success 7", "FAIL 1-stock-balance", "(oversold)", "FAILED",
+		"shed: 2 attempts (20.0%)", "requests: 8/s of every kind over 2.0s (attempt 10, order 7)", "p99 1200.0 ms",
+		"FAIL 7-orders-readable", "p99 over 1s", "FAIL 7-payments-succeed", "1 payments failed (EINTERNAL 1)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())
 		}

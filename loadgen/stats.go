@@ -40,6 +40,7 @@ type recorder struct {
 
 type second struct {
 	attempts int64
+	requests int64
 	outcomes map[string]int64
 	lat      []float64
 	inFlight int64
@@ -55,6 +56,13 @@ func (r *recorder) secondAt(at time.Time) *second {
 		r.seconds = append(r.seconds, &second{outcomes: map[string]int64{}})
 	}
 	return r.seconds[i]
+}
+
+// request notes a request of any kind sent at at.
+func (r *recorder) request(at time.Time) {
+	r.mu.Lock()
+	r.secondAt(at).requests++
+	r.mu.Unlock()
 }
 
 // record notes an attempt intended at intended and answered at done with outcome.

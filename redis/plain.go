@@ -19,19 +19,35 @@ type Plain struct{ c *Client }
 func (c *Client) Plain() *Plain { return &Plain{c: c} }
 
 func (p *Plain) keys(item int64) (stock, buyers string) {
-	tag := fmt.Sprintf("%s:plain:{%d}", p.c.prefix, item)
+	tag := p.tag(item)
 	return tag + ":stock", tag + ":buyers"
 }
 
-// Load sets an item's stock and forgets its buyers.
+func (p *Plain) tag(item int64) string { return fmt.Sprintf("%s:plain:{%d}", p.c.prefix, item) }
+
+// Load sets an item's stock and forgets its buyers and payments.
 func (p *Plain) Load(ctx context.Context, item, units int64) error {
 	stock, buyers := p.keys(item)
 	_, err := p.c.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
 		tx.Set(ctx, stock, units, 0)
-		tx.Del(ctx, buyers)
+		tx.Del(ctx, buyers, p.tag(item)+":paid")
 		return nil
 	})
 	return unavailable(err)
+}
+
+// Confirm records qty units of an item as paid for.
+func (p *Plain) Confirm(ctx context.Context, item, qty int64) error {
+	return unavailable(p.c.rdb.IncrBy(ctx, p.tag(item)+":paid", qty).Err())
+}
+
+// Paid is how many units of an item were confirmed paid.
+func (p *Plain) Paid(ctx context.Context, item int64) (int64, error) {
+	n, err := p.c.rdb.Get(ctx, p.tag(item)+":paid").Int64()
+	if err == redis.Nil {
+		return 0, nil
+	}
+	return n, unavailable(err)
 }
 
 // plainBuy: KEYS stock, buyers; ARGV user, qty, limit. Returns 1 bought, 0 sold out, -1 limit.

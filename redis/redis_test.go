@@ -88,10 +88,23 @@ func TestPlainStock(t *testing.T) {
 	if err := p.Undo(ctx, 2, 7, 1); err != nil {
 		t.Fatal(err)
 	}
+
 	if out, _ := p.Buy(ctx, 2, 7, 1, 1); out != surge.Reserved {
 		t.Fatalf("buy after undo = %v; want Reserved", out)
 	}
 	if left, _ := p.Left(ctx, 2); left != 4 {
 		t.Fatalf("left = %d; want 4", left)
+	}
+	for range 2 {
+		if err := p.Confirm(ctx, 2, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if paid, err := p.Paid(ctx, 2); paid != 2 || err != nil {
+		t.Fatalf("Paid after two confirms = %d, %v; want 2", paid, err)
+	}
+	p.Load(ctx, 2, 5)
+	if paid, _ := p.Paid(ctx, 2); paid != 0 {
+		t.Fatalf("Paid after a reload = %d; want 0", paid)
 	}
 }

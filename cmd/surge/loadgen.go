@@ -74,7 +74,7 @@ func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*lo
 	fs.DurationVar(&f.cfg.Settle, "settle", time.Minute, "how long the checker waits for the sale to settle")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object instead of the summary")
 	fs.StringVar(&f.html, "html", "", "also write a report with charts to this HTML file")
-	fs.BoolVar(&f.reference, "reference", false, "run the crowd against the reference build instead (per request a Redis Lua decrement and a synchronous SQL insert), started in this process")
+	fs.BoolVar(&f.reference, "reference", false, "run the crowd against the reference build instead (per attempt a Redis Lua decrement and a synchronous SQL insert; per payment callback a synchronous SQL update and a Redis confirm), started in this process")
 	fs.BoolVar(&f.compare, "compare", false, "run the crowd against --target and the reference, alternating, with the same seed, and print the ratios")
 	fs.IntVar(&f.rounds, "rounds", 1, "with --compare: rounds of the two runs; the medians are compared")
 	fs.StringVar(&f.redisURL, "redis-url", env("SURGE_REDIS_URL"), "the reference's Redis (required with --reference or --compare)")
@@ -195,14 +195,15 @@ func runReference(ctx context.Context, f *loadgenFlags, logf func(string, ...any
 	if _, err := orders.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	ref := &loadgen.Reference{Stock: rc.Plain(), Orders: orders, IDs: ids.Next, Items: f.items, Units: f.units, Limit: f.limit}
+	ref := &loadgen.Reference{Stock: rc.Plain(), Orders: orders, IDs: ids.Next, Items: f.items, Units: f.units, Limit: f.limit,
+		PayTimeout: f.payTimeout}
 	if err := ref.Start(f.cfg.MaxInFlight); err != nil {
 		return nil, err
 	}
 	defer ref.Close()
 	cfg := f.cfg
-	cfg.PayTimeout = 0 // the reference takes no payments: nothing expires
-	logf("reference build at %s (Redis Lua decrement + synchronous %s insert per request)", ref.URL(), where)
+	cfg.PayTimeout = 0 // the reference expires nothing: no wait for abandoned orders
+	logf("reference build at %s (per attempt a Redis Lua decrement and a synchronous %s insert; per payment callback a synchronous %[2]s update and a Redis confirm)", ref.URL(), where)
 	res, err := loadgen.Run(ctx, ref, cfg, logf)
 	if err != nil {
 		return nil, err
