@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,4 +91,40 @@ func TestReadsAreNotStarvedByWaitingWriters(t *testing.T) {
 	if list, err := db.OrdersByUser(ctx, 31, 10); err != nil || len(list) != 1 {
 		t.Fatalf("the waiting writers' orders = %v, %v", list, err)
 	}
+}
+
+// BenchmarkOrderByID reads one order by id, as an order page and a payment ticket do, from
+// parallel readers.
+func BenchmarkOrderByID(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "surge.db"), storetest.IDs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const n = 10_000
+	orders := make([]surge.Order, n)
+	now := time.Now().UTC()
+	for i := range orders {
+		orders[i] = surge.Order{ID: int64(i + 1), TxnID: fmt.Sprint("T", i+1), RequestID: fmt.Sprint("r", i), UserID: int64(i), SessionID: 1,
+			ItemID: 2, SKUID: 3, MerchantID: 4, Quantity: 1, Amount: surge.Money{Amount: 100, Currency: "CNY"},
+			State: surge.OrderPendingPayment, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	if _, err := db.CreateOrders(ctx, orders); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := db.OrderByID(ctx, next.Add(1)%n+1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

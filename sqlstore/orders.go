@@ -70,16 +70,16 @@ func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool,
 
 // OrderByID implements surge.OrderStore.
 func (s *Store) OrderByID(ctx context.Context, id int64) (*surge.Order, error) {
-	return s.orderWhere(ctx, s.db, `id = ?`, id)
+	return s.orderWhere(ctx, nil, `id = ?`, id)
 }
 
 // OrderByRequest implements surge.OrderStore.
 func (s *Store) OrderByRequest(ctx context.Context, itemID, userID int64, requestID string) (*surge.Order, error) {
-	return s.orderWhere(ctx, s.db, `item_id = ? AND user_id = ? AND request_id = ?`, itemID, userID, requestID)
+	return s.orderWhere(ctx, nil, `item_id = ? AND user_id = ? AND request_id = ?`, itemID, userID, requestID)
 }
 
-func (s *Store) orderWhere(ctx context.Context, q querier, where string, args ...any) (*surge.Order, error) {
-	list, err := s.orders(ctx, q, where, args...)
+func (s *Store) orderWhere(ctx context.Context, tx *sql.Tx, where string, args ...any) (*surge.Order, error) {
+	list, err := s.orders(ctx, tx, where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -91,11 +91,16 @@ func (s *Store) orderWhere(ctx context.Context, q querier, where string, args ..
 
 // OrdersByUser implements surge.OrderStore.
 func (s *Store) OrdersByUser(ctx context.Context, userID int64, n int) ([]*surge.Order, error) {
-	return s.orders(ctx, s.db, `user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit(n))
+	return s.orders(ctx, nil, `user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit(n))
 }
 
-func (s *Store) orders(ctx context.Context, q querier, where string, args ...any) ([]*surge.Order, error) {
-	rows, err := q.QueryContext(ctx, s.q(`SELECT `+orderColumns+` FROM orders WHERE `+where), args...)
+// orders reads the orders where where holds (a constant clause), within tx if not nil.
+func (s *Store) orders(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]*surge.Order, error) {
+	st, err := s.stmt(ctx, tx, s.q(`SELECT `+orderColumns+` FROM orders WHERE `+where))
+	if err != nil {
+		return nil, s.wrap(err, "orders")
+	}
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, s.wrap(err, "orders")
 	}
@@ -198,7 +203,7 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, n int) ([]*surge.O
 
 // UnsettledStock implements surge.OrderStore.
 func (s *Store) UnsettledStock(ctx context.Context, n int) ([]*surge.Order, error) {
-	return s.orders(ctx, s.db, `stock_settled = 0 AND state IN (?, ?) ORDER BY id LIMIT ?`,
+	return s.orders(ctx, nil, `stock_settled = 0 AND state IN (?, ?) ORDER BY id LIMIT ?`,
 		string(surge.OrderPaid), string(surge.OrderCancelled), limit(n))
 }
 
@@ -264,7 +269,7 @@ func (s *Store) applyPayment(ctx context.Context, tx *sql.Tx, p *surge.Payment, 
 	case p.Status != surge.PaymentStatusPaid:
 		p.Outcome = surge.PaymentIgnored
 	case o.State == surge.OrderPendingPayment:
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET state = ?, paid_at = ? WHERE id = ? AND state = ?`),
+		if err := s.execIn(ctx, tx, `UPDATE orders SET state = ?, paid_at = ? WHERE id = ? AND state = ?`,
 			string(surge.OrderPaid), ms(p.ReceivedAt), o.ID, string(surge.OrderPendingPayment)); err != nil {
 			return nil, err
 		}
@@ -276,9 +281,11 @@ func (s *Store) applyPayment(ctx context.Context, tx *sql.Tx, p *surge.Payment, 
 		p.Outcome = surge.PaymentDuplicate
 	default: // paid or later: did a notification pay it?
 		var n int
-		err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM payments WHERE order_id = ? AND outcome = ?`),
-			o.ID, surge.PaymentApplied).Scan(&n)
+		st, err := s.stmt(ctx, tx, s.q(`SELECT COUNT(*) FROM payments WHERE order_id = ? AND outcome = ?`))
 		if err != nil {
+			return nil, err
+		}
+		if err := st.QueryRowContext(ctx, o.ID, surge.PaymentApplied).Scan(&n); err != nil {
 			return nil, err
 		}
 		p.Outcome = surge.PaymentDuplicate
@@ -289,13 +296,23 @@ func (s *Store) applyPayment(ctx context.Context, tx *sql.Tx, p *surge.Payment, 
 	if p.Outcome == surge.PaymentApplied {
 		applied[o.ID] = true
 	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
-		status, paid_at, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notify_id) DO NOTHING`),
+	err = s.execIn(ctx, tx, `INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
+		status, paid_at, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notify_id) DO NOTHING`,
 		p.NotifyID, p.TxnID, p.OrderID, p.Amount.Amount, p.Amount.Currency, p.Status, ms(p.PaidAt), ms(p.ReceivedAt), p.Outcome)
 	if err != nil {
 		return nil, err
 	}
 	return o, nil
+}
+
+// execIn runs a constant writing statement, prepared once, within tx.
+func (s *Store) execIn(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	st, err := s.stmt(ctx, tx, s.q(query))
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx, args...)
+	return err
 }
 
 // RecordPayment implements surge.OrderStore.
