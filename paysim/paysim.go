@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/surgecommerce/surge"
@@ -24,10 +25,14 @@ import (
 const (
 	MaxDuplicates = 5
 	MaxDelay      = time.Minute
-	// DefaultInFlight is how many payments the provider works on at once unless told otherwise:
-	// a payment is in flight from its charge until the merchant acknowledged its last
+	// DefaultInFlight is how many payments the provider holds at once unless told otherwise: a
+	// payment is in flight from its charge until the merchant acknowledged its last
 	// notification. Past it, a payment is refused 503 with a hint of when to come back.
-	DefaultInFlight = 1024
+	DefaultInFlight = 65_536
+	// Senders is how many notifications the provider sends at once, on as many kept-alive
+	// connections: a real provider's delivery queue works through its backlog at the pace the
+	// merchant answers, rather than with a connection per payment.
+	Senders = 256
 	// BusyRetryMs is that hint: a payment page tries again after it.
 	BusyRetryMs     = 200
 	callbackTimeout = 5 * time.Second
@@ -51,13 +56,18 @@ type PayResponse struct {
 	Status string `json:"status"`
 }
 
-// Provider is the simulated provider.
+// Provider is the simulated provider. Payments are charged at once and their notifications
+// queued; Senders goroutines deliver them.
 type Provider struct {
-	key    []byte
-	client *http.Client
-	log    *slog.Logger
-	now    func() time.Time
-	slots  chan struct{}
+	key       []byte
+	client    *http.Client
+	log       *slog.Logger
+	now       func() time.Time
+	capacity  int64
+	inFlight  atomic.Int64  // payments charged whose notifications are not all delivered
+	queue     chan delivery // holds up to capacity: a charge is refused rather than queued past it
+	timers    sync.Map      // id → *time.Timer of a delivery waiting out its delay, to stop on Close
+	nextTimer atomic.Int64
 
 	mu   sync.Mutex
 	paid map[string]bool // transactions charged, so a second charge is refused
@@ -65,8 +75,14 @@ type Provider struct {
 	quit chan struct{}
 }
 
-// New returns a provider that shares key with the merchant and works on at most inFlight
-// payments at once (DefaultInFlight when not positive).
+// delivery is one payment's notifications, to send in order.
+type delivery struct {
+	t   payment.Ticket
+	req PayRequest
+}
+
+// New returns a provider that shares key with the merchant and holds at most inFlight
+// payments at once (DefaultInFlight when not positive). Close stops it.
 func New(key []byte, inFlight int, log *slog.Logger) *Provider {
 	if inFlight <= 0 {
 		inFlight = DefaultInFlight
@@ -74,15 +90,39 @@ func New(key []byte, inFlight int, log *slog.Logger) *Provider {
 	// Callbacks keep their connections: with Go's default of two idle connections per host, a
 	// burst of payments opened and closed a connection to the merchant for nearly every one.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = inFlight, inFlight
-	return &Provider{key: key, client: &http.Client{Timeout: callbackTimeout, Transport: tr}, log: log, now: time.Now,
-		slots: make(chan struct{}, inFlight), paid: make(map[string]bool), quit: make(chan struct{})}
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = Senders, Senders
+	p := &Provider{key: key, client: &http.Client{Timeout: callbackTimeout, Transport: tr}, log: log, now: time.Now,
+		capacity: int64(inFlight), queue: make(chan delivery, inFlight), paid: make(map[string]bool), quit: make(chan struct{})}
+	for range Senders {
+		p.wg.Add(1)
+		go p.send() // stops on Close
+	}
+	return p
 }
 
-// Close stops callbacks in flight and waits for them.
+// Close stops the senders (notifications not yet acknowledged are dropped, as a provider's
+// restart would lose an in-memory queue) and waits for them.
 func (p *Provider) Close() {
 	close(p.quit)
+	p.timers.Range(func(_, t any) bool { t.(*time.Timer).Stop(); return true })
 	p.wg.Wait()
+}
+
+// InFlight is how many payments are charged and not yet fully notified.
+func (p *Provider) InFlight() int64 { return p.inFlight.Load() }
+
+// send delivers queued payments' notifications until Close.
+func (p *Provider) send() {
+	defer p.wg.Done()
+	for {
+		select {
+		case d := <-p.queue:
+			p.notify(d.t, d.req)
+			p.inFlight.Add(-1)
+		case <-p.quit:
+			return
+		}
+	}
 }
 
 // Handler serves POST /paysim/v1/pay.
@@ -107,9 +147,8 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusForbidden, err)
 		return
 	}
-	select {
-	case p.slots <- struct{}{}:
-	default:
+	if p.inFlight.Add(1) > p.capacity {
+		p.inFlight.Add(-1)
 		w.Header().Set("Retry-After", "1")
 		w.Header().Set(surge.RetryAfterMsHeader, strconv.Itoa(BusyRetryMs))
 		answer(w, http.StatusServiceUnavailable, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "too many payments in flight; retry in %d ms", BusyRetryMs), BusyRetryMs))
@@ -125,12 +164,17 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	if already {
-		<-p.slots
+		p.inFlight.Add(-1)
 		answer(w, http.StatusConflict, surge.Errorf(surge.ECONFLICT, "transaction %s is already paid", t.TxnID))
 		return
 	}
-	p.wg.Add(1)
-	go p.notify(t, req) // owned by the provider: Close waits for it
+	d := delivery{t: t, req: req}
+	if delay := time.Duration(req.DelayMs) * time.Millisecond; delay > 0 {
+		id := p.nextTimer.Add(1)
+		p.timers.Store(id, time.AfterFunc(delay, func() { p.timers.Delete(id); p.queue <- d })) // room is held: never blocks
+	} else {
+		p.queue <- d // room is held by inFlight: never blocks
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(PayResponse{TxnID: t.TxnID, Status: payment.StatusPaid})
 }
@@ -138,11 +182,6 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 // notify sends the notifications of one payment: "processing" then "paid" (or the other way
 // round), plus duplicates of "paid", each retried until the merchant acknowledges it.
 func (p *Provider) notify(t payment.Ticket, req PayRequest) {
-	defer p.wg.Done()
-	defer func() { <-p.slots }()
-	if !p.sleep(time.Duration(req.DelayMs) * time.Millisecond) {
-		return
-	}
 	paidAt := p.now().UTC()
 	mk := func(status, id string) payment.Notification {
 		return payment.Notification{NotifyID: id, TxnID: t.TxnID, OrderID: t.OrderID, Amount: t.Amount, Status: status, PaidAt: paidAt}

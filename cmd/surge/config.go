@@ -78,7 +78,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL shoppers and the payment provider reach this deployment at (default: http://<addr>)")
 	fs.StringVar(&c.PaymentURL, "payment-url", "", "the payment provider's pay endpoint (default: the simulated provider built in, at <public-url>/paysim/v1/pay)")
 	fs.StringVar(&c.PaymentKey, "payment-key", "", "key shared with the payment provider for tickets and notifications (default: generated once into the data dir)")
-	fs.IntVar(&c.PaySimFlight, "payment-sim-in-flight", paysim.DefaultInFlight, "payments the built-in simulated provider works on at once; past it the payment page is told to retry (503)")
+	fs.IntVar(&c.PaySimFlight, "payment-sim-in-flight", paysim.DefaultInFlight, "payments the built-in simulated provider holds at once, from the charge until its last notification is acknowledged; past it the payment page is told to retry (503)")
 	fs.Float64Var(&c.UserRate, "purchase-user-rate", 2, "purchase attempts per second one shopper may make (burst 2.5x)")
 	fs.Float64Var(&c.IPRate, "purchase-ip-rate", 200, "purchase attempts per second from one client IP (burst 2x)")
 	fs.IntVar(&c.InFlight, "purchase-in-flight", 20_000, "purchase attempts one node holds at once before it sheds load (503)")
