@@ -284,3 +284,30 @@ func (b *Bus) PendingOrder(ctx context.Context, worker, id int64) (*surge.Order,
 	}
 	return &o, true, nil
 }
+
+// PublishAll stores messages on one subject, data[i] under the dedup id ids[i], sent together
+// without waiting for each acknowledgement, and returns once all are stored or with the first
+// refusal. A batch sent again is stored once within DedupWindow.
+func (b *Bus) PublishAll(ctx context.Context, subject string, ids []string, data [][]byte) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(data))
+	for i, d := range data {
+		m := nats.NewMsg(subject)
+		m.Header.Set(jetstream.MsgIDHeader, ids[i])
+		m.Data = d
+		f, err := b.JS.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", subject, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s: %w", subject, ctx.Err())
+		}
+	}
+	return nil
+}

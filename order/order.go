@@ -30,11 +30,12 @@ const (
 	OrphanAfter = time.Minute
 )
 
-// Publisher sends events to the bus: Emit without waiting for the bus to store them, Publish
-// once it has.
+// Publisher sends events to the bus: Emit without waiting for the bus to store them;
+// PublishAll sends messages (data[i] under ids[i], a dedup id) together and returns once the
+// bus stored them all, or the first refusal.
 type Publisher interface {
 	Emit(subject, msgID string, data []byte) error
-	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	PublishAll(ctx context.Context, subject string, ids []string, data [][]byte) error
 }
 
 // Config holds the order service's settings and the parts it shares with the purchase path.
@@ -86,9 +87,9 @@ type Command struct {
 	Orders []surge.Order `json:"orders"`
 }
 
-// HandleCreate writes the orders of the commands that are waiting, in one transaction.
-// Idempotent: a repeated command finds its orders there. An error makes the bus deliver the
-// commands again.
+// HandleCreate writes the orders of the commands that are waiting, maxOrdersPerWrite to a
+// transaction. Idempotent: a repeated command finds its orders there. An error makes the bus
+// deliver the commands again.
 func (s *Service) HandleCreate(ctx context.Context, commands [][]byte) error {
 	var orders []surge.Order
 	for _, data := range commands {
@@ -99,16 +100,20 @@ func (s *Service) HandleCreate(ctx context.Context, commands [][]byte) error {
 		}
 		orders = append(orders, c.Orders...)
 	}
-	if len(orders) == 0 {
-		return nil
+	for len(orders) > 0 { // a transaction at a time, so that payments get the writer in between
+		n := min(len(orders), maxOrdersPerWrite)
+		if err := s.write(ctx, orders[:n]); err != nil {
+			return err
+		}
+		orders = orders[n:]
 	}
-	created, err := s.store.CreateOrders(ctx, orders)
-	if err != nil {
-		return err
-	}
-	s.emitCreated(ctx, orders, created)
 	return nil
 }
+
+// maxOrdersPerWrite bounds one transaction of the order writer. On SQLite, the one writer's
+// slot goes round between transactions: a sale's first second of orders written at once held
+// it for seconds, and every payment callback waited behind it.
+const maxOrdersPerWrite = 500
 
 // emitCreated sends one event for the orders a write created: one bus write per batch, not per
 // order, at purchase rate.
@@ -137,17 +142,6 @@ func (s *Service) emit(ctx context.Context, kind, key string, data any) {
 	if err != nil {
 		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", e.ID, "err", err)
 	}
-}
-
-// publish sends an event and waits until the bus stores it. Sent again under the same id (a
-// retry), it is stored once within the bus's dedup window.
-func (s *Service) publish(ctx context.Context, kind, key string, data any) error {
-	e := surge.Event{ID: kind + ":" + key, Kind: kind, At: s.now().UTC(), Data: data}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	return s.bus.Publish(ctx, "surge.events."+kind, e.ID, b)
 }
 
 // Get returns an order its shopper, its merchant or staff may see (ENOTFOUND otherwise): from
@@ -215,24 +209,12 @@ func (s *Service) Cancel(ctx context.Context, a surge.Actor, id int64) (*surge.O
 // settle confirms (paid) or releases (cancelled) an order's reservation and records that it
 // did. A failure is left for the sweep, which retries until the stock engine answers.
 func (s *Service) settle(ctx context.Context, o *surge.Order) {
-	if !s.settleStock(ctx, o) {
-		return
-	}
-	if err := s.store.MarkStockSettled(ctx, o.ID); err != nil {
-		s.log.WarnContext(ctx, "stock not yet settled; the sweep will retry", "order", o.ID, "err", err)
-		return
-	}
-	o.StockSettled = true
+	s.settleAll(ctx, []*surge.Order{o})
 }
 
 // settleStock has the stock engine confirm (paid) or release (cancelled) an order's
-// reservation, and reports whether that is done: the caller then records it. Done includes a
-// reservation the engine does not have, which nothing will ever settle.
-//
-// A paid order is settled only once its order.paid event is stored on the bus as well: the
-// live GMV counts that event, and the settling is retried by the sweep until both are done. A
-// payment whose answer was lost (its transaction committed while the provider gave up on the
-// callback) thus still reaches the live metrics; sent twice, the event is stored once.
+// reservation, and reports whether that is done. Done includes a reservation the engine does
+// not have, which nothing will ever settle.
 func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 	var err error
 	switch o.State {
@@ -250,9 +232,6 @@ func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 		s.log.ErrorContext(ctx, "order without a reservation", "order", o.ID, "item", o.ItemID)
 		err = nil
 	}
-	if err == nil && o.State == surge.OrderPaid {
-		err = s.publish(ctx, surge.EventOrderPaid, strconv.FormatInt(o.ID, 10), o)
-	}
 	if err != nil {
 		s.log.WarnContext(ctx, "stock not yet settled; the sweep will retry", "order", o.ID, "err", err)
 		return false
@@ -260,9 +239,15 @@ func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 	return true
 }
 
-// settleAll settles many orders' reservations, sweepWorkers at a time (each a round trip to the
-// stock engine, which writes them together), and then records in one write those it settled.
-// A failure is left for the next sweep, as with settle.
+// settleAll settles many orders, sweepWorkers at a time on the stock engine (each a round trip,
+// which the engine writes together), and then records in one write those it settled. A failure
+// is left for the next sweep.
+//
+// A paid order is settled only once its order.paid event is stored on the bus as well: the
+// live GMV counts that event, and the sweep retries until both are done. A payment whose answer
+// was lost (its transaction committed while the provider gave up on the callback) thus still
+// reaches the live metrics; sent twice, the event is stored once (the bus keeps message ids
+// for DedupWindow). The events of a batch are sent together and waited for once.
 func (s *Service) settleAll(ctx context.Context, list []*surge.Order) {
 	done := make([]bool, len(list))
 	var g errgroup.Group
@@ -271,6 +256,27 @@ func (s *Service) settleAll(ctx context.Context, list []*surge.Order) {
 		g.Go(func() error { done[i] = s.settleStock(ctx, o); return nil })
 	}
 	g.Wait()
+	var events []string
+	var data [][]byte
+	for i, o := range list {
+		if done[i] && o.State == surge.OrderPaid {
+			e := surge.Event{ID: surge.EventOrderPaid + ":" + strconv.FormatInt(o.ID, 10), Kind: surge.EventOrderPaid, At: s.now().UTC(), Data: o}
+			b, err := json.Marshal(e)
+			if err != nil {
+				done[i] = false
+				continue
+			}
+			events, data = append(events, e.ID), append(data, b)
+		}
+	}
+	if len(events) > 0 {
+		if err := s.bus.PublishAll(ctx, "surge.events."+surge.EventOrderPaid, events, data); err != nil {
+			s.log.WarnContext(ctx, "paid orders' events not stored; the sweep will retry", "orders", len(events), "err", err)
+			for i, o := range list {
+				done[i] = done[i] && o.State != surge.OrderPaid
+			}
+		}
+	}
 	ids := make([]int64, 0, len(list))
 	for i, o := range list {
 		if done[i] {

@@ -19,7 +19,7 @@ type nowhere struct{}
 
 func (nowhere) Emit(string, string, []byte) error { return nil }
 
-func (nowhere) Publish(context.Context, string, string, []byte) error { return nil }
+func (nowhere) PublishAll(context.Context, string, []string, [][]byte) error { return nil }
 
 // idAt makes an order id as if issued at t.
 func idAt(t time.Time, seq int64) int64 {

@@ -2,6 +2,7 @@ package order
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,9 +95,15 @@ func (s *Service) apply(ctx context.Context, n payment.Notification) (*payJob, e
 }
 
 // applyPayments is the applier: it takes the notifications waiting, up to maxPaymentBatch,
-// applies them in one transaction, answers them, and settles the orders they paid, until ctx
-// ends. Those waiting then are answered EUNAVAILABLE: the provider sends them again.
+// applies them in one transaction and answers them, until ctx ends; the orders they paid go to
+// the settler (settlePaid), so that the next batch does not wait for the stock engine, the bus
+// or another write. Those waiting at the end are answered EUNAVAILABLE: the provider sends them
+// again.
 func (s *Service) applyPayments(ctx context.Context) {
+	paid := make(chan []*surge.Order, settleQueueDepth)
+	settled := make(chan struct{})
+	go func() { defer close(settled); s.settlePaid(ctx, paid) }() // ends when paid closes
+	defer func() { close(paid); <-settled }()
 	batch := make([]*payJob, 0, maxPaymentBatch)
 	for {
 		select {
@@ -122,24 +129,73 @@ func (s *Service) applyPayments(ctx context.Context) {
 				break more
 			}
 		}
-		s.applyBatch(ctx, batch)
+		if list := s.applyBatch(ctx, batch); len(list) > 0 {
+			select {
+			case paid <- list:
+			default: // the settler is behind: the sweep settles these
+				s.metrics.settleDeferred.Add(float64(len(list)))
+			}
+		}
 	}
 }
 
-// applyBatch applies one batch, answers its notifications, and then settles what they paid:
-// the answer does not wait for the stock engine or the bus, as the sweep settles what this
-// does not.
-func (s *Service) applyBatch(ctx context.Context, batch []*payJob) {
-	ps := make([]*surge.Payment, len(batch))
-	for i, j := range batch {
-		ps[i] = &j.p
+// settleQueueDepth bounds the batches of paid orders waiting for the settler.
+const settleQueueDepth = 64
+
+// settlePaid settles the orders the applier paid, whatever batches are waiting at once, until
+// paid closes.
+func (s *Service) settlePaid(ctx context.Context, paid <-chan []*surge.Order) {
+	for list := range paid {
+	more:
+		for len(list) < sweepBatch {
+			select {
+			case l, ok := <-paid:
+				if !ok {
+					break more
+				}
+				list = append(list, l...)
+			default:
+				break more
+			}
+		}
+		sctx, cancel := context.WithTimeout(ctx, settleTimeout)
+		s.settleAll(sctx, list)
+		cancel()
 	}
-	start := s.now()
-	actx, cancel := context.WithTimeout(ctx, applyTimeout)
-	orders, err := s.store.ApplyPayments(actx, ps)
-	cancel()
-	s.metrics.batches.Observe(float64(len(batch)))
-	s.metrics.applySeconds.Observe(s.now().Sub(start).Seconds())
+}
+
+// applyBatch applies one batch and answers its notifications, and returns the orders they paid.
+// A notification whose order the store does not have yet but this node acknowledged is applied
+// once that order is written, with the others of the batch in the same case: two more
+// transactions, rather than one each.
+func (s *Service) applyBatch(ctx context.Context, batch []*payJob) []*surge.Order {
+	orders, err := s.applyStored(ctx, batch)
+	if err == nil {
+		var missing []*payJob
+		var acked []surge.Order
+		for i, j := range batch {
+			if orders[i] != nil {
+				continue
+			}
+			if s.pending == nil {
+				break
+			}
+			if o, ok := s.pending.Get(j.p.OrderID); ok {
+				missing, acked = append(missing, j), append(acked, *o)
+			}
+		}
+		if len(missing) > 0 {
+			s.metrics.pendingWrites.Add(float64(len(acked)))
+			if err = s.write(ctx, acked); err == nil {
+				var again []*surge.Order
+				if again, err = s.applyStored(ctx, missing); err == nil {
+					for i, j := range missing {
+						orders[slices.Index(batch, j)] = again[i]
+					}
+				}
+			}
+		}
+	}
 	var paid []*surge.Order
 	for i, j := range batch {
 		if err != nil {
@@ -156,11 +212,22 @@ func (s *Service) applyBatch(ctx context.Context, batch []*payJob) {
 		}
 		close(j.done)
 	}
-	if len(paid) > 0 {
-		sctx, cancel := context.WithTimeout(ctx, settleTimeout)
-		s.settleAll(sctx, paid)
-		cancel()
+	return paid
+}
+
+// applyStored is one ApplyPayments transaction over the jobs' notifications.
+func (s *Service) applyStored(ctx context.Context, jobs []*payJob) ([]*surge.Order, error) {
+	ps := make([]*surge.Payment, len(jobs))
+	for i, j := range jobs {
+		ps[i] = &j.p
 	}
+	start := s.now()
+	actx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	orders, err := s.store.ApplyPayments(actx, ps)
+	s.metrics.batches.Observe(float64(len(jobs)))
+	s.metrics.applySeconds.Observe(s.now().Sub(start).Seconds())
+	return orders, err
 }
 
 // metrics are the order service's Prometheus series.
@@ -172,6 +239,7 @@ type metrics struct {
 	paymentsRefused prometheus.Counter
 	pendingReads    prometheus.Counter
 	pendingWrites   prometheus.Counter
+	settleDeferred  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -189,9 +257,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Orders read or paid as acknowledged, before the order writer stored them."}),
 		pendingWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_orders_written_on_demand_total",
 			Help: "Acknowledged orders stored by a payment or cancel that came before the order writer."}),
+		settleDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_payment_settle_deferred_total",
+			Help: "Paid orders left to the sweep to settle (stock confirmed, order.paid stored) because the settler was behind."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.notifications, m.batches, m.applySeconds, m.paymentsRefused, m.pendingReads, m.pendingWrites)
+		reg.MustRegister(m.notifications, m.batches, m.applySeconds, m.paymentsRefused, m.pendingReads, m.pendingWrites, m.settleDeferred)
 	}
 	return m
 }
