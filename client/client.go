@@ -31,6 +31,7 @@ type Client struct {
 	http   *http.Client
 	token  string
 	header http.Header // sent with every request
+	idem   string      // an Idempotency-Key for this copy's request (Purchase's own)
 }
 
 // New returns a client for the API at base (http://host:port).
@@ -136,6 +137,9 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 	}
 	for k, v := range c.header {
 		req.Header[k] = v
+	}
+	if c.idem != "" {
+		req.Header.Set(IdempotencyKeyHeader, c.idem)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -356,7 +360,9 @@ func (c *Client) Item(ctx context.Context, itemID int64) (*purchase.Detail, erro
 // acted on it, before the connection broke: the second sending gets the first one's answer,
 // because Surge keeps each reservation under its request id. Only for servers that do.
 func (c *Client) Purchase(ctx context.Context, r purchase.Request) (*purchase.Result, error) {
-	return call[purchase.Result](ctx, c.WithHeader(IdempotencyKeyHeader, r.RequestID), "POST", "/v1/purchases", r)
+	cp := *c // not WithHeader: a copy of the headers per attempt was a load generator's cost
+	cp.idem = r.RequestID
+	return call[purchase.Result](ctx, &cp, "POST", "/v1/purchases", r)
 }
 
 // IdempotencyKeyHeader marks a request that may be sent twice with the same effect; Go's HTTP

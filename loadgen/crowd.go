@@ -134,14 +134,18 @@ type Phase struct {
 
 // Result is a run's report.
 type Result struct {
-	Target         string           `json:"target"`
-	Attempts       int64            `json:"attempts"` // answers to attempts, a refused shopper's return included
-	AttemptsPerSec float64          `json:"attempts_per_sec"`
-	P50Ms          float64          `json:"p50_ms"`
-	P99Ms          float64          `json:"p99_ms"`
-	BeforeSellout  Phase            `json:"before_sellout"`
-	AfterSellout   Phase            `json:"after_sellout"`
-	Outcomes       map[string]int64 `json:"outcomes"`
+	Target         string  `json:"target"`
+	Attempts       int64   `json:"attempts"` // answers to attempts, a refused shopper's return included
+	AttemptsPerSec float64 `json:"attempts_per_sec"`
+	P50Ms          float64 `json:"p50_ms"`
+	P99Ms          float64 `json:"p99_ms"`
+	// SendLagP50Ms and SendLagP99Ms are how late the crowd itself sent its attempts: a crowd
+	// short of CPU or of free shoppers (--in-flight) is late, and its lag is in the latency.
+	SendLagP50Ms  float64          `json:"send_lag_p50_ms"`
+	SendLagP99Ms  float64          `json:"send_lag_p99_ms"`
+	BeforeSellout Phase            `json:"before_sellout"`
+	AfterSellout  Phase            `json:"after_sellout"`
+	Outcomes      map[string]int64 `json:"outcomes"`
 	// Shed is how many attempts were refused for load (EUNAVAILABLE); each such shopper came
 	// back after the refusal's hint, as a new attempt. ShedShare is their share of Attempts.
 	Shed      int64   `json:"shed"`
@@ -321,7 +325,7 @@ func fetchTokens(ctx context.Context, t Target, crowd []Shopper, plan []arrival,
 	var first error
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(workers, 64) {
+	for range workers { // one connection each, kept for the sale: a shopper's app has its own open
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

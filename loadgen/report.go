@@ -13,6 +13,7 @@ import (
 func Summary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "target %s: %d attempts in %.1fs: %.0f attempts/s, p50 %.2f ms, p99 %.2f ms (from the intended send time)\n",
 		r.Target, r.Attempts, r.DurationSec, r.AttemptsPerSec, r.P50Ms, r.P99Ms)
+	fmt.Fprintf(w, "  the crowd's own lag in sending: p50 %.2f ms, p99 %.2f ms (part of the latency)\n", r.SendLagP50Ms, r.SendLagP99Ms)
 	fmt.Fprintf(w, "  before sell-out: %d attempts, %.0f/s, p50 %.2f ms, p99 %.2f ms\n", r.BeforeSellout.Attempts,
 		r.BeforeSellout.AttemptsPerSec, r.BeforeSellout.P50Ms, r.BeforeSellout.P99Ms)
 	fmt.Fprintf(w, "  after sell-out:  %d attempts, %.0f/s, p50 %.2f ms, p99 %.2f ms\n", r.AfterSellout.Attempts,
@@ -115,6 +116,7 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 <table>
 <tr><th>attempts</th><td>{{.R.Attempts}} in {{num .R.DurationSec}} s ({{num .R.AttemptsPerSec}}/s)</td></tr>
 <tr><th>latency from intended send</th><td>p50 {{num .R.P50Ms}} ms, p99 {{num .R.P99Ms}} ms</td></tr>
+<tr><th>the crowd's own lag in sending</th><td>p50 {{num .R.SendLagP50Ms}} ms, p99 {{num .R.SendLagP99Ms}} ms (part of the latency)</td></tr>
 <tr><th>before sell-out</th><td>{{.R.BeforeSellout.Attempts}} attempts, {{num .R.BeforeSellout.AttemptsPerSec}}/s, p50 {{num .R.BeforeSellout.P50Ms}} ms, p99 {{num .R.BeforeSellout.P99Ms}} ms</td></tr>
 <tr><th>after sell-out</th><td>{{.R.AfterSellout.Attempts}} attempts, {{num .R.AfterSellout.AttemptsPerSec}}/s, p50 {{num .R.AfterSellout.P50Ms}} ms, p99 {{num .R.AfterSellout.P99Ms}} ms</td></tr>
 <tr><th>outcomes</th><td>{{.Outcomes}}</td></tr>

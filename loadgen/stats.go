@@ -36,6 +36,8 @@ type recorder struct {
 	seen      int64
 	soldOutAt time.Duration // first sold-out answer, from start; 0 while none
 	seconds   []*second
+	lag       []float64 // ms from an attempt's intended time to its sending
+	nLag      int64
 }
 
 type second struct {
@@ -56,6 +58,20 @@ func (r *recorder) secondAt(at time.Time) *second {
 		r.seconds = append(r.seconds, &second{outcomes: map[string]int64{}})
 	}
 	return r.seconds[i]
+}
+
+// sent notes that an attempt intended at intended went out at at: the crowd's own lag, which
+// counts in the latency too (a crowd that cannot keep up shows it here).
+func (r *recorder) sent(intended, at time.Time) {
+	ms := float64(at.Sub(intended).Microseconds()) / 1000
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nLag++
+	if len(r.lag) < maxSamples {
+		r.lag = append(r.lag, ms)
+	} else if j := rand.Int64N(r.nLag); j < maxSamples {
+		r.lag[j] = ms
+	}
 }
 
 // request notes a request of any kind sent at at.

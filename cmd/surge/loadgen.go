@@ -69,7 +69,7 @@ func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*lo
 	fs.IntVar(&f.cfg.BotIPs, "bot-ips", 2, "addresses the bots come from")
 	fs.Float64Var(&f.cfg.PayShare, "pay-share", 0.8, "share of successful shoppers who pay; the rest abandon their orders")
 	fs.DurationVar(&f.cfg.PayDelay, "pay-delay", 500*time.Millisecond, "from the order to the payment")
-	fs.IntVar(&f.cfg.MaxInFlight, "in-flight", 1024, "attempts under way at once (late arrivals count their wait)")
+	fs.IntVar(&f.cfg.MaxInFlight, "in-flight", 1024, "attempts waiting on an answer at once; a queued shopper polls apart from these (late arrivals count their wait)")
 	fs.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the crowd: the same seed replays the same crowd")
 	fs.DurationVar(&f.cfg.Settle, "settle", time.Minute, "how long the checker waits for the sale to settle")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object instead of the summary")
