@@ -13,8 +13,9 @@ import (
 
 // metrics are the HTTP layer's Prometheus series.
 type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	suppressed prometheus.Counter
 
 	// The series already in use, found without hashing their labels again. Routes, methods,
 	// traffic kinds and statuses are all few, so this stays small.
@@ -42,8 +43,12 @@ func newMetrics(reg *prometheus.Registry, checks []Check) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method", "traffic"}),
 		series: make(map[seriesKey]seriesPair),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "surge_http_log_lines_suppressed_total",
+			Help: "Request log lines (slow or failed answers) left out past the log's rate bound; each logged line says how many it follows.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, collectors.NewGoCollector(),
+	reg.MustRegister(m.requests, m.latency, m.suppressed, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range checks {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

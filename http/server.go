@@ -18,10 +18,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/audit"
@@ -89,12 +91,13 @@ type Server struct {
 	routes  []route
 	mux     *http.ServeMux
 	metrics *metrics
+	logs    *logLimiter
 	openapi []byte
 }
 
 // New builds the API and registers its metrics.
 func New(d Deps) (*Server, error) {
-	s := &Server{deps: d, mux: http.NewServeMux(), metrics: newMetrics(d.Registry, d.Checks)}
+	s := &Server{deps: d, mux: http.NewServeMux(), metrics: newMetrics(d.Registry, d.Checks), logs: newLogLimiter()}
 	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	s.routes = s.table()
 	for _, rt := range s.routes {
@@ -192,6 +195,34 @@ func (r *recorder) Flush() {
 // slowRequest is how long a request may take before its log line is a warning.
 const slowRequest = time.Second
 
+// Bounds of the request log's warnings and errors: a node past its capacity answers thousands
+// of slow or refused requests a second, and writing a line for each (one lock, one write to
+// stderr) held 254 of its goroutines at once in a big sale, slowing it further.
+const (
+	maxLogLinesPerSec = 20
+	logLineBurst      = 50
+)
+
+// logLimiter passes at most maxLogLinesPerSec request lines a second (a burst of logLineBurst),
+// and counts those it leaves out until the next one it passes.
+type logLimiter struct {
+	lim     *rate.Limiter
+	dropped atomic.Int64
+}
+
+func newLogLimiter() *logLimiter {
+	return &logLimiter{lim: rate.NewLimiter(maxLogLinesPerSec, logLineBurst)}
+}
+
+// allow reports whether a line may be written at now, and how many were left out before it.
+func (l *logLimiter) allow(now time.Time) (left int64, ok bool) {
+	if !l.lim.AllowN(now, 1) {
+		l.dropped.Add(1)
+		return 0, false
+	}
+	return l.dropped.Swap(0), true
+}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
@@ -219,17 +250,29 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		// are always logged.
 		level := slog.LevelDebug
 		switch {
-		case rec.status >= 500:
+		case rec.status >= 500 && rec.status != http.StatusServiceUnavailable:
 			level = slog.LevelError
+		case rec.status == http.StatusServiceUnavailable: // refused for load, or a backend down: the readiness says which
+			level = slog.LevelWarn
 		case d >= slowRequest && rec.Header().Get("Content-Type") != "text/event-stream": // streams are long by design
 			level = slog.LevelWarn
 		}
 		if !s.deps.Log.Enabled(r.Context(), level) {
 			return
 		}
-		s.deps.Log.LogAttrs(r.Context(), level, "request", slog.String("method", r.Method), slog.String("route", route),
-			slog.Int("status", rec.status), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.String("remote", s.clientIP(r)))
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("route", route), slog.Int("status", rec.status),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("remote", s.clientIP(r))}
+		if level > slog.LevelDebug {
+			left, ok := s.logs.allow(time.Now())
+			if !ok {
+				s.metrics.suppressed.Inc()
+				return
+			}
+			if left > 0 {
+				attrs = append(attrs, slog.Int64("suppressed_before", left))
+			}
+		}
+		s.deps.Log.LogAttrs(r.Context(), level, "request", attrs...)
 	}()
 	s.mux.ServeHTTP(rec, r)
 }
