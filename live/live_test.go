@@ -352,6 +352,7 @@ func FuzzDecodeBusEvents(f *testing.F) {
 	for _, e := range []surge.Event{{ID: "a", Kind: live.EventsIngested, At: at, Data: jsontext.Value(batch)},
 		{ID: "b", Kind: surge.EventOrdersCreated, At: at, Data: []surge.Order{{ID: 7, UserID: 3, SKUID: 2, Quantity: 1, CreatedAt: at}}},
 		{ID: "c", Kind: surge.EventOrderPaid, At: at, Data: surge.Order{ID: 7, UserID: 3, PaidAt: &at}},
+		{ID: "e", Kind: surge.EventOrdersPaid, At: at, Data: []surge.Order{{ID: 7, UserID: 3, PaidAt: &at}, {ID: 8, UserID: 4, CreatedAt: at}}},
 		{ID: "d", Kind: "stock.changed", At: at, Data: map[string]int{"left": 3}}} {
 		msg, err := jsonv2.Marshal(e)
 		if err != nil {
@@ -407,7 +408,7 @@ func decodeInTwoPasses(msg []byte) (evs []surge.BusinessEvent, orders bool, err 
 	case live.EventsIngested:
 		err := jsonv2.Unmarshal(env.Data, &evs)
 		return evs, false, err
-	case surge.EventOrdersCreated, surge.EventOrderPaid:
+	case surge.EventOrdersCreated, surge.EventOrdersPaid, surge.EventOrderPaid:
 		var list []surge.Order
 		if env.Kind == surge.EventOrderPaid {
 			var o surge.Order

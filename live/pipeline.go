@@ -378,16 +378,22 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 			out[i] = fromOrder(&orders[i], surge.BizOrder, orders[i].CreatedAt)
 		}
 		return out, nil
-	case surge.EventOrderPaid:
+	case surge.EventOrdersPaid:
+		var orders []surge.Order
+		if err := json.Unmarshal(raw, &orders); err != nil {
+			return nil, err
+		}
+		out := make([]surge.BusinessEvent, len(orders))
+		for i := range orders {
+			out[i] = paidEvent(&orders[i])
+		}
+		return out, nil
+	case surge.EventOrderPaid: // one order, as earlier releases sent it
 		var o surge.Order
 		if err := json.Unmarshal(raw, &o); err != nil {
 			return nil, err
 		}
-		at := o.CreatedAt
-		if o.PaidAt != nil {
-			at = *o.PaidAt
-		}
-		return []surge.BusinessEvent{fromOrder(&o, surge.BizPay, at)}, nil
+		return []surge.BusinessEvent{paidEvent(&o)}, nil
 	}
 	return nil, nil
 }
@@ -437,6 +443,16 @@ func plainField(b []byte, ok bool) ([]byte, bool) {
 		i++
 	}
 	return b[i:], true
+}
+
+// paidEvent is the pay event of a paid order, at its payment's time: the same event, with the
+// same id and time, however often the order's payment is sent.
+func paidEvent(o *surge.Order) surge.BusinessEvent {
+	at := o.CreatedAt
+	if o.PaidAt != nil {
+		at = *o.PaidAt
+	}
+	return fromOrder(o, surge.BizPay, at)
 }
 
 // fromOrder is the business event of one of Surge's own orders.

@@ -258,7 +258,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pendingWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_orders_written_on_demand_total",
 			Help: "Acknowledged orders stored by a payment or cancel that came before the order writer."}),
 		settleDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_payment_settle_deferred_total",
-			Help: "Paid orders left to the sweep to settle (stock confirmed, order.paid stored) because the settler was behind."}),
+			Help: "Paid orders left to the sweep to settle (stock confirmed, orders.paid stored) because the settler was behind."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.notifications, m.batches, m.applySeconds, m.paymentsRefused, m.pendingReads, m.pendingWrites, m.settleDeferred)

@@ -287,7 +287,7 @@ func TestPaymentExpiryAndCallbacks(t *testing.T) {
 	if o := ok[*surge.Order](t, "Order(late)")(late.Order(ctx, lateRes.OrderID)); o.State != surge.OrderCancelled {
 		t.Fatalf("a late payment changed the cancelled order to %s", o.State)
 	}
-	checkEvents(t, m.BusURL, map[string]int{surge.EventPurchaseAttempts: 1, surge.EventOrdersCreated: 1, surge.EventOrderPaid: 1,
+	checkEvents(t, m.BusURL, map[string]int{surge.EventPurchaseAttempts: 1, surge.EventOrdersCreated: 1, surge.EventOrdersPaid: 1,
 		surge.EventOrderExpired: 2, surge.EventRefundDue: 1, surge.EventStockChanged: 2})
 }
 
