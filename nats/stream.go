@@ -128,9 +128,31 @@ func (b *Bus) onResults(ctx context.Context, f func(jetstream.KeyValue) error) e
 
 // PutResult stores a purchase's answer under its ticket.
 func (b *Bus) PutResult(ctx context.Context, ticket string, data []byte) error {
-	return b.onResults(ctx, func(kv jetstream.KeyValue) error {
-		_, err := kv.Put(ctx, ticket, data)
-		return err
+	return b.PutResults(ctx, []string{ticket}, [][]byte{data})
+}
+
+// PutResults stores purchases' answers (data[i] under tickets[i]), sent together without
+// waiting for each acknowledgement, and returns once all are stored or one was refused.
+func (b *Bus) PutResults(ctx context.Context, tickets []string, data [][]byte) error {
+	return b.onResults(ctx, func(jetstream.KeyValue) error {
+		futures := make([]jetstream.PubAckFuture, 0, len(data))
+		for i, d := range data {
+			f, err := b.JS.PublishAsync(KVSubject(ResultsBucket, tickets[i]), d)
+			if err != nil {
+				return err
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/shed"
 )
 
 // metrics are the purchase path's Prometheus series.
@@ -20,6 +21,8 @@ type metrics struct {
 	droppedEvents prometheus.Counter
 	shedBy        map[string]prometheus.Counter // by reason: a fixed few
 	queueWait     prometheus.Histogram
+	recordTime    prometheus.Histogram
+	unshared      prometheus.Counter
 }
 
 // NewMetrics registers the purchase metrics.
@@ -44,25 +47,35 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 	m.droppedEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "surge_purchase_events_dropped_total", Help: "Purchase events the bus would not take.",
 	})
-	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
+	shedVec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "surge_purchase_shed_total",
-		Help: "Attempts refused 503 with a retry hint for load: delay (the item's queue would make them wait past --purchase-max-wait), in_flight, queue_full.",
+		Help: "Attempts refused 503 with a retry hint for load: work_ahead (more ahead in the item's line than it answers in --purchase-max-wait), standing (a share turned away while the line's shortest wait stands above a fifth of it), in_flight, queue_full.",
 	}, []string{"reason"})
 	m.shedBy = map[string]prometheus.Counter{}
-	for _, r := range []string{"delay", "in_flight", "queue_full"} {
-		m.shedBy[r] = shed.WithLabelValues(r)
+	for _, r := range []string{shed.WorkAhead, shed.Standing, "in_flight", "queue_full"} {
+		m.shedBy[r] = shedVec.WithLabelValues(r)
 	}
 	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "surge_purchase_queue_wait_seconds", Help: "How long the oldest attempt of each batch waited in its item's queue.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
-	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.lookupsAlone, m.droppedEvents, shed, m.queueWait)
+	m.unshared = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "surge_purchase_answers_unshared_total",
+		Help: "Answers to queued attempts not stored for other nodes (the sharer behind or the bus refusing); other nodes find their orders in the store.",
+	})
+	m.recordTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "surge_purchase_record_seconds", Help: "Time to store the order commands of an item's decided batches on the bus, before their shoppers are answered.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.lookupsAlone, m.droppedEvents, shedVec, m.queueWait, m.recordTime, m.unshared)
 	return m
 }
 
 func (m *metrics) shed(reason string) { m.shedBy[reason].Inc() }
 
 func (m *metrics) waited(d time.Duration) { m.queueWait.Observe(d.Seconds()) }
+
+func (m *metrics) recorded(d time.Duration) { m.recordTime.Observe(d.Seconds()) }
 
 func (m *metrics) outcome(r *Result, err error) string {
 	label := surge.ErrorCode(err)

@@ -28,7 +28,7 @@ const (
 	DefaultQueueDepth = 8192   // attempts waiting per item
 	DefaultInFlight   = 20_000 // attempts in the whole node before it sheds load
 	DefaultAnswerWait = 200 * time.Millisecond
-	DefaultMaxWait    = shed.DefaultMaxWait // the longest an attempt is let in to wait for its decision
+	DefaultMaxWait    = shed.DefaultMaxWait // the longest an attempt is let in to wait for its answer
 	DefaultTokenTTL   = 10 * time.Minute
 	maxCachedItems    = 100_000
 	maxSeen           = 1 << 20     // (shopper, item) figures remembered for monotone display
@@ -48,8 +48,9 @@ type Config struct {
 	InFlight   int           // load shedding threshold
 	QueueDepth int           // per item
 	AnswerWait time.Duration // how long an attempt waits before it is answered "queued"
-	// MaxWait is the longest an attempt is let into an item's queue to wait for its decision,
-	// by the queue's measured pace; under a standing backlog, a tenth of it (see package shed).
+	// MaxWait is the longest an attempt is let into an item's line to wait for its answer, by
+	// the work ahead of it and the line's measured pace; while the line's shortest wait stands
+	// above a fifth of it, a rising share of attempts is turned away (see package shed).
 	MaxWait time.Duration
 }
 
@@ -77,10 +78,8 @@ func (c *Config) defaults() {
 	}
 }
 
-// shedConfig is the admission of an item's queue.
-func (c *Config) shedConfig() shed.Config {
-	return shed.Config{Target: c.MaxWait / 10, Interval: c.MaxWait * 2 / 5, MaxWait: c.MaxWait}
-}
+// admission is the admission of an item's line.
+func (c *Config) admission() *shed.Delay { return shed.New(c.MaxWait/5, c.MaxWait) }
 
 // Retry hints of refusals for load that the queues' pace does not give.
 const (
@@ -93,7 +92,9 @@ const (
 type Publisher interface {
 	Publish(ctx context.Context, subject, msgID string, data []byte) error
 	Emit(subject, msgID string, data []byte) error
-	PutResult(ctx context.Context, ticket string, data []byte) error
+	// PutResults stores answers (data[i] under tickets[i]) together, returning once all are
+	// stored or one failed.
+	PutResults(ctx context.Context, tickets []string, data [][]byte) error
 	GetResult(ctx context.Context, ticket string) ([]byte, bool, error)
 }
 
@@ -201,10 +202,13 @@ type Service struct {
 	ips       *limiter
 	inFlight  atomic.Int64
 	metrics   *metrics
-	events    atomic.Int64 // numbers this node's events
-	started   int64        // unix ms when the node started, to make event ids unique
-	attempts  attemptQueue // to the event batcher
-	lookups   chan *lookup // to the lookup batcher; nil when the engine looks up one at a time
+	events    atomic.Int64       // numbers this node's events
+	started   int64              // unix ms when the node started, to make event ids unique
+	attempts  attemptQueue       // to the event batcher
+	lookups   chan *lookup       // to the lookup batcher; nil when the engine looks up one at a time
+	shares    chan []*attempt    // queued attempts' answers, to the sharer
+	toRecord  chan *decidedBatch // every lane's decided batches, to the recorder
+	recorded  chan struct{}      // closed when the recorder has stopped
 
 	loading    singleflight.Group
 	mu         sync.Mutex
@@ -239,8 +243,12 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 		items: make(map[int64]*info), lanes: make(map[int64]*lane), tickets: make(map[string]*attempt),
 		ticketRing: make([]string, maxTickets), seen: make(map[[2]int64]int64),
 		quit: make(chan struct{}), started: now().UnixMilli(), attempts: attemptQueue{full: make(chan struct{}, 1)}}
-	s.wg.Add(1)
+	s.shares = make(chan []*attempt, shareQueueDepth)
+	s.toRecord, s.recorded = make(chan *decidedBatch, decidedDepth), make(chan struct{})
+	s.wg.Add(2)
 	go s.batchAttempts() // stops on Close
+	go s.shareAnswers()  // stops on Close
+	go s.recordAll()     // stops once Close closes s.toRecord
 	if b, ok := stock.(lookupBatcher); ok {
 		s.lookups = make(chan *lookup, lookupQueueDepth)
 		s.wg.Add(1)
@@ -249,10 +257,15 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 	return s
 }
 
-// Close stops the lane workers; attempts still queued are answered EUNAVAILABLE.
+// Close stops the lane workers; attempts still queued are answered EUNAVAILABLE, and those
+// decided are recorded and answered.
 func (s *Service) Close() {
 	close(s.quit)
 	s.wg.Wait()
+	if s.toRecord != nil {
+		close(s.toRecord)
+		<-s.recorded
+	}
 }
 
 // item returns a published item from the node's cache. When a sale opens and everyone asks
@@ -555,8 +568,8 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	if l.queued.Load()+rr.Quantity > l.remaining.Load() {
 		return s.soldOut(ctx, in, rr) // more are already waiting than the stock left can serve
 	}
-	if ok, retry := l.gate.Admit(len(l.in)); !ok { // it would wait past what the queue allows
-		s.metrics.shed("delay")
+	if why, retry := l.admit.Shed(s.now(), l.unanswered.Load()); why != "" { // it would wait past what the line allows
+		s.metrics.shed(why)
 		return nil, surge.RetryAfter(errBusy, max(retry.Milliseconds(), 1))
 	}
 	id, err := s.ids()
@@ -569,6 +582,7 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 	select {
 	case l.in <- t:
 		l.queued.Add(rr.Quantity)
+		l.unanswered.Add(1)
 	default:
 		s.metrics.shed("queue_full")
 		return nil, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry"), queueFullRetry.Milliseconds())

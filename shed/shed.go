@@ -1,15 +1,18 @@
-// Package shed decides when a queue should turn work away rather than let it wait:
-// under overload an answer "busy, come back in n ms" within a millisecond is worth more than
-// a "yes" many seconds late, and the work refused costs the node nearly nothing.
+// Package shed decides when a line of work should turn arrivals away rather than let them wait
+// under overload an answer "busy, come back in n ms" within a millisecond is worth
+// more than a "yes" many seconds late, and the work refused costs the node nearly nothing.
 //
-// A Gate watches one queue. It measures how long work waited before it was served (the
-// sojourn time) and how long serving a piece takes, and refuses an arrival whose expected wait
-// (the work ahead of it times the service time) is past what the queue allows. What it allows
-// follows CoDel (Nichols and Jacobson, "Controlling Queue Delay"): a queue whose shortest wait
-// has stayed above Target for a whole Interval has a standing backlog, and from then until a
-// wait below Target is seen again, it lets in only what can be served within Target; otherwise
-// within MaxWait. Arrivals are turned away at the door, never dropped from the head of the
-// line: a flash sale serves in arrival order, and the earliest arrivals keep their places.
+// A Delay watches how long work waits from its arrival to its answer, and how much the line
+// answers while it is busy. An arrival that finds more ahead of it than the line answers in
+// MaxWait is turned away at once (Little's law: the wait is the work ahead over the pace). Past
+// that bound, it follows CoDel
+// (Nichols and Jacobson, "Controlling Queue Delay"): the shortest wait of an interval is the
+// standing delay, the backlog that does not drain between bursts. While it stays above the
+// target, the share of arrivals turned away rises each interval, a step for each multiple of
+// the target it stands at (so that a line far behind sheds at once); once it is below half the
+// target, the share falls a step. Additive steps settle the share where the line keeps up, as
+// PIE steers a router's queue. Arrivals are turned away at the door, never taken from the
+// line once in: a flash sale serves in arrival order, and the earliest keep their places.
 package shed
 
 import (
@@ -18,103 +21,123 @@ import (
 	"time"
 )
 
-// Defaults of a Gate.
+// Bounds of a Delay.
 const (
-	DefaultTarget   = 50 * time.Millisecond
-	DefaultInterval = 200 * time.Millisecond
-	DefaultMaxWait  = 500 * time.Millisecond
-	// MinRetry and MaxRetry bound the retry hint given with a refusal.
-	MinRetry = 50 * time.Millisecond
-	MaxRetry = 2 * time.Second
-	// ewmaShift weighs each new service time at 1/8 (as TCP's smoothed round-trip time does).
-	ewmaShift = 3
+	// DefaultTarget is the standing delay above which a line turns arrivals away.
+	DefaultTarget = 100 * time.Millisecond
+	// Interval is how long a standing delay is watched before the share moves a step.
+	Interval = 100 * time.Millisecond
+	// DefaultMaxWait bounds the wait an arrival is let in to, by the work ahead of it and the
+	// line's pace.
+	DefaultMaxWait = 500 * time.Millisecond
+	// MaxShare keeps a tenth of the arrivals let in whatever the load: a sale must go on
+	// selling, and the waits of those let in are what says when the load has passed.
+	MaxShare     = 0.9
+	maxPermille  = 900
+	stepPermille = 100
+	// RetryStep is the retry hint at the first step; it grows a step with each step of the
+	// share, to 2 s at the largest.
+	RetryStep = 200 * time.Millisecond
 )
 
-// Config bounds a queue's waits.
-type Config struct {
-	Target   time.Duration // the standing delay above which the queue is overloaded
-	Interval time.Duration // how long the delay must stay above Target to count
-	MaxWait  time.Duration // no arrival is let in to wait longer than this, overloaded or not
+// Delay is the admission of one line of work. Observe is called by the line's one server;
+// Shed by any goroutine.
+type Delay struct {
+	target, maxWait time.Duration
+	permille        atomic.Int64 // the share turned away, in thousandths
+	standing        atomic.Int64 // the last interval's shortest wait, ns
+	lastNs          atomic.Int64 // when the last wait was observed, unix ns
+	pace            atomic.Int64 // answers a second while busy (0: not yet measured)
+
+	// Observe's own.
+	start, end time.Time
+	shortest   time.Duration
+	answered   int64
 }
 
-func (c *Config) defaults() {
-	if c.Target <= 0 {
-		c.Target = DefaultTarget
+// New returns the admission of a line whose standing delay should stay under target, and
+// whose arrivals should not wait longer than maxWait (the defaults if zero).
+func New(target, maxWait time.Duration) *Delay {
+	if target <= 0 {
+		target = DefaultTarget
 	}
-	if c.Interval <= 0 {
-		c.Interval = DefaultInterval
+	if maxWait < target {
+		maxWait = max(DefaultMaxWait, target)
 	}
-	if c.MaxWait < c.Target {
-		c.MaxWait = max(DefaultMaxWait, c.Target)
+	return &Delay{target: target, maxWait: maxWait}
+}
+
+// Observe records that a piece of work answered at now had waited wait since it arrived.
+func (d *Delay) Observe(now time.Time, wait time.Duration) {
+	d.lastNs.Store(now.UnixNano())
+	switch {
+	case d.end.IsZero():
+		d.start, d.end, d.shortest, d.answered = now, now.Add(Interval), wait, 1
+		return
+	case now.Before(d.end):
+		d.shortest = min(d.shortest, wait)
+		d.answered++
+		return
 	}
+	d.standing.Store(int64(d.shortest))
+	// The pace is measured only in an interval the line was busy throughout (its shortest wait
+	// a quarter of the target or more): a quiet line answers what comes, not what it can, and
+	// its pace would turn away the first burst after a lull.
+	if el := now.Sub(d.start); d.shortest >= d.target/4 && el > 0 {
+		pace := int64(float64(d.answered) / el.Seconds())
+		if old := d.pace.Load(); old > 0 {
+			pace = old + (pace-old)/4
+		}
+		d.pace.Store(pace)
+	}
+	p := d.permille.Load()
+	switch {
+	case d.shortest > d.target: // a step for each multiple of the target, up to five
+		p = min(p+stepPermille*min(int64(d.shortest/d.target), 5), maxPermille)
+	case d.shortest < d.target/2:
+		p = max(p-stepPermille, 0)
+	}
+	d.permille.Store(p)
+	d.start, d.end, d.shortest, d.answered = now, now.Add(Interval), wait, 1
 }
 
-// Gate is the admission of one queue. Admit may be called from any goroutine; Taken from the
-// queue's one server.
-type Gate struct {
-	cfg        Config
-	perItemNs  atomic.Int64 // smoothed time to serve one piece of work while backlogged
-	overloaded atomic.Bool
+// Why an arrival was turned away.
+const (
+	WorkAhead = "work_ahead" // more work ahead of it than the line answers in MaxWait
+	Standing  = "standing"   // the share turned away for a standing delay
+)
 
-	// Taken's own.
-	aboveUntil time.Time // when the wait, above Target since, makes overload
-	lastTake   time.Time
-	lastN      int
-	lastLeft   bool // work was left waiting after the last take
-}
-
-// New returns a gate with cfg's bounds (the defaults for zero values).
-func New(cfg Config) *Gate {
-	cfg.defaults()
-	return &Gate{cfg: cfg}
-}
-
-// Taken records that the server took n pieces of work from the queue at now, the oldest of
-// them having waited waited, and left left waiting. The service time is measured while the
-// queue is backlogged (work was left at the last take, so the server came straight back): from
-// one take to the next, the server did nothing but serve the last batch. Measured in a quiet
-// queue, the fixed cost of a batch of one would be taken for the cost of each piece of a full
-// one, and the opening rush of a sale refused for a wait it would never have had.
-func (g *Gate) Taken(now time.Time, waited time.Duration, n, left int) {
-	if g.lastLeft && g.lastN > 0 {
-		per := int64(now.Sub(g.lastTake)) / int64(g.lastN)
-		if old := g.perItemNs.Load(); old == 0 {
-			g.perItemNs.Store(per)
-		} else {
-			g.perItemNs.Store(old + (per-old)>>ewmaShift)
+// Shed decides an arrival at now that finds ahead pieces of work in the line before it: a
+// reason (WorkAhead or Standing) turns it away, with when to come back, spread by a fifth
+// either way so that those turned away do not all return at once; "" lets it in. A line that
+// has answered nothing for two intervals lets everything in: what it measured is about a load
+// that is gone.
+func (d *Delay) Shed(now time.Time, ahead int64) (why string, retry time.Duration) {
+	if now.UnixNano()-d.lastNs.Load() > int64(2*Interval) {
+		return "", 0
+	}
+	if pace := d.pace.Load(); pace > 0 && ahead > 0 {
+		if wait := time.Duration(float64(ahead) / float64(pace) * float64(time.Second)); wait > d.maxWait {
+			return WorkAhead, spread(min(max(wait-d.maxWait, RetryStep), 10*RetryStep))
 		}
 	}
-	g.lastTake, g.lastN, g.lastLeft = now, n, left > 0
-	switch {
-	case waited < g.cfg.Target: // the queue drained to below Target: no standing backlog
-		g.aboveUntil = time.Time{}
-		g.overloaded.Store(false)
-	case g.aboveUntil.IsZero():
-		g.aboveUntil = now.Add(g.cfg.Interval)
-	case !now.Before(g.aboveUntil):
-		g.overloaded.Store(true)
+	p := d.permille.Load()
+	if p == 0 || rand.Int64N(1000) >= p {
+		return "", 0
 	}
+	return Standing, spread(RetryStep * time.Duration(1+p/stepPermille))
 }
 
-// Admit decides an arrival that finds ahead pieces of work waiting. When it refuses, retry is
-// when to come back: the time the work ahead takes to drain to what the queue allows, within
-// [MinRetry, MaxRetry], spread by a fifth either way so that the refused do not all return at
-// once.
-func (g *Gate) Admit(ahead int) (ok bool, retry time.Duration) {
-	wait := time.Duration(int64(ahead) * g.perItemNs.Load())
-	allowed := g.cfg.MaxWait
-	if g.overloaded.Load() {
-		allowed = g.cfg.Target
-	}
-	if wait <= allowed {
-		return true, 0
-	}
-	retry = min(max(wait-allowed, MinRetry), MaxRetry)
-	return false, retry + time.Duration(rand.Int64N(int64(retry)*2/5+1)) - retry/5
+// spread moves a retry hint by up to a fifth either way.
+func spread(retry time.Duration) time.Duration {
+	return retry + time.Duration(rand.Int64N(int64(retry)*2/5+1)) - retry/5
 }
 
-// Overloaded reports whether the queue has a standing backlog.
-func (g *Gate) Overloaded() bool { return g.overloaded.Load() }
+// Pace is how many answers a second the line gives while busy (0 until measured).
+func (d *Delay) Pace() int64 { return d.pace.Load() }
 
-// Wait is the expected wait of an arrival that finds ahead pieces of work waiting.
-func (g *Gate) Wait(ahead int) time.Duration { return time.Duration(int64(ahead) * g.perItemNs.Load()) }
+// Share is the share of arrivals turned away, from 0 to MaxShare.
+func (d *Delay) Share() float64 { return float64(d.permille.Load()) / 1000 }
+
+// Standing is the last interval's shortest wait.
+func (d *Delay) Standing() time.Duration { return time.Duration(d.standing.Load()) }

@@ -3,6 +3,7 @@ package shed_test
 import (
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -12,95 +13,115 @@ import (
 
 var t0 = time.Date(2026, 11, 11, 20, 0, 0, 0, time.UTC)
 
-func TestAdmitByExpectedWait(t *testing.T) {
-	g := shed.New(shed.Config{})
-	if ok, _ := g.Admit(1_000_000); !ok {
-		t.Fatal("Admit before any service was measured refused; want every arrival let in")
-	}
-	// A quiet queue: batches of one, nothing left. Their cost says nothing of a full batch's.
-	for i := range 10 {
-		g.Taken(t0.Add(time.Duration(i)*10*time.Millisecond), 0, 1, 0)
-	}
-	if ok, _ := g.Admit(1_000_000); !ok || g.Wait(1_000_000) != 0 {
-		t.Fatalf("Admit after quiet takes refused (wait %s); want no estimate from a quiet queue", g.Wait(1_000_000))
-	}
-	// Backlogged: batches of 100 taken 1 ms apart, so 10 µs a piece.
-	at := t0.Add(time.Second)
-	for i := range 20 {
-		g.Taken(at.Add(time.Duration(i)*time.Millisecond), time.Millisecond, 100, 500)
-	}
-	if w := g.Wait(1000); w < 9*time.Millisecond || w > 11*time.Millisecond {
-		t.Fatalf("Wait(1000) = %s; want about 10ms at 10µs a piece", w)
-	}
-	for _, tc := range []struct {
-		name  string
-		ahead int
-		ok    bool
-	}{
-		{"short queue", 10, true},
-		{"within MaxWait", 40_000, true},     // 400 ms
-		{"past MaxWait", 100_000, false},     // 1 s
-		{"far past it", 10_000_000, false},   // 100 s: the hint is capped
-		{"exactly MaxWait", 50_000, true},    // 500 ms
-		{"just past MaxWait", 50_100, false}, // 501 ms
-		{"nothing ahead", 0, true},           // never refused
-		{"one ahead", 1, true},               // never refused either
-		{"a full queue's worth", 8192, true}, // 82 ms
-		{"twice the allowance", 100_000, false},
-	} {
-		ok, retry := g.Admit(tc.ahead)
-		if ok != tc.ok {
-			t.Errorf("%s: Admit(%d) = %v (retry %s); want %v", tc.name, tc.ahead, ok, retry, tc.ok)
-		}
-		if !ok && (retry < shed.MinRetry*4/5 || retry > shed.MaxRetry*6/5) {
-			t.Errorf("%s: retry hint %s outside [%s, %s] give or take a fifth", tc.name, retry, shed.MinRetry, shed.MaxRetry)
+// shareTurnedAway asks Shed often at now and returns the share it turned away, checking each
+// retry hint against its bounds.
+func shareTurnedAway(t *testing.T, d *shed.Delay, now time.Time) float64 {
+	t.Helper()
+	n := 0
+	for range 10_000 {
+		if why, retry := d.Shed(now, 0); why != "" {
+			if why != shed.Standing {
+				t.Fatalf("turned away for %q with nothing ahead; want %q", why, shed.Standing)
+			}
+			if retry < shed.RetryStep*4/5 || retry > 10*shed.RetryStep*6/5 {
+				t.Fatalf("retry hint %s outside %s to %s, give or take a fifth", retry, shed.RetryStep, 10*shed.RetryStep)
+			}
+			n++
 		}
 	}
-	if _, retry := g.Admit(100_000); retry < 400*time.Millisecond || retry > 600*time.Millisecond {
-		t.Fatalf("retry hint for 1 s of work against 500 ms allowed = %s; want about 500 ms", retry)
-	}
+	return float64(n) / 10_000
 }
 
-func TestStandingDelayIsOverload(t *testing.T) {
-	g := shed.New(shed.Config{Target: 50 * time.Millisecond, Interval: 200 * time.Millisecond, MaxWait: 500 * time.Millisecond})
+func TestShareStepsWithTheStandingDelay(t *testing.T) {
+	d := shed.New(100*time.Millisecond, 0)
 	at := t0
-	take := func(waited time.Duration) {
-		at = at.Add(10 * time.Millisecond)
-		g.Taken(at, waited, 100, 1000) // 100 µs a piece
+	// observe answers every 10 ms for a number of intervals, all having waited wait.
+	observe := func(intervals int, wait time.Duration) {
+		for range intervals * 10 {
+			at = at.Add(10 * time.Millisecond)
+			d.Observe(at, wait)
+		}
 	}
+	if s := shareTurnedAway(t, d, at); s != 0 {
+		t.Fatalf("share before any answer = %v; want 0", s)
+	}
+	observe(3, 30*time.Millisecond)
+	if d.Share() != 0 {
+		t.Fatalf("share after waits well under the target = %v; want 0", d.Share())
+	}
+	for i := 1; i <= 12; i++ { // every wait above the target, under twice it: a standing delay
+		observe(1, 150*time.Millisecond)
+		if want := min(0.1*float64(i), shed.MaxShare); d.Share() < want-0.11 || d.Share() > want+1e-9 {
+			t.Fatalf("share after %d intervals above the target = %v; want about %v", i, d.Share(), want)
+		}
+	}
+	if d.Share() != shed.MaxShare || d.Standing() != 150*time.Millisecond {
+		t.Fatalf("share %v, standing delay %s; want %v and 150ms", d.Share(), d.Standing(), shed.MaxShare)
+	}
+	if s := shareTurnedAway(t, d, at); s < 0.85 || s > 0.95 {
+		t.Fatalf("%.2f of arrivals turned away at a share of 0.9", s)
+	}
+	// A burst's slow answers do not count while one answer of each interval was quick: the
+	// standing delay is the shortest wait.
 	for range 5 {
-		take(10 * time.Millisecond)
+		observe(1, 80*time.Millisecond) // between half the target and the target: held
+		d.Observe(at, 2*time.Second)
 	}
-	if ok, _ := g.Admit(2000); !ok || g.Overloaded() { // 200 ms of work: within MaxWait
-		t.Fatalf("Admit(200 ms of work) refused or overloaded %v before any standing delay", g.Overloaded())
+	if d.Share() != shed.MaxShare {
+		t.Fatalf("share after waits between half the target and the target = %v; want it held", d.Share())
 	}
-	for range 15 { // 150 ms above Target: not yet a whole Interval
-		take(80 * time.Millisecond)
+	observe(10, 20*time.Millisecond) // the backlog is gone: nine steps down
+	if d.Share() != 0 || shareTurnedAway(t, d, at) != 0 {
+		t.Fatalf("share after ten quick intervals = %v; want 0", d.Share())
 	}
-	if g.Overloaded() {
-		t.Fatal("overloaded after 150 ms above Target; want a whole Interval (200 ms) first")
+	observe(1, 350*time.Millisecond) // three times the target: three steps at once
+	observe(1, 350*time.Millisecond)
+	if d.Share() < 0.3-1e-9 || d.Share() > 0.3+1e-9 {
+		t.Fatalf("share after an interval at three times the target = %v; want 0.3", d.Share())
 	}
-	for range 10 {
-		take(80 * time.Millisecond)
+	observe(3, time.Second) // a new backlog, then nothing answered for a while
+	if d.Share() == 0 || shareTurnedAway(t, d, at) == 0 {
+		t.Fatal("no share turned away during a backlog")
 	}
-	if !g.Overloaded() {
-		t.Fatal("not overloaded after 250 ms above Target")
-	}
-	if ok, _ := g.Admit(2000); ok {
-		t.Fatal("Admit(200 ms of work) while overloaded let it in; want only what is served within Target")
-	}
-	if ok, _ := g.Admit(400); !ok { // 40 ms
-		t.Fatal("Admit(40 ms of work) while overloaded refused; want it let in")
-	}
-	take(20 * time.Millisecond) // one wait below Target: the backlog is gone
-	if g.Overloaded() {
-		t.Fatal("still overloaded after a wait below Target")
+	if s := shareTurnedAway(t, d, at.Add(time.Second)); s != 0 {
+		t.Fatalf("share turned away a second after the last answer = %v; want 0: the load it was about is gone", s)
 	}
 }
 
-// A simulated queue served at a fixed rate, with arrivals at three times that rate: every
-// arrival let in is served within the allowed wait (plus one batch), and the queue takes as
-// much work as it can serve. No clock is read: the simulation is deterministic for its seed.
+// An arrival that finds more work ahead than the line answers in its longest wait is turned
+// away at once, by the pace measured while the line was busy; a quiet line's pace is not taken.
+func TestWorkAheadPastTheLongestWait(t *testing.T) {
+	d := shed.New(100*time.Millisecond, 500*time.Millisecond)
+	at := t0
+	for range 30 { // quiet: 10 answers a second, each quick
+		at = at.Add(100 * time.Millisecond)
+		d.Observe(at, time.Millisecond)
+	}
+	if d.Pace() != 0 {
+		t.Fatalf("pace measured in a quiet line = %d; want none", d.Pace())
+	}
+	if why, _ := d.Shed(at, 5000); why != "" {
+		t.Fatal("a burst after a lull was turned away by a quiet line's pace")
+	}
+	for range 300 { // busy: 1,000 answers a second, each having waited 60 ms
+		at = at.Add(time.Millisecond)
+		d.Observe(at, 60*time.Millisecond)
+	}
+	if p := d.Pace(); p < 900 || p > 1100 {
+		t.Fatalf("pace of a busy line = %d; want about 1,000 a second", p)
+	}
+	if why, _ := d.Shed(at, 400); why != "" { // 0.4 s of work ahead
+		t.Fatal("an arrival with 0.4 s of work ahead was turned away; want it let in under the 0.5 s bound")
+	}
+	why, retry := d.Shed(at, 2000) // 2 s of work ahead
+	if why != shed.WorkAhead || retry < 1200*time.Millisecond || retry > 1800*time.Millisecond {
+		t.Fatalf("an arrival with 2 s of work ahead: turned away for %q, retry %s; want %q, back in about 1.5 s", why, retry, shed.WorkAhead)
+	}
+}
+
+// A simulated line served at a fixed pace, with arrivals at three times what it serves: the
+// waits of those let in stay bounded, and the line keeps serving near its capacity. The clock
+// is simulated: the run is the same for its seed.
 func TestThreeTimesCapacityKeepsTheWaitBounded(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("SURGE_SIM_SEED"); s != "" {
@@ -108,56 +129,52 @@ func TestThreeTimesCapacityKeepsTheWaitBounded(t *testing.T) {
 	}
 	t.Logf("seed %d (SURGE_SIM_SEED replays it)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
-	cfg := shed.Config{Target: 50 * time.Millisecond, Interval: 200 * time.Millisecond, MaxWait: 500 * time.Millisecond}
-	g := shed.New(cfg)
 	const (
-		perItem  = 100 * time.Microsecond // the server's capacity: 10,000 a second
+		perItem  = 100 * time.Microsecond // the line's capacity: 10,000 a second
 		batchMax = 256
 		batchFix = 2 * time.Millisecond // each batch's fixed cost
 		rate     = 30_000.0             // arrivals a second: three times the capacity
-		run      = 10 * time.Second
+		run      = 20 * time.Second
 	)
-	var queue []time.Time // arrival times of the work waiting
-	var admitted, refused, served int
-	var worst time.Duration
-	now, serverFree := t0, t0
-	next := t0
-	for now.Sub(t0) < run {
-		// Arrivals up to the server's next take.
+	d := shed.New(100*time.Millisecond, 500*time.Millisecond)
+	var queue []time.Time
+	var waits []time.Duration
+	admitted, refused := 0, 0
+	serverFree, next := t0, t0
+	for serverFree.Sub(t0) < run {
 		for ; !next.After(serverFree); next = next.Add(time.Duration(rng.ExpFloat64() / rate * float64(time.Second))) {
-			if ok, _ := g.Admit(len(queue)); ok {
-				queue = append(queue, next)
-				admitted++
-			} else {
+			if why, _ := d.Shed(next, int64(len(queue))); why != "" {
 				refused++
+				continue
 			}
+			queue = append(queue, next)
+			admitted++
 		}
-		now = serverFree
 		if len(queue) == 0 {
 			serverFree = next
 			continue
 		}
 		n := min(len(queue), batchMax)
-		waited := now.Sub(queue[0])
+		done := serverFree.Add(batchFix + time.Duration(n)*perItem)
 		for _, a := range queue[:n] {
-			worst = max(worst, now.Sub(a))
+			waits = append(waits, done.Sub(a))
+			d.Observe(done, done.Sub(a))
 		}
 		queue = queue[n:]
-		g.Taken(now, waited, n, len(queue))
-		served += n
-		serverFree = now.Add(batchFix + time.Duration(n)*perItem)
+		serverFree = done
 	}
-	// A batch of 256 takes 27.6 ms: the allowed wait, give or take the batch the estimate is
-	// one behind on.
-	if limit := cfg.MaxWait + 2*(batchFix+batchMax*perItem); worst > limit {
-		t.Fatalf("worst wait of an admitted arrival = %s; want at most %s", worst, limit)
+	slices.Sort(waits)
+	p99 := waits[len(waits)*99/100]
+	if p99 > time.Second {
+		t.Fatalf("p99 wait of the arrivals let in = %s; want at most a second", p99)
 	}
-	capacity := int(run / perItem)
-	if served < capacity*8/10 {
-		t.Fatalf("served %d in %s; want near the capacity of %d: refusals must not starve the queue", served, run, capacity)
+	capacity := int(run / (batchFix/batchMax + perItem))
+	if len(waits) < capacity*7/10 {
+		t.Fatalf("served %d in %s; want near the capacity of %d: turning away must not starve the line", len(waits), run, capacity)
 	}
 	if refused < admitted {
-		t.Fatalf("refused %d, admitted %d at three times the capacity; want most refused", refused, admitted)
+		t.Fatalf("refused %d, let in %d at three times the capacity; want most refused", refused, admitted)
 	}
-	t.Logf("admitted %d, refused %d, served %d, worst wait %s", admitted, refused, served, worst)
+	t.Logf("let in %d, refused %d, served %d, p50 wait %s, p99 %s, share at the end %.1f", admitted, refused, len(waits),
+		waits[len(waits)/2], p99, d.Share())
 }

@@ -83,7 +83,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.IPRate, "purchase-ip-rate", 200, "purchase attempts per second from one client IP (burst 2x)")
 	fs.IntVar(&c.InFlight, "purchase-in-flight", 20_000, "purchase attempts one node holds at once before it sheds load (503)")
 	fs.DurationVar(&c.AnswerWait, "purchase-answer-wait", 200*time.Millisecond, "how long a purchase waits for its decision before it is answered 202 queued with a ticket")
-	fs.DurationVar(&c.MaxWait, "purchase-max-wait", purchase.DefaultMaxWait, "the longest an attempt is let into an item's queue to wait for its decision, by the queue's measured pace (a tenth of it under a standing backlog); past it the attempt is answered 503 with Retry-After-Ms")
+	fs.DurationVar(&c.MaxWait, "purchase-max-wait", purchase.DefaultMaxWait, "the longest an attempt is let into an item's line to wait for its answer, by the work ahead and the line's measured pace; while the line's shortest wait stands above a fifth of it, a rising share is turned away; both answered 503 with Retry-After-Ms")
 	fs.StringVar(&c.Proxies, "trusted-proxies", "", "comma-separated CIDRs of load balancers whose X-Forwarded-For gives the client IP (none by default)")
 	fs.Int64Var(&c.EventLogBytes, "event-log-bytes", nats.DefaultEventBytes, "bound of the events log; size it for the peak event rate times an hour (a full log answers ingestion 429)")
 	fs.BoolVar(&c.LiveCompute, "live-compute", true, "compute the live metrics on this node (in a scale-out deployment, on exactly one node; every node serves them)")
