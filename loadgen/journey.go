@@ -33,8 +33,9 @@ const (
 	visibleP99Within   = time.Second
 	// payRetryFor is how long a payer keeps trying a payment that is refused for load.
 	payRetryFor = 10 * time.Second
-	// maxShedRetries bounds how often a shopper refused for load comes back.
-	maxShedRetries = 10
+	// maxShedRetries bounds how often a shopper refused for load comes back: a person taps
+	// "try again" a few times, then leaves.
+	maxShedRetries = 3
 	// retryWithoutHint is how long a shopper waits after a refusal for load that says nothing.
 	retryWithoutHint = 200 * time.Millisecond
 	// orderReadEvery is how often the order page is read again while the order does not show.
