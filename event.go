@@ -6,14 +6,14 @@ import "time"
 const (
 	EventPurchaseAttempts = "purchase.attempts" // a batch: Data is a list of attempts
 	EventOrdersCreated    = "orders.created"    // a batch: Data is the list of orders written together
-	EventOrdersPaid       = "orders.paid" // a batch: Data is the list of orders paid, settled together
+	EventOrdersPaid       = "orders.paid"       // a batch: Data is the list of orders paid, settled together
 	// EventOrderPaid is one paid order, as releases before orders.paid sent them; consumers
 	// still read it from logs those releases wrote.
-	EventOrderPaid = "order.paid"
-	EventOrderCancelled   = "order.cancelled"
-	EventOrderExpired     = "order.expired"
-	EventRefundDue        = "payment.refund_due"
-	EventStockChanged     = "stock.changed"
+	EventOrderPaid      = "order.paid"
+	EventOrderCancelled = "order.cancelled"
+	EventOrderExpired   = "order.expired"
+	EventRefundDue      = "payment.refund_due"
+	EventStockChanged   = "stock.changed"
 )
 
 // Event is one business event. ID is unique per event, so consumers drop duplicates.
