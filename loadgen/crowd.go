@@ -148,8 +148,9 @@ type Result struct {
 	Outcomes      map[string]int64 `json:"outcomes"`
 	// Shed is how many attempts were refused for load (EUNAVAILABLE); each such shopper came
 	// back after the refusal's hint, as a new attempt. ShedShare is their share of Attempts.
-	Shed      int64   `json:"shed"`
-	ShedShare float64 `json:"shed_share"`
+	Shed       int64   `json:"shed"`
+	ShedShare  float64 `json:"shed_share"`
+	ShedHinted int64   `json:"shed_hinted"` // of the shed, those whose answer said when to come back
 	// Requests counts the requests the crowd sent, by kind (attempt, poll, order, pay_ticket,
 	// provider_pay); RequestsPerSec is all of them over the crowd's whole time (CrowdSec).
 	Requests       map[string]int64 `json:"requests"`

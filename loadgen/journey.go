@@ -57,6 +57,7 @@ type crowdRun struct {
 
 	inFlight                      atomic.Int64
 	orders, paid, abandoned, shed atomic.Int64
+	shedHinted                    atomic.Int64
 	payErrors, payExpired, unseen atomic.Int64
 	requests                      [5]atomic.Int64 // by kind, in the order of kinds
 	followers                     sync.WaitGroup  // winners' journeys and refused shoppers' returns
@@ -150,7 +151,9 @@ func (r *crowdRun) answered(a arrival, intended time.Time, try int, res *purchas
 	case OutUnavailable:
 		r.shed.Add(1)
 		hint := time.Duration(surge.RetryAfterMs(err)) * time.Millisecond
-		if hint <= 0 {
+		if hint > 0 {
+			r.shedHinted.Add(1)
+		} else {
 			hint = retryWithoutHint
 		}
 		if try+1 < maxShedRetries && r.ctx.Err() == nil {
@@ -328,7 +331,7 @@ func (r *crowdRun) printProgress() {
 func (r *crowdRun) result(end, all time.Duration) *Result {
 	rec := r.rec
 	res := &Result{Outcomes: rec.outcomes, Orders: r.orders.Load(), Paid: r.paid.Load(), Abandoned: r.abandoned.Load(),
-		PayErrors: r.payErrors.Load(), PayExpired: r.payExpired.Load(), PayFailures: r.payFailures, Shed: r.shed.Load(),
+		PayErrors: r.payErrors.Load(), PayExpired: r.payExpired.Load(), PayFailures: r.payFailures, Shed: r.shed.Load(), ShedHinted: r.shedHinted.Load(),
 		OrdersNotVisible: r.unseen.Load(), DurationSec: end.Seconds(), CrowdSec: all.Seconds(), Attempts: rec.seen,
 		Requests: map[string]int64{}, samples: r.samples}
 	res.AttemptsPerSec = float64(rec.seen) / end.Seconds()

@@ -19,7 +19,8 @@ func Summary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "  after sell-out:  %d attempts, %.0f/s, p50 %.2f ms, p99 %.2f ms\n", r.AfterSellout.Attempts,
 		r.AfterSellout.AttemptsPerSec, r.AfterSellout.P50Ms, r.AfterSellout.P99Ms)
 	fmt.Fprintf(w, "  outcomes: %s\n", outcomeList(r.Outcomes))
-	fmt.Fprintf(w, "  shed: %d attempts (%.1f%%) refused for load, each shopper back after the hint\n", r.Shed, 100*r.ShedShare)
+	fmt.Fprintf(w, "  shed: %d attempts (%.1f%%) refused for load, %d with a retry hint; each shopper came back after it (up to 3 times)\n",
+		r.Shed, 100*r.ShedShare, r.ShedHinted)
 	fmt.Fprintf(w, "  requests: %.0f/s of every kind over %.1fs (%s)\n", r.RequestsPerSec, r.CrowdSec, outcomeList(r.Requests))
 	fmt.Fprintf(w, "  orders %d: readable after success p50 %.1f ms, p99 %.1f ms, not within 5 s %d\n", r.Orders,
 		r.OrderVisibleP50Ms, r.OrderVisibleP99Ms, r.OrdersNotVisible)
@@ -120,7 +121,7 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 <tr><th>before sell-out</th><td>{{.R.BeforeSellout.Attempts}} attempts, {{num .R.BeforeSellout.AttemptsPerSec}}/s, p50 {{num .R.BeforeSellout.P50Ms}} ms, p99 {{num .R.BeforeSellout.P99Ms}} ms</td></tr>
 <tr><th>after sell-out</th><td>{{.R.AfterSellout.Attempts}} attempts, {{num .R.AfterSellout.AttemptsPerSec}}/s, p50 {{num .R.AfterSellout.P50Ms}} ms, p99 {{num .R.AfterSellout.P99Ms}} ms</td></tr>
 <tr><th>outcomes</th><td>{{.Outcomes}}</td></tr>
-<tr><th>shed</th><td>{{.R.Shed}} attempts refused for load ({{num (pct .R.ShedShare)}}%), each shopper back after the hint</td></tr>
+<tr><th>shed</th><td>{{.R.Shed}} attempts refused for load ({{num (pct .R.ShedShare)}}%), {{.R.ShedHinted}} with a retry hint; each shopper came back after it (up to 3 times)</td></tr>
 <tr><th>requests</th><td>{{num .R.RequestsPerSec}}/s of every kind over {{num .R.CrowdSec}} s: {{.Requests}}</td></tr>
 <tr><th>orders</th><td>{{.R.Orders}}: readable after success p50 {{num .R.OrderVisibleP50Ms}} ms, p99 {{num .R.OrderVisibleP99Ms}} ms; not within 5 s {{.R.OrdersNotVisible}}</td></tr>
 <tr><th>payments</th><td>paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, refused after expiry {{.R.PayExpired}}, payment errors {{.R.PayErrors}}{{if .R.PayFailures}} ({{.PayFailures}}){{end}}</td></tr>

@@ -24,7 +24,7 @@ func TestProgressAndSummary(t *testing.T) {
 	res.Invariants = append(res.Invariants, res.readable(), res.payments())
 	Summary(&b, res)
 	for _, want := range []string{"10 attempts", "sold_out 3, success 7", "FAIL 1-stock-balance", "(oversold)", "FAILED",
-		"shed: 2 attempts (20.0%)", "requests: 8/s of every kind over 2.0s (attempt 10, order 7)", "p99 1200.0 ms",
+		"shed: 2 attempts (20.0%) refused for load, 0 with a retry hint", "requests: 8/s of every kind over 2.0s (attempt 10, order 7)", "p99 1200.0 ms",
 		"FAIL 7-orders-readable", "p99 over 1s", "FAIL 7-payments-succeed", "1 payments failed (EINTERNAL 1)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())

@@ -78,8 +78,8 @@ func (c *Config) defaults() {
 	}
 }
 
-// admission is the admission of an item's line.
-func (c *Config) admission() *shed.Delay { return shed.New(c.MaxWait/5, c.MaxWait) }
+// admission is the admission of an item's line: until its pace is measured, a batch's worth.
+func (c *Config) admission() *shed.Delay { return shed.New(c.MaxWait/5, c.MaxWait, MaxBatch) }
 
 // Retry hints of refusals for load that the queues' pace does not give.
 const (

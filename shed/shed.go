@@ -44,6 +44,7 @@ const (
 // Shed by any goroutine.
 type Delay struct {
 	target, maxWait time.Duration
+	cold            int64 // the most let in while the pace is not yet measured
 	permille        atomic.Int64 // the share turned away, in thousandths
 	standing        atomic.Int64 // the last interval's shortest wait, ns
 	lastNs          atomic.Int64 // when the last wait was observed, unix ns
@@ -56,15 +57,17 @@ type Delay struct {
 }
 
 // New returns the admission of a line whose standing delay should stay under target, and
-// whose arrivals should not wait longer than maxWait (the defaults if zero).
-func New(target, maxWait time.Duration) *Delay {
+// whose arrivals should not wait longer than maxWait (the defaults if zero). Until the line's
+// pace is measured, at most cold pieces of work are let in at once (no bound if zero): a line
+// opening to a rush would otherwise take it all before it knows how fast it serves.
+func New(target, maxWait time.Duration, cold int64) *Delay {
 	if target <= 0 {
 		target = DefaultTarget
 	}
 	if maxWait < target {
 		maxWait = max(DefaultMaxWait, target)
 	}
-	return &Delay{target: target, maxWait: maxWait}
+	return &Delay{target: target, maxWait: maxWait, cold: cold}
 }
 
 // Observe records that a piece of work answered at now had waited wait since it arrived.
@@ -103,7 +106,7 @@ func (d *Delay) Observe(now time.Time, wait time.Duration) {
 
 // Why an arrival was turned away.
 const (
-	WorkAhead = "work_ahead" // more work ahead of it than the line answers in MaxWait
+	WorkAhead = "work_ahead" // more work ahead of it than the line answers in MaxWait (or, before the pace is known, than the cold bound)
 	Standing  = "standing"   // the share turned away for a standing delay
 )
 
@@ -113,10 +116,14 @@ const (
 // has answered nothing for two intervals lets everything in: what it measured is about a load
 // that is gone.
 func (d *Delay) Shed(now time.Time, ahead int64) (why string, retry time.Duration) {
+	pace := d.pace.Load()
+	if pace == 0 && d.cold > 0 && ahead >= d.cold {
+		return WorkAhead, spread(RetryStep)
+	}
 	if now.UnixNano()-d.lastNs.Load() > int64(2*Interval) {
 		return "", 0
 	}
-	if pace := d.pace.Load(); pace > 0 && ahead > 0 {
+	if pace > 0 && ahead > 0 {
 		if wait := time.Duration(float64(ahead) / float64(pace) * float64(time.Second)); wait > d.maxWait {
 			return WorkAhead, spread(min(max(wait-d.maxWait, RetryStep), 10*RetryStep))
 		}

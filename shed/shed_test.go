@@ -33,7 +33,7 @@ func shareTurnedAway(t *testing.T, d *shed.Delay, now time.Time) float64 {
 }
 
 func TestShareStepsWithTheStandingDelay(t *testing.T) {
-	d := shed.New(100*time.Millisecond, 0)
+	d := shed.New(100*time.Millisecond, 0, 0)
 	at := t0
 	// observe answers every 10 ms for a number of intervals, all having waited wait.
 	observe := func(intervals int, wait time.Duration) {
@@ -91,7 +91,7 @@ func TestShareStepsWithTheStandingDelay(t *testing.T) {
 // An arrival that finds more work ahead than the line answers in its longest wait is turned
 // away at once, by the pace measured while the line was busy; a quiet line's pace is not taken.
 func TestWorkAheadPastTheLongestWait(t *testing.T) {
-	d := shed.New(100*time.Millisecond, 500*time.Millisecond)
+	d := shed.New(100*time.Millisecond, 500*time.Millisecond, 0)
 	at := t0
 	for range 30 { // quiet: 10 answers a second, each quick
 		at = at.Add(100 * time.Millisecond)
@@ -102,6 +102,13 @@ func TestWorkAheadPastTheLongestWait(t *testing.T) {
 	}
 	if why, _ := d.Shed(at, 5000); why != "" {
 		t.Fatal("a burst after a lull was turned away by a quiet line's pace")
+	}
+	cold := shed.New(100*time.Millisecond, 500*time.Millisecond, 256)
+	if why, _ := cold.Shed(at, 255); why != "" {
+		t.Fatal("a line of no measured pace turned away the 256th arrival; want up to its cold bound let in")
+	}
+	if why, retry := cold.Shed(at, 256); why != shed.WorkAhead || retry < shed.RetryStep*4/5 {
+		t.Fatalf("a line of no measured pace let in past its cold bound (%q, %s)", why, retry)
 	}
 	for range 300 { // busy: 1,000 answers a second, each having waited 60 ms
 		at = at.Add(time.Millisecond)
@@ -136,7 +143,7 @@ func TestThreeTimesCapacityKeepsTheWaitBounded(t *testing.T) {
 		rate     = 30_000.0             // arrivals a second: three times the capacity
 		run      = 20 * time.Second
 	)
-	d := shed.New(100*time.Millisecond, 500*time.Millisecond)
+	d := shed.New(100*time.Millisecond, 500*time.Millisecond, batchMax)
 	var queue []time.Time
 	var waits []time.Duration
 	admitted, refused := 0, 0

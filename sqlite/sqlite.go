@@ -18,8 +18,11 @@ import (
 	"github.com/surgecommerce/surge/sqlstore"
 )
 
-// maxOpenConns bounds the connection pool. WAL lets readers run beside the one writer.
-const maxOpenConns = 8
+// maxOpenConns bounds the connection pool, and all of them stay open: WAL lets readers run
+// beside the one writer. With database/sql's default of two idle connections, a burst of reads
+// (winners opening their order pages) closed and opened connections, each open a file, its
+// pragmas and its prepared statements again, and the order page's p99 reached a second.
+const maxOpenConns = 16
 
 // DB is an open SQLite database.
 type DB struct {
@@ -60,6 +63,7 @@ func Open(ctx context.Context, path string, ids func() (int64, error)) (*DB, err
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	db.SetMaxOpenConns(maxOpenConns)
+	db.SetMaxIdleConns(maxOpenConns)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)

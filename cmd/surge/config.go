@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/nats"
 	"github.com/surgecommerce/surge/paysim"
 	"github.com/surgecommerce/surge/purchase"
@@ -51,6 +52,10 @@ type Config struct {
 	Dev           bool
 	LogLevel      string
 	LogFormat     string
+
+	// Hooks for tests, set by no flag.
+	orderWriterOff bool                                      // the node writes no orders from the bus, as if its writer were far behind
+	wrapStock      func(surge.StockEngine) surge.StockEngine // wraps the stock engine (a slow one, say)
 }
 
 // flags declares the settings on fs with their defaults and help. The name of each flag is also

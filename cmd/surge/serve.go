@@ -180,6 +180,9 @@ func (m *Main) openBackends(ctx context.Context, ids func() (int64, error)) (*ba
 			return nil, err
 		}
 		b.stock = rs
+		if c.wrapStock != nil {
+			b.stock = c.wrapStock(rs)
+		}
 		return b, nil
 	}
 	eng, err := stock.Open(stock.Options{Dir: filepath.Join(c.DataDir, "stock")})
@@ -189,6 +192,9 @@ func (m *Main) openBackends(ctx context.Context, ids func() (int64, error)) (*ba
 	m.closers = append(m.closers, eng.Close)
 	b.checks = append(b.checks, surgehttp.Check{Name: "stock", Check: func(context.Context) error { return eng.Err() }})
 	b.stock = eng
+	if c.wrapStock != nil {
+		b.stock = c.wrapStock(eng)
+	}
 	return b, nil
 }
 
@@ -269,8 +275,12 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		return err
 	}
 	m.closers = append(m.closers, func() error { unserve(); return nil })
-	consumed, err := b.bus.Consume(bg, nats.OrdersStream, "order-writer", m.Log, orders.HandleCreate)
-	if err != nil {
+	var consumed <-chan struct{}
+	if c.orderWriterOff {
+		off := make(chan struct{})
+		close(off)
+		consumed = off
+	} else if consumed, err = b.bus.Consume(bg, nats.OrdersStream, "order-writer", m.Log, orders.HandleCreate); err != nil {
 		stop()
 		return err
 	}
