@@ -44,7 +44,7 @@ const (
 // Shed by any goroutine.
 type Delay struct {
 	target, maxWait time.Duration
-	cold            int64 // the most let in while the pace is not yet measured
+	cold            int64        // the most let in while the pace is not yet measured
 	permille        atomic.Int64 // the share turned away, in thousandths
 	standing        atomic.Int64 // the last interval's shortest wait, ns
 	lastNs          atomic.Int64 // when the last wait was observed, unix ns
