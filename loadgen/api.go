@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
@@ -37,9 +40,10 @@ type API struct {
 	Duration   time.Duration // how long the session stays open after it opens
 	OpensIn    time.Duration // from setup to the opening
 
-	session int64
-	clients sync.Map    // shopperKey → its *client.Client, with its token and address
-	fast    []*fastNode // per node, for the crowd's own requests (nil: through the Go client)
+	session     int64
+	clients     sync.Map    // shopperKey → its *client.Client, with its token and address
+	fast        []*fastNode // per node, for the crowd's own requests (nil: through the Go client)
+	metricsHTTP http.Client // reads the nodes' /metrics
 }
 
 // fastFor is the fasthttp client of a shopper's node, or nil.
@@ -280,4 +284,35 @@ func (a *API) Remaining(ctx context.Context) (int64, error) {
 		left += it.Stock.Available
 	}
 	return left, nil
+}
+
+// NodeRequests implements requestCounter: the requests the nodes have answered so far, by
+// route, summed over the nodes, from their /metrics (surge_http_requests_total). The crowd
+// sees only its own requests; the nodes also answer the payment provider's callbacks.
+func (a *API) NodeRequests(ctx context.Context) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, n := range a.Nodes {
+		req, err := http.NewRequestWithContext(ctx, "GET", n.BaseURL()+"/metrics", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := a.metricsHTTP.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("metrics of %s: %w", n.BaseURL(), err)
+		}
+		for _, m := range fams["surge_http_requests_total"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "route" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out, nil
 }

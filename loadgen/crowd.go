@@ -155,9 +155,14 @@ type Result struct {
 	// provider_pay); RequestsPerSec is all of them over the crowd's whole time (CrowdSec).
 	Requests       map[string]int64 `json:"requests"`
 	RequestsPerSec float64          `json:"requests_per_sec"`
-	Orders         int64            `json:"orders"`    // distinct acknowledged orders
-	Paid           int64            `json:"paid"`      // orders the crowd paid
-	Abandoned      int64            `json:"abandoned"` // orders left to expire
+	// NodeRequests counts what the target's nodes answered over the crowd's time, by route,
+	// the payment provider's callbacks included, and NodeRequestsPerSec all of it; nil when
+	// the target does not tell (the reference).
+	NodeRequests       map[string]float64 `json:"node_requests,omitempty"`
+	NodeRequestsPerSec float64            `json:"node_requests_per_sec,omitempty"`
+	Orders             int64              `json:"orders"`    // distinct acknowledged orders
+	Paid               int64              `json:"paid"`      // orders the crowd paid
+	Abandoned          int64              `json:"abandoned"` // orders left to expire
 	// OrderVisibleP50Ms and OrderVisibleP99Ms are the time from "success" to the order page
 	// showing the order; OrdersNotVisible counts those that did not show within 5 s.
 	OrderVisibleP50Ms float64 `json:"order_visible_p50_ms"`
@@ -389,9 +394,22 @@ func outcomeOf(res *purchase.Result, err error) string {
 	return OutError
 }
 
+// requestCounter is a target that tells what its nodes have answered, by route.
+type requestCounter interface {
+	NodeRequests(ctx context.Context) (map[string]float64, error)
+}
+
 // replay sends the arrivals at their intended times, and follows each winner to its order
 // page and its payment.
 func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arrival) (*Result, error) {
+	counter, counts := t.(requestCounter)
+	var before map[string]float64
+	if counts {
+		var err error
+		if before, err = counter.NodeRequests(ctx); err != nil {
+			counts = false // a node that does not say: the crowd's own count stands alone
+		}
+	}
 	r := newCrowdRun(ctx, t, c, crowd)
 	defer func() { r.halt(); r.progress.Wait() }() // also when cancelled: nothing outlives the run
 	r.progress.Add(2)
@@ -437,7 +455,21 @@ dispatch:
 	}
 	r.halt()
 	r.progress.Wait()
-	return r.result(end, all), nil
+	res := r.result(end, all)
+	if counts {
+		if after, err := counter.NodeRequests(ctx); err == nil {
+			res.NodeRequests = map[string]float64{}
+			var total float64
+			for route, n := range after {
+				if d := n - before[route]; d > 0 {
+					res.NodeRequests[route] = d
+					total += d
+				}
+			}
+			res.NodeRequestsPerSec = total / all.Seconds()
+		}
+	}
+	return res, nil
 }
 
 // ack is an order a shopper was told of.

@@ -22,6 +22,10 @@ func Summary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "  shed: %d attempts (%.1f%%) refused for load, %d with a retry hint; each shopper came back after it (up to 3 times)\n",
 		r.Shed, 100*r.ShedShare, r.ShedHinted)
 	fmt.Fprintf(w, "  requests: %.0f/s of every kind over %.1fs (%s)\n", r.RequestsPerSec, r.CrowdSec, outcomeList(r.Requests))
+	if r.NodeRequests != nil {
+		fmt.Fprintf(w, "  the nodes answered %.0f requests/s of every kind, the provider's callbacks included (%s)\n", r.NodeRequestsPerSec,
+			routeList(r.NodeRequests))
+	}
 	fmt.Fprintf(w, "  orders %d: readable after success p50 %.1f ms, p99 %.1f ms, not within 5 s %d\n", r.Orders,
 		r.OrderVisibleP50Ms, r.OrderVisibleP99Ms, r.OrdersNotVisible)
 	fmt.Fprintf(w, "  paid %d, abandoned %d, refused after expiry %d, payment errors %d", r.Paid, r.Abandoned, r.PayExpired, r.PayErrors)
@@ -42,6 +46,14 @@ func Summary(w io.Writer, r *Result) {
 	} else {
 		fmt.Fprintln(w, "FAILED")
 	}
+}
+
+func routeList(m map[string]float64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func outcomeList(m map[string]int64) string {
@@ -123,6 +135,7 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 <tr><th>outcomes</th><td>{{.Outcomes}}</td></tr>
 <tr><th>shed</th><td>{{.R.Shed}} attempts refused for load ({{num (pct .R.ShedShare)}}%), {{.R.ShedHinted}} with a retry hint; each shopper came back after it (up to 3 times)</td></tr>
 <tr><th>requests</th><td>{{num .R.RequestsPerSec}}/s of every kind over {{num .R.CrowdSec}} s: {{.Requests}}</td></tr>
+{{if .R.NodeRequests}}<tr><th>the nodes answered</th><td>{{num .R.NodeRequestsPerSec}}/s of every kind, the provider's callbacks included: {{.NodeRequests}}</td></tr>{{end}}
 <tr><th>orders</th><td>{{.R.Orders}}: readable after success p50 {{num .R.OrderVisibleP50Ms}} ms, p99 {{num .R.OrderVisibleP99Ms}} ms; not within 5 s {{.R.OrdersNotVisible}}</td></tr>
 <tr><th>payments</th><td>paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, refused after expiry {{.R.PayExpired}}, payment errors {{.R.PayErrors}}{{if .R.PayFailures}} ({{.PayFailures}}){{end}}</td></tr>
 </table>
@@ -147,11 +160,12 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 // invariants, and charts of rate, latency and stock over time.
 func WriteHTML(w io.Writer, runs ...*Result) error {
 	type run struct {
-		R           *Result
-		Outcomes    string
-		Requests    string
-		PayFailures string
-		Charts      []chart
+		R            *Result
+		Outcomes     string
+		Requests     string
+		NodeRequests string
+		PayFailures  string
+		Charts       []chart
 	}
 	var data struct{ Runs []run }
 	for _, r := range runs {
@@ -173,7 +187,7 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 		colors := map[string]string{OutSuccess: "#15803d", OutSoldOut: "#6b7280", OutLimit: "#ca8a04", OutRateLimited: "#9333ea",
 			OutRejected: "#b91c1c", OutUnavailable: "#ea580c", OutError: "#000", "p50": "#2563eb", "p99": "#b91c1c",
 			"units left (all items)": "#0f766e", "requests of every kind": "#64748b"}
-		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Requests: outcomeList(r.Requests),
+		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Requests: outcomeList(r.Requests), NodeRequests: routeList(r.NodeRequests),
 			PayFailures: outcomeList(r.PayFailures), Charts: []chart{
 				newChart("Attempts per second by outcome, and requests of every kind", "per second", n, rate, colors),
 				newChart("Latency per second (ms, from the intended send time)", "ms", n, lat, colors),

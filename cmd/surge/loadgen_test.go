@@ -45,7 +45,9 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 				got[r.Invariant] = r.Status
 			}
 			// Invariant 6 too: the paid orders' amount equals the live GMV of the session.
-			for _, name := range []string{audit.StockBalance, audit.PerUserLimit, audit.OneOrderEach, audit.ReleasedOnce, audit.GMVMatches, loadgen.AcknowledgedOrders} {
+			// And the crowd's own: every winner read its order in time, and every payer paid.
+			for _, name := range []string{audit.StockBalance, audit.PerUserLimit, audit.OneOrderEach, audit.ReleasedOnce, audit.GMVMatches,
+				loadgen.AcknowledgedOrders, loadgen.OrdersReadable, loadgen.PaymentsSucceed} {
 				if got[name] != audit.Pass {
 					t.Errorf("%s = %s; want PASS", name, got[name])
 				}
@@ -96,7 +98,8 @@ func TestLoadgenCommand(t *testing.T) {
 		return res
 	}
 	res := runJSON(append(crowd, "--target", cl.BaseURL(), "--admin-password", "admin-password", "--html", html)...)
-	for _, k := range []string{"attempts_per_sec", "p50_ms", "p99_ms", "outcomes", "invariants"} {
+	for _, k := range []string{"attempts_per_sec", "p50_ms", "p99_ms", "outcomes", "invariants", "shed", "pay_errors",
+		"order_visible_p99_ms", "send_lag_p99_ms", "requests", "node_requests", "node_requests_per_sec"} {
 		if _, ok := res[k]; !ok {
 			t.Errorf("JSON lacks %s: %v", k, res)
 		}
@@ -104,7 +107,11 @@ func TestLoadgenCommand(t *testing.T) {
 	if res["passed"] != true {
 		t.Fatalf("passed = %v: %v", res["passed"], res["invariants"])
 	}
-	if b, err := os.ReadFile(html); err != nil || !bytes.Contains(b, []byte("<svg")) || !bytes.Contains(b, []byte("PASS")) {
+	if n := res["node_requests"].(map[string]any)["POST /v1/payments/callback"]; n == nil || n.(float64) < 1 {
+		t.Errorf("node_requests = %v; want the provider's callbacks counted", res["node_requests"])
+	}
+	if b, err := os.ReadFile(html); err != nil || !bytes.Contains(b, []byte("<svg")) || !bytes.Contains(b, []byte("PASS")) ||
+		!bytes.Contains(b, []byte("7-orders-readable")) || !bytes.Contains(b, []byte("readable after success")) {
 		t.Fatalf("HTML report: %v, %d bytes", err, len(b))
 	}
 	redisURL := os.Getenv("SURGE_TEST_REDIS_URL")
