@@ -98,13 +98,19 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// stmt returns query's prepared statement, within tx when tx is not nil.
+// stmt returns query's prepared statement, within tx when tx is not nil. Within a transaction
+// nothing is prepared on another connection: transactions holding every connection of the pool,
+// each waiting for one more to prepare on, would wait for each other for good. A statement
+// prepared already is taken into the transaction (prepared again on its connection if need
+// be); one that is not is prepared on the transaction's connection, for the transaction.
 func (s *Store) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	st, err := s.prepared(ctx, query)
-	if err != nil || tx == nil {
-		return st, err
+	if tx == nil {
+		return s.prepared(ctx, query)
 	}
-	return tx.StmtContext(ctx, st), nil
+	if st, ok := s.stmts.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+	}
+	return tx.PrepareContext(ctx, query)
 }
 
 // exec runs one writing statement.
