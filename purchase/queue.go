@@ -203,7 +203,9 @@ func (s *Service) drain(l *lane) {
 			l.queued.Add(-t.req.Quantity)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := s.now()
 		s.reserve(ctx, reqs, out[:len(reqs)])
+		l.admit.Served(len(reqs), s.now().Sub(start))
 		var orders []surge.Order
 		for i, t := range batch {
 			var o *surge.Order

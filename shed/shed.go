@@ -49,6 +49,7 @@ type Delay struct {
 	standing        atomic.Int64 // the last interval's shortest wait, ns
 	lastNs          atomic.Int64 // when the last wait was observed, unix ns
 	pace            atomic.Int64 // answers a second while busy (0: not yet measured)
+	batchPace       atomic.Int64 // pieces a second as the server last served a batch (Served)
 
 	// Observe's own.
 	start, end time.Time
@@ -104,6 +105,15 @@ func (d *Delay) Observe(now time.Time, wait time.Duration) {
 	d.start, d.end, d.shortest, d.answered = now, now.Add(Interval), wait, 1
 }
 
+// Served records that the line's server took took to serve a batch of n pieces. Until the
+// pace is measured over a busy interval, this is the pace: a line opening to a rush knows how
+// fast it serves from its first batch, not from a whole interval later.
+func (d *Delay) Served(n int, took time.Duration) {
+	if n > 0 && took > 0 {
+		d.batchPace.Store(max(int64(float64(n)/took.Seconds()), 1))
+	}
+}
+
 // Why an arrival was turned away.
 const (
 	WorkAhead = "work_ahead" // more work ahead of it than the line answers in MaxWait (or, before the pace is known, than the cold bound)
@@ -112,21 +122,28 @@ const (
 
 // Shed decides an arrival at now that finds ahead pieces of work in the line before it: a
 // reason (WorkAhead or Standing) turns it away, with when to come back, spread by a fifth
-// either way so that those turned away do not all return at once; "" lets it in. A line that
-// has answered nothing for two intervals lets everything in: what it measured is about a load
-// that is gone.
+// either way so that those turned away do not all return at once; "" lets it in. An arrival
+// with nothing ahead is let in. The share for a standing delay applies only while the line
+// answers: one that has answered nothing for two intervals measured a load that is gone (its
+// work ahead still counts, by its pace: a slow line answers seldom).
 func (d *Delay) Shed(now time.Time, ahead int64) (why string, retry time.Duration) {
+	if ahead <= 0 {
+		return "", 0 // nothing ahead: it is served at once
+	}
 	pace := d.pace.Load()
-	if pace == 0 && d.cold > 0 && ahead >= d.cold {
+	if pace == 0 {
+		pace = d.batchPace.Load()
+	}
+	switch {
+	case pace == 0 && d.cold > 0 && ahead >= d.cold:
 		return WorkAhead, spread(RetryStep)
-	}
-	if now.UnixNano()-d.lastNs.Load() > int64(2*Interval) {
-		return "", 0
-	}
-	if pace > 0 && ahead > 0 {
+	case pace > 0:
 		if wait := time.Duration(float64(ahead) / float64(pace) * float64(time.Second)); wait > d.maxWait {
 			return WorkAhead, spread(min(max(wait-d.maxWait, RetryStep), 10*RetryStep))
 		}
+	}
+	if now.UnixNano()-d.lastNs.Load() > int64(2*Interval) {
+		return "", 0 // no answer for a while: the standing delay measured is about a load that is gone
 	}
 	p := d.permille.Load()
 	if p == 0 || rand.Int64N(1000) >= p {

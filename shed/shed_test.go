@@ -19,7 +19,7 @@ func shareTurnedAway(t *testing.T, d *shed.Delay, now time.Time) float64 {
 	t.Helper()
 	n := 0
 	for range 10_000 {
-		if why, retry := d.Shed(now, 0); why != "" {
+		if why, retry := d.Shed(now, 1); why != "" {
 			if why != shed.Standing {
 				t.Fatalf("turned away for %q with nothing ahead; want %q", why, shed.Standing)
 			}
@@ -109,6 +109,13 @@ func TestWorkAheadPastTheLongestWait(t *testing.T) {
 	}
 	if why, retry := cold.Shed(at, 256); why != shed.WorkAhead || retry < shed.RetryStep*4/5 {
 		t.Fatalf("a line of no measured pace let in past its cold bound (%q, %s)", why, retry)
+	}
+	cold.Served(10, 50*time.Millisecond) // its first batch: 200 a second
+	if why, _ := cold.Shed(at, 99); why != "" {
+		t.Fatal("an arrival with 0.495 s of work ahead, by the first batch's pace, was turned away")
+	}
+	if why, _ := cold.Shed(at, 120); why != shed.WorkAhead {
+		t.Fatal("an arrival with 0.6 s of work ahead, by the first batch's pace, was let in")
 	}
 	for range 300 { // busy: 1,000 answers a second, each having waited 60 ms
 		at = at.Add(time.Millisecond)
