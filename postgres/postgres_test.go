@@ -13,7 +13,7 @@ import (
 )
 
 // open returns a store in a fresh schema of the test database, dropped when the test ends.
-func open(t *testing.T) *postgres.DB {
+func open(t testing.TB) *postgres.DB {
 	t.Helper()
 	base := os.Getenv("SURGE_TEST_POSTGRES_URL")
 	if base == "" {
@@ -47,6 +47,12 @@ func open(t *testing.T) *postgres.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// BenchmarkWrites measures the writes of a sale on PostgreSQL (storetest.BenchWrites), where
+// each statement is a round trip.
+func BenchmarkWrites(b *testing.B) {
+	storetest.BenchWrites(b, open(b))
 }
 
 func TestConformance(t *testing.T) {

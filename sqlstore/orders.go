@@ -35,30 +35,44 @@ func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
 	return false, nil
 }
 
-// CreateOrders implements surge.OrderStore.
+// CreateOrders implements surge.OrderStore: one statement per surge.MaxListLimit orders, which
+// names the orders it created. An insert per order cost the network store a round trip each, and
+// a batch of orders waited for hundreds of them.
 func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool, error) {
 	created := make([]bool, len(orders))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// One statement prepared for the whole batch: parsing it per order cost more than the insert.
-		insert, err := tx.PrepareContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`))
-		if err != nil {
-			return err
-		}
-		defer insert.Close()
-		for i := range orders {
-			o := &orders[i]
-			res, err := insert.ExecContext(ctx, o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
-				o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
-				paidMs(o.PaidAt), boolInt(o.StockSettled))
+		for start := 0; start < len(orders); start += surge.MaxListLimit {
+			chunk := orders[start:min(len(orders), start+surge.MaxListLimit)]
+			args := make([]any, 0, len(chunk)*orderFields)
+			for i := range chunk {
+				o := &chunk[i]
+				args = append(args, o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
+					o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
+					paidMs(o.PaidAt), boolInt(o.StockSettled))
+			}
+			rows, err := tx.QueryContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`) VALUES `+
+				values(len(chunk), orderFields)+` ON CONFLICT DO NOTHING RETURNING id`), args...)
 			if err != nil {
 				return err
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
+			ids := make(map[int64]bool, len(chunk))
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				ids[id] = true
+			}
+			if err := rows.Close(); err != nil {
 				return err
 			}
-			created[i] = n == 1
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for i := range chunk {
+				created[start+i] = ids[chunk[i].ID]
+			}
 		}
 		return nil
 	})
@@ -66,6 +80,28 @@ func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool,
 		return nil, err
 	}
 	return created, nil
+}
+
+// orderFields is the number of orderColumns.
+const orderFields = 17
+
+// values is the VALUES list of n rows of k placeholders each: (?, ?), (?, ?).
+func values(n, k int) string {
+	row := "(?" + strings.Repeat(", ?", k-1) + ")"
+	var b strings.Builder
+	b.Grow(n * (len(row) + 2))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+// list is a parenthesised list of n placeholders: (?, ?, ?).
+func list(n int) string {
+	return "(?" + strings.Repeat(", ?", n-1) + ")"
 }
 
 // OrderByID implements surge.OrderStore.
@@ -216,7 +252,7 @@ func (s *Store) MarkStockSettled(ctx context.Context, ids ...int64) error {
 		for i, id := range chunk {
 			args[i] = id
 		}
-		query := `UPDATE orders SET stock_settled = 1 WHERE id IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`
+		query := `UPDATE orders SET stock_settled = 1 WHERE id IN ` + list(len(chunk))
 		if _, err := s.exec(ctx, s.q(query), args...); err != nil {
 			return s.wrap(err, "order")
 		}
@@ -226,27 +262,71 @@ func (s *Store) MarkStockSettled(ctx context.Context, ids ...int64) error {
 
 // ApplyPayments implements surge.OrderStore: one transaction for a batch of notifications,
 // where a transaction each (the state change, the record, each synced to disk) made a few
-// hundred payments queue for SQLite's one writer for seconds, in front of the orders.
+// hundred payments queue for SQLite's one writer for seconds, in front of the orders. Within
+// it, a few statements for the whole batch (lock and read the orders, find those already paid
+// by a notification, pay the pending, record the notifications), not a few per notification:
+// on a network store each statement is a round trip, and a batch of a hundred took a second.
 func (s *Store) ApplyPayments(ctx context.Context, ps []*surge.Payment) ([]*surge.Order, error) {
-	order := make([]int, len(ps)) // indexes by order id: row locks are always taken in one order
-	for i := range order {
-		order[i] = i
+	byOrder := make([]int, len(ps)) // indexes by order id: row locks are always taken in one order
+	for i := range byOrder {
+		byOrder[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(ps[a].OrderID, ps[b].OrderID) })
+	slices.SortStableFunc(byOrder, func(a, b int) int { return cmp.Compare(ps[a].OrderID, ps[b].OrderID) })
+	var ids []int64
+	for _, i := range byOrder {
+		if n := len(ids); n == 0 || ids[n-1] != ps[i].OrderID {
+			ids = append(ids, ps[i].OrderID)
+		}
+	}
 	out := make([]*surge.Order, len(ps))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for i := range ps {
-			ps[i].Outcome = ""
+			ps[i].Outcome, out[i] = "", nil
+		}
+		orders, err := s.lockOrders(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		paidBefore, err := s.paidByNotification(ctx, tx, ps, orders)
+		if err != nil {
+			return err
 		}
 		applied := map[int64]bool{} // orders a notification applied to, in this batch
-		for _, i := range order {
-			o, err := s.applyPayment(ctx, tx, ps[i], applied)
-			if err != nil {
-				return err
+		var pay []*surge.Payment    // the notifications that pay a pending order
+		var record []*surge.Payment
+		for _, i := range byOrder {
+			p := ps[i]
+			o := orders[p.OrderID]
+			if o == nil {
+				continue
 			}
-			out[i] = o
+			switch {
+			case p.TxnID != o.TxnID || p.Amount != o.Amount:
+				p.Outcome = surge.PaymentMismatch
+			case p.Status != surge.PaymentStatusPaid:
+				p.Outcome = surge.PaymentIgnored
+			case o.State == surge.OrderPendingPayment:
+				paidAt := fromMs(ms(p.ReceivedAt))
+				o.State, o.PaidAt, p.Outcome = surge.OrderPaid, &paidAt, surge.PaymentApplied
+				pay = append(pay, p)
+			case !o.State.PaidOrLater(): // cancelled: the money goes back
+				p.Outcome = surge.PaymentRefundDue
+			case applied[o.ID] || paidBefore[o.ID]:
+				p.Outcome = surge.PaymentDuplicate
+			default: // paid or later, and no notification paid it
+				p.Outcome = surge.PaymentApplied
+			}
+			if p.Outcome == surge.PaymentApplied {
+				applied[o.ID] = true
+			}
+			cp := *o // the order as this notification left it
+			out[i] = &cp
+			record = append(record, p)
 		}
-		return nil
+		if err := s.payOrders(ctx, tx, pay); err != nil {
+			return err
+		}
+		return s.recordPayments(ctx, tx, record)
 	})
 	if err != nil {
 		return nil, err
@@ -254,65 +334,105 @@ func (s *Store) ApplyPayments(ctx context.Context, ps []*surge.Payment) ([]*surg
 	return out, nil
 }
 
-// applyPayment applies and records one notification inside ApplyPayments' transaction.
-func (s *Store) applyPayment(ctx context.Context, tx *sql.Tx, p *surge.Payment, applied map[int64]bool) (*surge.Order, error) {
-	o, err := s.orderWhere(ctx, tx, `id = ?`+s.dialect.ForUpdate, p.OrderID)
-	if surge.ErrorCode(err) == surge.ENOTFOUND {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case p.TxnID != o.TxnID || p.Amount != o.Amount:
-		p.Outcome = surge.PaymentMismatch
-	case p.Status != surge.PaymentStatusPaid:
-		p.Outcome = surge.PaymentIgnored
-	case o.State == surge.OrderPendingPayment:
-		if err := s.execIn(ctx, tx, `UPDATE orders SET state = ?, paid_at = ? WHERE id = ? AND state = ?`,
-			string(surge.OrderPaid), ms(p.ReceivedAt), o.ID, string(surge.OrderPendingPayment)); err != nil {
-			return nil, err
+// lockOrders reads the orders of ids (sorted), locking them in that order where rows are
+// locked as they are read.
+func (s *Store) lockOrders(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]*surge.Order, error) {
+	out := make(map[int64]*surge.Order, len(ids))
+	for start := 0; start < len(ids); start += surge.MaxListLimit {
+		chunk := ids[start:min(len(ids), start+surge.MaxListLimit)]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
 		}
-		paidAt := fromMs(ms(p.ReceivedAt))
-		o.State, o.PaidAt, p.Outcome = surge.OrderPaid, &paidAt, surge.PaymentApplied
-	case !o.State.PaidOrLater(): // cancelled: the money goes back
-		p.Outcome = surge.PaymentRefundDue
-	case applied[o.ID]:
-		p.Outcome = surge.PaymentDuplicate
-	default: // paid or later: did a notification pay it?
-		var n int
-		st, err := s.stmt(ctx, tx, s.q(`SELECT COUNT(*) FROM payments WHERE order_id = ? AND outcome = ?`))
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+orderColumns+` FROM orders WHERE id IN `+list(len(chunk))+
+			` ORDER BY id`+s.dialect.ForUpdate), args...)
 		if err != nil {
 			return nil, err
 		}
-		if err := st.QueryRowContext(ctx, o.ID, surge.PaymentApplied).Scan(&n); err != nil {
+		got, err := s.scanOrders(rows)
+		if err != nil {
 			return nil, err
 		}
-		p.Outcome = surge.PaymentDuplicate
-		if n == 0 {
-			p.Outcome = surge.PaymentApplied
+		for _, o := range got {
+			out[o.ID] = o
 		}
 	}
-	if p.Outcome == surge.PaymentApplied {
-		applied[o.ID] = true
-	}
-	err = s.execIn(ctx, tx, `INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
-		status, paid_at, received_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notify_id) DO NOTHING`,
-		p.NotifyID, p.TxnID, p.OrderID, p.Amount.Amount, p.Amount.Currency, p.Status, ms(p.PaidAt), ms(p.ReceivedAt), p.Outcome)
-	if err != nil {
-		return nil, err
-	}
-	return o, nil
+	return out, nil
 }
 
-// execIn runs a constant writing statement, prepared once, within tx.
-func (s *Store) execIn(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
-	st, err := s.stmt(ctx, tx, s.q(query))
-	if err != nil {
-		return err
+// paidByNotification returns which of the orders, already paid or later, a recorded
+// notification paid; only those a "paid" notification of this batch is about are looked up.
+func (s *Store) paidByNotification(ctx context.Context, tx *sql.Tx, ps []*surge.Payment, orders map[int64]*surge.Order) (map[int64]bool, error) {
+	var ids []any
+	seen := map[int64]bool{}
+	for _, p := range ps {
+		if o := orders[p.OrderID]; o != nil && o.State.PaidOrLater() && p.Status == surge.PaymentStatusPaid && !seen[o.ID] {
+			seen[o.ID] = true
+			ids = append(ids, o.ID)
+		}
 	}
-	_, err = st.ExecContext(ctx, args...)
-	return err
+	out := map[int64]bool{}
+	for start := 0; start < len(ids); start += surge.MaxListLimit {
+		chunk := ids[start:min(len(ids), start+surge.MaxListLimit)]
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT DISTINCT order_id FROM payments WHERE outcome = ? AND order_id IN `+
+			list(len(chunk))), append([]any{surge.PaymentApplied}, chunk...)...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// payOrders moves the pending orders the notifications pay to paid, each paid when its
+// notification was received.
+func (s *Store) payOrders(ctx context.Context, tx *sql.Tx, pay []*surge.Payment) error {
+	for start := 0; start < len(pay); start += surge.MaxListLimit {
+		chunk := pay[start:min(len(pay), start+surge.MaxListLimit)]
+		args := []any{string(surge.OrderPaid)}
+		for _, p := range chunk {
+			args = append(args, p.OrderID, ms(p.ReceivedAt))
+		}
+		args = append(args, string(surge.OrderPendingPayment))
+		for _, p := range chunk {
+			args = append(args, p.OrderID)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET state = ?, paid_at = CASE id`+
+			strings.Repeat(" WHEN ? THEN CAST(? AS BIGINT)", len(chunk))+` END WHERE state = ? AND id IN `+list(len(chunk))), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordPayments records the notifications, each once by its notification id.
+func (s *Store) recordPayments(ctx context.Context, tx *sql.Tx, ps []*surge.Payment) error {
+	const fields = 9
+	for start := 0; start < len(ps); start += surge.MaxListLimit {
+		chunk := ps[start:min(len(ps), start+surge.MaxListLimit)]
+		args := make([]any, 0, len(chunk)*fields)
+		for _, p := range chunk {
+			args = append(args, p.NotifyID, p.TxnID, p.OrderID, p.Amount.Amount, p.Amount.Currency, p.Status, ms(p.PaidAt), ms(p.ReceivedAt), p.Outcome)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO payments (notify_id, txn_id, order_id, amount_minor, currency,
+			status, paid_at, received_at, outcome) VALUES `+values(len(chunk), fields)+` ON CONFLICT (notify_id) DO NOTHING`), args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RecordPayment implements surge.OrderStore.

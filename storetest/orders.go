@@ -264,6 +264,48 @@ func RunOrders(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("ManyInOneCall", func(t *testing.T) {
+		f := newFixture(t, open)
+		const n = surge.MaxListLimit + 20 // past one statement's share, so the work is split
+		batch := make([]surge.Order, n)
+		for i := range batch {
+			batch[i] = surge.Order{ID: f.id(), TxnID: fmt.Sprint("T-many-", i), RequestID: fmt.Sprint("many-", i), UserID: int64(i + 1),
+				SessionID: 1, ItemID: 100, SKUID: 1, MerchantID: 1, Quantity: 1, Amount: surge.Money{Amount: 100, Currency: "CNY"},
+				State: surge.OrderPendingPayment, CreatedAt: f.now, ExpiresAt: f.now.Add(time.Hour)}
+		}
+		batch[n-1].RequestID = batch[0].RequestID // the same request as the first: skipped
+		batch[n-1].UserID = batch[0].UserID
+		created, err := f.s.CreateOrders(f.ctx, batch)
+		must(t, "CreateOrders", err)
+		for i, c := range created {
+			if c != (i != n-1) {
+				t.Fatalf("CreateOrders created[%d] = %v", i, c)
+			}
+		}
+		var ps []*surge.Payment
+		for _, o := range batch[:n-1] {
+			for _, id := range []string{"-a", "-b"} {
+				ps = append(ps, &surge.Payment{NotifyID: o.TxnID + id, TxnID: o.TxnID, OrderID: o.ID, Amount: o.Amount,
+					Status: surge.PaymentStatusPaid, PaidAt: f.now, ReceivedAt: f.now})
+			}
+		}
+		orders, err := f.s.ApplyPayments(f.ctx, ps)
+		must(t, "ApplyPayments", err)
+		for i, p := range ps {
+			want := surge.PaymentApplied
+			if i%2 == 1 {
+				want = surge.PaymentDuplicate
+			}
+			if p.Outcome != want || orders[i] == nil || orders[i].State != surge.OrderPaid {
+				t.Fatalf("notification %s: %q, order %+v; want %q of a paid order", p.NotifyID, p.Outcome, orders[i], want)
+			}
+		}
+		a, err := f.s.AuditItem(f.ctx, 100, 1)
+		if err != nil || a.Orders[surge.OrderPaid] != n-1 || a.PaidWithoutOnePayment != 0 {
+			t.Fatalf("AuditItem = %+v, %v; want %d paid orders, each with one applied payment", a, err, n-1)
+		}
+	})
+
 	t.Run("ApplyPaymentsVersusExpiry", func(t *testing.T) {
 		f := newFixture(t, open)
 		const n = 30
