@@ -4,6 +4,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -398,7 +400,10 @@ func (c *Client) CancelOrder(ctx context.Context, orderID int64) (*surge.Order, 
 	return call[surge.Order](ctx, c, "POST", "/v1/orders/"+id(orderID)+"/cancel", nil)
 }
 
-// Pay takes a ticket to the payment page (the simulated provider's pay endpoint).
+// Pay takes a ticket to the payment page (the simulated provider's pay endpoint). The request
+// carries an Idempotency-Key made of its body, so Go's transport sends it again when the kept-alive
+// connection it went out on broke before an answer came; the provider answers a repeat as it
+// answered the first.
 func (c *Client) Pay(ctx context.Context, payURL string, r paysim.PayRequest) (*paysim.PayResponse, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -409,6 +414,8 @@ func (c *Client) Pay(ctx context.Context, payURL string, r paysim.PayRequest) (*
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	sum := sha256.Sum256(b) // the request's key: the same request sent again, not another charge
+	req.Header.Set(paysim.IdempotencyKeyHeader, hex.EncodeToString(sum[:16]))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err

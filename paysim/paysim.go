@@ -70,10 +70,16 @@ type Provider struct {
 	nextTimer atomic.Int64
 
 	mu   sync.Mutex
-	paid map[string]bool // transactions charged, so a second charge is refused
+	paid map[string]string // transactions charged → the Idempotency-Key of the charge ("" when none)
 	wg   sync.WaitGroup
 	quit chan struct{}
 }
+
+// IdempotencyKeyHeader marks a payment request that may be sent twice: a second charge of a
+// transaction carrying the first one's key is answered as the first was, not refused, so a
+// payment page whose connection broke before the answer can send the request again (Go's HTTP
+// transport does so by itself for a request with this header).
+const IdempotencyKeyHeader = "Idempotency-Key"
 
 // delivery is one payment's notifications, to send in order.
 type delivery struct {
@@ -92,7 +98,7 @@ func New(key []byte, inFlight int, log *slog.Logger) *Provider {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = Senders, Senders
 	p := &Provider{key: key, client: &http.Client{Timeout: callbackTimeout, Transport: tr}, log: log, now: time.Now,
-		capacity: int64(inFlight), queue: make(chan delivery, inFlight), paid: make(map[string]bool), quit: make(chan struct{})}
+		capacity: int64(inFlight), queue: make(chan delivery, inFlight), paid: make(map[string]string), quit: make(chan struct{})}
 	for range Senders {
 		p.wg.Add(1)
 		go p.send() // stops on Close
@@ -154,17 +160,23 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusServiceUnavailable, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "too many payments in flight; retry in %d ms", BusyRetryMs), BusyRetryMs))
 		return
 	}
+	key := r.Header.Get(IdempotencyKeyHeader)
 	p.mu.Lock()
-	already := p.paid[t.TxnID]
+	first, already := p.paid[t.TxnID]
 	if !already {
 		if len(p.paid) >= maxRemembered {
 			clear(p.paid) // forgetting lets a very old ticket pay twice; tickets expire long before
 		}
-		p.paid[t.TxnID] = true
+		p.paid[t.TxnID] = key
 	}
 	p.mu.Unlock()
 	if already {
 		p.inFlight.Add(-1)
+		if key != "" && key == first { // the same request sent again (its connection broke): its answer again
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(PayResponse{TxnID: t.TxnID, Status: payment.StatusPaid})
+			return
+		}
 		answer(w, http.StatusConflict, surge.Errorf(surge.ECONFLICT, "transaction %s is already paid", t.TxnID))
 		return
 	}

@@ -83,7 +83,8 @@ func pay(t *testing.T, url string, r paysim.PayRequest) *http.Response {
 }
 
 // A payment is charged once and notified in order ("processing", then "paid", then the
-// duplicates asked for), or out of order when asked; a second charge of one ticket is refused.
+// duplicates asked for), or out of order when asked; a second charge of one ticket is refused,
+// unless it is the same request sent again (its Idempotency-Key), which gets the first answer.
 func TestPaymentsAreNotified(t *testing.T) {
 	m := &merchant{}
 	shop := httptest.NewServer(m)
@@ -109,10 +110,28 @@ func TestPaymentsAreNotified(t *testing.T) {
 	if got = m.wait(t, 6); got[4].Status != payment.StatusPaid || got[5].Status != payment.StatusProcessing {
 		t.Fatalf("out of order = %s then %s; want paid then processing", got[4].Status, got[5].Status)
 	}
+	// A request sent again with its Idempotency-Key gets the first answer, and charges nothing more.
+	payKeyed := func(order int64, key string) int {
+		b, _ := json.Marshal(paysim.PayRequest{Ticket: ticket(t, shop.URL, order)})
+		req, _ := http.NewRequest("POST", prov.URL+"/paysim/v1/pay", bytes.NewReader(b))
+		req.Header.Set(paysim.IdempotencyKeyHeader, key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b, c := payKeyed(3, "k3"), payKeyed(3, "k3"), payKeyed(3, "other"); a != 200 || b != 200 || c != http.StatusConflict {
+		t.Fatalf("keyed payments = %d, %d, %d; want 200, the same request again 200, another key 409", a, b, c)
+	}
 	for deadline := time.Now().Add(5 * time.Second); p.InFlight() != 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d payments still in flight after all were notified", p.InFlight())
 		}
+	}
+	if got = m.wait(t, 8); len(got) != 8 || got[6].OrderID != 3 || got[7].OrderID != 3 {
+		t.Fatalf("notifications = %+v; want order 3 charged and notified once", got)
 	}
 }
 
