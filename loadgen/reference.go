@@ -129,8 +129,8 @@ func (r *Reference) ticket(w http.ResponseWriter, req *http.Request) {
 	json.NewEncoder(w).Encode(order.PayTicket{PayURL: r.URL() + "/paysim/v1/pay", Ticket: t, TxnID: o.TxnID})
 }
 
-// callback applies a notification in one synchronous SQL transaction and, for the payment
-// that paid the order, confirms its units in Redis before answering.
+// callback applies a notification in one synchronous SQL transaction and, for a payment of
+// the order, confirms its units in Redis (once per order) before answering.
 func (r *Reference) callback(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, payment.MaxNotificationBytes))
 	if err != nil {
@@ -153,8 +153,9 @@ func (r *Reference) callback(w http.ResponseWriter, req *http.Request) {
 		refFail(w, 404, surge.ENOTFOUND, "order not found")
 		return
 	}
-	if p.Outcome == surge.PaymentApplied {
-		if err := r.Stock.Confirm(req.Context(), orders[0].ItemID, orders[0].Quantity); err != nil {
+	// A duplicate confirms too: the first one's confirmation may have failed after its commit.
+	if p.Outcome == surge.PaymentApplied || p.Outcome == surge.PaymentDuplicate {
+		if err := r.Stock.Confirm(req.Context(), orders[0].ItemID, orders[0].ID, orders[0].Quantity); err != nil {
 			refFail(w, 503, surge.EUNAVAILABLE, err.Error()) // the provider sends it again: a duplicate then
 			return
 		}

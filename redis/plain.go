@@ -30,16 +30,22 @@ func (p *Plain) Load(ctx context.Context, item, units int64) error {
 	stock, buyers := p.keys(item)
 	_, err := p.c.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
 		tx.Set(ctx, stock, units, 0)
-		tx.Del(ctx, buyers, p.tag(item)+":paid")
+		tx.Del(ctx, buyers, p.tag(item)+":paid", p.tag(item)+":paid-orders")
 		return nil
 	})
 	return unavailable(err)
 }
 
-// Confirm records qty units of an item as paid for.
-func (p *Plain) Confirm(ctx context.Context, item, qty int64) error {
-	return unavailable(p.c.rdb.IncrBy(ctx, p.tag(item)+":paid", qty).Err())
+// Confirm records the qty units of an item's order as paid for, once per order: a callback
+// sent again after its confirmation was lost confirms again, and counts once.
+func (p *Plain) Confirm(ctx context.Context, item, orderID, qty int64) error {
+	return unavailable(plainConfirm.Run(ctx, p.c.rdb, []string{p.tag(item) + ":paid-orders", p.tag(item) + ":paid"}, orderID, qty).Err())
 }
+
+// plainConfirm: KEYS orders confirmed, units paid; ARGV order, qty.
+var plainConfirm = redis.NewScript(`
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then redis.call('INCRBY', KEYS[2], ARGV[2]) end
+return 1`)
 
 // Paid is how many units of an item were confirmed paid.
 func (p *Plain) Paid(ctx context.Context, item int64) (int64, error) {

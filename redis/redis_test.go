@@ -95,13 +95,13 @@ func TestPlainStock(t *testing.T) {
 	if left, _ := p.Left(ctx, 2); left != 4 {
 		t.Fatalf("left = %d; want 4", left)
 	}
-	for range 2 {
-		if err := p.Confirm(ctx, 2, 1); err != nil {
+	for _, order := range []int64{10, 11, 10} { // order 10 confirmed twice: counted once
+		if err := p.Confirm(ctx, 2, order, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if paid, err := p.Paid(ctx, 2); paid != 2 || err != nil {
-		t.Fatalf("Paid after two confirms = %d, %v; want 2", paid, err)
+		t.Fatalf("Paid after confirming two orders, one twice = %d, %v; want 2", paid, err)
 	}
 	p.Load(ctx, 2, 5)
 	if paid, _ := p.Paid(ctx, 2); paid != 0 {
