@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -398,7 +399,10 @@ func (s *Store) paidByNotification(ctx context.Context, tx *sql.Tx, ps []*surge.
 }
 
 // payOrders moves the pending orders the notifications pay to paid, each paid when its
-// notification was received.
+// notification was received. The orders were read pending in this transaction and are locked
+// since (FOR UPDATE; SQLite's one writer), so the update names them by id alone: a test of
+// their state as well led SQLite through the index of pending orders, every one of them, for
+// each batch.
 func (s *Store) payOrders(ctx context.Context, tx *sql.Tx, pay []*surge.Payment) error {
 	for start := 0; start < len(pay); start += surge.MaxListLimit {
 		chunk := pay[start:min(len(pay), start+surge.MaxListLimit)]
@@ -406,13 +410,16 @@ func (s *Store) payOrders(ctx context.Context, tx *sql.Tx, pay []*surge.Payment)
 		for _, p := range chunk {
 			args = append(args, p.OrderID, ms(p.ReceivedAt))
 		}
-		args = append(args, string(surge.OrderPendingPayment))
 		for _, p := range chunk {
 			args = append(args, p.OrderID)
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET state = ?, paid_at = CASE id`+
-			strings.Repeat(" WHEN ? THEN CAST(? AS BIGINT)", len(chunk))+` END WHERE state = ? AND id IN `+list(len(chunk))), args...); err != nil {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET state = ?, paid_at = CASE id`+
+			strings.Repeat(" WHEN ? THEN CAST(? AS BIGINT)", len(chunk))+` END WHERE id IN `+list(len(chunk))), args...)
+		if err != nil {
 			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
+			return fmt.Errorf("paid %d orders of %d: %v", n, len(chunk), err)
 		}
 	}
 	return nil
