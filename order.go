@@ -109,6 +109,8 @@ type OrderStore interface {
 	CreateOrders(ctx context.Context, orders []Order) (created []bool, err error)
 	// OrderByID returns ENOTFOUND if there is no such order.
 	OrderByID(ctx context.Context, id int64) (*Order, error)
+	// OrdersByID returns the orders of ids that exist, in no particular order.
+	OrdersByID(ctx context.Context, ids []int64) ([]*Order, error)
 	// OrderByRequest finds the order of a user's purchase request; ENOTFOUND if there is none.
 	OrderByRequest(ctx context.Context, itemID, userID int64, requestID string) (*Order, error)
 	// OrdersByUser returns a user's newest orders first.

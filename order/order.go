@@ -10,6 +10,8 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +70,11 @@ type Service struct {
 	peers    Peers
 	payments chan *payJob // to the payment applier (Run)
 	metrics  *metrics
+
+	reads       chan *readJob // to the order readers (Run)
+	reading     atomic.Bool   // the readers run
+	readersDone chan struct{} // closed once the readers stopped
+	stopReaders sync.Once
 }
 
 // New returns an order service; Run applies its payments and sweeps. now may be nil for the
@@ -78,7 +85,8 @@ func New(store surge.OrderStore, sessions surge.SessionStore, stock surge.StockE
 		now = time.Now
 	}
 	return &Service{store: store, sessions: sessions, stock: stock, bus: bus, cfg: cfg, log: log, now: now,
-		pending: cfg.Pending, peers: cfg.Peers, payments: make(chan *payJob, paymentQueueDepth), metrics: newMetrics(cfg.Registry)}
+		pending: cfg.Pending, peers: cfg.Peers, payments: make(chan *payJob, paymentQueueDepth), metrics: newMetrics(cfg.Registry),
+		reads: make(chan *readJob, readQueueDepth), readersDone: make(chan struct{})}
 }
 
 // Command asks for orders to be created for reservations that hold: one message per batch of
@@ -356,9 +364,10 @@ const maxSweepPasses = 20
 
 // Run applies payment notifications and sweeps until ctx ends; HandlePayment needs it running.
 func (s *Service) Run(ctx context.Context) {
-	applied := make(chan struct{})
+	applied, read := make(chan struct{}), make(chan struct{})
 	go func() { defer close(applied); s.applyPayments(ctx) }() // stops with ctx
-	defer func() { <-applied }()
+	go func() { defer close(read); s.runReaders(ctx) }()       // stops with ctx
+	defer func() { <-applied; <-read }()
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	lastOrphans := s.now()

@@ -240,6 +240,7 @@ type metrics struct {
 	pendingReads    prometheus.Counter
 	pendingWrites   prometheus.Counter
 	settleDeferred  prometheus.Counter
+	readBatches     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -257,11 +258,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Orders read or paid as acknowledged, before the order writer stored them."}),
 		pendingWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_orders_written_on_demand_total",
 			Help: "Acknowledged orders stored by a payment or cancel that came before the order writer."}),
+		readBatches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "surge_order_read_batch_size",
+			Help: "Order reads answered by one statement.", Buckets: prometheus.ExponentialBuckets(1, 2, 9)}),
 		settleDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_payment_settle_deferred_total",
 			Help: "Paid orders left to the sweep to settle (stock confirmed, orders.paid stored) because the settler was behind."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.notifications, m.batches, m.applySeconds, m.paymentsRefused, m.pendingReads, m.pendingWrites, m.settleDeferred)
+		reg.MustRegister(m.notifications, m.batches, m.applySeconds, m.paymentsRefused, m.pendingReads, m.pendingWrites, m.settleDeferred, m.readBatches)
 	}
 	return m
 }

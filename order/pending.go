@@ -106,7 +106,7 @@ func (s *Service) pendingOrder(ctx context.Context, id int64) (*surge.Order, boo
 // orderByID reads an order from the store, or, while the order writer has not stored it yet,
 // as it was acknowledged.
 func (s *Service) orderByID(ctx context.Context, id int64) (*surge.Order, error) {
-	o, err := s.store.OrderByID(ctx, id)
+	o, err := s.readStored(ctx, id)
 	if surge.ErrorCode(err) != surge.ENOTFOUND {
 		return o, err
 	}
@@ -120,7 +120,7 @@ func (s *Service) orderByID(ctx context.Context, id int64) (*surge.Order, error)
 // stored reads an order from the store, first writing it there from the acknowledged copy if
 // the order writer has not yet: for the steps that change an order (a payment, a cancel).
 func (s *Service) stored(ctx context.Context, id int64) (*surge.Order, error) {
-	o, err := s.store.OrderByID(ctx, id)
+	o, err := s.readStored(ctx, id)
 	if surge.ErrorCode(err) != surge.ENOTFOUND {
 		return o, err
 	}

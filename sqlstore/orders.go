@@ -110,6 +110,22 @@ func (s *Store) OrderByID(ctx context.Context, id int64) (*surge.Order, error) {
 	return s.orderWhere(ctx, nil, `id = ?`, id)
 }
 
+// OrdersByID implements surge.OrderStore, one statement per surge.MaxListLimit orders.
+func (s *Store) OrdersByID(ctx context.Context, ids []int64) ([]*surge.Order, error) {
+	if len(ids) == 1 { // the statement prepared once
+		o, err := s.OrderByID(ctx, ids[0])
+		if surge.ErrorCode(err) == surge.ENOTFOUND {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []*surge.Order{o}, nil
+	}
+	list, err := s.ordersByID(ctx, s.db, ids, "")
+	return list, s.wrap(err, "orders")
+}
+
 // OrderByRequest implements surge.OrderStore.
 func (s *Store) OrderByRequest(ctx context.Context, itemID, userID int64, requestID string) (*surge.Order, error) {
 	return s.orderWhere(ctx, nil, `item_id = ? AND user_id = ? AND request_id = ?`, itemID, userID, requestID)
@@ -338,15 +354,27 @@ func (s *Store) ApplyPayments(ctx context.Context, ps []*surge.Payment) ([]*surg
 // lockOrders reads the orders of ids (sorted), locking them in that order where rows are
 // locked as they are read.
 func (s *Store) lockOrders(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]*surge.Order, error) {
-	out := make(map[int64]*surge.Order, len(ids))
+	list, err := s.ordersByID(ctx, tx, ids, ` ORDER BY id`+s.dialect.ForUpdate)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]*surge.Order, len(list))
+	for _, o := range list {
+		out[o.ID] = o
+	}
+	return out, nil
+}
+
+// ordersByID reads the orders of ids, surge.MaxListLimit to a statement ending in tail.
+func (s *Store) ordersByID(ctx context.Context, q querier, ids []int64, tail string) ([]*surge.Order, error) {
+	var out []*surge.Order
 	for start := 0; start < len(ids); start += surge.MaxListLimit {
 		chunk := ids[start:min(len(ids), start+surge.MaxListLimit)]
 		args := make([]any, len(chunk))
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+orderColumns+` FROM orders WHERE id IN `+list(len(chunk))+
-			` ORDER BY id`+s.dialect.ForUpdate), args...)
+		rows, err := q.QueryContext(ctx, s.q(`SELECT `+orderColumns+` FROM orders WHERE id IN `+list(len(chunk))+tail), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -354,9 +382,7 @@ func (s *Store) lockOrders(ctx context.Context, tx *sql.Tx, ids []int64) (map[in
 		if err != nil {
 			return nil, err
 		}
-		for _, o := range got {
-			out[o.ID] = o
-		}
+		out = append(out, got...)
 	}
 	return out, nil
 }

@@ -282,6 +282,25 @@ func RunOrders(t *testing.T, open Open) {
 				t.Fatalf("CreateOrders created[%d] = %v", i, c)
 			}
 		}
+		ids := []int64{404} // an unknown one too
+		for _, o := range batch {
+			ids = append(ids, o.ID)
+		}
+		got, err := f.s.OrdersByID(f.ctx, ids)
+		must(t, "OrdersByID", err)
+		found := map[int64]bool{}
+		for _, o := range got {
+			found[o.ID] = o.State == surge.OrderPendingPayment && o.TxnID != ""
+		}
+		if len(got) != n-1 || !found[batch[0].ID] || !found[batch[n-2].ID] || found[batch[n-1].ID] {
+			t.Fatalf("OrdersByID = %d orders; want the %d stored, whole", len(got), n-1)
+		}
+		for _, id := range []int64{batch[3].ID, 404} { // one at a time too
+			one, err := f.s.OrdersByID(f.ctx, []int64{id})
+			if err != nil || len(one) != map[bool]int{true: 1, false: 0}[id != 404] || len(one) == 1 && one[0].ID != id {
+				t.Fatalf("OrdersByID(%d) = %v, %v", id, one, err)
+			}
+		}
 		var ps []*surge.Payment
 		for _, o := range batch[:n-1] {
 			for _, id := range []string{"-a", "-b"} {
