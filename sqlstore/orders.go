@@ -122,8 +122,8 @@ func (s *Store) OrdersByID(ctx context.Context, ids []int64) ([]*surge.Order, er
 		}
 		return []*surge.Order{o}, nil
 	}
-	list, err := s.ordersByID(ctx, s.db, ids, "")
-	return list, s.wrap(err, "orders")
+	got, err := s.ordersByID(ctx, s.db, ids, "")
+	return got, s.wrap(err, "orders")
 }
 
 // OrderByRequest implements surge.OrderStore.
