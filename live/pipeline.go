@@ -369,25 +369,9 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		}
 		return evs, nil
 	case surge.EventOrdersCreated:
-		var orders []surge.Order
-		if err := json.Unmarshal(raw, &orders); err != nil {
-			return nil, err
-		}
-		out := make([]surge.BusinessEvent, len(orders))
-		for i := range orders {
-			out[i] = fromOrder(&orders[i], surge.BizOrder, orders[i].CreatedAt)
-		}
-		return out, nil
+		return ordersAs(raw, func(o *surge.Order) surge.BusinessEvent { return fromOrder(o, surge.BizOrder, o.CreatedAt) })
 	case surge.EventOrdersPaid:
-		var orders []surge.Order
-		if err := json.Unmarshal(raw, &orders); err != nil {
-			return nil, err
-		}
-		out := make([]surge.BusinessEvent, len(orders))
-		for i := range orders {
-			out[i] = paidEvent(&orders[i])
-		}
-		return out, nil
+		return ordersAs(raw, paidEvent)
 	case surge.EventOrderPaid: // one order, as earlier releases sent it
 		var o surge.Order
 		if err := json.Unmarshal(raw, &o); err != nil {
@@ -396,6 +380,19 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		return []surge.BusinessEvent{paidEvent(&o)}, nil
 	}
 	return nil, nil
+}
+
+// ordersAs decodes a batch event's orders, each as the business event ev makes of it.
+func ordersAs(raw []byte, ev func(*surge.Order) surge.BusinessEvent) ([]surge.BusinessEvent, error) {
+	var orders []surge.Order
+	if err := json.Unmarshal(raw, &orders); err != nil {
+		return nil, err
+	}
+	out := make([]surge.BusinessEvent, len(orders))
+	for i := range orders {
+		out[i] = ev(&orders[i])
+	}
+	return out, nil
 }
 
 // ingestedBatch reads a message written by Ingester.message. It reports false for anything

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/batch"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/snowflake"
 )
@@ -104,11 +105,11 @@ func (s *Service) applyPayments(ctx context.Context) {
 	settled := make(chan struct{})
 	go func() { defer close(settled); s.settlePaid(ctx, paid) }() // ends when paid closes
 	defer func() { close(paid); <-settled }()
-	batch := make([]*payJob, 0, maxPaymentBatch)
+	jobs := make([]*payJob, 0, maxPaymentBatch)
 	for {
 		select {
 		case j := <-s.payments:
-			batch = append(batch[:0], j)
+			jobs = append(jobs[:0], j)
 		case <-ctx.Done():
 			for {
 				select {
@@ -120,16 +121,8 @@ func (s *Service) applyPayments(ctx context.Context) {
 				}
 			}
 		}
-	more:
-		for len(batch) < maxPaymentBatch {
-			select {
-			case j := <-s.payments:
-				batch = append(batch, j)
-			default:
-				break more
-			}
-		}
-		if list := s.applyBatch(ctx, batch); len(list) > 0 {
+		jobs = batch.Fill(jobs, s.payments, maxPaymentBatch)
+		if list := s.applyBatch(ctx, jobs); len(list) > 0 {
 			select {
 			case paid <- list:
 			default: // the settler is behind: the sweep settles these
@@ -146,18 +139,7 @@ const settleQueueDepth = 64
 // paid closes.
 func (s *Service) settlePaid(ctx context.Context, paid <-chan []*surge.Order) {
 	for list := range paid {
-	more:
-		for len(list) < sweepBatch {
-			select {
-			case l, ok := <-paid:
-				if !ok {
-					break more
-				}
-				list = append(list, l...)
-			default:
-				break more
-			}
-		}
+		list = batch.FillFlat(list, paid, sweepBatch)
 		sctx, cancel := context.WithTimeout(ctx, settleTimeout)
 		s.settleAll(sctx, list)
 		cancel()

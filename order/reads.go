@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/batch"
 )
 
 // Bounds of the order readers.
@@ -53,26 +54,18 @@ func (s *Service) readStored(ctx context.Context, id int64) (*surge.Order, error
 // readOrders is a reader: it takes the reads waiting, up to maxReadBatch, reads their orders
 // in one statement and answers them, until ctx ends.
 func (s *Service) readOrders(ctx context.Context) {
-	batch := make([]*readJob, 0, maxReadBatch)
+	jobs := make([]*readJob, 0, maxReadBatch)
 	ids := make([]int64, 0, maxReadBatch)
 	for {
 		select {
 		case j := <-s.reads:
-			batch = append(batch[:0], j)
+			jobs = append(jobs[:0], j)
 		case <-ctx.Done():
 			return
 		}
-	more:
-		for len(batch) < maxReadBatch {
-			select {
-			case j := <-s.reads:
-				batch = append(batch, j)
-			default:
-				break more
-			}
-		}
+		jobs = batch.Fill(jobs, s.reads, maxReadBatch)
 		ids = ids[:0]
-		for _, j := range batch {
+		for _, j := range jobs {
 			ids = append(ids, j.id)
 		}
 		list, err := s.store.OrdersByID(ctx, ids)
@@ -80,7 +73,7 @@ func (s *Service) readOrders(ctx context.Context) {
 		for _, o := range list {
 			byID[o.ID] = o
 		}
-		for _, j := range batch {
+		for _, j := range jobs {
 			switch o := byID[j.id]; {
 			case err != nil:
 				j.err = err
@@ -92,7 +85,7 @@ func (s *Service) readOrders(ctx context.Context) {
 			}
 			close(j.done)
 		}
-		s.metrics.readBatches.Observe(float64(len(batch)))
+		s.metrics.readBatches.Observe(float64(len(jobs)))
 	}
 }
 

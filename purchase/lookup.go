@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/batch"
 )
 
 // lookupBatcher is a stock engine that looks up many reservations per call (Redis: one round
@@ -59,26 +60,26 @@ func (s *Service) reservation(ctx context.Context, rr surge.ReserveRequest) (sur
 // lookUp answers the queued lookups in batches until Close.
 func (s *Service) lookUp(b lookupBatcher) {
 	defer s.wg.Done()
-	batch := make([]*lookup, 0, maxLookupBatch)
+	waiting := make([]*lookup, 0, maxLookupBatch)
 	reqs := make([]surge.ReserveRequest, 0, maxLookupBatch)
 	out := make([]surge.BatchResult, maxLookupBatch)
 	for {
 		select {
 		case l := <-s.lookups:
-			batch = append(batch[:0], l)
+			waiting = append(waiting[:0], l)
 		case <-s.quit:
 			return
 		}
-		batch = takeWaiting(batch, s.lookups, maxLookupBatch)
+		waiting = batch.Fill(waiting, s.lookups, maxLookupBatch)
 		reqs = reqs[:0]
-		for _, l := range batch {
+		for _, l := range waiting {
 			reqs = append(reqs, l.req)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
-		err := b.Reservations(ctx, reqs, out[:len(batch)])
+		err := b.Reservations(ctx, reqs, out[:len(waiting)])
 		cancel()
-		s.metrics.lookupBatch.Observe(float64(len(batch)))
-		for i, l := range batch {
+		s.metrics.lookupBatch.Observe(float64(len(waiting)))
+		for i, l := range waiting {
 			l.res, l.err = out[i], err
 			close(l.done)
 		}

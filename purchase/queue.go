@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/batch"
 	"github.com/surgecommerce/surge/shed"
 )
 
@@ -99,23 +100,6 @@ type decidedBatch struct {
 	orders   []surge.Order
 }
 
-// takeWaiting appends to batch what in holds now, without waiting for more, until batch has max
-// elements or in is empty or closed: a batch is whatever piled up while the last one was out.
-func takeWaiting[T any](batch []T, in <-chan T, max int) []T {
-	for len(batch) < max {
-		select {
-		case v, ok := <-in:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, v)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 // decidedDepth bounds the decided batches of all items waiting to be recorded (and so
 // recorded together).
 const decidedDepth = 256
@@ -131,7 +115,7 @@ func (s *Service) recordAll() {
 	var waiting []*decidedBatch
 	var orders []surge.Order
 	for b := range s.toRecord {
-		waiting = takeWaiting(append(waiting[:0], b), s.toRecord, decidedDepth)
+		waiting = batch.Fill(append(waiting[:0], b), s.toRecord, decidedDepth)
 		orders = orders[:0]
 		for _, w := range waiting {
 			orders = append(orders, w.orders...)
@@ -182,10 +166,10 @@ func (s *Service) drain(l *lane) {
 	idle := time.NewTicker(laneCheckEvery)
 	defer idle.Stop()
 	for {
-		var batch []*attempt
+		var taken []*attempt
 		select {
 		case t := <-l.in:
-			batch = append(make([]*attempt, 0, 16), t)
+			taken = append(make([]*attempt, 0, 16), t)
 		case <-s.quit:
 			s.refuseQueued(l)
 			return
@@ -195,10 +179,10 @@ func (s *Service) drain(l *lane) {
 			}
 			continue
 		}
-		batch = takeWaiting(batch, l.in, MaxBatch)
-		s.metrics.waited(s.now().Sub(batch[0].at))
+		taken = batch.Fill(taken, l.in, MaxBatch)
+		s.metrics.waited(s.now().Sub(taken[0].at))
 		reqs = reqs[:0]
-		for _, t := range batch {
+		for _, t := range taken {
 			reqs = append(reqs, t.req)
 			l.queued.Add(-t.req.Quantity)
 		}
@@ -207,14 +191,14 @@ func (s *Service) drain(l *lane) {
 		s.reserve(ctx, reqs, out[:len(reqs)])
 		l.admit.Served(len(reqs), s.now().Sub(start))
 		var orders []surge.Order
-		for i, t := range batch {
+		for i, t := range taken {
 			var o *surge.Order
 			t.res, o, t.err = s.decided(t.info, t.req, out[i])
 			if o != nil {
 				orders = append(orders, *o)
 			}
 		}
-		s.toRecord <- &decidedBatch{lane: l, attempts: batch, orders: orders}
+		s.toRecord <- &decidedBatch{lane: l, attempts: taken, orders: orders}
 		before := l.remaining.Load()
 		s.refresh(ctx, l, false)
 		if now := s.now().UnixMilli(); l.remaining.Load() != before || now-l.emittedMs >= stockEventEveryMs {
@@ -222,7 +206,7 @@ func (s *Service) drain(l *lane) {
 			s.emit(surge.EventStockChanged, StockChange{ItemID: l.item, Remaining: l.remaining.Load()})
 		}
 		cancel()
-		s.metrics.batch(len(batch))
+		s.metrics.batch(len(taken))
 	}
 }
 
@@ -290,7 +274,7 @@ func (s *Service) shareAnswers() {
 		case <-s.quit:
 			return
 		}
-		list = takeMore(list, s.shares, maxShareBatch)
+		list = batch.FillFlat(list, s.shares, maxShareBatch)
 		tickets, data = tickets[:0], data[:0]
 		for _, t := range list {
 			st := stored{UserID: t.req.UserID, Result: t.res}
@@ -311,20 +295,6 @@ func (s *Service) shareAnswers() {
 			s.log.Warn("queued answers not shared; other nodes will find their orders only", "answers", len(tickets), "err", err)
 		}
 	}
-}
-
-// takeMore appends to list the slices waiting in in, without waiting, while list holds
-// fewer than max.
-func takeMore[T any](list []T, in <-chan []T, max int) []T {
-	for len(list) < max {
-		select {
-		case more := <-in:
-			list = append(list, more...)
-		default:
-			return list
-		}
-	}
-	return list
 }
 
 // shared reads an answer another node stored; found is false while there is none.

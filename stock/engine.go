@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/batch"
 	"github.com/surgecommerce/surge/wal"
 )
 
@@ -167,24 +168,16 @@ func (e *Engine) publish(it *item) { e.flags.Store(it.id, it.soldOut) }
 // run is a shard's writer. It stops when the engine closes.
 func (s *shard) run() {
 	defer s.e.wg.Done()
-	batch := make([]*op, 0, MaxBatchOps)
+	ops := make([]*op, 0, MaxBatchOps)
 	for {
 		select {
 		case o := <-s.in:
-			batch = append(batch[:0], o)
+			ops = append(ops[:0], o)
 		case <-s.e.quit:
 			return
 		}
-	fill:
-		for len(batch) < MaxBatchOps {
-			select {
-			case o := <-s.in:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		s.decide(batch)
+		ops = batch.Fill(ops, s.in, MaxBatchOps)
+		s.decide(ops)
 	}
 }
 
