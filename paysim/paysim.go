@@ -81,6 +81,9 @@ type Provider struct {
 // transport does so by itself for a request with this header).
 const IdempotencyKeyHeader = "Idempotency-Key"
 
+// maxIdempotencyKey bounds the key each remembered charge keeps.
+const maxIdempotencyKey = 255
+
 // delivery is one payment's notifications, to send in order.
 type delivery struct {
 	t   payment.Ticket
@@ -148,6 +151,11 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusBadRequest, surge.Errorf(surge.EINVALID, "duplicates 0-%d, delay_ms up to %d", MaxDuplicates, MaxDelay.Milliseconds()))
 		return
 	}
+	key := r.Header.Get(IdempotencyKeyHeader)
+	if len(key) > maxIdempotencyKey {
+		answer(w, http.StatusBadRequest, surge.Errorf(surge.EINVALID, "%s is longer than %d bytes", IdempotencyKeyHeader, maxIdempotencyKey))
+		return
+	}
 	t, err := payment.VerifyTicket(p.key, req.Ticket, p.now())
 	if err != nil {
 		answer(w, http.StatusForbidden, err)
@@ -160,7 +168,6 @@ func (p *Provider) pay(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusServiceUnavailable, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "too many payments in flight; retry in %d ms", BusyRetryMs), BusyRetryMs))
 		return
 	}
-	key := r.Header.Get(IdempotencyKeyHeader)
 	p.mu.Lock()
 	first, already := p.paid[t.TxnID]
 	if !already {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,6 +125,9 @@ func TestPaymentsAreNotified(t *testing.T) {
 	}
 	if a, b, c := payKeyed(3, "k3"), payKeyed(3, "k3"), payKeyed(3, "other"); a != 200 || b != 200 || c != http.StatusConflict {
 		t.Fatalf("keyed payments = %d, %d, %d; want 200, the same request again 200, another key 409", a, b, c)
+	}
+	if code := payKeyed(4, strings.Repeat("k", 256)); code != http.StatusBadRequest {
+		t.Fatalf("a 256-byte key = %d; want 400", code)
 	}
 	for deadline := time.Now().Add(5 * time.Second); p.InFlight() != 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
