@@ -134,7 +134,7 @@ func TestDemo(t *testing.T) {
 	args := []string{"demo", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--duration", "1s", "--shoppers", "200",
 		"--rate", "100", "--pay-timeout", "1s", "--exit"}
 	if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
-		t.Fatalf("demo = %d: %s", code, errOut.String())
+		t.Fatalf("demo = %d: %s\n%s", code, errOut.String(), out.String())
 	}
 	if !bytes.Contains(out.Bytes(), []byte("PASSED")) || !strings.Contains(errOut.String(), "demo: node up at") {
 		t.Fatalf("demo printed %s / %s", out.String(), errOut.String())
