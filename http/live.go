@@ -42,8 +42,16 @@ func (s *Server) liveRoutes() []route {
 	return []route{
 		{method: "POST", path: "/v1/events", summary: "Ingest a batch of business events: JSON lines, gzip with Content-Encoding: gzip",
 			access: signedIn, out: live.IngestResult{}, status: 200, maxBody: live.MaxIngestBytes,
+			bodyTypes: []string{ndjsonType, jsonlType, jsonlinesType, "application/json"},
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
-				gz := strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip")
+				var gz bool
+				switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+				case "", "identity":
+				case "gzip":
+					gz = true
+				default:
+					return nil, surge.Errorf(surge.EINVALID, "Content-Encoding must be gzip or none, not %q", enc)
+				}
 				return d.Ingest.Ingest(r.Context(), a, RequestID(r.Context()), r.Body, gz)
 			}},
 		{method: "GET", path: "/v1/metrics/catalog", summary: "Every live metric's definition", access: signedIn,

@@ -34,9 +34,12 @@ func (s *Server) openAPI() map[string]any {
 		if rt.in != nil {
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 				"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.in), schemas)}}}
-		} else if rt.maxBody > 0 {
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"text/csv": map[string]any{}, "application/x-ndjson": map[string]any{}}}
+		} else if len(rt.bodyTypes) > 0 {
+			content := map[string]any{}
+			for _, t := range rt.bodyTypes {
+				content[t] = map[string]any{}
+			}
+			op["requestBody"] = map[string]any{"required": true, "content": content}
 		}
 		ok := map[string]any{"description": "success"}
 		if rt.out != nil {

@@ -4,7 +4,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/auth"
@@ -29,7 +31,11 @@ type route struct {
 	status                int // success status
 	query                 []string
 	maxBody               int64 // 0: MaxBodyBytes
-	handle                func(r *http.Request, a surge.Actor) (any, error)
+	// bodyTypes, for a route that reads its own body (no in), are the media types it takes:
+	// a request of another Content-Type is refused before the handler runs, and the API
+	// description lists them.
+	bodyTypes []string
+	handle    func(r *http.Request, a surge.Actor) (any, error)
 	// stream, instead of handle, writes its own response (server-sent events).
 	stream func(w http.ResponseWriter, r *http.Request, a surge.Actor) error
 }
@@ -165,6 +171,7 @@ func (s *Server) catalogRoutes() []route {
 			}},
 		{method: "POST", path: "/v1/catalog/import", summary: "Import a CSV (text/csv) or JSON-lines (application/x-ndjson) file, all or nothing",
 			access: signedIn, query: []string{"merchant_id"}, out: surge.ImportReport{}, status: 200, maxBody: surge.MaxImportBodyBytes,
+			bodyTypes: []string{"text/csv", ndjsonType, jsonlType, jsonlinesType},
 			handle: func(r *http.Request, a surge.Actor) (any, error) { return s.importCatalog(r, a) }},
 	}
 }
@@ -181,7 +188,7 @@ func (s *Server) importCatalog(r *http.Request, a surge.Actor) (any, error) {
 		if src, err = catalog.NewCSV(r.Body); err != nil {
 			return nil, err
 		}
-	case "application/x-ndjson", "application/jsonl", "application/jsonlines":
+	case ndjsonType, jsonlType, jsonlinesType:
 		src = catalog.NewJSONL(r.Body)
 	default:
 		return nil, surge.Errorf(surge.EINVALID, "Content-Type must be text/csv or application/x-ndjson")
@@ -274,6 +281,10 @@ func (s *Server) endpoint(rt route) http.Handler {
 				return
 			}
 		}
+		if err := checkBodyType(r, rt.bodyTypes); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		if rt.stream != nil {
 			if err := rt.stream(w, r, a); err != nil {
 				s.fail(w, r, err)
@@ -292,6 +303,27 @@ func (s *Server) endpoint(rt route) http.Handler {
 			reply(w, rt.status, out)
 		}
 	})
+}
+
+// The media types of a body of JSON lines, one value per line.
+const (
+	ndjsonType    = "application/x-ndjson"
+	jsonlType     = "application/jsonl"
+	jsonlinesType = "application/jsonlines"
+)
+
+// checkBodyType refuses a request whose Content-Type is not one of types (any, when types is
+// empty): a client that sends a form, or nothing said, learns of its bug rather than getting an
+// answer about a body it did not mean.
+func checkBodyType(r *http.Request, types []string) error {
+	if len(types) == 0 {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil && slices.Contains(types, mt) {
+		return nil
+	}
+	return surge.Errorf(surge.EINVALID, "Content-Type must be %s, not %q", strings.Join(types, " or "), r.Header.Get("Content-Type"))
 }
 
 // plainReader is a request body type with a one-pass reader for the form clients usually send
