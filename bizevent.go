@@ -51,6 +51,10 @@ type BusinessEvent struct {
 	Amount   int64  `json:"amount,omitzero"`  // minor units of the platform currency
 	Status   string `json:"status,omitempty"` // logistics status
 	Text     string `json:"text,omitempty"`   // comment text
+	// Received is when Surge took the event into its events log, in milliseconds since the Unix
+	// epoch: the time the live metrics run on (viewers' timeouts, the window of copies). It is
+	// Surge's clock, never the sender's, and is not part of the event's JSON.
+	Received int64 `json:"-"`
 }
 
 // bizSchema says which fields an event type requires.
@@ -72,6 +76,35 @@ var bizSchemas = map[string]bizSchema{
 	BizComment:       {room: true, user: true},
 	BizShare:         {room: true, user: true},
 	BizLogistics:     {order: true, status: true},
+}
+
+// BizRequired lists the fields an event of type typ must carry, in the order of the event's
+// JSON: id, type and time, then the type's own. It is the schema Validate enforces, and what the
+// documentation lists.
+func BizRequired(typ string) []string {
+	s, ok := bizSchemas[typ]
+	if !ok {
+		return nil
+	}
+	out := []string{"id", "type", "time"}
+	for _, f := range s.fields() {
+		if f.required {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// bizField is one field of the schema, with whether a type requires it.
+type bizField struct {
+	name     string
+	required bool
+}
+
+// fields lists the schema's fields in the order of the event's JSON.
+func (s bizSchema) fields() [8]bizField {
+	return [...]bizField{{"user", s.user}, {"room", s.room}, {"shop", s.shop}, {"sku", s.sku}, {"order", s.order},
+		{"units", s.units}, {"amount", s.amount}, {"status", s.status}}
 }
 
 // BizTypes lists the business event types.
@@ -129,6 +162,12 @@ func (e *BusinessEvent) Validate() error {
 	}
 	if s.units && (e.Units < 1 || e.Units > MaxBizUnits) {
 		return Errorf(EINVALID, "%s event needs units from 1 to %d", e.Type, MaxBizUnits)
+	}
+	// A required amount is at least one minor unit: a payment, order or refund of nothing is a
+	// half-filled event (an amount of 0 is written as no amount at all), which would count in
+	// payments, orders and paying users while adding nothing to GMV.
+	if s.amount && (e.Amount < 1 || e.Amount > MaxBizAmount) {
+		return Errorf(EINVALID, "%s event needs amount from 1 to %d minor units", e.Type, int64(MaxBizAmount))
 	}
 	if !s.units && e.Units != 0 && (e.Units < 0 || e.Units > MaxBizUnits) {
 		return Errorf(EINVALID, "units must be from 0 to %d", MaxBizUnits)

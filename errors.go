@@ -20,7 +20,7 @@ const (
 	ESOLDOUT      = "ESOLDOUT"      // no stock left
 	ELIMIT        = "ELIMIT"        // a per-user limit would be exceeded
 	EUNAVAILABLE  = "EUNAVAILABLE"  // a backend is down or the node is shedding load
-	ECLOCK        = "ECLOCK"        // the clock stepped back further than can be waited out
+	ECLOCK        = "ECLOCK"        // a clock is off: the server's stepped back further than can be waited out, or an event's time is too far from the server's
 	EINTERNAL     = "EINTERNAL"     // a bug or an unexpected failure
 )
 

@@ -172,7 +172,7 @@ func (s *Server) catalogRoutes() []route {
 		{method: "POST", path: "/v1/catalog/import", summary: "Import a CSV (text/csv) or JSON-lines (application/x-ndjson) file, all or nothing",
 			access: signedIn, query: []string{"merchant_id"}, out: surge.ImportReport{}, status: 200, maxBody: surge.MaxImportBodyBytes,
 			bodyTypes: []string{"text/csv", ndjsonType, jsonlType, jsonlinesType},
-			handle: func(r *http.Request, a surge.Actor) (any, error) { return s.importCatalog(r, a) }},
+			handle:    func(r *http.Request, a surge.Actor) (any, error) { return s.importCatalog(r, a) }},
 	}
 }
 

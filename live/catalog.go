@@ -5,6 +5,7 @@
 package live
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -109,8 +110,8 @@ var catalog = []Metric{
 	{Name: "add_to_carts", Description: "Items added to carts", Definition: "count of add_to_cart events", Unit: "events",
 		Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: count(surge.BizAddToCart)},
 	{Name: "online_viewers", Description: "Viewers in live rooms now",
-		Definition: "users who entered a room and have neither left nor gone 60 s (event time) without a heartbeat",
-		Unit:       "viewers", Kind: KindGauge, Dimensions: roomDims, Window: "current level, with the level at the end of each of the last 120 seconds"},
+		Definition: "users who entered a room or sent a heartbeat, and have neither left nor gone 60 s without a heartbeat, by the time Surge received their events (never the sender's clock)",
+		Unit:       "viewers", Kind: KindGauge, Dimensions: roomDims, Window: "current level, with the level at the end of each of the last 120 seconds (Surge's clock)"},
 	{Name: "likes", Description: "Likes in live rooms", Definition: "count of like events", Unit: "events", Kind: KindSum,
 		Dimensions: roomDims, Window: cumulative, value: count(surge.BizLike)},
 	{Name: "comments", Description: "Comments in live rooms", Definition: "count of comment events", Unit: "events", Kind: KindSum,
@@ -211,3 +212,37 @@ func SeriesKey(metric string, filter map[string]string) (string, error) {
 
 // roomSKUMetric is also kept per room and SKU: the top items of a live room.
 const roomSKUMetric = "units_sold"
+
+// EventTypesTable is the documentation's table of the business event types (README.md, "The
+// real-time platform"), made from the schema ingestion enforces (surge.BizRequired) and the
+// catalog: what each type requires, who may send it and the metrics it counts in.
+func EventTypesTable() string {
+	var b strings.Builder
+	b.WriteString("| type | requires, besides `id`, `type` and `time` | sent by | counts in |\n|---|---|---|---|\n")
+	for _, typ := range surge.BizTypes() {
+		var required []string
+		for _, f := range surge.BizRequired(typ)[3:] {
+			required = append(required, "`"+f+"`")
+		}
+		senders := "apps (their own user), merchants (their own shop), staff"
+		if !surge.Behavioural(typ) {
+			senders = "merchants (their own shop), staff, Surge's own orders"
+			if typ == surge.BizRefund || typ == surge.BizLogistics {
+				senders = "merchants (their own shop), staff"
+			}
+		}
+		var metrics []string
+		for i := range catalog {
+			m := &catalog[i]
+			if m.value != nil && m.value(measure{typ: typ, units: 1, amount: 1}) != 0 ||
+				m.Name == "online_viewers" && (typ == surge.BizLiveEnter || typ == surge.BizLiveHeartbeat || typ == surge.BizLiveLeave) {
+				metrics = append(metrics, "`"+m.Name+"`")
+			}
+		}
+		if len(metrics) == 0 {
+			metrics = []string{"none yet"}
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", typ, strings.Join(required, ", "), senders, strings.Join(metrics, ", "))
+	}
+	return b.String()
+}

@@ -120,6 +120,6 @@ func (h *Handoff) Decode(data []byte) ([]surge.BusinessEvent, error) {
 
 // ingestedID is the id of a message written by Ingester.message; false for any other message.
 func ingestedID(data []byte) (string, bool) {
-	id, _, ok := ingestedEnvelope(data)
+	id, _, _, ok := ingestedEnvelope(data)
 	return string(id), ok
 }

@@ -164,8 +164,8 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 		return IngestResult{}, err // before any dead letter: the sender retries the whole batch
 	}
 	pub := in.publisher()
-	for _, d := range b.dead {
-		if err := pub.PublishAsync(DeadLetterSubject, "", d); err != nil {
+	for i, d := range b.dead {
+		if err := pub.PublishAsync(DeadLetterSubject, b.deadIDs[i], d); err != nil {
 			return IngestResult{}, err
 		}
 	}
@@ -178,8 +178,13 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 	if err := pub.Flush(ctx); err != nil {
 		return IngestResult{}, err
 	}
+	// Counted once the answer is certain: a batch refused whole (too large, not gzip, over its
+	// quota, a log that did not take it) reports no line, and counts none.
 	b.res.Accepted = b.events
 	in.accepted.Add(float64(b.events))
+	for code, n := range b.refused {
+		in.rejected.WithLabelValues(code).Add(float64(n))
+	}
 	return b.res, nil
 }
 
@@ -197,8 +202,11 @@ func (in *Ingester) inTurn(ctx context.Context, prepare func() (prepared, error)
 // prepared is a batch read, checked and written for the log, not yet published.
 type prepared struct {
 	res      IngestResult
-	events   int      // valid events, each once
-	dead     [][]byte // the dead letters of the refused lines
+	events   int            // valid events, each once
+	dead     [][]byte       // the dead letters of the refused lines
+	deadIDs  []string       // their message ids: the same for a batch sent again, so the log keeps one
+	refused  map[string]int // refused lines by code
+	batchID  string         // the hash of the sender and the body, as sent
 	messages []logMessage
 }
 
@@ -223,7 +231,10 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		gz.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
 		sc = gz
 	}
-	b := prepared{res: IngestResult{Errors: []LineError{}}}
+	sender := xxhash.New()
+	_, _ = sender.WriteString(string(a.Role) + "/" + strconv.FormatInt(a.UserID, 10) + "/")
+	_, _ = sender.Write(sent)
+	b := prepared{res: IngestResult{Errors: []LineError{}}, refused: map[string]int{}, batchID: "dead-" + strconv.FormatUint(sender.Sum64(), 36)}
 	// The events expected, so that room is made once rather than grown by copying as they come:
 	// the lines, but no more than the body could hold (an event takes more than 32 bytes) and
 	// nothing for a gzipped body, so that a body of empty lines reserves nothing much.
@@ -233,7 +244,7 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 	}
 	batch := make([]surge.BusinessEvent, 0, lines)
 	seen := make(map[string]struct{}, lines)
-	read, line := 0, 0
+	read, line, given := 0, 0, 0
 	now := in.now() // once for the batch: a clock read per event was 4% of reading it
 	for sc.Scan() {
 		line++
@@ -248,6 +259,7 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}
+		given++
 		e, err := DecodeEvent(raw, a, now)
 		if err != nil {
 			if err := in.reject(&b, requestID, line, raw, err); err != nil {
@@ -268,6 +280,9 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		}
 		return prepared{}, surge.Errorf(surge.EINVALID, "read body: %v", err)
 	}
+	if given == 0 { // a client's bug (an empty buffer sent, say) must not look like a success
+		return prepared{}, surge.Errorf(surge.EINVALID, "the batch holds no events: send one JSON event per line")
+	}
 	b.events = len(batch)
 	split := len(batch) > maxEventsPerMessage
 	for len(batch) > 0 {
@@ -276,7 +291,7 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		if split && in.handoff != nil { // each message's events on their own: one held must not hold the request's
 			events = slices.Clone(events)
 		}
-		m, err := in.message(events, read/line+32)
+		m, err := in.message(events, read/line+32, now)
 		if err != nil {
 			return prepared{}, err
 		}
@@ -350,17 +365,29 @@ func (in *Ingester) charge(ctx context.Context, a surge.Actor, n int) error {
 	return nil
 }
 
-// MaxClockSkew is how far ahead of the server's clock an event's time may be.
-const MaxClockSkew = 5 * time.Minute
+// The event times ingestion takes, around the receiving server's clock. The live metrics run on
+// the time Surge receives an event (BusinessEvent.Received), so no sender's clock moves their
+// watermark; these bounds keep the seconds an event counts in sane.
+const (
+	// MaxClockAhead is how far ahead of the server's clock an event's time may be: a sender's
+	// clock a little fast, or a phone's clock not yet synchronised. An event dated later is
+	// refused (ECLOCK), never moved: Surge does not rewrite a sender's time.
+	MaxClockAhead = 10 * time.Second
+	// MaxEventAge is how far behind the server's clock an event's time may be: events an app
+	// kept while offline still count, in the seconds they happened. An older event is refused
+	// (ECLOCK): the distinct users of a day are remembered a day after it ends, and an event
+	// older than that would count its user again.
+	MaxEventAge = 24 * time.Hour
+)
 
 // DecodeEvent reads and validates one line as the actor, at time now:
 //   - shoppers' apps may send only behavioural events about themselves (their user is filled in);
 //   - merchants only events of their own shop;
 //   - only staff may name a sale session (the sessions' numbers come from Surge's own orders);
-//   - an event may not be dated after now plus MaxClockSkew.
+//   - an event's time must be within MaxClockAhead after now and MaxEventAge before it.
 //
-// The ids of shoppers' and merchants' events are put in the sender's namespace, so that one
-// sender's id can never make another's event look like a copy.
+// The event is received at now. The ids of shoppers' and merchants' events are put in the
+// sender's namespace, so that one sender's id can never make another's event look like a copy.
 func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent, error) {
 	var e surge.BusinessEvent
 	if err := surge.UnmarshalBusinessEvent(raw, &e, true); err != nil {
@@ -375,8 +402,14 @@ func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent,
 	if err := e.Validate(); err != nil {
 		return e, err
 	}
-	if e.Time > now.Add(MaxClockSkew).UnixMilli() {
-		return e, surge.Errorf(surge.EINVALID, "time is more than %s in the future", MaxClockSkew)
+	e.Received = now.UnixMilli()
+	if ahead := e.Time - e.Received; ahead > MaxClockAhead.Milliseconds() {
+		return e, surge.Errorf(surge.ECLOCK, "time is %s ahead of the server's clock (%d): at most %s is taken; check the sender's clock",
+			time.Duration(ahead)*time.Millisecond, e.Received, MaxClockAhead)
+	}
+	if behind := e.Received - e.Time; behind > MaxEventAge.Milliseconds() {
+		return e, surge.Errorf(surge.ECLOCK, "time is %s behind the server's clock (%d): events of the last %s are taken",
+			time.Duration(behind)*time.Millisecond, e.Received, MaxEventAge)
 	}
 	if e.Session != "" && !a.Role.Staff() {
 		return e, surge.Errorf(surge.EFORBIDDEN, "sale sessions' events come from Surge")
@@ -402,7 +435,7 @@ func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent,
 func (in *Ingester) reject(b *prepared, requestID string, line int, raw []byte, err error) error {
 	code, msg := surge.ErrorCode(err), surge.ErrorMessage(err)
 	b.res.Rejected++
-	in.rejected.WithLabelValues(code).Inc()
+	b.refused[code]++
 	if len(b.res.Errors) < maxLineErrors {
 		b.res.Errors = append(b.res.Errors, LineError{Line: line, Code: code, Message: msg})
 	}
@@ -412,6 +445,7 @@ func (in *Ingester) reject(b *prepared, requestID string, line int, raw []byte, 
 		return err
 	}
 	b.dead = append(b.dead, data)
+	b.deadIDs = append(b.deadIDs, b.batchID+"-"+strconv.Itoa(line))
 	return nil
 }
 
@@ -421,7 +455,7 @@ func (in *Ingester) reject(b *prepared, requestID string, line int, raw []byte, 
 // own writer, then the envelope's head in the room left before them (the id is the events'
 // hash): marshalling a surge.Event would check and copy every byte of the events again.
 // perEvent is the expected size of an event's JSON.
-func (in *Ingester) message(events []surge.BusinessEvent, perEvent int) (logMessage, error) {
+func (in *Ingester) message(events []surge.BusinessEvent, perEvent int, now time.Time) (logMessage, error) {
 	const room = 128 // the head: about 40 bytes, an id of at most 18 and a time of at most 35
 	msg := make([]byte, room, room+perEvent*len(events)+16)
 	msg = append(msg, '[')
@@ -440,7 +474,7 @@ func (in *Ingester) message(events []surge.BusinessEvent, perEvent int) (logMess
 	head = append(head, `{"id":`...)
 	head, _ = jsontext.AppendQuote(head, id)
 	head = append(head, `,"kind":"`+EventsIngested+`","at":"`...)
-	head = in.now().UTC().AppendFormat(head, time.RFC3339Nano)
+	head = now.UTC().AppendFormat(head, time.RFC3339Nano) // the events' Received
 	head = append(head, `","data":`...)
 	if len(head) > room {
 		return logMessage{}, fmt.Errorf("the head of a batch is %d bytes, past its %d", len(head), room)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/ratelimit"
+	"github.com/surgecommerce/surge/stream"
 )
 
 type nopPublisher struct{}
@@ -195,4 +196,117 @@ func FuzzByteLines(f *testing.F) {
 			t.Fatalf("scanner ends with %v; byteLines with %v", sc.Err(), bl.Err())
 		}
 	})
+}
+
+// FuzzIngestClockSkew: an event of any type, dated anywhere around the server's clock, beside a
+// line of anything. An event dated within MaxClockAhead after the server's clock and MaxEventAge
+// before it is taken, received at the server's time; any other is refused with ECLOCK. Whatever
+// the lines' times, the pipeline's watermark stays behind the time the events were received, the
+// events come back from the log as taken, and the refused-lines counter counts what the answer
+// reports.
+func FuzzIngestClockSkew(f *testing.F) {
+	for _, skew := range []int64{0, 1, -1, MaxClockAhead.Milliseconds(), MaxClockAhead.Milliseconds() + 1, 4 * time.Minute.Milliseconds(),
+		-10 * time.Minute.Milliseconds(), -MaxEventAge.Milliseconds(), -MaxEventAge.Milliseconds() - 1, 1 << 62, -1 << 62} {
+		f.Add(skew, uint8(skew&0xff), []byte(`{"id":"other","type":"like","room":"r","user":"u","time":1790000300000}`))
+	}
+	f.Add(int64(0), uint8(4), []byte(`{"id":"x","type":"pay","order":"o","sku":"s","shop":"7","user":"u","units":1,"time":1790000000000}`))
+	f.Add(int64(5), uint8(3), []byte(``))
+	base := time.UnixMilli(1_790_000_000_000)
+	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	f.Fuzz(func(t *testing.T, skew int64, typ uint8, other []byte) {
+		types := surge.BizTypes()
+		at := base.UnixMilli() + skew
+		e := surge.BusinessEvent{ID: "e", Type: types[int(typ)%len(types)], Time: at, Platform: "ios", User: "u1", Room: "r1", Shop: "7",
+			SKU: "s1", Order: "o1", Units: 2, Amount: 990, Status: "shipped"}
+		line, err := e.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.ContainsAny(other, "\n\r") {
+			other = nil
+		}
+		body := append(append(line, '\n'), other...)
+		var logged [][]byte
+		reg := prometheus.NewRegistry()
+		in := NewIngester(func() Publisher {
+			return publisherFunc(func(subject string, data []byte) {
+				if subject == IngestSubject {
+					logged = append(logged, data)
+				}
+			})
+		}, ratelimit.NewCounter(nil), 1, reg)
+		in.now = func() time.Time { return base }
+		res, err := in.Ingest(context.Background(), staff, "fuzz", bytes.NewReader(body), false)
+		if err != nil {
+			t.Fatalf("Ingest = %v", err)
+		}
+		inBounds := skew <= MaxClockAhead.Milliseconds() && skew >= -MaxEventAge.Milliseconds()
+		firstRefused := len(res.Errors) > 0 && res.Errors[0].Line == 1
+		code := surge.ECLOCK
+		if at < 1_000_000_000_000 || at > 9_999_999_999_999 {
+			code = surge.EINVALID // not a time in milliseconds at all
+		}
+		if inBounds == firstRefused || (firstRefused && res.Errors[0].Code != code) {
+			t.Fatalf("an event %d ms off the server's clock: %+v; want it taken within the bounds, refused with ECLOCK past them", skew, res)
+		}
+		if got := rejectedCount(t, reg); got != res.Rejected {
+			t.Fatalf("surge_ingest_events_rejected_total = %d; the answer reports %d", got, res.Rejected)
+		}
+		p, src := stream.New("skew", stream.Config{OutOfOrderness: OutOfOrderness}, PipelineTime)
+		stream.To(Build(src, &Counters{}), stream.Sink[Contribution](NewSink(publisherFunc(func(string, []byte) {}), func(k string) string { return k })))
+		taken := 0
+		records := func(yield func(surge.BusinessEvent) bool) {
+			for _, msg := range logged {
+				evs, err := DecodeBusEvents(msg)
+				if err != nil {
+					t.Fatalf("a logged message reads as %v", err)
+				}
+				for _, ev := range evs {
+					taken++
+					if ev.Received != base.UnixMilli() {
+						t.Fatalf("%+v came back from the log received at %d; want the server's %d", ev, ev.Received, base.UnixMilli())
+					}
+					if !yield(ev) {
+						return
+					}
+					if wm := p.Watermark(); wm >= base.UnixMilli()-OutOfOrderness.Milliseconds() {
+						t.Fatalf("the watermark reached %d after an event dated %d; the events were received at %d", wm, ev.Time, base.UnixMilli())
+					}
+				}
+			}
+		}
+		if err := p.RunSeq(context.Background(), records); err != nil {
+			t.Fatal(err)
+		}
+		if taken != res.Accepted {
+			t.Fatalf("%d events in the log; the answer took %d", taken, res.Accepted)
+		}
+	})
+}
+
+// publisherFunc is a Publisher that hands each message to a function.
+type publisherFunc func(subject string, data []byte)
+
+func (f publisherFunc) PublishAsync(subject, _ string, data []byte) error {
+	f(subject, data)
+	return nil
+}
+func (publisherFunc) Flush(context.Context) error { return nil }
+
+// rejectedCount is surge_ingest_events_rejected_total in reg, over its codes.
+func rejectedCount(t *testing.T, reg *prometheus.Registry) int {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range families {
+		if mf.GetName() == "surge_ingest_events_rejected_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return int(n)
 }

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,13 +38,14 @@ func events(seed uint64, n int) []surge.BusinessEvent {
 		e := surge.BusinessEvent{ID: fmt.Sprint("e", i), Type: types[r.IntN(len(types))], Time: base + int64(i)*7,
 			Platform: []string{"ios", "android", "web"}[r.IntN(3)], User: fmt.Sprint("u", r.IntN(50)),
 			Room: fmt.Sprint("r", r.IntN(3)), Shop: fmt.Sprint(1 + r.IntN(4)), SKU: fmt.Sprint("s", r.IntN(20)),
-			Session: "7", Order: fmt.Sprint("o", i), Units: 1 + r.Int64N(3), Amount: r.Int64N(10_000), Status: "shipped"}
+			Session: "7", Order: fmt.Sprint("o", i), Units: 1 + r.Int64N(3), Amount: 1 + r.Int64N(10_000), Status: "shipped"}
 		if e.Type == surge.BizLiveEnter || e.Type == surge.BizLiveLeave || e.Type == surge.BizLiveHeartbeat {
 			e.Type = surge.BizLike // viewers are checked end to end, where the stream does not end
 		}
 		if err := e.Validate(); err != nil {
 			panic(err)
 		}
+		e.Received = e.Time // received as it happened; a copy with it
 		out = append(out, e)
 		if r.IntN(10) == 0 {
 			out = append(out, e) // a copy: counted once
@@ -57,34 +59,42 @@ func events(seed uint64, n int) []surge.BusinessEvent {
 	return out
 }
 
-// A copy is dropped while its id is remembered: until a minute of event time after the tenth of
-// a second it carries ends. Once the watermark has passed that, a copy counts again.
+// A copy is dropped while its id is remembered, whatever its event time: for a minute of the
+// time Surge receives events after the tenth of a second the first copy was received in, once
+// the watermark (5 s behind) has passed it. Then a copy counts again, and is remembered anew.
 func TestDedupWindow(t *testing.T) {
 	base := int64(1_790_000_000_050)
-	click := surge.BusinessEvent{ID: "a", Type: surge.BizClick, Time: base, Platform: "ios", SKU: "s1", User: "u1"}
-	evs := []surge.BusinessEvent{click}
-	later := func(from, to int) {
-		for s := from; s <= to; s++ {
-			evs = append(evs, surge.BusinessEvent{ID: fmt.Sprint("like", s), Type: surge.BizLike, Time: base + int64(s)*1000,
-				Platform: "ios", Room: "r1", User: "u2"})
+	var evs []surge.BusinessEvent
+	click := func(at, received int64) {
+		evs = append(evs, surge.BusinessEvent{ID: "a", Type: surge.BizClick, Time: at, Received: received, Platform: "ios", SKU: "s1", User: "u1"})
+	}
+	click(base, base)
+	for s := int64(1); s <= 90; s++ {
+		evs = append(evs, surge.BusinessEvent{ID: fmt.Sprint("like", s), Type: surge.BizLike, Time: base + s*1000, Received: base + s*1000,
+			Platform: "ios", Room: "r1", User: "u2"})
+		switch s {
+		case 10:
+			click(base-30_000, base+s*1000) // the same id, another time, in a later batch: a copy
+		case 50:
+			click(base+7_000, base+s*1000) // and another
+		case 64:
+			click(base, base+s*1000) // within the minute and the watermark's 5 s: still a copy
+		case 70:
+			click(base, base+s*1000) // the watermark passed a minute after the first: counted again
+		case 80:
+			click(base+1, base+s*1000) // a copy of that one
 		}
 	}
-	later(1, 55) // the watermark reaches 50 s past the click: remembered
-	evs = append(evs, click)
-	later(56, 66) // 61 s past it, past the minute after its tenth of a second: forgotten
-	evs = append(evs, click)
-	later(67, 120) // and 115 s past it, for the copy the last one left
-	evs = append(evs, click)
 	sink, counters := countAll(t, evs)
-	if got, dup := sink.Total("clicks"), counters.Duplicates.Load(); got != 3 || dup != 1 {
-		t.Errorf("clicks = %d with %d copies dropped; want 3 and 1 (the copy within the minute dropped, those after it counted)", got, dup)
+	if got, dup := sink.Total("clicks"), counters.Duplicates.Load(); got != 2 || dup != 4 {
+		t.Errorf("clicks = %d with %d copies dropped; want 2 and 4 (the copies within the minute dropped whatever their time, the one after it counted)", got, dup)
 	}
 }
 
 // countAll runs the live pipeline over evs to their end, returning its sink and counters.
 func countAll(t *testing.T, evs []surge.BusinessEvent) (*live.Sink, *live.Counters) {
 	t.Helper()
-	p, src := stream.New("live", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
+	p, src := stream.New("live", stream.Config{OutOfOrderness: live.OutOfOrderness}, live.PipelineTime)
 	counters := &live.Counters{}
 	sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
 	stream.To(live.Build(src, counters), stream.Sink[live.Contribution](sink))
@@ -272,7 +282,15 @@ func TestDecodeEventRules(t *testing.T) {
 		{"unknown type", `{"id":"a","type":"teleport",` + ts + `}`, staff, surge.EINVALID},
 		{"unknown field", `{"id":"a","type":"click","sku":"s","colour":"red",` + ts + `}`, staff, surge.EINVALID},
 		{"seconds, not milliseconds", `{"id":"a","type":"click","sku":"s","time":1790000000}`, staff, surge.EINVALID},
-		{"far in the future", `{"id":"a","type":"click","sku":"s","time":1790001000000}`, staff, surge.EINVALID},
+		{"far in the future", `{"id":"a","type":"click","sku":"s","time":1790001000000}`, staff, surge.ECLOCK},
+		{"11 s ahead", `{"id":"a","type":"click","sku":"s","time":1790000011000}`, staff, surge.ECLOCK},
+		{"10 s ahead", `{"id":"a","type":"click","sku":"s","time":1790000010000}`, staff, ""},
+		{"a day old", `{"id":"a","type":"click","sku":"s","time":1789913600000}`, staff, ""},
+		{"a day and a millisecond old", `{"id":"a","type":"click","sku":"s","time":1789913599999}`, staff, surge.ECLOCK},
+		{"a pay without amount", `{"id":"a","type":"pay","order":"o","sku":"s","shop":"7","user":"42","units":1,` + ts + `}`, staff, surge.EINVALID},
+		{"a pay of nothing", `{"id":"a","type":"pay","order":"o","sku":"s","shop":"7","user":"42","units":1,"amount":0,` + ts + `}`, staff, surge.EINVALID},
+		{"an order without amount", `{"id":"a","type":"order","order":"o","sku":"s","shop":"7","user":"42","units":1,` + ts + `}`, staff, surge.EINVALID},
+		{"a refund without amount", `{"id":"a","type":"refund","order":"o","shop":"7",` + ts + `}`, staff, surge.EINVALID},
 		{"a session from a merchant", `{"id":"a","type":"refund","order":"o","shop":"7","session":"5","amount":5,` + ts + `}`, merchant, surge.EFORBIDDEN},
 		{"a like from an app, user filled in", `{"id":"a","type":"like","room":"r1",` + ts + `}`, shopper, ""},
 		{"missing sku", `{"id":"a","type":"click",` + ts + `}`, staff, surge.EINVALID},
@@ -285,6 +303,12 @@ func TestDecodeEventRules(t *testing.T) {
 			e, err := live.DecodeEvent([]byte(tc.line), tc.as, time.UnixMilli(1790000000000))
 			if code := surge.ErrorCode(err); code != tc.code && !(tc.code == "" && err == nil) {
 				t.Errorf("DecodeEvent(%s) = %v; want code %q", tc.line, err, tc.code)
+			}
+			if strings.Contains(tc.name, "amount") && !strings.Contains(surge.ErrorMessage(err), "needs amount") {
+				t.Errorf("DecodeEvent(%s) = %v; want the message to name the amount", tc.line, err)
+			}
+			if err == nil && e.Received != 1790000000000 {
+				t.Errorf("an event decoded at 1790000000000 was received at %d", e.Received)
 			}
 			if err == nil && tc.as.Role == surge.RoleShopper && e.User != strconv.FormatInt(tc.as.UserID, 10) {
 				t.Errorf("an app's event kept user %q; want its own user", e.User)
@@ -301,6 +325,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(`{"id":"a","type":"live_enter","room":"r1","user":"u","time":1790000000000}`))
 	f.Add([]byte(`{"id":"\u0000","type":"click"}`))
 	f.Add([]byte(`[]`))
+	f.Add(fmt.Appendf(nil, `{"id":"now","type":"like","room":"r1","user":"u","time":%d}`, time.Now().UnixMilli()))
 	staff := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	var logged [][]byte // what ingestion appends to the events log
 	in := live.NewIngester(func() live.Publisher {
@@ -313,8 +338,8 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := live.DecodeEvent(line, staff, time.UnixMilli(1790000000000))
 		if err != nil {
-			if surge.ErrorCode(err) != surge.EINVALID {
-				t.Fatalf("DecodeEvent(%q) = %v; want EINVALID", line, err)
+			if code := surge.ErrorCode(err); code != surge.EINVALID && code != surge.ECLOCK {
+				t.Fatalf("DecodeEvent(%q) = %v; want EINVALID or ECLOCK", line, err)
 			}
 			return
 		}
@@ -329,14 +354,23 @@ func FuzzDecodeEvent(f *testing.F) {
 				}
 			}
 		}
-		if e.Time > time.Now().Add(live.MaxClockSkew).UnixMilli() || bytes.ContainsAny(line, "\n\r") {
+		before := time.Now()
+		if e.Time > before.Add(live.MaxClockAhead-time.Second).UnixMilli() || e.Time < before.Add(-live.MaxEventAge+time.Minute).UnixMilli() ||
+			bytes.ContainsAny(line, "\n\r") {
 			return // ingestion judges the time by the clock, and reads a body line by line
 		}
 		logged = logged[:0]
 		if res, err := in.Ingest(context.Background(), staff, "fuzz", bytes.NewReader(line), false); err != nil || res.Accepted != 1 || len(logged) != 1 {
 			t.Fatalf("ingesting %q = %+v, %v, %d log records; want it appended once", line, res, err, len(logged))
 		}
+		after := time.Now()
 		back, err := live.DecodeBusEvents(logged[0])
+		if len(back) == 1 && (back[0].Received < before.UnixMilli() || back[0].Received > after.UnixMilli()) {
+			t.Fatalf("%q came back from the log received at %d, not while it was ingested (%d to %d)", line, back[0].Received, before.UnixMilli(), after.UnixMilli())
+		}
+		if len(back) == 1 {
+			e.Received = back[0].Received
+		}
 		if err != nil || len(back) != 1 || back[0] != e {
 			t.Fatalf("%q came back from the log as %+v (%v); want %+v", line, back, err, e)
 		}
@@ -362,6 +396,11 @@ func FuzzDecodeBusEvents(f *testing.F) {
 	}
 	f.Add([]byte(`{"data":[{"id":"x","type":"click","time":1}],"kind":"events.ingested"}`)) // data first
 	f.Add([]byte(`{"kind":"events.ingested"}`))
+	f.Add([]byte(`{"data":[{"id":"x","type":"click","time":1}],"at":"2026-12-07T10:00:00.123456789Z","kind":"events.ingested"}`))
+	f.Add([]byte(`{"data":[],"at":"2026-12-07T10:00:00+01:00","kind":"orders.paid"}`))
+	f.Add([]byte(`{"id":"tick-1","kind":"live.tick","at":"2026-12-07T10:00:00.5Z"}`))
+	f.Add([]byte(`{"id":"tick-1","kind":"live.tick","at":"yesterday"}`))
+	f.Add([]byte(`{"id":"tick-1","kind":"live.tick"}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"kind":"events.ingested","data":[]} {}`))
 	f.Add([]byte(`{"kind":"events.ingested","kind":"orders.created","data":[]}`))
@@ -382,7 +421,7 @@ func FuzzDecodeBusEvents(f *testing.F) {
 		same := err == nil && len(got) == len(want)
 		for i := 0; same && i < len(got); i++ {
 			if orders { // its event's fields are fromOrder's; the order id must match
-				same = got[i].Order == want[i].Order
+				same = got[i].Order == want[i].Order && got[i].Received == want[i].Received
 			} else {
 				same = got[i] == want[i]
 			}
@@ -399,14 +438,29 @@ func FuzzDecodeBusEvents(f *testing.F) {
 func decodeInTwoPasses(msg []byte) (evs []surge.BusinessEvent, orders bool, err error) {
 	var env struct {
 		Kind string         `json:"kind"`
+		At   string         `json:"at"`
 		Data jsontext.Value `json:"data"`
 	}
 	if err := jsonv2.Unmarshal(msg, &env); err != nil {
 		return nil, false, err
 	}
+	var received int64
 	switch env.Kind {
+	case live.EventsIngested, live.Tick, surge.EventOrdersCreated, surge.EventOrdersPaid, surge.EventOrderPaid:
+		at, err := time.Parse(time.RFC3339Nano, env.At) // every message of events is received at its time
+		if err != nil {
+			return nil, false, err
+		}
+		received = at.UnixMilli()
+	}
+	switch env.Kind {
+	case live.Tick: // a record of the time alone
+		return []surge.BusinessEvent{{Type: "tick", Received: received}}, false, nil
 	case live.EventsIngested:
 		err := jsonv2.Unmarshal(env.Data, &evs)
+		for i := range evs {
+			evs[i].Received = received
+		}
 		return evs, false, err
 	case surge.EventOrdersCreated, surge.EventOrdersPaid, surge.EventOrderPaid:
 		var list []surge.Order
@@ -423,7 +477,7 @@ func decodeInTwoPasses(msg []byte) (evs []surge.BusinessEvent, orders bool, err 
 		// compared by its id.
 		out := make([]surge.BusinessEvent, len(list))
 		for i := range list {
-			out[i] = surge.BusinessEvent{Order: strconv.FormatInt(list[i].ID, 10)}
+			out[i] = surge.BusinessEvent{Order: strconv.FormatInt(list[i].ID, 10), Received: received}
 		}
 		return out, true, nil
 	}
@@ -575,7 +629,7 @@ func BenchmarkPipeline(b *testing.B) { benchmarkPipeline(b, events(1, 200_000)) 
 
 func benchmarkPipeline(b *testing.B, evs []surge.BusinessEvent) {
 	for b.Loop() {
-		p, src := stream.New("bench", stream.Config{OutOfOrderness: live.OutOfOrderness}, func(e surge.BusinessEvent) int64 { return e.Time })
+		p, src := stream.New("bench", stream.Config{OutOfOrderness: live.OutOfOrderness}, live.PipelineTime)
 		sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
 		stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
 		if err := p.RunSlice(context.Background(), evs); err != nil {
@@ -595,7 +649,7 @@ func BenchmarkPipelineAtVolume(b *testing.B) {
 	evs := make([]surge.BusinessEvent, 1_500_000)
 	for i := range evs {
 		room, sku := r.IntN(50), r.IntN(1000)
-		e := surge.BusinessEvent{ID: "b" + strconv.Itoa(i), Time: base + int64(i)/300, Platform: "ios",
+		e := surge.BusinessEvent{ID: "b" + strconv.Itoa(i), Time: base + int64(i)/300, Received: base + int64(i)/300, Platform: "ios",
 			Room: "r" + strconv.Itoa(room), SKU: "s" + strconv.Itoa(sku), User: "u" + strconv.Itoa(r.IntN(100_000))}
 		switch k := r.IntN(100); {
 		case k < 40:
@@ -870,7 +924,7 @@ func (g *garbledCheckpoints) Save(_ context.Context, _ string, data []byte) erro
 // the live metrics: the runner recomputes them from the log.
 func TestRunnerRecomputesPastAnUnreadableCheckpoint(t *testing.T) {
 	now := time.Now().UnixMilli()
-	batch, err := json.Marshal(map[string]any{"id": "b1", "kind": live.EventsIngested, "data": []surge.BusinessEvent{
+	batch, err := json.Marshal(map[string]any{"id": "b1", "kind": live.EventsIngested, "at": time.UnixMilli(now).UTC(), "data": []surge.BusinessEvent{
 		{ID: "c1", Type: surge.BizClick, Time: now, Platform: "ios", SKU: "s1", User: "u1"},
 		{ID: "c2", Type: surge.BizClick, Time: now, Platform: "ios", SKU: "s1", User: "u2"}}})
 	if err != nil {
@@ -896,5 +950,120 @@ func TestRunnerRecomputesPastAnUnreadableCheckpoint(t *testing.T) {
 	<-done
 	if got := board.Get("clicks").Value; got != 2 {
 		t.Fatalf("clicks after a garbled checkpoint = %d; want 2", got)
+	}
+}
+
+// The pipeline runs on the time Surge received the events, and ticks move it when no event
+// comes: a viewer who sends nothing more goes offline a minute after their last heartbeat was
+// received, whatever the times their events carry, and with nothing but ticks in the log after.
+func TestTicksTimeViewersOut(t *testing.T) {
+	received := time.UnixMilli(1_790_000_000_000).UTC()
+	message := func(at time.Time, evs ...surge.BusinessEvent) []byte {
+		data, err := json.Marshal(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := json.Marshal(surge.Event{ID: "m", Kind: live.EventsIngested, At: at, Data: json.RawMessage(data)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	tick := func(at time.Time) []byte {
+		_, msg := live.TickMessage(at)
+		return msg
+	}
+	// A viewer whose clock is ten minutes slow enters; another, whose clock is right, likes a
+	// second later. Then only ticks.
+	slow := surge.BusinessEvent{ID: "v", Type: surge.BizLiveEnter, Time: received.Add(-10 * time.Minute).UnixMilli(), Platform: "ios", Room: "r1", User: "u1"}
+	like := surge.BusinessEvent{ID: "l", Type: surge.BizLike, Time: received.Add(time.Second).UnixMilli(), Platform: "ios", Room: "r1", User: "u2"}
+	log := []struct {
+		msg    []byte
+		online int64 // online viewers once the message is counted
+	}{
+		{message(received, slow), 1},
+		{message(received.Add(time.Second), like), 1},
+		{tick(received.Add(30 * time.Second)), 1},
+		{tick(received.Add(64 * time.Second)), 1}, // the watermark is 5 s behind: not yet a minute
+		{tick(received.Add(66 * time.Second)), 0},
+	}
+	p, src := stream.New("ticks", stream.Config{OutOfOrderness: live.OutOfOrderness}, live.PipelineTime)
+	sink := live.NewSink(publisherFunc(func(string, []byte) {}), func(key string) string { return key })
+	stream.To(live.Build(src, &live.Counters{}), stream.Sink[live.Contribution](sink))
+	i := 0
+	records := func(yield func(surge.BusinessEvent) bool) {
+		for ; i < len(log); i++ {
+			evs, err := live.DecodeBusEvents(log[i].msg)
+			if err != nil || len(evs) != 1 {
+				t.Fatalf("message %d reads as %+v, %v", i, evs, err)
+			}
+			if !yield(evs[0]) {
+				return
+			}
+			if got := sink.Total("online_viewers"); got != log[i].online { // counted once the next is asked for
+				t.Errorf("after message %d, online viewers = %d; want %d", i, got, log[i].online)
+			}
+		}
+	}
+	if err := p.RunSeq(context.Background(), records); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.Total("likes"); got != 1 {
+		t.Errorf("likes = %d; a tick counts in nothing", got)
+	}
+}
+
+// The runner writes the time to the events log every TickEvery while it runs.
+func TestRunnerTicks(t *testing.T) {
+	var mu sync.Mutex
+	var ticks [][]byte
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { // stops with cancel
+		defer close(done)
+		live.Runner{Log: oneBatchLog{}, Checkpoints: &garbledCheckpoints{}, Publisher: publisherFunc(func(string, []byte) {}),
+			Subject: func(key string) string { return key }, Counters: &live.Counters{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ticks: publisherFunc(func(subject string, data []byte) {
+				if subject == live.TickSubject {
+					mu.Lock()
+					ticks = append(ticks, bytes.Clone(data))
+					mu.Unlock()
+				}
+			})}.Run(ctx)
+	}()
+	start := time.Now()
+	time.Sleep(live.TickEvery + live.TickEvery/2)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ticks) == 0 {
+		t.Fatalf("no tick written in %s", live.TickEvery+live.TickEvery/2)
+	}
+	evs, err := live.DecodeBusEvents(ticks[0])
+	if err != nil || len(evs) != 1 || evs[0].Received < start.UnixMilli() || evs[0].Received > time.Now().UnixMilli() {
+		t.Errorf("a tick reads as %+v, %v; want one record at the time it was written", evs, err)
+	}
+}
+
+// The README's table of event types is the one the schema makes: what ingestion enforces is what
+// the documentation says.
+func TestREADMEListsEveryEventType(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "<!-- event types: made by live.EventTypesTable -->\n")
+	table, _, ok2 := strings.Cut(rest, "<!-- end of event types -->")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no table of event types between its markers")
+	}
+	if want := live.EventTypesTable(); table != want {
+		t.Errorf("README.md's table of event types:\n%s\nthe schema makes:\n%s", table, want)
+	}
+	for _, typ := range surge.BizTypes() {
+		if !strings.Contains(table, "| `"+typ+"` |") || len(surge.BizRequired(typ)) < 4 {
+			t.Errorf("event type %s is not in the table, or requires nothing of its own", typ)
+		}
 	}
 }

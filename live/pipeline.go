@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,19 +25,28 @@ import (
 
 // Bounds and timings of the live pipeline.
 const (
-	// DedupWindow is how long, in event time, a copy of an event (same id, same time) is
-	// recognised and counted once.
+	// DedupWindow is how long after Surge received an event a copy of it (the same id, whatever
+	// its time) is recognised and dropped.
 	DedupWindow = time.Minute
-	// ViewerTimeout is how long a viewer stays online without a heartbeat.
+	// ViewerTimeout is how long a viewer stays online without a heartbeat received.
 	ViewerTimeout = 60 * time.Second
-	// OutOfOrderness is the pipeline's watermark bound: it only delays viewer timeouts and the
-	// end of dedup windows; totals count every event as it arrives.
+	// OutOfOrderness is the pipeline's watermark bound, in the time Surge received the events:
+	// how far out of that order the nodes' batches may reach the log (their clocks, their
+	// writes). It only delays viewer timeouts and the end of dedup windows; totals count every
+	// event as it arrives.
 	OutOfOrderness = 5 * time.Second
+	// TickEvery is how often the node computing the live metrics writes the time to the events
+	// log, so that the pipeline's time moves on when no event comes: viewers time out on a quiet
+	// platform too. The time is in the log, so a replay makes the same decisions.
+	TickEvery = time.Second
+	// Tick is the bus event kind of such a time.
+	Tick = "live.tick"
+	// TickSubject is where ticks are written.
+	TickSubject = "surge.events." + Tick
 	// EventsIngested is the bus event kind of a batch of ingested business events.
 	EventsIngested = "events.ingested"
-	// dedupBucketMs is the event time whose ids share one set: at a sale's 300,000 events a
-	// second a tenth of a second's 30,000 ids stay in a core's cache, where the ten seconds
-	// per set this once was grew sets of millions that missed it on nearly every id.
+	// dedupBucketMs is the time received whose ids are forgotten together, as the dedup window
+	// passes.
 	dedupBucketMs = 100
 	daySeconds    = 86_400
 )
@@ -54,10 +64,19 @@ type Counters struct {
 	Duplicates atomic.Int64
 }
 
-// Build adds the live metrics to a pipeline of business events: what each unique event adds to
-// each series, for a Sink to total.
+// PipelineTime is the time the live pipeline runs on: when Surge received the event. Every
+// pipeline of Build's takes it as its event time. A sender's clock decides which seconds an
+// event counts in, never when the pipeline's watermark moves.
+func PipelineTime(e surge.BusinessEvent) int64 { return e.Received }
+
+// tickType is the type of the record a tick is read into (DecodeBusEvents): it moves the
+// pipeline's time and counts in nothing. No business event has it: Validate refuses it.
+const tickType = "tick"
+
+// Build adds the live metrics to a pipeline of business events, timed by PipelineTime: what each
+// unique event adds to each series, for a Sink to total.
 func Build(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.Stream[Contribution] {
-	unique := dedup(src, counters)
+	unique := dedup(stream.Filter(src, func(e surge.BusinessEvent) bool { return e.Type != tickType }), counters)
 	contribs := stream.FlatMap(unique, exploder())
 	plain := stream.Filter(contribs, func(c Contribution) bool { return c.Distinct == "" })
 	// Distinct users are counted per UTC day of event time, and forgotten a day after it ends:
@@ -91,14 +110,13 @@ type seriesDay struct {
 	Day    int64 // days since the Unix epoch
 }
 
-// hashSet holds ids, hashed: the ids of a tenth of a second of events for dedup, or the users
-// a distinct series counted in a day. Two ids with one hash (about one chance in 10^9 for
-// 200,000 ids) would count as one. The set holds no values: half the memory of a map to bool,
-// and fewer cache misses for the dedup of hundreds of thousands of events a second.
+// hashSet holds the users a distinct series counted in a day, hashed. Two ids with one hash
+// (about one chance in 10^9 for 200,000 ids) would count as one. The set holds no values: half
+// the memory of a map to bool.
 type hashSet struct{ IDs map[uint64]struct{} }
 
-// GobEncode writes the ids as 8 bytes each: the dedup window and the distinct users are most of
-// the live pipeline's checkpoint, and gob's encoding of a map is several times slower.
+// GobEncode writes the ids as 8 bytes each: the distinct users are much of the live pipeline's
+// checkpoint, and gob's encoding of a map is several times slower.
 func (d hashSet) GobEncode() ([]byte, error) {
 	out := make([]byte, 0, 8*len(d.IDs))
 	for id := range d.IDs {
@@ -119,26 +137,93 @@ func (d *hashSet) GobDecode(data []byte) error {
 	return nil
 }
 
-// dedup drops copies of an event: ids are remembered per dedupBucketMs of event time, for
-// DedupWindow after that time ends.
+// dedup drops copies of an event: an event whose id (in its sender's namespace) was counted
+// less than DedupWindow ago, in the time Surge received them, whatever the copies' event times.
+// The first copy counts, with its own time.
 func dedup(src stream.Stream[surge.BusinessEvent], counters *Counters) stream.Stream[surge.BusinessEvent] {
-	return stream.Process(stream.KeyBy(src, func(e surge.BusinessEvent) int64 { return e.Time / dedupBucketMs }),
-		stream.Processor[int64, surge.BusinessEvent, hashSet, surge.BusinessEvent]{
-			OnRecord: func(c *stream.Context[int64, hashSet, surge.BusinessEvent], e surge.BusinessEvent) {
+	window := DedupWindow.Milliseconds()
+	return stream.Process(stream.KeyBy(src, func(surge.BusinessEvent) struct{} { return struct{}{} }),
+		stream.Processor[struct{}, surge.BusinessEvent, dedupState, surge.BusinessEvent]{
+			OnRecord: func(c *stream.Context[struct{}, dedupState, surge.BusinessEvent], e surge.BusinessEvent) {
 				st := c.State()
-				if st.IDs == nil {
-					st.IDs = map[uint64]struct{}{}
-					c.SetTimer((c.Key+1)*dedupBucketMs + DedupWindow.Milliseconds())
+				if st.ids == nil {
+					st.ids, st.arrived = map[uint64]struct{}{}, map[int64][]uint64{}
 				}
-				n := len(st.IDs)
-				if st.IDs[xxhash.Sum64String(e.ID)] = struct{}{}; len(st.IDs) == n { // seen before
+				id, n := xxhash.Sum64String(e.ID), len(st.ids)
+				if st.ids[id] = struct{}{}; len(st.ids) == n { // seen before: one probe of the set, which is past a core's cache
 					counters.Duplicates.Add(1)
 					return
 				}
+				bucket := c.Time / dedupBucketMs
+				ids, ok := st.arrived[bucket]
+				if !ok {
+					c.SetTimer((bucket+1)*dedupBucketMs + window)
+				}
+				st.arrived[bucket] = append(ids, id)
 				c.Emit(c.Time, e)
 			},
-			OnTimer: func(c *stream.Context[int64, hashSet, surge.BusinessEvent]) { c.Clear() },
+			OnTimer: func(c *stream.Context[struct{}, dedupState, surge.BusinessEvent]) {
+				st, ok := c.Lookup()
+				if !ok {
+					return
+				}
+				bucket := (c.Time-window)/dedupBucketMs - 1
+				for _, id := range st.arrived[bucket] {
+					delete(st.ids, id)
+				}
+				delete(st.arrived, bucket)
+			},
 		})
+}
+
+// dedupState is the ids of the events counted in the last DedupWindow, hashed, with the ids
+// received in each tenth of a second, to forget them as the window passes. An event whose id
+// hashes as one of the window's would be dropped as its copy: among the 18 million ids of a
+// minute at 300,000 events a second, one chance in 10^12 per event, about one event a month at
+// that rate. One set for the window is one probe per event, beyond a core's cache at that rate:
+// the sets per tenth of a second of event time this once was stayed in cache, but could not
+// recognise a copy sent with another time.
+type dedupState struct {
+	ids     map[uint64]struct{}
+	arrived map[int64][]uint64 // by tenth of a second received
+}
+
+// GobEncode writes each tenth of a second, its number and count of ids, then its ids: 8 bytes
+// each, as the ids are most of the live pipeline's checkpoint, and gob's encoding of a map is
+// several times slower.
+func (d dedupState) GobEncode() ([]byte, error) {
+	out := make([]byte, 0, 8*len(d.ids)+16*len(d.arrived))
+	for bucket, ids := range d.arrived {
+		out = binary.LittleEndian.AppendUint64(out, uint64(bucket))
+		out = binary.LittleEndian.AppendUint64(out, uint64(len(ids)))
+		for _, id := range ids {
+			out = binary.LittleEndian.AppendUint64(out, id)
+		}
+	}
+	return out, nil
+}
+
+// GobDecode reads what GobEncode wrote.
+func (d *dedupState) GobDecode(data []byte) error {
+	d.ids, d.arrived = map[uint64]struct{}{}, map[int64][]uint64{}
+	for len(data) > 0 {
+		if len(data) < 16 {
+			return fmt.Errorf("a dedup window's tenth of a second is cut short")
+		}
+		bucket, n := int64(binary.LittleEndian.Uint64(data)), binary.LittleEndian.Uint64(data[8:])
+		data = data[16:]
+		if _, ok := d.arrived[bucket]; ok || n > uint64(len(data)/8) {
+			return fmt.Errorf("a dedup window's tenth of a second is given twice or cut short")
+		}
+		ids := make([]uint64, n)
+		for i := range ids {
+			ids[i] = binary.LittleEndian.Uint64(data[8*i:])
+			d.ids[ids[i]] = struct{}{}
+		}
+		d.arrived[bucket] = ids
+		data = data[8*n:]
+	}
+	return nil
 }
 
 // dimValue is an event's value of a dimension ("" when it has none).
@@ -278,7 +363,7 @@ func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[Contribut
 					c.Clear()
 					return
 				}
-				st.Last = max(st.Last, e.Time)
+				st.Last = max(st.Last, c.Time) // received
 				if !st.Online {
 					st.Online, st.Platform = true, e.Platform
 					emit(c, e.Room, st, 1)
@@ -303,6 +388,9 @@ func onlineViewers(s stream.Stream[surge.BusinessEvent]) stream.Stream[Contribut
 // writes it is read in one pass, envelope and events. Any other message is read as a stream of
 // tokens, so that a batch whose kind comes before its data is still parsed once, straight into
 // the events.
+//
+// Each event is received at the message's time ("at"), which every message of events must have;
+// a tick (Tick) carries only that time, read as a record that counts in nothing.
 func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	if evs, ok := ingestedBatch(data); ok {
 		return evs, nil
@@ -318,7 +406,7 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	} else if tok.Kind() != '{' {
 		return nil, fmt.Errorf("a bus event is a JSON object, not %v", tok.Kind())
 	}
-	var kind string
+	var kind, at string
 	var evs []surge.BusinessEvent
 	var raw jsontext.Value // data that came before the kind
 	decoded := false
@@ -330,6 +418,10 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		switch name.String() {
 		case "kind":
 			if err := jsonv2.UnmarshalDecode(dec, &kind); err != nil {
+				return nil, err
+			}
+		case "at":
+			if err := jsonv2.UnmarshalDecode(dec, &at); err != nil {
 				return nil, err
 			}
 		case "data":
@@ -358,6 +450,15 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		return nil, fmt.Errorf("a bus event is one JSON object, with nothing after it")
 	}
 	switch kind {
+	case EventsIngested, surge.EventOrdersCreated, surge.EventOrdersPaid, surge.EventOrderPaid, Tick:
+	default:
+		return nil, nil
+	}
+	received, err := receivedAt([]byte(at))
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
 	case EventsIngested:
 		if !decoded {
 			if raw == nil {
@@ -367,19 +468,42 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 				return nil, err
 			}
 		}
-		return evs, nil
 	case surge.EventOrdersCreated:
-		return ordersAs(raw, func(o *surge.Order) surge.BusinessEvent { return fromOrder(o, surge.BizOrder, o.CreatedAt) })
+		evs, err = ordersAs(raw, func(o *surge.Order) surge.BusinessEvent { return fromOrder(o, surge.BizOrder, o.CreatedAt) })
 	case surge.EventOrdersPaid:
-		return ordersAs(raw, paidEvent)
+		evs, err = ordersAs(raw, paidEvent)
 	case surge.EventOrderPaid: // one order, as earlier releases sent it
 		var o surge.Order
 		if err := json.Unmarshal(raw, &o); err != nil {
 			return nil, err
 		}
-		return []surge.BusinessEvent{paidEvent(&o)}, nil
+		evs = []surge.BusinessEvent{paidEvent(&o)}
+	case Tick:
+		evs = []surge.BusinessEvent{{Type: tickType}}
 	}
-	return nil, nil
+	for i := range evs {
+		evs[i].Received = received
+	}
+	return evs, err
+}
+
+// receivedAt reads a message's time ("at") as the milliseconds its events were received at.
+func receivedAt(at []byte) (int64, error) {
+	if len(at) == 0 {
+		return 0, fmt.Errorf("a message of events without its time")
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(at))
+	if err != nil {
+		return 0, fmt.Errorf("a message's time: %w", err)
+	}
+	return t.UnixMilli(), nil
+}
+
+// TickMessage is the events log message of a tick at now.
+func TickMessage(now time.Time) (id string, data []byte) {
+	id = "tick-" + strconv.FormatInt(now.UnixMilli(), 10)
+	data = fmt.Appendf(nil, `{"id":%q,"kind":%q,"at":%q}`, id, Tick, now.UTC().Format(time.RFC3339Nano))
+	return id, data
 }
 
 // ordersAs decodes a batch event's orders, each as the business event ev makes of it.
@@ -399,34 +523,43 @@ func ordersAs(raw []byte, ev func(*surge.Order) surge.BusinessEvent) ([]surge.Bu
 // else, or for data it cannot read; the general reading then takes the message and says what is
 // wrong.
 func ingestedBatch(data []byte) ([]surge.BusinessEvent, bool) {
-	_, events, ok := ingestedEnvelope(data)
+	_, at, events, ok := ingestedEnvelope(data)
 	if !ok {
 		return nil, false
 	}
+	received, err := receivedAt(at)
+	if err != nil {
+		return nil, false
+	}
 	evs, err := surge.UnmarshalBusinessEvents(events)
+	for i := range evs {
+		evs[i].Received = received
+	}
 	return evs, err == nil
 }
 
 // ingestedEnvelope splits a message written by Ingester.message,
 // {"id":"…","kind":"events.ingested","at":"…","data":[…]}, with an id and a time of letters,
-// digits and . : + -, into its id and its events' JSON; false for any other message.
-func ingestedEnvelope(data []byte) (id, events []byte, ok bool) {
+// digits and . : + -, into its id, its time and its events' JSON; false for any other message.
+func ingestedEnvelope(data []byte) (id, at, events []byte, ok bool) {
 	rest, ok := bytes.CutPrefix(data, []byte(`{"id":"`))
 	after, ok := plainField(rest, ok)
 	id = rest[:len(rest)-len(after)]
 	if ok {
 		after, ok = bytes.CutPrefix(after, []byte(`","kind":"`+EventsIngested+`","at":"`))
 	}
+	rest = after
 	if after, ok = plainField(after, ok); ok {
+		at = rest[:len(rest)-len(after)]
 		after, ok = bytes.CutPrefix(after, []byte(`","data":`))
 	}
 	if ok {
 		after, ok = bytes.CutSuffix(after, []byte("}"))
 	}
 	if !ok {
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return id, after, true
+	return id, at, after, true
 }
 
 // plainField skips the letters, digits and . : + - at the start of b, when ok.
@@ -464,7 +597,7 @@ func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
 // pipeline's operators or the encoding of their state do: a checkpoint of another version
 // cannot be read back, and the new version starts from the oldest event the log holds (an hour),
 // publishing totals recomputed from it.
-const PipelineName = "live-metrics-v6"
+const PipelineName = "live-metrics-v7"
 
 // checkpointInterval is how often the live pipeline checkpoints: what a restart replays. A
 // checkpoint encodes the whole state on the pipeline's goroutine (the dedup window's ids are
@@ -482,7 +615,10 @@ type Runner struct {
 	// node's board (Board.Feed).
 	Local func([]Published)
 	// Handoff, if set, carries the batches this node ingests over to the pipeline, read.
-	Handoff  *Handoff
+	Handoff *Handoff
+	// Ticks, if set, writes the time to the events log every TickEvery (TickMessage), for as
+	// long as Run runs.
+	Ticks    Publisher
 	Metrics  *stream.Metrics
 	Counters *Counters
 	Logger   *slog.Logger
@@ -493,6 +629,11 @@ const restartPause = time.Second
 
 // Run computes the live metrics until ctx ends.
 func (r Runner) Run(ctx context.Context) {
+	if r.Ticks != nil {
+		var wg sync.WaitGroup
+		wg.Go(func() { r.tick(ctx) })
+		defer wg.Wait()
+	}
 	fresh := false
 	for ctx.Err() == nil {
 		err := r.runOnce(ctx, fresh)
@@ -515,9 +656,35 @@ func (r Runner) Run(ctx context.Context) {
 	}
 }
 
+// tick writes the time to the events log every TickEvery until ctx ends. A tick the log does not
+// take is said, once until one is taken again: the next tick makes up for it.
+func (r Runner) tick(ctx context.Context) {
+	t := time.NewTicker(TickEvery)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			id, data := TickMessage(now)
+			err := r.Ticks.PublishAsync(TickSubject, id, data)
+			if err == nil {
+				fctx, cancel := context.WithTimeout(ctx, TickEvery)
+				err = r.Ticks.Flush(fctx)
+				cancel()
+			}
+			if err != nil && !failing && ctx.Err() == nil {
+				r.Logger.Warn("live metrics: the events log did not take the time; viewers time out only as events arrive until it does", "err", err)
+			}
+			failing = err != nil
+		}
+	}
+}
+
 func (r Runner) runOnce(ctx context.Context, fresh bool) error {
 	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Metrics, CheckpointInterval: checkpointInterval},
-		func(e surge.BusinessEvent) int64 { return e.Time })
+		PipelineTime)
 	stream.To(Build(src, r.Counters), stream.Sink[Contribution](NewSink(r.Publisher, r.Subject).Mirror(r.Local)))
 	decode := DecodeBusEvents
 	if r.Handoff != nil {

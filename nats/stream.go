@@ -61,8 +61,9 @@ func (b *Bus) EnsureStreams(ctx context.Context) error {
 		{Name: EventsStream, Subjects: []string{EventsSubject}, Retention: jetstream.LimitsPolicy,
 			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxBytes: b.eventBytes(), MaxAge: maxEventAge,
 			Discard: jetstream.DiscardNew},
+		// A dead letter's id is its batch's and line's: a batch sent again whole parks its lines once.
 		{Name: DeadLetterStream, Subjects: []string{DeadLetterSubjects}, Retention: jetstream.LimitsPolicy,
-			Storage: jetstream.FileStorage, MaxBytes: maxDeadLetterBytes, MaxAge: maxDeadLetterAge, Discard: jetstream.DiscardOld},
+			Storage: jetstream.FileStorage, Duplicates: DedupWindow, MaxBytes: maxDeadLetterBytes, MaxAge: maxDeadLetterAge, Discard: jetstream.DiscardOld},
 	} {
 		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("jetstream stream %s: %w", cfg.Name, err)
