@@ -47,7 +47,7 @@ func (s *Server) liveRoutes() []route {
 				var gz bool
 				switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 				case "", "identity":
-				case "gzip":
+				case "gzip", "x-gzip":
 					gz = true
 				default:
 					return nil, surge.Errorf(surge.EINVALID, "Content-Encoding must be gzip or none, not %q", enc)

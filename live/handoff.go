@@ -107,19 +107,22 @@ func (h *Handoff) take(id string) ([]surge.BusinessEvent, bool) {
 
 // Decode reads one message of the events log, as DecodeBusEvents does, taking the events of a
 // batch this node wrote from the handoff when they are still there.
+//
+// The events taken are received at the message's time, as its bytes say: a batch whose first
+// publishing failed and was sent again has the same id and another time, and a replay of the
+// log reads that time.
 func (h *Handoff) Decode(data []byte) ([]surge.BusinessEvent, error) {
-	if id, ok := ingestedID(data); ok {
-		if events, ok := h.take(id); ok {
-			h.taken.Inc()
-			return events, nil
+	if id, at, _, ok := ingestedEnvelope(data); ok {
+		if received, err := receivedAt(at); err == nil {
+			if events, ok := h.take(string(id)); ok {
+				h.taken.Inc()
+				for i := range events {
+					events[i].Received = received
+				}
+				return events, nil
+			}
 		}
 		h.decoded.Inc()
 	}
 	return DecodeBusEvents(data)
-}
-
-// ingestedID is the id of a message written by Ingester.message; false for any other message.
-func ingestedID(data []byte) (string, bool) {
-	id, _, _, ok := ingestedEnvelope(data)
-	return string(id), ok
 }

@@ -221,3 +221,34 @@ func TestIngestReservesByBodySize(t *testing.T) {
 		t.Fatalf("a body of %d empty lines allocated %d bytes", len(body), got)
 	}
 }
+
+// ingestedID is the id of a message written by Ingester.message; false for any other message.
+func ingestedID(data []byte) (string, bool) {
+	id, _, _, ok := ingestedEnvelope(data)
+	return string(id), ok
+}
+
+// A batch sent again after its first publishing failed has the same message id and a later
+// time; the events the handoff still holds from the first attempt are received at the time the
+// log holds, as a replay reads them.
+func TestHandoffTakesTheLogsTime(t *testing.T) {
+	h := NewHandoff(prometheus.NewRegistry())
+	in := NewIngester(func() Publisher { return &logCapture{} }, ratelimit.NewCounter(nil), 1, prometheus.NewRegistry()).HandOff(h)
+	first := time.Now()
+	line := `{"id":"a","type":"click","sku":"s1","time":` + strconv.FormatInt(first.UnixMilli(), 10) + `}`
+	in.now = func() time.Time { return first }
+	b, err := in.prepare(surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", []byte(line), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.put(b.messages[0].id, b.messages[0].events) // its publishing then failed
+	in.now = func() time.Time { return first.Add(3 * time.Second) }
+	again, err := in.prepare(surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", []byte(line), false)
+	if err != nil || again.messages[0].id != b.messages[0].id {
+		t.Fatalf("the batch sent again: %v, id %s; want the same id %s", err, again.messages[0].id, b.messages[0].id)
+	}
+	got, err := h.Decode(again.messages[0].data)
+	if err != nil || len(got) != 1 || got[0].Received != first.Add(3*time.Second).UnixMilli() || counted(t, h.taken) != 1 {
+		t.Fatalf("Decode = %+v, %v; want the held event received at the log's time %d", got, err, first.Add(3*time.Second).UnixMilli())
+	}
+}

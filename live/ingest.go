@@ -132,8 +132,8 @@ func (in *Ingester) HandOff(h *Handoff) *Ingester {
 //
 // The body is read in whole first, as sent; then the batch waits for a slot (IngestSlots) to be
 // decompressed, checked and written as log messages; then, without the slot, it is counted
-// against the sender's quota, its dead letters and its messages are published, and their
-// acknowledgements awaited.
+// against the sender's quota, its messages are published and their acknowledgements awaited, and
+// then its dead letters.
 func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string, body io.Reader, gzipped bool) (IngestResult, error) {
 	// Read into a buffer an earlier batch was read into: grown from nothing, as io.ReadAll does,
 	// copying and clearing at each doubling, reading took 13% of ingestion's work. Nothing
@@ -164,11 +164,6 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 		return IngestResult{}, err // before any dead letter: the sender retries the whole batch
 	}
 	pub := in.publisher()
-	for i, d := range b.dead {
-		if err := pub.PublishAsync(DeadLetterSubject, b.deadIDs[i], d); err != nil {
-			return IngestResult{}, err
-		}
-	}
 	for _, m := range b.messages {
 		in.handoff.put(m.id, m.events) // before publishing: the pipeline may read it before its acknowledgement
 		if err := pub.PublishAsync(IngestSubject, m.id, m.data); err != nil {
@@ -177,6 +172,18 @@ func (in *Ingester) Ingest(ctx context.Context, a surge.Actor, requestID string,
 	}
 	if err := pub.Flush(ctx); err != nil {
 		return IngestResult{}, err
+	}
+	// The refused lines are parked once the events are in the log: a batch the log refuses (a
+	// full log answers 429) parks nothing, and its retry parks its lines once (their ids).
+	for i, d := range b.dead {
+		if err := pub.PublishAsync(DeadLetterSubject, b.deadIDs[i], d); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	if len(b.dead) > 0 {
+		if err := pub.Flush(ctx); err != nil {
+			return IngestResult{}, err
+		}
 	}
 	// Counted once the answer is certain: a batch refused whole (too large, not gzip, over its
 	// quota, a log that did not take it) reports no line, and counts none.

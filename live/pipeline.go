@@ -666,8 +666,8 @@ func (r Runner) tick(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			id, data := TickMessage(now)
+		case <-t.C:
+			id, data := TickMessage(time.Now()) // the time it is written: a tick that waited for a slow flush is not stale
 			err := r.Ticks.PublishAsync(TickSubject, id, data)
 			if err == nil {
 				fctx, cancel := context.WithTimeout(ctx, TickEvery)
@@ -691,6 +691,7 @@ func (r Runner) runOnce(ctx context.Context, fresh bool) error {
 		decode = r.Handoff.Decode
 	}
 	return p.RunLog(ctx, stream.LogRun[surge.BusinessEvent]{Log: r.Log, DecodeAll: decode, Checkpoints: r.Checkpoints, Fresh: fresh,
+		TimeOnly: func(e surge.BusinessEvent) bool { return e.Type == tickType },
 		Invalid: func(seq uint64, _ []byte, err error) {
 			r.Logger.Warn("events log record skipped: not readable", "seq", seq, "err", err)
 		},

@@ -412,6 +412,47 @@ func TestIdlePipelineDoesNotCheckpointAgain(t *testing.T) {
 	}
 }
 
+// Records of time alone (LogRun.TimeOnly) move the position but not the state that matters: a
+// pipeline that reads only those since its last checkpoint does not checkpoint again at every
+// interval. The same log without TimeOnly checkpoints as the ticks go by.
+func TestTicksDoNotCheckpointAnIdlePipeline(t *testing.T) {
+	data := clickLines(50)
+	for i := range 3000 {
+		data = append(data, []byte(fmt.Sprintf(`{"TS":%d}`, 100_000+1000*i))) // a tick: no user
+	}
+	saves := func(timeOnly func(click) bool) int {
+		store := &memCheckpoints{saved: map[string][]byte{}}
+		ctx, cancel := context.WithCancel(context.Background())
+		p, src := stream.New("ticking", stream.Config{CheckpointInterval: time.Nanosecond}, clickTime)
+		var sum atomic.Int64
+		stream.To(stream.Map(src, func(c click) int64 { return c.Amount }), stream.SinkFunc[int64](func(_ uint64, _ int64, v int64) error { sum.Add(v); return nil }))
+		done := make(chan error, 1)
+		go func() {
+			done <- p.RunLog(ctx, stream.LogRun[click]{Log: &memLog{data: data}, Checkpoints: store, TimeOnly: timeOnly,
+				Decode: func(b []byte) (click, error) {
+					var c click
+					return c, json.Unmarshal(b, &c)
+				}})
+		}()
+		for deadline := time.Now().Add(10 * time.Second); sum.Load() < 50 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // the ticks read, then quiet turns of the loop, each past the interval
+		cancel()
+		<-done
+		if sum.Load() != 50 {
+			t.Fatalf("summed %d; want the 50 clicks", sum.Load())
+		}
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return store.saves
+	}
+	ticks, plain := saves(func(c click) bool { return c.User == "" }), saves(nil)
+	if ticks > 2 || plain < 5 {
+		t.Errorf("%d checkpoints with the ticks known as time alone, %d without; want at most 2 (the clicks), and more without", ticks, plain)
+	}
+}
+
 // A checkpoint is stored while the pipeline goes on counting; one that cannot be stored stops
 // the pipeline, even once its log has gone quiet.
 func TestCheckpointsAreStoredWhileThePipelineGoesOn(t *testing.T) {

@@ -20,6 +20,7 @@ type Pipeline[In any] struct {
 	maxTS     int64
 	position  uint64        // sequence of the last log record handled
 	saved     uint64        // the position of the last checkpoint saved or restored
+	moved     bool          // an input other than time alone handled since that checkpoint (LogRun.TimeOnly)
 	saving    chan saveDone // the checkpoint being stored, if any: its result
 	invalid   int64
 	spare     []byte // the buffer for the next checkpoint, handed back by the last save
@@ -162,6 +163,13 @@ type LogRun[In any] struct {
 	// position (ErrLogGap); if it returns true the pipeline goes on from the oldest record the
 	// log holds. Without it, RunLog fails.
 	OnGap func(err error) bool
+	// TimeOnly, if set, reports an input that carries nothing but its time (a tick written to
+	// the log so that the watermark moves when nothing else comes). The pipeline handles it like
+	// any other; but while only such inputs came since the last checkpoint, it checkpoints every
+	// IdleCheckpointInterval rather than every Config.CheckpointInterval: an idle pipeline does
+	// not encode and store its whole state every few seconds for the ticks. A restart replays the
+	// ticks since, and decides the same.
+	TimeOnly func(In) bool
 	// Fresh ignores the saved checkpoint: the pipeline starts from the oldest record the log
 	// holds, and its first checkpoint replaces the one it ignored. For a checkpoint that cannot
 	// be read back (ErrCheckpointMismatch, ErrCheckpointUnreadable), which would otherwise stop
@@ -175,6 +183,11 @@ const (
 	idleWait     = 25 * time.Millisecond
 	clockRecords = 256
 )
+
+// IdleCheckpointInterval is how often a pipeline that reads nothing but time (LogRun.TimeOnly)
+// checkpoints: seldom, and still well within a log that keeps an hour, so that a restart's
+// replay stays short.
+const IdleCheckpointInterval = 10 * time.Minute
 
 // RunLog restores the last checkpoint, then reads the log from its position until ctx ends
 // (or past run.Until), checkpointing every Config.CheckpointInterval, and flushing the sinks
@@ -240,7 +253,9 @@ func (p *Pipeline[In]) RunLog(ctx context.Context, run LogRun[In]) error {
 			// A pipeline that read nothing since its last checkpoint holds the same state: an
 			// idle pipeline does not encode and store it again. While one checkpoint is being
 			// stored, the next waits for it rather than holding up the records.
-			if time.Since(last) >= p.g.cfg.CheckpointInterval && p.position != p.saved && p.saving == nil {
+			since := time.Since(last)
+			if since >= p.g.cfg.CheckpointInterval && p.position != p.saved && p.saving == nil &&
+				(p.moved || since >= IdleCheckpointInterval) {
 				if err := p.checkpoint(ctx, run.Checkpoints); err != nil {
 					return err
 				}
@@ -300,6 +315,10 @@ func readAhead[In any](r Reader, run LogRun[In]) (<-chan logRecord[In], func()) 
 // handle processes one decoded log record.
 func (p *Pipeline[In]) handle(rec logRecord[In], run LogRun[In]) {
 	p.position = rec.seq
+	if !p.moved {
+		p.moved = run.TimeOnly == nil || rec.bad != nil || (run.DecodeAll == nil && !run.TimeOnly(rec.one)) ||
+			slices.ContainsFunc(rec.vs, func(v In) bool { return !run.TimeOnly(v) })
+	}
 	if rec.bad != nil {
 		p.refuse(rec.seq, rec.data, rec.bad, run)
 		return
@@ -388,7 +407,7 @@ func (p *Pipeline[In]) checkpoint(ctx context.Context, store Checkpoints) error 
 		}
 		done <- saveDone{err, nextBuffer(data)}
 	}()
-	p.saving, p.saved = done, p.position
+	p.saving, p.saved, p.moved = done, p.position, false
 	return nil
 }
 
