@@ -16,13 +16,13 @@ func (s *Server) openAPI() map[string]any {
 	for _, rt := range s.routes {
 		op := map[string]any{
 			"summary":     rt.summary,
-			"operationId": strings.ToLower(rt.method) + strings.ReplaceAll(strings.ReplaceAll(rt.path, "/", "_"), "{", ""),
+			"operationId": strings.ToLower(rt.method) + strings.NewReplacer("/", "_", "{", "", "}", "").Replace(rt.path),
 		}
 		var params []any
 		for _, seg := range strings.Split(rt.path, "/") {
-			if strings.HasPrefix(seg, "{") {
-				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true,
-					"schema": map[string]any{"type": "string", "pattern": "^[0-9]+$"}})
+			if name, ok := strings.CutPrefix(seg, "{"); ok {
+				name = strings.TrimSuffix(name, "}")
+				params = append(params, map[string]any{"name": name, "in": "path", "required": true, "schema": pathParamSchema(name)})
 			}
 		}
 		for _, q := range rt.query {
@@ -82,6 +82,18 @@ func (s *Server) openAPI() map[string]any {
 			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
 		},
 	}
+}
+
+// pathParamSchema is the schema of a path parameter, by its name: ids are decimal numbers, a
+// metric's name is its catalog name, a purchase ticket is opaque.
+func pathParamSchema(name string) map[string]any {
+	switch name {
+	case "id", "item", "user":
+		return map[string]any{"type": "string", "pattern": "^[0-9]+$"}
+	case "name":
+		return map[string]any{"type": "string", "pattern": "^[a-z][a-z_]*$"}
+	}
+	return map[string]any{"type": "string"}
 }
 
 var timeType = reflect.TypeOf(time.Time{})

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/sale"
 )
 
@@ -257,6 +261,7 @@ func TestServiceEndpoints(t *testing.T) {
 			t.Errorf("/openapi.json lacks %s", p)
 		}
 	}
+	checkOpenAPIOperations(t, []byte(body))
 	_, _, h := get("/healthz")
 	if h.Get("X-Request-Id") == "" {
 		t.Error("no X-Request-Id in the response")
@@ -291,5 +296,58 @@ func TestProfilingAndDevEndpointsAreOptIn(t *testing.T) {
 	}
 	if got := status(cl.BaseURL() + "/debug/pprof/"); got != http.StatusNotFound {
 		t.Fatalf("GET /debug/pprof/ on the API listener = %d; want 404", got)
+	}
+}
+
+// checkOpenAPIOperations: every operation has an id of its own, made of lower-case letters,
+// digits and '_'; every path parameter's pattern takes the values the server serves (each
+// metric of the catalog, an id); a route's raw body lists the types the server takes.
+func checkOpenAPIOperations(t *testing.T, body []byte) {
+	t.Helper()
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+			Parameters  []struct {
+				Name, In string
+				Schema   struct{ Pattern string }
+			}
+			RequestBody struct {
+				Content map[string]any
+			} `json:"requestBody"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	idForm := regexp.MustCompile(`^[a-z0-9_]+$`)
+	examples := map[string][]string{"id": {"123181676598657025"}, "item": {"7"}, "user": {"42"}}
+	for _, m := range live.Catalog() {
+		examples["name"] = append(examples["name"], m.Name)
+	}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			if !idForm.MatchString(op.OperationID) || ids[op.OperationID] != "" {
+				t.Errorf("%s %s: operationId %q is not an identifier of its own (also %s)", method, path, op.OperationID, ids[op.OperationID])
+			}
+			ids[op.OperationID] = method + " " + path
+			for _, p := range op.Parameters {
+				if p.In != "path" || p.Schema.Pattern == "" {
+					continue
+				}
+				if len(examples[p.Name]) == 0 {
+					t.Errorf("%s %s: parameter %s has a pattern no test checks", method, path, p.Name)
+				}
+				for _, v := range examples[p.Name] {
+					if !regexp.MustCompile(p.Schema.Pattern).MatchString(v) {
+						t.Errorf("%s %s: parameter %s's pattern %s refuses %q, which the server serves", method, path, p.Name, p.Schema.Pattern, v)
+					}
+				}
+			}
+		}
+	}
+	events := doc.Paths["/v1/events"]["post"].RequestBody.Content
+	if events["application/x-ndjson"] == nil || events["text/csv"] != nil {
+		t.Errorf("POST /v1/events takes %v; want JSON lines, not CSV", slices.Collect(maps.Keys(events)))
 	}
 }
