@@ -213,8 +213,22 @@ type prepared struct {
 	dead     [][]byte       // the dead letters of the refused lines
 	deadIDs  []string       // their message ids: the same for a batch sent again, so the log keeps one
 	refused  map[string]int // refused lines by code
-	batchID  string         // the hash of the sender and the body, as sent
 	messages []logMessage
+	sender   surge.Actor
+	sent     []byte // the body, as sent
+	batchID  string // the hash of the sender and the body, once a line is refused
+}
+
+// deadID is the message id of the dead letter of a line: the same for the same body sent again
+// by the same sender, so the dead-letter stream keeps one.
+func (b *prepared) deadID(line int) string {
+	if b.batchID == "" { // for the batches with a refused line only: most have none
+		h := xxhash.New()
+		_, _ = h.WriteString(string(b.sender.Role) + "/" + strconv.FormatInt(b.sender.UserID, 10) + "/")
+		_, _ = h.Write(b.sent)
+		b.batchID = "dead-" + strconv.FormatUint(h.Sum64(), 36)
+	}
+	return b.batchID + "-" + strconv.Itoa(line)
 }
 
 // logMessage is one message of the events log, with its dedup id and the events it carries.
@@ -238,10 +252,7 @@ func (in *Ingester) prepare(a surge.Actor, requestID string, sent []byte, gzippe
 		gz.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
 		sc = gz
 	}
-	sender := xxhash.New()
-	_, _ = sender.WriteString(string(a.Role) + "/" + strconv.FormatInt(a.UserID, 10) + "/")
-	_, _ = sender.Write(sent)
-	b := prepared{res: IngestResult{Errors: []LineError{}}, refused: map[string]int{}, batchID: "dead-" + strconv.FormatUint(sender.Sum64(), 36)}
+	b := prepared{res: IngestResult{Errors: []LineError{}}, sender: a, sent: sent}
 	// The events expected, so that room is made once rather than grown by copying as they come:
 	// the lines, but no more than the body could hold (an event takes more than 32 bytes) and
 	// nothing for a gzipped body, so that a body of empty lines reserves nothing much.
@@ -442,6 +453,9 @@ func DecodeEvent(raw []byte, a surge.Actor, now time.Time) (surge.BusinessEvent,
 func (in *Ingester) reject(b *prepared, requestID string, line int, raw []byte, err error) error {
 	code, msg := surge.ErrorCode(err), surge.ErrorMessage(err)
 	b.res.Rejected++
+	if b.refused == nil {
+		b.refused = map[string]int{}
+	}
 	b.refused[code]++
 	if len(b.res.Errors) < maxLineErrors {
 		b.res.Errors = append(b.res.Errors, LineError{Line: line, Code: code, Message: msg})
@@ -452,7 +466,7 @@ func (in *Ingester) reject(b *prepared, requestID string, line int, raw []byte, 
 		return err
 	}
 	b.dead = append(b.dead, data)
-	b.deadIDs = append(b.deadIDs, b.batchID+"-"+strconv.Itoa(line))
+	b.deadIDs = append(b.deadIDs, b.deadID(line))
 	return nil
 }
 

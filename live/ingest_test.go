@@ -310,3 +310,30 @@ func rejectedCount(t *testing.T, reg *prometheus.Registry) int {
 	}
 	return int(n)
 }
+
+// failingLog takes messages and refuses them at Flush, as a full events log does; it keeps the
+// subjects published to.
+type failingLog struct{ subjects []string }
+
+func (l *failingLog) PublishAsync(subject, _ string, _ []byte) error {
+	l.subjects = append(l.subjects, subject)
+	return nil
+}
+func (*failingLog) Flush(context.Context) error {
+	return surge.Errorf(surge.ERATELIMIT, "the events log is full")
+}
+
+// A batch the log refuses parks none of its refused lines and counts none: its answer reports
+// none, and the sender retries the whole batch. The dead letters go once the events are in.
+func TestIngestRefusedByTheLogParksNothing(t *testing.T) {
+	log := &failingLog{}
+	reg := prometheus.NewRegistry()
+	in := NewIngester(func() Publisher { return log }, ratelimit.NewCounter(nil), 1, reg)
+	body := `{"id":"a","type":"click","sku":"s1","time":` + fmt.Sprint(time.Now().UnixMilli()) + "}\n" + `{"id":"b","type":"teleport"}`
+	if _, err := in.Ingest(context.Background(), surge.Actor{UserID: 1, Role: surge.RoleOperator}, "r", strings.NewReader(body), false); surge.ErrorCode(err) != surge.ERATELIMIT {
+		t.Fatalf("Ingest into a full log = %v; want ERATELIMIT", err)
+	}
+	if slices.Contains(log.subjects, DeadLetterSubject) || rejectedCount(t, reg) != 0 {
+		t.Errorf("published to %v and counted %d refused lines; want no dead letter and no count", log.subjects, rejectedCount(t, reg))
+	}
+}

@@ -172,6 +172,21 @@ func TestLiveMetricsFromIngestedEvents(t *testing.T) {
 // checkDeadLetters reads the dead-letter stream: it must hold exactly the invalid lines.
 func checkDeadLetters(t *testing.T, c Config, m *Main, s liveSet) {
 	t.Helper()
+	var lines []string
+	for _, d := range deadLetters(t, c, m, s.tag) {
+		if d.Code != surge.EINVALID || d.Reason == "" {
+			t.Errorf("dead letter %+v has no reason", d)
+		}
+		lines = append(lines, d.Raw)
+	}
+	if len(lines) != s.invalid || !strings.Contains(strings.Join(lines, "\n"), "teleport") {
+		t.Errorf("dead letters %q; want the %d invalid lines", lines, s.invalid)
+	}
+}
+
+// deadLetters reads the dead letters of the requests whose id starts with tag.
+func deadLetters(t *testing.T, c Config, m *Main, tag string) []live.DeadLetter {
+	t.Helper()
 	ctx := context.Background()
 	url := c.NATSURL
 	if url == "" {
@@ -187,28 +202,22 @@ func checkDeadLetters(t *testing.T, c Config, m *Main, s liveSet) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var lines []string
+	var out []live.DeadLetter
 	for {
 		_, data, ok, err := r.Next(500 * time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !ok {
-			break
+			return out
 		}
 		var d live.DeadLetter
 		if err := json.Unmarshal(data, &d); err != nil {
 			t.Fatal(err)
 		}
-		if strings.HasPrefix(d.RequestID, s.tag+"-") {
-			if d.Code != surge.EINVALID || d.Reason == "" {
-				t.Errorf("dead letter %+v has no reason", d)
-			}
-			lines = append(lines, d.Raw)
+		if strings.HasPrefix(d.RequestID, tag+"-") {
+			out = append(out, d)
 		}
-	}
-	if len(lines) != s.invalid || !strings.Contains(strings.Join(lines, "\n"), "teleport") {
-		t.Errorf("dead letters %q; want the %d invalid lines", lines, s.invalid)
 	}
 }
 

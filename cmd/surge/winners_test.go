@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,27 +19,6 @@ import (
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/snowflake"
 )
-
-// metric reads one sample of a node's /metrics (0 when it is not there).
-func metric(t *testing.T, c *client.Client, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(c.BaseURL() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s = %q", name, v)
-			}
-			return f
-		}
-	}
-	return 0
-}
 
 // A winner reads and pays its order at once, on the node that took the purchase and (scale-out)
 // on another, while no order writer runs: the order is served from the node that acknowledged
