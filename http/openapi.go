@@ -1,10 +1,14 @@
 package http
 
 import (
+	"encoding/json"
+	"maps"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/surgecommerce/surge/paysim"
 )
 
 // openAPI describes every route in OpenAPI 3.1, built from the same table the mux serves, so
@@ -13,6 +17,7 @@ func (s *Server) openAPI() map[string]any {
 	schemas := map[string]any{}
 	paths := map[string]map[string]any{}
 	errRef := schemaRef(reflect.TypeOf(ErrorBody{}), schemas)
+	errResponse := map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
 	for _, rt := range s.routes {
 		op := map[string]any{
 			"summary":     rt.summary,
@@ -42,14 +47,18 @@ func (s *Server) openAPI() map[string]any {
 			op["requestBody"] = map[string]any{"required": true, "content": content}
 		}
 		ok := map[string]any{"description": "success"}
-		if rt.out != nil {
+		switch {
+		case rt.stream != nil:
+			ok["content"] = map[string]any{"text/event-stream": map[string]any{"schema": map[string]any{"type": "string",
+				"description": "server-sent events, each data line one " + reflect.TypeOf(rt.out).Name() + " in JSON"}}}
+		case rt.out != nil:
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.out), schemas)}}
 		}
-		op["responses"] = map[string]any{
-			strconv.Itoa(rt.status): ok,
-			"default": map[string]any{"description": "error", "content": map[string]any{
-				"application/json": map[string]any{"schema": errRef}}},
+		responses := map[string]any{strconv.Itoa(rt.status): ok, "default": errResponse}
+		for _, st := range rt.also {
+			responses[strconv.Itoa(st)] = ok
 		}
+		op["responses"] = responses
 		if rt.access == signedIn {
 			op["security"] = []any{map[string]any{"bearer": []any{}}}
 		}
@@ -58,19 +67,37 @@ func (s *Server) openAPI() map[string]any {
 		}
 		paths[rt.path][strings.ToLower(rt.method)] = op
 	}
-	for _, op := range []struct {
-		path, summary, contentType string
-		schema                     map[string]any
-	}{
-		{"/healthz", "Liveness: the process answers", "application/json", map[string]any{"type": "object"}},
-		{"/readyz", "Readiness: every configured backend answers (503 otherwise)", "application/json", schemaRef(reflect.TypeOf(Readiness{}), schemas)},
-		{"/metrics", "Prometheus metrics", "text/plain", map[string]any{"type": "string"}},
-		{"/openapi.json", "This description", "application/json", map[string]any{"type": "object"}},
-	} {
-		paths[op.path] = map[string]any{"get": map[string]any{
-			"summary": op.summary, "operationId": "get" + strings.NewReplacer("/", "_", ".", "_").Replace(op.path),
+	get := func(path, summary, contentType string, schema map[string]any) {
+		paths[path] = map[string]any{"get": map[string]any{
+			"summary": summary, "operationId": "get" + strings.NewReplacer("/", "_", ".", "_", "{", "", "}", "").Replace(path),
 			"responses": map[string]any{"200": map[string]any{"description": "success",
-				"content": map[string]any{op.contentType: map[string]any{"schema": op.schema}}}},
+				"content": map[string]any{contentType: map[string]any{"schema": schema}}}},
+		}}
+	}
+	get("/healthz", "Liveness: the process answers", "application/json", map[string]any{"type": "object"})
+	get("/readyz", "Readiness: every configured backend answers (503 otherwise)", "application/json", schemaRef(reflect.TypeOf(Readiness{}), schemas))
+	get("/metrics", "Prometheus metrics", "text/plain", map[string]any{"type": "string"})
+	get("/openapi.json", "This description", "application/json", map[string]any{"type": "object"})
+	paths["/readyz"]["get"].(map[string]any)["responses"].(map[string]any)["503"] = map[string]any{"description": "not ready",
+		"content": map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(Readiness{}), schemas)}}}
+	if s.deps.Board != nil {
+		page := map[string]any{"type": "string"}
+		get("/live", "The platform's big screen (a page; the access token goes in the address's fragment, #token=…)", "text/html", page)
+		get("/live/{room}", "A live room's big screen (a page; the access token goes in the address's fragment, #token=…)", "text/html", page)
+		paths["/live/{room}"]["get"].(map[string]any)["parameters"] = []any{map[string]any{"name": "room", "in": "path", "required": true, "schema": map[string]any{"type": "string"}}}
+	}
+	if s.deps.Paysim != nil {
+		paths["/paysim/v1/pay"] = map[string]any{"post": map[string]any{
+			"summary": "The simulated payment provider's payment page: charges a payment ticket from POST /v1/orders/{id}/pay " +
+				"(its pay_url) and calls the merchant back; 409 if the transaction is already paid, 403 for a bad or expired ticket, 503 with Retry-After-Ms when busy",
+			"operationId": "post_paysim_v1_pay",
+			"requestBody": map[string]any{"required": true, "content": map[string]any{
+				"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(paysim.PayRequest{}), schemas)}}},
+			"responses": map[string]any{
+				"200": map[string]any{"description": "charged", "content": map[string]any{
+					"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(paysim.PayResponse{}), schemas)}}},
+				"default": errResponse,
+			},
 		}}
 	}
 	return map[string]any{
@@ -96,7 +123,20 @@ func pathParamSchema(name string) map[string]any {
 	return map[string]any{"type": "string"}
 }
 
-var timeType = reflect.TypeOf(time.Time{})
+var (
+	timeType    = reflect.TypeOf(time.Time{})
+	rawJSONType = reflect.TypeOf(json.RawMessage{})
+)
+
+// orNull is a schema that also takes null.
+func orNull(sc map[string]any) map[string]any {
+	if t, ok := sc["type"].(string); ok {
+		out := maps.Clone(sc)
+		out["type"] = []any{t, "null"}
+		return out
+	}
+	return map[string]any{"anyOf": []any{sc, map[string]any{"type": "null"}}}
+}
 
 // schemaRef returns a JSON schema for t, registering named structs under components.
 func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
@@ -106,6 +146,10 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 	switch {
 	case t == timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
+	case t == rawJSONType:
+		return map[string]any{} // any JSON value
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return map[string]any{"type": "string", "contentEncoding": "base64"}
 	case t.Kind() == reflect.Struct:
 		name := t.Name()
 		if _, done := schemas[name]; !done {
@@ -123,6 +167,8 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 		return map[string]any{"type": "boolean"}
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
 		return map[string]any{"type": "integer", "format": "int64"}
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return map[string]any{"type": "number"}
 	}
 	return map[string]any{}
 }
@@ -143,7 +189,12 @@ func structSchema(t reflect.Type, schemas map[string]any) map[string]any {
 			props[name] = map[string]any{"type": "string", "pattern": "^[0-9]+$", "description": "a 64-bit id as a string"}
 			continue
 		}
-		props[name] = schemaRef(f.Type, schemas)
+		sc := schemaRef(f.Type, schemas)
+		if k := f.Type.Kind(); (k == reflect.Pointer || k == reflect.Slice || k == reflect.Map) && !strings.Contains(opts, "omitempty") &&
+			f.Type != rawJSONType {
+			sc = orNull(sc) // Go writes a nil one as null
+		}
+		props[name] = sc
 	}
 	return map[string]any{"type": "object", "properties": props}
 }

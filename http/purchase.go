@@ -56,7 +56,7 @@ func (s *Server) purchaseRoutes() []route {
 				return withID(r, "id", func(id int64) (any, error) { return p.Detail(r.Context(), a, id) })
 			}},
 		{method: "POST", path: "/v1/purchases", summary: "Buy now: 201 with the order, 202 queued with a ticket, or a refusal (ESOLDOUT, ELIMIT, ERATELIMIT, EFORBIDDEN, ECONFLICT, EUNAVAILABLE)",
-			access: signedIn, in: purchase.Request{}, out: purchase.Result{}, status: 201,
+			access: signedIn, in: purchase.Request{}, out: purchase.Result{}, status: 201, also: []int{202},
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withBody(r, func(in purchase.Request) (any, error) {
 					res, err := p.Purchase(r.Context(), a, s.clientIP(r), in)

@@ -29,6 +29,7 @@ type route struct {
 	in                    any // request body type (a zero value), nil for none
 	out                   any // response body type, nil for none
 	status                int // success status
+	also                  []int // other success statuses, answered with the same body type
 	query                 []string
 	maxBody               int64 // 0: MaxBodyBytes
 	// bodyTypes, for a route that reads its own body (no in), are the media types it takes:

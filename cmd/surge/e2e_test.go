@@ -256,7 +256,7 @@ func TestServiceEndpoints(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &doc); code != 200 || err != nil {
 		t.Fatalf("/openapi.json = %d, %v", code, err)
 	}
-	for _, p := range []string{"/v1/auth/login", "/v1/spus/{id}", "/v1/sessions/{id}/items/{item}", "/v1/catalog/import"} {
+	for _, p := range []string{"/v1/auth/login", "/v1/spus/{id}", "/v1/sessions/{id}/items/{item}", "/v1/catalog/import", "/paysim/v1/pay", "/live/{room}", "/v1/events"} {
 		if doc.Paths[p] == nil {
 			t.Errorf("/openapi.json lacks %s", p)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -98,7 +99,8 @@ func start(t *testing.T, c Config) (*Main, *client.Client) {
 		t.Fatalf("Run = %v", err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return m, client.New("http://" + m.Addr)
+	base := "http://" + m.Addr
+	return m, client.New(base).WithHTTP(&http.Client{Timeout: 30 * time.Second, Transport: newAPICheck(t, base)})
 }
 
 func TestParseConfigPrecedence(t *testing.T) {
