@@ -26,9 +26,9 @@ const (
 type route struct {
 	method, path, summary string
 	access                access
-	in                    any // request body type (a zero value), nil for none
-	out                   any // response body type, nil for none
-	status                int // success status
+	in                    any   // request body type (a zero value), nil for none
+	out                   any   // response body type, nil for none
+	status                int   // success status
 	also                  []int // other success statuses, answered with the same body type
 	query                 []string
 	maxBody               int64 // 0: MaxBodyBytes
