@@ -38,8 +38,32 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if len(args) > 0 && args[0] == "get-at-rate" {
 		return benchGetAtRate(ctx, args[1:], env, stdout)
 	}
-	return fmt.Errorf("usage: surge bench stock|purchase|nexmark|live|get-at-rate [flags] (see surge bench stock --help)")
+	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stdout, benchHelp)
+		return flag.ErrHelp
+	}
+	fmt.Fprint(stderr, benchHelp)
+	if len(args) == 0 {
+		return errors.New("which measurement? (above)")
+	}
+	return fmt.Errorf("unknown measurement %q (above)", args[0])
 }
+
+const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live> [flags]
+
+Measurements of Surge's parts, each with figures to compare (see surge bench <name> --help):
+
+  stock     the stock engine alone: reservations per second, their latency, fsyncs
+  purchase  the purchase API on an in-process node with one hot item, driven by wrk
+  nexmark   the stream engine on the Nexmark queries, checked against a batch computation
+  live      ingestion, live metrics' freshness and the query API on an in-process node
+
+Examples:
+  surge bench stock --items 1 --workers 64 --duration 5s
+  surge bench purchase --shoppers 200000 --units 10000 --workers 256
+  surge bench nexmark --query q5 --events 1000000
+  surge bench live --events 1000000
+`
 
 // stockBenchConfig are the settings of surge bench stock.
 type stockBenchConfig struct {
@@ -84,8 +108,12 @@ type StockBenchResult struct {
 
 func benchStock(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	var c stockBenchConfig
-	fs := flag.NewFlagSet("bench stock", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := command{name: "bench stock", envInDefault: true, env: envFlags(map[string]string{"redis-url": "SURGE_REDIS_URL"}),
+		about: `Measures the stock engine alone: reservations decided per second, their acknowledgement
+latency, and (embedded) fsyncs of the write-ahead log per second, with the invariants checked
+after the run. The embedded engine runs in a temporary directory; --backend redis on --redis-url.`,
+		examples: []string{"surge bench stock --items 1 --workers 64 --batch 64 --duration 5s",
+			"surge bench stock --backend redis --redis-url redis://127.0.0.1:6379/0 --json"}}.flagSet(stderr)
 	fs.StringVar(&c.backend, "backend", "embedded", "embedded or redis")
 	fs.IntVar(&c.items, "items", 1, "items the reservations spread over (1 = one hot item)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long to run")
@@ -93,7 +121,7 @@ func benchStock(ctx context.Context, args []string, env func(string) string, std
 	fs.IntVar(&c.batch, "batch", 64, "reservations per call (1 calls Reserve; more calls ReserveBatch, as the purchase queue does)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of a summary")
 	fs.StringVar(&c.dataDir, "data-dir", "", "engine directory for embedded (default: a temporary one, removed after)")
-	fs.StringVar(&c.redisURL, "redis-url", env("SURGE_REDIS_URL"), "Redis URL for the redis backend [SURGE_REDIS_URL]")
+	fs.StringVar(&c.redisURL, "redis-url", env("SURGE_REDIS_URL"), "Redis URL for the redis backend")
 	fs.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.IntVar(&c.buckets, "buckets", 0, "redis: split each item into this many stock buckets (hot items on Redis Cluster)")
 	if err := fs.Parse(args); err != nil {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -62,8 +61,11 @@ type LiveBenchResult struct {
 // benchLive starts an embedded node in process and measures the real-time platform: ingestion
 // with the live metrics computing, an event's time to visibility, and the query API's latency.
 func benchLive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench live", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := command{name: "bench live",
+		about: `Starts an embedded node in process and measures the real-time platform: business events
+ingested per second with the live metrics computing, an event's time from POST to visible in
+the metric API, and the query API's latency at a fixed request rate.`,
+		examples: []string{"surge bench live --events 1000000", "surge bench live --events 2000000 --rate 100000 --json"}}.flagSet(stderr)
 	events := fs.Int("events", 1_000_000, "business events to ingest")
 	batch := fs.Int("batch", 1000, "events per POST /v1/events")
 	workers := fs.Int("workers", 8, "concurrent posting connections")
@@ -363,7 +365,8 @@ type RateResult struct {
 // allocations and its collections are not counted as the server's. The access token, if any,
 // is read from SURGE_BENCH_TOKEN.
 func benchGetAtRate(ctx context.Context, args []string, env func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("bench get-at-rate", flag.ContinueOnError)
+	fs := command{name: "bench get-at-rate", about: "The client side of bench live's serving measurement, run by it as a process of its own: GETs --url at --rate for --for and prints their latency as JSON (the access token from SURGE_BENCH_TOKEN).",
+		examples: []string{"surge bench get-at-rate --url http://127.0.0.1:8080/v1/metrics/gmv?platform=1 --rate 1000 --for 5s"}}.flagSet(stdout)
 	u := fs.String("url", "", "the address to GET")
 	rate := fs.Int("rate", 1000, "requests per second")
 	d := fs.Duration("for", 5*time.Second, "how long")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,12 +52,15 @@ type nexmarkBenchConfig struct {
 // JetStream stream, checking every run against the batch computation.
 func benchNexmark(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	var c nexmarkBenchConfig
-	fs := flag.NewFlagSet("bench nexmark", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := command{name: "bench nexmark", envInDefault: true, env: envFlags(map[string]string{"nats-url": "SURGE_NATS_URL"}),
+		about: `Runs the Nexmark queries on Surge's stream engine: events per second per query, each run
+checked against a batch computation of the same events. --source jetstream reads them from a
+durable JetStream stream, as the live platform does.`,
+		examples: []string{"surge bench nexmark --query all --events 10000000", "surge bench nexmark --query q5 --source jetstream --events 1000000 --rounds 3"}}.flagSet(stderr)
 	fs.StringVar(&c.query, "query", "all", "q0, q1, q2, q3, q4, q5, q7, q8, or all")
 	fs.IntVar(&c.events, "events", 10_000_000, "events to generate")
 	fs.StringVar(&c.source, "source", "memory", "memory (events generated beforehand), generator (generated as the query reads them), or jetstream (JSON events read from a durable stream)")
-	fs.StringVar(&c.natsURL, "nats-url", env("SURGE_NATS_URL"), "jetstream source: external NATS server (default: an embedded one in a temporary directory) [SURGE_NATS_URL]")
+	fs.StringVar(&c.natsURL, "nats-url", env("SURGE_NATS_URL"), "jetstream source: external NATS server (default: an embedded one in a temporary directory)")
 	fs.IntVar(&c.rounds, "rounds", 1, "runs per query; figures are medians")
 	fs.IntVar(&c.rate, "rate", nexmark.DefaultRate, "events per second of event time")
 	fs.Int64Var(&c.delayMs, "delay-ms", 0, "deliver events out of order, each up to this late (at most the 2s out-of-orderness bound)")

@@ -6,7 +6,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,8 +88,14 @@ const benchAdminPassword = "bench-admin-pass"
 // JSON handler driven the same way in the same run, for the ratio.
 func benchPurchase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The scale-out shape needs an empty database: the bench creates its admin and merchant.
-	fs := flag.NewFlagSet("bench purchase", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := command{name: "bench purchase",
+		about: `Measures the purchase API on an in-process node with one hot item: every shopper fetches the
+item page (its purchase token), then wrk (or --driver go) sends each shopper's attempt once:
+first as many as there are units, then the rest (the sold-out path), then a trivial JSON
+handler in the same process, for the ratio. --postgres-url, --redis-url and --nats-url run the
+node on the scale-out shape (an empty database).`,
+		examples: []string{"surge bench purchase --shoppers 200000 --units 10000 --workers 256",
+			"surge bench purchase --driver go --postgres-url postgres://…/empty_db --redis-url redis://127.0.0.1:6379/0 --nats-url nats://127.0.0.1:4222"}}.flagSet(stderr)
 	shoppers := fs.Int("shoppers", 200_000, "distinct shoppers, one attempt each")
 	units := fs.Int64("units", 10_000, "units of the one hot item")
 	workers := fs.Int("workers", 64, "concurrent connections")

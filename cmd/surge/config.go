@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,6 +97,40 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 }
 
+// configCommand is the help of a command that takes the serving settings (serve, or migrate,
+// which takes only those it uses: usesFlag).
+func configCommand(name string) command {
+	if name == "migrate" {
+		return command{name: "migrate", env: envName,
+			about: `Applies the relational schema's migrations (SQLite in --data-dir, or --postgres-url) and says
+which it applied. surge serve applies them too, at start; run this ahead of a rolling upgrade.
+Every flag can also be set as the environment variable shown or as a key in the --config file.`,
+			examples: []string{"surge migrate --postgres-url postgres://surge@db/surge", "surge migrate --data-dir ./surge-data"}}
+	}
+	return command{name: name, env: envName,
+		about: `Runs a Surge node: the API, the purchase path, the payment simulator, the live metrics and the big screen.
+With no backend flags it runs the embedded shape: the stock engine, SQLite and NATS JetStream in
+process, all state under --data-dir. --postgres-url, --redis-url and --nats-url move each part
+to a shared backend (the scale-out shape: many identical nodes, each with its own --worker-id).
+
+Every flag can also be set as the environment variable shown or as a key in the --config TOML
+file. Precedence: flag, then environment, then file, then default.`,
+		examples: []string{
+			"surge serve --admin-password change-me-now",
+			"surge serve --data-dir /var/lib/surge --addr 0.0.0.0:8080 --public-url https://shop.example.com",
+			"SURGE_POSTGRES_URL=postgres://surge@db/surge surge serve --redis-url redis://cache:6379/0 --nats-url nats://bus:4222 --worker-id 2 --token-secret \"$SECRET\"",
+		}}
+}
+
+// usesFlag says whether a command of the serving settings takes a flag.
+func usesFlag(command, flagName string) bool {
+	switch command {
+	case "migrate":
+		return slices.Contains([]string{"config", "data-dir", "postgres-url", "worker-id", "log-level", "log-format"}, flagName)
+	}
+	return true
+}
+
 // envName is the environment variable of a flag.
 func envName(flagName string) string {
 	return "SURGE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
@@ -106,10 +140,14 @@ func envName(flagName string) string {
 // environment variables, the config file, the defaults.
 func parseConfig(name string, args []string, env func(string) string, out io.Writer) (*Config, *flag.FlagSet, error) {
 	c := &Config{}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	c.flags(fs)
-	fs.Usage = func() { usage(fs, name) }
+	all := flag.NewFlagSet(name, flag.ContinueOnError)
+	c.flags(all)
+	fs := configCommand(name).flagSet(out)
+	all.VisitAll(func(f *flag.Flag) {
+		if usesFlag(name, f.Name) {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		return nil, fs, err
 	}
@@ -126,7 +164,7 @@ func parseConfig(name string, args []string, env func(string) string, out io.Wri
 	fromFile := map[string]string{}
 	if file != "" {
 		var err error
-		if fromFile, err = readConfigFile(file, fs); err != nil {
+		if fromFile, err = readConfigFile(file, all); err != nil { // a file shared with serve is fine
 			return nil, fs, err
 		}
 	}
@@ -191,22 +229,6 @@ func (c *Config) validate() error {
 		return fmt.Errorf("stock-buckets must be between 0 and 64")
 	}
 	return nil
-}
-
-func usage(fs *flag.FlagSet, name string) {
-	out := fs.Output()
-	fmt.Fprintf(out, "Usage: surge %s [flags]\n\nEvery flag can also be set as an environment variable (shown) or as a key in\nthe --config TOML file. Precedence: flag, then environment, then file, then default.\n\n", name)
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	for _, n := range names {
-		f := fs.Lookup(n)
-		def := ""
-		if f.DefValue != "" {
-			def = fmt.Sprintf(" (default %s)", f.DefValue)
-		}
-		fmt.Fprintf(out, "  --%s  [%s]\n        %s%s\n", n, envName(n), f.Usage, def)
-	}
 }
 
 // proxies parses --trusted-proxies; nil when empty or malformed.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -47,11 +46,17 @@ type loadgenFlags struct {
 
 func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*loadgenFlags, error) {
 	f := &loadgenFlags{}
-	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := command{name: "loadgen", envInDefault: true, env: envFlags(map[string]string{"admin-password": "SURGE_ADMIN_PASSWORD", "redis-url": "SURGE_REDIS_URL"}),
+		about: `Replays a flash-sale crowd against a running deployment (one node or several) over HTTP: sets
+up a sale, provisions shoppers and bots, sends the crowd on a schedule (an opening spike, then a
+steady rate), pays a share of the orders, waits for the sale to settle, then checks the
+invariants and prints the report. Exits 1 if an invariant fails.`,
+		examples: []string{"surge loadgen --target http://127.0.0.1:8080 --admin-password change-me-now",
+			"surge loadgen --target http://10.0.0.1:8080,http://10.0.0.2:8080 --shoppers 80000 --rate 12000 --spike 1 --duration 6s --html report.html",
+			"surge loadgen --target http://127.0.0.1:8080 --compare --rounds 3 --redis-url redis://127.0.0.1:6379/0"}}.flagSet(stderr)
 	fs.StringVar(&f.targets, "target", "", "comma-separated base URLs of the nodes (http://host:port,…); required")
 	fs.StringVar(&f.adminUser, "admin-user", "admin", "an operator or admin account, to set up the sale and provision shoppers")
-	fs.StringVar(&f.adminPassword, "admin-password", env("SURGE_ADMIN_PASSWORD"), "its password (default $SURGE_ADMIN_PASSWORD)")
+	fs.StringVar(&f.adminPassword, "admin-password", env("SURGE_ADMIN_PASSWORD"), "its password")
 	fs.Int64Var(&f.session, "session", 0, "reuse this published session and its items instead of creating one")
 	fs.IntVar(&f.items, "items", 10, "items in a new session")
 	fs.Int64Var(&f.units, "units", 1000, "units of each item")

@@ -12,19 +12,23 @@ import (
 	"syscall"
 )
 
-const help = `surge: flash sales and live commerce in one binary.
+const help = `Usage: surge <command> [flags]
 
-Usage:
-  surge serve    [flags]   run the platform (embedded by default; see surge serve --help)
-  surge migrate  [flags]   apply the relational schema migrations and exit
-  surge bench stock [flags]  measure the stock engine (see surge bench stock --help)
-  surge bench purchase [flags]  measure the purchase API with wrk (see surge bench purchase --help)
-  surge bench nexmark [flags]  run Nexmark queries on the stream engine (see surge bench nexmark --help)
-  surge bench live [flags]  measure ingestion, live metrics freshness and serving (see surge bench live --help)
-  surge loadgen  [flags]   replay a flash-sale crowd against a deployment and check the invariants
-  surge demo     [flags]   start an embedded node, run a 30-second sale against it, keep it up
-  surge payment-sim [flags]  run the simulated payment provider on its own port
-  surge help               show this text
+Flash sales and live commerce in one binary (see surge <command> --help):
+
+  serve        run the platform (embedded by default, or on PostgreSQL, Redis and NATS)
+  migrate      apply the relational schema's migrations and exit
+  demo         start an embedded node, run a 30-second sale against it, and keep it up
+  loadgen      replay a flash-sale crowd against a deployment and check the invariants
+  bench        measure a part: stock, purchase, nexmark or live
+  payment-sim  run the simulated payment provider on its own port
+  help         show this text
+
+Examples:
+  surge serve --admin-password change-me-now
+  surge demo
+  surge loadgen --target http://127.0.0.1:8080 --admin-password change-me-now
+  surge bench stock --help
 `
 
 func main() {
