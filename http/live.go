@@ -73,7 +73,7 @@ func (s *Server) liveRoutes() []route {
 				if err != nil {
 					return nil, err
 				}
-				return d.Board.Screen(room), nil
+				return s.screen(r.Context(), room), nil
 			}},
 		{method: "POST", path: "/v1/live/tickets", summary: "A ticket, good for a minute, that opens a room's live stream (staff): for browsers, whose EventSource cannot send a token",
 			access: signedIn, query: []string{"room"}, out: live.Ticket{}, status: 201,
@@ -91,9 +91,25 @@ func (s *Server) liveRoutes() []route {
 				if err != nil {
 					return err
 				}
-				return streamScreen(w, r, d.Board, room, s.streams)
+				return streamScreen(w, r, d.Board, func(ctx context.Context) live.Screen { return s.screen(ctx, room) }, s.streams)
 			}},
 	}
+}
+
+// Names gives the product names of SKU ids ("" for none).
+type Names interface {
+	Name(ctx context.Context, sku string) string
+}
+
+// screen is the big screen's numbers with its top items named.
+func (s *Server) screen(ctx context.Context, room string) live.Screen {
+	sc := s.deps.Board.Screen(room)
+	if s.deps.Names != nil {
+		for i := range sc.TopItems {
+			sc.TopItems[i].Name = s.deps.Names.Name(ctx, sc.TopItems[i].SKU)
+		}
+	}
+	return sc
 }
 
 // streamActor is who opens a live stream: the bearer of an access token, or of a screen ticket
@@ -148,7 +164,7 @@ func screenRoom(r *http.Request, a surge.Actor) (string, error) {
 // streamScreen pushes the screen at once and then whenever the board changed, at most every
 // screenPushEvery: a burst of changes is one push. A comment line every screenKeepalive keeps
 // idle proxies from closing the stream; it ends when the server shuts down (closing).
-func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, room string, closing context.Context) error {
+func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, screen func(context.Context) live.Screen, closing context.Context) error {
 	ctx, cancel := contextWithTimeout(r, maxScreenStream)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -166,7 +182,7 @@ func streamScreen(w http.ResponseWriter, r *http.Request, board *live.Board, roo
 	var pushed time.Time
 	for {
 		changed := board.Changed()
-		data, err := json.Marshal(board.Screen(room))
+		data, err := json.Marshal(screen(ctx))
 		if err != nil {
 			return nil // headers are out: nothing more to say
 		}

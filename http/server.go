@@ -72,6 +72,7 @@ type Deps struct {
 	Audit      *audit.Auditor // checks a session against the invariants
 	PaymentKey []byte         // verifies payment provider notifications
 	Paysim     http.Handler   // the simulated payment provider, served under /paysim/ when set
+	Names      Names          // product names for the big screen's top items (nil: SKU ids alone)
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log

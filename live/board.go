@@ -522,6 +522,7 @@ func (b *Board) Value(key string) int64 {
 // TopItem is an item and the units of it sold.
 type TopItem struct {
 	SKU   string `json:"sku"`
+	Name  string `json:"name,omitempty"` // the product's name, where the catalog has the SKU (filled by who serves it)
 	Units int64  `json:"units"`
 }
 
@@ -533,7 +534,7 @@ func (b *Board) Top(room string, n int) []TopItem {
 	b.mu.RLock()
 	items := make([]TopItem, 0, len(b.top[room]))
 	for sku, units := range b.top[room] {
-		items = append(items, TopItem{sku, units})
+		items = append(items, TopItem{SKU: sku, Units: units})
 	}
 	b.mu.RUnlock()
 	slices.SortFunc(items, func(a, b TopItem) int { return cmp.Or(cmp.Compare(b.Units, a.Units), strings.Compare(a.SKU, b.SKU)) })

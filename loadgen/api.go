@@ -41,9 +41,10 @@ type API struct {
 	OpensIn    time.Duration // from setup to the opening
 
 	session     int64
-	clients     sync.Map    // shopperKey → its *client.Client, with its token and address
-	fast        []*fastNode // per node, for the crowd's own requests (nil: through the Go client)
-	metricsHTTP http.Client // reads the nodes' /metrics
+	names       map[int64]string // item id → its SKU's title, from Setup
+	clients     sync.Map         // shopperKey → its *client.Client, with its token and address
+	fast        []*fastNode      // per node, for the crowd's own requests (nil: through the Go client)
+	metricsHTTP http.Client      // reads the nodes' /metrics
 }
 
 // fastFor is the fasthttp client of a shopper's node, or nil.
@@ -129,8 +130,10 @@ func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
 		}
 		a.session = se.ID
 		var ids []int64
+		a.names = map[int64]string{}
 		for _, it := range se.Items {
 			ids = append(ids, it.ID)
+			a.names[it.ID] = it.Title
 		}
 		return ids, se.StartAt, nil
 	}
@@ -140,7 +143,7 @@ func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("creating the merchant: %w", err)
 	}
-	spu, err := a.Admin.CreateSPU(ctx, catalog.SPUInput{MerchantID: m.ID, Code: fmt.Sprint("LG-", suffix), Title: "Load test item", CategoryL1: "Digital"})
+	spu, err := a.Admin.CreateSPU(ctx, catalog.SPUInput{MerchantID: m.ID, Code: fmt.Sprint("LG-", suffix), Title: "Flash-sale picks", CategoryL1: "Digital"})
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -151,8 +154,9 @@ func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	var ids []int64
+	a.names = map[int64]string{}
 	for i := range a.Items {
-		sku, err := a.Admin.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: fmt.Sprint("LG-", suffix, "-", i), Title: fmt.Sprint("Load test item ", i),
+		sku, err := a.Admin.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: fmt.Sprint("LG-", suffix, "-", i), Title: ProductName(i),
 			Stock: a.Units, Price: surge.Money{Amount: 9900, Currency: "CNY"}, CostPrice: surge.Money{Amount: 5000, Currency: "CNY"}})
 		if err != nil {
 			return nil, time.Time{}, err
@@ -163,12 +167,27 @@ func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
 			return nil, time.Time{}, err
 		}
 		ids = append(ids, it.ID)
+		a.names[it.ID] = sku.Title
 	}
 	if _, err := a.Admin.Publish(ctx, se.ID); err != nil {
 		return nil, time.Time{}, err
 	}
 	a.session = se.ID
 	return ids, opens, nil
+}
+
+// ItemName is an item's SKU title (after Setup).
+func (a *API) ItemName(id int64) string { return a.names[id] }
+
+// ProductName is the name of a new sale's i-th item (hottest first): a product a flash sale
+// would sell, so that screens and reports read like a sale's.
+func ProductName(i int) string {
+	products := [...]string{"Phone X 256GB", "Noise-cancelling earbuds", "West Lake Longjing tea 250 g", "Down jacket, black",
+		"Robot vacuum S8", "Running shoes 42", "Air fryer 5 L", "Smart watch GT", "Silk scarf", "Espresso beans 1 kg"}
+	if i < len(products) {
+		return products[i]
+	}
+	return fmt.Sprintf("%s (%d)", products[i%len(products)], i/len(products)+1)
 }
 
 // SessionID is the session the crowd bought from (after Setup).

@@ -172,15 +172,32 @@ type Result struct {
 	// (PayFailures has them by code); PayExpired those refused because the order expired.
 	PayErrors   int64            `json:"pay_errors"`
 	PayFailures map[string]int64 `json:"pay_failures,omitempty"`
-	PayExpired  int64            `json:"pay_expired"`
-	Invariants  []audit.Result   `json:"invariants"`
-	Passed      bool             `json:"passed"`
-	Series      []Point          `json:"series"`
-	DurationSec float64          `json:"duration_sec"` // until the last arrival was answered
-	CrowdSec    float64          `json:"crowd_sec"`    // until the last winner was done
+	// PayFailureReasons is, for each code of PayFailures, what the first such failure said.
+	PayFailureReasons map[string]string `json:"pay_failure_reasons,omitempty"`
+	PayExpired        int64             `json:"pay_expired"`
+	// Items are the sale's items once it settled, by name where the target tells it.
+	Items       []ItemResult   `json:"items,omitempty"`
+	Invariants  []audit.Result `json:"invariants"`
+	Passed      bool           `json:"passed"`
+	Series      []Point        `json:"series"`
+	DurationSec float64        `json:"duration_sec"` // until the last arrival was answered
+	CrowdSec    float64        `json:"crowd_sec"`    // until the last winner was done
 
 	acks    []ack    // the orders shoppers were told of
 	samples []string // a few failures of the journey, for the verdicts' details
+}
+
+// ItemResult is one item of the sale once it settled.
+type ItemResult struct {
+	ItemID     int64             `json:"item_id,string"`
+	Name       string            `json:"name"`
+	Stock      surge.StockLevels `json:"stock"`
+	PaidAmount int64             `json:"paid_amount"` // of its paid orders, in minor units
+}
+
+// itemNamer is a target that knows its items' names.
+type itemNamer interface {
+	ItemName(id int64) string
 }
 
 // arrival is one scheduled attempt.
@@ -312,8 +329,9 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 		}
 	}
 	log("checking the invariants (waiting up to %s for the sale to settle)", c.Settle)
-	inv, passed := check(ctx, t, c.Settle, c.PayTimeout > 0)
-	res.Invariants = append(inv, verifyAcks(ctx, t, res.acks, c.MaxInFlight), res.readable(), res.payments())
+	rep, passed := check(ctx, t, c.Settle, c.PayTimeout > 0)
+	res.Invariants = append(rep.Results, verifyAcks(ctx, t, res.acks, c.MaxInFlight), res.readable(), res.payments())
+	res.Items = itemResults(t, rep.Items)
 	res.Passed = passed
 	for _, r := range res.Invariants {
 		if r.Status == audit.Fail {
@@ -597,21 +615,40 @@ func acknowledged(orders, lost, unchecked int64) audit.Result {
 // applied and abandoned orders expired asynchronously), and returns its last verdicts. With
 // expired, it also waits for no order to be pending payment: every abandoned one has expired
 // and given its stock back, which is what invariant 4 is about.
-func check(ctx context.Context, t Target, settle time.Duration, expired bool) ([]audit.Result, bool) {
+func check(ctx context.Context, t Target, settle time.Duration, expired bool) (*audit.Report, bool) {
 	deadline := time.Now().Add(settle)
 	for {
 		rep, err := t.Audit(ctx)
 		if err == nil && rep.Passed && (!expired || pending(rep) == 0) {
-			return rep.Results, true
+			return rep, true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			if err != nil {
-				return []audit.Result{{Invariant: "audit", Status: audit.Fail, Details: []string{err.Error()}}}, false
+				return &audit.Report{Results: []audit.Result{{Invariant: "audit", Status: audit.Fail, Details: []string{err.Error()}}}}, false
 			}
-			return rep.Results, false
+			return rep, false
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// itemResults names the audit's items where the target can.
+func itemResults(t Target, facts []audit.ItemFacts) []ItemResult {
+	namer, _ := t.(itemNamer)
+	out := make([]ItemResult, 0, len(facts))
+	for _, f := range facts {
+		it := ItemResult{ItemID: f.ItemID, Stock: f.Stock, Name: fmt.Sprintf("item %d", f.ItemID)}
+		if namer != nil {
+			if n := namer.ItemName(f.ItemID); n != "" {
+				it.Name = n
+			}
+		}
+		if f.Orders != nil {
+			it.PaidAmount = f.Orders.PaidAmount
+		}
+		out = append(out, it)
+	}
+	return out
 }
 
 func pending(r *audit.Report) int64 {

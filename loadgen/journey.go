@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -66,8 +67,9 @@ type crowdRun struct {
 	mu          sync.Mutex
 	payRng      *rand.Rand
 	payFailures map[string]int64
-	visible     []float64 // ms from "success" to the order readable
-	samples     []string  // a few of the failures, to look into
+	payReasons  map[string]string // the first message of each code of payFailures
+	visible     []float64         // ms from "success" to the order readable
+	samples     []string          // a few of the failures, to look into
 	remaining   map[int]int64
 
 	stop     chan struct{}
@@ -78,7 +80,7 @@ type crowdRun struct {
 func newCrowdRun(ctx context.Context, t Target, c Config, crowd []Shopper) *crowdRun {
 	start := time.Now()
 	return &crowdRun{ctx: ctx, t: t, c: c, crowd: crowd, start: start, rec: newRecorder(start),
-		payRng: rand.New(rand.NewPCG(c.Seed+1, c.Seed+2)), payFailures: map[string]int64{}, remaining: map[int]int64{},
+		payRng: rand.New(rand.NewPCG(c.Seed+1, c.Seed+2)), payFailures: map[string]int64{}, payReasons: map[string]string{}, remaining: map[int]int64{},
 		stop: make(chan struct{})}
 }
 
@@ -192,7 +194,10 @@ func (r *crowdRun) winner(a arrival, sh Shopper, id int64, ackAt time.Time) {
 	default:
 		r.payErrors.Add(1)
 		r.mu.Lock()
-		r.payFailures[surge.ErrorCode(err)]++
+		code := surge.ErrorCode(err)
+		if r.payFailures[code]++; r.payFailures[code] == 1 {
+			r.payReasons[code] = cmp.Or(surge.ErrorMessage(err), err.Error())
+		}
 		r.mu.Unlock()
 		r.sample(fmt.Sprintf("payment of order %d of shopper %d: %v", id, sh.UserID, err))
 	}
@@ -331,7 +336,7 @@ func (r *crowdRun) printProgress() {
 func (r *crowdRun) result(end, all time.Duration) *Result {
 	rec := r.rec
 	res := &Result{Outcomes: rec.outcomes, Orders: r.orders.Load(), Paid: r.paid.Load(), Abandoned: r.abandoned.Load(),
-		PayErrors: r.payErrors.Load(), PayExpired: r.payExpired.Load(), PayFailures: r.payFailures, Shed: r.shed.Load(), ShedHinted: r.shedHinted.Load(),
+		PayErrors: r.payErrors.Load(), PayExpired: r.payExpired.Load(), PayFailures: r.payFailures, PayFailureReasons: r.payReasons, Shed: r.shed.Load(), ShedHinted: r.shedHinted.Load(),
 		OrdersNotVisible: r.unseen.Load(), DurationSec: end.Seconds(), CrowdSec: all.Seconds(), Attempts: rec.seen,
 		Requests: map[string]int64{}, samples: r.samples}
 	res.AttemptsPerSec = float64(rec.seen) / end.Seconds()

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"fmt"
 	"html/template"
 	"io"
@@ -28,11 +29,17 @@ func Summary(w io.Writer, r *Result) {
 	}
 	fmt.Fprintf(w, "  orders %d: readable after success p50 %.1f ms, p99 %.1f ms, not within 5 s %d\n", r.Orders,
 		r.OrderVisibleP50Ms, r.OrderVisibleP99Ms, r.OrdersNotVisible)
-	fmt.Fprintf(w, "  paid %d, abandoned %d, refused after expiry %d, payment errors %d", r.Paid, r.Abandoned, r.PayExpired, r.PayErrors)
-	if len(r.PayFailures) > 0 {
-		fmt.Fprintf(w, " (%s)", outcomeList(r.PayFailures))
+	fmt.Fprintf(w, "  paid %d, abandoned %d, refused after expiry %d, payment errors %d\n", r.Paid, r.Abandoned, r.PayExpired, r.PayErrors)
+	for _, f := range payFailures(r) {
+		fmt.Fprintf(w, "    %s\n", f)
 	}
-	fmt.Fprintln(w)
+	if len(r.Items) > 0 {
+		fmt.Fprintln(w, "items:")
+		for _, it := range r.Items {
+			fmt.Fprintf(w, "  %-32s allotted %6d, sold %6d, reserved %5d, left %6d, paid %s\n", it.Name, it.Stock.Allotted,
+				it.Stock.Sold, it.Stock.Reserved, it.Stock.Available, money(it.PaidAmount))
+		}
+	}
 	fmt.Fprintln(w, "invariants:")
 	for _, inv := range r.Invariants {
 		fmt.Fprintf(w, "  %-4s %-30s checked %d, violations %d", inv.Status, inv.Invariant, inv.Checked, inv.Violations)
@@ -47,6 +54,18 @@ func Summary(w io.Writer, r *Result) {
 		fmt.Fprintln(w, "FAILED")
 	}
 }
+
+// payFailures says, for each code of the payment errors, how many and what the first said.
+func payFailures(r *Result) []string {
+	var out []string
+	for _, code := range slices.Sorted(maps.Keys(r.PayFailures)) {
+		out = append(out, fmt.Sprintf("%s × %d: %s", code, r.PayFailures[code], cmp.Or(r.PayFailureReasons[code], "(no message)")))
+	}
+	return out
+}
+
+// money writes minor units as a decimal amount.
+func money(minor int64) string { return fmt.Sprintf("%d.%02d", minor/100, minor%100) }
 
 func routeList(m map[string]float64) string {
 	var parts []string
@@ -111,9 +130,10 @@ func newChart(title, unit string, secs int, series map[string][]float64, colors 
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"y":   func(c chart, v float64) float64 { return chartH - chartH*v/c.Max },
-	"num": func(v float64) string { return fmt.Sprintf("%.4g", v) },
-	"pct": func(v float64) float64 { return 100 * v },
+	"y":     func(c chart, v float64) float64 { return chartH - chartH*v/c.Max },
+	"num":   func(v float64) string { return fmt.Sprintf("%.4g", v) },
+	"pct":   func(v float64) float64 { return 100 * v },
+	"money": money,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Surge load test</title>
 <style>
@@ -137,8 +157,12 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 <tr><th>requests</th><td>{{num .R.RequestsPerSec}}/s of every kind over {{num .R.CrowdSec}} s: {{.Requests}}</td></tr>
 {{if .R.NodeRequests}}<tr><th>the nodes answered</th><td>{{num .R.NodeRequestsPerSec}}/s of every kind, the provider's callbacks included: {{.NodeRequests}}</td></tr>{{end}}
 <tr><th>orders</th><td>{{.R.Orders}}: readable after success p50 {{num .R.OrderVisibleP50Ms}} ms, p99 {{num .R.OrderVisibleP99Ms}} ms; not within 5 s {{.R.OrdersNotVisible}}</td></tr>
-<tr><th>payments</th><td>paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, refused after expiry {{.R.PayExpired}}, payment errors {{.R.PayErrors}}{{if .R.PayFailures}} ({{.PayFailures}}){{end}}</td></tr>
+<tr><th>payments</th><td>paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, refused after expiry {{.R.PayExpired}}, payment errors {{.R.PayErrors}}{{range .PayFailures}}<br>{{.}}{{end}}</td></tr>
 </table>
+{{if .R.Items}}<h2>Items</h2>
+<table><tr><th>product</th><th>allotted</th><th>sold</th><th>reserved</th><th>left</th><th>paid</th></tr>
+{{range .R.Items}}<tr><td>{{.Name}}</td><td>{{.Stock.Allotted}}</td><td>{{.Stock.Sold}}</td><td>{{.Stock.Reserved}}</td><td>{{.Stock.Available}}</td><td>{{money .PaidAmount}}</td></tr>
+{{end}}</table>{{end}}
 <h2>Invariants</h2>
 <table><tr><th>invariant</th><th>verdict</th><th>checked</th><th>violations</th><th>details</th></tr>
 {{range .R.Invariants}}<tr><td>{{.Invariant}}</td><td class="{{.Status}}">{{.Status}}</td><td>{{.Checked}}</td><td>{{.Violations}}</td><td>{{range .Details}}{{.}} {{end}}</td></tr>
@@ -164,7 +188,7 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 		Outcomes     string
 		Requests     string
 		NodeRequests string
-		PayFailures  string
+		PayFailures  []string
 		Charts       []chart
 	}
 	var data struct{ Runs []run }
@@ -188,7 +212,7 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 			OutRejected: "#b91c1c", OutUnavailable: "#ea580c", OutError: "#000", "p50": "#2563eb", "p99": "#b91c1c",
 			"units left (all items)": "#0f766e", "requests of every kind": "#64748b"}
 		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Requests: outcomeList(r.Requests), NodeRequests: routeList(r.NodeRequests),
-			PayFailures: outcomeList(r.PayFailures), Charts: []chart{
+			PayFailures: payFailures(r), Charts: []chart{
 				newChart("Attempts per second by outcome, and requests of every kind", "per second", n, rate, colors),
 				newChart("Latency per second (ms, from the intended send time)", "ms", n, lat, colors),
 				newChart("Stock left (all items)", "units", n, stock, colors),

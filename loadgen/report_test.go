@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/audit"
 )
 
@@ -20,14 +21,27 @@ func TestProgressAndSummary(t *testing.T) {
 	res := &Result{Target: "t", Attempts: 10, Outcomes: p.Outcomes, Passed: false, Shed: 2, ShedShare: 0.2,
 		Requests: map[string]int64{KindAttempt: 10, KindOrder: 7}, RequestsPerSec: 8.5, CrowdSec: 2, Orders: 7,
 		OrderVisibleP50Ms: 3, OrderVisibleP99Ms: 1200, Paid: 4, PayErrors: 1, PayFailures: map[string]int64{"EINTERNAL": 1},
-		Invariants: []audit.Result{{Invariant: audit.StockBalance, Status: audit.Fail, Checked: 1, Violations: 1, Details: []string{"oversold"}}}}
+		PayFailureReasons: map[string]string{"EINTERNAL": "the order store did not answer"},
+		Items:             []ItemResult{{ItemID: 7, Name: "West Lake Longjing tea 250 g", Stock: surge.StockLevels{Allotted: 10, Sold: 4, Reserved: 1, Available: 5}, PaidAmount: 39600}},
+		Invariants:        []audit.Result{{Invariant: audit.StockBalance, Status: audit.Fail, Checked: 1, Violations: 1, Details: []string{"oversold"}}}}
 	res.Invariants = append(res.Invariants, res.readable(), res.payments())
 	Summary(&b, res)
 	for _, want := range []string{"10 attempts", "sold_out 3, success 7", "FAIL 1-stock-balance", "(oversold)", "FAILED",
 		"shed: 2 attempts (20.0%) refused for load, 0 with a retry hint", "requests: 8/s of every kind over 2.0s (attempt 10, order 7)", "p99 1200.0 ms",
-		"FAIL 7-orders-readable", "p99 over 1s", "FAIL 7-payments-succeed", "1 payments failed (EINTERNAL 1)"} {
+		"FAIL 7-orders-readable", "p99 over 1s", "FAIL 7-payments-succeed", "1 payments failed (EINTERNAL 1)", "EINTERNAL × 1: the order store did not answer",
+		"West Lake Longjing tea 250 g", "allotted     10, sold      4, reserved     1, left      5, paid 396.00"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := WriteHTML(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<td>West Lake Longjing tea 250 g</td><td>10</td><td>4</td><td>1</td><td>5</td><td>396.00</td>",
+		"EINTERNAL × 1: the order store did not answer", `class="FAIL">FAILED`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("HTML report lacks %q", want)
 		}
 	}
 }

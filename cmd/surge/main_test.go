@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,4 +170,39 @@ func TestREADMEListsEverySetting(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Every command answers --help in the one style, with exit 0: what it does, each flag as
+// --name [ENV], examples; never Go's bare "Usage of".
+func TestEveryCommandsHelp(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  --[a-z0-9-]+(  \[SURGE_[A-Z0-9_]+\])?$`)
+	for _, args := range [][]string{{"help"}, {"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"bench", "--help"},
+		{"bench", "stock", "--help"}, {"bench", "purchase", "--help"}, {"bench", "nexmark", "--help"}, {"bench", "live", "--help"},
+		{"loadgen", "--help"}, {"demo", "--help"}, {"payment-sim", "-h"}} {
+		var out, errOut strings.Builder
+		code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut)
+		help := out.String() + errOut.String()
+		name := strings.Join(slices.DeleteFunc(slices.Clone(args), func(a string) bool { return strings.HasPrefix(a, "-") || a == "help" }), " ")
+		if code != 0 {
+			t.Errorf("surge %v exits %d; want 0", args, code)
+		}
+		if want := "Usage: surge " + cmp.Or(name, "<command>") + " "; !strings.HasPrefix(help, want) || strings.Contains(help, "Usage of") {
+			t.Errorf("surge %v's help does not begin %q:\n%s", args, want, help)
+		}
+		if !strings.Contains(help, "\nExamples:\n  surge ") {
+			t.Errorf("surge %v's help has no examples", args)
+		}
+		for _, line := range strings.Split(help, "\n") {
+			if strings.HasPrefix(line, "  -") && !flagLine.MatchString(line) {
+				t.Errorf("surge %v: flag line %q is not --name [ENV]", args, line)
+			}
+		}
+		if name == "migrate" && strings.Contains(help, "--purchase-max-wait") {
+			t.Errorf("surge migrate --help lists the serving flags")
+		}
+	}
+	var out, errOut strings.Builder
+	if code := run(context.Background(), []string{"bench"}, func(string) string { return "" }, &out, &errOut); code == 0 || strings.Contains(errOut.String(), "get-at-rate") {
+		t.Errorf("surge bench = %d, %q; want a failure that lists the measurements only", code, errOut.String())
+	}
 }

@@ -17,8 +17,14 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/auth"
+	"github.com/surgecommerce/surge/catalog"
 )
+
+func authNewMerchant(name string) auth.NewUser {
+	return auth.NewUser{Username: name, Password: name + "-password", Role: surge.RoleMerchant}
+}
 
 // screenshotDir is where the browser test leaves its screenshot for a person to look at
 // (git-ignored).
@@ -187,10 +193,15 @@ func TestBigScreenInBrowser(t *testing.T) {
 	}
 	d.waitTexts(t, ctx, map[string]string{"status": "live", "title": "Live room hall1", "gmv": "¥0", "likes": "0"})
 
+	// The phone is in the catalog, and shows by its name; the case is a merchant's own code.
+	shop := ok[*surge.User](t, "CreateUser")(admin.CreateUser(ctx, authNewMerchant("screen-shop")))
+	spu := ok[*surge.SPU](t, "CreateSPU")(admin.CreateSPU(ctx, catalog.SPUInput{MerchantID: shop.ID, Code: "PHONE", Title: "Phone X", CategoryL1: "Digital"}))
+	phone := ok[*surge.SKU](t, "CreateSKU")(admin.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: "PHONE-256", Title: "Phone X 256GB",
+		Price: surge.Money{Amount: 129_900, Currency: "CNY"}, CostPrice: surge.Money{Amount: 90_000, Currency: "CNY"}, Stock: 10}))
 	now := time.Now().UnixMilli() - 5_000
 	var lines []string
 	for i, amount := range []int64{129_900, 59_900, 129_900} {
-		sku := []string{"phone", "case", "phone"}[i]
+		sku := []string{fmt.Sprint(phone.ID), "case", fmt.Sprint(phone.ID)}[i]
 		lines = append(lines, fmt.Sprintf(`{"id":"bs-pay-%d","type":"pay","time":%d,"room":"hall1","user":"u%d","shop":"8","sku":"%s","order":"o%d","units":1,"amount":%d}`,
 			i, now+int64(i), i, sku, i, amount))
 	}
@@ -205,8 +216,8 @@ func TestBigScreenInBrowser(t *testing.T) {
 	}
 	d.waitTexts(t, ctx, map[string]string{"gmv": "¥3,197", "likes": "42", "paying_users": "3", "units_sold": "3", "online_viewers": "3"})
 	top, err := d.text(ctx, "top_items")
-	if err != nil || !strings.HasPrefix(top, "SKU phone 2") {
-		t.Errorf("top items %q (%v); want the phone first with 2 units", top, err)
+	if err != nil || !strings.HasPrefix(top, "Phone X 256GB 2") || !strings.Contains(top, "SKU case 1") {
+		t.Errorf("top items %q (%v); want the phone first by its name with 2 units, then the case by its code", top, err)
 	}
 
 	// A viewer leaves and one more like: the page follows.

@@ -33,7 +33,7 @@
     list.textContent = "";
     (s.top_items || []).forEach(function (it) {
       var li = document.createElement("li");
-      li.textContent = "SKU " + it.sku + " ";
+      li.textContent = (it.name || "SKU " + it.sku) + " ";
       var n = document.createElement("span");
       n.textContent = fmt.format(it.units);
       li.appendChild(n);
