@@ -156,13 +156,14 @@ func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
 	var ids []int64
 	a.names = map[int64]string{}
 	for i := range a.Items {
-		sku, err := a.Admin.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: fmt.Sprint("LG-", suffix, "-", i), Title: ProductName(i),
-			Stock: a.Units, Price: surge.Money{Amount: 9900, Currency: "CNY"}, CostPrice: surge.Money{Amount: 5000, Currency: "CNY"}})
+		name, price := Product(i)
+		sku, err := a.Admin.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: fmt.Sprint("LG-", suffix, "-", i), Title: name,
+			Stock: a.Units, Price: surge.Money{Amount: price * 3 / 2, Currency: "CNY"}, CostPrice: surge.Money{Amount: price / 2, Currency: "CNY"}})
 		if err != nil {
 			return nil, time.Time{}, err
 		}
 		it, err := a.Admin.AddItem(ctx, se.ID, sale.ItemInput{SKUID: sku.ID, Allotted: a.Units,
-			SalePrice: surge.Money{Amount: 100, Currency: "CNY"}, PerUserLimit: a.Limit})
+			SalePrice: surge.Money{Amount: price, Currency: "CNY"}, PerUserLimit: a.Limit})
 		if err != nil {
 			return nil, time.Time{}, err
 		}
@@ -179,15 +180,20 @@ func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
 // ItemName is an item's SKU title (after Setup).
 func (a *API) ItemName(id int64) string { return a.names[id] }
 
-// ProductName is the name of a new sale's i-th item (hottest first): a product a flash sale
-// would sell, so that screens and reports read like a sale's.
-func ProductName(i int) string {
-	products := [...]string{"Phone X 256GB", "Noise-cancelling earbuds", "West Lake Longjing tea 250 g", "Down jacket, black",
-		"Robot vacuum S8", "Running shoes 42", "Air fryer 5 L", "Smart watch GT", "Silk scarf", "Espresso beans 1 kg"}
-	if i < len(products) {
-		return products[i]
+// Product is a new sale's i-th item (hottest first): a product a flash sale would sell, and
+// its sale price in minor units, so that screens and reports read like a sale's.
+func Product(i int) (name string, salePrice int64) {
+	products := [...]struct {
+		name  string
+		price int64
+	}{{"Phone X 256GB", 399900}, {"Noise-cancelling earbuds", 29900}, {"West Lake Longjing tea 250 g", 19900},
+		{"Down jacket, black", 49900}, {"Robot vacuum S8", 199900}, {"Running shoes 42", 39900}, {"Air fryer 5 L", 24900},
+		{"Smart watch GT", 99900}, {"Silk scarf", 15900}, {"Espresso beans 1 kg", 12900}}
+	p := products[i%len(products)]
+	if i >= len(products) {
+		return fmt.Sprintf("%s (%d)", p.name, i/len(products)+1), p.price
 	}
-	return fmt.Sprintf("%s (%d)", products[i%len(products)], i/len(products)+1)
+	return p.name, p.price
 }
 
 // SessionID is the session the crowd bought from (after Setup).

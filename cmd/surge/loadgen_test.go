@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge/audit"
+	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/loadgen"
 	"github.com/surgecommerce/surge/purchase"
 )
@@ -127,17 +130,75 @@ func TestLoadgenCommand(t *testing.T) {
 	}
 }
 
-// surge demo starts its own node, runs the sale, reports, and (with --exit) stops.
+// surge demo starts its own node afresh, runs the sale with a quiet console (its own lines and
+// the crowd's progress, the node's log in a file), reports with product names and payment
+// errors explained, writes the HTML report, and stays up with a big screen address whose
+// token works, until interrupted.
 func TestDemo(t *testing.T) {
-	var out bytes.Buffer
-	var errOut syncBuffer // the node's last log lines may still be written as it stops
-	args := []string{"demo", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--duration", "1s", "--shoppers", "200",
-		"--rate", "100", "--pay-timeout", "1s", "--exit"}
-	if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
-		t.Fatalf("demo = %d: %s\n%s", code, errOut.String(), out.String())
+	dir := filepath.Join(t.TempDir(), "demo")
+	var out, errOut syncBuffer
+	args := []string{"demo", "--data-dir", dir, "--addr", "127.0.0.1:0", "--duration", "1s", "--shoppers", "200",
+		"--rate", "100", "--pay-timeout", "1s"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, func(string) string { return "" }, &out, &errOut) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "The node stays up") {
+		select {
+		case code := <-done:
+			t.Fatalf("demo ended (%d) before staying up: %s\n%s", code, errOut.String(), out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo did not report in 2 minutes: %s\n%s", errOut.String(), out.String())
+		}
 	}
-	if !bytes.Contains(out.Bytes(), []byte("PASSED")) || !strings.Contains(errOut.String(), "demo: node up at") {
-		t.Fatalf("demo printed %s / %s", out.String(), errOut.String())
+	console := errOut.String() + out.String()
+	for _, want := range []string{"demo: node up at http://127.0.0.1:", "demo: watch the sale on the big screen: http://", "demo: replaying ",
+		"PASSED", "items:\n  Phone X 256GB ", "Report with charts: " + filepath.Join(dir, "report.html"), "The node logged 0 errors"} {
+		if !strings.Contains(console, want) {
+			t.Errorf("the console lacks %q:\n%s", want, console)
+		}
+	}
+	if strings.Contains(console, `"level":`) || strings.Contains(console, "level=") {
+		t.Errorf("the node's log reached the console:\n%s", console)
+	}
+	if n := strings.Count(console, "\n"); n > 80 {
+		t.Errorf("the console has %d lines for a 1 s sale; want progress and the result only", n)
+	}
+	if html, err := os.ReadFile(filepath.Join(dir, "report.html")); err != nil || !bytes.Contains(html, []byte("<td>Phone X 256GB</td>")) {
+		t.Errorf("report.html: %v; want the items by name", err)
+	}
+	if info, err := os.Stat(filepath.Join(dir, "node.log")); err != nil || info.Size() == 0 {
+		t.Errorf("node.log: %v; want the node's log", err)
+	}
+	screen := regexp.MustCompile(`big screen +(http://[^/]+)/live#token=(\S+)`).FindStringSubmatch(out.String())
+	if screen == nil {
+		t.Fatalf("no big screen address in:\n%s", out.String())
+	}
+	sc := ok[*live.Screen](t, "Screen")(client.New(screen[1]).As(screen[2]).Screen(ctx, ""))
+	if len(sc.TopItems) == 0 || sc.TopItems[0].Name == "" {
+		t.Errorf("the big screen's top items %+v; want them by name", sc.TopItems)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("demo = %d after Ctrl-C: %s", code, errOut.String())
+	}
+
+	// A second demo starts afresh in the same directory; a directory a demo did not make is refused.
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "precious.db"), []byte("x"), 0o644)
+	var o, e syncBuffer
+	if code := run(context.Background(), []string{"demo", "--data-dir", other, "--exit"}, func(string) string { return "" }, &o, &e); code != 1 ||
+		!strings.Contains(e.String(), "holds data a demo did not make") {
+		t.Fatalf("demo in a directory it did not make = %d, %s", code, e.String())
+	}
+	if err := freshDemoDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("the last demo's directory holds %d entries after a fresh start; want only its mark", len(entries))
 	}
 }
 
