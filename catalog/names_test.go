@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/catalog"
@@ -29,7 +30,8 @@ func (c *countingStore) SKUByID(ctx context.Context, id int64) (*surge.SKU, erro
 }
 
 // A catalog SKU shows by its title, read once while fresh; an id the catalog lacks and a
-// merchant's own code have no name (cached too); a failed read is not cached.
+// merchant's own code have no name (cached too); a failed read is read again after the retry
+// interval, not before.
 func TestNames(t *testing.T) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "surge.db"), storetest.IDs())
@@ -60,12 +62,18 @@ func TestNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &countingStore{CatalogStore: db}
-	names := catalog.NewNames(store)
+	names := catalog.NewNames(store, 300*time.Millisecond)
 	id := fmt.Sprint(sku.ID)
 	store.fail.Store(true)
-	if got := names.Name(ctx, id); got != "" {
-		t.Fatalf("Name while the store fails = %q; want none", got)
+	for range 2 {
+		if got := names.Name(ctx, id); got != "" {
+			t.Fatalf("Name while the store fails = %q; want none", got)
+		}
 	}
+	if n := store.reads.Load(); n != 1 {
+		t.Fatalf("%d reads after a failure; want 1 until the retry interval passes", n)
+	}
+	time.Sleep(400 * time.Millisecond)
 	for range 3 {
 		if got := names.Name(ctx, id); got != "West Lake Longjing 250 g" {
 			t.Fatalf("Name(%s) = %q; want the SKU's title", id, got)

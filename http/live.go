@@ -101,10 +101,16 @@ type Names interface {
 	Name(ctx context.Context, sku string) string
 }
 
+// namesWait bounds the naming of a screen's top items: names not read by then show as ids,
+// and are read again next time.
+const namesWait = 250 * time.Millisecond
+
 // screen is the big screen's numbers with its top items named.
 func (s *Server) screen(ctx context.Context, room string) live.Screen {
 	sc := s.deps.Board.Screen(room)
 	if s.deps.Names != nil {
+		ctx, cancel := context.WithTimeout(ctx, namesWait)
+		defer cancel()
 		for i := range sc.TopItems {
 			sc.TopItems[i].Name = s.deps.Names.Name(ctx, sc.TopItems[i].SKU)
 		}

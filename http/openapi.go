@@ -14,9 +14,14 @@ import (
 // openAPI describes every route in OpenAPI 3.1, built from the same table the mux serves, so
 // the description cannot drift from the API.
 func (s *Server) openAPI() map[string]any {
-	schemas := map[string]any{}
+	schemas := newSchemaSet()
 	paths := map[string]map[string]any{}
-	errRef := schemaRef(reflect.TypeOf(ErrorBody{}), schemas)
+	for _, rt := range s.routes { // answers first: a type that is also a request is then told apart
+		if rt.out != nil {
+			schemas.ref(reflect.TypeOf(rt.out), false)
+		}
+	}
+	errRef := schemas.ref(reflect.TypeOf(ErrorBody{}), false)
 	errResponse := map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
 	for _, rt := range s.routes {
 		op := map[string]any{
@@ -38,7 +43,7 @@ func (s *Server) openAPI() map[string]any {
 		}
 		if rt.in != nil {
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.in), schemas)}}}
+				"application/json": map[string]any{"schema": schemas.ref(reflect.TypeOf(rt.in), true)}}}
 		} else if len(rt.bodyTypes) > 0 {
 			content := map[string]any{}
 			for _, t := range rt.bodyTypes {
@@ -52,9 +57,9 @@ func (s *Server) openAPI() map[string]any {
 			ok["content"] = map[string]any{"text/event-stream": map[string]any{"schema": map[string]any{"type": "string",
 				"description": "server-sent events, each data line one " + reflect.TypeOf(rt.out).Name() + " in JSON"}}}
 		case rt.out != nil:
-			ok["content"] = map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.out), schemas)}}
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": schemas.ref(reflect.TypeOf(rt.out), false)}}
 		}
-		responses := map[string]any{strconv.Itoa(rt.status): ok, "default": errResponse}
+		responses := map[string]any{strconv.Itoa(rt.status): ok, "4XX": errResponse, "5XX": errResponse}
 		for _, st := range rt.also {
 			responses[strconv.Itoa(st)] = ok
 		}
@@ -75,28 +80,34 @@ func (s *Server) openAPI() map[string]any {
 		}}
 	}
 	get("/healthz", "Liveness: the process answers", "application/json", map[string]any{"type": "object"})
-	get("/readyz", "Readiness: every configured backend answers (503 otherwise)", "application/json", schemaRef(reflect.TypeOf(Readiness{}), schemas))
+	get("/readyz", "Readiness: every configured backend answers (503 otherwise)", "application/json", schemas.ref(reflect.TypeOf(Readiness{}), false))
 	get("/metrics", "Prometheus metrics", "text/plain", map[string]any{"type": "string"})
 	get("/openapi.json", "This description", "application/json", map[string]any{"type": "object"})
 	paths["/readyz"]["get"].(map[string]any)["responses"].(map[string]any)["503"] = map[string]any{"description": "not ready",
-		"content": map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(Readiness{}), schemas)}}}
+		"content": map[string]any{"application/json": map[string]any{"schema": schemas.ref(reflect.TypeOf(Readiness{}), false)}}}
 	if s.deps.Board != nil {
 		page := map[string]any{"type": "string"}
 		get("/live", "The platform's big screen (a page; the access token goes in the address's fragment, #token=…)", "text/html", page)
 		get("/live/{room}", "A live room's big screen (a page; the access token goes in the address's fragment, #token=…)", "text/html", page)
-		paths["/live/{room}"]["get"].(map[string]any)["parameters"] = []any{map[string]any{"name": "room", "in": "path", "required": true, "schema": map[string]any{"type": "string"}}}
+		room := paths["/live/{room}"]["get"].(map[string]any)
+		room["parameters"] = []any{map[string]any{"name": "room", "in": "path", "required": true, "schema": map[string]any{"type": "string"},
+			"description": "a room's name; screen.js and screen.css are the page's script and style"}}
+		content := room["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)
+		content["text/javascript"], content["text/css"] = map[string]any{"schema": page}, map[string]any{"schema": page}
 	}
 	if s.deps.Paysim != nil {
+		paysimErr := map[string]any{"description": "refused", "content": map[string]any{
+			"application/json": map[string]any{"schema": schemas.ref(reflect.TypeOf(paysim.ErrorBody{}), false)}}}
 		paths["/paysim/v1/pay"] = map[string]any{"post": map[string]any{
 			"summary": "The simulated payment provider's payment page: charges a payment ticket from POST /v1/orders/{id}/pay " +
 				"(its pay_url) and calls the merchant back; 409 if the transaction is already paid, 403 for a bad or expired ticket, 503 with Retry-After-Ms when busy",
 			"operationId": "post_paysim_v1_pay",
 			"requestBody": map[string]any{"required": true, "content": map[string]any{
-				"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(paysim.PayRequest{}), schemas)}}},
+				"application/json": map[string]any{"schema": schemas.ref(reflect.TypeOf(paysim.PayRequest{}), true)}}},
 			"responses": map[string]any{
 				"200": map[string]any{"description": "charged", "content": map[string]any{
-					"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(paysim.PayResponse{}), schemas)}}},
-				"default": errResponse,
+					"application/json": map[string]any{"schema": schemas.ref(reflect.TypeOf(paysim.PayResponse{}), false)}}},
+				"4XX": paysimErr, "5XX": paysimErr,
 			},
 		}}
 	}
@@ -105,7 +116,7 @@ func (s *Server) openAPI() map[string]any {
 		"info":    map[string]any{"title": "Surge API", "version": "1"},
 		"paths":   paths,
 		"components": map[string]any{
-			"schemas":         schemas,
+			"schemas":         schemas.m,
 			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
 		},
 	}
@@ -138,8 +149,35 @@ func orNull(sc map[string]any) map[string]any {
 	return map[string]any{"anyOf": []any{sc, map[string]any{"type": "null"}}}
 }
 
-// schemaRef returns a JSON schema for t, registering named structs under components.
-func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
+// schemaSet builds the components' schemas. A type's schema as an answer lists the fields Go
+// always writes as required; as a request it requires none (an absent field is its zero value),
+// so a type that is both is described twice, the request's as <Name>Input. Neither takes
+// fields it does not list: the server writes none and refuses unknown ones.
+type schemaSet struct {
+	m     map[string]any
+	out   map[string]bool         // names described as answers
+	types map[string]reflect.Type // the type each name describes
+}
+
+func newSchemaSet() *schemaSet {
+	return &schemaSet{m: map[string]any{}, out: map[string]bool{}, types: map[string]reflect.Type{}}
+}
+
+// name is a struct's component name: its own, or, when another package's type has it (two
+// Results), its package's name in front (AuditResult).
+func (s *schemaSet) name(t reflect.Type) string {
+	name := t.Name()
+	if other, ok := s.types[name]; ok && other != t {
+		pkg := t.PkgPath()[strings.LastIndexByte(t.PkgPath(), '/')+1:]
+		name = strings.ToUpper(pkg[:1]) + pkg[1:] + name
+	}
+	s.types[name] = t
+	return name
+}
+
+// ref returns a JSON schema for t, registering named structs under components; in says it is
+// (part of) a request.
+func (s *schemaSet) ref(t reflect.Type, in bool) map[string]any {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -151,16 +189,22 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
 		return map[string]any{"type": "string", "contentEncoding": "base64"}
 	case t.Kind() == reflect.Struct:
-		name := t.Name()
-		if _, done := schemas[name]; !done {
-			schemas[name] = nil // placeholder: stops recursion
-			schemas[name] = structSchema(t, schemas)
+		name := s.name(t)
+		if in && s.out[name] {
+			name += "Input"
+		}
+		if _, done := s.m[name]; !done {
+			s.m[name] = nil // placeholder: stops recursion
+			if !in {
+				s.out[name] = true
+			}
+			s.m[name] = s.structSchema(t, in)
 		}
 		return map[string]any{"$ref": "#/components/schemas/" + name}
 	case t.Kind() == reflect.Slice:
-		return map[string]any{"type": "array", "items": schemaRef(t.Elem(), schemas)}
+		return map[string]any{"type": "array", "items": s.ref(t.Elem(), in)}
 	case t.Kind() == reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": schemaRef(t.Elem(), schemas)}
+		return map[string]any{"type": "object", "additionalProperties": s.ref(t.Elem(), in)}
 	case t.Kind() == reflect.String:
 		return map[string]any{"type": "string"}
 	case t.Kind() == reflect.Bool:
@@ -173,8 +217,9 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 	return map[string]any{}
 }
 
-func structSchema(t reflect.Type, schemas map[string]any) map[string]any {
+func (s *schemaSet) structSchema(t reflect.Type, in bool) map[string]any {
 	props := map[string]any{}
+	var required []any
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
@@ -185,16 +230,23 @@ func structSchema(t reflect.Type, schemas map[string]any) map[string]any {
 		if name == "" {
 			name = f.Name
 		}
+		if !in && !strings.Contains(opts, "omitempty") {
+			required = append(required, name) // Go always writes it
+		}
 		if strings.Contains(opts, "string") {
 			props[name] = map[string]any{"type": "string", "pattern": "^[0-9]+$", "description": "a 64-bit id as a string"}
 			continue
 		}
-		sc := schemaRef(f.Type, schemas)
+		sc := s.ref(f.Type, in)
 		if k := f.Type.Kind(); (k == reflect.Pointer || k == reflect.Slice || k == reflect.Map) && !strings.Contains(opts, "omitempty") &&
 			f.Type != rawJSONType {
 			sc = orNull(sc) // Go writes a nil one as null
 		}
 		props[name] = sc
 	}
-	return map[string]any{"type": "object", "properties": props}
+	sc := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if required != nil {
+		sc["required"] = required
+	}
+	return sc
 }

@@ -264,8 +264,19 @@ func (p *Provider) sleep(d time.Duration) bool {
 	}
 }
 
+// ErrorBody is the provider's refusal.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says why: a domain error code and a message.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 func answer(w http.ResponseWriter, status int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": surge.ErrorCode(err), "message": surge.ErrorMessage(err)}})
+	json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: surge.ErrorCode(err), Message: surge.ErrorMessage(err)}})
 }

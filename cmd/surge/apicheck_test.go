@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -145,9 +146,11 @@ func (r *tbRecorder) Errorf(format string, args ...any) {
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
 
-// rewrite answers one path with a body of its own, as a server drifting from its description.
+// rewrite answers one path with a status and a body of its own, as a server drifting from its
+// description.
 type rewrite struct {
 	path, body string
+	status     int
 	next       http.RoundTripper
 }
 
@@ -156,6 +159,7 @@ func (rw rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil && req.URL.Path == rw.path {
 		resp.Body.Close()
 		resp.Body = io.NopCloser(strings.NewReader(rw.body))
+		resp.StatusCode = cmp.Or(rw.status, resp.StatusCode)
 	}
 	return resp, err
 }
@@ -166,15 +170,21 @@ func TestAPICheckCatchesADrift(t *testing.T) {
 	m, cl := start(t, testConfig(t))
 	ctx := context.Background()
 	tok := ok[*auth.Tokens](t, "Login")(cl.Login(ctx, "admin", "admin-password")).AccessToken
+	me := func(c *client.Client) error { c.Me(ctx); return nil }
 	for _, tc := range []struct {
 		name, path, body string
+		status           int
 		call             func(c *client.Client) error
 		want             string
 	}{
-		{"true", "", "", func(c *client.Client) error { _, err := c.Me(ctx); return err }, ""},
-		{"schema", "/v1/me", `{"id":"not a number","role":"admin","created_at":"2026-01-01T00:00:00Z"}`,
-			func(c *client.Client) error { c.Me(ctx); return nil }, "answered 200 against its description"},
-		{"route", "", "", func(c *client.Client) error {
+		{"true", "", "", 0, func(c *client.Client) error { _, err := c.Me(ctx); return err }, ""},
+		{"schema", "/v1/me", `{"id":"not a number","role":"admin","created_at":"2026-01-01T00:00:00Z"}`, 0, me,
+			"answered 200 against its description"},
+		{"missing field", "/v1/me", `{"id":"1","created_at":"2026-01-01T00:00:00Z"}`, 0, me, "missing property 'role'"},
+		{"unknown field", "/v1/me", `{"id":"1","role":"admin","created_at":"2026-01-01T00:00:00Z","nickname":"x"}`, 0, me,
+			"additional properties 'nickname' not allowed"},
+		{"status", "/v1/me", `{"id":"1","role":"admin","created_at":"2026-01-01T00:00:00Z"}`, 202, me, "answered 202 against its description"},
+		{"route", "", "", 0, func(c *client.Client) error {
 			c.Do(ctx, "GET", "/no/such/route", nil, nil) // 404, as it should be; the check still must say
 			return nil
 		}, "is in no operation"},
@@ -182,7 +192,7 @@ func TestAPICheckCatchesADrift(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &tbRecorder{TB: t}
 			chk := newAPICheck(rec, "http://"+m.Addr)
-			chk.next = rewrite{path: tc.path, body: tc.body, next: http.DefaultTransport}
+			chk.next = rewrite{path: tc.path, body: tc.body, status: tc.status, next: http.DefaultTransport}
 			c := cl.As(tok).WithHTTP(&http.Client{Transport: chk})
 			if err := tc.call(c); err != nil {
 				t.Fatal(err)

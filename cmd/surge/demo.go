@@ -17,9 +17,15 @@ import (
 	"github.com/surgecommerce/surge/client"
 )
 
-// demoMark is the file that tells a demo's data directory from anybody else's: a demo starts
-// afresh and removes the last one's, and only that.
-const demoMark = ".surge-demo"
+// A demo's data directory holds only these: its mark, the node's data directory, the node's
+// log and the report. A demo starts afresh by removing them, and refuses a directory that holds
+// anything else (or lacks the mark): it removes nothing it did not make.
+const (
+	demoMark   = ".surge-demo"
+	demoNode   = "node"
+	demoLog    = "node.log"
+	demoReport = "report.html"
+)
 
 // runDemo starts an embedded node, runs a sale with a crowd against it, prints the report,
 // and keeps the node up (until interrupted) for a look at its big screen, API and metrics. The
@@ -53,9 +59,9 @@ a directory that a demo did not make).`,
 		return err
 	}
 	if *html == "" {
-		*html = filepath.Join(*dataDir, "report.html")
+		*html = filepath.Join(*dataDir, demoReport)
 	}
-	logPath := filepath.Join(*dataDir, "node.log")
+	logPath := filepath.Join(*dataDir, demoLog)
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
@@ -70,7 +76,7 @@ a directory that a demo did not make).`,
 	}
 	pw := make([]byte, 9)
 	rand.Read(pw)
-	c.DataDir, c.Addr, c.AdminPassword, c.Proxies = *dataDir, *addr, hex.EncodeToString(pw), "127.0.0.1/32"
+	c.DataDir, c.Addr, c.AdminPassword, c.Proxies = filepath.Join(*dataDir, demoNode), *addr, hex.EncodeToString(pw), "127.0.0.1/32"
 	c.AccessTTL = 24 * time.Hour // the big screen's address printed below keeps working while the demo is up
 	log, err := newLogger(*c, logFile)
 	if err != nil {
@@ -114,8 +120,8 @@ a directory that a demo did not make).`,
 	return rerr
 }
 
-// freshDemoDir empties a demo's data directory: it makes it, or removes the last demo's, or
-// refuses a directory with anything else in it.
+// freshDemoDir readies a demo's data directory: it makes it, or empties the last demo's, or
+// refuses a directory with anything a demo does not make in it.
 func freshDemoDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	switch {
@@ -124,11 +130,21 @@ func freshDemoDir(dir string) error {
 		return err
 	case len(entries) == 0:
 	default:
-		if _, err := os.Stat(filepath.Join(dir, demoMark)); err != nil {
-			return fmt.Errorf("%s holds data a demo did not make; choose another --data-dir", dir)
+		mine := map[string]bool{demoMark: true, demoNode: true, demoLog: true, demoReport: true}
+		marked := false
+		for _, e := range entries {
+			if !mine[e.Name()] {
+				return fmt.Errorf("%s holds %s, which a demo did not make; choose another --data-dir", dir, e.Name())
+			}
+			marked = marked || e.Name() == demoMark
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			return err
+		if !marked {
+			return fmt.Errorf("%s was not made by a demo; choose another --data-dir", dir)
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -156,7 +156,7 @@ func TestDemo(t *testing.T) {
 	}
 	console := errOut.String() + out.String()
 	for _, want := range []string{"demo: node up at http://127.0.0.1:", "demo: watch the sale on the big screen: http://", "demo: replaying ",
-		"PASSED", "items:\n  Phone X 256GB ", "Report with charts: " + filepath.Join(dir, "report.html"), "The node logged 0 errors"} {
+		"PASSED", "payment errors 0\n", "items:\n  Phone X 256GB ", "Report with charts: " + filepath.Join(dir, "report.html"), "The node logged 0 errors"} {
 		if !strings.Contains(console, want) {
 			t.Errorf("the console lacks %q:\n%s", want, console)
 		}
@@ -191,7 +191,7 @@ func TestDemo(t *testing.T) {
 	os.WriteFile(filepath.Join(other, "precious.db"), []byte("x"), 0o644)
 	var o, e syncBuffer
 	if code := run(context.Background(), []string{"demo", "--data-dir", other, "--exit"}, func(string) string { return "" }, &o, &e); code != 1 ||
-		!strings.Contains(e.String(), "holds data a demo did not make") {
+		!strings.Contains(e.String(), "holds precious.db, which a demo did not make") {
 		t.Fatalf("demo in a directory it did not make = %d, %s", code, e.String())
 	}
 	if err := freshDemoDir(dir); err != nil {
@@ -199,6 +199,13 @@ func TestDemo(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("the last demo's directory holds %d entries after a fresh start; want only its mark", len(entries))
+	}
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644) // a user's file in a demo's directory stays
+	if err := freshDemoDir(dir); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Fatalf("freshDemoDir with a user's file in it = %v; want a refusal naming it", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
+		t.Fatalf("the user's file: %v", err)
 	}
 }
 

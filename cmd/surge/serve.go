@@ -220,7 +220,7 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 			m.Log.Info("bootstrap admin created", "username", c.AdminUser)
 		}
 	}
-	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(b.db, b.db, ids, nil), Names: catalog.NewNames(b.db), Sale: sale.New(b.db, b.stock, ids, nil),
+	deps := surgehttp.Deps{Auth: authn, Catalog: catalog.New(b.db, b.db, ids, nil), Names: catalog.NewNames(b.db, catalog.NamesRetry), Sale: sale.New(b.db, b.stock, ids, nil),
 		Checks: b.checks, Log: m.Log, Registry: prometheus.NewRegistry(), TrustedProxies: c.proxies()}
 	if c.Dev {
 		deps.DevCodes = sender
