@@ -55,6 +55,7 @@ a directory that a demo did not make).`,
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	*dataDir = filepath.Clean(*dataDir)
 	if err := freshDemoDir(*dataDir); err != nil {
 		return err
 	}
