@@ -1,0 +1,93 @@
+package coupon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Ledger issues a batch's coupons: never more than the batch's total under any concurrency,
+// never more than its per-user limit to one shopper, and each claim once per request id (a
+// retry gets the first answer, with the coupon id the first claim was given). It decides on the
+// stock engine, embedded (its write-ahead log makes every decision durable before the answer)
+// or on Redis (one Lua script per decision, the batch's keys in one hash slot): a batch is an
+// item whose units are its coupons, claimed and at once confirmed.
+type Ledger struct {
+	stock surge.StockEngine
+}
+
+// NewLedger returns a ledger deciding on stock.
+func NewLedger(stock surge.StockEngine) *Ledger { return &Ledger{stock: stock} }
+
+// Open makes a batch claimable, or changes its total and per-user limit. The total may drop
+// only down to what is issued (ECONFLICT otherwise).
+func (l *Ledger) Open(ctx context.Context, batch, total, perUser int64) error {
+	it := surge.StockItem{ID: batch, Allotted: total, PerUserLimit: perUser}
+	if err := it.Validate(); err != nil {
+		return err
+	}
+	return l.stock.Load(ctx, it)
+}
+
+// Claim is a claim's answer.
+type Claim struct {
+	Coupon   int64 // the coupon's id: the one the first claim with this request id was given
+	Held     int64 // the shopper's coupons of the batch after the claim
+	Replayed bool  // the answer repeats an earlier claim's
+}
+
+// Claim hands a shopper one coupon of a batch; coupon is the id a new coupon takes. It answers
+// ESOLDOUT when the batch is all issued, ELIMIT when the shopper holds the per-user limit,
+// ENOTFOUND for a batch not open. A claim the ledger granted is final: if the answer is lost
+// (a crash, a timeout), a retry with the same request id finds it.
+func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string, coupon int64) (Claim, error) {
+	if coupon <= 0 {
+		return Claim{}, surge.Errorf(surge.EINVALID, "coupon id must be positive")
+	}
+	if err := surge.ValidateRequestID(requestID); err != nil {
+		return Claim{}, err
+	}
+	key := claimKey(user, requestID)
+	res, err := l.stock.Reserve(ctx, surge.ReserveRequest{ItemID: batch, UserID: user, Quantity: 1, RequestID: key, OrderID: coupon})
+	if err != nil {
+		return Claim{}, err
+	}
+	switch res.Outcome {
+	case surge.SoldOut:
+		return Claim{}, surge.Errorf(surge.ESOLDOUT, "every coupon of batch %d is issued", batch)
+	case surge.LimitReached:
+		return Claim{}, surge.Errorf(surge.ELIMIT, "you hold %d coupons of batch %d, its limit per shopper", res.Held, batch)
+	}
+	// Confirming makes the grant final; a grant whose confirmation was lost still counts as
+	// issued (reserved), and the retry confirms it.
+	if err := l.stock.Confirm(ctx, batch, key); err != nil {
+		return Claim{}, err
+	}
+	return Claim{Coupon: res.OrderID, Held: res.Held, Replayed: res.Replayed}, nil
+}
+
+// claimKey is a claim's request id in the stock engine, where request ids are the item's: a
+// shopper's own request id, made the shopper's (two shoppers may both send "claim-1").
+func claimKey(user int64, requestID string) string {
+	sum := sha256.Sum256([]byte(strconv.FormatInt(user, 10) + "\x00" + requestID))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Issuance is a batch's count: Issued + Left = Total, always.
+type Issuance struct {
+	Total  int64 `json:"total"`
+	Issued int64 `json:"issued"`
+	Left   int64 `json:"left"`
+}
+
+// Issuance returns a batch's count, or ENOTFOUND.
+func (l *Ledger) Issuance(ctx context.Context, batch int64) (Issuance, error) {
+	lv, err := l.stock.Levels(ctx, batch)
+	if err != nil {
+		return Issuance{}, err
+	}
+	return Issuance{Total: lv.Allotted, Issued: lv.Reserved + lv.Sold, Left: lv.Available}, nil
+}

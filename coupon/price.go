@@ -1,0 +1,207 @@
+package coupon
+
+import (
+	"cmp"
+	"fmt"
+	"math/bits"
+	"slices"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Bounds of an order being priced.
+const (
+	MaxPerOrder = 10 // coupons on one order
+	MaxLines    = 50 // lines of one order
+)
+
+// Line is one line of an order: Quantity units of an SKU at Unit minor units each.
+type Line struct {
+	SKU      int64  `json:"sku_id,string"`
+	Shop     int64  `json:"shop_id,string"`
+	Category string `json:"category"`
+	Unit     int64  `json:"unit_price"`
+	Quantity int64  `json:"quantity"`
+}
+
+// Applied is a coupon to apply to an order: its id and its batch's rule.
+type Applied struct {
+	ID   int64
+	Rule Rule
+}
+
+// Breakdown is an order's price: what its lines list at, what each coupon takes off each line,
+// and what is payable. The shares of a coupon add up to its discount, and every line's payable
+// is its list less its shares: reconciliation can sum either way.
+type Breakdown struct {
+	Currency string      `json:"currency"`
+	List     int64       `json:"list"`
+	Discount int64       `json:"discount"`
+	Payable  int64       `json:"payable"`
+	Lines    []LinePrice `json:"lines"`
+	Coupons  []Taken     `json:"coupons"`
+}
+
+// LinePrice is one line of a Breakdown.
+type LinePrice struct {
+	List    int64   `json:"list"`
+	Shares  []Share `json:"shares"`
+	Payable int64   `json:"payable"`
+}
+
+// Share is what one coupon takes off one line.
+type Share struct {
+	Coupon int64 `json:"coupon_id,string"`
+	Amount int64 `json:"amount"`
+}
+
+// Taken is what one coupon takes off the whole order.
+type Taken struct {
+	Coupon int64 `json:"coupon_id,string"`
+	Amount int64 `json:"amount"`
+}
+
+// rank orders the kinds: threshold and fixed amounts come off before percentages, so that a
+// percentage is of what is left to pay (as shoppers are told).
+func rank(kind string) int {
+	if kind == Percent {
+		return 1
+	}
+	return 0
+}
+
+// Price prices lines with coupons, all or none. Amounts come off first (threshold and fixed
+// coupons, in the order given), then percentages: each coupon takes what its rule says off what
+// the lines in its scope still cost, spread over those lines in proportion to it (the largest
+// remainders get the odd minor units, so the shares add up exactly). A threshold is judged on
+// what the lines in scope still cost when it applies. An order always pays at least one minor
+// unit. A coupon that cannot apply (another currency, no line in scope, threshold not reached,
+// nothing left to take off, a second of its stacking group) refuses the whole set with the
+// reason.
+func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) {
+	if err := surge.ValidateCurrency("currency", currency); err != nil {
+		return Breakdown{}, err
+	}
+	if len(lines) == 0 || len(lines) > MaxLines {
+		return Breakdown{}, surge.Errorf(surge.EINVALID, "an order has 1 to %d lines", MaxLines)
+	}
+	if len(coupons) > MaxPerOrder {
+		return Breakdown{}, surge.Errorf(surge.EINVALID, "an order takes at most %d coupons, not %d", MaxPerOrder, len(coupons))
+	}
+	b := Breakdown{Currency: currency, Lines: make([]LinePrice, len(lines)), Coupons: []Taken{}}
+	left := make([]int64, len(lines)) // what each line still costs
+	for i, l := range lines {
+		switch {
+		case l.Quantity < 1 || l.Quantity > surge.MaxPerUserLimit:
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "line %d: quantity must be from 1 to %d", i+1, surge.MaxPerUserLimit)
+		case l.Unit < 0 || l.Unit > surge.MaxPriceMinor/l.Quantity:
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "line %d: unit price times quantity must be from 0 to %d minor units", i+1, int64(surge.MaxPriceMinor))
+		}
+		left[i] = l.Unit * l.Quantity
+		b.Lines[i] = LinePrice{List: left[i], Shares: []Share{}}
+		b.List += left[i]
+	}
+	groups := map[string]int64{}
+	seen := map[int64]bool{}
+	for _, c := range coupons {
+		switch {
+		case seen[c.ID]:
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is given twice", c.ID)
+		case c.Rule.Currency != currency:
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is in %s; the order is in %s", c.ID, c.Rule.Currency, currency)
+		case c.Rule.Group != "" && groups[c.Rule.Group] != 0:
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupons %d and %d are both of stacking group %q: an order takes one of a group",
+				groups[c.Rule.Group], c.ID, c.Rule.Group)
+		}
+		if err := c.Rule.Validate(); err != nil {
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d: %s", c.ID, surge.ErrorMessage(err))
+		}
+		seen[c.ID] = true
+		if c.Rule.Group != "" {
+			groups[c.Rule.Group] = c.ID
+		}
+	}
+	ordered := slices.Clone(coupons)
+	slices.SortStableFunc(ordered, func(a, b Applied) int { return cmp.Compare(rank(a.Rule.Kind), rank(b.Rule.Kind)) })
+	total := b.List
+	for _, c := range ordered {
+		var inScope []int
+		var base int64
+		for i, l := range lines {
+			if c.Rule.Scope.covers(l) {
+				inScope = append(inScope, i)
+				base += left[i]
+			}
+		}
+		if len(inScope) == 0 {
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d applies to none of the order's lines", c.ID)
+		}
+		var off int64
+		switch c.Rule.Kind {
+		case Fixed:
+			off = c.Rule.Value
+		case Threshold:
+			if base < c.Rule.Threshold {
+				return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d needs %s in its scope; the order has %s there",
+					c.ID, decimal(c.Rule.Threshold), decimal(base))
+			}
+			off = c.Rule.Value
+		case Percent:
+			off = base * c.Rule.Value / 100
+			if c.Rule.Cap > 0 {
+				off = min(off, c.Rule.Cap)
+			}
+		}
+		off = min(off, base, total-1) // never below one minor unit to pay
+		if off <= 0 {
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d takes nothing off what is left to pay", c.ID)
+		}
+		for k, amount := range spread(off, inScope, left) {
+			if amount == 0 {
+				continue
+			}
+			i := inScope[k]
+			left[i] -= amount
+			b.Lines[i].Shares = append(b.Lines[i].Shares, Share{Coupon: c.ID, Amount: amount})
+		}
+		total -= off
+		b.Discount += off
+		b.Coupons = append(b.Coupons, Taken{Coupon: c.ID, Amount: off})
+	}
+	for i := range b.Lines {
+		b.Lines[i].Payable = left[i]
+	}
+	b.Payable = total
+	return b, nil
+}
+
+// spread divides off over the lines in scope in proportion to what each still costs: the floor
+// of each exact share, then one more minor unit to the largest remainders (earlier lines first
+// among equals). off is at most the sum, so no line's share exceeds what it costs.
+func spread(off int64, inScope []int, left []int64) []int64 {
+	var sum int64
+	for _, i := range inScope {
+		sum += left[i]
+	}
+	shares := make([]int64, len(inScope))
+	rems := make([]uint64, len(inScope))
+	var given int64
+	for k, i := range inScope {
+		hi, lo := bits.Mul64(uint64(off), uint64(left[i])) // off*left ≤ sum², below 2^128; hi < sum
+		q, r := bits.Div64(hi, lo, uint64(sum))
+		shares[k], rems[k] = int64(q), r
+		given += int64(q)
+	}
+	order := make([]int, len(inScope))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(rems[b], rems[a]) })
+	for _, k := range order[:off-given] {
+		shares[k]++
+	}
+	return shares
+}
+
+// decimal writes minor units as an amount with two decimals.
+func decimal(minor int64) string { return fmt.Sprintf("%d.%02d", minor/100, minor%100) }
