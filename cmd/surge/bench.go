@@ -32,6 +32,9 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if len(args) > 0 && args[0] == "nexmark" {
 		return benchNexmark(ctx, args[1:], env, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "coupons" {
+		return benchCoupons(ctx, args[1:], env, stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "live" {
 		return benchLive(ctx, args[1:], stdout, stderr)
 	}
@@ -49,7 +52,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	return fmt.Errorf("unknown measurement %q (above)", args[0])
 }
 
-const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live> [flags]
+const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live|coupons> [flags]
 
 Measurements of Surge's parts, each with figures to compare (see surge bench <name> --help):
 
@@ -57,12 +60,14 @@ Measurements of Surge's parts, each with figures to compare (see surge bench <na
   purchase  the purchase API on an in-process node with one hot item, driven by wrk
   nexmark   the stream engine on the Nexmark queries, checked against a batch computation
   live      ingestion, live metrics' freshness and the query API on an in-process node
+  coupons   the coupon ledger: claims of one hot batch per second, embedded and on Redis
 
 Examples:
   surge bench stock --items 1 --workers 64 --duration 5s
   surge bench purchase --shoppers 200000 --units 10000 --workers 256
   surge bench nexmark --query q5 --events 1000000
   surge bench live --events 1000000
+  surge bench coupons --redis-url redis://127.0.0.1:6379/0
 `
 
 // stockBenchConfig are the settings of surge bench stock.

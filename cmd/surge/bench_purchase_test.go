@@ -139,3 +139,26 @@ func TestBenchNodeLogsWarningsAndErrors(t *testing.T) {
 		t.Errorf("the bench node's log = %q; want its warnings and errors, and nothing else", got)
 	}
 }
+
+// surge bench coupons claims on every configured backend and checks the ledger's count.
+func TestBenchCoupons(t *testing.T) {
+	args := []string{"bench", "coupons", "--duration", "300ms", "--workers", "8", "--json"}
+	want := 1
+	if url := os.Getenv("SURGE_TEST_REDIS_URL"); url != "" {
+		args, want = append(args, "--redis-url", url), 2
+	}
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
+		t.Fatalf("bench coupons = %d: %s", code, errOut.String())
+	}
+	dec := json.NewDecoder(&out)
+	for i := range want {
+		var r CouponBenchResult
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("result %d: %v", i, err)
+		}
+		if !r.InvariantsOK || r.Claims == 0 || r.Issued != r.Claims || r.Errors != 0 {
+			t.Fatalf("bench coupons on %s = %+v", r.Backend, r)
+		}
+	}
+}

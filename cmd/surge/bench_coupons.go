@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/coupon"
+	"github.com/surgecommerce/surge/loadgen"
+)
+
+// CouponBenchResult is one backend's figures in surge bench coupons --json.
+type CouponBenchResult struct {
+	Backend      string  `json:"backend"`
+	Workers      int     `json:"workers"`
+	DurationSec  float64 `json:"duration_sec"`
+	Claims       int64   `json:"claims"`
+	ClaimsPerSec float64 `json:"claims_per_sec"`
+	P50Ms        float64 `json:"p50_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	Errors       int64   `json:"errors"`
+	Issued       int64   `json:"issued"`        // the ledger's count after the run
+	InvariantsOK bool    `json:"invariants_ok"` // issued equals the claims granted, and no more than the total
+}
+
+// benchCoupons measures the coupon ledger: claims of one hot batch per second, each by another
+// shopper, every claim durable before its answer; on the embedded engine and, with --redis-url,
+// on Redis in the same run.
+func benchCoupons(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	var c stockBenchConfig
+	fs := command{name: "bench coupons", envInDefault: true, env: envFlags(map[string]string{"redis-url": "SURGE_REDIS_URL"}),
+		about: `Measures the coupon ledger: claims of one hot batch per second, each by another shopper and
+each durable before its answer (the embedded engine's write-ahead log, or one Lua script per
+decision on Redis), with the count checked after the run: as many issued as were granted. The
+embedded engine always runs; with --redis-url, Redis runs after it in the same run.`,
+		examples: []string{"surge bench coupons --duration 5s", "surge bench coupons --redis-url redis://127.0.0.1:6379/0 --json"}}.flagSet(stderr)
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long each backend runs")
+	fs.IntVar(&c.workers, "workers", 256, "concurrent claimers")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object per backend")
+	fs.StringVar(&c.redisURL, "redis-url", env("SURGE_REDIS_URL"), "also measure on this Redis")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.workers < 1 || c.duration <= 0 {
+		return errors.New("--workers and --duration must be positive")
+	}
+	backends := []string{"embedded"}
+	if c.redisURL != "" {
+		backends = append(backends, "redis")
+	}
+	failed := false
+	for _, b := range backends {
+		c.backend = b
+		eng, _, _, closeEngine, err := openBenchEngine(c)
+		if err != nil {
+			return err
+		}
+		res, err := runCouponBench(ctx, c, eng, stderr)
+		closeEngine()
+		if err != nil {
+			return err
+		}
+		failed = failed || !res.InvariantsOK
+		if c.json {
+			if err := json.NewEncoder(stdout).Encode(res); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "%-8s %10.0f claims/s  (%d in %.1fs, %d workers)  p50 %.3f ms  p99 %.3f ms  errors %d  issued %d  invariants %v\n",
+			res.Backend, res.ClaimsPerSec, res.Claims, res.DurationSec, res.Workers, res.P50Ms, res.P99Ms, res.Errors, res.Issued, res.InvariantsOK)
+	}
+	if failed {
+		return errors.New("invariants broken")
+	}
+	return nil
+}
+
+func runCouponBench(ctx context.Context, c stockBenchConfig, eng surge.StockEngine, stderr io.Writer) (CouponBenchResult, error) {
+	const batch = 1
+	ledger := coupon.NewLedger(eng)
+	if err := ledger.Open(ctx, batch, surge.MaxStock, 1); err != nil {
+		return CouponBenchResult{}, err
+	}
+	var claims, errs, next atomic.Int64
+	lat := make([][]float64, c.workers)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range c.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				user := next.Add(1) // another shopper each time, as a crowd claims
+				t0 := time.Now()
+				_, err := ledger.Claim(ctx, batch, user, "claim", user)
+				lat[w] = append(lat[w], float64(time.Since(t0).Microseconds())/1000)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				claims.Add(1)
+			}
+		}()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	deadline := time.After(c.duration)
+	var last int64
+wait:
+	for {
+		select {
+		case <-tick.C:
+			n := claims.Load()
+			fmt.Fprintf(stderr, "bench: %s %5.1fs  %9d claims/s\n", c.backend, time.Since(start).Seconds(), n-last)
+			last = n
+		case <-deadline:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	close(stop)
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []float64
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	res := CouponBenchResult{Backend: strings.TrimSpace(c.backend), Workers: c.workers, DurationSec: elapsed.Seconds(), Claims: claims.Load(),
+		Errors: errs.Load()}
+	res.ClaimsPerSec = float64(res.Claims) / elapsed.Seconds()
+	res.P50Ms, res.P99Ms = loadgen.Percentiles(all)
+	is, err := ledger.Issuance(ctx, batch)
+	if err != nil {
+		return res, err
+	}
+	res.Issued = is.Issued
+	res.InvariantsOK = is.Issued == res.Claims && is.Issued+is.Left == is.Total
+	return res, nil
+}
