@@ -21,6 +21,7 @@ type Store interface {
 	surge.SessionStore
 	surge.OrderStore
 	surge.BlacklistStore
+	surge.CouponStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.
@@ -34,6 +35,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Orders", func(t *testing.T) { RunOrders(t, open) })
 	t.Run("Publish", func(t *testing.T) { RunPublish(t, open) })
 	t.Run("Blacklist", func(t *testing.T) { RunBlacklist(t, open) })
+	t.Run("Coupons", func(t *testing.T) { RunCoupons(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.

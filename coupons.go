@@ -1,0 +1,73 @@
+package surge
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// The states of a coupon batch: a draft is edited freely and claims nothing; a live batch is
+// claimed (within its claim window) and its rule no longer changes; an offline batch takes no
+// more claims, and the coupons already claimed stay usable until they expire.
+const (
+	BatchDraft   = "draft"
+	BatchLive    = "live"
+	BatchOffline = "offline"
+)
+
+// CouponBatch is a batch of coupons the platform (MerchantID 0) or a merchant gives out.
+type CouponBatch struct {
+	ID         int64           `json:"id,string"`
+	MerchantID int64           `json:"merchant_id,string"`
+	Name       string          `json:"name"`
+	Rule       json.RawMessage `json:"rule"` // what a coupon takes off, and where (package coupon's Rule)
+	Total      int64           `json:"total"`
+	PerUser    int64           `json:"per_user"`
+	ClaimFrom  time.Time       `json:"claim_from"`
+	ClaimUntil time.Time       `json:"claim_until"`
+	// A coupon is valid from ValidFrom until ValidUntil; or, when ValidDays is set, for that
+	// many days from its claim.
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidUntil time.Time `json:"valid_until"`
+	ValidDays  int64     `json:"valid_days"`
+	State      string    `json:"state"`
+	CreatedBy  int64     `json:"created_by,string"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// The states of a coupon.
+const (
+	CouponIssued = "issued" // claimed, not on an order
+)
+
+// Coupon is one claimed coupon.
+type Coupon struct {
+	ID         int64     `json:"id,string"`
+	BatchID    int64     `json:"batch_id,string"`
+	UserID     int64     `json:"user_id,string"`
+	State      string    `json:"state"`
+	ClaimedAt  time.Time `json:"claimed_at"`
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidUntil time.Time `json:"valid_until"`
+}
+
+// CouponStore keeps coupon batches and claimed coupons.
+type CouponStore interface {
+	// CreateCouponBatch stores b with b.ID set.
+	CreateCouponBatch(ctx context.Context, b *CouponBatch) error
+	// CouponBatch returns ENOTFOUND if there is no such batch.
+	CouponBatch(ctx context.Context, id int64) (*CouponBatch, error)
+	// UpdateCouponBatch changes a batch in one transaction: it reads the row locked, lets
+	// change edit it (an error from change is returned as is and nothing is written), and
+	// writes it back. Returns ENOTFOUND.
+	UpdateCouponBatch(ctx context.Context, id int64, change func(*CouponBatch) error) (*CouponBatch, error)
+	// CouponBatches lists batches, newest first: a merchant's (merchant > 0), the platform's
+	// (0), or all (-1); states filters by state when not empty. At most n (1-500).
+	CouponBatches(ctx context.Context, merchant int64, states []string, n int) ([]*CouponBatch, error)
+	// SaveCoupon stores a claimed coupon once per batch and claim key: storing it again (a
+	// retried claim) returns the coupon stored first.
+	SaveCoupon(ctx context.Context, c *Coupon, claimKey string) (*Coupon, error)
+	// CouponsOf lists a user's coupons, newest first, at most n (1-500).
+	CouponsOf(ctx context.Context, user int64, n int) ([]*Coupon, error)
+}
