@@ -1,6 +1,9 @@
 package surge
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Event kinds published on the bus for the real-time platform and other consumers.
 const (
@@ -14,7 +17,25 @@ const (
 	EventOrderExpired   = "order.expired"
 	EventRefundDue      = "payment.refund_due"
 	EventStockChanged   = "stock.changed"
+	EventCouponClaimed  = "coupon.claimed" // Data is the coupon
 )
+
+// EventEmitter sends a message to the bus without waiting for the bus to store it; msgID
+// deduplicates it.
+type EventEmitter interface {
+	Emit(subject, msgID string, data []byte) error
+}
+
+// EmitEvent sends one business event of a kind on surge.events.<kind>, its id made of the kind
+// and key (the same event sent again has the same id, and consumers drop it), and returns the id.
+func EmitEvent(bus EventEmitter, kind, key string, at time.Time, data any) (string, error) {
+	e := Event{ID: kind + ":" + key, Kind: kind, At: at.UTC(), Data: data}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return e.ID, err
+	}
+	return e.ID, bus.Emit("surge.events."+kind, e.ID, b)
+}
 
 // Event is one business event. ID is unique per event, so consumers drop duplicates.
 type Event struct {

@@ -41,9 +41,10 @@ type Claim struct {
 
 // Claim hands a shopper one coupon of a batch; coupon is the id a new coupon takes. It answers
 // ESOLDOUT when the batch is all issued, ELIMIT when the shopper holds the per-user limit,
-// ENOTFOUND for a batch not open. A claim the ledger granted is final: if the answer is lost
-// (a crash, a timeout), a retry with the same request id finds it.
-func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string, coupon int64) (Claim, error) {
+// ENOTFOUND for a batch not open. A granted claim is recorded (record, with the coupon's id and
+// the claim's key, if not nil) before it is made final: if recording fails, or the answer is
+// lost, a retry with the same request id is granted the same coupon and records it again.
+func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string, coupon int64, record func(coupon int64, key string) error) (Claim, error) {
 	if coupon <= 0 {
 		return Claim{}, surge.Errorf(surge.EINVALID, "coupon id must be positive")
 	}
@@ -61,8 +62,13 @@ func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string,
 	case surge.LimitReached:
 		return Claim{}, surge.Errorf(surge.ELIMIT, "you hold %d coupons of batch %d, its limit per shopper", res.Held, batch)
 	}
-	// Confirming makes the grant final; a grant whose confirmation was lost still counts as
-	// issued (reserved), and the retry confirms it.
+	if record != nil {
+		if err := record(res.OrderID, key); err != nil {
+			return Claim{}, err
+		}
+	}
+	// Confirming makes the grant final; a grant not yet confirmed counts as issued all the
+	// same (reserved), and a retry confirms it.
 	if err := l.stock.Confirm(ctx, batch, key); err != nil {
 		return Claim{}, err
 	}

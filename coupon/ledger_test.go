@@ -57,7 +57,7 @@ func TestLedgerNeverOverIssues(t *testing.T) {
 				sem <- struct{}{}
 				go func() {
 					defer func() { <-sem; wg.Done() }()
-					c, err := l.Claim(ctx, batch, int64(u+1), "claim", int64(1_000_000+u))
+					c, err := l.Claim(ctx, batch, int64(u+1), "claim", int64(1_000_000+u), nil)
 					switch surge.ErrorCode(err) {
 					case "":
 						claimed.Add(1)
@@ -101,7 +101,7 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						_, err := l.Claim(ctx, batch, int64(u+1), fmt.Sprint("try-", try), int64(u*10+try+1))
+						_, err := l.Claim(ctx, batch, int64(u+1), fmt.Sprint("try-", try), int64(u*10+try+1), nil)
 						switch surge.ErrorCode(err) {
 						case "":
 							got[u].Add(1)
@@ -118,11 +118,11 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 					t.Fatalf("shopper %d got %d coupons; want the limit, 2", u+1, n)
 				}
 			}
-			first, err := l.Claim(ctx, batch, 999, "again", 5001)
+			first, err := l.Claim(ctx, batch, 999, "again", 5001, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := l.Claim(ctx, batch, 999, "again", 5002) // the answer was lost; the shopper retries
+			again, err := l.Claim(ctx, batch, 999, "again", 5002, nil) // the answer was lost; the shopper retries
 			if err != nil || again.Coupon != 5001 || !again.Replayed || first.Replayed {
 				t.Fatalf("retry = %+v, %v after %+v; want the first coupon, replayed", again, err, first)
 			}
@@ -135,7 +135,7 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 			if err := l.Open(ctx, batch, 500, 2); err != nil {
 				t.Fatalf("raising the total = %v", err)
 			}
-			if _, err := l.Claim(ctx, 303, 1, "x", 1); surge.ErrorCode(err) != surge.ENOTFOUND {
+			if _, err := l.Claim(ctx, 303, 1, "x", 1, nil); surge.ErrorCode(err) != surge.ENOTFOUND {
 				t.Fatalf("claim of a batch never opened = %v; want ENOTFOUND", err)
 			}
 			for _, bad := range []struct {
@@ -143,12 +143,46 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 				req    string
 				coupon int64
 			}{{0, "x", 1}, {1, "", 1}, {1, "x", 0}} {
-				if _, err := l.Claim(ctx, batch, bad.user, bad.req, bad.coupon); surge.ErrorCode(err) != surge.EINVALID {
+				if _, err := l.Claim(ctx, batch, bad.user, bad.req, bad.coupon, nil); surge.ErrorCode(err) != surge.EINVALID {
 					t.Fatalf("Claim(%+v) = %v; want EINVALID", bad, err)
 				}
 			}
 			if err := l.Open(ctx, batch, -1, 1); surge.ErrorCode(err) != surge.EINVALID {
 				t.Fatalf("Open(total -1) = %v; want EINVALID", err)
+			}
+		})
+	}
+}
+
+// A grant whose recording failed is granted again to the retry, with the same coupon, and
+// recorded then; it is issued once.
+func TestLedgerRecordsBeforeItConfirms(t *testing.T) {
+	for name, l := range ledgers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			const batch = 404
+			if err := l.Open(ctx, batch, 5, 1); err != nil {
+				t.Fatal(err)
+			}
+			var recorded []int64
+			fail := true
+			record := func(coupon int64, key string) error {
+				if fail {
+					fail = false
+					return surge.Errorf(surge.EUNAVAILABLE, "the database did not answer")
+				}
+				recorded = append(recorded, coupon)
+				return nil
+			}
+			if _, err := l.Claim(ctx, batch, 1, "r", 77, record); surge.ErrorCode(err) != surge.EUNAVAILABLE {
+				t.Fatalf("claim whose record failed = %v; want the record's error", err)
+			}
+			c, err := l.Claim(ctx, batch, 1, "r", 78, record)
+			if err != nil || c.Coupon != 77 || len(recorded) != 1 || recorded[0] != 77 {
+				t.Fatalf("retry = %+v, %v, recorded %v; want coupon 77 recorded once", c, err, recorded)
+			}
+			if is, _ := l.Issuance(ctx, batch); is.Issued != 1 {
+				t.Fatalf("issued %d; want 1", is.Issued)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/purchase"
 )
@@ -29,7 +30,8 @@ func FuzzRequestBodies(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	var types []reflect.Type
-	for _, rt := range append((&Server{}).table(), (&Server{deps: Deps{Purchase: &purchase.Service{}}}).purchaseRoutes()...) {
+	routes := append((&Server{}).table(), (&Server{deps: Deps{Purchase: &purchase.Service{}}}).purchaseRoutes()...)
+	for _, rt := range append(routes, (&Server{deps: Deps{Coupons: &coupon.Service{}}}).couponRoutes()...) {
 		if rt.in != nil {
 			types = append(types, reflect.TypeOf(rt.in))
 		}

@@ -26,7 +26,7 @@ func (s *Server) openAPI() map[string]any {
 	for _, rt := range s.routes {
 		op := map[string]any{
 			"summary":     rt.summary,
-			"operationId": strings.ToLower(rt.method) + strings.NewReplacer("/", "_", "{", "", "}", "").Replace(rt.path),
+			"operationId": strings.ToLower(rt.method) + strings.NewReplacer("/", "_", "-", "_", "{", "", "}", "").Replace(rt.path),
 		}
 		var params []any
 		for _, seg := range strings.Split(rt.path, "/") {
@@ -223,10 +223,23 @@ func (s *schemaSet) structSchema(t reflect.Type, in bool) map[string]any {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag := f.Tag.Get("json")
-		if !f.IsExported() || tag == "-" {
+		if !f.IsExported() && !f.Anonymous || tag == "-" {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
+		if ft := f.Type; f.Anonymous && name == "" {
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct { // Go writes an embedded struct's fields as the outer's own
+				inner := s.structSchema(ft, in)
+				maps.Copy(props, inner["properties"].(map[string]any))
+				if req, ok := inner["required"].([]any); ok {
+					required = append(required, req...)
+				}
+				continue
+			}
+		}
 		if name == "" {
 			name = f.Name
 		}

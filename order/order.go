@@ -142,13 +142,8 @@ func (s *Service) emitCreated(ctx context.Context, orders []surge.Order, created
 // emit sends an event without waiting on the bus: a slow bus must not hold up orders or the
 // stock they return. A failure is logged, never fatal to the order.
 func (s *Service) emit(ctx context.Context, kind, key string, data any) {
-	e := surge.Event{ID: kind + ":" + key, Kind: kind, At: s.now().UTC(), Data: data}
-	b, err := json.Marshal(e)
-	if err == nil {
-		err = s.bus.Emit("surge.events."+kind, e.ID, b)
-	}
-	if err != nil {
-		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", e.ID, "err", err)
+	if id, err := surge.EmitEvent(s.bus, kind, key, s.now(), data); err != nil {
+		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", id, "err", err)
 	}
 }
 

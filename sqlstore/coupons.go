@@ -61,7 +61,7 @@ func (s *Store) UpdateCouponBatch(ctx context.Context, id int64, change func(*su
 
 // CouponBatches implements surge.CouponStore.
 func (s *Store) CouponBatches(ctx context.Context, merchant int64, states []string, n int) ([]*surge.CouponBatch, error) {
-	where, args := `(? < 0 OR merchant_id = ?)`, []any{merchant, merchant}
+	where, args := `(CAST(? AS BIGINT) < 0 OR merchant_id = ?)`, []any{merchant, merchant}
 	if len(states) > 0 {
 		where += ` AND state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
 		for _, st := range states {

@@ -23,7 +23,8 @@ func (f *fixture) batch(merchant int64, state string) *surge.CouponBatch {
 func RunCoupons(t *testing.T, open Open) {
 	f := newFixture(t, open)
 	platform := f.batch(0, surge.BatchLive)
-	shop := f.batch(42, surge.BatchDraft)
+	merchant := f.id() // a snowflake id, as shops' are: far beyond 32 bits
+	shop := f.batch(merchant, surge.BatchDraft)
 	got, err := f.s.CouponBatch(f.ctx, platform.ID)
 	must(t, "CouponBatch", err)
 	if got.Name != platform.Name || string(got.Rule) != string(platform.Rule) || got.Total != 1000 || got.PerUser != 2 ||
@@ -63,10 +64,10 @@ func RunCoupons(t *testing.T, open Open) {
 		t.Fatalf("after 10 concurrent increments the total is %d; want 1010", b.Total)
 	}
 
-	list, err := f.s.CouponBatches(f.ctx, 42, nil, 10)
-	must(t, "CouponBatches(42)", err)
+	list, err := f.s.CouponBatches(f.ctx, merchant, nil, 10)
+	must(t, "CouponBatches(merchant)", err)
 	if len(list) != 1 || list[0].ID != shop.ID {
-		t.Fatalf("shop 42's batches = %v", list)
+		t.Fatalf("the shop's batches = %v", list)
 	}
 	list, err = f.s.CouponBatches(f.ctx, -1, []string{surge.BatchLive}, 10)
 	must(t, "CouponBatches(live)", err)

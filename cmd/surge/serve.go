@@ -26,6 +26,7 @@ import (
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/coupon"
 	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/nats"
@@ -58,6 +59,7 @@ type relational interface {
 	surge.SessionStore
 	surge.OrderStore
 	surge.BlacklistStore
+	surge.CouponStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -228,6 +230,10 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 	}
 	if err := m.salePath(ctx, b, ids, secret, &deps); err != nil {
 		return deps, err
+	}
+	deps.Coupons = coupon.NewService(b.db, coupon.NewLedger(b.stock), b.bus, m.Log, ids, nil)
+	if err := deps.Coupons.Load(ctx); err != nil {
+		return deps, fmt.Errorf("loading the live coupon batches: %w", err)
 	}
 	// Screen tickets are signed with a key of their own, derived from the token secret that
 	// every node shares.

@@ -1,0 +1,369 @@
+package coupon
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Bounds of a batch.
+const (
+	MaxTotal     = 100_000_000 // coupons in one batch
+	MaxValidDays = 366
+	MaxClaimSpan = 366 * 24 * time.Hour // from the claim window's opening to its close
+	maxListed    = 500
+)
+
+// Service runs coupon batches (operators for any shop or the platform, merchants for their own
+// shop) and shoppers' claims.
+type Service struct {
+	store  surge.CouponStore
+	ledger *Ledger
+	bus    surge.EventEmitter
+	log    *slog.Logger
+	ids    func() (int64, error)
+	now    func() time.Time
+}
+
+// NewService returns the coupon service; its events go to bus (none when nil). now may be nil
+// for the wall clock.
+func NewService(store surge.CouponStore, ledger *Ledger, bus surge.EventEmitter, log *slog.Logger, ids func() (int64, error), now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, ledger: ledger, bus: bus, log: log, ids: ids, now: now}
+}
+
+// emit sends an event; a failure is logged, never fatal to the claim (the coupon is stored).
+// A retried claim sends its event again under the same id, which consumers drop.
+func (s *Service) emit(ctx context.Context, kind, key string, data any) {
+	if s.bus == nil {
+		return
+	}
+	if id, err := surge.EmitEvent(s.bus, kind, key, s.now(), data); err != nil {
+		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", id, "err", err)
+	}
+}
+
+// BatchInput creates a batch. A merchant's batch is its own shop's; an operator names the shop
+// (merchant_id), or none for the platform's.
+type BatchInput struct {
+	MerchantID int64     `json:"merchant_id,string,omitempty"`
+	Name       string    `json:"name"`
+	Rule       Rule      `json:"rule"`
+	Total      int64     `json:"total"`
+	PerUser    int64     `json:"per_user"`
+	ClaimFrom  time.Time `json:"claim_from"`
+	ClaimUntil time.Time `json:"claim_until"`
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidUntil time.Time `json:"valid_until"`
+	ValidDays  int64     `json:"valid_days"`
+}
+
+// BatchPatch changes a batch; absent fields stay. A draft takes any change; a live batch only
+// its name, a higher total (or a lower one down to what is issued), and a later claim close.
+type BatchPatch struct {
+	Name       *string    `json:"name"`
+	Rule       *Rule      `json:"rule"`
+	Total      *int64     `json:"total"`
+	PerUser    *int64     `json:"per_user"`
+	ClaimFrom  *time.Time `json:"claim_from"`
+	ClaimUntil *time.Time `json:"claim_until"`
+	ValidFrom  *time.Time `json:"valid_from"`
+	ValidUntil *time.Time `json:"valid_until"`
+	ValidDays  *int64     `json:"valid_days"`
+}
+
+// Batch is a batch with its issuance (live and offline batches; a draft has issued none).
+type Batch struct {
+	*surge.CouponBatch
+	Issuance Issuance `json:"issuance"`
+}
+
+// validate checks a batch's fields against each other.
+func validate(b *surge.CouponBatch) (Rule, error) {
+	if err := surge.ValidateText("name", b.Name, 1, surge.MaxNameRunes); err != nil {
+		return Rule{}, err
+	}
+	r, err := DecodeRule(b.Rule)
+	if err != nil {
+		return Rule{}, surge.Errorf(surge.EINVALID, "rule: %s", surge.ErrorMessage(err))
+	}
+	switch {
+	case r.Scope.Kind == ScopeShop && b.MerchantID != 0 && r.Scope.Shop != b.MerchantID,
+		b.MerchantID != 0 && r.Scope.Kind != ScopeShop:
+		return Rule{}, surge.Errorf(surge.EINVALID, "a shop's batch applies to its own shop: scope {\"kind\":\"shop\",\"shop\":\"%d\"}", b.MerchantID)
+	case b.Total < 1 || b.Total > MaxTotal:
+		return Rule{}, surge.Errorf(surge.EINVALID, "total must be from 1 to %d", MaxTotal)
+	case b.PerUser < 1 || b.PerUser > surge.MaxPerUserLimit:
+		return Rule{}, surge.Errorf(surge.EINVALID, "per_user must be from 1 to %d", surge.MaxPerUserLimit)
+	case !b.ClaimUntil.After(b.ClaimFrom) || b.ClaimUntil.Sub(b.ClaimFrom) > MaxClaimSpan:
+		return Rule{}, surge.Errorf(surge.EINVALID, "claim_until must be after claim_from, by at most %d days", int(MaxClaimSpan.Hours()/24))
+	case b.ValidDays != 0 && (b.ValidDays < 1 || b.ValidDays > MaxValidDays || !b.ValidFrom.IsZero() || !b.ValidUntil.IsZero()):
+		return Rule{}, surge.Errorf(surge.EINVALID, "valid_days (1 to %d) excludes valid_from and valid_until", MaxValidDays)
+	case b.ValidDays == 0 && (!b.ValidUntil.After(b.ValidFrom) || b.ValidUntil.Before(b.ClaimUntil)):
+		return Rule{}, surge.Errorf(surge.EINVALID, "coupons need valid_days, or valid_until after valid_from and no earlier than claim_until")
+	}
+	return r, nil
+}
+
+// owns says whether the actor may manage the batch: staff any, a merchant its own.
+func owns(a surge.Actor, b *surge.CouponBatch) bool {
+	return a.Role.Staff() || (a.Role == surge.RoleMerchant && b.MerchantID == a.UserID)
+}
+
+// CreateBatch creates a draft batch.
+func (s *Service) CreateBatch(ctx context.Context, a surge.Actor, in BatchInput) (*surge.CouponBatch, error) {
+	switch {
+	case a.Role == surge.RoleMerchant && in.MerchantID != 0 && in.MerchantID != a.UserID:
+		return nil, surge.Errorf(surge.EFORBIDDEN, "a merchant creates batches for its own shop")
+	case a.Role == surge.RoleMerchant:
+		in.MerchantID = a.UserID
+	case !a.Role.Staff():
+		return nil, surge.Errorf(surge.EFORBIDDEN, "coupon batches are for merchants and operators")
+	case in.MerchantID < 0:
+		return nil, surge.Errorf(surge.EINVALID, "merchant_id must be a shop, or absent for the platform")
+	}
+	rule, err := json.Marshal(in.Rule)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC().Truncate(time.Millisecond)
+	b := &surge.CouponBatch{MerchantID: in.MerchantID, Name: in.Name, Rule: rule, Total: in.Total, PerUser: in.PerUser,
+		ClaimFrom: in.ClaimFrom.UTC(), ClaimUntil: in.ClaimUntil.UTC(), ValidFrom: in.ValidFrom.UTC(), ValidUntil: in.ValidUntil.UTC(),
+		ValidDays: in.ValidDays, State: surge.BatchDraft, CreatedBy: a.UserID, CreatedAt: now, UpdatedAt: now}
+	if _, err := validate(b); err != nil {
+		return nil, err
+	}
+	if b.ID, err = s.ids(); err != nil {
+		return nil, err
+	}
+	return b, s.store.CreateCouponBatch(ctx, b)
+}
+
+// Batch returns a batch and its issuance: any live batch to anyone signed in (to claim it), the
+// others to who manages them.
+func (s *Service) Batch(ctx context.Context, a surge.Actor, id int64) (*Batch, error) {
+	b, err := s.store.CouponBatch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if b.State != surge.BatchLive && !owns(a, b) {
+		return nil, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+	}
+	out := &Batch{CouponBatch: b, Issuance: Issuance{Total: b.Total, Left: b.Total}}
+	if b.State != surge.BatchDraft {
+		if out.Issuance, err = s.ledger.Issuance(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Batches lists batches, newest first: a merchant its own, staff all (or one shop's with
+// merchant > 0, the platform's with 0, every one with -1); state filters when not empty.
+func (s *Service) Batches(ctx context.Context, a surge.Actor, merchant int64, state string) ([]*surge.CouponBatch, error) {
+	switch {
+	case a.Role == surge.RoleMerchant:
+		merchant = a.UserID
+	case !a.Role.Staff():
+		return nil, surge.Errorf(surge.EFORBIDDEN, "coupon batches are listed for merchants and operators")
+	}
+	var states []string
+	switch state {
+	case "":
+	case surge.BatchDraft, surge.BatchLive, surge.BatchOffline:
+		states = []string{state}
+	default:
+		return nil, surge.Errorf(surge.EINVALID, "state must be draft, live or offline")
+	}
+	return s.store.CouponBatches(ctx, merchant, states, maxListed)
+}
+
+// UpdateBatch changes a batch (see BatchPatch).
+func (s *Service) UpdateBatch(ctx context.Context, a surge.Actor, id int64, p BatchPatch) (*surge.CouponBatch, error) {
+	return s.store.UpdateCouponBatch(ctx, id, func(b *surge.CouponBatch) error {
+		if !owns(a, b) {
+			return surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+		}
+		switch b.State {
+		case surge.BatchOffline:
+			return surge.Errorf(surge.ECONFLICT, "batch %d is offline: it changes no more", id)
+		case surge.BatchLive:
+			if p.Rule != nil || p.PerUser != nil || p.ClaimFrom != nil || p.ValidFrom != nil || p.ValidUntil != nil || p.ValidDays != nil {
+				return surge.Errorf(surge.ECONFLICT, "batch %d is live: its rule, limit and validity no longer change (name, total and claim_until do)", id)
+			}
+			if p.ClaimUntil != nil && p.ClaimUntil.Before(b.ClaimUntil) {
+				return surge.Errorf(surge.ECONFLICT, "batch %d is live: its claims may close later, not earlier", id)
+			}
+		}
+		if p.Rule != nil {
+			rule, err := json.Marshal(*p.Rule)
+			if err != nil {
+				return err
+			}
+			b.Rule = rule
+		}
+		set := func(dst *time.Time, src *time.Time) {
+			if src != nil {
+				*dst = src.UTC()
+			}
+		}
+		if p.Name != nil {
+			b.Name = *p.Name
+		}
+		if p.Total != nil {
+			b.Total = *p.Total
+		}
+		if p.PerUser != nil {
+			b.PerUser = *p.PerUser
+		}
+		if p.ValidDays != nil {
+			b.ValidDays = *p.ValidDays
+		}
+		set(&b.ClaimFrom, p.ClaimFrom)
+		set(&b.ClaimUntil, p.ClaimUntil)
+		set(&b.ValidFrom, p.ValidFrom)
+		set(&b.ValidUntil, p.ValidUntil)
+		if _, err := validate(b); err != nil {
+			return err
+		}
+		if b.State == surge.BatchLive && p.Total != nil {
+			// The ledger refuses a total below what is issued (ECONFLICT), and nothing is written.
+			if err := s.ledger.Open(ctx, id, b.Total, b.PerUser); err != nil {
+				return err
+			}
+		}
+		b.UpdatedAt = s.now().UTC()
+		return nil
+	})
+}
+
+// Publish makes a draft live: its coupons can be claimed within its claim window.
+func (s *Service) Publish(ctx context.Context, a surge.Actor, id int64) (*surge.CouponBatch, error) {
+	return s.store.UpdateCouponBatch(ctx, id, func(b *surge.CouponBatch) error {
+		if !owns(a, b) {
+			return surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+		}
+		if b.State != surge.BatchDraft {
+			return surge.Errorf(surge.ECONFLICT, "batch %d is %s; only a draft is published", id, b.State)
+		}
+		if err := s.ledger.Open(ctx, id, b.Total, b.PerUser); err != nil {
+			return err
+		}
+		b.State, b.UpdatedAt = surge.BatchLive, s.now().UTC()
+		return nil
+	})
+}
+
+// Offline takes a batch offline: it takes no more claims; coupons claimed stay usable.
+func (s *Service) Offline(ctx context.Context, a surge.Actor, id int64) (*surge.CouponBatch, error) {
+	return s.store.UpdateCouponBatch(ctx, id, func(b *surge.CouponBatch) error {
+		if !owns(a, b) {
+			return surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+		}
+		if b.State == surge.BatchOffline {
+			return nil // again: already done
+		}
+		b.State, b.UpdatedAt = surge.BatchOffline, s.now().UTC()
+		return nil
+	})
+}
+
+// ClaimRequest is a shopper's claim; the request id makes it idempotent.
+type ClaimRequest struct {
+	RequestID string `json:"request_id"`
+}
+
+// Claim gives a shopper a coupon of a live batch within its claim window. A retry with the same
+// request id returns the same coupon.
+func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRequest) (*surge.Coupon, error) {
+	if a.Role != surge.RoleShopper {
+		return nil, surge.Errorf(surge.EFORBIDDEN, "coupons are claimed by shoppers")
+	}
+	if err := surge.ValidateRequestID(in.RequestID); err != nil {
+		return nil, err
+	}
+	b, err := s.store.CouponBatch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC().Truncate(time.Millisecond)
+	switch {
+	case b.State == surge.BatchDraft:
+		return nil, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+	case b.State == surge.BatchOffline:
+		return nil, surge.Errorf(surge.ECONFLICT, "batch %d is offline", id)
+	case now.Before(b.ClaimFrom):
+		return nil, surge.Errorf(surge.ECONFLICT, "claims of batch %d open at %s", id, b.ClaimFrom.Format(time.RFC3339))
+	case !now.Before(b.ClaimUntil):
+		return nil, surge.Errorf(surge.ECONFLICT, "claims of batch %d closed at %s", id, b.ClaimUntil.Format(time.RFC3339))
+	}
+	couponID, err := s.ids()
+	if err != nil {
+		return nil, err
+	}
+	c := &surge.Coupon{BatchID: id, UserID: a.UserID, State: surge.CouponIssued, ClaimedAt: now, ValidFrom: b.ValidFrom, ValidUntil: b.ValidUntil}
+	if b.ValidDays > 0 {
+		c.ValidFrom, c.ValidUntil = now, now.Add(time.Duration(b.ValidDays)*24*time.Hour)
+	}
+	var stored *surge.Coupon
+	_, err = s.ledger.Claim(ctx, id, a.UserID, in.RequestID, couponID, func(coupon int64, key string) error {
+		c.ID = coupon
+		var err error
+		stored, err = s.store.SaveCoupon(ctx, c, key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.emit(ctx, surge.EventCouponClaimed, strconv.FormatInt(stored.ID, 10), stored)
+	return stored, nil
+}
+
+// WalletCoupon is a coupon in a shopper's wallet, with what it takes off.
+type WalletCoupon struct {
+	*surge.Coupon
+	BatchName string          `json:"batch_name"`
+	Rule      json.RawMessage `json:"rule"`
+}
+
+// Wallet lists the signed-in shopper's coupons, newest first (at most 500).
+func (s *Service) Wallet(ctx context.Context, a surge.Actor) ([]WalletCoupon, error) {
+	list, err := s.store.CouponsOf(ctx, a.UserID, maxListed)
+	if err != nil {
+		return nil, err
+	}
+	batches := map[int64]*surge.CouponBatch{}
+	out := make([]WalletCoupon, 0, len(list))
+	for _, c := range list {
+		b, ok := batches[c.BatchID]
+		if !ok {
+			if b, err = s.store.CouponBatch(ctx, c.BatchID); err != nil {
+				return nil, err
+			}
+			batches[c.BatchID] = b
+		}
+		out = append(out, WalletCoupon{Coupon: c, BatchName: b.Name, Rule: b.Rule})
+	}
+	return out, nil
+}
+
+// Load opens every live batch in the ledger, as a node starts: a ledger that lost its state (a
+// fresh Redis) takes the batches again.
+func (s *Service) Load(ctx context.Context) error {
+	list, err := s.store.CouponBatches(ctx, -1, []string{surge.BatchLive}, maxListed)
+	if err != nil {
+		return err
+	}
+	for _, b := range list {
+		if err := s.ledger.Open(ctx, b.ID, b.Total, b.PerUser); err != nil && surge.ErrorCode(err) != surge.ECONFLICT {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package http
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/coupon"
+)
+
+// CouponBatchList is a page of coupon batches.
+type CouponBatchList struct {
+	Items []*surge.CouponBatch `json:"items"`
+}
+
+// Wallet is a shopper's coupons.
+type Wallet struct {
+	Items []coupon.WalletCoupon `json:"items"`
+}
+
+func (s *Server) couponRoutes() []route {
+	cs := s.deps.Coupons
+	if cs == nil {
+		return nil
+	}
+	return []route{
+		{method: "POST", path: "/v1/coupon-batches", summary: "Create a coupon batch, as a draft (merchants for their shop, operators for any or the platform)",
+			access: signedIn, in: coupon.BatchInput{}, out: surge.CouponBatch{}, status: 201,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withBody(r, func(in coupon.BatchInput) (any, error) { return cs.CreateBatch(r.Context(), a, in) })
+			}},
+		{method: "GET", path: "/v1/coupon-batches", summary: "Coupon batches, newest first (merchants: their own; operators: all, or ?merchant= one shop's, 0 the platform's)",
+			access: signedIn, query: []string{"merchant", "state"}, out: CouponBatchList{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				merchant := int64(-1)
+				if v := r.URL.Query().Get("merchant"); v != "" {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err != nil || n < 0 {
+						return nil, surge.Errorf(surge.EINVALID, "merchant must be a shop id, or 0 for the platform")
+					}
+					merchant = n
+				}
+				list, err := cs.Batches(r.Context(), a, merchant, r.URL.Query().Get("state"))
+				return CouponBatchList{Items: nonNil(list)}, err
+			}},
+		{method: "GET", path: "/v1/coupon-batches/{id}", summary: "A coupon batch and how many of its coupons are issued (a live one to anyone signed in)",
+			access: signedIn, out: coupon.Batch{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) { return cs.Batch(r.Context(), a, id) })
+			}},
+		{method: "PATCH", path: "/v1/coupon-batches/{id}", summary: "Change a coupon batch: a draft freely; a live one its name, total (not below the issued) and a later claim_until",
+			access: signedIn, in: coupon.BatchPatch{}, out: surge.CouponBatch{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) {
+					return withBody(r, func(in coupon.BatchPatch) (any, error) { return cs.UpdateBatch(r.Context(), a, id, in) })
+				})
+			}},
+		{method: "POST", path: "/v1/coupon-batches/{id}/publish", summary: "Make a draft batch live: its coupons can be claimed within its claim window",
+			access: signedIn, out: surge.CouponBatch{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) { return cs.Publish(r.Context(), a, id) })
+			}},
+		{method: "POST", path: "/v1/coupon-batches/{id}/offline", summary: "Take a batch offline: no more claims; coupons claimed stay usable",
+			access: signedIn, out: surge.CouponBatch{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) { return cs.Offline(r.Context(), a, id) })
+			}},
+		{method: "POST", path: "/v1/coupon-batches/{id}/claims", summary: "Claim a coupon of a live batch (shoppers; the request id makes a retry return the same coupon): ESOLDOUT when all are issued, ELIMIT at the per-shopper limit",
+			access: signedIn, in: coupon.ClaimRequest{}, out: surge.Coupon{}, status: 201,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) {
+					return withBody(r, func(in coupon.ClaimRequest) (any, error) { return cs.Claim(r.Context(), a, id, in) })
+				})
+			}},
+		{method: "GET", path: "/v1/me/coupons", summary: "The signed-in shopper's coupons, newest first, with what each takes off",
+			access: signedIn, out: Wallet{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				list, err := cs.Wallet(r.Context(), a)
+				return Wallet{Items: nonNil(list)}, err
+			}},
+	}
+}
