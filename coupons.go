@@ -63,8 +63,11 @@ type CouponStore interface {
 	// writes it back. Returns ENOTFOUND.
 	UpdateCouponBatch(ctx context.Context, id int64, change func(*CouponBatch) error) (*CouponBatch, error)
 	// CouponBatches lists batches, newest first: a merchant's (merchant > 0), the platform's
-	// (0), or all (-1); states filters by state when not empty. At most n (1-500).
-	CouponBatches(ctx context.Context, merchant int64, states []string, n int) ([]*CouponBatch, error)
+	// (0), or all (-1); states filters by state when not empty; before (when not 0) takes only
+	// batches of a smaller id, for the next page. At most n (1-500).
+	CouponBatches(ctx context.Context, merchant int64, states []string, before int64, n int) ([]*CouponBatch, error)
+	// CouponCount is how many coupons of a batch are stored.
+	CouponCount(ctx context.Context, batch int64) (int64, error)
 	// SaveCoupon stores a claimed coupon once per batch and claim key: storing it again (a
 	// retried claim) returns the coupon stored first.
 	SaveCoupon(ctx context.Context, c *Coupon, claimKey string) (*Coupon, error)

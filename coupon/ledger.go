@@ -56,12 +56,42 @@ func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string,
 	if err != nil {
 		return Claim{}, err
 	}
-	switch res.Outcome {
-	case surge.SoldOut:
-		return Claim{}, surge.Errorf(surge.ESOLDOUT, "every coupon of batch %d is issued", batch)
-	case surge.LimitReached:
-		return Claim{}, surge.Errorf(surge.ELIMIT, "you hold %d coupons of batch %d, its limit per shopper", res.Held, batch)
+	if res.Outcome != surge.Reserved {
+		// A refusal may be the answer to a retry whose first claim was granted: an engine answers
+		// "all issued" from a flag, without looking for the request (Redis, on another node).
+		prev, found, err := l.stock.Reservation(ctx, batch, user, key)
+		switch {
+		case err != nil:
+			return Claim{}, err
+		case found:
+			res = prev
+		case res.Outcome == surge.SoldOut:
+			return Claim{}, surge.Errorf(surge.ESOLDOUT, "every coupon of batch %d is issued", batch)
+		default:
+			return Claim{}, surge.Errorf(surge.ELIMIT, "you hold %d coupons of batch %d, its limit per shopper", res.Held, batch)
+		}
 	}
+	return l.finish(ctx, batch, key, res, record)
+}
+
+// Retry finishes a claim granted before, found by its request id, without granting anything
+// new: for a retry that comes when claims have stopped (the batch went offline, its window
+// closed). found is false if the shopper has no such claim.
+func (l *Ledger) Retry(ctx context.Context, batch, user int64, requestID string, record func(coupon int64, key string) error) (c Claim, found bool, err error) {
+	if err := surge.ValidateRequestID(requestID); err != nil {
+		return Claim{}, false, err
+	}
+	key := claimKey(user, requestID)
+	prev, found, err := l.stock.Reservation(ctx, batch, user, key)
+	if err != nil || !found {
+		return Claim{}, false, err
+	}
+	c, err = l.finish(ctx, batch, key, prev, record)
+	return c, err == nil, err
+}
+
+// finish records a granted claim and makes it final.
+func (l *Ledger) finish(ctx context.Context, batch int64, key string, res surge.ReserveResult, record func(coupon int64, key string) error) (Claim, error) {
 	if record != nil {
 		if err := record(res.OrderID, key); err != nil {
 			return Claim{}, err
@@ -80,6 +110,22 @@ func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string,
 func claimKey(user int64, requestID string) string {
 	sum := sha256.Sum256([]byte(strconv.FormatInt(user, 10) + "\x00" + requestID))
 	return hex.EncodeToString(sum[:16])
+}
+
+// Close stops a batch's claims for good: its total becomes what is issued, so a claim racing
+// the close is either granted before it or refused after.
+func (l *Ledger) Close(ctx context.Context, batch, perUser int64) error {
+	for range 100 {
+		is, err := l.Issuance(ctx, batch)
+		if err != nil {
+			return err
+		}
+		err = l.Open(ctx, batch, is.Issued, perUser)
+		if surge.ErrorCode(err) != surge.ECONFLICT { // a claim was granted meanwhile: read again
+			return err
+		}
+	}
+	return surge.Errorf(surge.EUNAVAILABLE, "batch %d is claimed too fast to close; retry", batch)
 }
 
 // Issuance is a batch's count: Issued + Left = Total, always.

@@ -187,3 +187,81 @@ func TestLedgerRecordsBeforeItConfirms(t *testing.T) {
 		})
 	}
 }
+
+// A retry whose first claim was granted gets its coupon even once the batch is all issued, and
+// Retry finds it without granting anything new; Close stops the claims at what is issued.
+func TestLedgerRetriesAfterSellOutAndClose(t *testing.T) {
+	for name, l := range ledgers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			const batch = 505
+			if err := l.Open(ctx, batch, 2, 1); err != nil {
+				t.Fatal(err)
+			}
+			for u := range int64(2) {
+				if _, err := l.Claim(ctx, batch, u+1, "r", 100+u, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := l.Claim(ctx, batch, 3, "r", 200, nil); surge.ErrorCode(err) != surge.ESOLDOUT {
+				t.Fatalf("a claim past the total = %v; want ESOLDOUT", err)
+			}
+			c, err := l.Claim(ctx, batch, 1, "r", 300, nil)
+			if err != nil || c.Coupon != 100 || !c.Replayed {
+				t.Fatalf("a retry after the sell-out = %+v, %v; want coupon 100 again", c, err)
+			}
+			if c, found, err := l.Retry(ctx, batch, 2, "r", nil); err != nil || !found || c.Coupon != 101 {
+				t.Fatalf("Retry = %+v, %v, %v; want coupon 101", c, found, err)
+			}
+			if _, found, err := l.Retry(ctx, batch, 3, "r", nil); err != nil || found {
+				t.Fatalf("Retry of a claim never granted = %v, %v; want not found", found, err)
+			}
+			if err := l.Open(ctx, batch, 10, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Close(ctx, batch, 1); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Claim(ctx, batch, 4, "r", 400, nil); surge.ErrorCode(err) != surge.ESOLDOUT {
+				t.Fatalf("a claim after Close = %v; want ESOLDOUT", err)
+			}
+			if is, _ := l.Issuance(ctx, batch); is != (coupon.Issuance{Total: 2, Issued: 2}) {
+				t.Fatalf("issuance after Close = %+v", is)
+			}
+		})
+	}
+}
+
+// On Redis a node answers "all issued" from a flag without looking for the request; a retry on
+// another node of a claim granted before the sell-out still gets its coupon.
+func TestLedgerRetryOnAnotherNode(t *testing.T) {
+	url := os.Getenv("SURGE_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	ctx := context.Background()
+	prefix := fmt.Sprintf("surge_coupon_%d", rand.Uint64())
+	nodes := make([]*coupon.Ledger, 2)
+	for i := range nodes {
+		rc, err := redis.Open(ctx, url, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rc.Purge(ctx); rc.Close() })
+		nodes[i] = coupon.NewLedger(rc.Stock(redis.StockOptions{}))
+	}
+	const batch = 606
+	if err := nodes[0].Open(ctx, batch, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Claim(ctx, batch, 1, "r", 11, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // the second node learns the batch is all issued, and raises its flag
+		nodes[1].Claim(ctx, batch, 2, "r", 22, nil)
+	}
+	c, err := nodes[1].Claim(ctx, batch, 1, "r", 33, nil)
+	if err != nil || c.Coupon != 11 {
+		t.Fatalf("the retry on another node = %+v, %v; want coupon 11", c, err)
+	}
+}

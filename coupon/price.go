@@ -61,20 +61,24 @@ type Taken struct {
 	Amount int64 `json:"amount"`
 }
 
-// rank orders the kinds: threshold and fixed amounts come off before percentages, so that a
-// percentage is of what is left to pay (as shoppers are told).
+// rank orders the kinds: thresholds first (judged before any other coupon lowers what the
+// lines cost, so the order coupons are given in does not decide whether one applies), then
+// fixed amounts, then percentages, of what is left to pay (as shoppers are told).
 func rank(kind string) int {
-	if kind == Percent {
+	switch kind {
+	case Threshold:
+		return 0
+	case Fixed:
 		return 1
 	}
-	return 0
+	return 2
 }
 
-// Price prices lines with coupons, all or none. Amounts come off first (threshold and fixed
-// coupons, in the order given), then percentages: each coupon takes what its rule says off what
-// the lines in its scope still cost, spread over those lines in proportion to it (the largest
-// remainders get the odd minor units, so the shares add up exactly). A threshold is judged on
-// what the lines in scope still cost when it applies. An order always pays at least one minor
+// Price prices lines with coupons, all or none. Threshold coupons come off first, then fixed
+// amounts, then percentages (each kind in the order given): each coupon takes what its rule says
+// off what the lines in its scope still cost, spread over those lines in proportion to it (the
+// largest remainders get the odd minor units, so the shares add up exactly). A threshold is
+// judged on what the lines in scope cost after the thresholds before it. An order always pays at least one minor
 // unit. A coupon that cannot apply (another currency, no line in scope, threshold not reached,
 // nothing left to take off, a second of its stacking group) refuses the whole set with the
 // reason.
@@ -104,14 +108,17 @@ func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) 
 	groups := map[string]int64{}
 	seen := map[int64]bool{}
 	for _, c := range coupons {
+		first, taken := groups[c.Rule.Group]
 		switch {
+		case c.ID <= 0:
+			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon ids are positive")
 		case seen[c.ID]:
 			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is given twice", c.ID)
 		case c.Rule.Currency != currency:
 			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is in %s; the order is in %s", c.ID, c.Rule.Currency, currency)
-		case c.Rule.Group != "" && groups[c.Rule.Group] != 0:
+		case c.Rule.Group != "" && taken:
 			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupons %d and %d are both of stacking group %q: an order takes one of a group",
-				groups[c.Rule.Group], c.ID, c.Rule.Group)
+				first, c.ID, c.Rule.Group)
 		}
 		if err := c.Rule.Validate(); err != nil {
 			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d: %s", c.ID, surge.ErrorMessage(err))

@@ -97,6 +97,7 @@ func TestPriceRefusals(t *testing.T) {
 		want    string
 	}{
 		{"eleven coupons", tea, many, "at most 10 coupons"},
+		{"id 0 in a group", tea, []Applied{fixed(0, "g"), fixed(5, "g")}, "coupon ids are positive"},
 		{"twice", tea, []Applied{fixed(1, ""), fixed(1, "")}, "given twice"},
 		{"one group", tea, []Applied{fixed(1, "g"), fixed(2, "g")}, `both of stacking group "g"`},
 		{"currency", tea, []Applied{usd}, "is in USD"},
@@ -119,6 +120,31 @@ func TestPriceRefusals(t *testing.T) {
 	if err != nil || b.Payable != 1 || b.Discount != 1999 {
 		t.Fatalf("a coupon above the order: %+v, %v; want 19.99 off and 0.01 to pay", b, err)
 	}
+}
+
+// Whether a threshold applies does not depend on the order the coupons are given in.
+func TestPriceThresholdIsOrderFree(t *testing.T) {
+	lines := []Line{{SKU: 1, Unit: 10000, Quantity: 1}}
+	threshold := Applied{ID: 1, Rule: rule(Threshold, 1000, 10000, 0, platform, "")}
+	fixed := Applied{ID: 2, Rule: rule(Fixed, 100, 0, 0, platform, "")}
+	a, errA := Price("CNY", lines, []Applied{fixed, threshold})
+	b, errB := Price("CNY", lines, []Applied{threshold, fixed})
+	if errA != nil || errB != nil || a.Payable != 8900 || b.Payable != 8900 {
+		t.Fatalf("fixed then threshold: %d, %v; threshold then fixed: %d, %v; want 89.00 both ways", a.Payable, errA, b.Payable, errB)
+	}
+}
+
+// Prices near the bounds: the proportional split needs all 128 bits of its products.
+func TestPriceHugeLines(t *testing.T) {
+	lines := []Line{{SKU: 1, Unit: surge.MaxPriceMinor, Quantity: 1}, {SKU: 2, Unit: surge.MaxPriceMinor/3 - 7, Quantity: 3}}
+	for range MaxLines - 2 {
+		lines = append(lines, Line{SKU: 3, Unit: surge.MaxPriceMinor / 1000, Quantity: 1000})
+	}
+	b, err := Price("CNY", lines, []Applied{{ID: 1, Rule: rule(Percent, 99, 0, 0, platform, "")}, {ID: 2, Rule: rule(Fixed, MaxValue, 0, 0, platform, "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBreakdown(t, lines, b)
 }
 
 // Random carts and coupons: whatever is taken, the breakdown adds up.

@@ -1,6 +1,7 @@
 package coupon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -155,10 +156,19 @@ func (s *Service) Batch(ctx context.Context, a surge.Actor, id int64) (*Batch, e
 	if b.State != surge.BatchLive && !owns(a, b) {
 		return nil, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
 	}
+	if !owns(a, b) {
+		b.CreatedBy = 0 // who at the shop made it is the shop's business
+	}
 	out := &Batch{CouponBatch: b, Issuance: Issuance{Total: b.Total, Left: b.Total}}
 	if b.State != surge.BatchDraft {
-		if out.Issuance, err = s.ledger.Issuance(ctx, id); err != nil {
+		is, err := s.ledger.Issuance(ctx, id)
+		switch {
+		case surge.ErrorCode(err) == surge.ENOTFOUND && b.State == surge.BatchOffline: // a draft taken offline: none issued
+			out.Issuance = Issuance{}
+		case err != nil:
 			return nil, err
+		default:
+			out.Issuance = is
 		}
 	}
 	return out, nil
@@ -181,12 +191,14 @@ func (s *Service) Batches(ctx context.Context, a surge.Actor, merchant int64, st
 	default:
 		return nil, surge.Errorf(surge.EINVALID, "state must be draft, live or offline")
 	}
-	return s.store.CouponBatches(ctx, merchant, states, maxListed)
+	return s.store.CouponBatches(ctx, merchant, states, 0, maxListed)
 }
 
 // UpdateBatch changes a batch (see BatchPatch).
 func (s *Service) UpdateBatch(ctx context.Context, a surge.Actor, id int64, p BatchPatch) (*surge.CouponBatch, error) {
-	return s.store.UpdateCouponBatch(ctx, id, func(b *surge.CouponBatch) error {
+	raised := false // a live batch's higher total goes to the ledger once stored
+	b, err := s.store.UpdateCouponBatch(ctx, id, func(b *surge.CouponBatch) error {
+		old := b.Total
 		if !owns(a, b) {
 			return surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
 		}
@@ -232,15 +244,26 @@ func (s *Service) UpdateBatch(ctx context.Context, a surge.Actor, id int64, p Ba
 		if _, err := validate(b); err != nil {
 			return err
 		}
-		if b.State == surge.BatchLive && p.Total != nil {
-			// The ledger refuses a total below what is issued (ECONFLICT), and nothing is written.
+		// The ledger's total never stands above the stored one: a lower total goes to the ledger
+		// before it is stored (the ledger refuses one below what is issued, ECONFLICT, and then
+		// nothing is written), a higher one after.
+		switch {
+		case b.State == surge.BatchLive && b.Total < old:
 			if err := s.ledger.Open(ctx, id, b.Total, b.PerUser); err != nil {
 				return err
 			}
+		case b.State == surge.BatchLive && b.Total > old:
+			raised = true
 		}
 		b.UpdatedAt = s.now().UTC()
 		return nil
 	})
+	if err == nil && raised {
+		if err := s.ledger.Open(ctx, id, b.Total, b.PerUser); err != nil {
+			return nil, surge.Errorf(surge.EUNAVAILABLE, "the new total is stored, and the ledger did not take it yet (%s); send the change again", surge.ErrorMessage(err))
+		}
+	}
+	return b, err
 }
 
 // Publish makes a draft live: its coupons can be claimed within its claim window.
@@ -251,6 +274,9 @@ func (s *Service) Publish(ctx context.Context, a surge.Actor, id int64) (*surge.
 		}
 		if b.State != surge.BatchDraft {
 			return surge.Errorf(surge.ECONFLICT, "batch %d is %s; only a draft is published", id, b.State)
+		}
+		if !s.now().Before(b.ClaimUntil) {
+			return surge.Errorf(surge.ECONFLICT, "batch %d's claims closed at %s: move claim_until first", id, b.ClaimUntil.Format(time.RFC3339))
 		}
 		if err := s.ledger.Open(ctx, id, b.Total, b.PerUser); err != nil {
 			return err
@@ -266,8 +292,13 @@ func (s *Service) Offline(ctx context.Context, a surge.Actor, id int64) (*surge.
 		if !owns(a, b) {
 			return surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
 		}
-		if b.State == surge.BatchOffline {
+		switch b.State {
+		case surge.BatchOffline:
 			return nil // again: already done
+		case surge.BatchLive: // no claim is granted once the batch is offline
+			if err := s.ledger.Close(ctx, id, b.PerUser); err != nil {
+				return err
+			}
 		}
 		b.State, b.UpdatedAt = surge.BatchOffline, s.now().UTC()
 		return nil
@@ -293,33 +324,44 @@ func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 		return nil, err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
-	switch {
-	case b.State == surge.BatchDraft:
-		return nil, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
-	case b.State == surge.BatchOffline:
-		return nil, surge.Errorf(surge.ECONFLICT, "batch %d is offline", id)
-	case now.Before(b.ClaimFrom):
-		return nil, surge.Errorf(surge.ECONFLICT, "claims of batch %d open at %s", id, b.ClaimFrom.Format(time.RFC3339))
-	case !now.Before(b.ClaimUntil):
-		return nil, surge.Errorf(surge.ECONFLICT, "claims of batch %d closed at %s", id, b.ClaimUntil.Format(time.RFC3339))
-	}
-	couponID, err := s.ids()
-	if err != nil {
-		return nil, err
-	}
 	c := &surge.Coupon{BatchID: id, UserID: a.UserID, State: surge.CouponIssued, ClaimedAt: now, ValidFrom: b.ValidFrom, ValidUntil: b.ValidUntil}
 	if b.ValidDays > 0 {
 		c.ValidFrom, c.ValidUntil = now, now.Add(time.Duration(b.ValidDays)*24*time.Hour)
 	}
 	var stored *surge.Coupon
-	_, err = s.ledger.Claim(ctx, id, a.UserID, in.RequestID, couponID, func(coupon int64, key string) error {
+	record := func(coupon int64, key string) error {
 		c.ID = coupon
 		var err error
 		stored, err = s.store.SaveCoupon(ctx, c, key)
 		return err
-	})
-	if err != nil {
-		return nil, err
+	}
+	var stopped error
+	switch {
+	case b.State == surge.BatchDraft:
+		return nil, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+	case b.State == surge.BatchOffline:
+		stopped = surge.Errorf(surge.ECONFLICT, "batch %d is offline", id)
+	case now.Before(b.ClaimFrom):
+		stopped = surge.Errorf(surge.ECONFLICT, "claims of batch %d open at %s", id, b.ClaimFrom.Format(time.RFC3339))
+	case !now.Before(b.ClaimUntil):
+		stopped = surge.Errorf(surge.ECONFLICT, "claims of batch %d closed at %s", id, b.ClaimUntil.Format(time.RFC3339))
+	}
+	if stopped != nil { // a retry of a claim granted before claims stopped still gets its coupon
+		if _, found, err := s.ledger.Retry(ctx, id, a.UserID, in.RequestID, record); err != nil || !found {
+			return nil, cmp.Or(err, stopped)
+		}
+	} else {
+		couponID, err := s.ids()
+		if err != nil {
+			return nil, err
+		}
+		_, err = s.ledger.Claim(ctx, id, a.UserID, in.RequestID, couponID, record)
+		if surge.ErrorCode(err) == surge.ENOTFOUND { // a live batch the ledger lost (see Load)
+			return nil, surge.Errorf(surge.EUNAVAILABLE, "claims of batch %d are paused: its issuance is being reconciled", id)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.emit(ctx, surge.EventCouponClaimed, strconv.FormatInt(stored.ID, 10), stored)
 	return stored, nil
@@ -353,17 +395,41 @@ func (s *Service) Wallet(ctx context.Context, a surge.Actor) ([]WalletCoupon, er
 	return out, nil
 }
 
-// Load opens every live batch in the ledger, as a node starts: a ledger that lost its state (a
-// fresh Redis) takes the batches again.
+// Load opens, as a node starts, the live batches the ledger does not have: one published while
+// the ledger was away. A live batch the ledger lost although coupons of it are stored (its
+// Redis was emptied) is not opened again, since the ledger would issue its whole total anew:
+// it is logged, and its claims are refused until an operator decides.
 func (s *Service) Load(ctx context.Context) error {
-	list, err := s.store.CouponBatches(ctx, -1, []string{surge.BatchLive}, maxListed)
-	if err != nil {
-		return err
-	}
-	for _, b := range list {
-		if err := s.ledger.Open(ctx, b.ID, b.Total, b.PerUser); err != nil && surge.ErrorCode(err) != surge.ECONFLICT {
+	var before int64
+	for {
+		list, err := s.store.CouponBatches(ctx, -1, []string{surge.BatchLive}, before, maxListed)
+		if err != nil {
 			return err
 		}
+		for _, b := range list {
+			before = b.ID
+			_, err := s.ledger.Issuance(ctx, b.ID)
+			if surge.ErrorCode(err) != surge.ENOTFOUND {
+				if err != nil {
+					return err
+				}
+				continue // the ledger has it
+			}
+			n, err := s.store.CouponCount(ctx, b.ID)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				s.log.ErrorContext(ctx, "a live coupon batch is missing from the ledger although coupons of it were claimed; its claims are refused",
+					"batch", b.ID, "claimed", n)
+				continue
+			}
+			if err := s.ledger.Open(ctx, b.ID, b.Total, b.PerUser); err != nil {
+				return err
+			}
+		}
+		if len(list) < maxListed {
+			return nil
+		}
 	}
-	return nil
 }

@@ -60,8 +60,8 @@ func (s *Store) UpdateCouponBatch(ctx context.Context, id int64, change func(*su
 }
 
 // CouponBatches implements surge.CouponStore.
-func (s *Store) CouponBatches(ctx context.Context, merchant int64, states []string, n int) ([]*surge.CouponBatch, error) {
-	where, args := `(CAST(? AS BIGINT) < 0 OR merchant_id = ?)`, []any{merchant, merchant}
+func (s *Store) CouponBatches(ctx context.Context, merchant int64, states []string, before int64, n int) ([]*surge.CouponBatch, error) {
+	where, args := `(CAST(? AS BIGINT) < 0 OR merchant_id = ?) AND (CAST(? AS BIGINT) = 0 OR id < ?)`, []any{merchant, merchant, before, before}
 	if len(states) > 0 {
 		where += ` AND state IN (?` + strings.Repeat(`, ?`, len(states)-1) + `)`
 		for _, st := range states {
@@ -97,7 +97,7 @@ func (s *Store) batches(ctx context.Context, q querier, where string, args ...an
 // SaveCoupon implements surge.CouponStore.
 func (s *Store) SaveCoupon(ctx context.Context, c *surge.Coupon, claimKey string) (*surge.Coupon, error) {
 	_, err := s.exec(ctx, s.q(`INSERT INTO coupons (id, batch_id, user_id, claim_key, state, claimed_at, valid_from, valid_until)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (batch_id, claim_key) DO NOTHING`),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
 		c.ID, c.BatchID, c.UserID, claimKey, c.State, ms(c.ClaimedAt), ms(c.ValidFrom), ms(c.ValidUntil))
 	if err != nil {
 		return nil, s.wrap(err, "coupon")
@@ -110,6 +110,13 @@ func (s *Store) SaveCoupon(ctx context.Context, c *surge.Coupon, claimKey string
 		return nil, surge.Errorf(surge.EINTERNAL, "coupon %d was stored and is not there", c.ID)
 	}
 	return list[0], nil
+}
+
+// CouponCount implements surge.CouponStore.
+func (s *Store) CouponCount(ctx context.Context, batch int64) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM coupons WHERE batch_id = ?`), batch).Scan(&n)
+	return n, s.wrap(err, "coupons")
 }
 
 // CouponsOf implements surge.CouponStore.

@@ -64,18 +64,21 @@ func RunCoupons(t *testing.T, open Open) {
 		t.Fatalf("after 10 concurrent increments the total is %d; want 1010", b.Total)
 	}
 
-	list, err := f.s.CouponBatches(f.ctx, merchant, nil, 10)
+	list, err := f.s.CouponBatches(f.ctx, merchant, nil, 0, 10)
 	must(t, "CouponBatches(merchant)", err)
 	if len(list) != 1 || list[0].ID != shop.ID {
 		t.Fatalf("the shop's batches = %v", list)
 	}
-	list, err = f.s.CouponBatches(f.ctx, -1, []string{surge.BatchLive}, 10)
+	list, err = f.s.CouponBatches(f.ctx, -1, []string{surge.BatchLive}, 0, 10)
 	must(t, "CouponBatches(live)", err)
 	if len(list) != 2 || list[0].ID != shop.ID || list[1].ID != platform.ID {
 		t.Fatalf("live batches = %d; want both, newest first", len(list))
 	}
-	if list, _ = f.s.CouponBatches(f.ctx, 0, []string{surge.BatchDraft}, 10); len(list) != 0 {
+	if list, _ = f.s.CouponBatches(f.ctx, 0, []string{surge.BatchDraft}, 0, 10); len(list) != 0 {
 		t.Fatalf("the platform's drafts = %d; want none", len(list))
+	}
+	if list, _ = f.s.CouponBatches(f.ctx, -1, nil, shop.ID, 10); len(list) != 1 || list[0].ID != platform.ID {
+		t.Fatalf("the page after the newest = %d batches; want the older one", len(list))
 	}
 
 	// A coupon is stored once per claim key: a retry returns the first.
@@ -83,8 +86,7 @@ func RunCoupons(t *testing.T, open Open) {
 		ValidFrom: f.now, ValidUntil: f.now.Add(7 * 24 * time.Hour)}
 	first, err := f.s.SaveCoupon(f.ctx, c, "key-1")
 	must(t, "SaveCoupon", err)
-	retry := *c
-	retry.ID = f.id()
+	retry := *c // a retry carries the coupon id the ledger gave the first claim
 	again, err := f.s.SaveCoupon(f.ctx, &retry, "key-1")
 	must(t, "SaveCoupon again", err)
 	if first.ID != c.ID || again.ID != c.ID || !again.ValidUntil.Equal(c.ValidUntil) || again.State != surge.CouponIssued {
@@ -94,6 +96,12 @@ func RunCoupons(t *testing.T, open Open) {
 	other.ID = f.id()
 	must2 := func(_ *surge.Coupon, err error) { must(t, "SaveCoupon(key-2)", err) }
 	must2(f.s.SaveCoupon(f.ctx, &other, "key-2"))
+	if n, err := f.s.CouponCount(f.ctx, platform.ID); err != nil || n != 2 {
+		t.Fatalf("CouponCount = %d, %v; want 2", n, err)
+	}
+	if n, err := f.s.CouponCount(f.ctx, shop.ID); err != nil || n != 0 {
+		t.Fatalf("CouponCount(no coupons) = %d, %v", n, err)
+	}
 	mine, err := f.s.CouponsOf(f.ctx, 7, 10)
 	must(t, "CouponsOf", err)
 	if len(mine) != 2 || mine[0].ID != other.ID || mine[1].ID != c.ID {

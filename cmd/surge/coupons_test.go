@@ -97,6 +97,9 @@ func TestCouponBatches(t *testing.T) {
 			}
 			wg.Wait()
 			got := ok[*coupon.Batch](t, "CouponBatch")(tm.shopper.CouponBatch(ctx, b.ID))
+			if own := ok[*coupon.Batch](t, "CouponBatch(owner)")(tm.m1.CouponBatch(ctx, b.ID)); got.CreatedBy != 0 || own.CreatedBy != tm.m1ID {
+				t.Fatalf("created_by %d to a shopper, %d to the owner; want it hidden from the shopper", got.CreatedBy, own.CreatedBy)
+			}
 			if claimed.Load() != 10 || got.Issuance != (coupon.Issuance{Total: 10, Issued: 10}) {
 				t.Fatalf("claimed %d (sold out %d, limited %d), issuance %+v; want exactly 10", claimed.Load(), soldOut.Load(), limited.Load(), got.Issuance)
 			}
@@ -120,6 +123,14 @@ func TestCouponBatches(t *testing.T) {
 			ok[*surge.CouponBatch](t, "OfflineCouponBatch")(tm.m1.OfflineCouponBatch(ctx, b.ID))
 			_, err = shoppers[0].ClaimCoupon(ctx, b.ID, "late")
 			wantCode(t, "claiming an offline batch", err, surge.ECONFLICT)
+			if late := ok[*surge.Coupon](t, "a retry after offline")(tm.shopper.ClaimCoupon(ctx, b.ID, "mine")); late.ID != first.ID {
+				t.Fatalf("a retry after the batch went offline = coupon %d; want %d, the first", late.ID, first.ID)
+			}
+			if got := ok[*coupon.Batch](t, "CouponBatch(offline)")(tm.m1.CouponBatch(ctx, b.ID)); got.Issuance.Left != 0 || got.Issuance.Issued != 11 {
+				t.Fatalf("an offline batch's issuance %+v; want 11 issued and none left", got.Issuance)
+			}
+			_, err = tm.shopper.CouponBatch(ctx, b.ID)
+			wantCode(t, "a shopper reading an offline batch", err, surge.ENOTFOUND)
 			if list := ok[[]*surge.CouponBatch](t, "CouponBatches")(tm.m1.CouponBatches(ctx, surge.BatchOffline)); len(list) != 1 || list[0].ID != b.ID {
 				t.Fatalf("merchant 1's offline batches = %d", len(list))
 			}
