@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/maypok86/otter/v2"
+
 	"github.com/surgecommerce/surge"
 )
 
@@ -22,22 +24,45 @@ const (
 // Service runs coupon batches (operators for any shop or the platform, merchants for their own
 // shop) and shoppers' claims.
 type Service struct {
-	store  surge.CouponStore
-	ledger *Ledger
-	bus    surge.EventEmitter
-	log    *slog.Logger
-	ids    func() (int64, error)
-	now    func() time.Time
+	store    surge.CouponStore
+	ledger   *Ledger
+	bus      surge.EventEmitter
+	log      *slog.Logger
+	ids      func() (int64, error)
+	now      func() time.Time
+	versions surge.Counter // each shopper's wallet version, shared by the nodes (see Wallet)
+	wallets  *otter.Cache[int64, wallet]
 }
 
-// NewService returns the coupon service; its events go to bus (none when nil). now may be nil
-// for the wall clock.
-func NewService(store surge.CouponStore, ledger *Ledger, bus surge.EventEmitter, log *slog.Logger, ids func() (int64, error), now func() time.Time) *Service {
+// wallet is a cached wallet and the version it was read at.
+type wallet struct {
+	version int64
+	items   []WalletCoupon
+}
+
+const (
+	// WalletsCached bounds the wallets a node keeps.
+	WalletsCached = 100_000
+	// walletFresh is how long a node keeps a wallet: far shorter than walletWindow, so a
+	// version count that started again from zero never meets a wallet cached at that count.
+	walletFresh  = time.Minute
+	walletWindow = 24 * time.Hour
+)
+
+// NewService returns the coupon service; its events go to bus (none when nil); versions counts
+// changes of each shopper's wallet, shared by every node (Redis in the scale-out shape). now
+// may be nil for the wall clock.
+func NewService(store surge.CouponStore, ledger *Ledger, versions surge.Counter, bus surge.EventEmitter, log *slog.Logger,
+	ids func() (int64, error), now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, ledger: ledger, bus: bus, log: log, ids: ids, now: now}
+	return &Service{store: store, ledger: ledger, versions: versions, bus: bus, log: log, ids: ids, now: now,
+		wallets: otter.Must(&otter.Options[int64, wallet]{MaximumSize: WalletsCached,
+			ExpiryCalculator: otter.ExpiryWriting[int64, wallet](walletFresh)})}
 }
+
+func walletKey(user int64) string { return "wallet:" + strconv.FormatInt(user, 10) }
 
 // emit sends an event; a failure is logged, never fatal to the claim (the coupon is stored).
 // A retried claim sends its event again under the same id, which consumers drop.
@@ -332,7 +357,13 @@ func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 	record := func(coupon int64, key string) error {
 		c.ID = coupon
 		var err error
-		stored, err = s.store.SaveCoupon(ctx, c, key)
+		if stored, err = s.store.SaveCoupon(ctx, c, key); err != nil {
+			return err
+		}
+		// The wallet's version moves once the coupon is stored and before the claim is
+		// answered: no node serves the wallet it cached before. If this fails, the retry
+		// moves it.
+		_, err = s.versions.Add(ctx, walletKey(a.UserID), 1, walletWindow)
 		return err
 	}
 	var stopped error
@@ -374,9 +405,27 @@ type WalletCoupon struct {
 	Rule      json.RawMessage `json:"rule"`
 }
 
-// Wallet lists the signed-in shopper's coupons, newest first (at most 500).
+// Wallet lists the signed-in shopper's coupons, newest first (at most 500). A node keeps each
+// wallet it read with the wallet's version, a count every change moves on every node (R-5.6):
+// a read costs one look at the version while the wallet is unchanged, and a changed wallet is
+// never served stale. When the versions do not answer, the wallet is read from the store.
 func (s *Service) Wallet(ctx context.Context, a surge.Actor) ([]WalletCoupon, error) {
-	list, err := s.store.CouponsOf(ctx, a.UserID, maxListed)
+	v, err := s.versions.Count(ctx, walletKey(a.UserID))
+	if err != nil {
+		return s.readWallet(ctx, a.UserID)
+	}
+	if w, ok := s.wallets.GetIfPresent(a.UserID); ok && w.version == v {
+		return w.items, nil
+	}
+	items, err := s.readWallet(ctx, a.UserID)
+	if err == nil {
+		s.wallets.Set(a.UserID, wallet{version: v, items: items})
+	}
+	return items, err
+}
+
+func (s *Service) readWallet(ctx context.Context, user int64) ([]WalletCoupon, error) {
+	list, err := s.store.CouponsOf(ctx, user, maxListed)
 	if err != nil {
 		return nil, err
 	}

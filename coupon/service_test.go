@@ -2,17 +2,89 @@ package coupon_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
+	"github.com/surgecommerce/surge/ratelimit"
 	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/stock"
 	"github.com/surgecommerce/surge/storetest"
 )
+
+// countingCoupons counts the wallet reads that reach the store.
+type countingCoupons struct {
+	surge.CouponStore
+	reads atomic.Int64
+}
+
+func (c *countingCoupons) CouponsOf(ctx context.Context, user int64, n int) ([]*surge.Coupon, error) {
+	c.reads.Add(1)
+	return c.CouponStore.CouponsOf(ctx, user, n)
+}
+
+// Two nodes share the store, the ledger and the wallet versions: a wallet read again unchanged
+// comes from the node's cache; a claim on either node is in the next read on both.
+func TestWalletIsCachedAndNeverStale(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "surge.db"), storetest.IDs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	store, versions, ledger := &countingCoupons{CouponStore: db}, ratelimit.NewCounter(nil), coupon.NewLedger(e)
+	log := slog.New(slog.DiscardHandler)
+	a := coupon.NewService(store, ledger, versions, nil, log, storetest.IDs(), nil)
+	b := coupon.NewService(store, ledger, versions, nil, log, storetest.IDs(), nil)
+	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	now := time.Now().UTC()
+	batch, err := a.CreateBatch(ctx, op, coupon.BatchInput{Name: "wallet", Rule: coupon.Rule{Kind: coupon.Fixed, Value: 100, Currency: "CNY",
+		Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, Total: 10, PerUser: 5, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Publish(ctx, op, batch.ID); err != nil {
+		t.Fatal(err)
+	}
+	shopper := surge.Actor{UserID: 9, Role: surge.RoleShopper}
+	count := func(svc *coupon.Service) int {
+		t.Helper()
+		w, err := svc.Wallet(ctx, shopper)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(w)
+	}
+	for i := range 3 {
+		if n := count(a); n != i || count(b) != i {
+			t.Fatalf("wallet after %d claims: %d on a, %d on b", i, n, count(b))
+		}
+		reads := store.reads.Load()
+		for range 5 {
+			count(a)
+			count(b)
+		}
+		if got := store.reads.Load(); got != reads {
+			t.Fatalf("10 reads of an unchanged wallet reached the store %d times; want none", got-reads)
+		}
+		if _, err := []*coupon.Service{a, b}[i%2].Claim(ctx, shopper, batch.ID, coupon.ClaimRequest{RequestID: fmt.Sprint("r", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // A node starting on a ledger that lost its state (an emptied Redis) opens the live batches
 // nobody claimed from, and refuses to open one whose coupons were claimed: it would issue the
@@ -36,7 +108,7 @@ func TestLoadNeverReissues(t *testing.T) {
 		return e
 	}
 	log := slog.New(slog.DiscardHandler)
-	svc := coupon.NewService(db, coupon.NewLedger(engine()), nil, log, storetest.IDs(), nil)
+	svc := coupon.NewService(db, coupon.NewLedger(engine()), ratelimit.NewCounter(nil), nil, log, storetest.IDs(), nil)
 	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	now := time.Now().UTC()
 	in := coupon.BatchInput{Name: "new shoppers", Rule: coupon.Rule{Kind: coupon.Fixed, Value: 500, Currency: "CNY",
@@ -60,7 +132,7 @@ func TestLoadNeverReissues(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fresh := coupon.NewService(db, coupon.NewLedger(engine()), nil, log, storetest.IDs(), nil)
+	fresh := coupon.NewService(db, coupon.NewLedger(engine()), ratelimit.NewCounter(nil), nil, log, storetest.IDs(), nil)
 	if err := fresh.Load(ctx); err != nil {
 		t.Fatal(err)
 	}

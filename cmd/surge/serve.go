@@ -231,7 +231,7 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 	if err := m.salePath(ctx, b, ids, secret, &deps); err != nil {
 		return deps, err
 	}
-	deps.Coupons = coupon.NewService(b.db, coupon.NewLedger(b.stock), b.bus, m.Log, ids, nil)
+	deps.Coupons = coupon.NewService(b.db, coupon.NewLedger(b.stock), b.counter, b.bus, m.Log, ids, nil)
 	if err := deps.Coupons.Load(ctx); err != nil {
 		return deps, fmt.Errorf("loading the live coupon batches: %w", err)
 	}
