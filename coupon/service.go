@@ -32,6 +32,7 @@ type Service struct {
 	now      func() time.Time
 	versions surge.Counter // each shopper's wallet version, shared by the nodes (see Wallet)
 	wallets  *otter.Cache[int64, wallet]
+	metrics  *metrics // nil until Register
 }
 
 // wallet is a cached wallet and the version it was read at.
@@ -338,15 +339,21 @@ type ClaimRequest struct {
 // Claim gives a shopper a coupon of a live batch within its claim window. A retry with the same
 // request id returns the same coupon.
 func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRequest) (*surge.Coupon, error) {
+	c, replayed, err := s.claim(ctx, a, id, in)
+	s.metrics.claim(replayed, err)
+	return c, err
+}
+
+func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRequest) (_ *surge.Coupon, replayed bool, _ error) {
 	if a.Role != surge.RoleShopper {
-		return nil, surge.Errorf(surge.EFORBIDDEN, "coupons are claimed by shoppers")
+		return nil, false, surge.Errorf(surge.EFORBIDDEN, "coupons are claimed by shoppers")
 	}
 	if err := surge.ValidateRequestID(in.RequestID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	b, err := s.store.CouponBatch(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	c := &surge.Coupon{BatchID: id, UserID: a.UserID, State: surge.CouponIssued, ClaimedAt: now, ValidFrom: b.ValidFrom, ValidUntil: b.ValidUntil}
@@ -369,7 +376,7 @@ func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 	var stopped error
 	switch {
 	case b.State == surge.BatchDraft:
-		return nil, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+		return nil, false, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
 	case b.State == surge.BatchOffline:
 		stopped = surge.Errorf(surge.ECONFLICT, "batch %d is offline", id)
 	case now.Before(b.ClaimFrom):
@@ -378,24 +385,26 @@ func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 		stopped = surge.Errorf(surge.ECONFLICT, "claims of batch %d closed at %s", id, b.ClaimUntil.Format(time.RFC3339))
 	}
 	if stopped != nil { // a retry of a claim granted before claims stopped still gets its coupon
+		replayed = true
 		if _, found, err := s.ledger.Retry(ctx, id, a.UserID, in.RequestID, record); err != nil || !found {
-			return nil, cmp.Or(err, stopped)
+			return nil, false, cmp.Or(err, stopped)
 		}
 	} else {
 		couponID, err := s.ids()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		_, err = s.ledger.Claim(ctx, id, a.UserID, in.RequestID, couponID, record)
+		got, err := s.ledger.Claim(ctx, id, a.UserID, in.RequestID, couponID, record)
+		replayed = got.Replayed
 		if surge.ErrorCode(err) == surge.ENOTFOUND { // a live batch the ledger lost (see Load)
-			return nil, surge.Errorf(surge.EUNAVAILABLE, "claims of batch %d are paused: its issuance is being reconciled", id)
+			return nil, false, surge.Errorf(surge.EUNAVAILABLE, "claims of batch %d are paused: its issuance is being reconciled", id)
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	s.emit(ctx, surge.EventCouponClaimed, strconv.FormatInt(stored.ID, 10), stored)
-	return stored, nil
+	return stored, replayed, nil
 }
 
 // WalletCoupon is a coupon in a shopper's wallet, with what it takes off.
@@ -415,6 +424,7 @@ func (s *Service) Wallet(ctx context.Context, a surge.Actor) ([]WalletCoupon, er
 		return s.readWallet(ctx, a.UserID)
 	}
 	if w, ok := s.wallets.GetIfPresent(a.UserID); ok && w.version == v {
+		s.metrics.wallet("cache")
 		return w.items, nil
 	}
 	items, err := s.readWallet(ctx, a.UserID)
@@ -425,6 +435,7 @@ func (s *Service) Wallet(ctx context.Context, a surge.Actor) ([]WalletCoupon, er
 }
 
 func (s *Service) readWallet(ctx context.Context, user int64) ([]WalletCoupon, error) {
+	s.metrics.wallet("store")
 	list, err := s.store.CouponsOf(ctx, user, maxListed)
 	if err != nil {
 		return nil, err

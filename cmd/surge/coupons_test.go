@@ -140,6 +140,12 @@ func TestCouponBatches(t *testing.T) {
 			_, err = tm.shopper.CouponBatches(ctx, "")
 			wantCode(t, "a shopper listing batches", err, surge.EFORBIDDEN)
 			checkEvents(t, cmp.Or(c.NATSURL, m.BusURL), map[string]int{surge.EventCouponClaimed: 11})
+			for name, want := range map[string]float64{`surge_coupon_claims_total{outcome="claimed"}`: 11, `surge_coupon_claims_total{outcome="replayed"}`: 2,
+				`surge_coupon_claims_total{outcome="ECONFLICT"}`: 1, `surge_coupon_wallet_reads_total{from="store"}`: 1} {
+				if got := metric(t, cl, name); got != want {
+					t.Errorf("%s = %v; want %v", name, got, want)
+				}
+			}
 		})
 	}
 }

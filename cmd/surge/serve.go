@@ -232,6 +232,7 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 		return deps, err
 	}
 	deps.Coupons = coupon.NewService(b.db, coupon.NewLedger(b.stock), b.counter, b.bus, m.Log, ids, nil)
+	deps.Coupons.Register(deps.Registry)
 	if err := deps.Coupons.Load(ctx); err != nil {
 		return deps, fmt.Errorf("loading the live coupon batches: %w", err)
 	}

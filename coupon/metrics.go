@@ -1,0 +1,47 @@
+package coupon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/surgecommerce/surge"
+)
+
+// metrics are the coupon service's Prometheus metrics.
+type metrics struct {
+	claims  *prometheus.CounterVec // by outcome
+	wallets *prometheus.CounterVec // wallet reads, by where they were served from
+}
+
+// Register registers the service's metrics: surge_coupon_claims_total{outcome} (claimed,
+// replayed, or the refusal's error code) and surge_coupon_wallet_reads_total{from} (cache or
+// store). Without it the service counts nothing.
+func (s *Service) Register(reg prometheus.Registerer) {
+	m := &metrics{
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_claims_total",
+			Help: "Coupon claims by outcome: claimed, replayed (a retry given its first coupon), or the refusal's error code."}, []string{"outcome"}),
+		wallets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_wallet_reads_total",
+			Help: "Wallet reads by where they were served from: a node's cache (the version unchanged) or the store."}, []string{"from"}),
+	}
+	reg.MustRegister(m.claims, m.wallets)
+	s.metrics = m
+}
+
+func (m *metrics) claim(replayed bool, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "claimed"
+	switch {
+	case err != nil:
+		outcome = surge.ErrorCode(err)
+	case replayed:
+		outcome = "replayed"
+	}
+	m.claims.WithLabelValues(outcome).Inc()
+}
+
+func (m *metrics) wallet(from string) {
+	if m != nil {
+		m.wallets.WithLabelValues(from).Inc()
+	}
+}
