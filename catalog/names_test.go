@@ -3,14 +3,12 @@ package catalog_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/catalog"
-	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/storetest"
 )
 
@@ -34,16 +32,10 @@ func (c *countingStore) SKUByID(ctx context.Context, id int64) (*surge.SKU, erro
 // interval, not before.
 func TestNames(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "surge.db"), storetest.IDs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.SQLite(t)
 	ids := storetest.IDs()
 	shop := &surge.User{Username: "shop", Role: surge.RoleMerchant, PasswordHash: "x"}
+	var err error
 	if shop.ID, err = ids(); err != nil {
 		t.Fatal(err)
 	}

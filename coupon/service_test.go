@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/ratelimit"
-	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/stock"
 	"github.com/surgecommerce/surge/storetest"
 )
@@ -32,14 +30,7 @@ func (c *countingCoupons) CouponsOf(ctx context.Context, user int64, n int) ([]*
 // comes from the node's cache; a claim on either node is in the next read on both.
 func TestWalletIsCachedAndNeverStale(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "surge.db"), storetest.IDs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.SQLite(t)
 	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -91,14 +82,7 @@ func TestWalletIsCachedAndNeverStale(t *testing.T) {
 // whole total again.
 func TestLoadNeverReissues(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "surge.db"), storetest.IDs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.SQLite(t)
 	engine := func() surge.StockEngine {
 		e, err := stock.Open(stock.Options{Dir: t.TempDir()})
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +139,7 @@ wait:
 	for _, l := range lat {
 		all = append(all, l...)
 	}
-	res := CouponBenchResult{Backend: strings.TrimSpace(c.backend), Workers: c.workers, DurationSec: elapsed.Seconds(), Claims: claims.Load(),
+	res := CouponBenchResult{Backend: c.backend, Workers: c.workers, DurationSec: elapsed.Seconds(), Claims: claims.Load(),
 		Errors: errs.Load()}
 	res.ClaimsPerSec = float64(res.Claims) / elapsed.Seconds()
 	res.P50Ms, res.P99Ms = loadgen.Percentiles(all)
