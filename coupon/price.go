@@ -30,37 +30,6 @@ type Applied struct {
 	Rule Rule
 }
 
-// Breakdown is an order's price: what its lines list at, what each coupon takes off each line,
-// and what is payable. The shares of a coupon add up to its discount, and every line's payable
-// is its list less its shares: reconciliation can sum either way.
-type Breakdown struct {
-	Currency string      `json:"currency"`
-	List     int64       `json:"list"`
-	Discount int64       `json:"discount"`
-	Payable  int64       `json:"payable"`
-	Lines    []LinePrice `json:"lines"`
-	Coupons  []Taken     `json:"coupons"`
-}
-
-// LinePrice is one line of a Breakdown.
-type LinePrice struct {
-	List    int64   `json:"list"`
-	Shares  []Share `json:"shares"`
-	Payable int64   `json:"payable"`
-}
-
-// Share is what one coupon takes off one line.
-type Share struct {
-	Coupon int64 `json:"coupon_id,string"`
-	Amount int64 `json:"amount"`
-}
-
-// Taken is what one coupon takes off the whole order.
-type Taken struct {
-	Coupon int64 `json:"coupon_id,string"`
-	Amount int64 `json:"amount"`
-}
-
 // rank orders the kinds: thresholds first (judged before any other coupon lowers what the
 // lines cost, so the order coupons are given in does not decide whether one applies), then
 // fixed amounts, then percentages, of what is left to pay (as shoppers are told).
@@ -82,27 +51,27 @@ func rank(kind string) int {
 // unit. A coupon that cannot apply (another currency, no line in scope, threshold not reached,
 // nothing left to take off, a second of its stacking group) refuses the whole set with the
 // reason.
-func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) {
+func Price(currency string, lines []Line, coupons []Applied) (surge.PriceBreakdown, error) {
 	if err := surge.ValidateCurrency("currency", currency); err != nil {
-		return Breakdown{}, err
+		return surge.PriceBreakdown{}, err
 	}
 	if len(lines) == 0 || len(lines) > MaxLines {
-		return Breakdown{}, surge.Errorf(surge.EINVALID, "an order has 1 to %d lines", MaxLines)
+		return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "an order has 1 to %d lines", MaxLines)
 	}
 	if len(coupons) > MaxPerOrder {
-		return Breakdown{}, surge.Errorf(surge.EINVALID, "an order takes at most %d coupons, not %d", MaxPerOrder, len(coupons))
+		return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "an order takes at most %d coupons, not %d", MaxPerOrder, len(coupons))
 	}
-	b := Breakdown{Currency: currency, Lines: make([]LinePrice, len(lines)), Coupons: []Taken{}}
+	b := surge.PriceBreakdown{Currency: currency, Lines: make([]surge.LinePrice, len(lines)), Coupons: []surge.CouponTaken{}}
 	left := make([]int64, len(lines)) // what each line still costs
 	for i, l := range lines {
 		switch {
 		case l.Quantity < 1 || l.Quantity > surge.MaxPerUserLimit:
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "line %d: quantity must be from 1 to %d", i+1, surge.MaxPerUserLimit)
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "line %d: quantity must be from 1 to %d", i+1, surge.MaxPerUserLimit)
 		case l.Unit < 0 || l.Unit > surge.MaxPriceMinor/l.Quantity:
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "line %d: unit price times quantity must be from 0 to %d minor units", i+1, int64(surge.MaxPriceMinor))
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "line %d: unit price times quantity must be from 0 to %d minor units", i+1, int64(surge.MaxPriceMinor))
 		}
 		left[i] = l.Unit * l.Quantity
-		b.Lines[i] = LinePrice{List: left[i], Shares: []Share{}}
+		b.Lines[i] = surge.LinePrice{List: left[i], Shares: []surge.CouponShare{}}
 		b.List += left[i]
 	}
 	groups := map[string]int64{}
@@ -111,17 +80,17 @@ func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) 
 		first, taken := groups[c.Rule.Group]
 		switch {
 		case c.ID <= 0:
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon ids are positive")
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon ids are positive")
 		case seen[c.ID]:
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is given twice", c.ID)
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is given twice", c.ID)
 		case c.Rule.Currency != currency:
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is in %s; the order is in %s", c.ID, c.Rule.Currency, currency)
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon %d is in %s; the order is in %s", c.ID, c.Rule.Currency, currency)
 		case c.Rule.Group != "" && taken:
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupons %d and %d are both of stacking group %q: an order takes one of a group",
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupons %d and %d are both of stacking group %q: an order takes one of a group",
 				first, c.ID, c.Rule.Group)
 		}
 		if err := c.Rule.Validate(); err != nil {
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d: %s", c.ID, surge.ErrorMessage(err))
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon %d: %s", c.ID, surge.ErrorMessage(err))
 		}
 		seen[c.ID] = true
 		if c.Rule.Group != "" {
@@ -141,7 +110,7 @@ func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) 
 			}
 		}
 		if len(inScope) == 0 {
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d applies to none of the order's lines", c.ID)
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon %d applies to none of the order's lines", c.ID)
 		}
 		var off int64
 		switch c.Rule.Kind {
@@ -149,7 +118,7 @@ func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) 
 			off = c.Rule.Value
 		case Threshold:
 			if base < c.Rule.Threshold {
-				return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d needs %s in its scope; the order has %s there",
+				return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon %d needs %s in its scope; the order has %s there",
 					c.ID, decimal(c.Rule.Threshold), decimal(base))
 			}
 			off = c.Rule.Value
@@ -161,7 +130,7 @@ func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) 
 		}
 		off = min(off, base, total-1) // never below one minor unit to pay
 		if off <= 0 {
-			return Breakdown{}, surge.Errorf(surge.EINVALID, "coupon %d takes nothing off what is left to pay", c.ID)
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon %d takes nothing off what is left to pay", c.ID)
 		}
 		for k, amount := range spread(off, inScope, left) {
 			if amount == 0 {
@@ -169,11 +138,11 @@ func Price(currency string, lines []Line, coupons []Applied) (Breakdown, error) 
 			}
 			i := inScope[k]
 			left[i] -= amount
-			b.Lines[i].Shares = append(b.Lines[i].Shares, Share{Coupon: c.ID, Amount: amount})
+			b.Lines[i].Shares = append(b.Lines[i].Shares, surge.CouponShare{Coupon: c.ID, Amount: amount})
 		}
 		total -= off
 		b.Discount += off
-		b.Coupons = append(b.Coupons, Taken{Coupon: c.ID, Amount: off})
+		b.Coupons = append(b.Coupons, surge.CouponTaken{Coupon: c.ID, Amount: off})
 	}
 	for i := range b.Lines {
 		b.Lines[i].Payable = left[i]

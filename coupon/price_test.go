@@ -36,7 +36,7 @@ func TestPriceBreakdown(t *testing.T) {
 	if b.List != 434600 || b.Discount != 5000+30000+20000 || b.Payable != 434600-55000 {
 		t.Fatalf("breakdown %+v", b)
 	}
-	if want := []Taken{{1, 5000}, {2, 30000}, {3, 20000}}; len(b.Coupons) != 3 || b.Coupons[0] != want[0] || b.Coupons[1] != want[1] || b.Coupons[2] != want[2] {
+	if want := []surge.CouponTaken{{Coupon: 1, Amount: 5000}, {Coupon: 2, Amount: 30000}, {Coupon: 3, Amount: 20000}}; len(b.Coupons) != 3 || b.Coupons[0] != want[0] || b.Coupons[1] != want[1] || b.Coupons[2] != want[2] {
 		t.Fatalf("coupons %+v; want %+v (amounts before the percentage)", b.Coupons, want)
 	}
 	// The threshold coupon's 50.00 over tea lines of 297.00 and 50.00: 4279.83… and 720.17…
@@ -48,7 +48,7 @@ func TestPriceBreakdown(t *testing.T) {
 
 // checkBreakdown holds a breakdown to its promises: every line's shares and payable add up to
 // its list, every coupon's shares to what it took, and the order pays at least a minor unit.
-func checkBreakdown(t *testing.T, lines []Line, b Breakdown) {
+func checkBreakdown(t *testing.T, lines []Line, b surge.PriceBreakdown) {
 	t.Helper()
 	taken := map[int64]int64{}
 	var payable int64
