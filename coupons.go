@@ -39,6 +39,8 @@ type CouponBatch struct {
 // The states of a coupon.
 const (
 	CouponIssued = "issued" // claimed, not on an order
+	CouponLocked = "locked" // on an order not yet paid
+	CouponUsed   = "used"   // on a paid order
 )
 
 // Coupon is one claimed coupon.
@@ -50,6 +52,10 @@ type Coupon struct {
 	ClaimedAt  time.Time `json:"claimed_at"`
 	ValidFrom  time.Time `json:"valid_from"`
 	ValidUntil time.Time `json:"valid_until"`
+	// OrderID is the order the coupon is on, locked or used (0: none); Discount is what it took
+	// off that order, once used.
+	OrderID  int64 `json:"order_id,string,omitempty"`
+	Discount int64 `json:"discount,omitempty"`
 }
 
 // CouponStore keeps coupon batches and claimed coupons.
@@ -73,4 +79,28 @@ type CouponStore interface {
 	SaveCoupon(ctx context.Context, c *Coupon, claimKey string) (*Coupon, error)
 	// CouponsOf lists a user's coupons, newest first, at most n (1-500).
 	CouponsOf(ctx context.Context, user int64, n int) ([]*Coupon, error)
+	// CouponsByID returns the coupons of ids that exist, in no particular order.
+	CouponsByID(ctx context.Context, ids []int64) ([]*Coupon, error)
+	// LockCoupons puts a user's coupons (up to MaxCouponsPerOrder, no repeats) on an order, all
+	// or none, in one transaction. key names the request that locks them (an order's item and
+	// request id): locking the same coupons again under the same key changes nothing and returns
+	// the order they were first locked to, which may differ from order (a retried request).
+	// ENOTFOUND names a coupon that does not exist or is not the user's; ECONFLICT one that is
+	// on another order or used, or a key that locked other coupons. It does not judge validity
+	// or scope: the caller prices the order first.
+	LockCoupons(ctx context.Context, user, order int64, key string, ids []int64, now time.Time) (locked int64, err error)
+	// UseCoupons marks the coupons locked on an order used, each with the discount it gave
+	// (amounts, by coupon id). Idempotent. ECONFLICT if one of them is not on the order.
+	UseCoupons(ctx context.Context, order int64, amounts map[int64]int64) error
+	// ReturnCoupons takes the coupons on an order, locked or used, back to their owners (issued):
+	// the order was cancelled, expired or refunded, or never got made. Idempotent; returns how
+	// many it took back.
+	ReturnCoupons(ctx context.Context, order int64) (int64, error)
+	// CouponsOnOrders returns the coupons locked or used on any of these orders.
+	CouponsOnOrders(ctx context.Context, orders []int64) ([]*Coupon, error)
+	// StaleLocks returns up to n coupons locked before t, oldest first.
+	StaleLocks(ctx context.Context, before time.Time, n int) ([]*Coupon, error)
 }
+
+// MaxCouponsPerOrder bounds the coupons on one order.
+const MaxCouponsPerOrder = 10

@@ -69,7 +69,10 @@ type Order struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	ExpiresAt    time.Time  `json:"expires_at"` // unpaid by then, it is cancelled and its stock returns
 	PaidAt       *time.Time `json:"paid_at,omitempty"`
-	StockSettled bool       `json:"-"` // the stock engine confirmed or released its reservation
+	// Price breaks Amount down when coupons took something off it: the list price, each
+	// coupon's share of each line, and what is payable (Amount).
+	Price        *PriceBreakdown `json:"price,omitempty"`
+	StockSettled bool            `json:"-"` // the stock engine confirmed or released its reservation
 }
 
 // Payment outcomes: what Surge did with a provider's notification, recorded with it.

@@ -11,7 +11,7 @@ import (
 
 // Bounds of an order being priced.
 const (
-	MaxPerOrder = 10 // coupons on one order
+	MaxPerOrder = surge.MaxCouponsPerOrder // coupons on one order
 	MaxLines    = 50 // lines of one order
 )
 

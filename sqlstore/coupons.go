@@ -3,7 +3,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/surgecommerce/surge"
 )
@@ -125,8 +128,12 @@ func (s *Store) CouponsOf(ctx context.Context, user int64, n int) ([]*surge.Coup
 }
 
 func (s *Store) coupons(ctx context.Context, where string, args ...any) ([]*surge.Coupon, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, batch_id, user_id, state, claimed_at, valid_from, valid_until
-		FROM coupons WHERE `+where), args...)
+	return s.couponsIn(ctx, s.db, where, args...)
+}
+
+func (s *Store) couponsIn(ctx context.Context, q querier, where string, args ...any) ([]*surge.Coupon, error) {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT id, batch_id, user_id, state, claimed_at, valid_from, valid_until, order_id,
+		discount FROM coupons WHERE `+where), args...)
 	if err != nil {
 		return nil, s.wrap(err, "coupons")
 	}
@@ -135,11 +142,188 @@ func (s *Store) coupons(ctx context.Context, where string, args ...any) ([]*surg
 	for rows.Next() {
 		var c surge.Coupon
 		var claimed, from, until int64
-		if err := rows.Scan(&c.ID, &c.BatchID, &c.UserID, &c.State, &claimed, &from, &until); err != nil {
+		if err := rows.Scan(&c.ID, &c.BatchID, &c.UserID, &c.State, &claimed, &from, &until, &c.OrderID, &c.Discount); err != nil {
 			return nil, s.wrap(err, "coupons")
 		}
 		c.ClaimedAt, c.ValidFrom, c.ValidUntil = fromMs(claimed), fromMs(from), fromMs(until)
 		list = append(list, &c)
 	}
 	return list, s.wrap(rows.Err(), "coupons")
+}
+
+// CouponsByID implements surge.CouponStore.
+func (s *Store) CouponsByID(ctx context.Context, ids []int64) ([]*surge.Coupon, error) {
+	var out []*surge.Coupon
+	for chunk := range slices.Chunk(ids, surge.MaxListLimit) {
+		got, err := s.coupons(ctx, `id IN `+list(len(chunk)), anys(chunk)...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// anys turns ids into query arguments.
+func anys(ids []int64) []any {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return args
+}
+
+// LockCoupons implements surge.CouponStore: the rows are read locked, judged, and moved in one
+// transaction, and the update repeats the condition it judged, so two orders racing for a coupon
+// cannot both have it.
+func (s *Store) LockCoupons(ctx context.Context, user, order int64, key string, ids []int64, now time.Time) (int64, error) {
+	switch {
+	case len(ids) == 0 || len(ids) > surge.MaxCouponsPerOrder:
+		return 0, surge.Errorf(surge.EINVALID, "an order takes 1 to %d coupons", surge.MaxCouponsPerOrder)
+	case order <= 0 || key == "":
+		return 0, surge.Errorf(surge.EINVALID, "a lock needs its order and key")
+	}
+	seen := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		if id <= 0 || seen[id] {
+			return 0, surge.Errorf(surge.EINVALID, "coupon ids are positive and given once each")
+		}
+		seen[id] = true
+	}
+	locked := order
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, keys, err := s.lockRows(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		mine := 0 // coupons this key locked already
+		for _, id := range ids {
+			c := rows[id]
+			if c == nil || c.UserID != user {
+				return surge.Errorf(surge.ENOTFOUND, "coupon %d is not one of yours", id)
+			}
+			if c.State == surge.CouponLocked && keys[id] == key {
+				mine++
+				locked = c.OrderID
+			}
+		}
+		if mine == len(ids) { // a retry, unless the first request locked more coupons than these
+			var onOrder int64
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM coupons WHERE order_id = ? AND state = ?`),
+				locked, surge.CouponLocked).Scan(&onOrder); err != nil {
+				return err
+			}
+			if onOrder != int64(len(ids)) {
+				mine = -1
+			}
+		}
+		switch {
+		case mine == len(ids):
+			return nil // a retry: the coupons are on the order the first request locked them to
+		case mine != 0:
+			return surge.Errorf(surge.ECONFLICT, "this request locked other coupons; retry it with the same ones")
+		}
+		locked = order
+		for _, id := range ids {
+			switch c := rows[id]; c.State {
+			case surge.CouponUsed:
+				return surge.Errorf(surge.ECONFLICT, "coupon %d is used", id)
+			case surge.CouponLocked:
+				return surge.Errorf(surge.ECONFLICT, "coupon %d is on another order", id)
+			}
+		}
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = ?, lock_key = ?, locked_at = ?
+			WHERE state = ? AND user_id = ? AND id IN `+list(len(ids))),
+			append([]any{surge.CouponLocked, order, key, ms(now), surge.CouponIssued, user}, anys(ids)...)...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+			return surge.Errorf(surge.ECONFLICT, "a coupon changed while it was being locked; retry")
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return locked, nil
+}
+
+// lockRows reads coupons locked for update, by id, with their lock keys.
+func (s *Store) lockRows(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]*surge.Coupon, map[int64]string, error) {
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, user_id, state, order_id, lock_key FROM coupons WHERE id IN `+
+		list(len(ids))+s.dialect.ForUpdate), anys(ids)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	got, keys := make(map[int64]*surge.Coupon, len(ids)), make(map[int64]string, len(ids))
+	for rows.Next() {
+		var c surge.Coupon
+		var key string
+		if err := rows.Scan(&c.ID, &c.UserID, &c.State, &c.OrderID, &key); err != nil {
+			return nil, nil, err
+		}
+		got[c.ID], keys[c.ID] = &c, key
+	}
+	return got, keys, rows.Err()
+}
+
+// UseCoupons implements surge.CouponStore.
+func (s *Store) UseCoupons(ctx context.Context, order int64, amounts map[int64]int64) error {
+	if len(amounts) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for id, amount := range amounts {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, discount = ? WHERE id = ? AND order_id = ? AND state = ?`),
+				surge.CouponUsed, amount, id, order, surge.CouponLocked); err != nil {
+				return err
+			}
+		}
+		var n int64
+		ids := slices.Collect(maps.Keys(amounts))
+		err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM coupons WHERE order_id = ? AND state = ? AND id IN `+list(len(ids))),
+			append([]any{order, surge.CouponUsed}, anys(ids)...)...).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n != int64(len(ids)) {
+			return surge.Errorf(surge.ECONFLICT, "%d of order %d's %d coupons are not on it", int64(len(ids))-n, order, len(ids))
+		}
+		return nil
+	})
+}
+
+// ReturnCoupons implements surge.CouponStore.
+func (s *Store) ReturnCoupons(ctx context.Context, order int64) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = 0, lock_key = '', locked_at = 0, discount = 0
+			WHERE order_id = ? AND state IN (?, ?)`), surge.CouponIssued, order, surge.CouponLocked, surge.CouponUsed)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// CouponsOnOrders implements surge.CouponStore.
+func (s *Store) CouponsOnOrders(ctx context.Context, orders []int64) ([]*surge.Coupon, error) {
+	var out []*surge.Coupon
+	for chunk := range slices.Chunk(orders, surge.MaxListLimit) {
+		got, err := s.coupons(ctx, `order_id IN `+list(len(chunk))+` AND order_id <> 0`, anys(chunk)...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// StaleLocks implements surge.CouponStore.
+func (s *Store) StaleLocks(ctx context.Context, before time.Time, n int) ([]*surge.Coupon, error) {
+	return s.coupons(ctx, `state = ? AND locked_at < ? ORDER BY locked_at LIMIT ?`, surge.CouponLocked, ms(before), min(max(n, 1), 500))
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,15 +14,15 @@ import (
 )
 
 const orderColumns = `id, txn_id, request_id, user_id, session_id, item_id, sku_id, merchant_id, quantity,
-	amount_minor, currency, state, cancel_reason, created_at, expires_at, paid_at, stock_settled`
+	amount_minor, currency, state, cancel_reason, created_at, expires_at, paid_at, stock_settled, price`
 
 // CreateOrder implements surge.OrderStore.
 func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
 	_, err := s.exec(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
 		o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
-		paidMs(o.PaidAt), boolInt(o.StockSettled))
+		paidMs(o.PaidAt), boolInt(o.StockSettled), priceText(o.Price))
 	if err == nil {
 		return true, nil
 	}
@@ -49,7 +50,7 @@ func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool,
 				o := &chunk[i]
 				args = append(args, o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
 					o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
-					paidMs(o.PaidAt), boolInt(o.StockSettled))
+					paidMs(o.PaidAt), boolInt(o.StockSettled), priceText(o.Price))
 			}
 			rows, err := tx.QueryContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`) VALUES `+
 				values(len(chunk), orderFields)+` ON CONFLICT DO NOTHING RETURNING id`), args...)
@@ -83,8 +84,20 @@ func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool,
 	return created, nil
 }
 
+// priceText is how an order's price breakdown is stored: JSON, or "" for none.
+func priceText(p *surge.PriceBreakdown) string {
+	if p == nil {
+		return ""
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(err) // plain integers and strings always encode
+	}
+	return string(b)
+}
+
 // orderFields is the number of orderColumns.
-const orderFields = 17
+const orderFields = 18
 
 // values is the VALUES list of n rows of k placeholders each: (?, ?), (?, ?).
 func values(n, k int) string {
@@ -168,9 +181,17 @@ func (s *Store) scanOrders(rows *sql.Rows) ([]*surge.Order, error) {
 		var o surge.Order
 		var state string
 		var created, expires, paid, settled int64
+		var price string
 		if err := rows.Scan(&o.ID, &o.TxnID, &o.RequestID, &o.UserID, &o.SessionID, &o.ItemID, &o.SKUID, &o.MerchantID,
-			&o.Quantity, &o.Amount.Amount, &o.Amount.Currency, &state, &o.CancelReason, &created, &expires, &paid, &settled); err != nil {
+			&o.Quantity, &o.Amount.Amount, &o.Amount.Currency, &state, &o.CancelReason, &created, &expires, &paid, &settled,
+			&price); err != nil {
 			return nil, s.wrap(err, "orders")
+		}
+		if price != "" {
+			o.Price = new(surge.PriceBreakdown)
+			if err := json.Unmarshal([]byte(price), o.Price); err != nil {
+				return nil, surge.Errorf(surge.EINTERNAL, "order %d: stored price: %v", o.ID, err)
+			}
 		}
 		o.State, o.CreatedAt, o.ExpiresAt, o.StockSettled = surge.OrderState(state), fromMs(created), fromMs(expires), settled != 0
 		if paid != 0 {

@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"encoding/json"
+	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -109,5 +111,150 @@ func RunCoupons(t *testing.T, open Open) {
 	}
 	if none, _ := f.s.CouponsOf(f.ctx, 8, 10); len(none) != 0 {
 		t.Fatalf("another user's coupons = %d", len(none))
+	}
+}
+
+// coupon stores an issued coupon of batch for user.
+func (f *fixture) coupon(batch, user int64) int64 {
+	f.t.Helper()
+	c := &surge.Coupon{ID: f.id(), BatchID: batch, UserID: user, State: surge.CouponIssued, ClaimedAt: f.now,
+		ValidFrom: f.now, ValidUntil: f.now.Add(24 * time.Hour)}
+	_, err := f.s.SaveCoupon(f.ctx, c, "claim-"+strconv.FormatInt(c.ID, 10))
+	must(f.t, "SaveCoupon", err)
+	return c.ID
+}
+
+// couponState reads one coupon.
+func (f *fixture) couponState(id int64) *surge.Coupon {
+	f.t.Helper()
+	got, err := f.s.CouponsByID(f.ctx, []int64{id})
+	must(f.t, "CouponsByID", err)
+	if len(got) != 1 {
+		f.t.Fatalf("CouponsByID(%d) = %d coupons", id, len(got))
+	}
+	return got[0]
+}
+
+// RunCouponLocks checks coupons going on orders: locked all or none, never on two orders,
+// used once, returned.
+func RunCouponLocks(t *testing.T, open Open) {
+	f := newFixture(t, open)
+	b := f.batch(0, surge.BatchLive)
+	const user, stranger = 7, 8
+	a, c, free, theirs := f.coupon(b.ID, user), f.coupon(b.ID, user), f.coupon(b.ID, user), f.coupon(b.ID, stranger)
+	o1, o2 := f.id(), f.id()
+
+	got, err := f.s.LockCoupons(f.ctx, user, o1, "item/req-1", []int64{a, c}, f.now)
+	if err != nil || got != o1 {
+		t.Fatalf("LockCoupons = %d, %v; want order %d", got, err, o1)
+	}
+	if x := f.couponState(a); x.State != surge.CouponLocked || x.OrderID != o1 {
+		t.Fatalf("locked coupon = %+v", x)
+	}
+	// The same request again (a retry, with the new order id it drew) gets the first order.
+	if got, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-1", []int64{c, a}, f.now); err != nil || got != o1 {
+		t.Fatalf("LockCoupons(retry) = %d, %v; want the first order %d", got, err, o1)
+	}
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-1", []int64{a}, f.now)
+	wantCode(t, "a retry with fewer coupons", err, surge.ECONFLICT)
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{c}, f.now)
+	wantCode(t, "a coupon on another order", err, surge.ECONFLICT)
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{free, a}, f.now)
+	wantCode(t, "a set with one coupon on another order", err, surge.ECONFLICT)
+	if x := f.couponState(free); x.State != surge.CouponIssued || x.OrderID != 0 {
+		t.Fatalf("a coupon of a refused set = %+v; want it untouched (all or none)", x)
+	}
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{theirs}, f.now)
+	wantCode(t, "another shopper's coupon", err, surge.ENOTFOUND)
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{f.id()}, f.now)
+	wantCode(t, "a made-up coupon", err, surge.ENOTFOUND)
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{free, free}, f.now)
+	wantCode(t, "a coupon given twice", err, surge.EINVALID)
+	eleven := make([]int64, surge.MaxCouponsPerOrder+1)
+	for i := range eleven {
+		eleven[i] = int64(i + 1)
+	}
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", eleven, f.now)
+	wantCode(t, "11 coupons", err, surge.EINVALID)
+
+	on, err := f.s.CouponsOnOrders(f.ctx, []int64{o1, o2})
+	if err != nil || len(on) != 2 {
+		t.Fatalf("CouponsOnOrders = %d, %v; want the 2 locked", len(on), err)
+	}
+	wantCode(t, "using a coupon not on the order", f.s.UseCoupons(f.ctx, o2, map[int64]int64{a: 100}), surge.ECONFLICT)
+	for range 2 { // idempotent
+		must(t, "UseCoupons", f.s.UseCoupons(f.ctx, o1, map[int64]int64{a: 100, c: 250}))
+	}
+	if x := f.couponState(c); x.State != surge.CouponUsed || x.OrderID != o1 || x.Discount != 250 {
+		t.Fatalf("used coupon = %+v", x)
+	}
+	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-3", []int64{a}, f.now)
+	wantCode(t, "a used coupon", err, surge.ECONFLICT)
+	for want := int64(2); want >= 0; want -= 2 { // idempotent: the second time there is nothing to return
+		if n, err := f.s.ReturnCoupons(f.ctx, o1); err != nil || n != want {
+			t.Fatalf("ReturnCoupons = %d, %v; want %d", n, err, want)
+		}
+	}
+	if x := f.couponState(a); x.State != surge.CouponIssued || x.OrderID != 0 || x.Discount != 0 {
+		t.Fatalf("returned coupon = %+v; want issued again", x)
+	}
+
+	// An order keeps its price breakdown.
+	price := &surge.PriceBreakdown{Currency: "CNY", List: 1000, Discount: 350, Payable: 650,
+		Lines:   []surge.LinePrice{{List: 1000, Payable: 650, Shares: []surge.CouponShare{{Coupon: a, Amount: 100}, {Coupon: c, Amount: 250}}}},
+		Coupons: []surge.CouponTaken{{Coupon: a, Amount: 100}, {Coupon: c, Amount: 250}}}
+	o := surge.Order{ID: o1, TxnID: "t-" + strconv.FormatInt(o1, 10), RequestID: "req-1", UserID: user, SessionID: 1, ItemID: 2, SKUID: 3,
+		MerchantID: 4, Quantity: 1, Amount: surge.Money{Amount: 650, Currency: "CNY"}, State: surge.OrderPendingPayment,
+		CreatedAt: f.now, ExpiresAt: f.now.Add(time.Minute), Price: price}
+	if _, err := f.s.CreateOrders(f.ctx, []surge.Order{o}); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := f.s.OrderByID(f.ctx, o1)
+	must(t, "OrderByID", err)
+	if stored.Price == nil || !reflect.DeepEqual(*stored.Price, *price) {
+		t.Fatalf("stored price = %+v; want %+v", stored.Price, price)
+	}
+
+	// Stale locks, oldest first: a lock from ten minutes ago and one from now.
+	old := f.now.Add(-10 * time.Minute)
+	if _, err := f.s.LockCoupons(f.ctx, user, o2, "item/old", []int64{free}, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.LockCoupons(f.ctx, user, f.id(), "item/new", []int64{a}, f.now); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := f.s.StaleLocks(f.ctx, f.now.Add(-5*time.Minute), 10)
+	if err != nil || len(stale) != 1 || stale[0].ID != free || stale[0].OrderID != o2 {
+		t.Fatalf("StaleLocks = %+v, %v; want the old lock only", stale, err)
+	}
+
+	// 200 shoppers each put one coupon on 5 orders at once: each coupon goes on one order.
+	var ids []int64
+	for u := range 200 {
+		ids = append(ids, f.coupon(b.ID, int64(1000+u)))
+	}
+	var mu sync.Mutex
+	winners := map[int64]int{}
+	n := concurrently(1000, func(i int) error {
+		coupon, u := ids[i/5], int64(1000+i/5)
+		order := f.id()
+		for {
+			got, err := f.s.LockCoupons(f.ctx, u, order, "item/race-"+strconv.Itoa(i), []int64{coupon}, f.now)
+			if surge.ErrorCode(err) == surge.EUNAVAILABLE { // contention: retried, as callers do
+				continue
+			}
+			if err == nil {
+				mu.Lock()
+				winners[coupon]++
+				mu.Unlock()
+				if got != order {
+					return surge.Errorf(surge.EINTERNAL, "won with order %d, locked to %d", order, got)
+				}
+			}
+			return err
+		}
+	})
+	if n != 200 || len(winners) != 200 {
+		t.Fatalf("%d of 1000 locks succeeded, on %d coupons; want one per coupon, 200", n, len(winners))
 	}
 }
