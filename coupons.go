@@ -104,3 +104,15 @@ type CouponStore interface {
 
 // MaxCouponsPerOrder bounds the coupons on one order.
 const MaxCouponsPerOrder = 10
+
+// CouponsOnOrder is the data of the events of coupons going on an order (coupon.locked), being
+// used (coupon.used) and coming back (coupon.returned): which coupons, and what they take off.
+type CouponsOnOrder struct {
+	OrderID    int64         `json:"order_id,string"`
+	UserID     int64         `json:"user_id,string"`
+	SessionID  int64         `json:"session_id,string,omitempty"`
+	MerchantID int64         `json:"merchant_id,string,omitempty"`
+	Currency   string        `json:"currency"`
+	Discount   int64         `json:"discount"`
+	Coupons    []CouponTaken `json:"coupons"`
+}

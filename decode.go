@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -63,6 +64,9 @@ func JSONError(err error) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	var mb *http.MaxBytesError
+	if e, ok := errors.AsType[*Error](err); ok { // a value's own decoder said what is wrong
+		return e
+	}
 	switch {
 	case errors.As(err, &mb):
 		return Errorf(ETOOLARGE, "the body is larger than %d bytes", mb.Limit)
@@ -99,4 +103,38 @@ func jsonKind(goType string) string {
 		return "an RFC 3339 time"
 	}
 	return "an object"
+}
+
+// IDList is a list of 64-bit ids, written in JSON as an array of strings of digits, as single
+// ids are: JavaScript numbers lose digits past 2^53.
+type IDList []int64
+
+// MarshalJSON writes the ids as strings.
+func (l IDList) MarshalJSON() ([]byte, error) {
+	b := append(make([]byte, 0, 2+len(l)*21), '[')
+	for i, id := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(strconv.AppendInt(append(b, '"'), id, 10), '"')
+	}
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON reads an array of positive ids written as strings of digits.
+func (l *IDList) UnmarshalJSON(b []byte) error {
+	var ss []string
+	if err := json.Unmarshal(b, &ss); err != nil {
+		return Errorf(EINVALID, "ids must be an array of JSON strings of digits, such as [\"123\"]")
+	}
+	out := make(IDList, len(ss))
+	for i, s := range ss {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || id <= 0 || strconv.FormatInt(id, 10) != s {
+			return Errorf(EINVALID, "id %d of the list must be a positive whole number written as a string of digits", i+1)
+		}
+		out[i] = id
+	}
+	*l = out
+	return nil
 }

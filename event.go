@@ -18,6 +18,10 @@ const (
 	EventRefundDue      = "payment.refund_due"
 	EventStockChanged   = "stock.changed"
 	EventCouponClaimed  = "coupon.claimed" // Data is the coupon
+	// Coupons on an order: Data is a CouponsOnOrder.
+	EventCouponLocked   = "coupon.locked"
+	EventCouponUsed     = "coupon.used"
+	EventCouponReturned = "coupon.returned"
 )
 
 // EventEmitter sends a message to the bus without waiting for the bus to store it; msgID

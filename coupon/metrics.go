@@ -10,19 +10,23 @@ import (
 type metrics struct {
 	claims  *prometheus.CounterVec // by outcome
 	wallets *prometheus.CounterVec // wallet reads, by where they were served from
+	orders  *prometheus.CounterVec // coupons' steps on orders
 }
 
 // Register registers the service's metrics: surge_coupon_claims_total{outcome} (claimed,
 // replayed, or the refusal's error code) and surge_coupon_wallet_reads_total{from} (cache or
-// store). Without it the service counts nothing.
+// store) and surge_coupon_order_steps_total{step} (locked, lock_refused, used, returned). Without it the service counts nothing.
 func (s *Service) Register(reg prometheus.Registerer) {
 	m := &metrics{
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_claims_total",
 			Help: "Coupon claims by outcome: claimed, replayed (a retry given its first coupon), or the refusal's error code."}, []string{"outcome"}),
 		wallets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_wallet_reads_total",
 			Help: "Wallet reads by where they were served from: a node's cache (the version unchanged) or the store."}, []string{"from"}),
+		orders: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_order_steps_total",
+			Help: "Orders whose coupons took a step: locked (on an order being made), lock_refused, used (paid), returned (cancelled, expired, refunded or never made)."},
+			[]string{"step"}),
 	}
-	reg.MustRegister(m.claims, m.wallets)
+	reg.MustRegister(m.claims, m.wallets, m.orders)
 	s.metrics = m
 }
 
@@ -43,5 +47,11 @@ func (m *metrics) claim(replayed bool, err error) {
 func (m *metrics) wallet(from string) {
 	if m != nil {
 		m.wallets.WithLabelValues(from).Inc()
+	}
+}
+
+func (m *metrics) order(step string) {
+	if m != nil {
+		m.orders.WithLabelValues(step).Inc()
 	}
 }

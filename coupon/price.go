@@ -12,7 +12,7 @@ import (
 // Bounds of an order being priced.
 const (
 	MaxPerOrder = surge.MaxCouponsPerOrder // coupons on one order
-	MaxLines    = 50 // lines of one order
+	MaxLines    = 50                       // lines of one order
 )
 
 // Line is one line of an order: Quantity units of an SKU at Unit minor units each.

@@ -25,6 +25,7 @@ const (
 // shop) and shoppers' claims.
 type Service struct {
 	store    surge.CouponStore
+	catalog  surge.CatalogStore // the categories of SKUs, for coupons scoped to one (nil: none)
 	ledger   *Ledger
 	bus      surge.EventEmitter
 	log      *slog.Logger
@@ -33,6 +34,9 @@ type Service struct {
 	versions surge.Counter // each shopper's wallet version, shared by the nodes (see Wallet)
 	wallets  *otter.Cache[int64, wallet]
 	metrics  *metrics // nil until Register
+
+	rules      *otter.Cache[int64, Rule]   // live batches' rules, which never change
+	categories *otter.Cache[int64, string] // SKUs' top-level categories
 }
 
 // wallet is a cached wallet and the version it was read at.
@@ -53,14 +57,17 @@ const (
 // NewService returns the coupon service; its events go to bus (none when nil); versions counts
 // changes of each shopper's wallet, shared by every node (Redis in the scale-out shape). now
 // may be nil for the wall clock.
-func NewService(store surge.CouponStore, ledger *Ledger, versions surge.Counter, bus surge.EventEmitter, log *slog.Logger,
+func NewService(store surge.CouponStore, catalog surge.CatalogStore, ledger *Ledger, versions surge.Counter, bus surge.EventEmitter, log *slog.Logger,
 	ids func() (int64, error), now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, ledger: ledger, versions: versions, bus: bus, log: log, ids: ids, now: now,
+	return &Service{store: store, catalog: catalog, ledger: ledger, versions: versions, bus: bus, log: log, ids: ids, now: now,
 		wallets: otter.Must(&otter.Options[int64, wallet]{MaximumSize: WalletsCached,
-			ExpiryCalculator: otter.ExpiryWriting[int64, wallet](walletFresh)})}
+			ExpiryCalculator: otter.ExpiryWriting[int64, wallet](walletFresh)}),
+		rules: otter.Must(&otter.Options[int64, Rule]{MaximumSize: rulesCached}),
+		categories: otter.Must(&otter.Options[int64, string]{MaximumSize: categoriesCached,
+			ExpiryCalculator: otter.ExpiryWriting[int64, string](categoryFresh)})}
 }
 
 func walletKey(user int64) string { return "wallet:" + strconv.FormatInt(user, 10) }

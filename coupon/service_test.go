@@ -38,8 +38,8 @@ func TestWalletIsCachedAndNeverStale(t *testing.T) {
 	defer e.Close()
 	store, versions, ledger := &countingCoupons{CouponStore: db}, ratelimit.NewCounter(nil), coupon.NewLedger(e)
 	log := slog.New(slog.DiscardHandler)
-	a := coupon.NewService(store, ledger, versions, nil, log, storetest.IDs(), nil)
-	b := coupon.NewService(store, ledger, versions, nil, log, storetest.IDs(), nil)
+	a := coupon.NewService(store, nil, ledger, versions, nil, log, storetest.IDs(), nil)
+	b := coupon.NewService(store, nil, ledger, versions, nil, log, storetest.IDs(), nil)
 	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	now := time.Now().UTC()
 	batch, err := a.CreateBatch(ctx, op, coupon.BatchInput{Name: "wallet", Rule: coupon.Rule{Kind: coupon.Fixed, Value: 100, Currency: "CNY",
@@ -92,7 +92,7 @@ func TestLoadNeverReissues(t *testing.T) {
 		return e
 	}
 	log := slog.New(slog.DiscardHandler)
-	svc := coupon.NewService(db, coupon.NewLedger(engine()), ratelimit.NewCounter(nil), nil, log, storetest.IDs(), nil)
+	svc := coupon.NewService(db, db, coupon.NewLedger(engine()), ratelimit.NewCounter(nil), nil, log, storetest.IDs(), nil)
 	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	now := time.Now().UTC()
 	in := coupon.BatchInput{Name: "new shoppers", Rule: coupon.Rule{Kind: coupon.Fixed, Value: 500, Currency: "CNY",
@@ -116,7 +116,7 @@ func TestLoadNeverReissues(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fresh := coupon.NewService(db, coupon.NewLedger(engine()), ratelimit.NewCounter(nil), nil, log, storetest.IDs(), nil)
+	fresh := coupon.NewService(db, db, coupon.NewLedger(engine()), ratelimit.NewCounter(nil), nil, log, storetest.IDs(), nil)
 	if err := fresh.Load(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ func TestWithBodyFallsBackToTheDecoder(t *testing.T) {
 		`{"item_id":"5","Item_Id":"6","quantity":2}`:                   {ItemID: 6, Quantity: 2},
 		`{"item_id":"5","quantity":1,"request_id":"a\u0062"}`:          {ItemID: 5, Quantity: 1, RequestID: "ab"},
 		`{"item_id":"5","quantity":1,"token":"t"}`:                     {ItemID: 5, Quantity: 1, Token: "t"},
+		`{"item_id":"5","quantity":1,"coupon_ids":["7","8"]}`:          {ItemID: 5, Quantity: 1, Coupons: surge.IDList{7, 8}},
 	} {
 		var plain purchase.Request
 		if isPlain := plain.ReadPlain([]byte(body)); isPlain != strings.Contains(body, `"token":"t"`) {
@@ -31,7 +33,7 @@ func TestWithBodyFallsBackToTheDecoder(t *testing.T) {
 		}
 		r := httptest.NewRequest("POST", "/v1/purchases", strings.NewReader(body))
 		got, err := withBody(r, func(in purchase.Request) (any, error) { return in, nil })
-		if err != nil || got != want {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("withBody(%s) = %+v, %v; want %+v", body, got, err, want)
 		}
 	}

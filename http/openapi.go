@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/paysim"
 )
 
@@ -137,6 +138,7 @@ func pathParamSchema(name string) map[string]any {
 var (
 	timeType    = reflect.TypeOf(time.Time{})
 	rawJSONType = reflect.TypeOf(json.RawMessage{})
+	idListType  = reflect.TypeOf(surge.IDList{})
 )
 
 // orNull is a schema that also takes null.
@@ -186,6 +188,9 @@ func (s *schemaSet) ref(t reflect.Type, in bool) map[string]any {
 		return map[string]any{"type": "string", "format": "date-time"}
 	case t == rawJSONType:
 		return map[string]any{} // any JSON value
+	case t == idListType:
+		return map[string]any{"type": "array", "items": map[string]any{"type": "string", "pattern": "^[1-9][0-9]*$"},
+			"description": "64-bit ids as strings"}
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
 		return map[string]any{"type": "string", "contentEncoding": "base64"}
 	case t.Kind() == reflect.Struct:

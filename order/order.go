@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/snowflake"
 )
@@ -55,6 +56,20 @@ type Config struct {
 	Peers   Peers
 	// Registry takes the service's metrics; nil keeps them unregistered.
 	Registry prometheus.Registerer
+	// Coupons uses and returns the coupons on orders; nil when orders carry none.
+	Coupons Coupons
+}
+
+// Coupons follows the coupons on orders (package coupon): each step idempotent.
+type Coupons interface {
+	// Use marks a paid order's coupons used.
+	Use(ctx context.Context, o *surge.Order) error
+	// ReturnOf gives a cancelled order's coupons back.
+	ReturnOf(ctx context.Context, o *surge.Order) error
+	// Locked prices an order with the coupons locked to it; nil if there are none.
+	Locked(ctx context.Context, user, order int64, currency string, lines []coupon.Line) (*surge.PriceBreakdown, error)
+	// SweepLocks returns coupons locked to orders never made.
+	SweepLocks(ctx context.Context, orders coupon.OrderFinder) (int, error)
 }
 
 // Service is the order service.
@@ -216,9 +231,12 @@ func (s *Service) settle(ctx context.Context, o *surge.Order) {
 }
 
 // settleStock has the stock engine confirm (paid) or release (cancelled) an order's
-// reservation, and reports whether that is done. Done includes a reservation the engine does
-// not have, which nothing will ever settle.
+// reservation, and its coupons used or returned, and reports whether that is done. Done includes
+// a reservation the engine does not have, which nothing will ever settle.
 func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
+	if !s.settleCoupons(ctx, o) {
+		return false
+	}
 	var err error
 	switch o.State {
 	case surge.OrderPaid:
@@ -237,6 +255,31 @@ func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "stock not yet settled; the sweep will retry", "order", o.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// settleCoupons uses (paid) or returns (cancelled) an order's coupons, and reports whether that
+// is done. A coupon that is not on its paid order (which the audit then reports) is logged and
+// left: no retry will put it there.
+func (s *Service) settleCoupons(ctx context.Context, o *surge.Order) bool {
+	if s.cfg.Coupons == nil || o.Price == nil || len(o.Price.Coupons) == 0 {
+		return true
+	}
+	var err error
+	switch o.State {
+	case surge.OrderPaid:
+		err = s.cfg.Coupons.Use(ctx, o)
+	case surge.OrderCancelled:
+		err = s.cfg.Coupons.ReturnOf(ctx, o)
+	}
+	if surge.ErrorCode(err) == surge.ECONFLICT {
+		s.log.ErrorContext(ctx, "a paid order's coupons are not on it", "order", o.ID, "err", err)
+		err = nil
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "coupons not yet settled; the sweep will retry", "order", o.ID, "err", err)
 		return false
 	}
 	return true
@@ -379,6 +422,11 @@ func (s *Service) Run(ctx context.Context) {
 				if _, err := s.SweepOrphans(ctx); err != nil && !errors.Is(err, context.Canceled) {
 					s.log.WarnContext(ctx, "orphan sweep failed", "err", err)
 				}
+				if s.cfg.Coupons != nil {
+					if _, err := s.cfg.Coupons.SweepLocks(ctx, s.store); err != nil && !errors.Is(err, context.Canceled) {
+						s.log.WarnContext(ctx, "coupon lock sweep failed", "err", err)
+					}
+				}
 			}
 		}
 	}
@@ -427,10 +475,21 @@ func (s *Service) orphans(ctx context.Context, se *surge.Session, it *surge.Sess
 			}
 			continue
 		}
+		amount := surge.Money{Amount: it.SalePrice.Amount * r.Quantity, Currency: it.SalePrice.Currency}
+		var price *surge.PriceBreakdown
+		if s.cfg.Coupons != nil { // the coupons its request locked, priced as they were
+			lines := []coupon.Line{{SKU: it.SKUID, Shop: it.MerchantID, Unit: it.SalePrice.Amount, Quantity: r.Quantity}}
+			if price, err = s.cfg.Coupons.Locked(ctx, r.UserID, r.OrderID, it.SalePrice.Currency, lines); err != nil {
+				return 0, err
+			}
+			if price != nil {
+				amount.Amount = price.Payable
+			}
+		}
 		orders = append(orders, surge.Order{ID: r.OrderID, TxnID: payment.TxnID(r.OrderID), RequestID: r.RequestID,
 			UserID: r.UserID, SessionID: se.ID, ItemID: it.ID, SKUID: it.SKUID, MerchantID: it.MerchantID, Quantity: r.Quantity,
-			Amount: surge.Money{Amount: it.SalePrice.Amount * r.Quantity, Currency: it.SalePrice.Currency},
-			State:  surge.OrderPendingPayment, CreatedAt: snowflake.Time(r.OrderID), ExpiresAt: now.Add(se.PayTimeout())})
+			Amount: amount, Price: price,
+			State: surge.OrderPendingPayment, CreatedAt: snowflake.Time(r.OrderID), ExpiresAt: now.Add(se.PayTimeout())})
 	}
 	if len(orders) == 0 {
 		return 0, nil

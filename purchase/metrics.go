@@ -19,10 +19,13 @@ type metrics struct {
 	lookupBatch   prometheus.Histogram
 	lookupsAlone  prometheus.Counter
 	droppedEvents prometheus.Counter
-	shedBy        map[string]prometheus.Counter // by reason: a fixed few
-	queueWait     prometheus.Histogram
-	recordTime    prometheus.Histogram
-	unshared      prometheus.Counter
+	// droppedReturns counts refused attempts whose coupons the returner could not take: the
+	// coupon sweep returns them after coupon.LockTTL.
+	droppedReturns prometheus.Counter
+	shedBy         map[string]prometheus.Counter // by reason: a fixed few
+	queueWait      prometheus.Histogram
+	recordTime     prometheus.Histogram
+	unshared       prometheus.Counter
 }
 
 // NewMetrics registers the purchase metrics.
@@ -47,6 +50,9 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 	m.droppedEvents = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "surge_purchase_events_dropped_total", Help: "Purchase events the bus would not take.",
 	})
+	m.droppedReturns = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "surge_purchase_coupon_returns_dropped_total", Help: "Refused attempts' coupons left for the coupon sweep because the returner's queue was full.",
+	})
 	shedVec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "surge_purchase_shed_total",
 		Help: "Attempts refused 503 with a retry hint for load: work_ahead (more ahead in the item's line than it answers in --purchase-max-wait), standing (a share turned away while the line's shortest wait stands above a fifth of it), in_flight, queue_full.",
@@ -67,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 		Name: "surge_purchase_record_seconds", Help: "Time to store the order commands of an item's decided batches on the bus, before their shoppers are answered.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
-	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.lookupsAlone, m.droppedEvents, shedVec, m.queueWait, m.recordTime, m.unshared)
+	reg.MustRegister(m.outcomes, m.batches, m.lookupBatch, m.lookupsAlone, m.droppedEvents, m.droppedReturns, shedVec, m.queueWait, m.recordTime, m.unshared)
 	return m
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/shed"
@@ -35,6 +36,7 @@ const (
 	missingItemTTL    = time.Second // how long an item not on sale is believed to stay so
 	publishTimeout    = time.Second // an unreachable bus refuses a purchase this fast
 	maxTickets        = 1 << 18     // queued attempts remembered for polling
+	returnQueueDepth  = 1 << 14     // refused attempts whose coupons wait to go back
 )
 
 // Config tunes the gate.
@@ -52,6 +54,20 @@ type Config struct {
 	// the work ahead of it and the line's measured pace; while the line's shortest wait stands
 	// above a fifth of it, a rising share of attempts is turned away (see package shed).
 	MaxWait time.Duration
+	// Coupons prices orders with the coupons shoppers name and puts the coupons on them; nil
+	// refuses purchases with coupons.
+	Coupons Coupons
+}
+
+// Coupons prices orders with shoppers' coupons and puts them on the orders (package coupon).
+type Coupons interface {
+	// Lock prices the order with the coupons and locks them to it, all or none; a retried
+	// request (same key) gets the order its coupons were first locked to.
+	Lock(ctx context.Context, ref coupon.OrderRef, key, currency string, lines []coupon.Line, ids []int64) (int64, *surge.PriceBreakdown, error)
+	// Locked prices an order with the coupons locked to it; nil if there are none.
+	Locked(ctx context.Context, user, order int64, currency string, lines []coupon.Line) (*surge.PriceBreakdown, error)
+	// Return gives the coupons locked to an order back.
+	Return(ctx context.Context, ref coupon.OrderRef, price *surge.PriceBreakdown) error
 }
 
 func (c *Config) defaults() {
@@ -114,6 +130,9 @@ type Request struct {
 	Quantity  int64  `json:"quantity"`
 	RequestID string `json:"request_id"`
 	Token     string `json:"token"`
+	// Coupons are the shopper's coupons to take off the order's price (up to 10): locked to the
+	// order when it is made, all or none, used when it is paid, returned if it is not.
+	Coupons surge.IDList `json:"coupon_ids,omitempty"`
 }
 
 // ReadPlain reads a request body in the plain form clients send (see surge.ReadPlainObject) in
@@ -202,13 +221,14 @@ type Service struct {
 	ips       *limiter
 	inFlight  atomic.Int64
 	metrics   *metrics
-	events    atomic.Int64       // numbers this node's events
-	started   int64              // unix ms when the node started, to make event ids unique
-	attempts  attemptQueue       // to the event batcher
-	lookups   chan *lookup       // to the lookup batcher; nil when the engine looks up one at a time
-	shares    chan []*attempt    // queued attempts' answers, to the sharer
-	toRecord  chan *decidedBatch // every lane's decided batches, to the recorder
-	recorded  chan struct{}      // closed when the recorder has stopped
+	events    atomic.Int64         // numbers this node's events
+	started   int64                // unix ms when the node started, to make event ids unique
+	attempts  attemptQueue         // to the event batcher
+	lookups   chan *lookup         // to the lookup batcher; nil when the engine looks up one at a time
+	shares    chan []*attempt      // queued attempts' answers, to the sharer
+	toRecord  chan *decidedBatch   // every lane's decided batches, to the recorder
+	returns   chan coupon.OrderRef // orders whose coupons go back, to the returner
+	recorded  chan struct{}        // closed when the recorder has stopped
 
 	loading    singleflight.Group
 	mu         sync.Mutex
@@ -245,6 +265,11 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 		quit: make(chan struct{}), started: now().UnixMilli(), attempts: attemptQueue{full: make(chan struct{}, 1)}}
 	s.shares = make(chan []*attempt, shareQueueDepth)
 	s.toRecord, s.recorded = make(chan *decidedBatch, decidedDepth), make(chan struct{})
+	if cfg.Coupons != nil {
+		s.returns = make(chan coupon.OrderRef, returnQueueDepth)
+		s.wg.Add(1)
+		go s.returnAll() // stops on Close
+	}
 	s.wg.Add(2)
 	go s.batchAttempts() // stops on Close
 	go s.shareAnswers()  // stops on Close
@@ -504,6 +529,9 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	if err := validRequestID(req.RequestID); err != nil {
 		return nil, err
 	}
+	if len(req.Coupons) > surge.MaxCouponsPerOrder {
+		return nil, surge.Errorf(surge.EINVALID, "an order takes at most %d coupons, not %d", surge.MaxCouponsPerOrder, len(req.Coupons))
+	}
 	in, err := s.item(ctx, req.ItemID)
 	if err != nil {
 		return nil, err
@@ -522,7 +550,7 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	s.refresh(ctx, l, false)
 	rr := surge.ReserveRequest{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID}
 	if l.remaining.Load() <= 0 {
-		return s.soldOut(ctx, in, rr) // no queue, no gate: nothing is decided here
+		return s.soldOut(ctx, in, rr, nil) // no queue, no gate: nothing is decided here
 	}
 	if s.blacklist.Blocked(a.UserID) {
 		return nil, surge.Errorf(surge.EFORBIDDEN, "rejected: blocked by risk control")
@@ -539,21 +567,83 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	if err := s.tokens.verify(req.Token, a.UserID, req.ItemID, now); err != nil {
 		return nil, err
 	}
-	return s.enqueue(ctx, l, in, rr)
+	var price *surge.PriceBreakdown
+	if len(req.Coupons) > 0 {
+		if rr.OrderID, price, err = s.lockCoupons(ctx, in, rr, req.Coupons); err != nil {
+			return nil, err
+		}
+	}
+	return s.enqueue(ctx, l, in, rr, price)
+}
+
+// line is the one line of a flash-sale order, for pricing with coupons.
+func line(in *info, rr surge.ReserveRequest) []coupon.Line {
+	return []coupon.Line{{SKU: in.item.SKUID, Shop: in.item.MerchantID, Unit: in.item.SalePrice.Amount, Quantity: rr.Quantity}}
+}
+
+// couponKey names a purchase request for its coupons: a retry has the same.
+func couponKey(rr surge.ReserveRequest) string {
+	return strconv.FormatInt(rr.ItemID, 10) + "/" + rr.RequestID
+}
+
+// lockCoupons prices an attempt with its coupons and locks them to the order it would make,
+// before its reservation: it returns that order's id (a retried request's first one) and price.
+func (s *Service) lockCoupons(ctx context.Context, in *info, rr surge.ReserveRequest, ids []int64) (int64, *surge.PriceBreakdown, error) {
+	if s.cfg.Coupons == nil {
+		return 0, nil, surge.Errorf(surge.EINVALID, "this sale takes no coupons")
+	}
+	id, err := s.ids()
+	if err != nil {
+		return 0, nil, err
+	}
+	ref := coupon.OrderRef{Order: id, User: rr.UserID, Session: in.session.ID, Merchant: in.item.MerchantID}
+	return s.cfg.Coupons.Lock(ctx, ref, couponKey(rr), in.item.SalePrice.Currency, line(in, rr), ids)
+}
+
+// giveBack gives back, in the background, the coupons an attempt locked (price is not nil) and
+// did not use: it was refused, or it was a retry answered with its first order. When the queue
+// of returns is full, the coupon sweep returns them later.
+func (s *Service) giveBack(price *surge.PriceBreakdown, rr surge.ReserveRequest, in *info) {
+	if price == nil {
+		return
+	}
+	select {
+	case s.returns <- coupon.OrderRef{Order: rr.OrderID, User: rr.UserID, Session: in.session.ID, Merchant: in.item.MerchantID}:
+	default:
+		s.metrics.droppedReturns.Inc()
+	}
+}
+
+// returnAll gives back the coupons of attempts refused, until Close.
+func (s *Service) returnAll() {
+	defer s.wg.Done()
+	for {
+		select {
+		case ref := <-s.returns:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.cfg.Coupons.Return(ctx, ref, nil); err != nil {
+				s.log.Warn("coupons of a refused purchase not returned; the coupon sweep will", "order", ref.Order, "err", err)
+			}
+			cancel()
+		case <-s.quit:
+			return
+		}
+	}
 }
 
 // soldOut answers an attempt on an item with nothing left: "sold out", unless the attempt is a
 // retry of one that did reserve, which gets its first answer (and its order recorded again, in
 // case the first recording was lost). It only reads; stock that comes back goes through the gate.
-func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest) (*Result, error) {
+func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest, price *surge.PriceBreakdown) (*Result, error) {
 	res, found, err := s.reservation(ctx, rr)
 	if err != nil {
-		return nil, err
+		return nil, err // its coupons, if it locked any, stay locked until the sweep finds no order
 	}
 	if !found {
+		s.giveBack(price, rr, in)
 		return nil, errSoldOut
 	}
-	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: res})
+	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: res}, price)
 }
 
 // errSoldOut is the answer most shoppers of a sale get; it is never changed, so all share one.
@@ -564,20 +654,25 @@ var errSoldOut = surge.Errorf(surge.ESOLDOUT, "sold out")
 var errBusy = surge.Errorf(surge.EUNAVAILABLE, "the sale is busier than this node can serve now; retry after the hint")
 
 // enqueue puts an attempt in its item's queue and waits briefly for the answer.
-func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest) (*Result, error) {
+// An attempt with coupons comes with them locked to its order (rr.OrderID) and priced; refused
+// before the line, it gives them back.
+func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest, price *surge.PriceBreakdown) (*Result, error) {
 	if l.queued.Load()+rr.Quantity > l.remaining.Load() {
-		return s.soldOut(ctx, in, rr) // more are already waiting than the stock left can serve
+		return s.soldOut(ctx, in, rr, price) // more are already waiting than the stock left can serve
 	}
 	if why, retry := l.admit.Shed(s.now(), l.unanswered.Load()); why != "" { // it would wait past what the line allows
 		s.metrics.shed(why)
+		s.giveBack(price, rr, in)
 		return nil, surge.RetryAfter(errBusy, max(retry.Milliseconds(), 1))
 	}
-	id, err := s.ids()
-	if err != nil {
-		return nil, err
+	if rr.OrderID == 0 {
+		id, err := s.ids()
+		if err != nil {
+			return nil, err
+		}
+		rr.OrderID = id
 	}
-	rr.OrderID = id
-	t := &attempt{req: rr, info: in, done: make(chan struct{}), at: s.now()}
+	t := &attempt{req: rr, info: in, price: price, done: make(chan struct{}), at: s.now()}
 	ticket := ticketOf(rr.ItemID, rr.RequestID)
 	select {
 	case l.in <- t:
@@ -585,6 +680,7 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 		l.unanswered.Add(1)
 	default:
 		s.metrics.shed("queue_full")
+		s.giveBack(price, rr, in)
 		return nil, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry"), queueFullRetry.Milliseconds())
 	}
 	s.remember(ticket, t)
@@ -606,26 +702,42 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 }
 
 // decided turns the stock engine's decision into an answer and, for a reservation, the order
-// to record. The answer may be given only once the order is recorded (see record).
-func (s *Service) decided(in *info, rr surge.ReserveRequest, d surge.BatchResult) (*Result, *surge.Order, error) {
-	if d.Err != nil {
+// to record. The answer may be given only once the order is recorded (see record). price is the
+// attempt's, when it locked coupons to its order (rr.OrderID).
+func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, price *surge.PriceBreakdown) (*Result, *surge.Order, error) {
+	if d.Err != nil { // its coupons, if any, stay locked until the sweep finds no order was made
 		return nil, nil, d.Err
 	}
 	switch d.Outcome {
 	case surge.SoldOut:
+		s.giveBack(price, rr, in)
 		return nil, nil, errSoldOut
 	case surge.LimitReached:
+		s.giveBack(price, rr, in)
 		return nil, nil, surge.Errorf(surge.ELIMIT, "you already hold %d of the %d allowed", d.Held, in.item.PerUserLimit)
 	}
 	orderID := d.OrderID
 	if orderID == 0 { // reserved before orders were attached: name it now, idempotently
 		orderID = rr.OrderID
 	}
+	if orderID != rr.OrderID && s.cfg.Coupons != nil {
+		// A retry answered with its first reservation: its order's price is its first
+		// request's, with the coupons locked to it then.
+		s.giveBack(price, rr, in)
+		var err error
+		if price, err = s.cfg.Coupons.Locked(ctx, rr.UserID, orderID, in.item.SalePrice.Currency, line(in, rr)); err != nil {
+			return nil, nil, surge.Errorf(surge.EUNAVAILABLE, "the order's price could not be read; retry with the same request id")
+		}
+	}
+	amount := in.item.SalePrice.Amount * rr.Quantity
+	if price != nil {
+		amount = price.Payable
+	}
 	now := s.now().UTC()
 	o := &surge.Order{ID: orderID, TxnID: payment.TxnID(orderID), RequestID: rr.RequestID, UserID: rr.UserID,
 		SessionID: in.session.ID, ItemID: rr.ItemID, SKUID: in.item.SKUID, MerchantID: in.item.MerchantID,
 		Quantity: rr.Quantity, State: surge.OrderPendingPayment, CreatedAt: now, ExpiresAt: now.Add(in.session.PayTimeout()),
-		Amount: surge.Money{Amount: in.item.SalePrice.Amount * rr.Quantity, Currency: in.item.SalePrice.Currency}}
+		Amount: surge.Money{Amount: amount, Currency: in.item.SalePrice.Currency}, Price: price}
 	return &Result{Status: StatusSuccess, OrderID: orderID, TxnID: o.TxnID, Ticket: ticketOf(rr.ItemID, rr.RequestID), Held: d.Held}, o, nil
 }
 
@@ -665,8 +777,8 @@ func (s *Service) record(ctx context.Context, orders []surge.Order) error {
 }
 
 // finish decides one attempt and records its order.
-func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult) (*Result, error) {
-	res, o, err := s.decided(in, rr, d)
+func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, price *surge.PriceBreakdown) (*Result, error) {
+	res, o, err := s.decided(ctx, in, rr, d, price)
 	if err != nil {
 		return nil, err
 	}

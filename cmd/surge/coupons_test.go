@@ -13,6 +13,9 @@ import (
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/client"
 	"github.com/surgecommerce/surge/coupon"
+	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/purchase"
 )
 
 // Coupon batches over HTTP on every shape: a merchant's batch for its own shop, edited as a
@@ -147,5 +150,133 @@ func TestCouponBatches(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// buyWith buys one unit with coupons, polling a queued answer to its end.
+func buyWith(ctx context.Context, c *client.Client, item int64, req string, coupons ...int64) (*purchase.Result, error) {
+	d, err := c.Item(ctx, item)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: req, Token: d.Token, Coupons: coupons})
+	for deadline := time.Now().Add(20 * time.Second); err == nil && res.Status == purchase.StatusQueued; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("still queued after 20s")
+		}
+		res, err = c.PollPurchase(ctx, res.Ticket)
+	}
+	return res, err
+}
+
+// walletState is the state of one coupon in its shopper's wallet.
+func walletState(t *testing.T, c *client.Client, id int64) string {
+	t.Helper()
+	for _, w := range ok[[]coupon.WalletCoupon](t, "MyCoupons")(c.MyCoupons(context.Background())) {
+		if w.ID == id {
+			return w.State
+		}
+	}
+	t.Fatalf("coupon %d is not in the wallet", id)
+	return ""
+}
+
+// Coupons on flash-sale orders over HTTP on every shape: an order takes a shopper's coupon at
+// its price and keeps the breakdown; the coupon is locked while the order waits, used when it is
+// paid, returned when it is cancelled; a coupon on one order is refused for another, and each
+// bad coupon (someone else's, made up, out of scope, eleven of them) is refused with its code.
+func TestCouponsOnOrders(t *testing.T) {
+	for _, sh := range shapes() {
+		t.Run(sh.name, func(t *testing.T) {
+			c := saleConfig(t)
+			c.NATSListen = "127.0.0.1:0" // to read the events
+			c.UserRate = 1000            // one shopper tries many coupons in a moment
+			sh.setup(t, &c)
+			m, cl := start(t, c)
+			ctx := context.Background()
+			tm := newTeam(t, cl)
+			now := time.Now().UTC()
+			batch := func(name string, rule coupon.Rule) *surge.CouponBatch {
+				b := ok[*surge.CouponBatch](t, "CreateCouponBatch")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: name, Rule: rule,
+					Total: 100, PerUser: 5, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
+				return ok[*surge.CouponBatch](t, "PublishCouponBatch")(tm.op.PublishCouponBatch(ctx, b.ID))
+			}
+			off30 := batch("¥0.30 off", coupon.Rule{Kind: coupon.Fixed, Value: 30, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}})
+			digital := batch("10% off digital", coupon.Rule{Kind: coupon.Percent, Value: 10, Currency: "CNY",
+				Scope: coupon.Scope{Kind: coupon.ScopeCategory, Category: "Digital"}})
+			books := batch("¥0.10 off books", coupon.Rule{Kind: coupon.Fixed, Value: 10, Currency: "CNY",
+				Scope: coupon.Scope{Kind: coupon.ScopeCategory, Category: "Books"}})
+			it := openSaleItem(t, tm, 10, 3, 900)
+			s1, s2 := shopper(t, cl, 4_000_001), shopper(t, cl, 4_000_002)
+			claim := func(s *client.Client, b *surge.CouponBatch, req string) int64 {
+				return ok[*surge.Coupon](t, "ClaimCoupon")(s.ClaimCoupon(ctx, b.ID, req)).ID
+			}
+			c1, c2, cd, cb := claim(s1, off30, "a"), claim(s1, off30, "b"), claim(s1, digital, "c"), claim(s1, books, "d")
+			theirs := claim(s2, off30, "a")
+
+			// ¥1.00 less ¥0.30, then 10% of the ¥0.70 left: ¥0.63 to pay.
+			res := ok[*purchase.Result](t, "buy with coupons")(buyWith(ctx, s1, it.ID, "first", c1, cd))
+			o := ok[*surge.Order](t, "Order")(s1.Order(ctx, res.OrderID))
+			if o.Amount.Amount != 63 || o.Price == nil || o.Price.List != 100 || o.Price.Discount != 37 || o.Price.Payable != 63 ||
+				len(o.Price.Coupons) != 2 || o.Price.Coupons[0] != (surge.CouponTaken{Coupon: c1, Amount: 30}) ||
+				o.Price.Coupons[1] != (surge.CouponTaken{Coupon: cd, Amount: 7}) {
+				t.Fatalf("order %+v, price %+v; want ¥0.63 after ¥0.30 and ¥0.07 off", o, o.Price)
+			}
+			if st := walletState(t, s1, c1); st != surge.CouponLocked {
+				t.Fatalf("a coupon on a pending order is %s in the wallet; want locked", st)
+			}
+			again := ok[*purchase.Result](t, "the same request again")(buyWith(ctx, s1, it.ID, "first", c1, cd))
+			if again.OrderID != res.OrderID {
+				t.Fatalf("a retried request made order %d; want the first, %d", again.OrderID, res.OrderID)
+			}
+			_, err := buyWith(ctx, s1, it.ID, "second", c1)
+			wantCode(t, "a coupon on another order", err, surge.ECONFLICT)
+			_, err = buyWith(ctx, s1, it.ID, "second", cb)
+			wantCode(t, "a coupon for books on a digital item", err, surge.EINVALID)
+			_, err = buyWith(ctx, s1, it.ID, "second", theirs)
+			wantCode(t, "another shopper's coupon", err, surge.ENOTFOUND)
+			_, err = buyWith(ctx, s1, it.ID, "second", c2+1_000_000)
+			wantCode(t, "a made-up coupon", err, surge.ENOTFOUND)
+			eleven := make([]int64, 11)
+			for i := range eleven {
+				eleven[i] = c2 + int64(i)
+			}
+			_, err = buyWith(ctx, s1, it.ID, "second", eleven...)
+			wantCode(t, "eleven coupons", err, surge.EINVALID)
+			if st := walletState(t, s1, c2); st != surge.CouponIssued {
+				t.Fatalf("a coupon of refused purchases is %s; want issued", st)
+			}
+
+			// Paid: used, with what it took off. Cancelled: back in the wallet.
+			tk := ok[*order.PayTicket](t, "PayTicket")(s1.PayTicket(ctx, res.OrderID))
+			if _, err := s1.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket}); err != nil {
+				t.Fatal(err)
+			}
+			waitState(t, s1, res.OrderID, surge.OrderPaid)
+			waitCoupon(t, s1, c1, surge.CouponUsed)
+			res2 := ok[*purchase.Result](t, "buy with the other coupon")(buyWith(ctx, s1, it.ID, "third", c2))
+			if st := walletState(t, s1, c2); st != surge.CouponLocked {
+				t.Fatalf("coupon on the second order is %s; want locked", st)
+			}
+			ok[*surge.Order](t, "CancelOrder")(s1.CancelOrder(ctx, res2.OrderID))
+			waitCoupon(t, s1, c2, surge.CouponIssued)
+			ok[*purchase.Result](t, "buy again with the returned coupon")(buyWith(ctx, s1, it.ID, "fourth", c2))
+
+			if n := metric(t, cl, `surge_coupon_order_steps_total{step="used"}`); n < 1 {
+				t.Errorf("coupons used on /metrics = %v; want at least 1", n)
+			}
+			checkEvents(t, cmp.Or(c.NATSURL, m.BusURL), map[string]int{surge.EventCouponLocked: 3, surge.EventCouponUsed: 1, surge.EventCouponReturned: 1})
+		})
+	}
+}
+
+// waitCoupon waits until a coupon reaches a state in its shopper's wallet: the settling sweep
+// uses or returns it within moments of its order being paid or cancelled.
+func waitCoupon(t *testing.T, c *client.Client, id int64, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); walletState(t, c, id) != want; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("coupon %d is %s; want %s", id, walletState(t, c, id), want)
+		}
 	}
 }

@@ -228,13 +228,13 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 		deps.DevCodes = sender
 		m.Log.Warn("development mode: one-time codes are exposed at /v1/dev/otp")
 	}
-	if err := m.salePath(ctx, b, ids, secret, &deps); err != nil {
-		return deps, err
-	}
-	deps.Coupons = coupon.NewService(b.db, coupon.NewLedger(b.stock), b.counter, b.bus, m.Log, ids, nil)
+	deps.Coupons = coupon.NewService(b.db, b.db, coupon.NewLedger(b.stock), b.counter, b.bus, m.Log, ids, nil)
 	deps.Coupons.Register(deps.Registry)
 	if err := deps.Coupons.Load(ctx); err != nil {
 		return deps, fmt.Errorf("loading the live coupon batches: %w", err)
+	}
+	if err := m.salePath(ctx, b, ids, secret, &deps); err != nil { // its orders carry coupons
+		return deps, err
 	}
 	// Screen tickets are signed with a key of their own, derived from the token secret that
 	// every node shares.
@@ -275,7 +275,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	pending := order.NewPending(nil)
 	orders := order.New(b.db, b.db, b.stock, b.bus, order.Config{PaymentKey: payKey, PaymentURL: payURL,
 		NotifyURL: public + "/v1/payments/callback", TicketTTL: 10 * time.Minute, Worker: c.WorkerID, Pending: pending,
-		Peers: b.bus, Registry: deps.Registry}, m.Log, nil)
+		Peers: b.bus, Registry: deps.Registry, Coupons: deps.Coupons}, m.Log, nil)
 	unserve, err := b.bus.ServePending(c.WorkerID, pending.Get)
 	if err != nil {
 		stop()
@@ -301,7 +301,8 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	go func() { defer wg.Done(); orders.Run(bg) }()    // stops with bg
 	go func() { defer wg.Done(); blacklist.Run(bg) }() // stops with bg
 	buy := purchase.New(purchase.Config{TokenKey: secret, UserRate: rate.Limit(c.UserRate), UserBurst: int(c.UserRate*2.5 + 1),
-		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight, AnswerWait: c.AnswerWait, MaxWait: c.MaxWait}, b.db, b.stock, b.db, pending, b.bus, blacklist, ids,
+		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight, AnswerWait: c.AnswerWait, MaxWait: c.MaxWait,
+		Coupons: deps.Coupons}, b.db, b.stock, b.db, pending, b.bus, blacklist, ids,
 		purchase.NewMetrics(deps.Registry), m.Log, nil)
 	m.closers = append(m.closers, func() error {
 		buy.Close()
