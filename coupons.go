@@ -100,6 +100,11 @@ type CouponStore interface {
 	CouponsOnOrders(ctx context.Context, orders []int64) ([]*Coupon, error)
 	// StaleLocks returns up to n coupons locked before t, oldest first.
 	StaleLocks(ctx context.Context, before time.Time, n int) ([]*Coupon, error)
+	// CouponsOnItem returns the coupons locked or used on a sale item's orders, for the
+	// invariant checks.
+	CouponsOnItem(ctx context.Context, itemID int64) ([]*Coupon, error)
+	// CouponStates counts a batch's stored coupons by state.
+	CouponStates(ctx context.Context, batch int64) (map[string]int64, error)
 }
 
 // MaxCouponsPerOrder bounds the coupons on one order.

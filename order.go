@@ -153,6 +153,9 @@ type OrderStore interface {
 	// AuditItem sums up one item's orders for the invariant checks; limit is the item's
 	// per-user limit.
 	AuditItem(ctx context.Context, itemID, limit int64) (*OrderAudit, error)
+	// PricedOrders returns an item's orders that carry a price breakdown (coupons took something
+	// off), for the invariant checks.
+	PricedOrders(ctx context.Context, itemID int64) ([]*Order, error)
 }
 
 // OrderAudit is what the order store holds about one item's orders, for the invariant checks.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/sale"
 )
 
@@ -45,14 +46,42 @@ type ItemFacts struct {
 	PerUserLimit int64             `json:"per_user_limit"`
 	Stock        surge.StockLevels `json:"stock"`
 	Orders       *surge.OrderAudit `json:"orders"`
+	// Coupons are the item's orders that coupons took something off, and the coupons on its
+	// orders (nil where the deployment keeps no coupons).
+	Coupons *ItemCoupons `json:"coupons,omitempty"`
+}
+
+// ItemCoupons are an item's facts for invariant 5.
+type ItemCoupons struct {
+	PricedOrders []*surge.Order  `json:"-"`
+	OnOrders     []*surge.Coupon `json:"-"` // coupons locked or used on the item's orders
+	// Filled in by Check: the paid orders' discount and the used coupons' value (minor units).
+	OrdersDiscount int64 `json:"orders_discount"`
+	CouponsValue   int64 `json:"coupons_value"`
+}
+
+// BatchFacts are a coupon batch's counts: the ledger's total and issued, and the stored coupons
+// (all, and used).
+type BatchFacts struct {
+	BatchID int64 `json:"batch_id,string"`
+	Total   int64 `json:"total"`
+	Issued  int64 `json:"issued"`
+	Stored  int64 `json:"stored"`
+	Used    int64 `json:"used"`
 }
 
 // Report is a session's audit.
 type Report struct {
-	SessionID int64       `json:"session_id,string"`
-	Passed    bool        `json:"passed"` // no invariant failed
-	Results   []Result    `json:"results"`
-	Items     []ItemFacts `json:"items"`
+	SessionID int64        `json:"session_id,string"`
+	Passed    bool         `json:"passed"` // no invariant failed
+	Results   []Result     `json:"results"`
+	Items     []ItemFacts  `json:"items"`
+	Batches   []BatchFacts `json:"batches"` // the batches of the coupons on the session's orders
+}
+
+// Issuer tells a coupon batch's issuance (package coupon's ledger).
+type Issuer interface {
+	Issuance(ctx context.Context, batch int64) (coupon.Issuance, error)
 }
 
 // Auditor reads the facts from the stores.
@@ -62,6 +91,9 @@ type Auditor struct {
 	Orders   surge.OrderStore
 	// GMV, when set, is the real-time platform's GMV of a session, for invariant 6.
 	GMV func(sessionID int64) int64
+	// Coupons and Issuer, when set, are the coupons and their ledger, for invariant 5.
+	Coupons surge.CouponStore
+	Issuer  Issuer
 }
 
 // SessionFor is Session for an operator or admin; anyone else gets EFORBIDDEN.
@@ -89,20 +121,64 @@ func (a *Auditor) Session(ctx context.Context, id int64) (*Report, error) {
 		if f.Orders, err = a.Orders.AuditItem(ctx, it.ID, it.PerUserLimit); err != nil {
 			return nil, err
 		}
+		if a.Coupons != nil {
+			f.Coupons = &ItemCoupons{}
+			if f.Coupons.PricedOrders, err = a.Orders.PricedOrders(ctx, it.ID); err != nil {
+				return nil, err
+			}
+			if f.Coupons.OnOrders, err = a.Coupons.CouponsOnItem(ctx, it.ID); err != nil {
+				return nil, err
+			}
+		}
 		facts = append(facts, f)
+	}
+	batches, err := a.batches(ctx, facts)
+	if err != nil {
+		return nil, err
 	}
 	var gmv *int64
 	if a.GMV != nil {
 		v := a.GMV(id)
 		gmv = &v
 	}
-	return Check(id, facts, gmv), nil
+	return Check(id, facts, batches, gmv), nil
+}
+
+// batches reads the counts of the batches of the coupons on the items' orders.
+func (a *Auditor) batches(ctx context.Context, items []ItemFacts) ([]BatchFacts, error) {
+	if a.Coupons == nil || a.Issuer == nil {
+		return nil, nil
+	}
+	seen := map[int64]bool{}
+	out := []BatchFacts{}
+	for _, f := range items {
+		for _, c := range f.Coupons.OnOrders {
+			if seen[c.BatchID] {
+				continue
+			}
+			seen[c.BatchID] = true
+			is, err := a.Issuer.Issuance(ctx, c.BatchID)
+			if err != nil {
+				return nil, err
+			}
+			states, err := a.Coupons.CouponStates(ctx, c.BatchID)
+			if err != nil {
+				return nil, err
+			}
+			b := BatchFacts{BatchID: c.BatchID, Total: is.Total, Issued: is.Issued, Used: states[surge.CouponUsed]}
+			for _, n := range states {
+				b.Stored += n
+			}
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }
 
 // Check judges the facts: the invariants as pure functions of what the stores hold. gmv is the
 // real-time platform's GMV of the session (nil: no real-time platform to compare with).
-func Check(session int64, items []ItemFacts, gmv *int64) *Report {
-	r := &Report{SessionID: session, Passed: true, Items: items}
+func Check(session int64, items []ItemFacts, batches []BatchFacts, gmv *int64) *Report {
+	r := &Report{SessionID: session, Passed: true, Items: items, Batches: batches}
 	add := func(name string, fails func(f ItemFacts) (int64, string)) {
 		res := Result{Invariant: name, Status: Pass}
 		for _, f := range items {
@@ -168,12 +244,132 @@ func Check(session int64, items []ItemFacts, gmv *int64) *Report {
 		}
 		return n, strings.Join(why, "; ")
 	})
-	r.Results = append(r.Results, Result{Invariant: CouponsBudgets, Status: NA, Details: []string{"this deployment issues no coupons or budgets yet"}})
-	r.Results = append(r.Results, gmvResult(items, gmv))
-	if r.Results[len(r.Results)-1].Status == Fail {
-		r.Passed = false
+	r.Results = append(r.Results, couponResult(items, batches), gmvResult(items, gmv))
+	for _, res := range r.Results[len(r.Results)-2:] {
+		if res.Status == Fail {
+			r.Passed = false
+		}
 	}
 	return r
+}
+
+// couponResult is invariant 5: every batch issued no more than its total and used no more than
+// it issued; every coupon on an order is on exactly the order whose price lists it, locked while
+// the order waits, used (with the amount the price gives it) once it is paid, and given back once
+// it is cancelled; each order's price adds up; and the paid orders' discount equals the used
+// coupons' value. Orders whose stock and coupons are not settled yet are judged once they are.
+func couponResult(items []ItemFacts, batches []BatchFacts) Result {
+	if len(items) > 0 && items[0].Coupons == nil || len(items) == 0 && batches == nil {
+		return Result{Invariant: CouponsBudgets, Status: NA, Details: []string{"this deployment keeps no coupons"}}
+	}
+	res := Result{Invariant: CouponsBudgets, Status: Pass}
+	fail := func(format string, args ...any) {
+		res.Violations++
+		if len(res.Details) < maxDetails {
+			res.Details = append(res.Details, fmt.Sprintf(format, args...))
+		}
+	}
+	for _, b := range batches {
+		res.Checked++
+		switch {
+		case b.Issued > b.Total:
+			fail("batch %d: %d issued of a total of %d", b.BatchID, b.Issued, b.Total)
+		case b.Stored > b.Issued:
+			fail("batch %d: %d coupons stored, %d issued by its ledger", b.BatchID, b.Stored, b.Issued)
+		case b.Used > b.Issued:
+			fail("batch %d: %d used, %d issued", b.BatchID, b.Used, b.Issued)
+		}
+	}
+	for i := range items {
+		f := &items[i]
+		f.Coupons.OrdersDiscount, f.Coupons.CouponsValue = 0, 0
+		on := make(map[int64]*surge.Coupon, len(f.Coupons.OnOrders))
+		for _, c := range f.Coupons.OnOrders {
+			on[c.ID] = c
+			if c.State == surge.CouponUsed {
+				f.Coupons.CouponsValue += c.Discount
+			}
+		}
+		listed := map[int64]bool{}
+		for _, o := range f.Coupons.PricedOrders {
+			res.Checked++
+			if why := priceAddsUp(o); why != "" {
+				fail("item %d: order %d: %s", f.ItemID, o.ID, why)
+			}
+			paid := o.State.PaidOrLater() && o.State != surge.OrderRefunded
+			if paid {
+				f.Coupons.OrdersDiscount += o.Price.Discount
+			}
+			for _, t := range o.Price.Coupons {
+				listed[t.Coupon] = true
+				c := on[t.Coupon]
+				if c != nil && c.OrderID != o.ID {
+					c = nil // on another order: given back by this one (cancelled), and used again
+				}
+				switch {
+				case o.State == surge.OrderPendingPayment && (c == nil || c.State != surge.CouponLocked):
+					fail("item %d: pending order %d lists coupon %d, which is not locked to it", f.ItemID, o.ID, t.Coupon)
+				case paid && o.StockSettled && (c == nil || c.State != surge.CouponUsed || c.Discount != t.Amount):
+					fail("item %d: paid order %d took %d off with coupon %d, which is not used for that amount on it", f.ItemID, o.ID, t.Amount, t.Coupon)
+				case !paid && o.State != surge.OrderPendingPayment && o.StockSettled && c != nil:
+					fail("item %d: coupon %d is still on %s order %d", f.ItemID, t.Coupon, o.State, o.ID)
+				}
+			}
+		}
+		for _, c := range f.Coupons.OnOrders {
+			if !listed[c.ID] {
+				fail("item %d: coupon %d is %s on order %d, whose price does not list it", f.ItemID, c.ID, c.State, c.OrderID)
+			}
+		}
+		if f.Coupons.OrdersDiscount != f.Coupons.CouponsValue && settled(f.Coupons.PricedOrders) {
+			fail("item %d: paid orders took %d off, their used coupons are worth %d", f.ItemID, f.Coupons.OrdersDiscount, f.Coupons.CouponsValue)
+		}
+	}
+	if res.Violations > 0 {
+		res.Status = Fail
+	}
+	return res
+}
+
+// maxDetails bounds the details of one invariant's result.
+const maxDetails = 20
+
+// settled reports whether every paid order's coupons are settled (used).
+func settled(orders []*surge.Order) bool {
+	for _, o := range orders {
+		if o.State.PaidOrLater() && !o.StockSettled {
+			return false
+		}
+	}
+	return true
+}
+
+// priceAddsUp says what is wrong with an order's price breakdown, "" if nothing.
+func priceAddsUp(o *surge.Order) string {
+	p := o.Price
+	var taken, list, payable int64
+	for _, c := range p.Coupons {
+		taken += c.Amount
+	}
+	for _, l := range p.Lines {
+		var shares int64
+		for _, s := range l.Shares {
+			shares += s.Amount
+		}
+		if l.List-shares != l.Payable {
+			return fmt.Sprintf("a line lists %d, its coupons take %d, and it says %d is payable", l.List, shares, l.Payable)
+		}
+		list, payable = list+l.List, payable+l.Payable
+	}
+	switch {
+	case taken != p.Discount:
+		return fmt.Sprintf("its coupons take %d, its discount says %d", taken, p.Discount)
+	case p.List-p.Discount != p.Payable || list != p.List || payable != p.Payable:
+		return fmt.Sprintf("list %d less discount %d is not payable %d (lines: %d and %d)", p.List, p.Discount, p.Payable, list, payable)
+	case p.Payable != o.Amount.Amount || p.Currency != o.Amount.Currency:
+		return fmt.Sprintf("it charges %d %s; its price says %d %s", o.Amount.Amount, o.Amount.Currency, p.Payable, p.Currency)
+	}
+	return ""
 }
 
 // gmvResult is invariant 6: the real-time GMV equals the paid orders' amount once the stream

@@ -220,9 +220,72 @@ func TestRealtimeGMV(t *testing.T) {
 		{"equal", &right, audit.Pass, true},
 		{"a payment missing", &wrong, audit.Fail, false},
 	} {
-		r := audit.Check(9, items, c.gmv)
+		r := audit.Check(9, items, nil, c.gmv)
 		if got := gmvOf(r); got.Status != c.status || r.Passed != c.passed {
 			t.Errorf("%s: invariant 6 = %+v, passed %v; want %s, passed %v", c.name, got, r.Passed, c.status, c.passed)
+		}
+	}
+}
+
+// Invariant 5 passes a sale whose coupons are where their orders say, and catches each way of
+// breaking it.
+func TestCouponsInvariant(t *testing.T) {
+	price := func(coupon, off int64) *surge.PriceBreakdown {
+		return &surge.PriceBreakdown{Currency: "CNY", List: 100, Discount: off, Payable: 100 - off,
+			Lines:   []surge.LinePrice{{List: 100, Shares: []surge.CouponShare{{Coupon: coupon, Amount: off}}, Payable: 100 - off}},
+			Coupons: []surge.CouponTaken{{Coupon: coupon, Amount: off}}}
+	}
+	order := func(id int64, st surge.OrderState, coupon, off int64) *surge.Order {
+		return &surge.Order{ID: id, State: st, StockSettled: st != surge.OrderPendingPayment,
+			Amount: surge.Money{Amount: 100 - off, Currency: "CNY"}, Price: price(coupon, off)}
+	}
+	healthy := func() ([]audit.ItemFacts, []audit.BatchFacts) {
+		items := []audit.ItemFacts{{ItemID: 1, Allotted: 3, Stock: surge.StockLevels{Allotted: 3, Available: 3},
+			Orders: &surge.OrderAudit{}, Coupons: &audit.ItemCoupons{
+				PricedOrders: []*surge.Order{order(10, surge.OrderPaid, 100, 30), order(11, surge.OrderPendingPayment, 101, 30),
+					order(12, surge.OrderCancelled, 102, 30), order(13, surge.OrderPendingPayment, 102, 30)}, // 102 given back, used again
+				OnOrders: []*surge.Coupon{{ID: 100, BatchID: 7, OrderID: 10, State: surge.CouponUsed, Discount: 30},
+					{ID: 101, BatchID: 7, OrderID: 11, State: surge.CouponLocked}, {ID: 102, BatchID: 7, OrderID: 13, State: surge.CouponLocked}}}}}
+		return items, []audit.BatchFacts{{BatchID: 7, Total: 5, Issued: 3, Stored: 3, Used: 1}}
+	}
+	result := func(items []audit.ItemFacts, batches []audit.BatchFacts) (audit.Result, bool) {
+		r := audit.Check(9, items, batches, nil)
+		for _, res := range r.Results {
+			if res.Invariant == audit.CouponsBudgets {
+				return res, r.Passed
+			}
+		}
+		t.Fatal("no invariant 5 in the report")
+		return audit.Result{}, false
+	}
+	if res, passed := result(healthy()); res.Status != audit.Pass || res.Checked != 5 || !passed {
+		t.Fatalf("a healthy sale's invariant 5 = %+v", res)
+	}
+	for _, c := range []struct {
+		name   string
+		inject func(items []audit.ItemFacts, batches []audit.BatchFacts)
+	}{
+		{"over-issued", func(_ []audit.ItemFacts, b []audit.BatchFacts) { b[0].Issued = 6 }},
+		{"stored beyond the ledger", func(_ []audit.ItemFacts, b []audit.BatchFacts) { b[0].Stored = 4 }},
+		{"used beyond issued", func(_ []audit.ItemFacts, b []audit.BatchFacts) { b[0].Used = 4 }},
+		{"paid order's coupon still locked", func(it []audit.ItemFacts, _ []audit.BatchFacts) {
+			it[0].Coupons.OnOrders[0].State = surge.CouponLocked
+		}},
+		{"used for another amount", func(it []audit.ItemFacts, _ []audit.BatchFacts) { it[0].Coupons.OnOrders[0].Discount = 20 }},
+		{"pending order's coupon not locked", func(it []audit.ItemFacts, _ []audit.BatchFacts) { it[0].Coupons.OnOrders = it[0].Coupons.OnOrders[:1] }},
+		{"cancelled order's coupon kept", func(it []audit.ItemFacts, _ []audit.BatchFacts) {
+			it[0].Coupons.OnOrders = append(it[0].Coupons.OnOrders, &surge.Coupon{ID: 102, BatchID: 7, OrderID: 12, State: surge.CouponLocked})
+		}},
+		{"a coupon on an order that does not list it", func(it []audit.ItemFacts, _ []audit.BatchFacts) {
+			it[0].Coupons.OnOrders = append(it[0].Coupons.OnOrders, &surge.Coupon{ID: 103, BatchID: 7, OrderID: 10, State: surge.CouponUsed, Discount: 5})
+		}},
+		{"a coupon on two orders", func(it []audit.ItemFacts, _ []audit.BatchFacts) { it[0].Coupons.PricedOrders[1].Price = price(100, 30) }},
+		{"a price that does not add up", func(it []audit.ItemFacts, _ []audit.BatchFacts) { it[0].Coupons.PricedOrders[0].Amount.Amount = 100 }},
+	} {
+		items, batches := healthy()
+		c.inject(items, batches)
+		if res, passed := result(items, batches); res.Status != audit.Fail || passed || res.Violations == 0 || len(res.Details) == 0 {
+			t.Errorf("%s: invariant 5 = %+v, passed %v; want FAIL with a reason", c.name, res, passed)
 		}
 	}
 }

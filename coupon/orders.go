@@ -275,3 +275,8 @@ func onOrder(ref OrderRef, b *surge.PriceBreakdown) surge.CouponsOnOrder {
 	}
 	return e
 }
+
+// Issuance returns a batch's count from the ledger (for the audit), or ENOTFOUND.
+func (s *Service) Issuance(ctx context.Context, batch int64) (Issuance, error) {
+	return s.ledger.Issuance(ctx, batch)
+}

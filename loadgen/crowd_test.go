@@ -66,7 +66,7 @@ func (s *slowShop) PayProvider(context.Context, Shopper, *order.PayTicket) error
 	return errors.New("sells nothing")
 }
 func (s *slowShop) Audit(context.Context) (*audit.Report, error) {
-	return audit.Check(0, nil, nil), nil
+	return audit.Check(0, nil, nil, nil), nil
 }
 func (s *slowShop) Remaining(context.Context) (int64, error) { return 0, nil }
 

@@ -337,7 +337,7 @@ func (r *Reference) Audit(ctx context.Context) (*audit.Report, error) {
 			confirmed.Details = append(confirmed.Details, fmt.Sprintf("item %d: %d units confirmed paid, %d in paid orders", id, paid, want))
 		}
 	}
-	rep := audit.Check(0, facts, nil)
+	rep := audit.Check(0, facts, nil, nil)
 	rep.Results = append(rep.Results, confirmed)
 	rep.Passed = rep.Passed && confirmed.Status != audit.Fail
 	return rep, nil

@@ -327,3 +327,27 @@ func (s *Store) CouponsOnOrders(ctx context.Context, orders []int64) ([]*surge.C
 func (s *Store) StaleLocks(ctx context.Context, before time.Time, n int) ([]*surge.Coupon, error) {
 	return s.coupons(ctx, `state = ? AND locked_at < ? ORDER BY locked_at LIMIT ?`, surge.CouponLocked, ms(before), min(max(n, 1), 500))
 }
+
+// CouponsOnItem implements surge.CouponStore.
+func (s *Store) CouponsOnItem(ctx context.Context, itemID int64) ([]*surge.Coupon, error) {
+	return s.coupons(ctx, `order_id IN (SELECT id FROM orders WHERE item_id = ?) ORDER BY id`, itemID)
+}
+
+// CouponStates implements surge.CouponStore.
+func (s *Store) CouponStates(ctx context.Context, batch int64) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT state, COUNT(*) FROM coupons WHERE batch_id = ? GROUP BY state`), batch)
+	if err != nil {
+		return nil, s.wrap(err, "coupons")
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, s.wrap(err, "coupons")
+		}
+		out[st] = n
+	}
+	return out, s.wrap(rows.Err(), "coupons")
+}

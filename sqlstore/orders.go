@@ -536,6 +536,11 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// PricedOrders implements surge.OrderStore.
+func (s *Store) PricedOrders(ctx context.Context, itemID int64) ([]*surge.Order, error) {
+	return s.orders(ctx, nil, `item_id = ? AND price <> '' ORDER BY id`, itemID)
+}
+
 // AuditItem implements surge.OrderStore.
 func (s *Store) AuditItem(ctx context.Context, itemID, limit int64) (*surge.OrderAudit, error) {
 	a := &surge.OrderAudit{Orders: map[surge.OrderState]int64{}, Units: map[surge.OrderState]int64{}}

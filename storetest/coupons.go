@@ -228,6 +228,23 @@ func RunCouponLocks(t *testing.T, open Open) {
 		t.Fatalf("StaleLocks = %+v, %v; want the old lock only", stale, err)
 	}
 
+	// What the audit reads: an item's priced orders, the coupons on its orders, a batch's counts.
+	if _, err := f.s.LockCoupons(f.ctx, user, o1, "item/audit", []int64{c}, f.now); err != nil {
+		t.Fatal(err)
+	}
+	priced, err := f.s.PricedOrders(f.ctx, 2)
+	if err != nil || len(priced) != 1 || priced[0].ID != o1 {
+		t.Fatalf("PricedOrders = %v, %v; want order %d", priced, err, o1)
+	}
+	onItem, err := f.s.CouponsOnItem(f.ctx, 2)
+	if err != nil || len(onItem) != 1 || onItem[0].ID != c || onItem[0].OrderID != o1 {
+		t.Fatalf("CouponsOnItem = %+v, %v; want coupon %d on order %d", onItem, err, c, o1)
+	}
+	states, err := f.s.CouponStates(f.ctx, b.ID)
+	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 1 || states[surge.CouponUsed] != 0 {
+		t.Fatalf("CouponStates = %v, %v; want 3 locked and the stranger's issued", states, err)
+	}
+
 	// 200 shoppers each put one coupon on 5 orders at once: each coupon goes on one order.
 	var ids []int64
 	for u := range 200 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/client"
 	"github.com/surgecommerce/surge/coupon"
@@ -262,6 +263,21 @@ func TestCouponsOnOrders(t *testing.T) {
 			waitCoupon(t, s1, c2, surge.CouponIssued)
 			ok[*purchase.Result](t, "buy again with the returned coupon")(buyWith(ctx, s1, it.ID, "fourth", c2))
 
+			var rep *audit.Report
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) { // the last order being written
+				if rep = ok[*audit.Report](t, "Audit")(tm.op.Audit(ctx, it.SessionID)); rep.Passed || time.Now().After(deadline) {
+					break
+				}
+			}
+			for _, res := range rep.Results {
+				if res.Invariant == audit.CouponsBudgets && (res.Status != audit.Pass || res.Checked < 4) || res.Status == audit.Fail {
+					t.Errorf("audit: %+v", res)
+				}
+			}
+			if len(rep.Batches) != 2 || len(rep.Items) != 1 || rep.Items[0].Coupons == nil || rep.Items[0].Coupons.OrdersDiscount != 37 ||
+				rep.Items[0].Coupons.CouponsValue != 37 {
+				t.Errorf("audit batches %+v, items %+v; want the 2 batches used, ¥0.37 off in paid orders and used coupons", rep.Batches, rep.Items)
+			}
 			if n := metric(t, cl, `surge_coupon_order_steps_total{step="used"}`); n < 1 {
 				t.Errorf("coupons used on /metrics = %v; want at least 1", n)
 			}

@@ -312,7 +312,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		return nil
 	})
 	deps.Purchase, deps.Orders, deps.Blacklist, deps.PaymentKey = buy, orders, blacklist, payKey
-	deps.Audit = &audit.Auditor{Sessions: b.db, Stock: b.stock, Orders: b.db}
+	deps.Audit = &audit.Auditor{Sessions: b.db, Stock: b.stock, Orders: b.db, Coupons: b.db, Issuer: deps.Coupons}
 	return nil
 }
 
