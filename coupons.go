@@ -83,8 +83,9 @@ type CouponStore interface {
 	CouponsByID(ctx context.Context, ids []int64) ([]*Coupon, error)
 	// LockCoupons puts a user's coupons (up to MaxCouponsPerOrder, no repeats) on an order, all
 	// or none, in one transaction. key names the request that locks them (an order's item and
-	// request id): locking the same coupons again under the same key changes nothing and returns
-	// the order they were first locked to, which may differ from order (a retried request).
+	// request id): locking the same coupons again under the same key returns the order they were
+	// first locked to, which may differ from order (a retried request), and marks them locked by
+	// this attempt (order) at now.
 	// ENOTFOUND names a coupon that does not exist or is not the user's; ECONFLICT one that is
 	// on another order or used, or a key that locked other coupons. It does not judge validity
 	// or scope: the caller prices the order first.
@@ -96,7 +97,12 @@ type CouponStore interface {
 	// the order was cancelled, expired or refunded, or never got made. Idempotent; returns how
 	// many it took back.
 	ReturnCoupons(ctx context.Context, order int64) (int64, error)
-	// CouponsOnOrders returns the coupons locked or used on any of these orders.
+	// ReleaseLock gives back the coupons locked (not used) to an order that was not made: only
+	// if by (when not 0) is the attempt that last locked them, and only if they were locked
+	// before lockedBefore (when not zero). A retry of the request that locked them relocks them
+	// under its own attempt, so a late release for an earlier attempt leaves them on the order.
+	ReleaseLock(ctx context.Context, order, by int64, lockedBefore time.Time) (int64, error)
+		// CouponsOnOrders returns the coupons locked or used on any of these orders.
 	CouponsOnOrders(ctx context.Context, orders []int64) ([]*Coupon, error)
 	// StaleLocks returns up to n coupons locked before t, oldest first.
 	StaleLocks(ctx context.Context, before time.Time, n int) ([]*Coupon, error)

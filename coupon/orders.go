@@ -195,25 +195,37 @@ func (s *Service) Use(ctx context.Context, o *surge.Order) error {
 	return nil
 }
 
-// Return gives an order's coupons back to its shopper: the order was cancelled, expired or
-// refunded, or was never made. Idempotent.
-func (s *Service) Return(ctx context.Context, ref OrderRef, price *surge.PriceBreakdown) error {
-	n, err := s.store.ReturnCoupons(ctx, ref.Order)
+// Unlock gives back the coupons an attempt (by: the order id it drew, which Lock was given)
+// locked to an order it did not make: it was refused. A retry of its request that locked them
+// again since keeps them. Idempotent.
+func (s *Service) Unlock(ctx context.Context, ref OrderRef, by int64) error {
+	n, err := s.store.ReleaseLock(ctx, ref.Order, by, time.Time{})
 	if err != nil || n == 0 {
 		return err
 	}
-	s.changed(ctx, ref.User)
-	s.metrics.order("returned")
-	s.emit(ctx, surge.EventCouponReturned, strconv.FormatInt(ref.Order, 10), onOrder(ref, price))
+	s.returned(ctx, ref, nil)
 	return nil
 }
 
-// ReturnOf returns a settled order's coupons (see Return).
+// ReturnOf gives a cancelled, expired or refunded order's coupons back to its shopper.
+// Idempotent.
 func (s *Service) ReturnOf(ctx context.Context, o *surge.Order) error {
 	if o.Price == nil || len(o.Price.Coupons) == 0 {
 		return nil
 	}
-	return s.Return(ctx, refOf(o), o.Price)
+	n, err := s.store.ReturnCoupons(ctx, o.ID)
+	if err != nil || n == 0 {
+		return err
+	}
+	s.returned(ctx, refOf(o), o.Price)
+	return nil
+}
+
+// returned tells the shopper's wallet, the metrics and the bus that coupons came back.
+func (s *Service) returned(ctx context.Context, ref OrderRef, price *surge.PriceBreakdown) {
+	s.changed(ctx, ref.User)
+	s.metrics.order("returned")
+	s.emit(ctx, surge.EventCouponReturned, strconv.FormatInt(ref.Order, 10), onOrder(ref, price))
 }
 
 // OrderFinder finds orders by id, for the sweep of locks.
@@ -225,7 +237,8 @@ type OrderFinder interface {
 // a request that locked them and then found the item sold out, failed, or died before its order
 // went out. It returns how many orders' coupons it returned.
 func (s *Service) SweepLocks(ctx context.Context, orders OrderFinder) (int, error) {
-	stale, err := s.store.StaleLocks(ctx, s.now().Add(-LockTTL), maxListed)
+	cutoff := s.now().Add(-LockTTL)
+	stale, err := s.store.StaleLocks(ctx, cutoff, maxListed)
 	if err != nil || len(stale) == 0 {
 		return 0, err
 	}
@@ -246,9 +259,16 @@ func (s *Service) SweepLocks(ctx context.Context, orders OrderFinder) (int, erro
 	}
 	n := 0
 	for order, user := range users {
-		if err := s.Return(ctx, OrderRef{Order: order, User: user}, nil); err != nil {
+		// Only coupons still locked before the cutoff: a retry of the request may have locked
+		// them again, on its way to making the order.
+		got, err := s.store.ReleaseLock(ctx, order, 0, cutoff)
+		if err != nil {
 			return n, err
 		}
+		if got == 0 {
+			continue
+		}
+		s.returned(ctx, OrderRef{Order: order, User: user}, nil)
 		s.log.WarnContext(ctx, "coupons locked to an order that was never made were returned", "order", order, "user", user)
 		n++
 	}

@@ -66,8 +66,16 @@ type Coupons interface {
 	Lock(ctx context.Context, ref coupon.OrderRef, key, currency string, lines []coupon.Line, ids []int64) (int64, *surge.PriceBreakdown, error)
 	// Locked prices an order with the coupons locked to it; nil if there are none.
 	Locked(ctx context.Context, user, order int64, currency string, lines []coupon.Line) (*surge.PriceBreakdown, error)
-	// Return gives the coupons locked to an order back.
-	Return(ctx context.Context, ref coupon.OrderRef, price *surge.PriceBreakdown) error
+	// Unlock gives back the coupons an attempt (by, the order id it drew) locked to an order it
+	// did not make, unless a retry of its request has locked them since.
+	Unlock(ctx context.Context, ref coupon.OrderRef, by int64) error
+}
+
+// held is what an attempt with coupons holds: their price, and the order id it drew (by), under
+// which it locked them.
+type held struct {
+	price *surge.PriceBreakdown
+	by    int64
 }
 
 func (c *Config) defaults() {
@@ -221,14 +229,14 @@ type Service struct {
 	ips       *limiter
 	inFlight  atomic.Int64
 	metrics   *metrics
-	events    atomic.Int64         // numbers this node's events
-	started   int64                // unix ms when the node started, to make event ids unique
-	attempts  attemptQueue         // to the event batcher
-	lookups   chan *lookup         // to the lookup batcher; nil when the engine looks up one at a time
-	shares    chan []*attempt      // queued attempts' answers, to the sharer
-	toRecord  chan *decidedBatch   // every lane's decided batches, to the recorder
-	returns   chan coupon.OrderRef // orders whose coupons go back, to the returner
-	recorded  chan struct{}        // closed when the recorder has stopped
+	events    atomic.Int64       // numbers this node's events
+	started   int64              // unix ms when the node started, to make event ids unique
+	attempts  attemptQueue       // to the event batcher
+	lookups   chan *lookup       // to the lookup batcher; nil when the engine looks up one at a time
+	shares    chan []*attempt    // queued attempts' answers, to the sharer
+	toRecord  chan *decidedBatch // every lane's decided batches, to the recorder
+	returns   chan unlock        // refused attempts whose coupons go back, to the returner
+	recorded  chan struct{}      // closed when the recorder has stopped
 
 	loading    singleflight.Group
 	mu         sync.Mutex
@@ -266,7 +274,7 @@ func New(cfg Config, sessions surge.SessionStore, stock surge.StockEngine, order
 	s.shares = make(chan []*attempt, shareQueueDepth)
 	s.toRecord, s.recorded = make(chan *decidedBatch, decidedDepth), make(chan struct{})
 	if cfg.Coupons != nil {
-		s.returns = make(chan coupon.OrderRef, returnQueueDepth)
+		s.returns = make(chan unlock, returnQueueDepth)
 		s.wg.Add(1)
 		go s.returnAll() // stops on Close
 	}
@@ -550,7 +558,7 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	s.refresh(ctx, l, false)
 	rr := surge.ReserveRequest{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID}
 	if l.remaining.Load() <= 0 {
-		return s.soldOut(ctx, in, rr, nil) // no queue, no gate: nothing is decided here
+		return s.soldOut(ctx, in, rr, held{}) // no queue, no gate: nothing is decided here
 	}
 	if s.blacklist.Blocked(a.UserID) {
 		return nil, surge.Errorf(surge.EFORBIDDEN, "rejected: blocked by risk control")
@@ -567,13 +575,13 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	if err := s.tokens.verify(req.Token, a.UserID, req.ItemID, now); err != nil {
 		return nil, err
 	}
-	var price *surge.PriceBreakdown
+	var h held
 	if len(req.Coupons) > 0 {
-		if rr.OrderID, price, err = s.lockCoupons(ctx, in, rr, req.Coupons); err != nil {
+		if rr.OrderID, h, err = s.lockCoupons(ctx, in, rr, req.Coupons); err != nil {
 			return nil, err
 		}
 	}
-	return s.enqueue(ctx, l, in, rr, price)
+	return s.enqueue(ctx, l, in, rr, h)
 }
 
 // line is the one line of a flash-sale order, for pricing with coupons.
@@ -587,31 +595,39 @@ func couponKey(rr surge.ReserveRequest) string {
 }
 
 // lockCoupons prices an attempt with its coupons and locks them to the order it would make,
-// before its reservation: it returns that order's id (a retried request's first one) and price.
-func (s *Service) lockCoupons(ctx context.Context, in *info, rr surge.ReserveRequest, ids []int64) (int64, *surge.PriceBreakdown, error) {
+// before its reservation: it returns that order's id (a retried request's first one) and what
+// the attempt holds.
+func (s *Service) lockCoupons(ctx context.Context, in *info, rr surge.ReserveRequest, ids []int64) (int64, held, error) {
 	if s.cfg.Coupons == nil {
-		return 0, nil, surge.Errorf(surge.EINVALID, "this sale takes no coupons")
+		return 0, held{}, surge.Errorf(surge.EINVALID, "this sale takes no coupons")
 	}
 	id, err := s.ids()
 	if err != nil {
-		return 0, nil, err
+		return 0, held{}, err
 	}
 	ref := coupon.OrderRef{Order: id, User: rr.UserID, Session: in.session.ID, Merchant: in.item.MerchantID}
-	return s.cfg.Coupons.Lock(ctx, ref, couponKey(rr), in.item.SalePrice.Currency, line(in, rr), ids)
+	order, price, err := s.cfg.Coupons.Lock(ctx, ref, couponKey(rr), in.item.SalePrice.Currency, line(in, rr), ids)
+	return order, held{price: price, by: id}, err
 }
 
 // giveBack gives back, in the background, the coupons an attempt locked (price is not nil) and
 // did not use: it was refused, or it was a retry answered with its first order. When the queue
 // of returns is full, the coupon sweep returns them later.
-func (s *Service) giveBack(price *surge.PriceBreakdown, rr surge.ReserveRequest, in *info) {
-	if price == nil {
+func (s *Service) giveBack(h held, rr surge.ReserveRequest, in *info) {
+	if h.price == nil {
 		return
 	}
 	select {
-	case s.returns <- coupon.OrderRef{Order: rr.OrderID, User: rr.UserID, Session: in.session.ID, Merchant: in.item.MerchantID}:
+	case s.returns <- unlock{coupon.OrderRef{Order: rr.OrderID, User: rr.UserID, Session: in.session.ID, Merchant: in.item.MerchantID}, h.by}:
 	default:
 		s.metrics.droppedReturns.Inc()
 	}
+}
+
+// unlock is a refused attempt's coupons to give back.
+type unlock struct {
+	ref coupon.OrderRef
+	by  int64
 }
 
 // returnAll gives back the coupons of attempts refused, until Close.
@@ -619,10 +635,10 @@ func (s *Service) returnAll() {
 	defer s.wg.Done()
 	for {
 		select {
-		case ref := <-s.returns:
+		case u := <-s.returns:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := s.cfg.Coupons.Return(ctx, ref, nil); err != nil {
-				s.log.Warn("coupons of a refused purchase not returned; the coupon sweep will", "order", ref.Order, "err", err)
+			if err := s.cfg.Coupons.Unlock(ctx, u.ref, u.by); err != nil {
+				s.log.Warn("coupons of a refused purchase not returned; the coupon sweep will", "order", u.ref.Order, "err", err)
 			}
 			cancel()
 		case <-s.quit:
@@ -634,16 +650,16 @@ func (s *Service) returnAll() {
 // soldOut answers an attempt on an item with nothing left: "sold out", unless the attempt is a
 // retry of one that did reserve, which gets its first answer (and its order recorded again, in
 // case the first recording was lost). It only reads; stock that comes back goes through the gate.
-func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest, price *surge.PriceBreakdown) (*Result, error) {
+func (s *Service) soldOut(ctx context.Context, in *info, rr surge.ReserveRequest, h held) (*Result, error) {
 	res, found, err := s.reservation(ctx, rr)
 	if err != nil {
 		return nil, err // its coupons, if it locked any, stay locked until the sweep finds no order
 	}
 	if !found {
-		s.giveBack(price, rr, in)
+		s.giveBack(h, rr, in)
 		return nil, errSoldOut
 	}
-	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: res}, price)
+	return s.finish(ctx, in, rr, surge.BatchResult{ReserveResult: res}, h)
 }
 
 // errSoldOut is the answer most shoppers of a sale get; it is never changed, so all share one.
@@ -656,13 +672,13 @@ var errBusy = surge.Errorf(surge.EUNAVAILABLE, "the sale is busier than this nod
 // enqueue puts an attempt in its item's queue and waits briefly for the answer.
 // An attempt with coupons comes with them locked to its order (rr.OrderID) and priced; refused
 // before the line, it gives them back.
-func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest, price *surge.PriceBreakdown) (*Result, error) {
+func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.ReserveRequest, h held) (*Result, error) {
 	if l.queued.Load()+rr.Quantity > l.remaining.Load() {
-		return s.soldOut(ctx, in, rr, price) // more are already waiting than the stock left can serve
+		return s.soldOut(ctx, in, rr, h) // more are already waiting than the stock left can serve
 	}
 	if why, retry := l.admit.Shed(s.now(), l.unanswered.Load()); why != "" { // it would wait past what the line allows
 		s.metrics.shed(why)
-		s.giveBack(price, rr, in)
+		s.giveBack(h, rr, in)
 		return nil, surge.RetryAfter(errBusy, max(retry.Milliseconds(), 1))
 	}
 	if rr.OrderID == 0 {
@@ -672,7 +688,7 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 		}
 		rr.OrderID = id
 	}
-	t := &attempt{req: rr, info: in, price: price, done: make(chan struct{}), at: s.now()}
+	t := &attempt{req: rr, info: in, held: h, done: make(chan struct{}), at: s.now()}
 	ticket := ticketOf(rr.ItemID, rr.RequestID)
 	select {
 	case l.in <- t:
@@ -680,7 +696,7 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 		l.unanswered.Add(1)
 	default:
 		s.metrics.shed("queue_full")
-		s.giveBack(price, rr, in)
+		s.giveBack(h, rr, in)
 		return nil, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "the queue for this item is full; retry"), queueFullRetry.Milliseconds())
 	}
 	s.remember(ticket, t)
@@ -704,16 +720,16 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 // decided turns the stock engine's decision into an answer and, for a reservation, the order
 // to record. The answer may be given only once the order is recorded (see record). price is the
 // attempt's, when it locked coupons to its order (rr.OrderID).
-func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, price *surge.PriceBreakdown) (*Result, *surge.Order, error) {
+func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, h held) (*Result, *surge.Order, error) {
 	if d.Err != nil { // its coupons, if any, stay locked until the sweep finds no order was made
 		return nil, nil, d.Err
 	}
 	switch d.Outcome {
 	case surge.SoldOut:
-		s.giveBack(price, rr, in)
+		s.giveBack(h, rr, in)
 		return nil, nil, errSoldOut
 	case surge.LimitReached:
-		s.giveBack(price, rr, in)
+		s.giveBack(h, rr, in)
 		return nil, nil, surge.Errorf(surge.ELIMIT, "you already hold %d of the %d allowed", d.Held, in.item.PerUserLimit)
 	}
 	orderID := d.OrderID
@@ -723,21 +739,21 @@ func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest
 	if orderID != rr.OrderID && s.cfg.Coupons != nil {
 		// A retry answered with its first reservation: its order's price is its first
 		// request's, with the coupons locked to it then.
-		s.giveBack(price, rr, in)
+		s.giveBack(h, rr, in)
 		var err error
-		if price, err = s.cfg.Coupons.Locked(ctx, rr.UserID, orderID, in.item.SalePrice.Currency, line(in, rr)); err != nil {
+		if h.price, err = s.cfg.Coupons.Locked(ctx, rr.UserID, orderID, in.item.SalePrice.Currency, line(in, rr)); err != nil {
 			return nil, nil, surge.Errorf(surge.EUNAVAILABLE, "the order's price could not be read; retry with the same request id")
 		}
 	}
 	amount := in.item.SalePrice.Amount * rr.Quantity
-	if price != nil {
-		amount = price.Payable
+	if h.price != nil {
+		amount = h.price.Payable
 	}
 	now := s.now().UTC()
 	o := &surge.Order{ID: orderID, TxnID: payment.TxnID(orderID), RequestID: rr.RequestID, UserID: rr.UserID,
 		SessionID: in.session.ID, ItemID: rr.ItemID, SKUID: in.item.SKUID, MerchantID: in.item.MerchantID,
 		Quantity: rr.Quantity, State: surge.OrderPendingPayment, CreatedAt: now, ExpiresAt: now.Add(in.session.PayTimeout()),
-		Amount: surge.Money{Amount: amount, Currency: in.item.SalePrice.Currency}, Price: price}
+		Amount: surge.Money{Amount: amount, Currency: in.item.SalePrice.Currency}, Price: h.price}
 	return &Result{Status: StatusSuccess, OrderID: orderID, TxnID: o.TxnID, Ticket: ticketOf(rr.ItemID, rr.RequestID), Held: d.Held}, o, nil
 }
 
@@ -777,8 +793,8 @@ func (s *Service) record(ctx context.Context, orders []surge.Order) error {
 }
 
 // finish decides one attempt and records its order.
-func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, price *surge.PriceBreakdown) (*Result, error) {
-	res, o, err := s.decided(ctx, in, rr, d, price)
+func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, h held) (*Result, error) {
+	res, o, err := s.decided(ctx, in, rr, d, h)
 	if err != nil {
 		return nil, err
 	}

@@ -15,13 +15,13 @@ import (
 
 // attempt is a purchase waiting in, or decided by, its item's queue.
 type attempt struct {
-	req   surge.ReserveRequest
-	info  *info
-	price *surge.PriceBreakdown // with coupons locked to its order: their price
-	at    time.Time
-	done  chan struct{} // closed once res or err is set
-	res   *Result
-	err   error
+	req  surge.ReserveRequest
+	info *info
+	held held // its coupons, locked to its order, and their price
+	at   time.Time
+	done chan struct{} // closed once res or err is set
+	res  *Result
+	err  error
 }
 
 // lane is one item's queue and the worker that serves it in arrival order: it decides batches
@@ -194,7 +194,7 @@ func (s *Service) drain(l *lane) {
 		var orders []surge.Order
 		for i, t := range taken {
 			var o *surge.Order
-			t.res, o, t.err = s.decided(ctx, t.info, t.req, out[i], t.price)
+			t.res, o, t.err = s.decided(ctx, t.info, t.req, out[i], t.held)
 			if o != nil {
 				orders = append(orders, *o)
 			}

@@ -218,8 +218,10 @@ func (s *Store) LockCoupons(ctx context.Context, user, order int64, key string, 
 			}
 		}
 		switch {
-		case mine == len(ids):
-			return nil // a retry: the coupons are on the order the first request locked them to
+		case mine == len(ids): // a retry: the coupons are on the order the first request locked them to
+			_, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET lock_by = ?, locked_at = ? WHERE order_id = ? AND state = ?`),
+				order, ms(now), locked, surge.CouponLocked)
+			return err
 		case mine != 0:
 			return surge.Errorf(surge.ECONFLICT, "this request locked other coupons; retry it with the same ones")
 		}
@@ -232,9 +234,9 @@ func (s *Store) LockCoupons(ctx context.Context, user, order int64, key string, 
 				return surge.Errorf(surge.ECONFLICT, "coupon %d is on another order", id)
 			}
 		}
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = ?, lock_key = ?, locked_at = ?
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = ?, lock_key = ?, locked_at = ?, lock_by = ?
 			WHERE state = ? AND user_id = ? AND id IN `+list(len(ids))),
-			append([]any{surge.CouponLocked, order, key, ms(now), surge.CouponIssued, user}, anys(ids)...)...)
+			append([]any{surge.CouponLocked, order, key, ms(now), order, surge.CouponIssued, user}, anys(ids)...)...)
 		if err != nil {
 			return err
 		}
@@ -299,8 +301,28 @@ func (s *Store) UseCoupons(ctx context.Context, order int64, amounts map[int64]i
 func (s *Store) ReturnCoupons(ctx context.Context, order int64) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = 0, lock_key = '', locked_at = 0, discount = 0
-			WHERE order_id = ? AND state IN (?, ?)`), surge.CouponIssued, order, surge.CouponLocked, surge.CouponUsed)
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = 0, lock_key = '', locked_at = 0, lock_by = 0,
+			discount = 0 WHERE order_id = ? AND state IN (?, ?)`), surge.CouponIssued, order, surge.CouponLocked, surge.CouponUsed)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// ReleaseLock implements surge.CouponStore.
+func (s *Store) ReleaseLock(ctx context.Context, order, by int64, lockedBefore time.Time) (int64, error) {
+	before := int64(0)
+	if !lockedBefore.IsZero() {
+		before = ms(lockedBefore)
+	}
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = 0, lock_key = '', locked_at = 0, lock_by = 0
+			WHERE order_id = ? AND state = ? AND (CAST(? AS BIGINT) = 0 OR lock_by = ?) AND (CAST(? AS BIGINT) = 0 OR locked_at < ?)`),
+			surge.CouponIssued, order, surge.CouponLocked, by, by, before, before)
 		if err != nil {
 			return err
 		}

@@ -228,6 +228,34 @@ func RunCouponLocks(t *testing.T, open Open) {
 		t.Fatalf("StaleLocks = %+v, %v; want the old lock only", stale, err)
 	}
 
+	// A refused attempt's late release leaves coupons a retry of its request locked since.
+	spare := f.coupon(b.ID, user)
+	first, second := f.id(), f.id()
+	if got, err := f.s.LockCoupons(f.ctx, user, first, "item/released", []int64{spare}, f.now); err != nil || got != first {
+		t.Fatalf("LockCoupons = %d, %v", got, err)
+	}
+	if got, err := f.s.LockCoupons(f.ctx, user, second, "item/released", []int64{spare}, f.now.Add(time.Second)); err != nil || got != first {
+		t.Fatalf("LockCoupons(retry) = %d, %v; want the first order", got, err)
+	}
+	if n, err := f.s.ReleaseLock(f.ctx, first, first, time.Time{}); err != nil || n != 0 {
+		t.Fatalf("ReleaseLock(by the first attempt, after a retry relocked) = %d, %v; want 0", n, err)
+	}
+	if n, err := f.s.ReleaseLock(f.ctx, first, 0, f.now); err != nil || n != 0 {
+		t.Fatalf("ReleaseLock(locked before a time it was not) = %d, %v; want 0", n, err)
+	}
+	if n, err := f.s.ReleaseLock(f.ctx, first, second, time.Time{}); err != nil || n != 1 {
+		t.Fatalf("ReleaseLock(by the retry) = %d, %v; want 1", n, err)
+	}
+	if x := f.couponState(spare); x.State != surge.CouponIssued || x.OrderID != 0 {
+		t.Fatalf("released coupon = %+v", x)
+	}
+	if _, err := f.s.LockCoupons(f.ctx, user, first, "item/released-2", []int64{spare}, f.now); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.s.ReleaseLock(f.ctx, first, 0, f.now.Add(time.Millisecond)); err != nil || n != 1 {
+		t.Fatalf("ReleaseLock(locked before a later time) = %d, %v; want 1", n, err)
+	}
+
 	// What the audit reads: an item's priced orders, the coupons on its orders, a batch's counts.
 	if _, err := f.s.LockCoupons(f.ctx, user, o1, "item/audit", []int64{c}, f.now); err != nil {
 		t.Fatal(err)
@@ -241,8 +269,8 @@ func RunCouponLocks(t *testing.T, open Open) {
 		t.Fatalf("CouponsOnItem = %+v, %v; want coupon %d on order %d", onItem, err, c, o1)
 	}
 	states, err := f.s.CouponStates(f.ctx, b.ID)
-	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 1 || states[surge.CouponUsed] != 0 {
-		t.Fatalf("CouponStates = %v, %v; want 3 locked and the stranger's issued", states, err)
+	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 2 || states[surge.CouponUsed] != 0 {
+		t.Fatalf("CouponStates = %v, %v; want 3 locked, the spare and the stranger's issued", states, err)
 	}
 
 	// 200 shoppers each put one coupon on 5 orders at once: each coupon goes on one order.
