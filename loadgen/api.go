@@ -12,12 +12,14 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/coupon"
 	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/paysim"
@@ -175,6 +177,38 @@ func (a *API) Setup(ctx context.Context) ([]int64, time.Time, error) {
 	}
 	a.session = se.ID
 	return ids, opens, nil
+}
+
+// CouponValue is what the coupon a load test gives its shoppers takes off (minor units).
+const CouponValue = 500
+
+// GiveCoupons implements CouponIssuer: a platform batch of one ¥5 coupon for each shopper,
+// published, and claimed by each (workers at a time).
+func (a *API) GiveCoupons(ctx context.Context, shoppers []Shopper, workers int) ([]int64, error) {
+	now := time.Now().UTC()
+	b, err := a.Admin.CreateCouponBatch(ctx, coupon.BatchInput{Name: fmt.Sprint("load test ¥5 off ", now.UnixNano()),
+		Rule:  coupon.Rule{Kind: coupon.Fixed, Value: CouponValue, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
+		Total: int64(len(shoppers)), PerUser: 1, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(24 * time.Hour), ValidDays: 1})
+	if err != nil {
+		return nil, fmt.Errorf("creating the coupon batch: %w", err)
+	}
+	if _, err := a.Admin.PublishCouponBatch(ctx, b.ID); err != nil {
+		return nil, fmt.Errorf("publishing the coupon batch: %w", err)
+	}
+	ids := make([]int64, len(shoppers))
+	var g errgroup.Group
+	g.SetLimit(max(min(workers, 256), 1))
+	for i, sh := range shoppers {
+		g.Go(func() error {
+			c, err := a.as(sh).ClaimCoupon(ctx, b.ID, "loadgen")
+			if err != nil {
+				return fmt.Errorf("shopper %d claiming a coupon: %w", sh.UserID, err)
+			}
+			ids[i] = c.ID
+			return nil
+		})
+	}
+	return ids, g.Wait()
 }
 
 // ItemName is an item's SKU title (after Setup).

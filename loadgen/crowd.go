@@ -27,6 +27,13 @@ type Shopper struct {
 	UserID int64
 	Token  string // access token
 	IP     string // its address, sent as X-Forwarded-For
+	Coupon int64  // a coupon it claimed before the sale and buys with (0: none)
+}
+
+// CouponIssuer is a target that can hand shoppers coupons before the sale: one each, for the
+// whole sale, returned in the order of the shoppers.
+type CouponIssuer interface {
+	GiveCoupons(ctx context.Context, shoppers []Shopper, workers int) ([]int64, error)
 }
 
 // Target is what the crowd buys from: Surge's API, or the reference build. Each method but
@@ -70,6 +77,7 @@ type Config struct {
 	BotIPs      int     // addresses the bots come from
 	PayShare    float64 // share of successful shoppers who pay; the rest abandon
 	PayDelay    time.Duration
+	CouponShare float64       // share of human shoppers who claim a coupon before the sale and buy with it
 	MaxInFlight int           // attempts under way at once (bounded; late ones count their wait)
 	PollEvery   time.Duration // a queued shopper's first poll; each next one waits twice as long, up to a second
 	Seed        uint64
@@ -294,6 +302,9 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 			crowd[i].IP = fmt.Sprintf("172.16.0.%d", 1+(i-c.Shoppers)%c.BotIPs)
 		}
 	}
+	if err := giveCoupons(ctx, t, c, rng, crowd[:c.Shoppers], log); err != nil {
+		return nil, err
+	}
 	plan := schedule(c, rng, c.Shoppers, bots)
 	z := newZipf(len(items), c.Zipf)
 	for i := range plan {
@@ -339,6 +350,39 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 		}
 	}
 	return res, nil
+}
+
+// giveCoupons has a share of the shoppers claim a coupon, as shoppers do before a sale.
+func giveCoupons(ctx context.Context, t Target, c Config, rng *rand.Rand, humans []Shopper, log func(format string, args ...any)) error {
+	if c.CouponShare <= 0 {
+		return nil
+	}
+	issuer, ok := t.(CouponIssuer)
+	if !ok {
+		return errors.New("this target hands out no coupons; run without --coupon-share")
+	}
+	var who []int
+	for i := range humans {
+		if rng.Float64() < c.CouponShare {
+			who = append(who, i)
+		}
+	}
+	if len(who) == 0 {
+		return nil
+	}
+	log("giving %d shoppers a coupon", len(who))
+	picked := make([]Shopper, len(who))
+	for k, i := range who {
+		picked[k] = humans[i]
+	}
+	ids, err := issuer.GiveCoupons(ctx, picked, c.MaxInFlight)
+	if err != nil {
+		return fmt.Errorf("giving shoppers coupons: %w", err)
+	}
+	for k, i := range who {
+		humans[i].Coupon = ids[k]
+	}
+	return nil
 }
 
 // fetchTokens opens every arrival's item page first, as shoppers do before the sale opens; a

@@ -114,6 +114,9 @@ func (r *crowdRun) attempt(a arrival, intended time.Time, try int) {
 	r.inFlight.Add(1)
 	sh := r.crowd[a.who]
 	req := purchase.Request{ItemID: a.item, Quantity: 1, RequestID: fmt.Sprintf("lg%d-%d", a.who, a.at), Token: a.token}
+	if sh.Coupon > 0 {
+		req.Coupons = surge.IDList{sh.Coupon}
+	}
 	r.rec.sent(intended, time.Now())
 	res, err := r.t.Buy(r.ctx, sh, req)
 	r.count(KindAttempt)

@@ -74,6 +74,7 @@ invariants and prints the report. Exits 1 if an invariant fails.`,
 	fs.IntVar(&f.cfg.BotIPs, "bot-ips", 2, "addresses the bots come from")
 	fs.Float64Var(&f.cfg.PayShare, "pay-share", 0.8, "share of successful shoppers who pay; the rest abandon their orders")
 	fs.DurationVar(&f.cfg.PayDelay, "pay-delay", 500*time.Millisecond, "from the order to the payment")
+	fs.Float64Var(&f.cfg.CouponShare, "coupon-share", 0, "share of shoppers who claim a coupon (¥5 off, the platform's) before the sale and buy with it")
 	fs.IntVar(&f.cfg.MaxInFlight, "in-flight", 1024, "attempts waiting on an answer at once; a queued shopper polls apart from these (late arrivals count their wait)")
 	fs.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the crowd: the same seed replays the same crowd")
 	fs.DurationVar(&f.cfg.Settle, "settle", time.Minute, "how long the checker waits for the sale to settle")
@@ -100,6 +101,10 @@ invariants and prints the report. Exits 1 if an invariant fails.`,
 		return nil, errors.New("--target is required")
 	case !f.reference && f.adminPassword == "":
 		return nil, errors.New("--admin-password (or SURGE_ADMIN_PASSWORD) is required")
+	case f.cfg.CouponShare < 0 || f.cfg.CouponShare > 1:
+		return nil, errors.New("--coupon-share must be from 0 to 1")
+	case (f.reference || f.compare) && f.cfg.CouponShare > 0:
+		return nil, errors.New("the reference build hands out no coupons: --coupon-share goes without --reference and --compare")
 	case f.cfg.Shoppers < 1 || f.cfg.Rate <= 0 || f.cfg.Duration <= 0:
 		return nil, errors.New("--shoppers, --rate and --duration must be positive")
 	case f.session == 0 && (f.items < 1 || f.units < 1 || f.limit < 1 || f.payTimeout < time.Second):

@@ -34,7 +34,7 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 			api.Admin, api.Items, api.Units, api.Limit = tm.admin, 3, 40, 1
 			api.PayTimeout, api.Duration, api.OpensIn = 5*time.Second, time.Hour, 1500*time.Millisecond
 			cfg := loadgen.Config{Shoppers: 300, Duration: 2 * time.Second, Rate: 150, Spike: 4, SpikeFor: 500 * time.Millisecond,
-				Zipf: 1.2, BotShare: 0.2, Bots: 3, BotIPs: 1, PayShare: 0.5, PayDelay: 100 * time.Millisecond,
+				Zipf: 1.2, BotShare: 0.2, Bots: 3, BotIPs: 1, PayShare: 0.5, PayDelay: 100 * time.Millisecond, CouponShare: 0.5,
 				MaxInFlight: 64, Seed: 7, Settle: 20 * time.Second, PayTimeout: api.PayTimeout + time.Second}
 			res, err := loadgen.Run(context.Background(), api, cfg, t.Logf)
 			if err != nil {
@@ -46,11 +46,15 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 			got := map[string]string{}
 			for _, r := range res.Invariants {
 				got[r.Invariant] = r.Status
+				if r.Invariant == audit.CouponsBudgets && r.Checked < 2 {
+					t.Errorf("invariant 5 checked %d orders and batches; want the coupon orders and their batch", r.Checked)
+				}
 			}
 			// Invariant 6 too: the paid orders' amount equals the live GMV of the session.
 			// And the crowd's own: every winner read its order in time, and every payer paid.
+			// Invariant 5 as well: half the shoppers bought with a coupon.
 			for _, name := range []string{audit.StockBalance, audit.PerUserLimit, audit.OneOrderEach, audit.ReleasedOnce, audit.GMVMatches,
-				loadgen.AcknowledgedOrders, loadgen.OrdersReadable, loadgen.PaymentsSucceed} {
+				audit.CouponsBudgets, loadgen.AcknowledgedOrders, loadgen.OrdersReadable, loadgen.PaymentsSucceed} {
 				if got[name] != audit.Pass {
 					t.Errorf("%s = %s; want PASS", name, got[name])
 				}
