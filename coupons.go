@@ -102,7 +102,7 @@ type CouponStore interface {
 	// before lockedBefore (when not zero). A retry of the request that locked them relocks them
 	// under its own attempt, so a late release for an earlier attempt leaves them on the order.
 	ReleaseLock(ctx context.Context, order, by int64, lockedBefore time.Time) (int64, error)
-		// CouponsOnOrders returns the coupons locked or used on any of these orders.
+	// CouponsOnOrders returns the coupons locked or used on any of these orders.
 	CouponsOnOrders(ctx context.Context, orders []int64) ([]*Coupon, error)
 	// StaleLocks returns up to n coupons locked before t, oldest first.
 	StaleLocks(ctx context.Context, before time.Time, n int) ([]*Coupon, error)
