@@ -3,6 +3,7 @@ package surge
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -81,27 +82,27 @@ type CouponStore interface {
 	CouponsOf(ctx context.Context, user int64, n int) ([]*Coupon, error)
 	// CouponsByID returns the coupons of ids that exist, in no particular order.
 	CouponsByID(ctx context.Context, ids []int64) ([]*Coupon, error)
-	// LockCoupons puts a user's coupons (up to MaxCouponsPerOrder, no repeats) on an order, all
-	// or none, in one transaction. key names the request that locks them (an order's item and
-	// request id): locking the same coupons again under the same key returns the order they were
-	// first locked to, which may differ from order (a retried request), and marks them locked by
-	// this attempt (order) at now.
-	// ENOTFOUND names a coupon that does not exist or is not the user's; ECONFLICT one that is
-	// on another order or used, or a key that locked other coupons. It does not judge validity
-	// or scope: the caller prices the order first.
-	LockCoupons(ctx context.Context, user, order int64, key string, ids []int64, now time.Time) (locked int64, err error)
-	// UseCoupons marks the coupons locked on an order used, each with the discount it gave
-	// (amounts, by coupon id). Idempotent. ECONFLICT if one of them is not on the order.
-	UseCoupons(ctx context.Context, order int64, amounts map[int64]int64) error
-	// ReturnCoupons takes the coupons on an order, locked or used, back to their owners (issued):
-	// the order was cancelled, expired or refunded, or never got made. Idempotent; returns how
-	// many it took back.
-	ReturnCoupons(ctx context.Context, order int64) (int64, error)
-	// ReleaseLock gives back the coupons locked (not used) to an order that was not made: only
-	// if by (when not 0) is the attempt that last locked them, and only if they were locked
-	// before lockedBefore (when not zero). A retry of the request that locked them relocks them
-	// under its own attempt, so a late release for an earlier attempt leaves them on the order.
-	ReleaseLock(ctx context.Context, order, by int64, lockedBefore time.Time) (int64, error)
+	// LockCoupons decides locks of coupons on orders (see CouponLock), in one transaction, each
+	// as if alone and in the order given: a lock's coupons go on its order all or none. For each
+	// lock it returns the order its coupons are on (a retried request's first order) or its
+	// refusal: ENOTFOUND names a coupon that does not exist or is not the user's; ECONFLICT one
+	// that is on another order or used, or a key that locked other coupons; EINVALID a lock
+	// that breaks CouponLock's bounds. err is for the whole: nothing was locked. Locking judges
+	// neither validity nor scope: the caller prices the order first.
+	LockCoupons(ctx context.Context, locks []CouponLock, now time.Time) (orders []int64, refusals []error, err error)
+	// UseCoupons marks the coupons locked on orders used, each with the discount it gave, in one
+	// transaction. Idempotent. A use whose coupons are not all on its order is refused
+	// (ECONFLICT, refusals[i]); the others hold.
+	UseCoupons(ctx context.Context, uses []CouponUse) (refusals []error, err error)
+	// ReturnCoupons takes the coupons on orders, locked or used, back to their owners (issued):
+	// the orders were cancelled, expired or refunded. Idempotent; returns how many it took back.
+	ReturnCoupons(ctx context.Context, orders []int64) (int64, error)
+	// ReleaseLocks gives back the coupons locked (not used) to orders that were not made: for
+	// each release, only if its By (when not 0) is the attempt that last locked them, and only
+	// if they were locked before lockedBefore (when not zero). A retry of the request that
+	// locked them relocks them under its own attempt, so a late release for an earlier attempt
+	// leaves them on the order. Returns how many each release gave back.
+	ReleaseLocks(ctx context.Context, rels []CouponRelease, lockedBefore time.Time) ([]int64, error)
 	// CouponsOnOrders returns the coupons locked or used on any of these orders.
 	CouponsOnOrders(ctx context.Context, orders []int64) ([]*Coupon, error)
 	// StaleLocks returns up to n coupons locked before t, oldest first.
@@ -116,8 +117,47 @@ type CouponStore interface {
 // MaxCouponsPerOrder bounds the coupons on one order.
 const MaxCouponsPerOrder = 10
 
-// CouponsOnOrder is the data of the events of coupons going on an order (coupon.locked), being
-// used (coupon.used) and coming back (coupon.returned): which coupons, and what they take off.
+// CouponLock asks for a user's coupons to go on an order. Key names the request that locks them
+// (an order's item and request id): locking the same coupons again under the same key returns
+// the order they were first locked to, which may differ from Order (a retried request), and
+// marks them locked by this attempt (Order) anew.
+type CouponLock struct {
+	User, Order int64
+	Key         string
+	IDs         []int64
+}
+
+// Validate checks a lock's bounds: 1 to MaxCouponsPerOrder coupons, each positive and given once.
+func (l CouponLock) Validate() error {
+	switch {
+	case len(l.IDs) == 0 || len(l.IDs) > MaxCouponsPerOrder:
+		return Errorf(EINVALID, "an order takes 1 to %d coupons", MaxCouponsPerOrder)
+	case l.Order <= 0 || l.User <= 0 || l.Key == "":
+		return Errorf(EINVALID, "a lock needs its user, order and key")
+	}
+	for i, id := range l.IDs {
+		if id <= 0 || slices.Contains(l.IDs[:i], id) {
+			return Errorf(EINVALID, "coupon ids are positive and given once each")
+		}
+	}
+	return nil
+}
+
+// CouponUse marks an order's coupons used: Amounts is what each took off, by coupon id.
+type CouponUse struct {
+	Order   int64
+	Amounts map[int64]int64
+}
+
+// CouponRelease gives back the coupons an attempt (By: the order id it drew, 0 for any) locked
+// to an order it did not make.
+type CouponRelease struct {
+	Order, By int64
+}
+
+// CouponsOnOrder is one order in the events of coupons going on orders (coupon.locked), being
+// used (coupon.used) and coming back (coupon.returned), each a list of them: which coupons, and
+// what they take off.
 type CouponsOnOrder struct {
 	OrderID    int64         `json:"order_id,string"`
 	UserID     int64         `json:"user_id,string"`

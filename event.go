@@ -18,7 +18,7 @@ const (
 	EventRefundDue      = "payment.refund_due"
 	EventStockChanged   = "stock.changed"
 	EventCouponClaimed  = "coupon.claimed" // Data is the coupon
-	// Coupons on an order: Data is a CouponsOnOrder.
+	// Coupons on orders, in batches: Data is a list of CouponsOnOrder.
 	EventCouponLocked   = "coupon.locked"
 	EventCouponUsed     = "coupon.used"
 	EventCouponReturned = "coupon.returned"

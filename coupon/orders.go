@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/batch"
 )
 
 // Coupons on orders: an order is priced with the coupons a shopper names and takes them, all or
@@ -146,15 +148,11 @@ func (s *Service) Lock(ctx context.Context, ref OrderRef, key, currency string, 
 		s.metrics.order("lock_refused")
 		return 0, nil, err
 	}
-	locked, err := s.store.LockCoupons(ctx, ref.User, ref.Order, key, ids, s.now().UTC())
+	locked, err := s.lock(ctx, &lockJob{lock: surge.CouponLock{User: ref.User, Order: ref.Order, Key: key, IDs: ids}, ref: ref, price: &b})
 	if err != nil {
 		s.metrics.order("lock_refused")
 		return 0, nil, err
 	}
-	ref.Order = locked
-	s.changed(ctx, ref.User)
-	s.metrics.order("locked")
-	s.emit(ctx, surge.EventCouponLocked, strconv.FormatInt(locked, 10), onOrder(ref, &b))
 	return locked, &b, nil
 }
 
@@ -177,55 +175,99 @@ func (s *Service) Locked(ctx context.Context, user, order int64, currency string
 	return &b, nil
 }
 
-// Use marks an order's coupons used, each with the discount its price gives it. Idempotent.
-func (s *Service) Use(ctx context.Context, o *surge.Order) error {
-	if o.Price == nil || len(o.Price.Coupons) == 0 {
-		return nil
+// UseAll marks the coupons of paid orders used, each with the discount its order's price gives
+// it, in one write. Idempotent. refusals[i] is ECONFLICT for an order whose coupons are not all
+// on it.
+func (s *Service) UseAll(ctx context.Context, orders []*surge.Order) (refusals []error, err error) {
+	uses := make([]surge.CouponUse, len(orders))
+	for i, o := range orders {
+		uses[i].Order = o.ID
+		if o.Price != nil && len(o.Price.Coupons) > 0 {
+			uses[i].Amounts = make(map[int64]int64, len(o.Price.Coupons))
+			for _, c := range o.Price.Coupons {
+				uses[i].Amounts[c.Coupon] = c.Amount
+			}
+		}
 	}
-	amounts := make(map[int64]int64, len(o.Price.Coupons))
-	for _, c := range o.Price.Coupons {
-		amounts[c.Coupon] = c.Amount
+	if refusals, err = s.store.UseCoupons(ctx, uses); err != nil {
+		return nil, err
 	}
-	if err := s.store.UseCoupons(ctx, o.ID, amounts); err != nil {
+	var used []surge.CouponsOnOrder
+	for i, o := range orders {
+		if refusals[i] == nil && uses[i].Amounts != nil {
+			used = append(used, onOrder(refOf(o), o.Price))
+		}
+	}
+	s.tell(ctx, surge.EventCouponUsed, used)
+	return refusals, nil
+}
+
+// ReturnAll gives the coupons of cancelled, expired or refunded orders back to their shoppers,
+// in one write. Idempotent.
+func (s *Service) ReturnAll(ctx context.Context, orders []*surge.Order) error {
+	ids := make([]int64, len(orders))
+	for i, o := range orders {
+		ids[i] = o.ID
+	}
+	if _, err := s.store.ReturnCoupons(ctx, ids); err != nil {
 		return err
 	}
-	s.changed(ctx, o.UserID)
-	s.metrics.order("used")
-	s.emit(ctx, surge.EventCouponUsed, strconv.FormatInt(o.ID, 10), onOrder(refOf(o), o.Price))
+	var back []surge.CouponsOnOrder
+	for _, o := range orders {
+		if o.Price != nil && len(o.Price.Coupons) > 0 {
+			back = append(back, onOrder(refOf(o), o.Price))
+		}
+	}
+	s.tell(ctx, surge.EventCouponReturned, back)
 	return nil
 }
 
-// Unlock gives back the coupons an attempt (by: the order id it drew, which Lock was given)
-// locked to an order it did not make: it was refused. A retry of its request that locked them
-// again since keeps them. Idempotent.
-func (s *Service) Unlock(ctx context.Context, ref OrderRef, by int64) error {
-	n, err := s.store.ReleaseLock(ctx, ref.Order, by, time.Time{})
-	if err != nil || n == 0 {
+// Unlock gives back the coupons that attempts locked to orders they did not make: they were
+// refused. A retry of an attempt's request that locked them again since keeps them (see
+// surge.CouponRelease). by[i] is the order id attempt i drew. Idempotent; one write for all.
+func (s *Service) Unlock(ctx context.Context, refs []OrderRef, by []int64) error {
+	rels := make([]surge.CouponRelease, len(refs))
+	for i, r := range refs {
+		rels[i] = surge.CouponRelease{Order: r.Order, By: by[i]}
+	}
+	n, err := s.store.ReleaseLocks(ctx, rels, time.Time{})
+	if err != nil {
 		return err
 	}
-	s.returned(ctx, ref, nil)
+	var back []surge.CouponsOnOrder
+	for i, r := range refs {
+		if n[i] > 0 {
+			back = append(back, onOrder(r, nil))
+		}
+	}
+	s.tell(ctx, surge.EventCouponReturned, back)
 	return nil
 }
 
-// ReturnOf gives a cancelled, expired or refunded order's coupons back to its shopper.
-// Idempotent.
-func (s *Service) ReturnOf(ctx context.Context, o *surge.Order) error {
-	if o.Price == nil || len(o.Price.Coupons) == 0 {
-		return nil
-	}
-	n, err := s.store.ReturnCoupons(ctx, o.ID)
-	if err != nil || n == 0 {
-		return err
-	}
-	s.returned(ctx, refOf(o), o.Price)
-	return nil
-}
+// maxEventBatch bounds the orders one coupon event carries; walletMovers bounds the wallet
+// versions moved at once.
+const (
+	maxEventBatch = 1000
+	walletMovers  = 32
+)
 
-// returned tells the shopper's wallet, the metrics and the bus that coupons came back.
-func (s *Service) returned(ctx context.Context, ref OrderRef, price *surge.PriceBreakdown) {
-	s.changed(ctx, ref.User)
-	s.metrics.order("returned")
-	s.emit(ctx, surge.EventCouponReturned, strconv.FormatInt(ref.Order, 10), onOrder(ref, price))
+// tell moves the wallets of the shoppers whose coupons took a step (locked, used, returned) and
+// sends the step's event, one per batch: an event per order cost the embedded bus a write per
+// purchase with a coupon.
+func (s *Service) tell(ctx context.Context, kind string, list []surge.CouponsOnOrder) {
+	step := map[string]string{surge.EventCouponLocked: "locked", surge.EventCouponUsed: "used", surge.EventCouponReturned: "returned"}[kind]
+	var g errgroup.Group
+	g.SetLimit(walletMovers) // each a round trip to Redis in the scale-out shape
+	for _, e := range list {
+		g.Go(func() error { s.changed(ctx, e.UserID); return nil })
+		s.metrics.order(step)
+	}
+	g.Wait()
+	for len(list) > 0 {
+		n := min(len(list), maxEventBatch)
+		s.emit(ctx, kind, strconv.FormatInt(list[0].OrderID, 10)+"+"+strconv.Itoa(n), list[:n])
+		list = list[n:]
+	}
 }
 
 // OrderFinder finds orders by id, for the sweep of locks.
@@ -257,18 +299,25 @@ func (s *Service) SweepLocks(ctx context.Context, orders OrderFinder) (int, erro
 	for _, o := range found {
 		delete(users, o.ID) // made: its coupons follow it
 	}
+	var rels []surge.CouponRelease
+	for order := range users {
+		rels = append(rels, surge.CouponRelease{Order: order})
+	}
+	// Only coupons still locked before the cutoff: a retry of the request may have locked them
+	// again, on its way to making the order.
+	got, err := s.store.ReleaseLocks(ctx, rels, cutoff)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	for order, user := range users {
-		// Only coupons still locked before the cutoff: a retry of the request may have locked
-		// them again, on its way to making the order.
-		got, err := s.store.ReleaseLock(ctx, order, 0, cutoff)
-		if err != nil {
-			return n, err
-		}
-		if got == 0 {
+	var back []surge.CouponsOnOrder
+	defer func() { s.tell(ctx, surge.EventCouponReturned, back) }()
+	for i, r := range rels {
+		if got[i] == 0 {
 			continue
 		}
-		s.returned(ctx, OrderRef{Order: order, User: user}, nil)
+		order, user := r.Order, users[r.Order]
+		back = append(back, onOrder(OrderRef{Order: order, User: user}, nil))
 		s.log.WarnContext(ctx, "coupons locked to an order that was never made were returned", "order", order, "user", user)
 		n++
 	}
@@ -299,4 +348,107 @@ func onOrder(ref OrderRef, b *surge.PriceBreakdown) surge.CouponsOnOrder {
 // Issuance returns a batch's count from the ledger (for the audit), or ENOTFOUND.
 func (s *Service) Issuance(ctx context.Context, batch int64) (Issuance, error) {
 	return s.ledger.Issuance(ctx, batch)
+}
+
+// Bounds of the locker.
+const (
+	maxLockBatch   = 256  // locks decided in one write
+	lockers        = 4    // batches under way at once
+	lockQueueDepth = 4096 // locks waiting for the locker
+	lockWait       = 10 * time.Second
+)
+
+// lockJob is one lock waiting for the locker, with the order and price it is for.
+type lockJob struct {
+	lock  surge.CouponLock
+	ref   OrderRef
+	price *surge.PriceBreakdown
+	order int64
+	err   error
+	done  chan struct{}
+}
+
+// lock decides one lock: by the locker, with the locks waiting beside it, while Run runs; alone
+// otherwise.
+func (s *Service) lock(ctx context.Context, j *lockJob) (int64, error) {
+	j.done = make(chan struct{})
+	if !s.locking.Load() {
+		s.lockAll(ctx, []*lockJob{j})
+		return j.order, j.err
+	}
+	select {
+	case s.locks <- j:
+	default:
+		return 0, surge.RetryAfter(surge.Errorf(surge.EUNAVAILABLE, "coupons are being locked faster than this node can write; retry"), 100)
+	}
+	select {
+	case <-j.done:
+		return j.order, j.err
+	case <-ctx.Done(): // the lock may still be made: a retry of the request finds it
+		return 0, surge.Errorf(surge.EUNAVAILABLE, "the coupons were not locked in time; retry with the same request id")
+	}
+}
+
+// Run decides the locks of coupons that wait, up to maxLockBatch in one write, until ctx ends:
+// one write per coupon lock made the embedded database's synced commits the purchase path's
+// limit. lockers batches are under way at once, so that one batch's round trips to the network
+// store and to the wallet versions overlap the next one's (their coupons' rows are locked in id
+// order, so two batches never wait for each other in a circle).
+func (s *Service) Run(ctx context.Context) {
+	s.locking.Store(true)
+	defer s.locking.Store(false)
+	var g errgroup.Group
+	for range lockers {
+		g.Go(func() error { s.runLocker(ctx); return nil })
+	}
+	g.Wait()
+}
+
+// runLocker is one of Run's lockers.
+func (s *Service) runLocker(ctx context.Context) {
+	for {
+		var jobs []*lockJob
+		select {
+		case j := <-s.locks:
+			jobs = batch.Fill(append(make([]*lockJob, 0, 16), j), s.locks, maxLockBatch)
+		case <-ctx.Done():
+			for { // answer what waits
+				select {
+				case j := <-s.locks:
+					j.err = surge.Errorf(surge.EUNAVAILABLE, "the node is stopping; retry with the same request id")
+					close(j.done)
+				default:
+					return
+				}
+			}
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), lockWait)
+		s.lockAll(wctx, jobs)
+		cancel()
+	}
+}
+
+// lockAll decides locks in one write and answers each.
+func (s *Service) lockAll(ctx context.Context, jobs []*lockJob) {
+	locks := make([]surge.CouponLock, len(jobs))
+	for i, j := range jobs {
+		locks[i] = j.lock
+	}
+	orders, refusals, err := s.store.LockCoupons(ctx, locks, s.now().UTC())
+	var locked []surge.CouponsOnOrder
+	for i, j := range jobs {
+		if err != nil {
+			j.err = err
+		} else {
+			j.order, j.err = orders[i], refusals[i]
+		}
+		if j.err == nil {
+			j.ref.Order = j.order
+			locked = append(locked, onOrder(j.ref, j.price))
+		}
+	}
+	s.tell(ctx, surge.EventCouponLocked, locked) // before the answers: no wallet is read stale
+	for _, j := range jobs {
+		close(j.done)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -37,6 +38,8 @@ type Service struct {
 
 	rules      *otter.Cache[int64, Rule]   // live batches' rules, which never change
 	categories *otter.Cache[int64, string] // SKUs' top-level categories
+	locks      chan *lockJob               // to the locker (Run)
+	locking    atomic.Bool                 // the locker runs
 }
 
 // wallet is a cached wallet and the version it was read at.
@@ -65,6 +68,7 @@ func NewService(store surge.CouponStore, catalog surge.CatalogStore, ledger *Led
 	return &Service{store: store, catalog: catalog, ledger: ledger, versions: versions, bus: bus, log: log, ids: ids, now: now,
 		wallets: otter.Must(&otter.Options[int64, wallet]{MaximumSize: WalletsCached,
 			ExpiryCalculator: otter.ExpiryWriting[int64, wallet](walletFresh)}),
+		locks: make(chan *lockJob, lockQueueDepth),
 		rules: otter.Must(&otter.Options[int64, Rule]{MaximumSize: rulesCached}),
 		categories: otter.Must(&otter.Options[int64, string]{MaximumSize: categoriesCached,
 			ExpiryCalculator: otter.ExpiryWriting[int64, string](categoryFresh)})}

@@ -62,10 +62,11 @@ type Config struct {
 
 // Coupons follows the coupons on orders (package coupon): each step idempotent.
 type Coupons interface {
-	// Use marks a paid order's coupons used.
-	Use(ctx context.Context, o *surge.Order) error
-	// ReturnOf gives a cancelled order's coupons back.
-	ReturnOf(ctx context.Context, o *surge.Order) error
+	// UseAll marks paid orders' coupons used, in one write; refusals[i] is ECONFLICT for an
+	// order whose coupons are not on it.
+	UseAll(ctx context.Context, orders []*surge.Order) (refusals []error, err error)
+	// ReturnAll gives cancelled orders' coupons back, in one write.
+	ReturnAll(ctx context.Context, orders []*surge.Order) error
 	// Locked prices an order with the coupons locked to it; nil if there are none.
 	Locked(ctx context.Context, user, order int64, currency string, lines []coupon.Line) (*surge.PriceBreakdown, error)
 	// SweepLocks returns coupons locked to orders never made.
@@ -231,12 +232,9 @@ func (s *Service) settle(ctx context.Context, o *surge.Order) {
 }
 
 // settleStock has the stock engine confirm (paid) or release (cancelled) an order's
-// reservation, and its coupons used or returned, and reports whether that is done. Done includes
-// a reservation the engine does not have, which nothing will ever settle.
+// reservation, and reports whether that is done. Done includes a reservation the engine does
+// not have, which nothing will ever settle.
 func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
-	if !s.settleCoupons(ctx, o) {
-		return false
-	}
 	var err error
 	switch o.State {
 	case surge.OrderPaid:
@@ -260,29 +258,53 @@ func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 	return true
 }
 
-// settleCoupons uses (paid) or returns (cancelled) an order's coupons, and reports whether that
-// is done. A coupon that is not on its paid order (which the audit then reports) is logged and
-// left: no retry will put it there.
-func (s *Service) settleCoupons(ctx context.Context, o *surge.Order) bool {
-	if s.cfg.Coupons == nil || o.Price == nil || len(o.Price.Coupons) == 0 {
-		return true
+// settleCoupons uses (paid) or returns (cancelled) the coupons of orders, one write for each,
+// and reports for each order whether that is done. A paid order's coupon that is not on it
+// (which the audit then reports) is logged and left: no retry will put it there.
+func (s *Service) settleCoupons(ctx context.Context, list []*surge.Order) []bool {
+	done := make([]bool, len(list))
+	var paid, cancelled []int
+	for i, o := range list {
+		switch {
+		case s.cfg.Coupons == nil || o.Price == nil || len(o.Price.Coupons) == 0:
+			done[i] = true
+		case o.State == surge.OrderPaid:
+			paid = append(paid, i)
+		case o.State == surge.OrderCancelled:
+			cancelled = append(cancelled, i)
+		default:
+			done[i] = true
+		}
 	}
-	var err error
-	switch o.State {
-	case surge.OrderPaid:
-		err = s.cfg.Coupons.Use(ctx, o)
-	case surge.OrderCancelled:
-		err = s.cfg.Coupons.ReturnOf(ctx, o)
+	pick := func(idx []int) []*surge.Order {
+		out := make([]*surge.Order, len(idx))
+		for k, i := range idx {
+			out[k] = list[i]
+		}
+		return out
 	}
-	if surge.ErrorCode(err) == surge.ECONFLICT {
-		s.log.ErrorContext(ctx, "a paid order's coupons are not on it", "order", o.ID, "err", err)
-		err = nil
+	if len(paid) > 0 {
+		refusals, err := s.cfg.Coupons.UseAll(ctx, pick(paid))
+		if err != nil {
+			s.log.WarnContext(ctx, "coupons not yet used; the sweep will retry", "orders", len(paid), "err", err)
+		}
+		for k, i := range paid {
+			if err == nil && refusals[k] != nil {
+				s.log.ErrorContext(ctx, "a paid order's coupons are not on it", "order", list[i].ID, "err", refusals[k])
+			}
+			done[i] = err == nil
+		}
 	}
-	if err != nil {
-		s.log.WarnContext(ctx, "coupons not yet settled; the sweep will retry", "order", o.ID, "err", err)
-		return false
+	if len(cancelled) > 0 {
+		err := s.cfg.Coupons.ReturnAll(ctx, pick(cancelled))
+		if err != nil {
+			s.log.WarnContext(ctx, "coupons not yet returned; the sweep will retry", "orders", len(cancelled), "err", err)
+		}
+		for _, i := range cancelled {
+			done[i] = err == nil
+		}
 	}
-	return true
+	return done
 }
 
 // settleAll settles many orders, sweepWorkers at a time on the stock engine (each a round trip,
@@ -294,11 +316,11 @@ func (s *Service) settleCoupons(ctx context.Context, o *surge.Order) bool {
 // was lost (its transaction committed while the provider gave up on the callback) thus still
 // reaches the live metrics (see publishPaid).
 func (s *Service) settleAll(ctx context.Context, list []*surge.Order) {
-	done := make([]bool, len(list))
+	done := s.settleCoupons(ctx, list)
 	var g errgroup.Group
 	g.SetLimit(sweepWorkers)
 	for i, o := range list {
-		g.Go(func() error { done[i] = s.settleStock(ctx, o); return nil })
+		g.Go(func() error { done[i] = s.settleStock(ctx, o) && done[i]; return nil })
 	}
 	g.Wait()
 	if err := s.publishPaid(ctx, list, done); err != nil {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/batch"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
@@ -37,6 +38,7 @@ const (
 	publishTimeout    = time.Second // an unreachable bus refuses a purchase this fast
 	maxTickets        = 1 << 18     // queued attempts remembered for polling
 	returnQueueDepth  = 1 << 14     // refused attempts whose coupons wait to go back
+	maxUnlockBatch    = 512         // refused attempts whose coupons go back in one write
 )
 
 // Config tunes the gate.
@@ -66,9 +68,9 @@ type Coupons interface {
 	Lock(ctx context.Context, ref coupon.OrderRef, key, currency string, lines []coupon.Line, ids []int64) (int64, *surge.PriceBreakdown, error)
 	// Locked prices an order with the coupons locked to it; nil if there are none.
 	Locked(ctx context.Context, user, order int64, currency string, lines []coupon.Line) (*surge.PriceBreakdown, error)
-	// Unlock gives back the coupons an attempt (by, the order id it drew) locked to an order it
-	// did not make, unless a retry of its request has locked them since.
-	Unlock(ctx context.Context, ref coupon.OrderRef, by int64) error
+	// Unlock gives back the coupons attempts (by[i], the order id attempt i drew) locked to
+	// orders they did not make, unless a retry of a request has locked them since; one write.
+	Unlock(ctx context.Context, refs []coupon.OrderRef, by []int64) error
 }
 
 // held is what an attempt with coupons holds: their price, and the order id it drew (by), under
@@ -577,6 +579,9 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	}
 	var h held
 	if len(req.Coupons) > 0 {
+		if l.queued.Load()+rr.Quantity > l.remaining.Load() {
+			return s.soldOut(ctx, in, rr, h) // as enqueue would answer: no coupon locked for nothing
+		}
 		if rr.OrderID, h, err = s.lockCoupons(ctx, in, rr, req.Coupons); err != nil {
 			return nil, err
 		}
@@ -633,17 +638,25 @@ type unlock struct {
 // returnAll gives back the coupons of attempts refused, until Close.
 func (s *Service) returnAll() {
 	defer s.wg.Done()
+	var refs []coupon.OrderRef
+	var by []int64
 	for {
+		var got []unlock
 		select {
 		case u := <-s.returns:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := s.cfg.Coupons.Unlock(ctx, u.ref, u.by); err != nil {
-				s.log.Warn("coupons of a refused purchase not returned; the coupon sweep will", "order", u.ref.Order, "err", err)
-			}
-			cancel()
+			got = batch.Fill(append(make([]unlock, 0, 16), u), s.returns, maxUnlockBatch)
 		case <-s.quit:
 			return
 		}
+		refs, by = refs[:0], by[:0]
+		for _, u := range got {
+			refs, by = append(refs, u.ref), append(by, u.by)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.cfg.Coupons.Unlock(ctx, refs, by); err != nil {
+			s.log.Warn("coupons of refused purchases not returned; the coupon sweep will", "orders", len(refs), "err", err)
+		}
+		cancel()
 	}
 }
 

@@ -124,6 +124,33 @@ func (f *fixture) coupon(batch, user int64) int64 {
 	return c.ID
 }
 
+// lock, use, ret and release make one lock, use, return and release.
+func (f *fixture) lock(user, order int64, key string, ids []int64, now time.Time) (int64, error) {
+	orders, refusals, err := f.s.LockCoupons(f.ctx, []surge.CouponLock{{User: user, Order: order, Key: key, IDs: ids}}, now)
+	if err != nil {
+		return 0, err
+	}
+	return orders[0], refusals[0]
+}
+
+func (f *fixture) use(order int64, amounts map[int64]int64) error {
+	refusals, err := f.s.UseCoupons(f.ctx, []surge.CouponUse{{Order: order, Amounts: amounts}})
+	if err != nil {
+		return err
+	}
+	return refusals[0]
+}
+
+func (f *fixture) ret(order int64) (int64, error) { return f.s.ReturnCoupons(f.ctx, []int64{order}) }
+
+func (f *fixture) release(order, by int64, before time.Time) (int64, error) {
+	n, err := f.s.ReleaseLocks(f.ctx, []surge.CouponRelease{{Order: order, By: by}}, before)
+	if err != nil {
+		return 0, err
+	}
+	return n[0], nil
+}
+
 // couponState reads one coupon.
 func (f *fixture) couponState(id int64) *surge.Coupon {
 	f.t.Helper()
@@ -144,7 +171,7 @@ func RunCouponLocks(t *testing.T, open Open) {
 	a, c, free, theirs := f.coupon(b.ID, user), f.coupon(b.ID, user), f.coupon(b.ID, user), f.coupon(b.ID, stranger)
 	o1, o2 := f.id(), f.id()
 
-	got, err := f.s.LockCoupons(f.ctx, user, o1, "item/req-1", []int64{a, c}, f.now)
+	got, err := f.lock(user, o1, "item/req-1", []int64{a, c}, f.now)
 	if err != nil || got != o1 {
 		t.Fatalf("LockCoupons = %d, %v; want order %d", got, err, o1)
 	}
@@ -152,46 +179,46 @@ func RunCouponLocks(t *testing.T, open Open) {
 		t.Fatalf("locked coupon = %+v", x)
 	}
 	// The same request again (a retry, with the new order id it drew) gets the first order.
-	if got, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-1", []int64{c, a}, f.now); err != nil || got != o1 {
+	if got, err = f.lock(user, o2, "item/req-1", []int64{c, a}, f.now); err != nil || got != o1 {
 		t.Fatalf("LockCoupons(retry) = %d, %v; want the first order %d", got, err, o1)
 	}
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-1", []int64{a}, f.now)
+	_, err = f.lock(user, o2, "item/req-1", []int64{a}, f.now)
 	wantCode(t, "a retry with fewer coupons", err, surge.ECONFLICT)
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{c}, f.now)
+	_, err = f.lock(user, o2, "item/req-2", []int64{c}, f.now)
 	wantCode(t, "a coupon on another order", err, surge.ECONFLICT)
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{free, a}, f.now)
+	_, err = f.lock(user, o2, "item/req-2", []int64{free, a}, f.now)
 	wantCode(t, "a set with one coupon on another order", err, surge.ECONFLICT)
 	if x := f.couponState(free); x.State != surge.CouponIssued || x.OrderID != 0 {
 		t.Fatalf("a coupon of a refused set = %+v; want it untouched (all or none)", x)
 	}
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{theirs}, f.now)
+	_, err = f.lock(user, o2, "item/req-2", []int64{theirs}, f.now)
 	wantCode(t, "another shopper's coupon", err, surge.ENOTFOUND)
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{f.id()}, f.now)
+	_, err = f.lock(user, o2, "item/req-2", []int64{f.id()}, f.now)
 	wantCode(t, "a made-up coupon", err, surge.ENOTFOUND)
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", []int64{free, free}, f.now)
+	_, err = f.lock(user, o2, "item/req-2", []int64{free, free}, f.now)
 	wantCode(t, "a coupon given twice", err, surge.EINVALID)
 	eleven := make([]int64, surge.MaxCouponsPerOrder+1)
 	for i := range eleven {
 		eleven[i] = int64(i + 1)
 	}
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-2", eleven, f.now)
+	_, err = f.lock(user, o2, "item/req-2", eleven, f.now)
 	wantCode(t, "11 coupons", err, surge.EINVALID)
 
 	on, err := f.s.CouponsOnOrders(f.ctx, []int64{o1, o2})
 	if err != nil || len(on) != 2 {
 		t.Fatalf("CouponsOnOrders = %d, %v; want the 2 locked", len(on), err)
 	}
-	wantCode(t, "using a coupon not on the order", f.s.UseCoupons(f.ctx, o2, map[int64]int64{a: 100}), surge.ECONFLICT)
+	wantCode(t, "using a coupon not on the order", f.use(o2, map[int64]int64{a: 100}), surge.ECONFLICT)
 	for range 2 { // idempotent
-		must(t, "UseCoupons", f.s.UseCoupons(f.ctx, o1, map[int64]int64{a: 100, c: 250}))
+		must(t, "UseCoupons", f.use(o1, map[int64]int64{a: 100, c: 250}))
 	}
 	if x := f.couponState(c); x.State != surge.CouponUsed || x.OrderID != o1 || x.Discount != 250 {
 		t.Fatalf("used coupon = %+v", x)
 	}
-	_, err = f.s.LockCoupons(f.ctx, user, o2, "item/req-3", []int64{a}, f.now)
+	_, err = f.lock(user, o2, "item/req-3", []int64{a}, f.now)
 	wantCode(t, "a used coupon", err, surge.ECONFLICT)
 	for want := int64(2); want >= 0; want -= 2 { // idempotent: the second time there is nothing to return
-		if n, err := f.s.ReturnCoupons(f.ctx, o1); err != nil || n != want {
+		if n, err := f.ret(o1); err != nil || n != want {
 			t.Fatalf("ReturnCoupons = %d, %v; want %d", n, err, want)
 		}
 	}
@@ -217,10 +244,10 @@ func RunCouponLocks(t *testing.T, open Open) {
 
 	// Stale locks, oldest first: a lock from ten minutes ago and one from now.
 	old := f.now.Add(-10 * time.Minute)
-	if _, err := f.s.LockCoupons(f.ctx, user, o2, "item/old", []int64{free}, old); err != nil {
+	if _, err := f.lock(user, o2, "item/old", []int64{free}, old); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.s.LockCoupons(f.ctx, user, f.id(), "item/new", []int64{a}, f.now); err != nil {
+	if _, err := f.lock(user, f.id(), "item/new", []int64{a}, f.now); err != nil {
 		t.Fatal(err)
 	}
 	stale, err := f.s.StaleLocks(f.ctx, f.now.Add(-5*time.Minute), 10)
@@ -231,33 +258,69 @@ func RunCouponLocks(t *testing.T, open Open) {
 	// A refused attempt's late release leaves coupons a retry of its request locked since.
 	spare := f.coupon(b.ID, user)
 	first, second := f.id(), f.id()
-	if got, err := f.s.LockCoupons(f.ctx, user, first, "item/released", []int64{spare}, f.now); err != nil || got != first {
+	if got, err := f.lock(user, first, "item/released", []int64{spare}, f.now); err != nil || got != first {
 		t.Fatalf("LockCoupons = %d, %v", got, err)
 	}
-	if got, err := f.s.LockCoupons(f.ctx, user, second, "item/released", []int64{spare}, f.now.Add(time.Second)); err != nil || got != first {
+	if got, err := f.lock(user, second, "item/released", []int64{spare}, f.now.Add(time.Second)); err != nil || got != first {
 		t.Fatalf("LockCoupons(retry) = %d, %v; want the first order", got, err)
 	}
-	if n, err := f.s.ReleaseLock(f.ctx, first, first, time.Time{}); err != nil || n != 0 {
+	if n, err := f.release(first, first, time.Time{}); err != nil || n != 0 {
 		t.Fatalf("ReleaseLock(by the first attempt, after a retry relocked) = %d, %v; want 0", n, err)
 	}
-	if n, err := f.s.ReleaseLock(f.ctx, first, 0, f.now); err != nil || n != 0 {
+	if n, err := f.release(first, 0, f.now); err != nil || n != 0 {
 		t.Fatalf("ReleaseLock(locked before a time it was not) = %d, %v; want 0", n, err)
 	}
-	if n, err := f.s.ReleaseLock(f.ctx, first, second, time.Time{}); err != nil || n != 1 {
+	if n, err := f.release(first, second, time.Time{}); err != nil || n != 1 {
 		t.Fatalf("ReleaseLock(by the retry) = %d, %v; want 1", n, err)
 	}
 	if x := f.couponState(spare); x.State != surge.CouponIssued || x.OrderID != 0 {
 		t.Fatalf("released coupon = %+v", x)
 	}
-	if _, err := f.s.LockCoupons(f.ctx, user, first, "item/released-2", []int64{spare}, f.now); err != nil {
+	if _, err := f.lock(user, first, "item/released-2", []int64{spare}, f.now); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := f.s.ReleaseLock(f.ctx, first, 0, f.now.Add(time.Millisecond)); err != nil || n != 1 {
+	if n, err := f.release(first, 0, f.now.Add(time.Millisecond)); err != nil || n != 1 {
 		t.Fatalf("ReleaseLock(locked before a later time) = %d, %v; want 1", n, err)
 	}
 
+	// Many locks in one write, each judged as if alone and in order: the first of two for one
+	// coupon wins, a bad lock spoils no other.
+	x, y := f.coupon(b.ID, user), f.coupon(b.ID, user)
+	oa, ob, oc := f.id(), f.id(), f.id()
+	orders, refusals, err := f.s.LockCoupons(f.ctx, []surge.CouponLock{
+		{User: user, Order: oa, Key: "item/batch-a", IDs: []int64{x}},
+		{User: user, Order: ob, Key: "item/batch-b", IDs: []int64{x, y}},
+		{User: user, Order: oc, Key: "item/batch-c", IDs: nil},
+		{User: user, Order: oc, Key: "item/batch-c", IDs: []int64{y}},
+	}, f.now)
+	must(t, "LockCoupons(batch)", err)
+	if orders[0] != oa || refusals[0] != nil || surge.ErrorCode(refusals[1]) != surge.ECONFLICT ||
+		surge.ErrorCode(refusals[2]) != surge.EINVALID || orders[3] != oc || refusals[3] != nil {
+		t.Fatalf("a batch of locks = %v, %v; want the first and last locked, the second a conflict, the third invalid", orders, refusals)
+	}
+	// A request and its retry in one batch: the retry gets the first order, and holds the lock.
+	z := f.coupon(b.ID, user)
+	od, oe := f.id(), f.id()
+	orders, refusals, err = f.s.LockCoupons(f.ctx, []surge.CouponLock{
+		{User: user, Order: od, Key: "item/batch-d", IDs: []int64{z}},
+		{User: user, Order: oe, Key: "item/batch-d", IDs: []int64{z}},
+	}, f.now)
+	must(t, "LockCoupons(a request and its retry)", err)
+	if orders[0] != od || orders[1] != od || refusals[0] != nil || refusals[1] != nil {
+		t.Fatalf("a request and its retry in one batch = %v, %v; want both on order %d", orders, refusals, od)
+	}
+	if n, err := f.release(od, od, time.Time{}); err != nil || n != 0 {
+		t.Fatalf("releasing for the first attempt after its retry = %d, %v; want 0 (the retry holds them)", n, err)
+	}
+	if n, err := f.release(od, oe, time.Time{}); err != nil || n != 1 {
+		t.Fatalf("releasing for the retry = %d, %v; want 1", n, err)
+	}
+	if n, err := f.s.ReturnCoupons(f.ctx, []int64{oa, oc}); err != nil || n != 2 {
+		t.Fatalf("ReturnCoupons(two orders) = %d, %v; want 2", n, err)
+	}
+
 	// What the audit reads: an item's priced orders, the coupons on its orders, a batch's counts.
-	if _, err := f.s.LockCoupons(f.ctx, user, o1, "item/audit", []int64{c}, f.now); err != nil {
+	if _, err := f.lock(user, o1, "item/audit", []int64{c}, f.now); err != nil {
 		t.Fatal(err)
 	}
 	priced, err := f.s.PricedOrders(f.ctx, 2)
@@ -269,8 +332,8 @@ func RunCouponLocks(t *testing.T, open Open) {
 		t.Fatalf("CouponsOnItem = %+v, %v; want coupon %d on order %d", onItem, err, c, o1)
 	}
 	states, err := f.s.CouponStates(f.ctx, b.ID)
-	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 2 || states[surge.CouponUsed] != 0 {
-		t.Fatalf("CouponStates = %v, %v; want 3 locked, the spare and the stranger's issued", states, err)
+	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 5 || states[surge.CouponUsed] != 0 {
+		t.Fatalf("CouponStates = %v, %v; want 3 locked; the spare, x, y, z and the stranger's issued", states, err)
 	}
 
 	// 200 shoppers each put one coupon on 5 orders at once: each coupon goes on one order.
@@ -284,7 +347,7 @@ func RunCouponLocks(t *testing.T, open Open) {
 		coupon, u := ids[i/5], int64(1000+i/5)
 		order := f.id()
 		for {
-			got, err := f.s.LockCoupons(f.ctx, u, order, "item/race-"+strconv.Itoa(i), []int64{coupon}, f.now)
+			got, err := f.lock(u, order, "item/race-"+strconv.Itoa(i), []int64{coupon}, f.now)
 			if surge.ErrorCode(err) == surge.EUNAVAILABLE { // contention: retried, as callers do
 				continue
 			}
