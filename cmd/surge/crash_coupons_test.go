@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/audit"
+	"github.com/surgecommerce/surge/client"
+	"github.com/surgecommerce/surge/coupon"
+	"github.com/surgecommerce/surge/paysim"
+)
+
+// couponShopper is one shopper of TestKillDuringCouponSale: the coupon it claimed, and the
+// order it made with it.
+type couponShopper struct {
+	coupon, order int64
+	claimed, done bool // the claim, and the purchase, got a definite answer
+	soldOut       bool
+	last          error // the last answer that was not definite
+}
+
+// TestKillDuringCouponSale kills a node with SIGKILL ten times while shoppers claim coupons, buy
+// with them, pay and cancel. After each restart the shoppers whose claim or purchase was cut off
+// retry it with the same request id, as apps do; then invariant 5 passes, and every shopper's
+// coupon is where its order says: locked on a pending order, used on a paid one, back in the
+// wallet when the order was cancelled or never made. No coupon is lost, doubled or stuck locked.
+func TestKillDuringCouponSale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	dir := t.TempDir()
+	cl, cmd := child(t, dir)
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	b := ok[*surge.CouponBatch](t, "CreateCouponBatch")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: "crash ¥0.20 off",
+		Rule:  coupon.Rule{Kind: coupon.Fixed, Value: 20, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
+		Total: 100_000, PerUser: 1, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
+	ok[*surge.CouponBatch](t, "PublishCouponBatch")(tm.op.PublishCouponBatch(ctx, b.ID))
+	const units = 1500
+	it := openSaleItem(t, tm, units, 1, 900)
+	shoppers := map[int64]*couponShopper{}
+	next := int64(5_000_000)
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
+
+	// journey claims a coupon, buys with it, and pays or cancels; it stops at the first answer
+	// that is not definite (the node died), to be finished after the restart.
+	journey := func(cl *client.Client, user int64, s *couponShopper, pay bool) {
+		sc := shopper(t, cl, user)
+		if !s.claimed {
+			c, err := sc.ClaimCoupon(ctx, b.ID, "claim")
+			if err != nil {
+				return
+			}
+			s.coupon, s.claimed = c.ID, true
+		}
+		if !s.done {
+			res, err := buyWith(ctx, sc, it.ID, fmt.Sprint("buy-", user), s.coupon)
+			switch {
+			case surge.ErrorCode(err) == surge.ESOLDOUT:
+				s.done, s.soldOut = true, true
+				return
+			case err != nil:
+				s.last = err
+				return
+			}
+			s.order, s.done = res.OrderID, true
+		}
+		if s.order == 0 {
+			return
+		}
+		if pay {
+			if tk, err := sc.PayTicket(ctx, s.order); err == nil {
+				sc.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket})
+			}
+		} else {
+			sc.CancelOrder(ctx, s.order)
+		}
+	}
+	var mu sync.Mutex
+	for cycle := range 10 {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 24 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					mu.Lock()
+					next++
+					user, s := next, &couponShopper{}
+					shoppers[user] = s
+					pay := rng.IntN(3) > 0
+					mu.Unlock()
+					journey(cl, user, s, pay)
+				}
+			}()
+		}
+		time.Sleep(time.Duration(200+rng.IntN(400)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		close(stop)
+		wg.Wait()
+
+		cl, cmd = child(t, dir)
+		retried := 0
+		for user, s := range shoppers {
+			if !s.claimed || !s.done {
+				retried++
+				journey(cl, user, s, true)
+				if !s.claimed || !s.done {
+					t.Fatalf("cycle %d: shopper %d's retries got no definite answer (%+v): %v", cycle, user, s, s.last)
+				}
+			}
+		}
+		checkCoupons(t, cl, tm.opToken, it.SessionID, shoppers)
+		t.Logf("cycle %d: %d shoppers so far, %d journeys finished after the kill", cycle, len(shoppers), retried)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+}
+
+// checkCoupons waits for the sale to settle and checks invariant 5, and each shopper's coupon
+// against its order.
+func checkCoupons(t *testing.T, cl *client.Client, opToken string, session int64, shoppers map[int64]*couponShopper) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for {
+		last = ""
+		rep, err := cl.As(opToken).Audit(ctx, session)
+		if err != nil {
+			last = err.Error()
+		} else {
+			for _, res := range rep.Results {
+				if res.Status == audit.Fail {
+					last = fmt.Sprintf("%s: %v", res.Invariant, res.Details)
+				}
+			}
+		}
+		for user, s := range shoppers {
+			if last != "" {
+				break
+			}
+			if s.coupon == 0 {
+				continue
+			}
+			want := surge.CouponIssued // sold out, or its order cancelled
+			if s.order != 0 {
+				o, err := shopper(t, cl, user).Order(ctx, s.order)
+				if err != nil {
+					last = fmt.Sprintf("shopper %d's order %d: %v", user, s.order, err)
+					break
+				}
+				switch {
+				case o.State == surge.OrderPendingPayment:
+					want = surge.CouponLocked
+				case o.State.PaidOrLater():
+					want = surge.CouponUsed
+				}
+				if o.Price == nil || len(o.Price.Coupons) != 1 || o.Price.Coupons[0].Coupon != s.coupon {
+					last = fmt.Sprintf("shopper %d's order %+v does not carry coupon %d", user, o, s.coupon)
+					break
+				}
+			}
+			wallet, err := shopper(t, cl, user).MyCoupons(ctx)
+			if err != nil || len(wallet) != 1 || wallet[0].ID != s.coupon || wallet[0].State != want {
+				last = fmt.Sprintf("shopper %d (order %d): wallet %v, %v; want coupon %d %s", user, s.order, walletStates(wallet), err, s.coupon, want)
+			}
+		}
+		if last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func walletStates(w []coupon.WalletCoupon) []string {
+	var out []string
+	for _, c := range w {
+		out = append(out, fmt.Sprintf("%d:%s", c.ID, c.State))
+	}
+	return out
+}
+
