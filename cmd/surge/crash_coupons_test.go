@@ -197,4 +197,3 @@ func walletStates(w []coupon.WalletCoupon) []string {
 	}
 	return out
 }
-
