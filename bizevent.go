@@ -20,6 +20,8 @@ const (
 	BizComment       = "comment"
 	BizShare         = "share"
 	BizLogistics     = "logistics_update"
+	// BizCouponUse is a paid order's coupons: units is how many, amount what they took off.
+	BizCouponUse = "coupon_use"
 )
 
 // Bounds of a business event.
@@ -76,6 +78,7 @@ var bizSchemas = map[string]bizSchema{
 	BizComment:       {room: true, user: true},
 	BizShare:         {room: true, user: true},
 	BizLogistics:     {order: true, status: true},
+	BizCouponUse:     {order: true, sku: true, shop: true, user: true, units: true, amount: true},
 }
 
 // BizRequired lists the fields an event of type typ must carry, in the order of the event's
@@ -113,16 +116,16 @@ func BizTypes() []string {
 	return t[:]
 }
 
-func bizTypes() [13]string {
+func bizTypes() [14]string {
 	return [...]string{BizClick, BizExposure, BizAddToCart, BizOrder, BizPay, BizRefund, BizLiveEnter, BizLiveHeartbeat,
-		BizLiveLeave, BizLike, BizComment, BizShare, BizLogistics}
+		BizLiveLeave, BizLike, BizComment, BizShare, BizLogistics, BizCouponUse}
 }
 
 // Behavioural reports whether shoppers' apps may send events of this type themselves; money
 // and logistics events come from Surge, merchants' back-offices and operators' integrations.
 func Behavioural(typ string) bool {
 	switch typ {
-	case BizOrder, BizPay, BizRefund, BizLogistics:
+	case BizOrder, BizPay, BizRefund, BizLogistics, BizCouponUse:
 		return false
 	}
 	return true

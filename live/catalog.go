@@ -103,6 +103,22 @@ var catalog = []Metric{
 			}
 			return 0
 		}},
+	{Name: "coupons_used", Description: "Coupons used on paid orders", Definition: "sum of units over coupon_use events (Surge sends one per paid order that coupons took something off)",
+		Unit: "coupons", Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
+		value: func(e measure) int64 {
+			if e.typ == surge.BizCouponUse {
+				return e.units
+			}
+			return 0
+		}},
+	{Name: "coupon_discount", Description: "Amount coupons took off paid orders", Definition: "sum of amount over coupon_use events",
+		Unit: "minor currency units", Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
+		value: func(e measure) int64 {
+			if e.typ == surge.BizCouponUse {
+				return e.amount
+			}
+			return 0
+		}},
 	{Name: "exposures", Description: "Items shown", Definition: "count of exposure events", Unit: "events", Kind: KindSum,
 		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizExposure)},
 	{Name: "clicks", Description: "Items clicked", Definition: "count of click events", Unit: "events", Kind: KindSum,

@@ -387,6 +387,8 @@ func FuzzDecodeBusEvents(f *testing.F) {
 		{ID: "b", Kind: surge.EventOrdersCreated, At: at, Data: []surge.Order{{ID: 7, UserID: 3, SKUID: 2, Quantity: 1, CreatedAt: at}}},
 		{ID: "c", Kind: surge.EventOrderPaid, At: at, Data: surge.Order{ID: 7, UserID: 3, PaidAt: &at}},
 		{ID: "e", Kind: surge.EventOrdersPaid, At: at, Data: []surge.Order{{ID: 7, UserID: 3, PaidAt: &at}, {ID: 8, UserID: 4, CreatedAt: at}}},
+		{ID: "f", Kind: surge.EventOrdersPaid, At: at, Data: []surge.Order{{ID: 9, UserID: 3, PaidAt: &at, Price: &surge.PriceBreakdown{
+			Currency: "CNY", List: 100, Discount: 30, Payable: 70, Coupons: []surge.CouponTaken{{Coupon: 5, Amount: 30}}}}}},
 		{ID: "d", Kind: "stock.changed", At: at, Data: map[string]int{"left": 3}}} {
 		msg, err := jsonv2.Marshal(e)
 		if err != nil {
@@ -474,10 +476,14 @@ func decodeInTwoPasses(msg []byte) (evs []surge.BusinessEvent, orders bool, err 
 			return nil, true, err
 		}
 		// The events' other fields are DecodeBusEvents' business (fromOrder): an order is
-		// compared by its id.
-		out := make([]surge.BusinessEvent, len(list))
+		// compared by its id. A paid order that coupons took something off has a second event.
+		var out []surge.BusinessEvent
 		for i := range list {
-			out[i] = surge.BusinessEvent{Order: strconv.FormatInt(list[i].ID, 10), Received: received}
+			e := surge.BusinessEvent{Order: strconv.FormatInt(list[i].ID, 10), Received: received}
+			out = append(out, e)
+			if p := list[i].Price; env.Kind == surge.EventOrdersPaid && p != nil && p.Discount > 0 && len(p.Coupons) > 0 {
+				out = append(out, e)
+			}
 		}
 		return out, true, nil
 	}
@@ -1065,5 +1071,36 @@ func TestREADMEListsEveryEventType(t *testing.T) {
 		if !strings.Contains(table, "| `"+typ+"` |") || len(surge.BizRequired(typ)) < 4 {
 			t.Errorf("event type %s is not in the table, or requires nothing of its own", typ)
 		}
+	}
+}
+
+// A paid order that coupons took something off counts in the coupon metrics too: one coupon_use
+// event beside its pay event, with how many coupons and what they took off.
+func TestPaidOrdersCountTheirCoupons(t *testing.T) {
+	at := time.UnixMilli(1_790_000_000_000).UTC()
+	price := &surge.PriceBreakdown{Currency: "CNY", List: 1000, Discount: 350, Payable: 650,
+		Coupons: []surge.CouponTaken{{Coupon: 5, Amount: 300}, {Coupon: 6, Amount: 50}}}
+	msg, err := jsonv2.Marshal(surge.Event{ID: "p", Kind: surge.EventOrdersPaid, At: at, Data: []surge.Order{
+		{ID: 9, UserID: 3, SKUID: 2, MerchantID: 4, SessionID: 8, Quantity: 1, Amount: surge.Money{Amount: 650, Currency: "CNY"}, PaidAt: &at, Price: price},
+		{ID: 10, UserID: 3, SKUID: 2, MerchantID: 4, SessionID: 8, Quantity: 1, Amount: surge.Money{Amount: 1000, Currency: "CNY"}, PaidAt: &at}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := live.DecodeBusEvents(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range evs {
+		types = append(types, e.Type)
+	}
+	if len(evs) != 3 || types[0] != surge.BizPay || types[1] != surge.BizCouponUse || types[2] != surge.BizPay {
+		t.Fatalf("events %v; want pay, coupon_use, pay", types)
+	}
+	if u := evs[1]; u.Units != 2 || u.Amount != 350 || u.Order != "9" || u.Session != "8" || u.Shop != "4" || u.ID != "coupon_use-9" {
+		t.Fatalf("coupon_use event %+v; want 2 coupons, 350 off, order 9 of session 8, shop 4", u)
+	}
+	if err := evs[1].Validate(); err != nil {
+		t.Fatalf("the coupon_use event breaks its own schema: %v", err)
 	}
 }

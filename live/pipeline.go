@@ -471,7 +471,7 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	case surge.EventOrdersCreated:
 		evs, err = ordersAs(raw, func(o *surge.Order) surge.BusinessEvent { return fromOrder(o, surge.BizOrder, o.CreatedAt) })
 	case surge.EventOrdersPaid:
-		evs, err = ordersAs(raw, paidEvent)
+		evs, err = paidEvents(raw)
 	case surge.EventOrderPaid: // one order, as earlier releases sent it
 		var o surge.Order
 		if err := json.Unmarshal(raw, &o); err != nil {
@@ -577,6 +577,27 @@ func plainField(b []byte, ok bool) ([]byte, bool) {
 
 // paidEvent is the pay event of a paid order, at its payment's time: the same event, with the
 // same id and time, however often the order's payment is sent.
+// paidEvents decodes an orders.paid batch: a pay event per order, and a coupon_use event for
+// each order that coupons took something off.
+func paidEvents(raw []byte) ([]surge.BusinessEvent, error) {
+	var orders []surge.Order
+	if err := json.Unmarshal(raw, &orders); err != nil {
+		return nil, err
+	}
+	out := make([]surge.BusinessEvent, 0, len(orders))
+	for i := range orders {
+		o := &orders[i]
+		pay := paidEvent(o)
+		out = append(out, pay)
+		if p := o.Price; p != nil && p.Discount > 0 && len(p.Coupons) > 0 {
+			use := pay
+			use.ID, use.Type, use.Units, use.Amount = surge.BizCouponUse+"-"+pay.Order, surge.BizCouponUse, int64(len(p.Coupons)), p.Discount
+			out = append(out, use)
+		}
+	}
+	return out, nil
+}
+
 func paidEvent(o *surge.Order) surge.BusinessEvent {
 	at := o.CreatedAt
 	if o.PaidAt != nil {
@@ -597,7 +618,7 @@ func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
 // pipeline's operators or the encoding of their state do: a checkpoint of another version
 // cannot be read back, and the new version starts from the oldest event the log holds (an hour),
 // publishing totals recomputed from it.
-const PipelineName = "live-metrics-v7"
+const PipelineName = "live-metrics-v8"
 
 // checkpointInterval is how often the live pipeline checkpoints: what a restart replays. A
 // checkpoint encodes the whole state on the pipeline's goroutine (the dedup window's ids are

@@ -255,6 +255,9 @@ func TestCouponsOnOrders(t *testing.T) {
 			}
 			waitState(t, s1, res.OrderID, surge.OrderPaid)
 			waitCoupon(t, s1, c1, surge.CouponUsed)
+			// The real-time platform counts the coupons of paid orders, by session and shop.
+			waitMetrics(t, tm.op, map[string]string{"session": fmt.Sprint(it.SessionID)}, map[string]int64{"coupons_used": 2, "coupon_discount": 37})
+			waitMetrics(t, tm.op, map[string]string{"shop": fmt.Sprint(it.MerchantID)}, map[string]int64{"coupons_used": 2, "coupon_discount": 37})
 			res2 := ok[*purchase.Result](t, "buy with the other coupon")(buyWith(ctx, s1, it.ID, "third", c2))
 			if st := walletState(t, s1, c2); st != surge.CouponLocked {
 				t.Fatalf("coupon on the second order is %s; want locked", st)
