@@ -91,8 +91,8 @@ type CouponStore interface {
 	// neither validity nor scope: the caller prices the order first.
 	LockCoupons(ctx context.Context, locks []CouponLock, now time.Time) (orders []int64, refusals []error, err error)
 	// UseCoupons marks the coupons locked on orders used, each with the discount it gave, in one
-	// transaction. Idempotent. A use whose coupons are not all on its order is refused
-	// (ECONFLICT, refusals[i]); the others hold.
+	// transaction. Idempotent. Of a use whose coupons are not all on its order, those on it are
+	// used and refusals[i] (ECONFLICT) names one that is not, which nothing will put there.
 	UseCoupons(ctx context.Context, uses []CouponUse) (refusals []error, err error)
 	// ReturnCoupons takes the coupons on orders, locked or used, back to their owners (issued):
 	// the orders were cancelled, expired or refunded. Idempotent; returns how many it took back.

@@ -68,6 +68,9 @@ type BatchFacts struct {
 	Issued  int64 `json:"issued"`
 	Stored  int64 `json:"stored"`
 	Used    int64 `json:"used"`
+	// Lost says the ledger no longer has the batch (its Redis was emptied): its issuance
+	// cannot be checked, and its claims are refused until an operator decides.
+	Lost bool `json:"lost,omitempty"`
 }
 
 // Report is a session's audit.
@@ -157,15 +160,18 @@ func (a *Auditor) batches(ctx context.Context, items []ItemFacts) ([]BatchFacts,
 				continue
 			}
 			seen[c.BatchID] = true
-			is, err := a.Issuer.Issuance(ctx, c.BatchID)
-			if err != nil {
-				return nil, err
-			}
+			// The stored coupons first: a claim is issued by the ledger before it is stored, so
+			// read in this order the two agree (stored ≤ issued) while claims go on.
 			states, err := a.Coupons.CouponStates(ctx, c.BatchID)
 			if err != nil {
 				return nil, err
 			}
-			b := BatchFacts{BatchID: c.BatchID, Total: is.Total, Issued: is.Issued, Used: states[surge.CouponUsed]}
+			is, err := a.Issuer.Issuance(ctx, c.BatchID)
+			lost := surge.ErrorCode(err) == surge.ENOTFOUND
+			if err != nil && !lost {
+				return nil, err
+			}
+			b := BatchFacts{BatchID: c.BatchID, Total: is.Total, Issued: is.Issued, Used: states[surge.CouponUsed], Lost: lost}
 			for _, n := range states {
 				b.Stored += n
 			}
@@ -272,6 +278,8 @@ func couponResult(items []ItemFacts, batches []BatchFacts) Result {
 	for _, b := range batches {
 		res.Checked++
 		switch {
+		case b.Lost:
+			fail("batch %d is missing from the issuance ledger: what it issued cannot be checked", b.BatchID)
 		case b.Issued > b.Total:
 			fail("batch %d: %d issued of a total of %d", b.BatchID, b.Issued, b.Total)
 		case b.Stored > b.Issued:
@@ -290,7 +298,8 @@ func couponResult(items []ItemFacts, batches []BatchFacts) Result {
 				f.Coupons.CouponsValue += c.Discount
 			}
 		}
-		listed := map[int64]bool{}
+		listed := map[[2]int64]bool{} // coupon and order
+
 		for _, o := range f.Coupons.PricedOrders {
 			res.Checked++
 			if why := priceAddsUp(o); why != "" {
@@ -301,7 +310,7 @@ func couponResult(items []ItemFacts, batches []BatchFacts) Result {
 				f.Coupons.OrdersDiscount += o.Price.Discount
 			}
 			for _, t := range o.Price.Coupons {
-				listed[t.Coupon] = true
+				listed[[2]int64{t.Coupon, o.ID}] = true
 				c := on[t.Coupon]
 				if c != nil && c.OrderID != o.ID {
 					c = nil // on another order: given back by this one (cancelled), and used again
@@ -317,7 +326,7 @@ func couponResult(items []ItemFacts, batches []BatchFacts) Result {
 			}
 		}
 		for _, c := range f.Coupons.OnOrders {
-			if !listed[c.ID] {
+			if !listed[[2]int64{c.ID, c.OrderID}] {
 				fail("item %d: coupon %d is %s on order %d, whose price does not list it", f.ItemID, c.ID, c.State, c.OrderID)
 			}
 		}

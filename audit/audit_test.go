@@ -280,6 +280,10 @@ func TestCouponsInvariant(t *testing.T) {
 			it[0].Coupons.OnOrders = append(it[0].Coupons.OnOrders, &surge.Coupon{ID: 103, BatchID: 7, OrderID: 10, State: surge.CouponUsed, Discount: 5})
 		}},
 		{"a coupon on two orders", func(it []audit.ItemFacts, _ []audit.BatchFacts) { it[0].Coupons.PricedOrders[1].Price = price(100, 30) }},
+		{"a coupon on an order that does not list it, listed by a cancelled one", func(it []audit.ItemFacts, _ []audit.BatchFacts) {
+			it[0].Coupons.OnOrders = append(it[0].Coupons.OnOrders, &surge.Coupon{ID: 102, BatchID: 7, OrderID: 10, State: surge.CouponLocked})
+		}},
+		{"a batch the ledger lost", func(_ []audit.ItemFacts, b []audit.BatchFacts) { b[0].Lost = true }},
 		{"a price that does not add up", func(it []audit.ItemFacts, _ []audit.BatchFacts) { it[0].Coupons.PricedOrders[0].Amount.Amount = 100 }},
 	} {
 		items, batches := healthy()

@@ -265,63 +265,50 @@ func (s *Service) tell(ctx context.Context, kind string, list []surge.CouponsOnO
 	g.Wait()
 	for len(list) > 0 {
 		n := min(len(list), maxEventBatch)
-		s.emit(ctx, kind, strconv.FormatInt(list[0].OrderID, 10)+"+"+strconv.Itoa(n), list[:n])
+		// Each message has an id of its own: one made of the orders it carries would let the
+		// bus drop a later batch that starts with the same order (a retried settlement).
+		id, err := s.ids()
+		if err != nil {
+			s.log.WarnContext(ctx, "event not published", "kind", kind, "err", err)
+			return
+		}
+		s.emit(ctx, kind, strconv.FormatInt(id, 10), list[:n])
 		list = list[n:]
 	}
 }
 
-// OrderFinder finds orders by id, for the sweep of locks.
-type OrderFinder interface {
-	OrdersByID(ctx context.Context, ids []int64) ([]*surge.Order, error)
-}
-
 // SweepLocks returns the coupons locked for longer than LockTTL to orders that were never made:
-// a request that locked them and then found the item sold out, failed, or died before its order
-// went out. It returns how many orders' coupons it returned.
-func (s *Service) SweepLocks(ctx context.Context, orders OrderFinder) (int, error) {
+// a request that locked them and then failed or died before its order went out, and was never
+// retried. It returns how many orders' coupons it returned.
+func (s *Service) SweepLocks(ctx context.Context) (int, error) {
 	cutoff := s.now().Add(-LockTTL)
 	stale, err := s.store.StaleLocks(ctx, cutoff, maxListed)
 	if err != nil || len(stale) == 0 {
 		return 0, err
 	}
 	users := map[int64]int64{}
-	var ids []int64
+	var rels []surge.CouponRelease
 	for _, c := range stale {
 		if _, ok := users[c.OrderID]; !ok {
-			ids = append(ids, c.OrderID)
+			rels = append(rels, surge.CouponRelease{Order: c.OrderID})
 		}
 		users[c.OrderID] = c.UserID
 	}
-	found, err := orders.OrdersByID(ctx, ids)
-	if err != nil {
-		return 0, err
-	}
-	for _, o := range found {
-		delete(users, o.ID) // made: its coupons follow it
-	}
-	var rels []surge.CouponRelease
-	for order := range users {
-		rels = append(rels, surge.CouponRelease{Order: order})
-	}
-	// Only coupons still locked before the cutoff: a retry of the request may have locked them
-	// again, on its way to making the order.
+	// Only coupons still locked before the cutoff, to an order still not made: a retry of the
+	// request may have locked them again, or made the order, meanwhile.
 	got, err := s.store.ReleaseLocks(ctx, rels, cutoff)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
 	var back []surge.CouponsOnOrder
-	defer func() { s.tell(ctx, surge.EventCouponReturned, back) }()
 	for i, r := range rels {
-		if got[i] == 0 {
-			continue
+		if got[i] > 0 {
+			back = append(back, onOrder(OrderRef{Order: r.Order, User: users[r.Order]}, nil))
+			s.log.WarnContext(ctx, "coupons locked to an order that was never made were returned", "order", r.Order, "user", users[r.Order])
 		}
-		order, user := r.Order, users[r.Order]
-		back = append(back, onOrder(OrderRef{Order: order, User: user}, nil))
-		s.log.WarnContext(ctx, "coupons locked to an order that was never made were returned", "order", order, "user", user)
-		n++
 	}
-	return n, nil
+	s.tell(ctx, surge.EventCouponReturned, back)
+	return len(back), nil
 }
 
 // changed moves a shopper's wallet version: no node serves the wallet it cached before. A
@@ -384,6 +371,8 @@ func (s *Service) lock(ctx context.Context, j *lockJob) (int64, error) {
 	select {
 	case <-j.done:
 		return j.order, j.err
+	case <-s.lockersDone: // stopped before taking it
+		return 0, surge.Errorf(surge.EUNAVAILABLE, "the node is stopping; retry with the same request id")
 	case <-ctx.Done(): // the lock may still be made: a retry of the request finds it
 		return 0, surge.Errorf(surge.EUNAVAILABLE, "the coupons were not locked in time; retry with the same request id")
 	}
@@ -396,7 +385,7 @@ func (s *Service) lock(ctx context.Context, j *lockJob) (int64, error) {
 // order, so two batches never wait for each other in a circle).
 func (s *Service) Run(ctx context.Context) {
 	s.locking.Store(true)
-	defer s.locking.Store(false)
+	defer s.stopLockers.Do(func() { s.locking.Store(false); close(s.lockersDone) })
 	var g errgroup.Group
 	for range lockers {
 		g.Go(func() error { s.runLocker(ctx); return nil })

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,10 +37,12 @@ type Service struct {
 	wallets  *otter.Cache[int64, wallet]
 	metrics  *metrics // nil until Register
 
-	rules      *otter.Cache[int64, Rule]   // live batches' rules, which never change
-	categories *otter.Cache[int64, string] // SKUs' top-level categories
-	locks      chan *lockJob               // to the locker (Run)
-	locking    atomic.Bool                 // the locker runs
+	rules       *otter.Cache[int64, Rule]   // live batches' rules, which never change
+	categories  *otter.Cache[int64, string] // SKUs' top-level categories
+	locks       chan *lockJob               // to the lockers (Run)
+	locking     atomic.Bool                 // the lockers run
+	lockersDone chan struct{}               // closed once the lockers stopped
+	stopLockers sync.Once
 }
 
 // wallet is a cached wallet and the version it was read at.
@@ -68,7 +71,7 @@ func NewService(store surge.CouponStore, catalog surge.CatalogStore, ledger *Led
 	return &Service{store: store, catalog: catalog, ledger: ledger, versions: versions, bus: bus, log: log, ids: ids, now: now,
 		wallets: otter.Must(&otter.Options[int64, wallet]{MaximumSize: WalletsCached,
 			ExpiryCalculator: otter.ExpiryWriting[int64, wallet](walletFresh)}),
-		locks: make(chan *lockJob, lockQueueDepth),
+		locks: make(chan *lockJob, lockQueueDepth), lockersDone: make(chan struct{}),
 		rules: otter.Must(&otter.Options[int64, Rule]{MaximumSize: rulesCached}),
 		categories: otter.Must(&otter.Options[int64, string]{MaximumSize: categoriesCached,
 			ExpiryCalculator: otter.ExpiryWriting[int64, string](categoryFresh)})}

@@ -70,7 +70,7 @@ type Coupons interface {
 	// Locked prices an order with the coupons locked to it; nil if there are none.
 	Locked(ctx context.Context, user, order int64, currency string, lines []coupon.Line) (*surge.PriceBreakdown, error)
 	// SweepLocks returns coupons locked to orders never made.
-	SweepLocks(ctx context.Context, orders coupon.OrderFinder) (int, error)
+	SweepLocks(ctx context.Context) (int, error)
 }
 
 // Service is the order service.
@@ -445,7 +445,7 @@ func (s *Service) Run(ctx context.Context) {
 					s.log.WarnContext(ctx, "orphan sweep failed", "err", err)
 				}
 				if s.cfg.Coupons != nil {
-					if _, err := s.cfg.Coupons.SweepLocks(ctx, s.store); err != nil && !errors.Is(err, context.Canceled) {
+					if _, err := s.cfg.Coupons.SweepLocks(ctx); err != nil && !errors.Is(err, context.Canceled) {
 						s.log.WarnContext(ctx, "coupon lock sweep failed", "err", err)
 					}
 				}
@@ -502,7 +502,9 @@ func (s *Service) orphans(ctx context.Context, se *surge.Session, it *surge.Sess
 		if s.cfg.Coupons != nil { // the coupons its request locked, priced as they were
 			lines := []coupon.Line{{SKU: it.SKUID, Shop: it.MerchantID, Unit: it.SalePrice.Amount, Quantity: r.Quantity}}
 			if price, err = s.cfg.Coupons.Locked(ctx, r.UserID, r.OrderID, it.SalePrice.Currency, lines); err != nil {
-				return 0, err
+				// Left for the next sweep: one order's coupons must not hold up the others'.
+				s.log.WarnContext(ctx, "a reservation's coupons could not be priced; its order waits", "order", r.OrderID, "err", err)
+				continue
 			}
 			if price != nil {
 				amount.Amount = price.Payable

@@ -618,8 +618,12 @@ func (s *Service) lockCoupons(ctx context.Context, in *info, rr surge.ReserveReq
 // giveBack gives back, in the background, the coupons an attempt locked (price is not nil) and
 // did not use: it was refused, or it was a retry answered with its first order. When the queue
 // of returns is full, the coupon sweep returns them later.
+//
+// An attempt whose coupons were on an earlier attempt's order (a retry: rr.OrderID is not the
+// id it drew) gives nothing back: the earlier attempt may have reserved, and its order lists
+// them. The coupon sweep returns them if that order is never made.
 func (s *Service) giveBack(h held, rr surge.ReserveRequest, in *info) {
-	if h.price == nil {
+	if h.price == nil || rr.OrderID != h.by {
 		return
 	}
 	select {

@@ -223,8 +223,8 @@ func (s *Store) LockCoupons(ctx context.Context, locks []surge.CouponLock, now t
 				continue
 			}
 			orders[i], errs[i] = s.lockOne(ctx, tx, b, l, now)
-			if errs[i] != nil && surge.ErrorCode(errs[i]) == surge.EINTERNAL {
-				return errs[i] // the database failed: nothing of the batch holds
+			if db, ok := errs[i].(dbError); ok {
+				return db.err // the database failed: nothing of the batch holds
 			}
 		}
 		return s.writeLocks(ctx, tx, b, now)
@@ -234,6 +234,13 @@ func (s *Store) LockCoupons(ctx context.Context, locks []surge.CouponLock, now t
 	}
 	return orders, errs, nil
 }
+
+// dbError is a failure of the database inside LockCoupons, as opposed to a lock's refusal: the
+// whole batch fails with it, and the store reports it as it reports any (a deadlock, a lost
+// connection: EUNAVAILABLE).
+type dbError struct{ err error }
+
+func (e dbError) Error() string { return e.err.Error() }
 
 // lockRow is a coupon as a lock judges it.
 type lockRow struct {
@@ -291,13 +298,16 @@ func (s *Store) lockOne(ctx context.Context, tx *sql.Tx, b *lockBatch, l surge.C
 	// The key is stored with the number of coupons it locked: when every coupon of this lock
 	// carries it, they are exactly the coupons the first request locked, with no need to count.
 	key := l.Key + "#" + strconv.Itoa(len(l.IDs))
-	mine, locked := 0, l.Order // coupons this key locked already, and their order
+	mine, locked := 0, int64(0) // coupons this key locked already, and their order
 	for _, id := range l.IDs {
 		c := rows[id]
 		if c == nil || c.user != l.User {
 			return 0, surge.Errorf(surge.ENOTFOUND, "coupon %d is not one of yours", id)
 		}
 		if c.state == surge.CouponLocked && c.key == key {
+			if mine > 0 && c.order != locked { // the same key on two orders: not one earlier lock
+				return 0, surge.Errorf(surge.ECONFLICT, "this request locked other coupons; retry it with the same ones")
+			}
 			mine++
 			locked = c.order
 		}
@@ -312,7 +322,7 @@ func (s *Store) lockOne(ctx context.Context, tx *sql.Tx, b *lockBatch, l surge.C
 	case mine == len(l.IDs): // the coupons are on the order the first request locked them to
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET lock_by = ?, locked_at = ? WHERE order_id = ? AND state = ?`),
 			l.Order, ms(now), locked, surge.CouponLocked); err != nil {
-			return 0, surge.Errorf(surge.EINTERNAL, "coupons: %v", err)
+			return 0, dbError{err}
 		}
 		return locked, nil
 	case mine != 0:
@@ -369,8 +379,20 @@ func (s *Store) UseCoupons(ctx context.Context, uses []surge.CouponUse) ([]error
 			all = append(all, use{i, id, amount})
 		}
 	}
-	slices.SortFunc(all, func(a, b use) int { return cmp.Compare(a.id, b.id) }) // rows locked in id order
+	slices.SortFunc(all, func(a, b use) int { return cmp.Compare(a.id, b.id) })
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.dialect.ForUpdate != "" && len(all) > 0 { // rows locked in id order, as LockCoupons does
+			ids := make([]int64, len(all))
+			for i, u := range all {
+				ids[i] = u.id
+			}
+			lockRows := map[int64]*lockRow{}
+			for chunk := range slices.Chunk(ids, surge.MaxListLimit) {
+				if err := s.lockRows(ctx, tx, chunk, lockRows); err != nil {
+					return err
+				}
+			}
+		}
 		for chunk := range slices.Chunk(all, maxLockWrite) {
 			var order, discount strings.Builder
 			var orderArgs, discountArgs, ids []any
@@ -423,6 +445,9 @@ func (s *Store) UseCoupons(ctx context.Context, uses []surge.CouponUse) ([]error
 func (s *Store) ReturnCoupons(ctx context.Context, orders []int64) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockOrdersCoupons(ctx, tx, orders); err != nil {
+			return err
+		}
 		for chunk := range slices.Chunk(orders, surge.MaxListLimit) {
 			res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, order_id = 0, lock_key = '', locked_at = 0, lock_by = 0,
 				discount = 0 WHERE state IN (?, ?) AND order_id IN `+list(len(chunk))),
@@ -448,9 +473,22 @@ func (s *Store) ReleaseLocks(ctx context.Context, rels []surge.CouponRelease, lo
 		before = ms(lockedBefore)
 	}
 	out := make([]int64, len(rels))
+	orders := make([]int64, len(rels))
+	for i, r := range rels {
+		orders[i] = r.Order
+	}
+	// The stale-lock sweep (lockedBefore set) releases only coupons of orders never made: an
+	// order written meanwhile keeps its coupons.
+	unmade := ""
+	if before != 0 {
+		unmade = ` AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = coupons.order_id)`
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		st, err := s.txStmt(ctx, tx, s.q(`UPDATE coupons SET state = ?, order_id = 0, lock_key = '', locked_at = 0, lock_by = 0
-			WHERE order_id = ? AND state = ? AND (CAST(? AS BIGINT) = 0 OR lock_by = ?) AND (CAST(? AS BIGINT) = 0 OR locked_at < ?)`))
+		if err := s.lockOrdersCoupons(ctx, tx, orders); err != nil {
+			return err
+		}
+		st, err := s.stmt(ctx, tx, s.q(`UPDATE coupons SET state = ?, order_id = 0, lock_key = '', locked_at = 0, lock_by = 0
+			WHERE order_id = ? AND state = ? AND (CAST(? AS BIGINT) = 0 OR lock_by = ?) AND (CAST(? AS BIGINT) = 0 OR locked_at < ?)`+unmade))
 		if err != nil {
 			return err
 		}
@@ -471,6 +509,26 @@ func (s *Store) ReleaseLocks(ctx context.Context, rels []surge.CouponRelease, lo
 	return out, nil
 }
 
+// lockOrdersCoupons locks the rows of the coupons on orders, in the order of their ids, as
+// LockCoupons does: two transactions that change the same coupons never wait for each other in
+// a circle.
+func (s *Store) lockOrdersCoupons(ctx context.Context, tx *sql.Tx, orders []int64) error {
+	if s.dialect.ForUpdate == "" {
+		return nil // one writer at a time: no row locks to order
+	}
+	for chunk := range slices.Chunk(orders, surge.MaxListLimit) {
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM coupons WHERE order_id IN `+list(len(chunk))+` ORDER BY id`+s.dialect.ForUpdate), anys(chunk)...)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CouponsOnOrders implements surge.CouponStore.
 func (s *Store) CouponsOnOrders(ctx context.Context, orders []int64) ([]*surge.Coupon, error) {
 	var out []*surge.Coupon
@@ -486,7 +544,8 @@ func (s *Store) CouponsOnOrders(ctx context.Context, orders []int64) ([]*surge.C
 
 // StaleLocks implements surge.CouponStore.
 func (s *Store) StaleLocks(ctx context.Context, before time.Time, n int) ([]*surge.Coupon, error) {
-	return s.coupons(ctx, `state = ? AND locked_at < ? ORDER BY locked_at LIMIT ?`, surge.CouponLocked, ms(before), min(max(n, 1), 500))
+	return s.coupons(ctx, `state = ? AND locked_at < ? AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = coupons.order_id)
+		ORDER BY locked_at LIMIT ?`, surge.CouponLocked, ms(before), min(max(n, 1), 500))
 }
 
 // CouponsOnItem implements surge.CouponStore.
@@ -511,14 +570,4 @@ func (s *Store) CouponStates(ctx context.Context, batch int64) (map[string]int64
 		out[st] = n
 	}
 	return out, s.wrap(rows.Err(), "coupons")
-}
-
-// txStmt is a statement of a bounded family (an IN list of at most an order's coupons) prepared
-// once for the store's life, for use in tx.
-func (s *Store) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	st, err := s.prepared(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	return tx.StmtContext(ctx, st), nil
 }

@@ -250,9 +250,38 @@ func RunCouponLocks(t *testing.T, open Open) {
 	if _, err := f.lock(user, f.id(), "item/new", []int64{a}, f.now); err != nil {
 		t.Fatal(err)
 	}
+	// An old lock on an order that was made is not stale: its coupon follows its order.
+	onMade := f.coupon(b.ID, user)
+	if _, err := f.lock(user, o1, "item/made", []int64{onMade}, old); err != nil {
+		t.Fatal(err)
+	}
 	stale, err := f.s.StaleLocks(f.ctx, f.now.Add(-5*time.Minute), 10)
 	if err != nil || len(stale) != 1 || stale[0].ID != free || stale[0].OrderID != o2 {
-		t.Fatalf("StaleLocks = %+v, %v; want the old lock only", stale, err)
+		t.Fatalf("StaleLocks = %+v, %v; want the old lock of the order never made only", stale, err)
+	}
+	if n, err := f.release(o1, 0, f.now.Add(-5*time.Minute)); err != nil || n != 0 {
+		t.Fatalf("the sweep's release of a made order's coupons = %d, %v; want 0", n, err)
+	}
+	if n, err := f.ret(o1); err != nil || n != 1 {
+		t.Fatalf("ReturnCoupons(the made order) = %d, %v; want its coupon", n, err)
+	}
+
+	// A request's key on two orders (a retry with other coupons, made while the first lock
+	// stood) does not let a third try mix coupons of both.
+	k1, k2, k3, k4 := f.coupon(b.ID, user), f.coupon(b.ID, user), f.coupon(b.ID, user), f.coupon(b.ID, user)
+	x1, x2 := f.id(), f.id()
+	if _, err := f.lock(user, x1, "item/mix", []int64{k1, k2}, f.now); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.lock(user, x2, "item/mix", []int64{k3, k4}, f.now); err != nil || got != x2 {
+		t.Fatalf("LockCoupons(same key, other coupons) = %d, %v", got, err)
+	}
+	_, err = f.lock(user, f.id(), "item/mix", []int64{k1, k3}, f.now)
+	wantCode(t, "a retry mixing two orders' coupons", err, surge.ECONFLICT)
+	for _, o := range []int64{x1, x2} {
+		if _, err := f.ret(o); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// A refused attempt's late release leaves coupons a retry of its request locked since.
@@ -332,8 +361,8 @@ func RunCouponLocks(t *testing.T, open Open) {
 		t.Fatalf("CouponsOnItem = %+v, %v; want coupon %d on order %d", onItem, err, c, o1)
 	}
 	states, err := f.s.CouponStates(f.ctx, b.ID)
-	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 5 || states[surge.CouponUsed] != 0 {
-		t.Fatalf("CouponStates = %v, %v; want 3 locked; the spare, x, y, z and the stranger's issued", states, err)
+	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 10 || states[surge.CouponUsed] != 0 {
+		t.Fatalf("CouponStates = %v, %v; want 3 locked and the other 10 issued", states, err)
 	}
 
 	// 200 shoppers each put one coupon on 5 orders at once: each coupon goes on one order.
