@@ -68,6 +68,25 @@ func count(typ string) func(measure) int64 {
 	}
 }
 
+// unitsOf and amountOf are what events of a type add: their units, their amount.
+func unitsOf(typ string) func(measure) int64 {
+	return func(e measure) int64 {
+		if e.typ == typ {
+			return e.units
+		}
+		return 0
+	}
+}
+
+func amountOf(typ string) func(measure) int64 {
+	return func(e measure) int64 {
+		if e.typ == typ {
+			return e.amount
+		}
+		return 0
+	}
+}
+
 // catalog is every metric, defined once.
 var catalog = []Metric{
 	{Name: "gmv", Description: "Gross merchandise value paid", Definition: "sum of amount over pay events, less refund events",
@@ -86,39 +105,15 @@ var catalog = []Metric{
 	{Name: "payments", Description: "Orders paid", Definition: "count of pay events", Unit: "orders", Kind: KindSum,
 		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizPay)},
 	{Name: "units_sold", Description: "Units paid for", Definition: "sum of units over pay events", Unit: "units", Kind: KindSum,
-		Dimensions: commerceDims, Window: cumulative,
-		value: func(e measure) int64 {
-			if e.typ == surge.BizPay {
-				return e.units
-			}
-			return 0
-		}},
+		Dimensions: commerceDims, Window: cumulative, value: unitsOf(surge.BizPay)},
 	{Name: "paying_users", Description: "Distinct users who paid", Definition: "count of distinct users over pay events, per UTC day of event time, summed over the days",
 		Unit: "users", Kind: KindDistinct, Dimensions: commerceDims, Window: cumulative, value: count(surge.BizPay)},
 	{Name: "refunds", Description: "Amount refunded", Definition: "sum of amount over refund events", Unit: "minor currency units",
-		Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
-		value: func(e measure) int64 {
-			if e.typ == surge.BizRefund {
-				return e.amount
-			}
-			return 0
-		}},
+		Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: amountOf(surge.BizRefund)},
 	{Name: "coupons_used", Description: "Coupons used on paid orders", Definition: "sum of units over coupon_use events (Surge sends one per paid order that coupons took something off)",
-		Unit: "coupons", Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
-		value: func(e measure) int64 {
-			if e.typ == surge.BizCouponUse {
-				return e.units
-			}
-			return 0
-		}},
+		Unit: "coupons", Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: unitsOf(surge.BizCouponUse)},
 	{Name: "coupon_discount", Description: "Amount coupons took off paid orders", Definition: "sum of amount over coupon_use events",
-		Unit: "minor currency units", Kind: KindSum, Dimensions: commerceDims, Window: cumulative,
-		value: func(e measure) int64 {
-			if e.typ == surge.BizCouponUse {
-				return e.amount
-			}
-			return 0
-		}},
+		Unit: "minor currency units", Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: amountOf(surge.BizCouponUse)},
 	{Name: "exposures", Description: "Items shown", Definition: "count of exposure events", Unit: "events", Kind: KindSum,
 		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizExposure)},
 	{Name: "clicks", Description: "Items clicked", Definition: "count of click events", Unit: "events", Kind: KindSum,

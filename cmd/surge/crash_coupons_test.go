@@ -85,36 +85,16 @@ func TestKillDuringCouponSale(t *testing.T) {
 	}
 	var mu sync.Mutex
 	for cycle := range 10 {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 24 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					mu.Lock()
-					next++
-					user, s := next, &couponShopper{}
-					shoppers[user] = s
-					pay := rng.IntN(3) > 0
-					mu.Unlock()
-					journey(cl, user, s, pay)
-				}
-			}()
-		}
-		mu.Lock()
-		pause := time.Duration(200+rng.IntN(400)) * time.Millisecond
-		mu.Unlock()
-		time.Sleep(pause)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		close(stop)
-		wg.Wait()
+		pause := time.Duration(200+rng.IntN(400)) * time.Millisecond // drawn before the workers share rng
+		killAmid(cmd, 24, pause, func() {
+			mu.Lock()
+			next++
+			user, s := next, &couponShopper{}
+			shoppers[user] = s
+			pay := rng.IntN(3) > 0
+			mu.Unlock()
+			journey(cl, user, s, pay)
+		})
 
 		cl, cmd = child(t, dir)
 		retried := 0

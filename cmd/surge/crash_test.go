@@ -81,40 +81,21 @@ func TestKillDuringSale(t *testing.T) {
 	for cycle := range 10 {
 		var mu sync.Mutex
 		var unknown []int64 // attempts cut off by the kill
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					mu.Lock()
-					next++
-					user := next
-					mu.Unlock()
-					res, err := buy(ctx, shopper(t, cl, user), item, fmt.Sprint("k-", user))
-					mu.Lock()
-					switch {
-					case err == nil:
-						acked[user] = res.OrderID
-					case surge.ErrorCode(err) != surge.ESOLDOUT:
-						unknown = append(unknown, user)
-					}
-					mu.Unlock()
-					_ = w
-				}
-			}()
-		}
-		time.Sleep(time.Duration(150+rng.IntN(350)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		close(stop)
-		wg.Wait()
+		killAmid(cmd, 32, time.Duration(150+rng.IntN(350))*time.Millisecond, func() {
+			mu.Lock()
+			next++
+			user := next
+			mu.Unlock()
+			res, err := buy(ctx, shopper(t, cl, user), item, fmt.Sprint("k-", user))
+			mu.Lock()
+			switch {
+			case err == nil:
+				acked[user] = res.OrderID
+			case surge.ErrorCode(err) != surge.ESOLDOUT:
+				unknown = append(unknown, user)
+			}
+			mu.Unlock()
+		})
 
 		cl, cmd = child(t, dir)
 		for _, user := range unknown { // the shopper taps again with the same request
@@ -130,6 +111,32 @@ func TestKillDuringSale(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+}
+
+// killAmid runs work in a loop on workers goroutines, kills the child node with SIGKILL after
+// pause, and returns once the workers stopped: what was under way when the node died is cut off.
+func killAmid(cmd *exec.Cmd, workers int, pause time.Duration, work func()) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				work()
+			}
+		}()
+	}
+	time.Sleep(pause)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	close(stop)
+	wg.Wait()
 }
 
 // checkSale: every acknowledged order exists as acknowledged, and orders plus stock left
