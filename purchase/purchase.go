@@ -737,7 +737,8 @@ func (s *Service) enqueue(ctx context.Context, l *lane, in *info, rr surge.Reser
 // decided turns the stock engine's decision into an answer and, for a reservation, the order
 // to record. The answer may be given only once the order is recorded (see record). price is the
 // attempt's, when it locked coupons to its order (rr.OrderID).
-func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, h held) (*Result, *surge.Order, error) {
+// inLine says the decision is made in the item's line, whose every moment each attempt waits for.
+func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, h held, inLine bool) (*Result, *surge.Order, error) {
 	if d.Err != nil { // its coupons, if any, stay locked until the sweep finds no order was made
 		return nil, nil, d.Err
 	}
@@ -753,9 +754,12 @@ func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest
 	if orderID == 0 { // reserved before orders were attached: name it now, idempotently
 		orderID = rr.OrderID
 	}
-	if orderID != rr.OrderID && s.cfg.Coupons != nil {
+	if orderID != rr.OrderID && s.cfg.Coupons != nil && (h.price != nil || !inLine) {
 		// A retry answered with its first reservation: its order's price is its first
-		// request's, with the coupons locked to it then.
+		// request's, with the coupons locked to it then. In an item's line only a retry that
+		// named coupons asks: a read per replayed attempt held up the whole line. A retry that
+		// leaves out the coupons its first attempt named is answered at its own price, and
+		// the order writer keeps the first attempt's order.
 		s.giveBack(h, rr, in)
 		var err error
 		if h.price, err = s.cfg.Coupons.Locked(ctx, rr.UserID, orderID, in.item.SalePrice.Currency, line(in, rr)); err != nil {
@@ -811,7 +815,7 @@ func (s *Service) record(ctx context.Context, orders []surge.Order) error {
 
 // finish decides one attempt and records its order.
 func (s *Service) finish(ctx context.Context, in *info, rr surge.ReserveRequest, d surge.BatchResult, h held) (*Result, error) {
-	res, o, err := s.decided(ctx, in, rr, d, h)
+	res, o, err := s.decided(ctx, in, rr, d, h, false)
 	if err != nil {
 		return nil, err
 	}

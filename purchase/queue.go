@@ -194,7 +194,7 @@ func (s *Service) drain(l *lane) {
 		var orders []surge.Order
 		for i, t := range taken {
 			var o *surge.Order
-			t.res, o, t.err = s.decided(ctx, t.info, t.req, out[i], t.held)
+			t.res, o, t.err = s.decided(ctx, t.info, t.req, out[i], t.held, true)
 			if o != nil {
 				orders = append(orders, *o)
 			}
