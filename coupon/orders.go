@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -255,7 +256,7 @@ const (
 // sends the step's event, one per batch: an event per order cost the embedded bus a write per
 // purchase with a coupon.
 func (s *Service) tell(ctx context.Context, kind string, list []surge.CouponsOnOrder) {
-	step := map[string]string{surge.EventCouponLocked: "locked", surge.EventCouponUsed: "used", surge.EventCouponReturned: "returned"}[kind]
+	step := strings.TrimPrefix(kind, "coupon.") // locked, used, returned
 	var g errgroup.Group
 	g.SetLimit(walletMovers) // each a round trip to Redis in the scale-out shape
 	for _, e := range list {
