@@ -57,6 +57,15 @@ type Coupon struct {
 	// off that order, once used.
 	OrderID  int64 `json:"order_id,string,omitempty"`
 	Discount int64 `json:"discount,omitempty"`
+	// Value is a red envelope's amount (minor units), drawn from its budget when claimed; 0 for
+	// a coupon, whose batch's rule says what it takes off.
+	Value int64 `json:"value,omitempty"`
+}
+
+// CouponTally counts stored coupons: how many, and the red envelopes' values summed.
+type CouponTally struct {
+	Count int64 `json:"count"`
+	Value int64 `json:"value"`
 }
 
 // CouponStore keeps coupon batches and claimed coupons.
@@ -111,7 +120,7 @@ type CouponStore interface {
 	// invariant checks.
 	CouponsOnItem(ctx context.Context, itemID int64) ([]*Coupon, error)
 	// CouponStates counts a batch's stored coupons by state.
-	CouponStates(ctx context.Context, batch int64) (map[string]int64, error)
+	CouponStates(ctx context.Context, batch int64) (map[string]CouponTally, error)
 }
 
 // MaxCouponsPerOrder bounds the coupons on one order.

@@ -18,6 +18,7 @@ const (
 	EventRefundDue      = "payment.refund_due"
 	EventStockChanged   = "stock.changed"
 	EventCouponClaimed  = "coupon.claimed" // Data is the coupon
+	EventBudgetClaimed  = "budget.claimed" // Data is the red envelope claimed (a coupon with its value)
 	// Coupons on orders, in batches: Data is a list of CouponsOnOrder.
 	EventCouponLocked   = "coupon.locked"
 	EventCouponUsed     = "coupon.used"

@@ -5,6 +5,11 @@ import "context"
 // MaxRequestIDBytes bounds a client request id (idempotency key).
 const MaxRequestIDBytes = 64
 
+// MaxReserveUnits bounds the units of one reservation. A sale item takes at most
+// MaxPerUserLimit; the stock engine also keeps a red-envelope budget, whose units are minor
+// units of money and whose claims take many at once.
+const MaxReserveUnits = 1<<31 - 1
+
 // StockItem is a session item as the stock engine sees it: how many units are on sale and how
 // many one user may hold.
 type StockItem struct {
@@ -20,8 +25,8 @@ func (it StockItem) Validate() error {
 		return Errorf(EINVALID, "item id must be positive")
 	case it.Allotted < 0 || it.Allotted > MaxStock:
 		return Errorf(EINVALID, "allotted must be between 0 and %d", int64(MaxStock))
-	case it.PerUserLimit <= 0 || it.PerUserLimit > MaxPerUserLimit:
-		return Errorf(EINVALID, "per-user limit must be between 1 and %d", MaxPerUserLimit)
+	case it.PerUserLimit <= 0 || it.PerUserLimit > MaxStock:
+		return Errorf(EINVALID, "per-user limit must be between 1 and %d", int64(MaxStock))
 	}
 	return nil
 }
@@ -44,8 +49,8 @@ func (r ReserveRequest) Validate() error {
 		return Errorf(EINVALID, "item id must be positive")
 	case r.UserID <= 0:
 		return Errorf(EINVALID, "user id must be positive")
-	case r.Quantity <= 0 || r.Quantity > MaxPerUserLimit:
-		return Errorf(EINVALID, "quantity must be between 1 and %d", MaxPerUserLimit)
+	case r.Quantity <= 0 || r.Quantity > MaxReserveUnits:
+		return Errorf(EINVALID, "quantity must be between 1 and %d", MaxReserveUnits)
 	case r.OrderID < 0:
 		return Errorf(EINVALID, "order id must not be negative")
 	}

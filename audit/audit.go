@@ -61,7 +61,8 @@ type ItemCoupons struct {
 }
 
 // BatchFacts are a coupon batch's counts: the ledger's total and issued, and the stored coupons
-// (all, and used).
+// (all, and used). A red-envelope budget's counts are amounts (minor units): its total, what
+// its ledger issued, and the values of its stored envelopes.
 type BatchFacts struct {
 	BatchID int64 `json:"batch_id,string"`
 	Total   int64 `json:"total"`
@@ -70,7 +71,8 @@ type BatchFacts struct {
 	Used    int64 `json:"used"`
 	// Lost says the ledger no longer has the batch (its Redis was emptied): its issuance
 	// cannot be checked, and its claims are refused until an operator decides.
-	Lost bool `json:"lost,omitempty"`
+	Lost   bool `json:"lost,omitempty"`
+	Budget bool `json:"budget,omitempty"`
 }
 
 // Report is a session's audit.
@@ -171,9 +173,24 @@ func (a *Auditor) batches(ctx context.Context, items []ItemFacts) ([]BatchFacts,
 			if err != nil && !lost {
 				return nil, err
 			}
-			b := BatchFacts{BatchID: c.BatchID, Total: is.Total, Issued: is.Issued, Used: states[surge.CouponUsed], Lost: lost}
-			for _, n := range states {
-				b.Stored += n
+			stored, err := a.Coupons.CouponBatch(ctx, c.BatchID)
+			if err != nil {
+				return nil, err
+			}
+			rule, err := coupon.DecodeRule(stored.Rule)
+			if err != nil {
+				return nil, fmt.Errorf("batch %d: %w", c.BatchID, err)
+			}
+			b := BatchFacts{BatchID: c.BatchID, Total: is.Total, Issued: is.Issued, Lost: lost, Budget: rule.Kind == coupon.Envelope}
+			for st, n := range states {
+				count := n.Count
+				if b.Budget {
+					count = n.Value
+				}
+				b.Stored += count
+				if st == surge.CouponUsed {
+					b.Used = count
+				}
 			}
 			out = append(out, b)
 		}
@@ -282,6 +299,8 @@ func couponResult(items []ItemFacts, batches []BatchFacts) Result {
 			fail("batch %d is missing from the issuance ledger: what it issued cannot be checked", b.BatchID)
 		case b.Issued > b.Total:
 			fail("batch %d: %d issued of a total of %d", b.BatchID, b.Issued, b.Total)
+		case b.Stored > b.Issued && b.Budget:
+			fail("budget %d: red envelopes worth %d stored, %d issued by its ledger", b.BatchID, b.Stored, b.Issued)
 		case b.Stored > b.Issued:
 			fail("batch %d: %d coupons stored, %d issued by its ledger", b.BatchID, b.Stored, b.Issued)
 		case b.Used > b.Issued:

@@ -284,6 +284,12 @@ func TestCouponsInvariant(t *testing.T) {
 			it[0].Coupons.OnOrders = append(it[0].Coupons.OnOrders, &surge.Coupon{ID: 102, BatchID: 7, OrderID: 10, State: surge.CouponLocked})
 		}},
 		{"a batch the ledger lost", func(_ []audit.ItemFacts, b []audit.BatchFacts) { b[0].Lost = true }},
+		{"a budget's envelopes worth more than it issued", func(_ []audit.ItemFacts, b []audit.BatchFacts) {
+			b[0].Budget, b[0].Total, b[0].Issued, b[0].Stored = true, 5000, 4200, 4201
+		}},
+		{"a budget overspent", func(_ []audit.ItemFacts, b []audit.BatchFacts) {
+			b[0].Budget, b[0].Total, b[0].Issued, b[0].Stored = true, 5000, 5001, 4000
+		}},
 		{"a price that does not add up", func(it []audit.ItemFacts, _ []audit.BatchFacts) { it[0].Coupons.PricedOrders[0].Amount.Amount = 100 }},
 	} {
 		items, batches := healthy()

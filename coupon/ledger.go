@@ -39,12 +39,13 @@ type Claim struct {
 	Replayed bool  // the answer repeats an earlier claim's
 }
 
-// Claim hands a shopper one coupon of a batch; coupon is the id a new coupon takes. It answers
-// ESOLDOUT when the batch is all issued, ELIMIT when the shopper holds the per-user limit,
-// ENOTFOUND for a batch not open. A granted claim is recorded (record, with the coupon's id and
+// Claim hands a shopper one coupon of a batch, taking units of it: 1 for a coupon, the
+// amount for a red envelope (a budget's units are minor units of money); coupon is the id a new
+// coupon takes. It answers ESOLDOUT when the batch has fewer units left, ELIMIT when the
+// shopper would hold more than the per-user limit, ENOTFOUND for a batch not open. A granted claim is recorded (record, with the coupon's id and
 // the claim's key, if not nil) before it is made final: if recording fails, or the answer is
 // lost, a retry with the same request id is granted the same coupon and records it again.
-func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string, coupon int64, record func(coupon int64, key string) error) (Claim, error) {
+func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string, coupon, units int64, record func(coupon int64, key string) error) (Claim, error) {
 	if coupon <= 0 {
 		return Claim{}, surge.Errorf(surge.EINVALID, "coupon id must be positive")
 	}
@@ -52,7 +53,7 @@ func (l *Ledger) Claim(ctx context.Context, batch, user int64, requestID string,
 		return Claim{}, err
 	}
 	key := claimKey(user, requestID)
-	res, err := l.stock.Reserve(ctx, surge.ReserveRequest{ItemID: batch, UserID: user, Quantity: 1, RequestID: key, OrderID: coupon})
+	res, err := l.stock.Reserve(ctx, surge.ReserveRequest{ItemID: batch, UserID: user, Quantity: units, RequestID: key, OrderID: coupon})
 	if err != nil {
 		return Claim{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
@@ -25,12 +26,16 @@ func ledgers(t *testing.T) map[string]*coupon.Ledger {
 	t.Cleanup(func() { eng.Close() })
 	out := map[string]*coupon.Ledger{"embedded": coupon.NewLedger(eng)}
 	if url := os.Getenv("SURGE_TEST_REDIS_URL"); url != "" {
-		rc, err := redis.Open(context.Background(), url, fmt.Sprintf("surge_coupon_%d", rand.Uint64()))
-		if err != nil {
-			t.Fatal(err)
+		// Unsplit, and a hot batch or budget split over 8 buckets (sub-budgets) routed by the
+		// shopper's id, each under its own prefix.
+		for name, opts := range map[string]redis.StockOptions{"redis": {}, "redis-split": {Buckets: 8, BucketMinAllotment: 1000}} {
+			rc, err := redis.Open(context.Background(), url, fmt.Sprintf("surge_coupon_%d", rand.Uint64()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rc.Purge(context.Background()); rc.Close() })
+			out[name] = coupon.NewLedger(rc.Stock(opts))
 		}
-		t.Cleanup(func() { rc.Purge(context.Background()); rc.Close() })
-		out["redis"] = coupon.NewLedger(rc.Stock(redis.StockOptions{}))
 	} else {
 		t.Log("SURGE_TEST_REDIS_URL is not set: the ledger runs on the embedded engine only")
 	}
@@ -57,7 +62,7 @@ func TestLedgerNeverOverIssues(t *testing.T) {
 				sem <- struct{}{}
 				go func() {
 					defer func() { <-sem; wg.Done() }()
-					c, err := l.Claim(ctx, batch, int64(u+1), "claim", int64(1_000_000+u), nil)
+					c, err := l.Claim(ctx, batch, int64(u+1), "claim", int64(1_000_000+u), 1, nil)
 					switch surge.ErrorCode(err) {
 					case "":
 						claimed.Add(1)
@@ -101,7 +106,7 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						_, err := l.Claim(ctx, batch, int64(u+1), fmt.Sprint("try-", try), int64(u*10+try+1), nil)
+						_, err := l.Claim(ctx, batch, int64(u+1), fmt.Sprint("try-", try), int64(u*10+try+1), 1, nil)
 						switch surge.ErrorCode(err) {
 						case "":
 							got[u].Add(1)
@@ -118,11 +123,11 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 					t.Fatalf("shopper %d got %d coupons; want the limit, 2", u+1, n)
 				}
 			}
-			first, err := l.Claim(ctx, batch, 999, "again", 5001, nil)
+			first, err := l.Claim(ctx, batch, 999, "again", 5001, 1, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			again, err := l.Claim(ctx, batch, 999, "again", 5002, nil) // the answer was lost; the shopper retries
+			again, err := l.Claim(ctx, batch, 999, "again", 5002, 1, nil) // the answer was lost; the shopper retries
 			if err != nil || again.Coupon != 5001 || !again.Replayed || first.Replayed {
 				t.Fatalf("retry = %+v, %v after %+v; want the first coupon, replayed", again, err, first)
 			}
@@ -135,7 +140,7 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 			if err := l.Open(ctx, batch, 500, 2); err != nil {
 				t.Fatalf("raising the total = %v", err)
 			}
-			if _, err := l.Claim(ctx, 303, 1, "x", 1, nil); surge.ErrorCode(err) != surge.ENOTFOUND {
+			if _, err := l.Claim(ctx, 303, 1, "x", 1, 1, nil); surge.ErrorCode(err) != surge.ENOTFOUND {
 				t.Fatalf("claim of a batch never opened = %v; want ENOTFOUND", err)
 			}
 			for _, bad := range []struct {
@@ -143,7 +148,7 @@ func TestLedgerLimitsAndRetries(t *testing.T) {
 				req    string
 				coupon int64
 			}{{0, "x", 1}, {1, "", 1}, {1, "x", 0}} {
-				if _, err := l.Claim(ctx, batch, bad.user, bad.req, bad.coupon, nil); surge.ErrorCode(err) != surge.EINVALID {
+				if _, err := l.Claim(ctx, batch, bad.user, bad.req, bad.coupon, 1, nil); surge.ErrorCode(err) != surge.EINVALID {
 					t.Fatalf("Claim(%+v) = %v; want EINVALID", bad, err)
 				}
 			}
@@ -174,10 +179,10 @@ func TestLedgerRecordsBeforeItConfirms(t *testing.T) {
 				recorded = append(recorded, coupon)
 				return nil
 			}
-			if _, err := l.Claim(ctx, batch, 1, "r", 77, record); surge.ErrorCode(err) != surge.EUNAVAILABLE {
+			if _, err := l.Claim(ctx, batch, 1, "r", 77, 1, record); surge.ErrorCode(err) != surge.EUNAVAILABLE {
 				t.Fatalf("claim whose record failed = %v; want the record's error", err)
 			}
-			c, err := l.Claim(ctx, batch, 1, "r", 78, record)
+			c, err := l.Claim(ctx, batch, 1, "r", 78, 1, record)
 			if err != nil || c.Coupon != 77 || len(recorded) != 1 || recorded[0] != 77 {
 				t.Fatalf("retry = %+v, %v, recorded %v; want coupon 77 recorded once", c, err, recorded)
 			}
@@ -199,14 +204,14 @@ func TestLedgerRetriesAfterSellOutAndClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			for u := range int64(2) {
-				if _, err := l.Claim(ctx, batch, u+1, "r", 100+u, nil); err != nil {
+				if _, err := l.Claim(ctx, batch, u+1, "r", 100+u, 1, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if _, err := l.Claim(ctx, batch, 3, "r", 200, nil); surge.ErrorCode(err) != surge.ESOLDOUT {
+			if _, err := l.Claim(ctx, batch, 3, "r", 200, 1, nil); surge.ErrorCode(err) != surge.ESOLDOUT {
 				t.Fatalf("a claim past the total = %v; want ESOLDOUT", err)
 			}
-			c, err := l.Claim(ctx, batch, 1, "r", 300, nil)
+			c, err := l.Claim(ctx, batch, 1, "r", 300, 1, nil)
 			if err != nil || c.Coupon != 100 || !c.Replayed {
 				t.Fatalf("a retry after the sell-out = %+v, %v; want coupon 100 again", c, err)
 			}
@@ -222,7 +227,7 @@ func TestLedgerRetriesAfterSellOutAndClose(t *testing.T) {
 			if err := l.Close(ctx, batch, 1); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := l.Claim(ctx, batch, 4, "r", 400, nil); surge.ErrorCode(err) != surge.ESOLDOUT {
+			if _, err := l.Claim(ctx, batch, 4, "r", 400, 1, nil); surge.ErrorCode(err) != surge.ESOLDOUT {
 				t.Fatalf("a claim after Close = %v; want ESOLDOUT", err)
 			}
 			if is, _ := l.Issuance(ctx, batch); is != (coupon.Issuance{Total: 2, Issued: 2}) {
@@ -254,14 +259,110 @@ func TestLedgerRetryOnAnotherNode(t *testing.T) {
 	if err := nodes[0].Open(ctx, batch, 1, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nodes[0].Claim(ctx, batch, 1, "r", 11, nil); err != nil {
+	if _, err := nodes[0].Claim(ctx, batch, 1, "r", 11, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 { // the second node learns the batch is all issued, and raises its flag
-		nodes[1].Claim(ctx, batch, 2, "r", 22, nil)
+		nodes[1].Claim(ctx, batch, 2, "r", 22, 1, nil)
 	}
-	c, err := nodes[1].Claim(ctx, batch, 1, "r", 33, nil)
+	c, err := nodes[1].Claim(ctx, batch, 1, "r", 33, 1, nil)
 	if err != nil || c.Coupon != 11 {
 		t.Fatalf("the retry on another node = %+v, %v; want coupon 11", c, err)
+	}
+}
+
+// A red-envelope budget of 100,000 minor units: 3,000 shoppers each make three claims at once
+// of random amounts (1.00 at most) under a cap of 1.50 each. What is granted adds up to what the
+// ledger issued, never past the total or a shopper's cap; the fragments left in the sub-budgets
+// are gathered for a claim of exactly what is left; a retry gets its first envelope; a claim
+// of nothing or of an overflowing amount is refused.
+func TestBudgetNeverOverspends(t *testing.T) {
+	rule := coupon.Rule{Kind: coupon.Envelope, Min: 1, Max: 100}
+	for name, l := range ledgers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			const budget, total, cap, shoppers = 707, 100_000, 150, 3000
+			if err := l.Open(ctx, budget, total, cap); err != nil {
+				t.Fatal(err)
+			}
+			first, err := l.Claim(ctx, budget, shoppers+1, "again", 1, rule.Draw(budget, 1), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := l.Claim(ctx, budget, shoppers+1, "again", 2, rule.Draw(budget, 2), nil)
+			if err != nil || again.Coupon != 1 || !again.Replayed || again.Held != first.Held {
+				t.Fatalf("retry = %+v, %v after %+v; want the first envelope", again, err, first)
+			}
+			granted := make([]atomic.Int64, shoppers+2)
+			granted[shoppers+1].Store(rule.Draw(budget, 1))
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 512)
+			for u := range shoppers {
+				for try := range 3 {
+					wg.Add(1)
+					sem <- struct{}{}
+					go func() {
+						defer func() { <-sem; wg.Done() }()
+						id := int64(10 + u*3 + try)
+						c, err := l.Claim(ctx, budget, int64(u+1), fmt.Sprint("try-", try), id, rule.Draw(budget, id), nil)
+						switch surge.ErrorCode(err) {
+						case "":
+							granted[u+1].Add(rule.Draw(budget, c.Coupon))
+						case surge.ESOLDOUT, surge.ELIMIT:
+						default:
+							t.Error(err)
+						}
+					}()
+				}
+			}
+			wg.Wait()
+			var sum int64
+			for u := range granted {
+				if g := granted[u].Load(); g > cap {
+					t.Fatalf("shopper %d was granted %d; the cap is %d", u, g, cap)
+				}
+				sum += granted[u].Load()
+			}
+			is, err := l.Issuance(ctx, budget)
+			if err != nil || is.Issued != sum || is.Total != total || is.Issued+is.Left != total {
+				t.Fatalf("issuance %+v, %v; granted %d in all of a total of %d", is, err, sum, total)
+			}
+			time.Sleep(300 * time.Millisecond) // DEBUG
+			if is.Left > 0 {
+				if _, err := l.Claim(ctx, budget, shoppers+2, "rest", 999_999, is.Left, nil); err != nil {
+					t.Fatalf("a claim of the %d left = %v", is.Left, err)
+				}
+			}
+			if _, err := l.Claim(ctx, budget, shoppers+3, "one", 999_998, 1, nil); surge.ErrorCode(err) != surge.ESOLDOUT {
+				t.Fatalf("a claim of a spent budget = %v; want ESOLDOUT", err)
+			}
+			for _, units := range []int64{0, -5, surge.MaxReserveUnits + 1} {
+				if _, err := l.Claim(ctx, budget, 1, "bad", 3, units, nil); surge.ErrorCode(err) != surge.EINVALID {
+					t.Fatalf("a claim of %d = %v; want EINVALID", units, err)
+				}
+			}
+		})
+	}
+}
+
+// Draw gives a fixed envelope its value, and a random one an amount from Min to Max that its
+// coupon id decides, spread over the range.
+func TestEnvelopeDraw(t *testing.T) {
+	if got := (coupon.Rule{Kind: coupon.Envelope, Value: 88}).Draw(1, 2); got != 88 {
+		t.Fatalf("Draw of a fixed envelope = %d; want 88", got)
+	}
+	r := coupon.Rule{Kind: coupon.Envelope, Min: 10, Max: 19}
+	seen := map[int64]int{}
+	for id := range int64(10_000) {
+		a := r.Draw(5, id)
+		if a < 10 || a > 19 || a != r.Draw(5, id) {
+			t.Fatalf("Draw(5, %d) = %d; want 10 to 19, the same each time", id, a)
+		}
+		seen[a]++
+	}
+	for a := int64(10); a <= 19; a++ {
+		if seen[a] < 800 {
+			t.Fatalf("amounts drawn: %v; want each of 10..19 about 1,000 times", seen)
+		}
 	}
 }

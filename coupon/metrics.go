@@ -11,11 +11,13 @@ type metrics struct {
 	claims  *prometheus.CounterVec // by outcome
 	wallets *prometheus.CounterVec // wallet reads, by where they were served from
 	orders  *prometheus.CounterVec // coupons' steps on orders
+	budgets prometheus.Counter     // minor units red envelopes took from their budgets
 }
 
 // Register registers the service's metrics: surge_coupon_claims_total{outcome} (claimed,
 // replayed, or the refusal's error code) and surge_coupon_wallet_reads_total{from} (cache or
-// store) and surge_coupon_order_steps_total{step} (locked, lock_refused, used, returned). Without it the service counts nothing.
+// store), surge_coupon_order_steps_total{step} (locked, lock_refused, used, returned) and
+// surge_budget_claimed_minor_total. Without it the service counts nothing.
 func (s *Service) Register(reg prometheus.Registerer) {
 	m := &metrics{
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_claims_total",
@@ -26,7 +28,9 @@ func (s *Service) Register(reg prometheus.Registerer) {
 			Help: "Orders whose coupons took a step: locked (on an order being made), lock_refused, used (paid), returned (cancelled, expired, refunded or never made)."},
 			[]string{"step"}),
 	}
-	reg.MustRegister(m.claims, m.wallets, m.orders)
+	m.budgets = prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_budget_claimed_minor_total",
+		Help: "Minor units of money red envelopes took from their budgets (a retried claim counts once)."})
+	reg.MustRegister(m.claims, m.wallets, m.orders, m.budgets)
 	s.metrics = m
 }
 
@@ -53,5 +57,11 @@ func (m *metrics) wallet(from string) {
 func (m *metrics) order(step string) {
 	if m != nil {
 		m.orders.WithLabelValues(step).Inc()
+	}
+}
+
+func (m *metrics) budget(amount int64) {
+	if m != nil {
+		m.budgets.Add(float64(amount))
 	}
 }

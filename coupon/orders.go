@@ -114,6 +114,9 @@ func (s *Service) quote(ctx context.Context, user int64, currency string, lines 
 			return surge.PriceBreakdown{}, surge.Errorf(surge.ECONFLICT, "coupon %d expired at %s", id, c.ValidUntil.Format(time.RFC3339))
 		}
 		r, err := s.ruleOf(ctx, c.BatchID)
+		if err == nil {
+			r, err = r.on(c)
+		}
 		if err != nil {
 			return surge.PriceBreakdown{}, err
 		}

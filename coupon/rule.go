@@ -4,6 +4,8 @@
 package coupon
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -16,6 +18,10 @@ const (
 	Fixed     = "fixed"     // Value minor units off the lines in scope
 	Percent   = "percent"   // Value percent (1-99) off the lines in scope, at most Cap
 	Threshold = "threshold" // Value off once the lines in scope reach Threshold ("¥X off ¥Y")
+	// Envelope is a red envelope: a budget's batch, whose Total and PerUser are amounts, not
+	// counts. Each claim draws its amount from the budget (Value, or at random from Min to Max)
+	// and takes that much off the lines in scope, as a fixed coupon of that value would.
+	Envelope = "red_envelope"
 )
 
 // The kinds of scope: which lines of an order a coupon applies to.
@@ -41,6 +47,8 @@ type Rule struct {
 	Value     int64  `json:"value"`               // minor units off, or percent for Percent
 	Threshold int64  `json:"threshold,omitempty"` // Threshold: the amount in scope that unlocks it
 	Cap       int64  `json:"cap,omitempty"`       // Percent: the most it takes off (0: no cap)
+	Min       int64  `json:"min,omitempty"`       // Envelope of random amounts: the least one holds
+	Max       int64  `json:"max,omitempty"`       // Envelope of random amounts: the most one holds
 	Currency  string `json:"currency"`
 	Scope     Scope  `json:"scope"`
 	// Group is the stacking group: an order takes at most one coupon of a group; coupons of
@@ -82,8 +90,20 @@ func (r Rule) Validate() error {
 		if r.Cap < 0 || r.Cap > MaxValue {
 			return surge.Errorf(surge.EINVALID, "cap must be from 0 (none) to %d minor units", MaxValue)
 		}
+	case Envelope:
+		switch {
+		case r.Value != 0 && (r.Value < 0 || r.Value > MaxValue || r.Min != 0 || r.Max != 0):
+			return surge.Errorf(surge.EINVALID, "a red envelope of a fixed amount has a value from 1 to %d minor units, and no min or max", MaxValue)
+		case r.Value == 0 && (r.Min < 1 || r.Max <= r.Min || r.Max > MaxValue):
+			return surge.Errorf(surge.EINVALID, "a red envelope has a value, or a random amount from min (at least 1) to max (above min, at most %d minor units)", MaxValue)
+		case r.Cap != 0:
+			return surge.Errorf(surge.EINVALID, "cap is for percent coupons only")
+		}
 	default:
-		return surge.Errorf(surge.EINVALID, "kind must be fixed, percent or threshold")
+		return surge.Errorf(surge.EINVALID, "kind must be fixed, percent, threshold or red_envelope")
+	}
+	if r.Kind != Envelope && (r.Min != 0 || r.Max != 0) {
+		return surge.Errorf(surge.EINVALID, "min and max are for red envelopes only")
 	}
 	switch {
 	case r.Kind == Threshold && (r.Threshold <= r.Value || r.Threshold > MaxThreshold):
@@ -147,4 +167,33 @@ func (s Scope) covers(l Line) bool {
 		return slices.Contains(s.SKUs, l.SKU)
 	}
 	return false
+}
+
+// Most is the largest amount one claim of a red envelope's budget takes.
+func (r Rule) Most() int64 { return max(r.Value, r.Max) }
+
+// Draw is the amount of a red envelope: its value, or one drawn from Min to Max by the coupon's
+// id (which the platform picks, so a shopper cannot pick the amount, and a retry that finds
+// the first claim's coupon finds its amount too).
+func (r Rule) Draw(batch, coupon int64) int64 {
+	if r.Value > 0 {
+		return r.Value
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(batch))
+	binary.BigEndian.PutUint64(b[8:], uint64(coupon))
+	sum := sha256.Sum256(b[:])
+	return r.Min + int64(binary.BigEndian.Uint64(sum[:8])%uint64(r.Max-r.Min+1))
+}
+
+// on is the rule a coupon applies by: a red envelope takes its own value off, as a fixed coupon.
+func (r Rule) on(c *surge.Coupon) (Rule, error) {
+	if r.Kind != Envelope {
+		return r, nil
+	}
+	if c.Value < 1 || c.Value > MaxValue {
+		return Rule{}, surge.Errorf(surge.EINTERNAL, "red envelope %d holds %d minor units", c.ID, c.Value)
+	}
+	r.Kind, r.Value, r.Min, r.Max = Fixed, c.Value, 0, 0
+	return r, nil
 }

@@ -17,7 +17,9 @@ import (
 
 // Bounds of a batch.
 const (
-	MaxTotal     = 100_000_000 // coupons in one batch
+	MaxTotal = 100_000_000 // coupons in one batch
+	// MaxBudget bounds a red-envelope budget and its cap per shopper (minor units: 10 billion).
+	MaxBudget    = 1_000_000_000_000
 	MaxValidDays = 366
 	MaxClaimSpan = 366 * 24 * time.Hour // from the claim window's opening to its close
 	maxListed    = 500
@@ -138,9 +140,13 @@ func validate(b *surge.CouponBatch) (Rule, error) {
 	case r.Scope.Kind == ScopeShop && b.MerchantID != 0 && r.Scope.Shop != b.MerchantID,
 		b.MerchantID != 0 && r.Scope.Kind != ScopeShop:
 		return Rule{}, surge.Errorf(surge.EINVALID, "a shop's batch applies to its own shop: scope {\"kind\":\"shop\",\"shop\":\"%d\"}", b.MerchantID)
-	case b.Total < 1 || b.Total > MaxTotal:
+	case r.Kind == Envelope && (b.Total < r.Most() || b.Total > MaxBudget):
+		return Rule{}, surge.Errorf(surge.EINVALID, "a budget's total must be from its largest envelope (%d) to %d minor units", r.Most(), int64(MaxBudget))
+	case r.Kind == Envelope && (b.PerUser < r.Most() || b.PerUser > b.Total):
+		return Rule{}, surge.Errorf(surge.EINVALID, "a budget's per_user cap must be from its largest envelope (%d) to its total, in minor units", r.Most())
+	case r.Kind != Envelope && (b.Total < 1 || b.Total > MaxTotal):
 		return Rule{}, surge.Errorf(surge.EINVALID, "total must be from 1 to %d", MaxTotal)
-	case b.PerUser < 1 || b.PerUser > surge.MaxPerUserLimit:
+	case r.Kind != Envelope && (b.PerUser < 1 || b.PerUser > surge.MaxPerUserLimit):
 		return Rule{}, surge.Errorf(surge.EINVALID, "per_user must be from 1 to %d", surge.MaxPerUserLimit)
 	case !b.ClaimUntil.After(b.ClaimFrom) || b.ClaimUntil.Sub(b.ClaimFrom) > MaxClaimSpan:
 		return Rule{}, surge.Errorf(surge.EINVALID, "claim_until must be after claim_from, by at most %d days", int(MaxClaimSpan.Hours()/24))
@@ -369,6 +375,13 @@ func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 	if err != nil {
 		return nil, false, err
 	}
+	if b.State == surge.BatchDraft {
+		return nil, false, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+	}
+	rule, err := s.ruleOf(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	c := &surge.Coupon{BatchID: id, UserID: a.UserID, State: surge.CouponIssued, ClaimedAt: now, ValidFrom: b.ValidFrom, ValidUntil: b.ValidUntil}
 	if b.ValidDays > 0 {
@@ -377,6 +390,9 @@ func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 	var stored *surge.Coupon
 	record := func(coupon int64, key string) error {
 		c.ID = coupon
+		if rule.Kind == Envelope {
+			c.Value = rule.Draw(id, coupon)
+		}
 		var err error
 		if stored, err = s.store.SaveCoupon(ctx, c, key); err != nil {
 			return err
@@ -389,8 +405,6 @@ func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 	}
 	var stopped error
 	switch {
-	case b.State == surge.BatchDraft:
-		return nil, false, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
 	case b.State == surge.BatchOffline:
 		stopped = surge.Errorf(surge.ECONFLICT, "batch %d is offline", id)
 	case now.Before(b.ClaimFrom):
@@ -408,8 +422,19 @@ func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 		if err != nil {
 			return nil, false, err
 		}
-		got, err := s.ledger.Claim(ctx, id, a.UserID, in.RequestID, couponID, record)
+		units := int64(1)
+		if rule.Kind == Envelope {
+			units = rule.Draw(id, couponID)
+		}
+		got, err := s.ledger.Claim(ctx, id, a.UserID, in.RequestID, couponID, units, record)
 		replayed = got.Replayed
+		switch code := surge.ErrorCode(err); {
+		case rule.Kind != Envelope:
+		case code == surge.ESOLDOUT:
+			return nil, false, surge.Errorf(code, "budget %d has less than %s left for this red envelope", id, decimal(units))
+		case code == surge.ELIMIT:
+			return nil, false, surge.Errorf(code, "a red envelope of %s would take you past budget %d's cap per shopper (%s)", decimal(units), id, decimal(b.PerUser))
+		}
 		if surge.ErrorCode(err) == surge.ENOTFOUND { // a live batch the ledger lost (see Load)
 			return nil, false, surge.Errorf(surge.EUNAVAILABLE, "claims of batch %d are paused: its issuance is being reconciled", id)
 		}
@@ -417,7 +442,14 @@ func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 			return nil, false, err
 		}
 	}
-	s.emit(ctx, surge.EventCouponClaimed, strconv.FormatInt(stored.ID, 10), stored)
+	kind := surge.EventCouponClaimed
+	if rule.Kind == Envelope {
+		kind = surge.EventBudgetClaimed
+		if !replayed {
+			s.metrics.budget(stored.Value)
+		}
+	}
+	s.emit(ctx, kind, strconv.FormatInt(stored.ID, 10), stored)
 	return stored, replayed, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,5 +126,86 @@ func TestLoadNeverReissues(t *testing.T) {
 	}
 	if _, err := fresh.Claim(ctx, surge.Actor{UserID: 10, Role: surge.RoleShopper}, claimed.ID, coupon.ClaimRequest{RequestID: "r"}); surge.ErrorCode(err) != surge.EUNAVAILABLE {
 		t.Fatalf("a claim of the batch the ledger lost = %v; want it refused", err)
+	}
+}
+
+// A red-envelope budget: illegal budgets are refused with the reason; shoppers' claims draw
+// random amounts that add up to no more than the total, each the amount its coupon id draws;
+// a retry gets its first envelope; an envelope prices into an order for its value.
+func TestBudgetThroughTheService(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t)
+	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	svc := coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler), storetest.IDs(), nil)
+	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	now := time.Now().UTC()
+	envelope := func(value, lo, hi int64) coupon.Rule {
+		return coupon.Rule{Kind: coupon.Envelope, Value: value, Min: lo, Max: hi, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}}
+	}
+	input := func(r coupon.Rule, total, perUser int64) coupon.BatchInput {
+		return coupon.BatchInput{Name: "rain", Rule: r, Total: total, PerUser: perUser, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}
+	}
+	for _, bad := range []struct {
+		name string
+		in   coupon.BatchInput
+		want string
+	}{
+		{"cap below the largest envelope", input(envelope(0, 100, 500), 2000, 499), "per_user cap"},
+		{"cap above the total", input(envelope(0, 100, 500), 2000, 2001), "per_user cap"},
+		{"total below the largest envelope", input(envelope(0, 100, 500), 400, 400), "budget's total"},
+		{"total overflowing", input(envelope(0, 100, 500), coupon.MaxBudget+1, 500), "budget's total"},
+		{"value and a range", input(envelope(300, 100, 500), 2000, 1000), "fixed amount"},
+		{"empty range", input(envelope(0, 300, 300), 2000, 1000), "random amount"},
+		{"negative", input(envelope(-5, 0, 0), 2000, 1000), "fixed amount"},
+		{"overflowing envelope", input(envelope(0, 1, coupon.MaxValue+1), coupon.MaxBudget, coupon.MaxBudget), "random amount"},
+		{"range on a coupon", input(coupon.Rule{Kind: coupon.Fixed, Value: 5, Max: 9, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, 10, 1), "red envelopes only"},
+	} {
+		if _, err := svc.CreateBatch(ctx, op, bad.in); surge.ErrorCode(err) != surge.EINVALID || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: CreateBatch = %v; want EINVALID naming %q", bad.name, err, bad.want)
+		}
+	}
+	b, err := svc.CreateBatch(ctx, op, input(envelope(0, 100, 500), 2000, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Publish(ctx, op, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	var first *surge.Coupon
+	for u := range int64(20) {
+		c, err := svc.Claim(ctx, surge.Actor{UserID: 100 + u, Role: surge.RoleShopper}, b.ID, coupon.ClaimRequest{RequestID: "r"})
+		switch {
+		case surge.ErrorCode(err) == surge.ESOLDOUT && strings.Contains(err.Error(), "budget"):
+			continue
+		case err != nil:
+			t.Fatal(err)
+		case c.Value < 100 || c.Value > 500 || c.Value != envelope(0, 100, 500).Draw(b.ID, c.ID):
+			t.Fatalf("envelope %+v; want 1.00 to 5.00, the amount its id draws", c)
+		}
+		sum += c.Value
+		if first == nil {
+			first = c
+		}
+	}
+	full, err := svc.Batch(ctx, op, b.ID)
+	if err != nil || sum > 2000 || full.Issuance.Issued != sum || full.Issuance.Left != 2000-sum || sum < 1500 {
+		t.Fatalf("claimed %d in all; issuance %+v, %v; want what was claimed, at most 2000", sum, full.Issuance, err)
+	}
+	again, err := svc.Claim(ctx, surge.Actor{UserID: first.UserID, Role: surge.RoleShopper}, b.ID, coupon.ClaimRequest{RequestID: "r"})
+	if err != nil || again.ID != first.ID || again.Value != first.Value {
+		t.Fatalf("retry = %+v, %v; want envelope %+v again", again, err, first)
+	}
+	price, err := svc.Quote(ctx, first.UserID, "CNY", []coupon.Line{{SKU: 1, Unit: 10_000, Quantity: 1}}, []int64{first.ID})
+	if err != nil || price.Discount != first.Value || price.Payable != 10_000-first.Value {
+		t.Fatalf("Quote with envelope %+v = %+v, %v; want its value off", first, price, err)
+	}
+	w, err := svc.Wallet(ctx, surge.Actor{UserID: first.UserID, Role: surge.RoleShopper})
+	if err != nil || len(w) != 1 || w[0].Value != first.Value {
+		t.Fatalf("wallet = %+v, %v; want the envelope with its value", w, err)
 	}
 }

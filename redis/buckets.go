@@ -279,12 +279,12 @@ func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l l
 		if err := s.Reconcile(ctx, r.ItemID); err != nil {
 			return surge.ReserveResult{}, err
 		}
-		lv, err := s.levelsBucketed(ctx, r.ItemID, l)
+		lv, stable, err := s.levelsBucketed(ctx, r.ItemID, l)
 		if err != nil {
 			return surge.ReserveResult{}, err
 		}
 		if lv.Available < r.Quantity {
-			if lv.Available == 0 {
+			if lv.Available == 0 && stable { // a read taken while stock moved may miss some
 				s.raiseFlag(r.ItemID, began)
 			}
 			return out, nil
@@ -350,47 +350,96 @@ func (s *Stock) settleBucketed(ctx context.Context, itemID int64, requestID, sta
 	return "nf", nil
 }
 
-// levelsBucketed adds up the buckets, counting units in transit as available.
-func (s *Stock) levelsBucketed(ctx context.Context, itemID int64, l layout) (surge.StockLevels, error) {
+// maxLevelReads bounds the reads of a split item's levels while transfers keep moving stock.
+const maxLevelReads = 8
+
+// levelsBucketed adds up the buckets, counting units in transit as available. The buckets are
+// read one after another while transfers may move stock between them, so a read can miss a
+// transfer credited to a bucket already read, or count one twice: the read is repeated until
+// no transfer finished during it (stable). An unstable read is the last one taken.
+func (s *Stock) levelsBucketed(ctx context.Context, itemID int64, l layout) (lv surge.StockLevels, stable bool, err error) {
+	for range maxLevelReads {
+		if lv, stable, err = s.readLevels(ctx, itemID, l); err != nil || stable {
+			return lv, stable, err
+		}
+	}
+	return lv, false, nil
+}
+
+// levelsScript reads a bucket's counters and how many transfers it was credited, at once.
+var levelsScript = redis.NewScript(`
+local c = redis.call('HMGET', KEYS[1], 'available', 'reserved', 'sold')
+return {tonumber(c[1] or '0'), tonumber(c[2] or '0'), tonumber(c[3] or '0'), redis.call('ZCARD', KEYS[2])}`)
+
+// readLevels reads every bucket once; stable says no transfer was credited meanwhile.
+func (s *Stock) readLevels(ctx context.Context, itemID int64, l layout) (surge.StockLevels, bool, error) {
 	var lv surge.StockLevels
 	main, _, _, _, _ := s.bucketKeys(itemID, 0)
 	allotted, err := s.c.rdb.HGet(ctx, main, "allotted").Int64()
 	if err != nil {
-		return lv, unavailable(err)
+		return lv, false, unavailable(err)
 	}
 	lv.Allotted = allotted
+	credited := make([]int64, l.n+1) // transfers each bucket was credited, as it was read
+	type transit struct {
+		to int
+		id string
+	}
+	var moving []transit // transfers counted as in transit
 	for b := 0; b <= l.n; b++ {
-		counters, _, _, _, out := s.bucketKeys(itemID, b)
-		vals, err := s.c.rdb.HMGet(ctx, counters, "available", "reserved", "sold").Result()
+		counters, _, _, in, out := s.bucketKeys(itemID, b)
+		n, err := levelsScript.Run(ctx, s.c.rdb, []string{counters, in}).Int64Slice()
 		if err != nil {
-			return lv, unavailable(err)
+			return lv, false, unavailable(err)
 		}
-		n := make([]int64, 3)
-		for i, v := range vals {
-			if str, ok := v.(string); ok {
-				n[i], _ = strconv.ParseInt(str, 10, 64)
-			}
+		if len(n) != 4 {
+			return lv, false, surge.Errorf(surge.EINTERNAL, "redis: bad levels answer %v", n)
 		}
 		lv.Available += n[0]
 		lv.Reserved += n[1]
 		lv.Sold += n[2]
+		credited[b] = n[3]
 		pending, err := s.c.rdb.HGetAll(ctx, out).Result()
 		if err != nil {
-			return lv, unavailable(err)
+			return lv, false, unavailable(err)
 		}
 		for id, rec := range pending { // debited here; count it unless already credited there
 			to, k, err := parseTransfer(rec)
 			if err != nil {
-				return lv, err
+				return lv, false, err
 			}
 			_, _, _, in, _ := s.bucketKeys(itemID, to)
 			err = s.c.rdb.ZScore(ctx, in, id).Err()
 			if errors.Is(err, redis.Nil) {
 				lv.Available += k
+				moving = append(moving, transit{to, id})
 			} else if err != nil {
-				return lv, unavailable(err)
+				return lv, false, unavailable(err)
 			}
 		}
 	}
-	return lv, nil
+	// Stable if no bucket was credited a transfer since it was read (which could have taken
+	// units from a bucket read later), and no transfer counted in transit was credited since
+	// (its units may be counted at both ends).
+	for b := 0; b <= l.n; b++ {
+		_, _, _, in, _ := s.bucketKeys(itemID, b)
+		n, err := s.c.rdb.ZCard(ctx, in).Result()
+		if err != nil {
+			return lv, false, unavailable(err)
+		}
+		if n != credited[b] {
+			return lv, false, nil
+		}
+	}
+	for _, m := range moving {
+		_, _, _, in, _ := s.bucketKeys(itemID, m.to)
+		err := s.c.rdb.ZScore(ctx, in, m.id).Err()
+		if err == nil {
+			return lv, false, nil
+		}
+		if !errors.Is(err, redis.Nil) {
+			return lv, false, unavailable(err)
+		}
+	}
+	return lv, true, nil
 }

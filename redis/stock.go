@@ -370,7 +370,8 @@ func (s *Stock) Levels(ctx context.Context, itemID int64) (surge.StockLevels, er
 		return surge.StockLevels{}, err
 	}
 	if l.n > 0 {
-		return s.levelsBucketed(ctx, itemID, l)
+		lv, _, err := s.levelsBucketed(ctx, itemID, l)
+		return lv, err
 	}
 	vals, err := s.c.rdb.HMGet(ctx, s.keys(itemID)[0], "allotted", "available", "reserved", "sold").Result()
 	if err != nil {

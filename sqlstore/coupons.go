@@ -100,9 +100,9 @@ func (s *Store) batches(ctx context.Context, q querier, where string, args ...an
 
 // SaveCoupon implements surge.CouponStore.
 func (s *Store) SaveCoupon(ctx context.Context, c *surge.Coupon, claimKey string) (*surge.Coupon, error) {
-	_, err := s.exec(ctx, s.q(`INSERT INTO coupons (id, batch_id, user_id, claim_key, state, claimed_at, valid_from, valid_until)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-		c.ID, c.BatchID, c.UserID, claimKey, c.State, ms(c.ClaimedAt), ms(c.ValidFrom), ms(c.ValidUntil))
+	_, err := s.exec(ctx, s.q(`INSERT INTO coupons (id, batch_id, user_id, claim_key, state, claimed_at, valid_from, valid_until, value)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+		c.ID, c.BatchID, c.UserID, claimKey, c.State, ms(c.ClaimedAt), ms(c.ValidFrom), ms(c.ValidUntil), c.Value)
 	if err != nil {
 		return nil, s.wrap(err, "coupon")
 	}
@@ -133,7 +133,7 @@ func (s *Store) coupons(ctx context.Context, where string, args ...any) ([]*surg
 }
 
 // couponSelect reads coupons (scanCoupons), given its WHERE.
-const couponSelect = `SELECT id, batch_id, user_id, state, claimed_at, valid_from, valid_until, order_id, discount FROM coupons WHERE `
+const couponSelect = `SELECT id, batch_id, user_id, state, claimed_at, valid_from, valid_until, order_id, discount, value FROM coupons WHERE `
 
 func (s *Store) couponsIn(ctx context.Context, q querier, where string, args ...any) ([]*surge.Coupon, error) {
 	rows, err := q.QueryContext(ctx, s.q(couponSelect+where), args...)
@@ -150,7 +150,7 @@ func (s *Store) scanCoupons(rows *sql.Rows) ([]*surge.Coupon, error) {
 	for rows.Next() {
 		var c surge.Coupon
 		var claimed, from, until int64
-		if err := rows.Scan(&c.ID, &c.BatchID, &c.UserID, &c.State, &claimed, &from, &until, &c.OrderID, &c.Discount); err != nil {
+		if err := rows.Scan(&c.ID, &c.BatchID, &c.UserID, &c.State, &claimed, &from, &until, &c.OrderID, &c.Discount, &c.Value); err != nil {
 			return nil, s.wrap(err, "coupons")
 		}
 		c.ClaimedAt, c.ValidFrom, c.ValidUntil = fromMs(claimed), fromMs(from), fromMs(until)
@@ -554,20 +554,20 @@ func (s *Store) CouponsOnItem(ctx context.Context, itemID int64) ([]*surge.Coupo
 }
 
 // CouponStates implements surge.CouponStore.
-func (s *Store) CouponStates(ctx context.Context, batch int64) (map[string]int64, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT state, COUNT(*) FROM coupons WHERE batch_id = ? GROUP BY state`), batch)
+func (s *Store) CouponStates(ctx context.Context, batch int64) (map[string]surge.CouponTally, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT state, COUNT(*), COALESCE(SUM(value), 0) FROM coupons WHERE batch_id = ? GROUP BY state`), batch)
 	if err != nil {
 		return nil, s.wrap(err, "coupons")
 	}
 	defer rows.Close()
-	out := map[string]int64{}
+	out := map[string]surge.CouponTally{}
 	for rows.Next() {
 		var st string
-		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
+		var t surge.CouponTally
+		if err := rows.Scan(&st, &t.Count, &t.Value); err != nil {
 			return nil, s.wrap(err, "coupons")
 		}
-		out[st] = n
+		out[st] = t
 	}
 	return out, s.wrap(rows.Err(), "coupons")
 }

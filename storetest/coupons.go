@@ -95,9 +95,13 @@ func RunCoupons(t *testing.T, open Open) {
 		t.Fatalf("SaveCoupon = %+v, then %+v; want the first both times", first, again)
 	}
 	other := *c
-	other.ID = f.id()
+	other.ID, other.Value = f.id(), 388 // a red envelope keeps its amount
 	must2 := func(_ *surge.Coupon, err error) { must(t, "SaveCoupon(key-2)", err) }
 	must2(f.s.SaveCoupon(f.ctx, &other, "key-2"))
+	states, err := f.s.CouponStates(f.ctx, platform.ID)
+	if err != nil || states[surge.CouponIssued] != (surge.CouponTally{Count: 2, Value: 388}) {
+		t.Fatalf("CouponStates = %v, %v; want 2 issued, worth 388", states, err)
+	}
 	if n, err := f.s.CouponCount(f.ctx, platform.ID); err != nil || n != 2 {
 		t.Fatalf("CouponCount = %d, %v; want 2", n, err)
 	}
@@ -106,7 +110,7 @@ func RunCoupons(t *testing.T, open Open) {
 	}
 	mine, err := f.s.CouponsOf(f.ctx, 7, 10)
 	must(t, "CouponsOf", err)
-	if len(mine) != 2 || mine[0].ID != other.ID || mine[1].ID != c.ID {
+	if len(mine) != 2 || mine[0].ID != other.ID || mine[1].ID != c.ID || mine[0].Value != 388 || mine[1].Value != 0 {
 		t.Fatalf("CouponsOf(7) = %d coupons; want 2, newest first", len(mine))
 	}
 	if none, _ := f.s.CouponsOf(f.ctx, 8, 10); len(none) != 0 {
@@ -361,7 +365,7 @@ func RunCouponLocks(t *testing.T, open Open) {
 		t.Fatalf("CouponsOnItem = %+v, %v; want coupon %d on order %d", onItem, err, c, o1)
 	}
 	states, err := f.s.CouponStates(f.ctx, b.ID)
-	if err != nil || states[surge.CouponLocked] != 3 || states[surge.CouponIssued] != 10 || states[surge.CouponUsed] != 0 {
+	if err != nil || states[surge.CouponLocked].Count != 3 || states[surge.CouponIssued].Count != 10 || states[surge.CouponUsed].Count != 0 {
 		t.Fatalf("CouponStates = %v, %v; want 3 locked and the other 10 issued", states, err)
 	}
 

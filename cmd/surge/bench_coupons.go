@@ -105,7 +105,7 @@ func runCouponBench(ctx context.Context, c stockBenchConfig, eng surge.StockEngi
 				}
 				user := next.Add(1) // another shopper each time, as a crowd claims
 				t0 := time.Now()
-				_, err := ledger.Claim(ctx, batch, user, "claim", user, nil)
+				_, err := ledger.Claim(ctx, batch, user, "claim", user, 1, nil)
 				lat[w] = append(lat[w], float64(time.Since(t0).Microseconds())/1000)
 				if err != nil {
 					errs.Add(1)
