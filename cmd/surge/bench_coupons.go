@@ -18,6 +18,8 @@ import (
 // CouponBenchResult is one backend's figures in surge bench coupons --json.
 type CouponBenchResult struct {
 	Backend      string  `json:"backend"`
+	Ledger       string  `json:"ledger"`  // batch (a coupon a claim) or budget (red envelopes of 0.01 to 1.00)
+	Buckets      int     `json:"buckets"` // the sub-budgets a Redis budget is split into (0: not split)
 	Workers      int     `json:"workers"`
 	DurationSec  float64 `json:"duration_sec"`
 	Claims       int64   `json:"claims"`
@@ -25,43 +27,54 @@ type CouponBenchResult struct {
 	P50Ms        float64 `json:"p50_ms"`
 	P99Ms        float64 `json:"p99_ms"`
 	Errors       int64   `json:"errors"`
-	Issued       int64   `json:"issued"`        // the ledger's count after the run
-	InvariantsOK bool    `json:"invariants_ok"` // issued equals the claims granted, and no more than the total
+	Issued       int64   `json:"issued"`        // the ledger's count after the run (a budget's: minor units)
+	InvariantsOK bool    `json:"invariants_ok"` // issued equals what the claims were granted, and no more than the total
 }
 
-// benchCoupons measures the coupon ledger: claims of one hot batch per second, each by another
-// shopper, every claim durable before its answer; on the embedded engine and, with --redis-url,
-// on Redis in the same run.
+// couponBenchRun is one measurement of surge bench coupons.
+type couponBenchRun struct {
+	backend, ledger string
+	buckets         int
+}
+
+// benchCoupons measures the coupon ledger: claims of one hot batch, and of one hot red-envelope
+// budget, per second, each by another shopper, every claim durable before its answer; on the
+// embedded engine and, with --redis-url, on Redis in the same run, the budget unsplit and split
+// into sub-budgets.
 func benchCoupons(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	var c stockBenchConfig
 	fs := command{name: "bench coupons", envInDefault: true, env: envFlags(map[string]string{"redis-url": "SURGE_REDIS_URL"}),
-		about: `Measures the coupon ledger: claims of one hot batch per second, each by another shopper and
-each durable before its answer (the embedded engine's write-ahead log, or one Lua script per
-decision on Redis), with the count checked after the run: as many issued as were granted. The
-embedded engine always runs; with --redis-url, Redis runs after it in the same run.`,
+		about: `Measures the coupon ledger: claims per second of one hot coupon batch, and of one hot budget of
+red envelopes (random amounts from 0.01 to 1.00), each by another shopper and each durable before
+its answer (the embedded engine's write-ahead log, or one Lua script per decision on Redis), with
+the count checked after the run: as much issued as was granted. The embedded engine always runs;
+with --redis-url, Redis runs after it in the same run, the budget unsplit and then split into
+--buckets sub-budgets.`,
 		examples: []string{"surge bench coupons --duration 5s", "surge bench coupons --redis-url redis://127.0.0.1:6379/0 --json"}}.flagSet(stderr)
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "how long each backend runs")
 	fs.IntVar(&c.workers, "workers", 256, "concurrent claimers")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per backend")
 	fs.StringVar(&c.redisURL, "redis-url", env("SURGE_REDIS_URL"), "also measure on this Redis")
+	fs.IntVar(&c.buckets, "buckets", 8, "the sub-budgets the split Redis budget is split into")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if c.workers < 1 || c.duration <= 0 {
-		return errors.New("--workers and --duration must be positive")
+	if c.workers < 1 || c.duration <= 0 || c.buckets < 2 {
+		return errors.New("--workers and --duration must be positive, and --buckets at least 2")
 	}
-	backends := []string{"embedded"}
+	runs := []couponBenchRun{{"embedded", "batch", 0}, {"embedded", "budget", 0}}
 	if c.redisURL != "" {
-		backends = append(backends, "redis")
+		runs = append(runs, couponBenchRun{"redis", "batch", 0}, couponBenchRun{"redis", "budget", 0}, couponBenchRun{"redis", "budget", c.buckets})
 	}
 	failed := false
-	for _, b := range backends {
-		c.backend = b
+	for _, run := range runs {
+		c := c
+		c.backend, c.buckets = run.backend, run.buckets
 		eng, _, _, closeEngine, err := openBenchEngine(c)
 		if err != nil {
 			return err
 		}
-		res, err := runCouponBench(ctx, c, eng, stderr)
+		res, err := runCouponBench(ctx, c, eng, run.ledger == "budget", stderr)
 		closeEngine()
 		if err != nil {
 			return err
@@ -73,8 +86,8 @@ embedded engine always runs; with --redis-url, Redis runs after it in the same r
 			}
 			continue
 		}
-		fmt.Fprintf(stdout, "%-8s %10.0f claims/s  (%d in %.1fs, %d workers)  p50 %.3f ms  p99 %.3f ms  errors %d  issued %d  invariants %v\n",
-			res.Backend, res.ClaimsPerSec, res.Claims, res.DurationSec, res.Workers, res.P50Ms, res.P99Ms, res.Errors, res.Issued, res.InvariantsOK)
+		fmt.Fprintf(stdout, "%-8s %-6s buckets %-2d %10.0f claims/s  (%d in %.1fs, %d workers)  p50 %.3f ms  p99 %.3f ms  errors %d  issued %d  invariants %v\n",
+			res.Backend, res.Ledger, res.Buckets, res.ClaimsPerSec, res.Claims, res.DurationSec, res.Workers, res.P50Ms, res.P99Ms, res.Errors, res.Issued, res.InvariantsOK)
 	}
 	if failed {
 		return errors.New("invariants broken")
@@ -82,13 +95,22 @@ embedded engine always runs; with --redis-url, Redis runs after it in the same r
 	return nil
 }
 
-func runCouponBench(ctx context.Context, c stockBenchConfig, eng surge.StockEngine, stderr io.Writer) (CouponBenchResult, error) {
+func runCouponBench(ctx context.Context, c stockBenchConfig, eng surge.StockEngine, budget bool, stderr io.Writer) (CouponBenchResult, error) {
 	const batch = 1
 	ledger := coupon.NewLedger(eng)
-	if err := ledger.Open(ctx, batch, surge.MaxStock, 1); err != nil {
+	total, perUser := int64(surge.MaxStock), int64(1)
+	envelope := coupon.Rule{Kind: coupon.Envelope, Min: 1, Max: 100}
+	if budget {
+		total, perUser = coupon.MaxBudget, envelope.Most()
+	}
+	if err := ledger.Open(ctx, batch, total, perUser); err != nil {
 		return CouponBenchResult{}, err
 	}
-	var claims, errs, next atomic.Int64
+	kind := "batch"
+	if budget {
+		kind = "budget"
+	}
+	var claims, granted, errs, next atomic.Int64
 	lat := make([][]float64, c.workers)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -104,14 +126,19 @@ func runCouponBench(ctx context.Context, c stockBenchConfig, eng surge.StockEngi
 				default:
 				}
 				user := next.Add(1) // another shopper each time, as a crowd claims
+				units := int64(1)
+				if budget {
+					units = envelope.Draw(batch, user)
+				}
 				t0 := time.Now()
-				_, err := ledger.Claim(ctx, batch, user, "claim", user, 1, nil)
+				_, err := ledger.Claim(ctx, batch, user, "claim", user, units, nil)
 				lat[w] = append(lat[w], float64(time.Since(t0).Microseconds())/1000)
 				if err != nil {
 					errs.Add(1)
 					continue
 				}
 				claims.Add(1)
+				granted.Add(units)
 			}
 		}()
 	}
@@ -124,7 +151,7 @@ wait:
 		select {
 		case <-tick.C:
 			n := claims.Load()
-			fmt.Fprintf(stderr, "bench: %s %5.1fs  %9d claims/s\n", c.backend, time.Since(start).Seconds(), n-last)
+			fmt.Fprintf(stderr, "bench: %s %s %5.1fs  %9d claims/s\n", c.backend, kind, time.Since(start).Seconds(), n-last)
 			last = n
 		case <-deadline:
 			break wait
@@ -139,7 +166,7 @@ wait:
 	for _, l := range lat {
 		all = append(all, l...)
 	}
-	res := CouponBenchResult{Backend: c.backend, Workers: c.workers, DurationSec: elapsed.Seconds(), Claims: claims.Load(),
+	res := CouponBenchResult{Backend: c.backend, Ledger: kind, Buckets: c.buckets, Workers: c.workers, DurationSec: elapsed.Seconds(), Claims: claims.Load(),
 		Errors: errs.Load()}
 	res.ClaimsPerSec = float64(res.Claims) / elapsed.Seconds()
 	res.P50Ms, res.P99Ms = loadgen.Percentiles(all)
@@ -148,6 +175,6 @@ wait:
 		return res, err
 	}
 	res.Issued = is.Issued
-	res.InvariantsOK = is.Issued == res.Claims && is.Issued+is.Left == is.Total
+	res.InvariantsOK = is.Issued == granted.Load() && is.Issued+is.Left == is.Total && is.Issued <= is.Total
 	return res, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -140,25 +141,30 @@ func TestBenchNodeLogsWarningsAndErrors(t *testing.T) {
 	}
 }
 
-// surge bench coupons claims on every configured backend and checks the ledger's count.
+// surge bench coupons claims coupons and red envelopes on every configured backend (a Redis
+// budget unsplit and split) and checks the ledger's count.
 func TestBenchCoupons(t *testing.T) {
 	args := []string{"bench", "coupons", "--duration", "300ms", "--workers", "8", "--json"}
-	want := 1
+	want := []string{"embedded batch 0", "embedded budget 0"}
 	if url := os.Getenv("SURGE_TEST_REDIS_URL"); url != "" {
-		args, want = append(args, "--redis-url", url), 2
+		args = append(args, "--redis-url", url, "--buckets", "4")
+		want = append(want, "redis batch 0", "redis budget 0", "redis budget 4")
 	}
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut); code != 0 {
 		t.Fatalf("bench coupons = %d: %s", code, errOut.String())
 	}
 	dec := json.NewDecoder(&out)
-	for i := range want {
+	for i, w := range want {
 		var r CouponBenchResult
 		if err := dec.Decode(&r); err != nil {
 			t.Fatalf("result %d: %v", i, err)
 		}
-		if !r.InvariantsOK || r.Claims == 0 || r.Issued != r.Claims || r.Errors != 0 {
-			t.Fatalf("bench coupons on %s = %+v", r.Backend, r)
+		if got := fmt.Sprint(r.Backend, " ", r.Ledger, " ", r.Buckets); got != w {
+			t.Fatalf("result %d is %s; want %s", i, got, w)
+		}
+		if !r.InvariantsOK || r.Claims == 0 || r.Issued < r.Claims || r.Ledger == "batch" && r.Issued != r.Claims || r.Errors != 0 {
+			t.Fatalf("bench coupons on %s = %+v", w, r)
 		}
 	}
 }

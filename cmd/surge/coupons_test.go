@@ -266,6 +266,30 @@ func TestCouponsOnOrders(t *testing.T) {
 			waitCoupon(t, s1, c2, surge.CouponIssued)
 			ok[*purchase.Result](t, "buy again with the returned coupon")(buyWith(ctx, s1, it.ID, "fourth", c2))
 
+			// A budget of ¥0.10 in red envelopes of ¥0.05: two shoppers get one each, a third
+			// is told it is spent; an envelope comes off an order for its value.
+			rain := ok[*surge.CouponBatch](t, "create a budget")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: "red envelope rain",
+				Rule: coupon.Rule{Kind: coupon.Envelope, Value: 5, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
+				Total: 10, PerUser: 5, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
+			ok[*surge.CouponBatch](t, "publish the budget")(tm.op.PublishCouponBatch(ctx, rain.ID))
+			env := ok[*surge.Coupon](t, "claim an envelope")(s1.ClaimCoupon(ctx, rain.ID, "rain"))
+			ok[*surge.Coupon](t, "claim the other envelope")(s2.ClaimCoupon(ctx, rain.ID, "rain"))
+			_, err = shopper(t, cl, 4_000_003).ClaimCoupon(ctx, rain.ID, "rain")
+			wantCode(t, "a claim of a spent budget", err, surge.ESOLDOUT)
+			if env.Value != 5 {
+				t.Fatalf("envelope %+v; want ¥0.05", env)
+			}
+			res5 := ok[*purchase.Result](t, "buy with an envelope")(buyWith(ctx, s1, it.ID, "fifth", env.ID))
+			if o := ok[*surge.Order](t, "Order")(s1.Order(ctx, res5.OrderID)); o.Amount.Amount != 95 {
+				t.Fatalf("order with an envelope: %+v; want ¥0.95 to pay", o.Amount)
+			}
+			tk5 := ok[*order.PayTicket](t, "PayTicket")(s1.PayTicket(ctx, res5.OrderID))
+			if _, err := s1.Pay(ctx, tk5.PayURL, paysim.PayRequest{Ticket: tk5.Ticket}); err != nil {
+				t.Fatal(err)
+			}
+			waitCoupon(t, s1, env.ID, surge.CouponUsed)
+			waitMetrics(t, tm.op, map[string]string{"session": fmt.Sprint(it.SessionID)}, map[string]int64{"coupons_used": 3, "coupon_discount": 42})
+
 			var rep *audit.Report
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) { // the last order being written
 				if rep = ok[*audit.Report](t, "Audit")(tm.op.Audit(ctx, it.SessionID)); rep.Passed || time.Now().After(deadline) {
@@ -277,14 +301,23 @@ func TestCouponsOnOrders(t *testing.T) {
 					t.Errorf("audit: %+v", res)
 				}
 			}
-			if len(rep.Batches) != 2 || len(rep.Items) != 1 || rep.Items[0].Coupons == nil || rep.Items[0].Coupons.OrdersDiscount != 37 ||
-				rep.Items[0].Coupons.CouponsValue != 37 {
-				t.Errorf("audit batches %+v, items %+v; want the 2 batches used, ¥0.37 off in paid orders and used coupons", rep.Batches, rep.Items)
+			if len(rep.Batches) != 3 || len(rep.Items) != 1 || rep.Items[0].Coupons == nil || rep.Items[0].Coupons.OrdersDiscount != 42 ||
+				rep.Items[0].Coupons.CouponsValue != 42 {
+				t.Errorf("audit batches %+v, items %+v; want the 2 batches and the budget used, ¥0.42 off in paid orders and used coupons", rep.Batches, rep.Items)
+			}
+			for _, b := range rep.Batches {
+				if b.BatchID == rain.ID && (!b.Budget || b.Total != 10 || b.Issued != 10 || b.Stored != 10 || b.Used != 5) {
+					t.Errorf("audit of the budget: %+v; want 10 issued and stored, 5 used", b)
+				}
+			}
+			if n := metric(t, cl, `surge_budget_claimed_minor_total`); n != 10 {
+				t.Errorf("budget claimed on /metrics = %v; want 10", n)
 			}
 			if n := metric(t, cl, `surge_coupon_order_steps_total{step="used"}`); n < 1 {
 				t.Errorf("coupons used on /metrics = %v; want at least 1", n)
 			}
-			checkEvents(t, cmp.Or(c.NATSURL, m.BusURL), map[string]int{surge.EventCouponLocked: 3, surge.EventCouponUsed: 1, surge.EventCouponReturned: 1})
+			checkEvents(t, cmp.Or(c.NATSURL, m.BusURL), map[string]int{surge.EventCouponLocked: 4, surge.EventCouponUsed: 2, surge.EventCouponReturned: 1,
+				surge.EventBudgetClaimed: 2})
 		})
 	}
 }
