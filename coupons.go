@@ -121,6 +121,51 @@ type CouponStore interface {
 	CouponsOnItem(ctx context.Context, itemID int64) ([]*Coupon, error)
 	// CouponStates counts a batch's stored coupons by state.
 	CouponStates(ctx context.Context, batch int64) (map[string]CouponTally, error)
+
+	// CreateGrant stores a bulk grant (g.ID set, running) and its users, in one transaction,
+	// once per batch and request id: storing it again returns the grant stored first.
+	CreateGrant(ctx context.Context, g *CouponGrant, users []int64) (*CouponGrant, error)
+	// CouponGrant returns ENOTFOUND if there is no such grant.
+	CouponGrant(ctx context.Context, id int64) (*CouponGrant, error)
+	// GrantUsers returns up to n (1-GrantChunk) of a grant's users, from the from-th (0 first).
+	GrantUsers(ctx context.Context, grant, from int64, n int) ([]int64, error)
+	// LeaseGrant takes for node the oldest running grant nobody else holds (its lease ended
+	// before now, or node held it: restarted, it takes up its own grants at once) and holds it
+	// until until; nil when there is none.
+	LeaseGrant(ctx context.Context, node int64, now, until time.Time) (*CouponGrant, error)
+	// SaveGrant writes a grant's progress and state, and holds it until until.
+	SaveGrant(ctx context.Context, g *CouponGrant, until time.Time) error
+}
+
+// The states of a bulk grant.
+const (
+	GrantRunning = "running"
+	GrantDone    = "done"    // every user was gone through
+	GrantStopped = "stopped" // the batch ran out, or went offline (Reason says)
+)
+
+// Bounds of a bulk grant.
+const (
+	MaxGrantUsers = 1_000_000 // users of one grant
+	GrantChunk    = 1000      // users stored, and gone through, together
+)
+
+// CouponGrant is an operator's grant of one coupon of a batch to each of a list of users.
+// Position users were gone through: Granted got one (or had it from this grant already),
+// Refused were at the batch's per-user limit.
+type CouponGrant struct {
+	ID        int64     `json:"id,string"`
+	BatchID   int64     `json:"batch_id,string"`
+	RequestID string    `json:"request_id"`
+	Users     int64     `json:"users"`
+	Position  int64     `json:"position"`
+	Granted   int64     `json:"granted"`
+	Refused   int64     `json:"refused"`
+	State     string    `json:"state"`
+	Reason    string    `json:"reason,omitempty"`
+	CreatedBy int64     `json:"created_by,string"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // MaxCouponsPerOrder bounds the coupons on one order.

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"io"
+	"net/url"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
@@ -61,4 +63,25 @@ func (c *Client) MyCoupons(ctx context.Context) ([]coupon.WalletCoupon, error) {
 		return nil, err
 	}
 	return list.Items, nil
+}
+
+// GrantCoupons grants one coupon of a live batch to each user, in the background.
+func (c *Client) GrantCoupons(ctx context.Context, batchID int64, requestID string, users []int64) (*surge.CouponGrant, error) {
+	return call[surge.CouponGrant](ctx, c, "POST", "/v1/coupon-batches/"+id(batchID)+"/grants", coupon.GrantInput{RequestID: requestID, Users: users})
+}
+
+// GrantCouponsFile grants one coupon of a live batch to each user of a file (one id a line,
+// or a CSV whose first column is the id), in the background.
+func (c *Client) GrantCouponsFile(ctx context.Context, batchID int64, requestID string, file io.Reader) (*surge.CouponGrant, error) {
+	var g surge.CouponGrant
+	path := "/v1/coupon-batches/" + id(batchID) + "/grants?request_id=" + url.QueryEscape(requestID)
+	if err := c.send(ctx, "POST", path, "text/csv", file, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// CouponGrant gets a bulk grant and its progress.
+func (c *Client) CouponGrant(ctx context.Context, batchID, grantID int64) (*surge.CouponGrant, error) {
+	return call[surge.CouponGrant](ctx, c, "GET", "/v1/coupon-batches/"+id(batchID)+"/grants/"+id(grantID), nil)
 }

@@ -1,6 +1,8 @@
 package coupon
 
 import (
+	"cmp"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/surgecommerce/surge"
@@ -12,12 +14,14 @@ type metrics struct {
 	wallets *prometheus.CounterVec // wallet reads, by where they were served from
 	orders  *prometheus.CounterVec // coupons' steps on orders
 	budgets prometheus.Counter     // minor units red envelopes took from their budgets
+	grants  *prometheus.CounterVec // users bulk grants went through, by outcome
 }
 
 // Register registers the service's metrics: surge_coupon_claims_total{outcome} (claimed,
 // replayed, or the refusal's error code) and surge_coupon_wallet_reads_total{from} (cache or
 // store), surge_coupon_order_steps_total{step} (locked, lock_refused, used, returned) and
-// surge_budget_claimed_minor_total. Without it the service counts nothing.
+// surge_budget_claimed_minor_total and surge_coupon_grant_users_total{outcome}. Without it the
+// service counts nothing.
 func (s *Service) Register(reg prometheus.Registerer) {
 	m := &metrics{
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_claims_total",
@@ -30,7 +34,9 @@ func (s *Service) Register(reg prometheus.Registerer) {
 	}
 	m.budgets = prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_budget_claimed_minor_total",
 		Help: "Minor units of money red envelopes took from their budgets (a retried claim counts once)."})
-	reg.MustRegister(m.claims, m.wallets, m.orders, m.budgets)
+	m.grants = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_coupon_grant_users_total",
+		Help: "Users bulk grants went through, by outcome: granted, or the refusal's error code (ELIMIT: at the batch's per-user limit)."}, []string{"outcome"})
+	reg.MustRegister(m.claims, m.wallets, m.orders, m.budgets, m.grants)
 	s.metrics = m
 }
 
@@ -63,5 +69,11 @@ func (m *metrics) order(step string) {
 func (m *metrics) budget(amount int64) {
 	if m != nil {
 		m.budgets.Add(float64(amount))
+	}
+}
+
+func (m *metrics) grant(err error) {
+	if m != nil {
+		m.grants.WithLabelValues(cmp.Or(surge.ErrorCode(err), "granted")).Inc()
 	}
 }

@@ -364,7 +364,12 @@ func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 	return c, err
 }
 
-func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRequest) (_ *surge.Coupon, replayed bool, _ error) {
+func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRequest) (*surge.Coupon, bool, error) {
+	return s.claimAs(ctx, a, id, in, false)
+}
+
+// claimAs claims for a shopper; a grant's claim (granted) is not held to the claim window.
+func (s *Service) claimAs(ctx context.Context, a surge.Actor, id int64, in ClaimRequest, granted bool) (_ *surge.Coupon, replayed bool, _ error) {
 	if a.Role != surge.RoleShopper {
 		return nil, false, surge.Errorf(surge.EFORBIDDEN, "coupons are claimed by shoppers")
 	}
@@ -407,6 +412,7 @@ func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 	switch {
 	case b.State == surge.BatchOffline:
 		stopped = surge.Errorf(surge.ECONFLICT, "batch %d is offline", id)
+	case granted:
 	case now.Before(b.ClaimFrom):
 		stopped = surge.Errorf(surge.ECONFLICT, "claims of batch %d open at %s", id, b.ClaimFrom.Format(time.RFC3339))
 	case !now.Before(b.ClaimUntil):

@@ -1,12 +1,16 @@
 package http
 
 import (
+	"mime"
 	"net/http"
 	"strconv"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
 )
+
+// MaxGrantBodyBytes bounds a bulk grant's body: a million ids, as JSON strings or file lines.
+const MaxGrantBodyBytes = 32 << 20
 
 // CouponBatchList is a page of coupon batches.
 type CouponBatchList struct {
@@ -70,6 +74,28 @@ func (s *Server) couponRoutes() []route {
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withID(r, "id", func(id int64) (any, error) {
 					return withBody(r, func(in coupon.ClaimRequest) (any, error) { return cs.Claim(r.Context(), a, id, in) })
+				})
+			}},
+		{method: "POST", path: "/v1/coupon-batches/{id}/grants", summary: "Grant one coupon of a live batch to each of up to 1,000,000 users: JSON {request_id, users}, or a file (text/csv or text/plain, one user id a line) with ?request_id=; runs in the background, throttled",
+			access: signedIn, query: []string{"request_id"}, out: surge.CouponGrant{}, status: 202, maxBody: MaxGrantBodyBytes,
+			bodyTypes: []string{"application/json", "text/csv", "text/plain"},
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) {
+					if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+						return withBody(r, func(in coupon.GrantInput) (any, error) { return cs.Grant(r.Context(), a, id, in) })
+					}
+					users, err := coupon.ReadUsers(r.Body)
+					if err != nil {
+						return nil, surge.JSONError(err) // a body past the limit is ETOOLARGE
+					}
+					return cs.Grant(r.Context(), a, id, coupon.GrantInput{RequestID: r.URL.Query().Get("request_id"), Users: users})
+				})
+			}},
+		{method: "GET", path: "/v1/coupon-batches/{id}/grants/{grant}", summary: "A bulk grant and its progress: users gone through, granted, refused at the per-user limit, state",
+			access: signedIn, out: surge.CouponGrant{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) {
+					return withID(r, "grant", func(g int64) (any, error) { return cs.GrantStatus(r.Context(), a, id, g) })
 				})
 			}},
 		{method: "GET", path: "/v1/me/coupons", summary: "The signed-in shopper's coupons, newest first, with what each takes off",

@@ -37,6 +37,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Blacklist", func(t *testing.T) { RunBlacklist(t, open) })
 	t.Run("Coupons", func(t *testing.T) { RunCoupons(t, open) })
 	t.Run("CouponLocks", func(t *testing.T) { RunCouponLocks(t, open) })
+	t.Run("CouponGrants", func(t *testing.T) { RunCouponGrants(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.

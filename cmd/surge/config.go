@@ -26,6 +26,7 @@ type Config struct {
 	RedisURL      string
 	RedisPrefix   string
 	StockBuckets  int
+	GrantRate     float64
 	BucketMin     int64
 	NATSURL       string
 	NATSListen    string
@@ -70,6 +71,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "surge", "prefix of every Redis key, so deployments can share a Redis")
 	fs.IntVar(&c.StockBuckets, "stock-buckets", 0, "on Redis, split items into this many stock buckets (spreads a hot item over a Redis Cluster)")
 	fs.Int64Var(&c.BucketMin, "stock-bucket-min", 10_000, "on Redis, split only items allotted at least this many units")
+	fs.Float64Var(&c.GrantRate, "coupon-grant-rate", 1000, "coupons a node grants per second in bulk grants, so a grant never starves a sale")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL for the event log (default: embedded server)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also let other processes reach the embedded NATS at this host:port")
 	fs.Int64Var(&c.WorkerID, "worker-id", 0, "snowflake worker id, unique per node, 0-1023")
@@ -225,6 +227,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("purchase-user-rate, purchase-ip-rate, purchase-in-flight and payment-sim-in-flight must be positive")
 	case c.proxies() == nil && c.Proxies != "":
 		return fmt.Errorf("trusted-proxies must be comma-separated CIDRs such as 10.0.0.0/8")
+	case c.GrantRate < 1 || c.GrantRate > 1e6:
+		return fmt.Errorf("coupon-grant-rate must be between 1 and 1000000")
 	case c.StockBuckets < 0 || c.StockBuckets > 64:
 		return fmt.Errorf("stock-buckets must be between 0 and 64")
 	}

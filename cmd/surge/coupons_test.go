@@ -269,7 +269,7 @@ func TestCouponsOnOrders(t *testing.T) {
 			// A budget of ¥0.10 in red envelopes of ¥0.05: two shoppers get one each, a third
 			// is told it is spent; an envelope comes off an order for its value.
 			rain := ok[*surge.CouponBatch](t, "create a budget")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: "red envelope rain",
-				Rule: coupon.Rule{Kind: coupon.Envelope, Value: 5, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
+				Rule:  coupon.Rule{Kind: coupon.Envelope, Value: 5, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
 				Total: 10, PerUser: 5, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
 			ok[*surge.CouponBatch](t, "publish the budget")(tm.op.PublishCouponBatch(ctx, rain.ID))
 			env := ok[*surge.Coupon](t, "claim an envelope")(s1.ClaimCoupon(ctx, rain.ID, "rain"))

@@ -28,6 +28,7 @@ func TestServeChild(t *testing.T) {
 	}
 	c := saleConfig(t)
 	c.DataDir = dir
+	c.GrantRate = 10_000 // TestKillDuringGrant's grant takes seconds, not minutes
 	m := NewMain(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := m.Run(context.Background()); err != nil {
 		fmt.Println("RUN-FAILED", err)

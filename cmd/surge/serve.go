@@ -297,10 +297,11 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		return err
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); orders.Run(bg) }()       // stops with bg
-	go func() { defer wg.Done(); blacklist.Run(bg) }()    // stops with bg
-	go func() { defer wg.Done(); deps.Coupons.Run(bg) }() // stops with bg
+	wg.Add(4)
+	go func() { defer wg.Done(); orders.Run(bg) }()                                      // stops with bg
+	go func() { defer wg.Done(); blacklist.Run(bg) }()                                   // stops with bg
+	go func() { defer wg.Done(); deps.Coupons.Run(bg) }()                                // stops with bg
+	go func() { defer wg.Done(); deps.Coupons.RunGrants(bg, c.WorkerID, c.GrantRate) }() // stops with bg
 	buy := purchase.New(purchase.Config{TokenKey: secret, UserRate: rate.Limit(c.UserRate), UserBurst: int(c.UserRate*2.5 + 1),
 		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight, AnswerWait: c.AnswerWait, MaxWait: c.MaxWait,
 		Coupons: deps.Coupons}, b.db, b.stock, b.db, pending, b.bus, blacklist, ids,

@@ -1,0 +1,215 @@
+package coupon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/surgecommerce/surge"
+)
+
+// Bounds and pace of bulk grants.
+const (
+	maxUserLine = 256              // bytes of one line of a user file
+	grantLease  = 10 * time.Second // how long a node holds a grant without saving its progress
+	grantSave   = time.Second      // how often a running grant saves its progress (and renews its lease)
+	grantRetry  = 2 * time.Second  // how soon a grant stopped by a failure is taken again
+	grantPoll   = time.Second      // how often an idle node looks for a grant to run
+)
+
+// ReadUsers reads a grant's users from a file: one user id per line, or a CSV whose first
+// column is the user id (a first line "user_id" is its header). Blank lines are skipped; a
+// user listed twice is granted once. Returns EINVALID naming the line of anything else, or
+// for more than surge.MaxGrantUsers users; a failure of r is returned wrapped.
+func ReadUsers(r io.Reader) ([]int64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, maxUserLine), maxUserLine)
+	var users []int64
+	line := 0
+	for sc.Scan() {
+		line++
+		field, _, _ := bytes.Cut(sc.Bytes(), []byte(","))
+		field = bytes.Trim(bytes.TrimSpace(field), `"`)
+		if len(field) == 0 || line == 1 && strings.EqualFold(string(field), "user_id") {
+			continue
+		}
+		id, err := strconv.ParseInt(string(field), 10, 64)
+		if err != nil || id <= 0 {
+			return nil, surge.Errorf(surge.EINVALID, "line %d: %q is not a user id", line, truncate(field))
+		}
+		if len(users) == surge.MaxGrantUsers {
+			return nil, surge.Errorf(surge.EINVALID, "a grant has at most %d users", surge.MaxGrantUsers)
+		}
+		users = append(users, id)
+	}
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, surge.Errorf(surge.EINVALID, "line %d is longer than %d bytes", line+1, maxUserLine)
+	} else if err != nil { // the reader's own failure, such as a body past its limit
+		return nil, fmt.Errorf("reading the users: %w", err)
+	}
+	return unique(users), nil
+}
+
+func truncate(b []byte) string {
+	if len(b) > 32 {
+		return string(b[:32]) + "…"
+	}
+	return string(b)
+}
+
+// unique drops the ids listed before, keeping the order.
+func unique(ids []int64) []int64 {
+	seen := make(map[int64]struct{}, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if _, dup := seen[id]; !dup {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// GrantInput asks for a bulk grant: one coupon of the batch to each user, once per request id.
+type GrantInput struct {
+	RequestID string       `json:"request_id"`
+	Users     surge.IDList `json:"users"`
+}
+
+// Grant stores a bulk grant of a live batch for the nodes to run (RunGrants): operators for any
+// batch, merchants for their own. The same request id again returns the grant stored first.
+func (s *Service) Grant(ctx context.Context, a surge.Actor, batch int64, in GrantInput) (*surge.CouponGrant, error) {
+	if err := surge.ValidateRequestID(in.RequestID); err != nil {
+		return nil, err
+	}
+	users := unique(in.Users)
+	if len(users) == 0 || len(users) > surge.MaxGrantUsers {
+		return nil, surge.Errorf(surge.EINVALID, "a grant has 1 to %d users", surge.MaxGrantUsers)
+	}
+	for _, u := range users {
+		if u <= 0 {
+			return nil, surge.Errorf(surge.EINVALID, "user ids are positive")
+		}
+	}
+	b, err := s.store.CouponBatch(ctx, batch)
+	switch {
+	case err != nil:
+		return nil, err
+	case !owns(a, b):
+		return nil, surge.Errorf(surge.ENOTFOUND, "coupon batch not found")
+	case b.State != surge.BatchLive:
+		return nil, surge.Errorf(surge.ECONFLICT, "batch %d is %s; coupons are granted from a live batch", batch, b.State)
+	}
+	id, err := s.ids()
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC().Truncate(time.Millisecond)
+	return s.store.CreateGrant(ctx, &surge.CouponGrant{ID: id, BatchID: batch, RequestID: in.RequestID, Users: int64(len(users)),
+		State: surge.GrantRunning, CreatedBy: a.UserID, CreatedAt: now, UpdatedAt: now}, users)
+}
+
+// GrantStatus returns a grant and its progress to who manages its batch.
+func (s *Service) GrantStatus(ctx context.Context, a surge.Actor, batch, id int64) (*surge.CouponGrant, error) {
+	g, err := s.store.CouponGrant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.store.CouponBatch(ctx, g.BatchID)
+	if err != nil {
+		return nil, err
+	}
+	if g.BatchID != batch || !owns(a, b) {
+		return nil, surge.Errorf(surge.ENOTFOUND, "coupon grant not found")
+	}
+	return g, nil
+}
+
+// RunGrants runs the stored grants until ctx ends, one at a time, granting at most perSecond
+// coupons a second on this node so that a grant never starves a sale of the stores it shares.
+// node names this node (its worker id). A node holds the grant it runs (a lease it renews each
+// time it saves its progress, every second); if it dies, it takes the grant up again as soon as
+// it restarts, or another node once the lease ends, from the progress saved last. The users it
+// goes through again get the coupon they were granted (each user's claim is idempotent by the
+// grant), so each user gets one coupon of a grant at most.
+func (s *Service) RunGrants(ctx context.Context, node int64, perSecond float64) {
+	limit := rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10)))
+	for ctx.Err() == nil {
+		now := s.now()
+		g, err := s.store.LeaseGrant(ctx, node, now, now.Add(grantLease))
+		if err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "coupon grants: no grant leased", "err", err)
+		}
+		if g == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(grantPoll):
+			}
+			continue
+		}
+		if err := s.runGrant(ctx, g, limit); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "coupon grant paused; it goes on shortly", "grant", g.ID, "position", g.Position, "err", err)
+			g.UpdatedAt = s.now().UTC()
+			s.store.SaveGrant(ctx, g, s.now().Add(grantRetry)) // or the lease ends on its own
+		}
+	}
+}
+
+// runGrant goes through a grant's users from its position, saving its progress every second.
+func (s *Service) runGrant(ctx context.Context, g *surge.CouponGrant, limit *rate.Limiter) error {
+	s.log.InfoContext(ctx, "coupon grant running", "grant", g.ID, "batch", g.BatchID, "users", g.Users, "position", g.Position)
+	key := "grant-" + strconv.FormatInt(g.ID, 10)
+	saved := time.Now()
+	for g.Position < g.Users && g.State == surge.GrantRunning {
+		users, err := s.store.GrantUsers(ctx, g.ID, g.Position, surge.GrantChunk)
+		if err != nil {
+			return err
+		}
+		if len(users) == 0 {
+			return surge.Errorf(surge.EINTERNAL, "grant %d has %d users stored, not %d", g.ID, g.Position, g.Users)
+		}
+		for _, u := range users {
+			if err := limit.Wait(ctx); err != nil {
+				return err
+			}
+			_, _, err := s.claimAs(ctx, surge.Actor{UserID: u, Role: surge.RoleShopper}, g.BatchID, ClaimRequest{RequestID: key}, true)
+			switch surge.ErrorCode(err) {
+			case "":
+				g.Granted++
+			case surge.ELIMIT:
+				g.Refused++
+			case surge.ESOLDOUT, surge.ECONFLICT: // all issued, or offline: no one else gets one
+				g.State, g.Reason = surge.GrantStopped, surge.ErrorMessage(err)
+			default:
+				return err
+			}
+			s.metrics.grant(err)
+			if g.State != surge.GrantRunning {
+				break
+			}
+			g.Position++
+			if time.Since(saved) >= grantSave {
+				break // save, and read on from there
+			}
+		}
+		if g.Position == g.Users {
+			g.State = surge.GrantDone
+		}
+		g.UpdatedAt = s.now().UTC()
+		if err := s.store.SaveGrant(ctx, g, s.now().Add(grantLease)); err != nil {
+			return err
+		}
+		saved = time.Now()
+		s.log.InfoContext(ctx, "coupon grant progress", "grant", g.ID, "position", g.Position, "users", g.Users,
+			"granted", g.Granted, "refused", g.Refused, "state", g.State)
+	}
+	return nil
+}

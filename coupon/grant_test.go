@@ -1,0 +1,167 @@
+package coupon_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/coupon"
+	"github.com/surgecommerce/surge/ratelimit"
+	"github.com/surgecommerce/surge/stock"
+	"github.com/surgecommerce/surge/storetest"
+)
+
+func TestReadUsers(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		want     []int64
+		err      string
+	}{
+		{"one a line", "1\n2\r\n3\n", []int64{1, 2, 3}, ""},
+		{"csv with a header", "user_id,name\n\"7\",ann\n8,bo\n\n9\n", []int64{7, 8, 9}, ""},
+		{"twice", "5\n6\n5\n", []int64{5, 6}, ""},
+		{"not an id", "1\nabc\n", nil, `line 2: "abc" is not a user id`},
+		{"zero", "0\n", nil, "line 1"},
+		{"negative", "-4\n", nil, "line 1"},
+		{"overflowing", "9223372036854775808\n", nil, "line 1"},
+		{"header later", "1\nuser_id\n", nil, "line 2"},
+		{"long line", "1\n" + strings.Repeat("9", 300) + "\n", nil, "line 2 is longer than 256 bytes"},
+	} {
+		got, err := coupon.ReadUsers(strings.NewReader(c.in))
+		if c.err != "" {
+			if surge.ErrorCode(err) != surge.EINVALID || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: ReadUsers = %v, %v; want EINVALID naming %q", c.name, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: ReadUsers = %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
+	var many strings.Builder
+	for i := range surge.MaxGrantUsers + 1 {
+		fmt.Fprintln(&many, i+1)
+	}
+	if _, err := coupon.ReadUsers(strings.NewReader(many.String())); surge.ErrorCode(err) != surge.EINVALID {
+		t.Fatalf("ReadUsers of %d users = %v; want EINVALID", surge.MaxGrantUsers+1, err)
+	}
+}
+
+// FuzzReadUsers: any file is a list of positive, distinct ids, or EINVALID; never a crash.
+func FuzzReadUsers(f *testing.F) {
+	for _, s := range []string{"1\n2\n", "user_id\n3\n", "\"4\",x\n", "a\n", "\n\n", strings.Repeat("1", 300)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		users, err := coupon.ReadUsers(strings.NewReader(string(data)))
+		if err != nil {
+			if surge.ErrorCode(err) != surge.EINVALID {
+				t.Fatalf("ReadUsers = %v; want EINVALID", err)
+			}
+			return
+		}
+		seen := map[int64]bool{}
+		for _, u := range users {
+			if u <= 0 || seen[u] {
+				t.Fatalf("ReadUsers gave %v", users)
+			}
+			seen[u] = true
+		}
+	})
+}
+
+// A grant of 2,500 users (three listed twice) from a batch of 2,000 with one coupon a shopper,
+// where one user was granted one by an earlier grant: it grants until the batch runs out and
+// stops there, each user at most once. Drafts, strangers and bad lists are refused.
+func TestGrantRuns(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t)
+	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	svc := coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler), storetest.IDs(), nil)
+	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	now := time.Now().UTC()
+	in := coupon.BatchInput{Name: "for loyal shoppers", Rule: coupon.Rule{Kind: coupon.Fixed, Value: 100, Currency: "CNY",
+		Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, Total: 2000, PerUser: 1, ClaimFrom: now.Add(time.Hour), ClaimUntil: now.Add(2 * time.Hour), ValidDays: 3}
+	b, err := svc.CreateBatch(ctx, op, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := make(surge.IDList, 0, 2503)
+	for u := range int64(2500) {
+		users = append(users, 10_000+u)
+	}
+	users = append(users, 10_000, 10_001, 10_002)
+	_, err = svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "g", Users: users})
+	wantCode(t, "a grant of a draft", err, surge.ECONFLICT)
+	if _, err := svc.Publish(ctx, op, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		a    surge.Actor
+		in   coupon.GrantInput
+		code string
+	}{
+		"a shopper":     {surge.Actor{UserID: 9, Role: surge.RoleShopper}, coupon.GrantInput{RequestID: "g", Users: users}, surge.ENOTFOUND},
+		"no users":      {op, coupon.GrantInput{RequestID: "g"}, surge.EINVALID},
+		"a bad user":    {op, coupon.GrantInput{RequestID: "g", Users: surge.IDList{5, -1}}, surge.EINVALID},
+		"no request id": {op, coupon.GrantInput{Users: users}, surge.EINVALID},
+	} {
+		_, err := svc.Grant(ctx, c.a, b.ID, c.in)
+		wantCode(t, name, err, c.code)
+	}
+	// An earlier grant gives shopper 10,005 its one coupon, outside the claim window.
+	g, err := svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "early", Users: surge.IDList{10_005}})
+	if err != nil || g.Users != 1 {
+		t.Fatalf("Grant = %+v, %v", g, err)
+	}
+	g, err = svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "g", Users: users})
+	if err != nil || g.Users != 2500 || g.State != surge.GrantRunning {
+		t.Fatalf("Grant = %+v, %v; want 2,500 users, running", g, err)
+	}
+	run := func() {
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); svc.RunGrants(runCtx, 1, 1e6) }()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got, err := svc.GrantStatus(ctx, op, b.ID, g.ID)
+			if err == nil && got.State != surge.GrantRunning {
+				g = got
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the grant is still %+v, %v", got, err)
+			}
+		}
+		cancel()
+		<-done
+	}
+	run()
+	// 1 granted before, 1,999 now, shopper 10,005 refused at the limit; the batch ran out.
+	if g.State != surge.GrantStopped || g.Granted != 1999 || g.Refused != 1 || !strings.Contains(g.Reason, "issued") {
+		t.Fatalf("grant = %+v; want stopped at the batch's end, 1,999 granted and 1 refused", g)
+	}
+	if n, _ := db.CouponCount(ctx, b.ID); n != 2000 {
+		t.Fatalf("coupons stored = %d; want 2,000", n)
+	}
+	if is, _ := svc.Issuance(ctx, b.ID); is.Issued != 2000 {
+		t.Fatalf("issued = %+v; want 2,000", is)
+	}
+	if _, err := svc.GrantStatus(ctx, op, b.ID+1, g.ID); surge.ErrorCode(err) != surge.ENOTFOUND {
+		t.Fatalf("a grant read under another batch = %v; want ENOTFOUND", err)
+	}
+}
+
+func wantCode(t *testing.T, what string, err error, code string) {
+	t.Helper()
+	if surge.ErrorCode(err) != code {
+		t.Fatalf("%s: %v; want %s", what, err, code)
+	}
+}
