@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,14 +125,33 @@ func TestCouponBatches(t *testing.T) {
 			if r, err := coupon.DecodeRule(wallet[0].Rule); err != nil || r.Threshold != 20000 {
 				t.Fatalf("the wallet's rule %s: %v", wallet[0].Rule, err)
 			}
+			// A bulk grant to three shoppers, by the batch's merchant; bad lists are refused.
+			ok[*surge.CouponBatch](t, "raise the total for a grant")(tm.m1.UpdateCouponBatch(ctx, b.ID, coupon.BatchPatch{Total: ptr[int64](14)}))
+			_, err = tm.m1.GrantCouponsFile(ctx, b.ID, "bad", strings.NewReader("user_id\n12\nnot-a-user\n"))
+			wantCode(t, "a grant file with a bad line", err, surge.EINVALID)
+			_, err = tm.m2.GrantCoupons(ctx, b.ID, "theirs", []int64{1})
+			wantCode(t, "a grant of another merchant's batch", err, surge.ENOTFOUND)
+			g := ok[*surge.CouponGrant](t, "GrantCoupons")(tm.m1.GrantCoupons(ctx, b.ID, "vip", []int64{8_000_001, 8_000_002, 8_000_003, 8_000_001}))
+			for deadline := time.Now().Add(10 * time.Second); g.State == surge.GrantRunning; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("grant still running: %+v", g)
+				}
+				g = ok[*surge.CouponGrant](t, "CouponGrant")(tm.m1.CouponGrant(ctx, b.ID, g.ID))
+			}
+			if g.State != surge.GrantDone || g.Users != 3 || g.Granted != 3 {
+				t.Fatalf("grant %+v; want 3 users granted", g)
+			}
+			if w := ok[[]coupon.WalletCoupon](t, "a granted wallet")(shopper(t, cl, 8_000_002).MyCoupons(ctx)); len(w) != 1 || w[0].BatchID != b.ID {
+				t.Fatalf("a granted shopper's wallet: %+v", w)
+			}
 			ok[*surge.CouponBatch](t, "OfflineCouponBatch")(tm.m1.OfflineCouponBatch(ctx, b.ID))
 			_, err = shoppers[0].ClaimCoupon(ctx, b.ID, "late")
 			wantCode(t, "claiming an offline batch", err, surge.ECONFLICT)
 			if late := ok[*surge.Coupon](t, "a retry after offline")(tm.shopper.ClaimCoupon(ctx, b.ID, "mine")); late.ID != first.ID {
 				t.Fatalf("a retry after the batch went offline = coupon %d; want %d, the first", late.ID, first.ID)
 			}
-			if got := ok[*coupon.Batch](t, "CouponBatch(offline)")(tm.m1.CouponBatch(ctx, b.ID)); got.Issuance.Left != 0 || got.Issuance.Issued != 11 {
-				t.Fatalf("an offline batch's issuance %+v; want 11 issued and none left", got.Issuance)
+			if got := ok[*coupon.Batch](t, "CouponBatch(offline)")(tm.m1.CouponBatch(ctx, b.ID)); got.Issuance.Left != 0 || got.Issuance.Issued != 14 {
+				t.Fatalf("an offline batch's issuance %+v; want 14 issued and none left", got.Issuance)
 			}
 			_, err = tm.shopper.CouponBatch(ctx, b.ID)
 			wantCode(t, "a shopper reading an offline batch", err, surge.ENOTFOUND)
@@ -145,7 +165,7 @@ func TestCouponBatches(t *testing.T) {
 			wantCode(t, "a shopper listing batches", err, surge.EFORBIDDEN)
 			checkEvents(t, cmp.Or(c.NATSURL, m.BusURL), map[string]int{surge.EventCouponClaimed: 11})
 			for name, want := range map[string]float64{`surge_coupon_claims_total{outcome="claimed"}`: 11, `surge_coupon_claims_total{outcome="replayed"}`: 2,
-				`surge_coupon_claims_total{outcome="ECONFLICT"}`: 1, `surge_coupon_wallet_reads_total{from="store"}`: 1} {
+				`surge_coupon_claims_total{outcome="ECONFLICT"}`: 1, `surge_coupon_wallet_reads_total{from="store"}`: 2} {
 				if got := metric(t, cl, name); got != want {
 					t.Errorf("%s = %v; want %v", name, got, want)
 				}
