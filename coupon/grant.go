@@ -65,10 +65,10 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// unique drops the ids listed before, keeping the order.
+// unique returns the ids without those listed before, in their order; ids is left as it is.
 func unique(ids []int64) []int64 {
 	seen := make(map[int64]struct{}, len(ids))
-	out := ids[:0]
+	out := make([]int64, 0, len(ids))
 	for _, id := range ids {
 		if _, dup := seen[id]; !dup {
 			seen[id] = struct{}{}

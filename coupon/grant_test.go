@@ -126,6 +126,11 @@ func TestGrantRuns(t *testing.T) {
 	if err != nil || g.Users != 2500 || g.State != surge.GrantRunning {
 		t.Fatalf("Grant = %+v, %v; want 2,500 users, running", g, err)
 	}
+	dups := surge.IDList{20_001, 20_002, 20_001, 20_003}
+	if g, err := svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "dups", Users: dups}); err != nil || g.Users != 3 ||
+		fmt.Sprint(dups) != "[20001 20002 20001 20003]" {
+		t.Fatalf("Grant = %+v, %v, the list after it %v; want 3 users, the caller's list as it was", g, err, dups)
+	}
 	run := func() {
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
