@@ -254,6 +254,9 @@ func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l l
 			vals = vals[:2] // an empty bucket says nothing of the item
 		}
 		out, err := s.reserveResult(r, vals, began)
+		if err == nil && out.Outcome == surge.Reserved {
+			s.placed(r, b)
+		}
 		return status, out, err
 	}
 	lock := s.refillLock(r.ItemID, b)
@@ -329,8 +332,19 @@ func (s *Stock) refillLock(item int64, b int) *sync.Mutex {
 	return m.(*sync.Mutex)
 }
 
-// settleBucketed confirms or releases a reservation in whichever bucket holds it.
+// settleBucketed confirms or releases a reservation in whichever bucket holds it: the one this
+// node noted when it reserved, or else asking every bucket at once.
 func (s *Stock) settleBucketed(ctx context.Context, itemID int64, requestID, state string, l layout) (string, error) {
+	if b := s.placedIn(itemID, requestID); b > 0 && b <= l.n {
+		counters, held, res, _, _ := s.bucketKeys(itemID, b)
+		v, err := settleScript.Run(ctx, s.c.rdb, []string{counters, held, res}, requestID, state).Text()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return "", unavailable(err)
+		}
+		if v != "nf" {
+			return v, nil
+		}
+	}
 	cmds := make([]*redis.Cmd, l.n)
 	_, err := s.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for b := 1; b <= l.n; b++ {

@@ -92,7 +92,7 @@ type Stock struct {
 	refills sync.Map // [item, bucket] → *sync.Mutex: one refill per bucket at a time on a node
 
 	mu       sync.Mutex
-	reserved map[string]struct{} // "item:request" this node reserved
+	reserved map[string]int // "item:request" this node reserved → the bucket it is in (0: not split)
 }
 
 // StockOptions configure the Redis stock engine.
@@ -110,7 +110,7 @@ const MaxBuckets = 64
 // Stock returns the stock engine on this Redis.
 func (c *Client) Stock(opts StockOptions) *Stock {
 	opts.Buckets = min(max(opts.Buckets, 0), MaxBuckets)
-	return &Stock{c: c, opts: opts, reserved: make(map[string]struct{})}
+	return &Stock{c: c, opts: opts, reserved: make(map[string]int)}
 }
 
 func (s *Stock) keys(item int64) []string {
@@ -235,6 +235,23 @@ func reservedKey(r surge.ReserveRequest) string {
 	return strconv.FormatInt(r.ItemID, 10) + ":" + r.RequestID
 }
 
+// placed notes the bucket a reservation this node made is in, so that settling it asks that
+// bucket alone.
+func (s *Stock) placed(r surge.ReserveRequest, bucket int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.reserved[reservedKey(r)]; ok {
+		s.reserved[reservedKey(r)] = bucket
+	}
+}
+
+// placedIn is the bucket this node noted for a reservation, 0 when it knows none.
+func (s *Stock) placedIn(itemID int64, requestID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reserved[reservedKey(surge.ReserveRequest{ItemID: itemID, RequestID: requestID})]
+}
+
 func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any, began time.Time) (surge.ReserveResult, error) {
 	if len(vals) < 2 {
 		return surge.ReserveResult{}, surge.Errorf(surge.EINTERNAL, "redis: unexpected reserve answer %v", vals)
@@ -253,7 +270,7 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any, began time.Tim
 		if len(s.reserved) >= maxRememberedReservations {
 			clear(s.reserved)
 		}
-		s.reserved[reservedKey(r)] = struct{}{}
+		s.reserved[reservedKey(r)] = 0
 		s.mu.Unlock()
 		return surge.ReserveResult{Outcome: surge.Reserved, Held: held, OrderID: order, Replayed: status == "dup"}, nil
 	case "soldout":
