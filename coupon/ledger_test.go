@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
+	"github.com/surgecommerce/surge/faultproxy"
 	"github.com/surgecommerce/surge/redis"
 	"github.com/surgecommerce/surge/stock"
 )
@@ -364,5 +366,69 @@ func TestEnvelopeDraw(t *testing.T) {
 		if seen[a] < 800 {
 			t.Fatalf("amounts drawn: %v; want each of 10..19 about 1,000 times", seen)
 		}
+	}
+}
+
+// Redis stalls, then goes down, in the middle of budget claims: each claim fails fast with
+// EUNAVAILABLE, and its retry (same request id, another coupon id drawn) settles it: the
+// shopper gets one envelope, and the budget is charged its amount once.
+func TestBudgetClaimWithRedisDown(t *testing.T) {
+	raw := os.Getenv("SURGE_TEST_REDIS_URL")
+	if raw == "" {
+		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := faultproxy.Start(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	u.Host = p.Addr()
+	rc, err := redis.Open(ctx, u.String(), fmt.Sprintf("surge_coupon_%d", rand.Uint64()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { rc.Purge(ctx); rc.Close() }()
+	l := coupon.NewLedger(rc.Stock(redis.StockOptions{}))
+	rule := coupon.Rule{Kind: coupon.Envelope, Min: 1, Max: 500}
+	const budget = 808
+	if err := l.Open(ctx, budget, 10_000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	for i, fault := range []func(bool){p.Stall, p.Down} {
+		user, first := int64(i+1), int64(100+i)
+		fault(true)
+		began := time.Now()
+		_, err := l.Claim(ctx, budget, user, "r", first, rule.Draw(budget, first), nil)
+		if surge.ErrorCode(err) != surge.EUNAVAILABLE || time.Since(began) > 3*time.Second {
+			t.Fatalf("fault %d: claim = %v after %s; want EUNAVAILABLE, fast", i, err, time.Since(began))
+		}
+		fault(false)
+		var c coupon.Claim
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			retry := first + 1000
+			if c, err = l.Claim(ctx, budget, user, "r", retry, rule.Draw(budget, retry), nil); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil || (c.Coupon != first && c.Coupon != first+1000) {
+			t.Fatalf("fault %d: retry = %+v, %v", i, c, err)
+		}
+		if again, err := l.Claim(ctx, budget, user, "r", first+2000, 1, nil); err != nil || again.Coupon != c.Coupon || again.Held != c.Held {
+			t.Fatalf("fault %d: another retry = %+v, %v; want %+v again", i, again, err, c)
+		}
+	}
+	is, err := l.Issuance(ctx, budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held1, _ := l.Claim(ctx, budget, 1, "r", 1, 1, nil)
+	held2, _ := l.Claim(ctx, budget, 2, "r", 1, 1, nil)
+	if is.Issued != held1.Held+held2.Held {
+		t.Fatalf("issued %d; want the two envelopes, %d and %d, once each", is.Issued, held1.Held, held2.Held)
 	}
 }
