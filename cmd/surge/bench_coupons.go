@@ -56,6 +56,7 @@ with --redis-url, Redis runs after it in the same run, the budget unsplit and th
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per backend")
 	fs.StringVar(&c.redisURL, "redis-url", env("SURGE_REDIS_URL"), "also measure on this Redis")
 	fs.IntVar(&c.buckets, "buckets", 8, "the sub-budgets the split Redis budget is split into")
+	fs.StringVar(&c.profile, "cpuprofile", "", "write a CPU profile of the first run (the embedded batch) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ with --redis-url, Redis runs after it in the same run, the budget unsplit and th
 	if c.redisURL != "" {
 		runs = append(runs, couponBenchRun{"redis", "batch", 0}, couponBenchRun{"redis", "budget", 0}, couponBenchRun{"redis", "budget", c.buckets})
 	}
-	failed := false
+	failed, profile := false, c.profile
 	for _, run := range runs {
 		c := c
 		c.backend, c.buckets = run.backend, run.buckets
@@ -74,7 +75,14 @@ with --redis-url, Redis runs after it in the same run, the budget unsplit and th
 		if err != nil {
 			return err
 		}
+		stopProfile, err := startProfile(profile)
+		if err != nil {
+			closeEngine()
+			return err
+		}
+		profile = "" // one profile: the first run's
 		res, err := runCouponBench(ctx, c, eng, run.ledger == "budget", stderr)
+		stopProfile()
 		closeEngine()
 		if err != nil {
 			return err
