@@ -85,3 +85,14 @@ func (c *Client) GrantCouponsFile(ctx context.Context, batchID int64, requestID 
 func (c *Client) CouponGrant(ctx context.Context, batchID, grantID int64) (*surge.CouponGrant, error) {
 	return call[surge.CouponGrant](ctx, c, "GET", "/v1/coupon-batches/"+id(batchID)+"/grants/"+id(grantID), nil)
 }
+
+// UsableCoupons lists the signed-in shopper's coupons a cart can use, the most off first.
+func (c *Client) UsableCoupons(ctx context.Context, lines []coupon.CartLine) ([]coupon.UsableCoupon, error) {
+	list, err := call[struct {
+		Items []coupon.UsableCoupon `json:"items"`
+	}](ctx, c, "POST", "/v1/me/coupons/usable", coupon.Cart{Lines: lines})
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}

@@ -1,6 +1,7 @@
 package coupon
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -444,4 +445,81 @@ func (s *Service) lockAll(ctx context.Context, jobs []*lockJob) {
 	for _, j := range jobs {
 		close(j.done)
 	}
+}
+
+// CartLine is a line of a shopper's cart: an SKU at its catalog price.
+type CartLine struct {
+	SKU      int64 `json:"sku_id,string"`
+	Quantity int64 `json:"quantity"`
+}
+
+// Cart asks which of a shopper's coupons a cart can use.
+type Cart struct {
+	Lines []CartLine `json:"lines"`
+}
+
+// UsableCoupon is a coupon of the wallet a cart can use, and what it takes off the cart alone.
+type UsableCoupon struct {
+	WalletCoupon
+	Takes int64 `json:"takes"`
+}
+
+// Usable lists the shopper's coupons and red envelopes that a cart (up to MaxLines lines, at
+// the SKUs' catalog prices) can use now, each with what it would take off the cart alone,
+// the most first. Returns ENOTFOUND for an SKU that does not exist, EINVALID for a bad cart or
+// one in two currencies.
+func (s *Service) Usable(ctx context.Context, a surge.Actor, cart Cart) ([]UsableCoupon, error) {
+	if len(cart.Lines) == 0 || len(cart.Lines) > MaxLines {
+		return nil, surge.Errorf(surge.EINVALID, "a cart has 1 to %d lines", MaxLines)
+	}
+	if s.catalog == nil {
+		return nil, surge.Errorf(surge.EUNAVAILABLE, "this node has no catalog to price carts")
+	}
+	lines := make([]Line, len(cart.Lines))
+	currency := ""
+	for i, cl := range cart.Lines {
+		k, err := s.catalog.SKUByID(ctx, cl.SKU)
+		if surge.ErrorCode(err) == surge.ENOTFOUND {
+			return nil, surge.Errorf(surge.ENOTFOUND, "line %d: SKU %d not found", i+1, cl.SKU)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if currency == "" {
+			currency = k.Price.Currency
+		} else if k.Price.Currency != currency {
+			return nil, surge.Errorf(surge.EINVALID, "line %d is in %s; the cart is in %s", i+1, k.Price.Currency, currency)
+		}
+		category, err := s.categoryOf(ctx, cl.SKU)
+		if err != nil {
+			return nil, err
+		}
+		lines[i] = Line{SKU: cl.SKU, Shop: k.MerchantID, Category: category, Unit: k.Price.Amount, Quantity: cl.Quantity}
+	}
+	if _, err := Price(currency, lines, nil); err != nil { // the cart's own bounds: quantities, amounts
+		return nil, err
+	}
+	wallet, err := s.Wallet(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	out := []UsableCoupon{}
+	for _, w := range wallet {
+		if w.State != surge.CouponIssued || now.Before(w.ValidFrom) || !now.Before(w.ValidUntil) {
+			continue
+		}
+		r, err := s.ruleOf(ctx, w.BatchID)
+		if err == nil {
+			r, err = r.on(w.Coupon)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if b, err := Price(currency, lines, []Applied{{ID: w.ID, Rule: r}}); err == nil {
+			out = append(out, UsableCoupon{WalletCoupon: w, Takes: b.Discount})
+		}
+	}
+	slices.SortStableFunc(out, func(x, y UsableCoupon) int { return cmp.Compare(y.Takes, x.Takes) })
+	return out, nil
 }

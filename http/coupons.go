@@ -22,6 +22,11 @@ type Wallet struct {
 	Items []coupon.WalletCoupon `json:"items"`
 }
 
+// UsableCoupons are the coupons of a shopper's wallet a cart can use.
+type UsableCoupons struct {
+	Items []coupon.UsableCoupon `json:"items"`
+}
+
 func (s *Server) couponRoutes() []route {
 	cs := s.deps.Coupons
 	if cs == nil {
@@ -96,6 +101,14 @@ func (s *Server) couponRoutes() []route {
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withID(r, "id", func(id int64) (any, error) {
 					return withID(r, "grant", func(g int64) (any, error) { return cs.GrantStatus(r.Context(), a, id, g) })
+				})
+			}},
+		{method: "POST", path: "/v1/me/coupons/usable", summary: "The signed-in shopper's coupons and red envelopes a cart (up to 50 lines at catalog prices) can use now, each with what it takes off the cart alone, the most first",
+			access: signedIn, in: coupon.Cart{}, out: UsableCoupons{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withBody(r, func(in coupon.Cart) (any, error) {
+					list, err := cs.Usable(r.Context(), a, in)
+					return UsableCoupons{Items: nonNil(list)}, err
 				})
 			}},
 		{method: "GET", path: "/v1/me/coupons", summary: "The signed-in shopper's coupons, newest first, with what each takes off",

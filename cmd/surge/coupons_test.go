@@ -235,6 +235,19 @@ func TestCouponsOnOrders(t *testing.T) {
 			c1, c2, cd, cb := claim(s1, off30, "a"), claim(s1, off30, "b"), claim(s1, digital, "c"), claim(s1, books, "d")
 			theirs := claim(s2, off30, "a")
 
+			// The wallet for a cart of the item at its catalog price (¥999.00): 10% off digital
+			// takes ¥99.90, each ¥0.30 coupon ¥0.30; the books coupon does not apply.
+			usable := ok[[]coupon.UsableCoupon](t, "UsableCoupons")(s1.UsableCoupons(ctx, []coupon.CartLine{{SKU: it.SKUID, Quantity: 1}}))
+			if len(usable) != 3 || usable[0].ID != cd || usable[0].Takes != 9990 || usable[1].Takes != 30 || usable[2].Takes != 30 {
+				t.Fatalf("usable coupons %+v; want the digital coupon first, then the two ¥0.30 ones", usable)
+			}
+			_, err := s1.UsableCoupons(ctx, []coupon.CartLine{{SKU: it.SKUID + 999_999, Quantity: 1}})
+			wantCode(t, "a cart of an unknown SKU", err, surge.ENOTFOUND)
+			_, err = s1.UsableCoupons(ctx, nil)
+			wantCode(t, "an empty cart", err, surge.EINVALID)
+			_, err = s1.UsableCoupons(ctx, []coupon.CartLine{{SKU: it.SKUID, Quantity: -1}})
+			wantCode(t, "a cart line of -1", err, surge.EINVALID)
+
 			// ¥1.00 less ¥0.30, then 10% of the ¥0.70 left: ¥0.63 to pay.
 			res := ok[*purchase.Result](t, "buy with coupons")(buyWith(ctx, s1, it.ID, "first", c1, cd))
 			o := ok[*surge.Order](t, "Order")(s1.Order(ctx, res.OrderID))
@@ -250,7 +263,7 @@ func TestCouponsOnOrders(t *testing.T) {
 			if again.OrderID != res.OrderID {
 				t.Fatalf("a retried request made order %d; want the first, %d", again.OrderID, res.OrderID)
 			}
-			_, err := buyWith(ctx, s1, it.ID, "second", c1)
+			_, err = buyWith(ctx, s1, it.ID, "second", c1)
 			wantCode(t, "a coupon on another order", err, surge.ECONFLICT)
 			_, err = buyWith(ctx, s1, it.ID, "second", cb)
 			wantCode(t, "a coupon for books on a digital item", err, surge.EINVALID)
