@@ -71,9 +71,25 @@ type Order struct {
 	PaidAt       *time.Time `json:"paid_at,omitempty"`
 	// Price breaks Amount down when coupons took something off it: the list price, each
 	// coupon's share of each line, and what is payable (Amount).
-	Price        *PriceBreakdown `json:"price,omitempty"`
-	StockSettled bool            `json:"-"` // the stock engine confirmed or released its reservation
+	Price *PriceBreakdown `json:"price,omitempty"`
+	// Lines are an ordinary checkout's lines (SessionID, ItemID and SKUID are 0 then): its
+	// units come from the SKUs' stock, not from a sale.
+	Lines        []OrderLine `json:"lines,omitempty"`
+	StockSettled bool        `json:"-"` // the stock engine confirmed or released its reservation
 }
+
+// OrderLine is a line of an ordinary checkout: units of an SKU at its catalog price.
+type OrderLine struct {
+	SKUID    int64 `json:"sku_id,string"`
+	Quantity int64 `json:"quantity"`
+	Unit     int64 `json:"unit_price"` // minor units, in the order's currency
+}
+
+// MaxCheckoutLines bounds the lines of one ordinary checkout.
+const MaxCheckoutLines = 50
+
+// Checkout reports whether the order is an ordinary checkout rather than a sale's.
+func (o *Order) Checkout() bool { return len(o.Lines) > 0 }
 
 // Payment outcomes: what Surge did with a provider's notification, recorded with it.
 const (
@@ -107,6 +123,15 @@ type OrderStore interface {
 	// CreateOrder stores o. An order for the same item, user and request id already there is
 	// not an error: created is false and o is overwritten with the stored order.
 	CreateOrder(ctx context.Context, o *Order) (created bool, err error)
+	// CreateCheckout stores an ordinary checkout's order (o.Lines set, ItemID 0) and takes each
+	// line's units from its SKU's stock not allotted to sale sessions, all or none, in one
+	// transaction: ESOLDOUT names the first SKU that has too few, ENOTFOUND one that does not
+	// exist. A checkout with the same user and request id already there is not an error:
+	// created is false and o is overwritten with the stored order.
+	CreateCheckout(ctx context.Context, o *Order, now time.Time) (created bool, err error)
+	// SettleCheckout settles a paid or cancelled checkout's stock once: a cancelled one gives
+	// its units back to its SKUs. Both mark it settled; settling again does nothing.
+	SettleCheckout(ctx context.Context, id int64) error
 	// CreateOrders stores many orders in one transaction, skipping those whose item, user and
 	// request id are already there, and reports which it created.
 	CreateOrders(ctx context.Context, orders []Order) (created []bool, err error)

@@ -14,15 +14,15 @@ import (
 )
 
 const orderColumns = `id, txn_id, request_id, user_id, session_id, item_id, sku_id, merchant_id, quantity,
-	amount_minor, currency, state, cancel_reason, created_at, expires_at, paid_at, stock_settled, price`
+	amount_minor, currency, state, cancel_reason, created_at, expires_at, paid_at, stock_settled, price, lines`
 
 // CreateOrder implements surge.OrderStore.
 func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
 	_, err := s.exec(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		VALUES `+values(1, orderFields)),
 		o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
 		o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
-		paidMs(o.PaidAt), boolInt(o.StockSettled), priceText(o.Price))
+		paidMs(o.PaidAt), boolInt(o.StockSettled), priceText(o.Price), linesText(o.Lines))
 	if err == nil {
 		return true, nil
 	}
@@ -50,7 +50,7 @@ func (s *Store) CreateOrders(ctx context.Context, orders []surge.Order) ([]bool,
 				o := &chunk[i]
 				args = append(args, o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
 					o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
-					paidMs(o.PaidAt), boolInt(o.StockSettled), priceText(o.Price))
+					paidMs(o.PaidAt), boolInt(o.StockSettled), priceText(o.Price), linesText(o.Lines))
 			}
 			rows, err := tx.QueryContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`) VALUES `+
 				values(len(chunk), orderFields)+` ON CONFLICT DO NOTHING RETURNING id`), args...)
@@ -96,8 +96,17 @@ func priceText(p *surge.PriceBreakdown) string {
 	return string(b)
 }
 
+// linesText is how a checkout's lines are stored: JSON, or "" for a sale's order.
+func linesText(lines []surge.OrderLine) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(lines) // plain numbers: never fails
+	return string(b)
+}
+
 // orderFields is the number of orderColumns.
-const orderFields = 18
+const orderFields = 19
 
 // values is the VALUES list of n rows of k placeholders each: (?, ?), (?, ?).
 func values(n, k int) string {
@@ -181,11 +190,16 @@ func (s *Store) scanOrders(rows *sql.Rows) ([]*surge.Order, error) {
 		var o surge.Order
 		var state string
 		var created, expires, paid, settled int64
-		var price string
+		var price, lines string
 		if err := rows.Scan(&o.ID, &o.TxnID, &o.RequestID, &o.UserID, &o.SessionID, &o.ItemID, &o.SKUID, &o.MerchantID,
 			&o.Quantity, &o.Amount.Amount, &o.Amount.Currency, &state, &o.CancelReason, &created, &expires, &paid, &settled,
-			&price); err != nil {
+			&price, &lines); err != nil {
 			return nil, s.wrap(err, "orders")
+		}
+		if lines != "" {
+			if err := json.Unmarshal([]byte(lines), &o.Lines); err != nil {
+				return nil, surge.Errorf(surge.EINTERNAL, "order %d: stored lines: %v", o.ID, err)
+			}
 		}
 		if price != "" {
 			o.Price = new(surge.PriceBreakdown)
