@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/checkout"
 	"github.com/surgecommerce/surge/coupon"
 )
 
@@ -95,4 +96,9 @@ func (c *Client) UsableCoupons(ctx context.Context, lines []coupon.CartLine) ([]
 		return nil, err
 	}
 	return list.Items, nil
+}
+
+// Checkout makes an ordinary checkout's order.
+func (c *Client) Checkout(ctx context.Context, in checkout.Request) (*surge.Order, error) {
+	return call[surge.Order](ctx, c, "POST", "/v1/checkouts", in)
 }

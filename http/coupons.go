@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/checkout"
 	"github.com/surgecommerce/surge/coupon"
 )
 
@@ -32,7 +33,15 @@ func (s *Server) couponRoutes() []route {
 	if cs == nil {
 		return nil
 	}
-	return []route{
+	var list []route
+	if co := s.deps.Checkout; co != nil {
+		list = append(list, route{method: "POST", path: "/v1/checkouts", summary: "Check out up to 50 lines of one shop's SKUs at catalog prices, with up to 10 coupons (shoppers; the request id makes a retry return the same order): ESOLDOUT when an SKU lacks the units",
+			access: signedIn, in: checkout.Request{}, out: surge.Order{}, status: 201,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withBody(r, func(in checkout.Request) (any, error) { return co.Checkout(r.Context(), a, in) })
+			}})
+	}
+	return append(list, []route{
 		{method: "POST", path: "/v1/coupon-batches", summary: "Create a coupon batch, as a draft (merchants for their shop, operators for any or the platform)",
 			access: signedIn, in: coupon.BatchInput{}, out: surge.CouponBatch{}, status: 201,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
@@ -117,5 +126,5 @@ func (s *Server) couponRoutes() []route {
 				list, err := cs.Wallet(r.Context(), a)
 				return Wallet{Items: nonNil(list)}, err
 			}},
-	}
+	}...)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/checkout"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/purchase"
@@ -26,12 +27,14 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"stock":99999999999999999999}`, `[]`, `null`, `{"a":1} {}`, "\xff", ``,
 		`{"item_id":"123","quantity":1,"request_id":"r-1","token":"AAAA"}`,
 		`{"user_id":"9","reason":"bot","ttl_sec":60}`,
+		`{"request_id":"c-1","lines":[{"sku_id":"5","quantity":2}],"coupon_ids":["7"]}`,
+		`{"request_id":"g-1","users":["1","2"]}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	var types []reflect.Type
 	routes := append((&Server{}).table(), (&Server{deps: Deps{Purchase: &purchase.Service{}}}).purchaseRoutes()...)
-	for _, rt := range append(routes, (&Server{deps: Deps{Coupons: &coupon.Service{}}}).couponRoutes()...) {
+	for _, rt := range append(routes, (&Server{deps: Deps{Coupons: &coupon.Service{}, Checkout: &checkout.Service{}}}).couponRoutes()...) {
 		if rt.in != nil {
 			types = append(types, reflect.TypeOf(rt.in))
 		}

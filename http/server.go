@@ -29,6 +29,7 @@ import (
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/checkout"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/order"
@@ -70,11 +71,12 @@ type Deps struct {
 	Purchase   *purchase.Service
 	Orders     *order.Service
 	Blacklist  *risk.Blacklist
-	Audit      *audit.Auditor  // checks a session against the invariants
-	PaymentKey []byte          // verifies payment provider notifications
-	Paysim     http.Handler    // the simulated payment provider, served under /paysim/ when set
-	Names      Names           // product names for the big screen's top items (nil: SKU ids alone)
-	Coupons    *coupon.Service // coupon batches and claims (nil: no coupon routes)
+	Audit      *audit.Auditor    // checks a session against the invariants
+	PaymentKey []byte            // verifies payment provider notifications
+	Paysim     http.Handler      // the simulated payment provider, served under /paysim/ when set
+	Names      Names             // product names for the big screen's top items (nil: SKU ids alone)
+	Coupons    *coupon.Service   // coupon batches and claims (nil: no coupon routes)
+	Checkout   *checkout.Service // ordinary checkouts (nil: no checkout route)
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log

@@ -236,6 +236,17 @@ func (s *Service) settle(ctx context.Context, o *surge.Order) {
 // not have, which nothing will ever settle.
 func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 	var err error
+	switch {
+	case o.Checkout() && (o.State == surge.OrderPaid || o.State == surge.OrderCancelled): // its units came from the SKUs' stock
+		err = s.store.SettleCheckout(ctx, o.ID)
+		if err == nil && o.State == surge.OrderCancelled {
+			s.emit(ctx, surge.EventStockChanged, "release:"+strconv.FormatInt(o.ID, 10), o)
+		}
+		if err != nil {
+			s.log.WarnContext(ctx, "checkout stock not yet settled; the sweep will retry", "order", o.ID, "err", err)
+		}
+		return err == nil
+	}
 	switch o.State {
 	case surge.OrderPaid:
 		err = s.stock.Confirm(ctx, o.ItemID, o.RequestID)

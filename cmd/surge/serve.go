@@ -26,6 +26,7 @@ import (
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
+	"github.com/surgecommerce/surge/checkout"
 	"github.com/surgecommerce/surge/coupon"
 	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/live"
@@ -230,6 +231,7 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 	}
 	deps.Coupons = coupon.NewService(b.db, b.db, coupon.NewLedger(b.stock), b.counter, b.bus, m.Log, ids, nil)
 	deps.Coupons.Register(deps.Registry)
+	deps.Checkout = checkout.New(b.db, b.db, deps.Coupons, b.bus, m.Log, ids, nil, surge.DefaultPayTimeout)
 	if err := deps.Coupons.Load(ctx); err != nil {
 		return deps, fmt.Errorf("loading the live coupon batches: %w", err)
 	}
