@@ -14,6 +14,7 @@ const (
 	// still read it from logs those releases wrote.
 	EventOrderPaid      = "order.paid"
 	EventOrderCancelled = "order.cancelled"
+	EventOrderRefunded  = "order.refunded"
 	EventOrderExpired   = "order.expired"
 	EventRefundDue      = "payment.refund_due"
 	EventStockChanged   = "stock.changed"

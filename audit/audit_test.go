@@ -243,7 +243,8 @@ func TestCouponsInvariant(t *testing.T) {
 		items := []audit.ItemFacts{{ItemID: 1, Allotted: 3, Stock: surge.StockLevels{Allotted: 3, Available: 3},
 			Orders: &surge.OrderAudit{}, Coupons: &audit.ItemCoupons{
 				PricedOrders: []*surge.Order{order(10, surge.OrderPaid, 100, 30), order(11, surge.OrderPendingPayment, 101, 30),
-					order(12, surge.OrderCancelled, 102, 30), order(13, surge.OrderPendingPayment, 102, 30)}, // 102 given back, used again
+					order(12, surge.OrderCancelled, 102, 30), order(13, surge.OrderPendingPayment, 102, 30), // 102 given back, used again
+					order(14, surge.OrderRefunded, 103, 30)}, // 103 given back
 				OnOrders: []*surge.Coupon{{ID: 100, BatchID: 7, OrderID: 10, State: surge.CouponUsed, Discount: 30},
 					{ID: 101, BatchID: 7, OrderID: 11, State: surge.CouponLocked}, {ID: 102, BatchID: 7, OrderID: 13, State: surge.CouponLocked}}}}}
 		return items, []audit.BatchFacts{{BatchID: 7, Total: 5, Issued: 3, Stored: 3, Used: 1}}
@@ -258,7 +259,7 @@ func TestCouponsInvariant(t *testing.T) {
 		t.Fatal("no invariant 5 in the report")
 		return audit.Result{}, false
 	}
-	if res, passed := result(healthy()); res.Status != audit.Pass || res.Checked != 5 || !passed {
+	if res, passed := result(healthy()); res.Status != audit.Pass || res.Checked != 6 || !passed {
 		t.Fatalf("a healthy sale's invariant 5 = %+v", res)
 	}
 	for _, c := range []struct {
@@ -284,6 +285,9 @@ func TestCouponsInvariant(t *testing.T) {
 			it[0].Coupons.OnOrders = append(it[0].Coupons.OnOrders, &surge.Coupon{ID: 102, BatchID: 7, OrderID: 10, State: surge.CouponLocked})
 		}},
 		{"a batch the ledger lost", func(_ []audit.ItemFacts, b []audit.BatchFacts) { b[0].Lost = true }},
+		{"refunded order's coupon kept", func(it []audit.ItemFacts, _ []audit.BatchFacts) {
+			it[0].Coupons.OnOrders = append(it[0].Coupons.OnOrders, &surge.Coupon{ID: 103, BatchID: 7, OrderID: 14, State: surge.CouponUsed, Discount: 30})
+		}},
 		{"a budget's envelopes worth more than it issued", func(_ []audit.ItemFacts, b []audit.BatchFacts) {
 			b[0].Budget, b[0].Total, b[0].Issued, b[0].Stored = true, 5000, 4200, 4201
 		}},

@@ -102,3 +102,8 @@ func (c *Client) UsableCoupons(ctx context.Context, lines []coupon.CartLine) ([]
 func (c *Client) Checkout(ctx context.Context, in checkout.Request) (*surge.Order, error) {
 	return call[surge.Order](ctx, c, "POST", "/v1/checkouts", in)
 }
+
+// RefundOrder records an operator's refund of a paid order.
+func (c *Client) RefundOrder(ctx context.Context, orderID int64) (*surge.Order, error) {
+	return call[surge.Order](ctx, c, "POST", "/v1/orders/"+id(orderID)+"/refund", nil)
+}

@@ -121,6 +121,11 @@ func (s *Server) purchaseRoutes() []route {
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withID(r, "id", func(id int64) (any, error) { return o.Cancel(r.Context(), a, id) })
 			}},
+		{method: "POST", path: "/v1/orders/{id}/refund", summary: "Record that an operator refunded a paid order through the payment provider: it becomes refunded and its coupons go back to the shopper",
+			access: signedIn, out: surge.Order{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) { return o.Refund(r.Context(), a, id) })
+			}},
 		{method: "POST", path: "/v1/payments/callback", summary: "Payment provider notification, signed in the " + payment.SignatureHeader + " header",
 			maxBody: payment.MaxNotificationBytes, out: CallbackAnswer{}, status: 200,
 			handle: func(r *http.Request, _ surge.Actor) (any, error) {

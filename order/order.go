@@ -225,6 +225,38 @@ func (s *Service) Cancel(ctx context.Context, a surge.Actor, id int64) (*surge.O
 	return o, nil
 }
 
+// Refund records that an operator refunded a paid order through the payment provider: the
+// order becomes refunded, and its coupons go back to the shopper's wallet. Its units stay sold.
+// Staff only (EFORBIDDEN). ECONFLICT for an order that is not paid; EUNAVAILABLE while its
+// payment is still being settled (retry in a moment). Again on a refunded order, it gives back
+// any coupon still on it and returns the order.
+func (s *Service) Refund(ctx context.Context, a surge.Actor, id int64) (*surge.Order, error) {
+	if !a.Role.Staff() {
+		return nil, surge.Errorf(surge.EFORBIDDEN, "refunds are recorded by operators")
+	}
+	o, err := s.stored(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case o.State == surge.OrderPaid && !o.StockSettled:
+		return nil, surge.Errorf(surge.EUNAVAILABLE, "order %d's payment is still being settled; retry in a moment", id)
+	case o.State == surge.OrderPaid:
+		if o, err = s.store.Transition(ctx, id, surge.OrderPaid, surge.OrderRefunded, "", s.now()); err != nil {
+			return o, err
+		}
+		s.emit(ctx, surge.EventOrderRefunded, strconv.FormatInt(o.ID, 10), o)
+	case o.State != surge.OrderRefunded:
+		return nil, surge.Errorf(surge.ECONFLICT, "order %d is %s; only a paid order is refunded", id, o.State)
+	}
+	if s.cfg.Coupons != nil && o.Price != nil && len(o.Price.Coupons) > 0 {
+		if err := s.cfg.Coupons.ReturnAll(ctx, []*surge.Order{o}); err != nil {
+			return o, surge.Errorf(surge.EUNAVAILABLE, "order %d is refunded; its coupons are not back yet (%s): send the refund again", id, surge.ErrorMessage(err))
+		}
+	}
+	return o, nil
+}
+
 // settle confirms (paid) or releases (cancelled) an order's reservation and records that it
 // did. A failure is left for the sweep, which retries until the stock engine answers.
 func (s *Service) settle(ctx context.Context, o *surge.Order) {

@@ -16,8 +16,9 @@ import (
 
 // An ordinary checkout over HTTP on every shape: two lines of one shop with a threshold coupon
 // and a fixed one, priced and locked all or none; a retry returns the same order; paid, the
-// coupons are used; cancelled, the coupons and the units come back; an SKU short of units
-// refuses the checkout and gives its coupon back; bad checkouts are refused with their codes.
+// coupons are used; refunded, they come back; cancelled, the coupons and the units come back;
+// an SKU short of units refuses the checkout and gives its coupon back; bad checkouts are
+// refused with their codes.
 func TestCheckoutWithCoupons(t *testing.T) {
 	for _, sh := range shapes() {
 		t.Run(sh.name, func(t *testing.T) {
@@ -71,12 +72,34 @@ func TestCheckoutWithCoupons(t *testing.T) {
 			waitCoupon(t, s, t1, surge.CouponUsed)
 			waitCoupon(t, s, f1, surge.CouponUsed)
 
+			// Refunded by an operator: the coupons come back; again, nothing more happens.
+			_, err := s.RefundOrder(ctx, o.ID)
+			wantCode(t, "a shopper recording a refund", err, surge.EFORBIDDEN)
+			var refunded *surge.Order
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if refunded, err = tm.op.RefundOrder(ctx, o.ID); surge.ErrorCode(err) != surge.EUNAVAILABLE || time.Now().After(deadline) {
+					break // the payment's settling may still be under way
+				}
+			}
+			if err != nil || refunded.State != surge.OrderRefunded {
+				t.Fatalf("RefundOrder = %+v, %v; want refunded", refunded, err)
+			}
+			if st1, st2 := walletState(t, s, t1), walletState(t, s, f1); st1 != surge.CouponIssued || st2 != surge.CouponIssued {
+				t.Fatalf("coupons of a refunded order: %s and %s; want both back", st1, st2)
+			}
+			ok[*surge.Order](t, "RefundOrder again")(tm.op.RefundOrder(ctx, o.ID))
+			if stockOf(cup) != 4 || stockOf(pot) != 4 {
+				t.Fatalf("stock after the refund: %d and %d; want 4 and 4 (a refund leaves the units sold)", stockOf(cup), stockOf(pot))
+			}
+
 			// Cancelled: the coupon and the units come back.
 			o2 := ok[*surge.Order](t, "Checkout")(s.Checkout(ctx, checkout.Request{RequestID: "cart-2",
 				Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 2}}, Coupons: surge.IDList{f2}}))
 			if o2.Amount.Amount != 3970 || stockOf(cup) != 2 {
 				t.Fatalf("second checkout %+v, cups left %d; want ¥39.70, 2 left", o2.Amount, stockOf(cup))
 			}
+			_, err = tm.op.RefundOrder(ctx, o2.ID)
+			wantCode(t, "a refund of a pending order", err, surge.ECONFLICT)
 			ok[*surge.Order](t, "CancelOrder")(s.CancelOrder(ctx, o2.ID))
 			waitCoupon(t, s, f2, surge.CouponIssued)
 			for deadline := time.Now().Add(10 * time.Second); stockOf(cup) != 4; time.Sleep(50 * time.Millisecond) {
@@ -85,8 +108,10 @@ func TestCheckoutWithCoupons(t *testing.T) {
 				}
 			}
 
-			// Refusals.
-			_, err := s.Checkout(ctx, checkout.Request{RequestID: "cart-3", Lines: []coupon.CartLine{{SKU: pot.ID, Quantity: 5}}, Coupons: surge.IDList{f3}})
+			// Refusals; one coupon waits on a pending checkout meanwhile.
+			ok[*surge.Order](t, "Checkout")(s.Checkout(ctx, checkout.Request{RequestID: "cart-4",
+				Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}}, Coupons: surge.IDList{f2}}))
+			_, err = s.Checkout(ctx, checkout.Request{RequestID: "cart-3", Lines: []coupon.CartLine{{SKU: pot.ID, Quantity: 5}}, Coupons: surge.IDList{f3}})
 			wantCode(t, "a checkout of more than the stock", err, surge.ESOLDOUT)
 			if st := walletState(t, s, f3); st != surge.CouponIssued {
 				t.Fatalf("the coupon of a refused checkout is %s; want issued", st)
@@ -102,21 +127,21 @@ func TestCheckoutWithCoupons(t *testing.T) {
 				in   checkout.Request
 				code string
 			}{
-				"two shops":      {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}, {SKU: mug.ID, Quantity: 1}}}, surge.EINVALID},
-				"an unknown SKU": {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: pot.ID + 999_999, Quantity: 1}}}, surge.ENOTFOUND},
-				"51 lines":       {checkout.Request{RequestID: "x", Lines: many}, surge.EINVALID},
-				"an SKU twice":   {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}, {SKU: cup.ID, Quantity: 1}}}, surge.EINVALID},
-				"no quantity":    {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID}}}, surge.EINVALID},
-				"a used coupon":  {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}}, Coupons: surge.IDList{f1}}, surge.ECONFLICT},
-				"no request id":  {checkout.Request{Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}}}, surge.EINVALID},
+				"two shops":                 {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}, {SKU: mug.ID, Quantity: 1}}}, surge.EINVALID},
+				"an unknown SKU":            {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: pot.ID + 999_999, Quantity: 1}}}, surge.ENOTFOUND},
+				"51 lines":                  {checkout.Request{RequestID: "x", Lines: many}, surge.EINVALID},
+				"an SKU twice":              {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}, {SKU: cup.ID, Quantity: 1}}}, surge.EINVALID},
+				"no quantity":               {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID}}}, surge.EINVALID},
+				"a coupon on another order": {checkout.Request{RequestID: "x", Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}}, Coupons: surge.IDList{f2}}, surge.ECONFLICT},
+				"no request id":             {checkout.Request{Lines: []coupon.CartLine{{SKU: cup.ID, Quantity: 1}}}, surge.EINVALID},
 			} {
 				_, err := s.Checkout(ctx, c.in)
 				wantCode(t, name, err, c.code)
 			}
 			_, err = tm.m1.Checkout(ctx, checkout.Request{RequestID: "x", Lines: both})
 			wantCode(t, "a merchant checking out", err, surge.EFORBIDDEN)
-			if stockOf(cup) != 4 || stockOf(pot) != 4 {
-				t.Fatalf("stock after the refusals: %d and %d; want 4 and 4", stockOf(cup), stockOf(pot))
+			if stockOf(cup) != 3 || stockOf(pot) != 4 {
+				t.Fatalf("stock after the refusals: %d and %d; want 3 and 4", stockOf(cup), stockOf(pot))
 			}
 		})
 	}
