@@ -133,8 +133,9 @@ type CouponStore interface {
 	// before now, or node held it: restarted, it takes up its own grants at once) and holds it
 	// until until; nil when there is none.
 	LeaseGrant(ctx context.Context, node int64, now, until time.Time) (*CouponGrant, error)
-	// SaveGrant writes a grant's progress and state, and holds it until until.
-	SaveGrant(ctx context.Context, g *CouponGrant, until time.Time) error
+	// SaveGrant writes a grant's progress and state for node, which holds it, and holds it
+	// until until. Returns ECONFLICT, writing nothing, if another node holds it now.
+	SaveGrant(ctx context.Context, g *CouponGrant, node int64, until time.Time) error
 }
 
 // The states of a bulk grant.

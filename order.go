@@ -124,13 +124,14 @@ type OrderStore interface {
 	// not an error: created is false and o is overwritten with the stored order.
 	CreateOrder(ctx context.Context, o *Order) (created bool, err error)
 	// CreateCheckout stores an ordinary checkout's order (o.Lines set, ItemID 0) and takes each
-	// line's units from its SKU's stock not allotted to sale sessions, all or none, in one
-	// transaction: ESOLDOUT names the first SKU that has too few, ENOTFOUND one that does not
+	// line's units from its SKU's stock that sales do not hold (the allotments of sessions not
+	// ended, and what ended ones sold), all or none, in one transaction: ESOLDOUT names the first SKU that has too few, ENOTFOUND one that does not
 	// exist. A checkout with the same user and request id already there is not an error:
 	// created is false and o is overwritten with the stored order.
 	CreateCheckout(ctx context.Context, o *Order, now time.Time) (created bool, err error)
-	// SettleCheckout settles a paid or cancelled checkout's stock once: a cancelled one gives
-	// its units back to its SKUs. Both mark it settled; settling again does nothing.
+	// SettleCheckout gives a cancelled checkout's units back to its SKUs, once: again, or for
+	// an order that is not a cancelled checkout, it does nothing. It does not mark the order's
+	// stock settled (MarkStockSettled does, once its coupons and events are done too).
 	SettleCheckout(ctx context.Context, id int64) error
 	// CreateOrders stores many orders in one transaction, skipping those whose item, user and
 	// request id are already there, and reports which it created.

@@ -115,7 +115,14 @@ func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*sur
 	}
 	created, err := s.orders.CreateCheckout(ctx, o, s.now())
 	if err != nil {
-		if len(in.Coupons) > 0 {
+		// The same request, made at once elsewhere, may have made the order meanwhile: then
+		// it is the answer, and its coupons stay on it.
+		if first, ferr := s.orders.OrderByRequest(ctx, 0, a.UserID, in.RequestID); ferr == nil {
+			return first, nil
+		}
+		// Only the attempt that drew the order the coupons are on gives them back; another
+		// attempt's order may yet be made, and the lock sweep returns what stays unmade.
+		if len(in.Coupons) > 0 && ref.Order == attempt {
 			if err := s.coupons.Unlock(ctx, []coupon.OrderRef{ref}, []int64{attempt}); err != nil {
 				s.log.WarnContext(ctx, "coupons of a refused checkout not given back; the sweep will", "order", ref.Order, "err", err)
 			}

@@ -36,7 +36,11 @@ func ReadUsers(r io.Reader) ([]int64, error) {
 	line := 0
 	for sc.Scan() {
 		line++
-		field, _, _ := bytes.Cut(sc.Bytes(), []byte(","))
+		text := sc.Bytes()
+		if line == 1 {
+			text = bytes.TrimPrefix(text, []byte("\xef\xbb\xbf")) // the byte-order mark spreadsheets write
+		}
+		field, _, _ := bytes.Cut(text, []byte(","))
 		field = bytes.Trim(bytes.TrimSpace(field), `"`)
 		if len(field) == 0 || line == 1 && strings.EqualFold(string(field), "user_id") {
 			continue
@@ -155,18 +159,35 @@ func (s *Service) RunGrants(ctx context.Context, node int64, perSecond float64) 
 			}
 			continue
 		}
-		if err := s.runGrant(ctx, g, limit); err != nil && ctx.Err() == nil {
+		err = s.runGrant(ctx, node, g, limit)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			continue
+		case surge.ErrorCode(err) == surge.ECONFLICT: // another node took it over
+			s.log.InfoContext(ctx, "coupon grant taken over by another node", "grant", g.ID)
+		default:
 			s.log.WarnContext(ctx, "coupon grant paused; it goes on shortly", "grant", g.ID, "position", g.Position, "err", err)
 			g.UpdatedAt = s.now().UTC()
-			s.store.SaveGrant(ctx, g, s.now().Add(grantRetry)) // or the lease ends on its own
+			_ = s.store.SaveGrant(ctx, g, node, s.now()) // or the lease ends on its own
+		}
+		select { // whatever failed gets a moment before this node takes a grant again
+		case <-ctx.Done():
+		case <-time.After(grantRetry):
 		}
 	}
 }
 
+// grantKey is a grant's request id in its users' claims: shoppers' own request ids hold no
+// control character (see claim), so none of them is a grant's.
+func grantKey(grant int64) string { return "\x00grant-" + strconv.FormatInt(grant, 10) }
+
+// maxGrantDraws bounds the claims one user of a grant makes while a budget has money left
+// that the amount drawn did not fit (each claim draws anew).
+const maxGrantDraws = 8
+
 // runGrant goes through a grant's users from its position, saving its progress every second.
-func (s *Service) runGrant(ctx context.Context, g *surge.CouponGrant, limit *rate.Limiter) error {
+func (s *Service) runGrant(ctx context.Context, node int64, g *surge.CouponGrant, limit *rate.Limiter) error {
 	s.log.InfoContext(ctx, "coupon grant running", "grant", g.ID, "batch", g.BatchID, "users", g.Users, "position", g.Position)
-	key := "grant-" + strconv.FormatInt(g.ID, 10)
 	saved := time.Now()
 	for g.Position < g.Users && g.State == surge.GrantRunning {
 		users, err := s.store.GrantUsers(ctx, g.ID, g.Position, surge.GrantChunk)
@@ -177,10 +198,7 @@ func (s *Service) runGrant(ctx context.Context, g *surge.CouponGrant, limit *rat
 			return surge.Errorf(surge.EINTERNAL, "grant %d has %d users stored, not %d", g.ID, g.Position, g.Users)
 		}
 		for _, u := range users {
-			if err := limit.Wait(ctx); err != nil {
-				return err
-			}
-			_, _, err := s.claimAs(ctx, surge.Actor{UserID: u, Role: surge.RoleShopper}, g.BatchID, ClaimRequest{RequestID: key}, true)
+			err := s.grantOne(ctx, g, u, limit)
 			switch surge.ErrorCode(err) {
 			case "":
 				g.Granted++
@@ -204,7 +222,7 @@ func (s *Service) runGrant(ctx context.Context, g *surge.CouponGrant, limit *rat
 			g.State = surge.GrantDone
 		}
 		g.UpdatedAt = s.now().UTC()
-		if err := s.store.SaveGrant(ctx, g, s.now().Add(grantLease)); err != nil {
+		if err := s.store.SaveGrant(ctx, g, node, s.now().Add(grantLease)); err != nil {
 			return err
 		}
 		saved = time.Now()
@@ -212,4 +230,25 @@ func (s *Service) runGrant(ctx context.Context, g *surge.CouponGrant, limit *rat
 			"granted", g.Granted, "refused", g.Refused, "state", g.State)
 	}
 	return nil
+}
+
+// grantOne claims a grant's coupon for one user. A budget that has money left, but less than
+// the amount drawn, is claimed again (each claim draws anew), a few times, before its "all
+// issued" stops the grant.
+func (s *Service) grantOne(ctx context.Context, g *surge.CouponGrant, user int64, limit *rate.Limiter) error {
+	for range maxGrantDraws {
+		if err := limit.Wait(ctx); err != nil {
+			return err
+		}
+		_, _, err := s.claimAs(ctx, surge.Actor{UserID: user, Role: surge.RoleShopper}, g.BatchID, ClaimRequest{RequestID: grantKey(g.ID)}, true)
+		if surge.ErrorCode(err) != surge.ESOLDOUT {
+			return err
+		}
+		rule, rerr := s.ruleOf(ctx, g.BatchID)
+		is, ierr := s.ledger.Issuance(ctx, g.BatchID)
+		if rerr != nil || ierr != nil || is.Left == 0 || rule.Kind != Envelope || is.Left < max(rule.Min, rule.Value) {
+			return err
+		}
+	}
+	return surge.Errorf(surge.ESOLDOUT, "budget %d: what is left fitted none of %d envelopes drawn", g.BatchID, maxGrantDraws)
 }

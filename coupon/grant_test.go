@@ -23,6 +23,7 @@ func TestReadUsers(t *testing.T) {
 	}{
 		{"one a line", "1\n2\r\n3\n", []int64{1, 2, 3}, ""},
 		{"csv with a header", "user_id,name\n\"7\",ann\n8,bo\n\n9\n", []int64{7, 8, 9}, ""},
+		{"a spreadsheet's byte-order mark", "\xef\xbb\xbfuser_id\n4\n", []int64{4}, ""},
 		{"twice", "5\n6\n5\n", []int64{5, 6}, ""},
 		{"not an id", "1\nabc\n", nil, `line 2: "abc" is not a user id`},
 		{"zero", "0\n", nil, "line 1"},
@@ -161,6 +162,60 @@ func TestGrantRuns(t *testing.T) {
 	}
 	if _, err := svc.GrantStatus(ctx, op, b.ID+1, g.ID); surge.ErrorCode(err) != surge.ENOTFOUND {
 		t.Fatalf("a grant read under another batch = %v; want ENOTFOUND", err)
+	}
+	// A shopper cannot send a grant's request id, and so take its users' place.
+	_, err = svc.Claim(ctx, surge.Actor{UserID: 10_003, Role: surge.RoleShopper}, b.ID, coupon.ClaimRequest{RequestID: fmt.Sprint("\x00grant-", g.ID)})
+	wantCode(t, "a claim with a control character", err, surge.EINVALID)
+}
+
+// A grant of red envelopes of random amounts goes on while the budget has money left, drawing
+// again for a user whose amount did not fit, and stops once too little is left.
+func TestGrantSpendsABudget(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t)
+	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	svc := coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler), storetest.IDs(), nil)
+	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	now := time.Now().UTC()
+	b, err := svc.CreateBatch(ctx, op, coupon.BatchInput{Name: "rain", Rule: coupon.Rule{Kind: coupon.Envelope, Min: 1, Max: 100, Currency: "CNY",
+		Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, Total: 1000, PerUser: 100, ClaimFrom: now, ClaimUntil: now.Add(time.Hour), ValidDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Publish(ctx, op, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	users := make(surge.IDList, 200)
+	for i := range users {
+		users[i] = int64(30_000 + i)
+	}
+	g, err := svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "rain", Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); svc.RunGrants(runCtx, 1, 1e6) }()
+	for deadline := time.Now().Add(20 * time.Second); g.State == surge.GrantRunning; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the grant is still %+v", g)
+		}
+		if g, err = svc.GrantStatus(ctx, op, b.ID, g.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-done
+	is, err := svc.Issuance(ctx, b.ID)
+	states, serr := db.CouponStates(ctx, b.ID)
+	if err != nil || serr != nil || g.State != surge.GrantStopped || states[surge.CouponIssued].Value != is.Issued || is.Issued > 1000 ||
+		is.Left >= 70 || states[surge.CouponIssued].Count != g.Granted {
+		t.Fatalf("grant %+v; issuance %+v; stored %+v; want it stopped with little left (redrawn), what was granted stored",
+			g, is, states)
 	}
 }
 

@@ -329,7 +329,6 @@ func TestBudgetNeverOverspends(t *testing.T) {
 			if err != nil || is.Issued != sum || is.Total != total || is.Issued+is.Left != total {
 				t.Fatalf("issuance %+v, %v; granted %d in all of a total of %d", is, err, sum, total)
 			}
-			time.Sleep(300 * time.Millisecond) // DEBUG
 			if is.Left > 0 {
 				if _, err := l.Claim(ctx, budget, shoppers+2, "rest", 999_999, is.Left, nil); err != nil {
 					t.Fatalf("a claim of the %d left = %v", is.Left, err)

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/maypok86/otter/v2"
 
@@ -365,6 +367,9 @@ func (s *Service) Claim(ctx context.Context, a surge.Actor, id int64, in ClaimRe
 }
 
 func (s *Service) claim(ctx context.Context, a surge.Actor, id int64, in ClaimRequest) (*surge.Coupon, bool, error) {
+	if strings.ContainsFunc(in.RequestID, unicode.IsControl) { // those are the grants' (grantKey)
+		return nil, false, surge.Errorf(surge.EINVALID, "request_id must not hold control characters")
+	}
 	return s.claimAs(ctx, a, id, in, false)
 }
 

@@ -33,12 +33,12 @@ func (s *Store) CreateCheckout(ctx context.Context, o *surge.Order, now time.Tim
 			if err != nil {
 				return err
 			}
-			allotted, err := s.allotted(ctx, tx, l.SKUID, 0, now)
+			taken, err := s.takenBySales(ctx, tx, l.SKUID, now)
 			if err != nil {
 				return err
 			}
-			if k.Stock-allotted < l.Quantity {
-				return surge.Errorf(surge.ESOLDOUT, "SKU %d has %d units to sell, not %d", l.SKUID, max(k.Stock-allotted, 0), l.Quantity)
+			if k.Stock-taken < l.Quantity {
+				return surge.Errorf(surge.ESOLDOUT, "SKU %d has %d units to sell, not %d", l.SKUID, max(k.Stock-taken, 0), l.Quantity)
 			}
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE skus SET stock = stock - ? WHERE id = ?`), l.Quantity, l.SKUID); err != nil {
 				return err
@@ -62,22 +62,38 @@ func (s *Store) CreateCheckout(ctx context.Context, o *surge.Order, now time.Tim
 	return created, err
 }
 
-// SettleCheckout implements surge.OrderStore. Marking the order settled and giving its units
-// back happen in one transaction, and only the one that marks it gives anything back.
+// takenBySales is what sales hold of an SKU's stock: the allotments of sessions that have not
+// ended, and what ended sessions sold (their orders not cancelled), which the SKU's stock still
+// counts.
+func (s *Store) takenBySales(ctx context.Context, q querier, skuID int64, now time.Time) (int64, error) {
+	allotted, err := s.allotted(ctx, q, skuID, 0, now)
+	if err != nil {
+		return 0, err
+	}
+	var sold int64
+	err = q.QueryRowContext(ctx, s.q(`SELECT COALESCE(SUM(o.quantity), 0) FROM orders o JOIN sessions se ON se.id = o.session_id
+		WHERE o.sku_id = ? AND o.item_id <> 0 AND o.state <> ? AND se.end_at <= ?`), skuID, string(surge.OrderCancelled), ms(now)).Scan(&sold)
+	return allotted + sold, s.wrap(err, "sold units")
+}
+
+// SettleCheckout implements surge.OrderStore. Giving the units back and recording that it did
+// (stock_back) happen in one transaction, and only the one that records it gives anything back.
+// The order's stock_settled waits for its coupons and events too (MarkStockSettled).
 func (s *Store) SettleCheckout(ctx context.Context, id int64) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		o, err := s.orderWhere(ctx, tx, `id = ?`+s.dialect.ForUpdate, id)
 		if err != nil {
 			return err
 		}
-		if o.StockSettled || !o.Checkout() || (o.State != surge.OrderPaid && o.State != surge.OrderCancelled) {
-			return nil
+		if !o.Checkout() || o.State != surge.OrderCancelled {
+			return nil // a paid checkout's units stay sold
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET stock_settled = 1 WHERE id = ?`), id); err != nil {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET stock_back = 1 WHERE id = ? AND stock_back = 0`), id)
+		if err != nil {
 			return err
 		}
-		if o.State == surge.OrderPaid {
-			return nil
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // given back before
 		}
 		for _, l := range slices.SortedFunc(slices.Values(o.Lines), func(a, b surge.OrderLine) int { return cmp.Compare(a.SKUID, b.SKUID) }) {
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE skus SET stock = stock + ? WHERE id = ?`), l.Quantity, l.SKUID); err != nil {

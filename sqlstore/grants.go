@@ -119,10 +119,20 @@ func (s *Store) LeaseGrant(ctx context.Context, node int64, now, until time.Time
 }
 
 // SaveGrant implements surge.CouponStore.
-func (s *Store) SaveGrant(ctx context.Context, g *surge.CouponGrant, until time.Time) error {
-	_, err := s.exec(ctx, s.q(`UPDATE coupon_grants SET position = ?, granted = ?, refused = ?, state = ?, reason = ?, updated_at = ?,
-		lease_until = ? WHERE id = ?`), g.Position, g.Granted, g.Refused, g.State, g.Reason, ms(g.UpdatedAt), ms(until), g.ID)
-	return s.wrap(err, "coupon grant")
+func (s *Store) SaveGrant(ctx context.Context, g *surge.CouponGrant, node int64, until time.Time) error {
+	res, err := s.exec(ctx, s.q(`UPDATE coupon_grants SET position = ?, granted = ?, refused = ?, state = ?, reason = ?, updated_at = ?,
+		lease_until = ? WHERE id = ? AND lease_by = ?`), g.Position, g.Granted, g.Refused, g.State, g.Reason, ms(g.UpdatedAt), ms(until), g.ID, node)
+	if err != nil {
+		return s.wrap(err, "coupon grant")
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.wrap(err, "coupon grant")
+	}
+	if n == 0 {
+		return surge.Errorf(surge.ECONFLICT, "coupon grant %d is held by another node", g.ID)
+	}
+	return nil
 }
 
 func (s *Store) grants(ctx context.Context, q querier, where string, args ...any) ([]*surge.CouponGrant, error) {

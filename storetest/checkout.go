@@ -93,20 +93,44 @@ func RunCheckouts(t *testing.T, open Open) {
 	if stock(a) != 6 || stock(b) != 3 {
 		t.Fatalf("stock after a cancelled checkout settled twice: %d and %d; want 6 and 3", stock(a), stock(b))
 	}
-	if list, err := f.s.UnsettledStock(f.ctx, 100); err != nil || len(list) != 0 {
-		t.Fatalf("UnsettledStock = %d, %v; want none", len(list), err)
+	// Settled stock is marked apart, once the order's coupons and events are done too.
+	if list, err := f.s.UnsettledStock(f.ctx, 100); err != nil || len(list) != 1 || list[0].ID != o.ID {
+		t.Fatalf("UnsettledStock = %d, %v; want the cancelled checkout until it is marked", len(list), err)
 	}
+	must(t, "MarkStockSettled", f.s.MarkStockSettled(f.ctx, o.ID))
+	must(t, "SettleCheckout after it is marked", f.s.SettleCheckout(f.ctx, o.ID))
+	if stock(a) != 6 {
+		t.Fatalf("stock after a settled checkout settled again: %d; want 6", stock(a))
+	}
+
+	// Pending or paid, a checkout's units stay taken.
 	paid := f.checkout(8, "paid", surge.OrderLine{SKUID: b.ID, Quantity: 1, Unit: 1})
 	_, err = f.s.CreateCheckout(f.ctx, paid, f.now)
 	must(t, "CreateCheckout", err)
 	must(t, "SettleCheckout pending", f.s.SettleCheckout(f.ctx, paid.ID))
-	if list, err := f.s.UnsettledStock(f.ctx, 100); err != nil || len(list) != 0 {
-		t.Fatalf("UnsettledStock = %d, %v; want none: the pending checkout is not settled", len(list), err)
+	if stored, err := f.s.OrderByID(f.ctx, paid.ID); err != nil || stored.StockSettled || stock(b) != 2 {
+		t.Fatalf("a pending checkout settled: %+v, %v, stock %d; want unsettled, 2 left", stored, err, stock(b))
 	}
 	_, err = f.s.Transition(f.ctx, paid.ID, surge.OrderPendingPayment, surge.OrderPaid, "", f.now)
 	must(t, "Transition", err)
 	must(t, "SettleCheckout", f.s.SettleCheckout(f.ctx, paid.ID))
-	if stored, err := f.s.OrderByID(f.ctx, paid.ID); err != nil || !stored.StockSettled || stock(b) != 2 {
-		t.Fatalf("a paid checkout settled: %+v, %v, stock %d; want settled, 2 left", stored, err, stock(b))
+	if stock(b) != 2 {
+		t.Fatalf("a paid checkout settled: stock %d; want 2 left", stock(b))
 	}
+
+	// What an ended sale sold stays out of the checkouts' reach: B's session ends having sold 2.
+	ended := f.session(f.now.Add(-2*time.Hour), f.now.Add(-time.Hour))
+	it := &surge.SessionItem{ID: f.id(), SessionID: ended.ID, SKUID: b.ID, Allotted: 2, SalePrice: surge.Money{Amount: 99, Currency: "CNY"}, PerUserLimit: 1}
+	must(t, "AddItem", f.s.AddItem(f.ctx, it, f.now.Add(-3*time.Hour))) // planned before it started
+	for i, st := range []surge.OrderState{surge.OrderPaid, surge.OrderPendingPayment, surge.OrderCancelled} {
+		id := f.id()
+		sold := &surge.Order{ID: id, TxnID: fmt.Sprint("T", id), RequestID: fmt.Sprint("sale-", i), UserID: 9, SessionID: ended.ID,
+			ItemID: it.ID, SKUID: b.ID, MerchantID: 1, Quantity: 1, Amount: surge.Money{Amount: 99, Currency: "CNY"}, State: st,
+			CreatedAt: f.now.Add(-90 * time.Minute), ExpiresAt: f.now.Add(-80 * time.Minute)}
+		if _, err := f.s.CreateOrder(f.ctx, sold); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = f.s.CreateCheckout(f.ctx, f.checkout(9, "after-sale", surge.OrderLine{SKUID: b.ID, Quantity: 1, Unit: 1}), f.now)
+	wantCode(t, "a checkout of units an ended sale sold", err, surge.ESOLDOUT)
 }

@@ -55,13 +55,16 @@ func RunCouponGrants(t *testing.T, open Open) {
 		t.Fatalf("LeaseGrant by its holder, restarted = %+v, %v; want grant %d", mine, err, g.ID)
 	}
 	held.Position, held.Granted, held.Refused, held.UpdatedAt = 1000, 990, 10, f.now.Add(time.Second)
-	must(t, "SaveGrant", f.s.SaveGrant(f.ctx, held, f.now.Add(2*time.Second)))
+	must(t, "SaveGrant", f.s.SaveGrant(f.ctx, held, 1, f.now.Add(2*time.Second)))
 	after, err := f.s.LeaseGrant(f.ctx, 2, f.now.Add(3*time.Second), f.now.Add(time.Minute)) // the holder died
 	if err != nil || after == nil || after.Position != 1000 || after.Granted != 990 || after.Refused != 10 || after.State != surge.GrantRunning {
 		t.Fatalf("LeaseGrant after the lease ended = %+v, %v; want the grant at 1000", after, err)
 	}
+	stale := *held // node 1 wakes up and saves what it did before node 2 took over
+	stale.Position = 1500
+	wantCode(t, "SaveGrant by a node that no longer holds the grant", f.s.SaveGrant(f.ctx, &stale, 1, f.now.Add(time.Minute)), surge.ECONFLICT)
 	after.Position, after.Granted, after.State = 2500, 2490, surge.GrantDone
-	must(t, "SaveGrant", f.s.SaveGrant(f.ctx, after, f.now))
+	must(t, "SaveGrant", f.s.SaveGrant(f.ctx, after, 2, f.now))
 	if none, err := f.s.LeaseGrant(f.ctx, 2, f.now.Add(time.Hour), f.now.Add(2*time.Hour)); err != nil || none != nil {
 		t.Fatalf("LeaseGrant of a done grant = %+v, %v; want none", none, err)
 	}

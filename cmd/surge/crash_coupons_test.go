@@ -221,6 +221,7 @@ func TestKillDuringGrant(t *testing.T) {
 		t.Fatalf("grant %+v; want %d users", g, users)
 	}
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 3))
+	midway := 0 // kills that found the grant part done
 	for cycle := range 4 {
 		killAmid(cmd, 1, time.Duration(700+rng.IntN(900))*time.Millisecond, func() { time.Sleep(10 * time.Millisecond) })
 		cl, cmd = child(t, dir)
@@ -230,6 +231,12 @@ func TestKillDuringGrant(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("cycle %d: %d of %d users gone through, %s", cycle, got.Position, got.Users, got.State)
+		if got.Position > 0 && got.Position < got.Users {
+			midway++
+		}
+	}
+	if midway == 0 {
+		t.Fatalf("no kill came in the middle of the grant; the test proves nothing")
 	}
 	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if g = ok[*surge.CouponGrant](t, "CouponGrant")(tm.op.CouponGrant(ctx, b.ID, g.ID)); g.State != surge.GrantRunning {
