@@ -57,6 +57,7 @@ local k = avail
 if tonumber(ARGV[3]) > 0 then k = math.min(avail, tonumber(ARGV[3])) end
 if k <= 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'available', -k)
+redis.call('HINCRBY', KEYS[1], 'moves', 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. k)
 return k`)
 
@@ -67,6 +68,7 @@ return k`)
 	creditScript = redis.NewScript(`
 if redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'available', tonumber(ARGV[2]))
+  redis.call('HINCRBY', KEYS[1], 'moves', 1)
 end
 return 1`)
 
@@ -370,7 +372,8 @@ const maxLevelReads = 8
 // levelsBucketed adds up the buckets, counting units in transit as available. The buckets are
 // read one after another while transfers may move stock between them, so a read can miss a
 // transfer credited to a bucket already read, or count one twice: the read is repeated until
-// no transfer finished during it (stable). An unstable read is the last one taken.
+// no bucket was debited or credited during it (each counts its moves), which makes it exact
+// (stable). An unstable read is the last one taken.
 func (s *Stock) levelsBucketed(ctx context.Context, itemID int64, l layout) (lv surge.StockLevels, stable bool, err error) {
 	for range maxLevelReads {
 		if lv, stable, err = s.readLevels(ctx, itemID, l); err != nil || stable {
@@ -380,12 +383,12 @@ func (s *Stock) levelsBucketed(ctx context.Context, itemID int64, l layout) (lv 
 	return lv, false, nil
 }
 
-// levelsScript reads a bucket's counters and how many transfers it was credited, at once.
+// levelsScript reads a bucket's counters and how many transfers moved its stock, at once.
 var levelsScript = redis.NewScript(`
-local c = redis.call('HMGET', KEYS[1], 'available', 'reserved', 'sold')
-return {tonumber(c[1] or '0'), tonumber(c[2] or '0'), tonumber(c[3] or '0'), redis.call('ZCARD', KEYS[2])}`)
+local c = redis.call('HMGET', KEYS[1], 'available', 'reserved', 'sold', 'moves')
+return {tonumber(c[1] or '0'), tonumber(c[2] or '0'), tonumber(c[3] or '0'), tonumber(c[4] or '0')}`)
 
-// readLevels reads every bucket once; stable says no transfer was credited meanwhile.
+// readLevels reads every bucket once; stable says no transfer moved stock meanwhile.
 func (s *Stock) readLevels(ctx context.Context, itemID int64, l layout) (surge.StockLevels, bool, error) {
 	var lv surge.StockLevels
 	main, _, _, _, _ := s.bucketKeys(itemID, 0)
@@ -394,15 +397,15 @@ func (s *Stock) readLevels(ctx context.Context, itemID int64, l layout) (surge.S
 		return lv, false, unavailable(err)
 	}
 	lv.Allotted = allotted
-	credited := make([]int64, l.n+1) // transfers each bucket was credited, as it was read
+	moves := make([]int64, l.n+1) // transfers that moved each bucket's stock, as it was read
 	type transit struct {
 		to int
 		id string
 	}
 	var moving []transit // transfers counted as in transit
 	for b := 0; b <= l.n; b++ {
-		counters, _, _, in, out := s.bucketKeys(itemID, b)
-		n, err := levelsScript.Run(ctx, s.c.rdb, []string{counters, in}).Int64Slice()
+		counters, _, _, _, out := s.bucketKeys(itemID, b)
+		n, err := levelsScript.Run(ctx, s.c.rdb, []string{counters}).Int64Slice()
 		if err != nil {
 			return lv, false, unavailable(err)
 		}
@@ -412,7 +415,7 @@ func (s *Stock) readLevels(ctx context.Context, itemID int64, l layout) (surge.S
 		lv.Available += n[0]
 		lv.Reserved += n[1]
 		lv.Sold += n[2]
-		credited[b] = n[3]
+		moves[b] = n[3]
 		pending, err := s.c.rdb.HGetAll(ctx, out).Result()
 		if err != nil {
 			return lv, false, unavailable(err)
@@ -432,16 +435,19 @@ func (s *Stock) readLevels(ctx context.Context, itemID int64, l layout) (surge.S
 			}
 		}
 	}
-	// Stable if no bucket was credited a transfer since it was read (which could have taken
-	// units from a bucket read later), and no transfer counted in transit was credited since
-	// (its units may be counted at both ends).
+	// Stable if no bucket's stock moved since it was read (a transfer finished meanwhile may be
+	// counted at both ends, or at neither), and no transfer counted in transit was credited
+	// since (its units may be counted at both ends).
 	for b := 0; b <= l.n; b++ {
-		_, _, _, in, _ := s.bucketKeys(itemID, b)
-		n, err := s.c.rdb.ZCard(ctx, in).Result()
+		counters, _, _, _, _ := s.bucketKeys(itemID, b)
+		n, err := s.c.rdb.HGet(ctx, counters, "moves").Int64()
+		if errors.Is(err, redis.Nil) {
+			n, err = 0, nil
+		}
 		if err != nil {
 			return lv, false, unavailable(err)
 		}
-		if n != credited[b] {
+		if n != moves[b] {
 			return lv, false, nil
 		}
 	}
