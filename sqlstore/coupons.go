@@ -258,26 +258,22 @@ type lockBatch struct {
 	fresh  map[int64]bool // orders locked in this batch
 }
 
-// writeLocks writes a batch's new locks, in statements of at most maxLockWrite coupons.
+// writeLocks writes a batch's new locks, in statements of at most maxLockWrite coupons, each
+// joining the coupons to a list of their new values: a CASE per column cost each row a
+// comparison per coupon of the statement, a fifth of an embedded node's work in a sale with
+// coupons.
 func (s *Store) writeLocks(ctx context.Context, tx *sql.Tx, b *lockBatch, now time.Time) error {
+	const row = "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT))"
 	for chunk := range slices.Chunk(b.writes, maxLockWrite) {
-		var order, key strings.Builder
 		args := []any{surge.CouponLocked, ms(now)}
-		var keys, by []any
 		for _, id := range chunk {
 			r := b.rows[id]
-			order.WriteString(" WHEN ? THEN CAST(? AS BIGINT)")
-			key.WriteString(" WHEN ? THEN CAST(? AS TEXT)")
-			args = append(args, id, r.order)
-			keys = append(keys, id, r.key)
-			by = append(by, id, r.by)
+			args = append(args, id, r.order, r.key, r.by)
 		}
-		args = append(args, keys...)
-		args = append(args, by...)
 		args = append(args, surge.CouponIssued)
-		args = append(args, anys(chunk)...)
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, locked_at = ?, order_id = CASE id`+order.String()+` END,
-			lock_key = CASE id`+key.String()+` END, lock_by = CASE id`+order.String()+` END WHERE state = ? AND id IN `+list(len(chunk))), args...)
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE coupons SET state = ?, locked_at = ?, order_id = v.column2, lock_key = v.column3,
+			lock_by = v.column4 FROM (VALUES `+row+strings.Repeat(", "+row, len(chunk)-1)+`) AS v
+			WHERE coupons.id = v.column1 AND coupons.state = ?`), args...)
 		if err != nil {
 			return err
 		}
