@@ -3,16 +3,12 @@ package coupon_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
-	"github.com/surgecommerce/surge/ratelimit"
-	"github.com/surgecommerce/surge/stock"
-	"github.com/surgecommerce/surge/storetest"
 )
 
 func TestReadUsers(t *testing.T) {
@@ -80,13 +76,7 @@ func FuzzReadUsers(f *testing.F) {
 // stops there, each user at most once. Drafts, strangers and bad lists are refused.
 func TestGrantRuns(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.SQLite(t)
-	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	svc := coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler), storetest.IDs(), nil)
+	svc, db := newService(t)
 	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	now := time.Now().UTC()
 	in := coupon.BatchInput{Name: "for loyal shoppers", Rule: coupon.Rule{Kind: coupon.Fixed, Value: 100, Currency: "CNY",
@@ -172,13 +162,7 @@ func TestGrantRuns(t *testing.T) {
 // again for a user whose amount did not fit, and stops once too little is left.
 func TestGrantSpendsABudget(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.SQLite(t)
-	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	svc := coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler), storetest.IDs(), nil)
+	svc, db := newService(t)
 	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	now := time.Now().UTC()
 	b, err := svc.CreateBatch(ctx, op, coupon.BatchInput{Name: "rain", Rule: coupon.Rule{Kind: coupon.Envelope, Min: 1, Max: 100, Currency: "CNY",

@@ -12,6 +12,7 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/ratelimit"
+	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/stock"
 	"github.com/surgecommerce/surge/storetest"
 )
@@ -134,13 +135,7 @@ func TestLoadNeverReissues(t *testing.T) {
 // a retry gets its first envelope; an envelope prices into an order for its value.
 func TestBudgetThroughTheService(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.SQLite(t)
-	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	svc := coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler), storetest.IDs(), nil)
+	svc, _ := newService(t)
 	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	now := time.Now().UTC()
 	envelope := func(value, lo, hi int64) coupon.Rule {
@@ -208,4 +203,17 @@ func TestBudgetThroughTheService(t *testing.T) {
 	if err != nil || len(w) != 1 || w[0].Value != first.Value {
 		t.Fatalf("wallet = %+v, %v; want the envelope with its value", w, err)
 	}
+}
+
+// newService is a coupon service on a fresh SQLite store and embedded stock engine, with the
+// store for looking behind it.
+func newService(t *testing.T) (*coupon.Service, *sqlite.DB) {
+	t.Helper()
+	db := storetest.SQLite(t)
+	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler), storetest.IDs(), nil), db
 }

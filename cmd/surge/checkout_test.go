@@ -36,9 +36,7 @@ func TestCheckoutWithCoupons(t *testing.T) {
 			}
 			cup, pot := sku(spu, "-CUP", 2000, 5), sku(spu, "-POT", 5000, 5)
 			batch := func(name string, rule coupon.Rule) *surge.CouponBatch {
-				b := ok[*surge.CouponBatch](t, "CreateCouponBatch")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: name, Rule: rule,
-					Total: 100, PerUser: 5, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
-				return ok[*surge.CouponBatch](t, "PublishCouponBatch")(tm.op.PublishCouponBatch(ctx, b.ID))
+				return liveBatch(t, tm.op, name, rule, 100, 5, 1)
 			}
 			platform := coupon.Scope{Kind: coupon.ScopePlatform}
 			off10 := batch("¥10 off ¥60", coupon.Rule{Kind: coupon.Threshold, Value: 1000, Threshold: 6000, Currency: "CNY", Scope: platform})

@@ -216,11 +216,8 @@ func TestCouponsOnOrders(t *testing.T) {
 			m, cl := start(t, c)
 			ctx := context.Background()
 			tm := newTeam(t, cl)
-			now := time.Now().UTC()
 			batch := func(name string, rule coupon.Rule) *surge.CouponBatch {
-				b := ok[*surge.CouponBatch](t, "CreateCouponBatch")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: name, Rule: rule,
-					Total: 100, PerUser: 5, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
-				return ok[*surge.CouponBatch](t, "PublishCouponBatch")(tm.op.PublishCouponBatch(ctx, b.ID))
+				return liveBatch(t, tm.op, name, rule, 100, 5, 1)
 			}
 			off30 := batch("¥0.30 off", coupon.Rule{Kind: coupon.Fixed, Value: 30, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}})
 			digital := batch("10% off digital", coupon.Rule{Kind: coupon.Percent, Value: 10, Currency: "CNY",
@@ -301,10 +298,8 @@ func TestCouponsOnOrders(t *testing.T) {
 
 			// A budget of ¥0.10 in red envelopes of ¥0.05: two shoppers get one each, a third
 			// is told it is spent; an envelope comes off an order for its value.
-			rain := ok[*surge.CouponBatch](t, "create a budget")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: "red envelope rain",
-				Rule:  coupon.Rule{Kind: coupon.Envelope, Value: 5, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
-				Total: 10, PerUser: 5, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
-			ok[*surge.CouponBatch](t, "publish the budget")(tm.op.PublishCouponBatch(ctx, rain.ID))
+			rain := liveBatch(t, tm.op, "red envelope rain", coupon.Rule{Kind: coupon.Envelope, Value: 5, Currency: "CNY",
+				Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, 10, 5, 1)
 			env := ok[*surge.Coupon](t, "claim an envelope")(s1.ClaimCoupon(ctx, rain.ID, "rain"))
 			ok[*surge.Coupon](t, "claim the other envelope")(s2.ClaimCoupon(ctx, rain.ID, "rain"))
 			_, err = shopper(t, cl, 4_000_003).ClaimCoupon(ctx, rain.ID, "rain")
@@ -364,4 +359,14 @@ func waitCoupon(t *testing.T, c *client.Client, id int64, want string) {
 			t.Fatalf("coupon %d is %s; want %s", id, walletState(t, c, id), want)
 		}
 	}
+}
+
+// liveBatch creates and publishes a batch whose claims are open for an hour, its coupons valid
+// for validDays from their claim.
+func liveBatch(t *testing.T, op *client.Client, name string, rule coupon.Rule, total, perUser, validDays int64) *surge.CouponBatch {
+	t.Helper()
+	ctx, now := context.Background(), time.Now().UTC()
+	b := ok[*surge.CouponBatch](t, "CreateCouponBatch")(op.CreateCouponBatch(ctx, coupon.BatchInput{Name: name, Rule: rule, Total: total,
+		PerUser: perUser, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: validDays}))
+	return ok[*surge.CouponBatch](t, "PublishCouponBatch")(op.PublishCouponBatch(ctx, b.ID))
 }

@@ -41,11 +41,8 @@ func TestKillDuringCouponSale(t *testing.T) {
 	cl, cmd := child(t, dir)
 	tm := newTeam(t, cl)
 	ctx := context.Background()
-	now := time.Now().UTC()
-	b := ok[*surge.CouponBatch](t, "CreateCouponBatch")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: "crash ¥0.20 off",
-		Rule:  coupon.Rule{Kind: coupon.Fixed, Value: 20, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
-		Total: 100_000, PerUser: 1, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 1}))
-	ok[*surge.CouponBatch](t, "PublishCouponBatch")(tm.op.PublishCouponBatch(ctx, b.ID))
+	b := liveBatch(t, tm.op, "crash ¥0.20 off", coupon.Rule{Kind: coupon.Fixed, Value: 20, Currency: "CNY",
+		Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, 100_000, 1, 1)
 	const units = 1500
 	it := openSaleItem(t, tm, units, 1, 900)
 	shoppers := map[int64]*couponShopper{}
@@ -204,11 +201,8 @@ func TestKillDuringGrant(t *testing.T) {
 	cl, cmd := child(t, dir)
 	tm := newTeam(t, cl)
 	ctx := context.Background()
-	now := time.Now().UTC()
-	b := ok[*surge.CouponBatch](t, "CreateCouponBatch")(tm.op.CreateCouponBatch(ctx, coupon.BatchInput{Name: "for our members",
-		Rule:  coupon.Rule{Kind: coupon.Fixed, Value: 300, Currency: "CNY", Scope: coupon.Scope{Kind: coupon.ScopePlatform}},
-		Total: 100_000, PerUser: 3, ClaimFrom: now.Add(-time.Minute), ClaimUntil: now.Add(time.Hour), ValidDays: 30}))
-	ok[*surge.CouponBatch](t, "PublishCouponBatch")(tm.op.PublishCouponBatch(ctx, b.ID))
+	b := liveBatch(t, tm.op, "for our members", coupon.Rule{Kind: coupon.Fixed, Value: 300, Currency: "CNY",
+		Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, 100_000, 3, 30)
 	const users, first = 4000, int64(7_000_000)
 	var file strings.Builder
 	file.WriteString("user_id\n")
