@@ -127,6 +127,8 @@ type CouponStore interface {
 	CreateGrant(ctx context.Context, g *CouponGrant, users []int64) (*CouponGrant, error)
 	// CouponGrant returns ENOTFOUND if there is no such grant.
 	CouponGrant(ctx context.Context, id int64) (*CouponGrant, error)
+	// CouponGrantByRequest returns a batch's grant stored with a request id, or ENOTFOUND.
+	CouponGrantByRequest(ctx context.Context, batch int64, requestID string) (*CouponGrant, error)
 	// GrantUsers returns up to n (1-GrantChunk) of a grant's users, from the from-th (0 first).
 	GrantUsers(ctx context.Context, grant, from int64, n int) ([]int64, error)
 	// LeaseGrant takes for node the oldest running grant nobody else holds (its lease ended

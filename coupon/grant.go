@@ -89,7 +89,8 @@ type GrantInput struct {
 }
 
 // Grant stores a bulk grant of a live batch for the nodes to run (RunGrants): operators for any
-// batch, merchants for their own. The same request id again returns the grant stored first.
+// batch, merchants for their own. The same request id again returns the grant stored first,
+// also once the batch went offline.
 func (s *Service) Grant(ctx context.Context, a surge.Actor, batch int64, in GrantInput) (*surge.CouponGrant, error) {
 	if err := surge.ValidateRequestID(in.RequestID); err != nil {
 		return nil, err
@@ -104,6 +105,13 @@ func (s *Service) Grant(ctx context.Context, a surge.Actor, batch int64, in Gran
 		}
 	}
 	b, err := s.store.CouponBatch(ctx, batch)
+	if err == nil && owns(a, b) { // a retry gets the grant stored first, whatever the batch's state now
+		if g, err := s.store.CouponGrantByRequest(ctx, batch, in.RequestID); err == nil {
+			return g, nil
+		} else if surge.ErrorCode(err) != surge.ENOTFOUND {
+			return nil, err
+		}
+	}
 	switch {
 	case err != nil:
 		return nil, err

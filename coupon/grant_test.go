@@ -156,6 +156,16 @@ func TestGrantRuns(t *testing.T) {
 	// A shopper cannot send a grant's request id, and so take its users' place.
 	_, err = svc.Claim(ctx, surge.Actor{UserID: 10_003, Role: surge.RoleShopper}, b.ID, coupon.ClaimRequest{RequestID: fmt.Sprint("\x00grant-", g.ID)})
 	wantCode(t, "a claim with a control character", err, surge.EINVALID)
+
+	// Offline, the batch takes no new grant; a retried request still gets its grant.
+	if _, err := svc.Offline(ctx, op, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "g", Users: users}); err != nil || again.ID != g.ID {
+		t.Fatalf("a retried grant of an offline batch = %+v, %v; want grant %d", again, err, g.ID)
+	}
+	_, err = svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "new", Users: users})
+	wantCode(t, "a new grant of an offline batch", err, surge.ECONFLICT)
 }
 
 // A grant of red envelopes of random amounts goes on while the budget has money left, drawing

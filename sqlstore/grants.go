@@ -68,6 +68,18 @@ func (s *Store) CouponGrant(ctx context.Context, id int64) (*surge.CouponGrant, 
 	return list[0], nil
 }
 
+// CouponGrantByRequest implements surge.CouponStore.
+func (s *Store) CouponGrantByRequest(ctx context.Context, batch int64, requestID string) (*surge.CouponGrant, error) {
+	list, err := s.grants(ctx, s.db, `batch_id = ? AND request_id = ?`, batch, requestID)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, surge.Errorf(surge.ENOTFOUND, "coupon grant not found")
+	}
+	return list[0], nil
+}
+
 // GrantUsers implements surge.CouponStore.
 func (s *Store) GrantUsers(ctx context.Context, grant, from int64, n int) ([]int64, error) {
 	n = min(max(n, 1), surge.GrantChunk)

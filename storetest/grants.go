@@ -43,6 +43,11 @@ func RunCouponGrants(t *testing.T, open Open) {
 	}
 	_, err = f.s.CouponGrant(f.ctx, f.id())
 	wantCode(t, "an unknown grant", err, surge.ENOTFOUND)
+	if byReq, err := f.s.CouponGrantByRequest(f.ctx, b.ID, "grant-1"); err != nil || byReq.ID != g.ID {
+		t.Fatalf("CouponGrantByRequest = %+v, %v; want grant %d", byReq, err, g.ID)
+	}
+	_, err = f.s.CouponGrantByRequest(f.ctx, b.ID, "grant-2")
+	wantCode(t, "a grant never requested", err, surge.ENOTFOUND)
 
 	held, err := f.s.LeaseGrant(f.ctx, 1, f.now, f.now.Add(time.Minute))
 	if err != nil || held == nil || held.ID != g.ID {
