@@ -129,6 +129,8 @@ type CouponStore interface {
 	CouponGrant(ctx context.Context, id int64) (*CouponGrant, error)
 	// CouponGrantByRequest returns a batch's grant stored with a request id, or ENOTFOUND.
 	CouponGrantByRequest(ctx context.Context, batch int64, requestID string) (*CouponGrant, error)
+	// RunningGrants counts the running grants of a merchant's batches (0: the platform's).
+	RunningGrants(ctx context.Context, merchant int64) (int64, error)
 	// GrantUsers returns up to n (1-GrantChunk) of a grant's users, from the from-th (0 first).
 	GrantUsers(ctx context.Context, grant, from int64, n int) ([]int64, error)
 	// LeaseGrant takes for node the oldest running grant nobody else holds (its lease ended
@@ -150,7 +152,10 @@ const (
 // Bounds of a bulk grant.
 const (
 	MaxGrantUsers = 1_000_000 // users of one grant
-	GrantChunk    = 1000      // users stored, and gone through, together
+	// MaxRunningGrants bounds the grants of one shop's (or the platform's) batches that wait or
+	// run at once: grants run one after another, and one shop's must not hold up the others'.
+	MaxRunningGrants = 20
+	GrantChunk       = 1000 // users stored, and gone through, together
 )
 
 // CouponGrant is an operator's grant of one coupon of a batch to each of a list of users.

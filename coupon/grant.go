@@ -120,6 +120,11 @@ func (s *Service) Grant(ctx context.Context, a surge.Actor, batch int64, in Gran
 	case b.State != surge.BatchLive:
 		return nil, surge.Errorf(surge.ECONFLICT, "batch %d is %s; coupons are granted from a live batch", batch, b.State)
 	}
+	if n, err := s.store.RunningGrants(ctx, b.MerchantID); err != nil {
+		return nil, err
+	} else if n >= surge.MaxRunningGrants {
+		return nil, surge.Errorf(surge.ELIMIT, "%d grants of this shop's batches are waiting or running; send this one once one is done", n)
+	}
 	id, err := s.ids()
 	if err != nil {
 		return nil, err

@@ -219,3 +219,30 @@ func wantCode(t *testing.T, what string, err error, code string) {
 		t.Fatalf("%s: %v; want %s", what, err, code)
 	}
 }
+
+// One shop's grants waiting or running at once are bounded, so that it cannot hold up the
+// others'; a retry of one of them is still answered.
+func TestGrantsAreBounded(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := newService(t)
+	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
+	now := time.Now().UTC()
+	b, err := svc.CreateBatch(ctx, op, coupon.BatchInput{Name: "many grants", Rule: coupon.Rule{Kind: coupon.Fixed, Value: 100, Currency: "CNY",
+		Scope: coupon.Scope{Kind: coupon.ScopePlatform}}, Total: 1000, PerUser: 1, ClaimFrom: now, ClaimUntil: now.Add(time.Hour), ValidDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Publish(ctx, op, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := range surge.MaxRunningGrants {
+		if _, err := svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: fmt.Sprint("q", i), Users: surge.IDList{int64(100 + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "one-more", Users: surge.IDList{5}})
+	wantCode(t, "a grant past the bound", err, surge.ELIMIT)
+	if g, err := svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "q3", Users: surge.IDList{103}}); err != nil || g.Users != 1 {
+		t.Fatalf("a retried grant = %+v, %v; want the stored one", g, err)
+	}
+}

@@ -80,6 +80,14 @@ func (s *Store) CouponGrantByRequest(ctx context.Context, batch int64, requestID
 	return list[0], nil
 }
 
+// RunningGrants implements surge.CouponStore.
+func (s *Store) RunningGrants(ctx context.Context, merchant int64) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM coupon_grants g JOIN coupon_batches b ON b.id = g.batch_id
+		WHERE g.state = ? AND b.merchant_id = ?`), surge.GrantRunning, merchant).Scan(&n)
+	return n, s.wrap(err, "coupon grants")
+}
+
 // GrantUsers implements surge.CouponStore.
 func (s *Store) GrantUsers(ctx context.Context, grant, from int64, n int) ([]int64, error) {
 	n = min(max(n, 1), surge.GrantChunk)

@@ -48,6 +48,12 @@ func RunCouponGrants(t *testing.T, open Open) {
 	}
 	_, err = f.s.CouponGrantByRequest(f.ctx, b.ID, "grant-2")
 	wantCode(t, "a grant never requested", err, surge.ENOTFOUND)
+	if n, err := f.s.RunningGrants(f.ctx, b.MerchantID); err != nil || n != 1 {
+		t.Fatalf("RunningGrants = %d, %v; want 1", n, err)
+	}
+	if n, err := f.s.RunningGrants(f.ctx, f.id()); err != nil || n != 0 {
+		t.Fatalf("RunningGrants of another shop = %d, %v; want 0", n, err)
+	}
 
 	held, err := f.s.LeaseGrant(f.ctx, 1, f.now, f.now.Add(time.Minute))
 	if err != nil || held == nil || held.ID != g.ID {
