@@ -124,8 +124,8 @@ type OrderStore interface {
 	// not an error: created is false and o is overwritten with the stored order.
 	CreateOrder(ctx context.Context, o *Order) (created bool, err error)
 	// CreateCheckout stores an ordinary checkout's order (o.Lines set, ItemID 0) and takes each
-	// line's units from its SKU's stock that sales do not hold (the allotments of sessions not
-	// ended, and what ended ones sold), all or none, in one transaction: ESOLDOUT names the first SKU that has too few, ENOTFOUND one that does not
+	// line's units from its SKU's stock not allotted to sessions that have not ended (as a new
+	// session's allotment is checked), all or none, in one transaction: ESOLDOUT names the first SKU that has too few, ENOTFOUND one that does not
 	// exist. A checkout with the same user and request id already there is not an error:
 	// created is false and o is overwritten with the stored order.
 	CreateCheckout(ctx context.Context, o *Order, now time.Time) (created bool, err error)

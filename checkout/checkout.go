@@ -84,7 +84,8 @@ func (r Request) validate() error {
 // coupons named, waiting for payment. A retry with the same request id returns the first
 // order. Refusals: EINVALID (a bad request, SKUs of two shops or currencies, a coupon that does
 // not apply), ENOTFOUND (an unknown SKU, or a coupon not the shopper's), ECONFLICT (a coupon
-// used or on another order), ESOLDOUT (an SKU without the units; its coupons are given back).
+// used or on another order), ESOLDOUT (an SKU without the units; the attempt's coupons are given
+// back, and a retry's stay locked until the lock sweep returns them).
 func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*surge.Order, error) {
 	if a.Role != surge.RoleShopper {
 		return nil, surge.Errorf(surge.EFORBIDDEN, "checkouts are for shoppers")
@@ -117,12 +118,14 @@ func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*sur
 	if err != nil {
 		// The same request, made at once elsewhere, may have made the order meanwhile: then
 		// it is the answer, and its coupons stay on it.
-		if first, ferr := s.orders.OrderByRequest(ctx, 0, a.UserID, in.RequestID); ferr == nil {
+		first, ferr := s.orders.OrderByRequest(ctx, 0, a.UserID, in.RequestID)
+		if ferr == nil {
 			return first, nil
 		}
-		// Only the attempt that drew the order the coupons are on gives them back; another
-		// attempt's order may yet be made, and the lock sweep returns what stays unmade.
-		if len(in.Coupons) > 0 && ref.Order == attempt {
+		// Only the attempt that drew the order the coupons are on gives them back, and only
+		// once the store says that order is not there; another attempt's order may yet be
+		// made, and the lock sweep returns what stays unmade (after 5 minutes).
+		if len(in.Coupons) > 0 && ref.Order == attempt && surge.ErrorCode(ferr) == surge.ENOTFOUND {
 			if err := s.coupons.Unlock(ctx, []coupon.OrderRef{ref}, []int64{attempt}); err != nil {
 				s.log.WarnContext(ctx, "coupons of a refused checkout not given back; the sweep will", "order", ref.Order, "err", err)
 			}

@@ -123,7 +123,7 @@ func (s *Service) Grant(ctx context.Context, a surge.Actor, batch int64, in Gran
 	if n, err := s.store.RunningGrants(ctx, b.MerchantID); err != nil {
 		return nil, err
 	} else if n >= surge.MaxRunningGrants {
-		return nil, surge.Errorf(surge.ELIMIT, "%d grants of this shop's batches are waiting or running; send this one once one is done", n)
+		return nil, surge.Errorf(surge.ERATELIMIT, "%d grants of this shop's batches are waiting or running; send this one once one is done", n)
 	}
 	id, err := s.ids()
 	if err != nil {
@@ -257,9 +257,15 @@ func (s *Service) grantOne(ctx context.Context, g *surge.CouponGrant, user int64
 		if surge.ErrorCode(err) != surge.ESOLDOUT {
 			return err
 		}
-		rule, rerr := s.ruleOf(ctx, g.BatchID)
-		is, ierr := s.ledger.Issuance(ctx, g.BatchID)
-		if rerr != nil || ierr != nil || is.Left == 0 || rule.Kind != Envelope || is.Left < max(rule.Min, rule.Value) {
+		rule, err2 := s.ruleOf(ctx, g.BatchID)
+		if err2 != nil {
+			return err2 // the grant pauses, and goes on from here
+		}
+		is, err2 := s.ledger.Issuance(ctx, g.BatchID)
+		if err2 != nil {
+			return err2
+		}
+		if is.Left == 0 || rule.Kind != Envelope || is.Left < max(rule.Min, rule.Value) {
 			return err
 		}
 	}

@@ -3,12 +3,17 @@ package coupon_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
+	"github.com/surgecommerce/surge/ratelimit"
+	"github.com/surgecommerce/surge/stock"
+	"github.com/surgecommerce/surge/storetest"
 )
 
 func TestReadUsers(t *testing.T) {
@@ -172,7 +177,15 @@ func TestGrantRuns(t *testing.T) {
 // again for a user whose amount did not fit, and stops once too little is left.
 func TestGrantSpendsABudget(t *testing.T) {
 	ctx := context.Background()
-	svc, db := newService(t)
+	db := storetest.SQLite(t)
+	e, err := stock.Open(stock.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ids, draws := storetest.IDs(), atomic.Int64{} // each claim draws a coupon id, and with it its amount
+	svc := coupon.NewService(db, nil, coupon.NewLedger(e), ratelimit.NewCounter(nil), nil, slog.New(slog.DiscardHandler),
+		func() (int64, error) { draws.Add(1); return ids() }, nil)
 	op := surge.Actor{UserID: 1, Role: surge.RoleOperator}
 	now := time.Now().UTC()
 	b, err := svc.CreateBatch(ctx, op, coupon.BatchInput{Name: "rain", Rule: coupon.Rule{Kind: coupon.Envelope, Min: 1, Max: 100, Currency: "CNY",
@@ -204,6 +217,9 @@ func TestGrantSpendsABudget(t *testing.T) {
 	}
 	cancel()
 	<-done
+	if claims := g.Granted + g.Refused + 1; draws.Load() <= claims+2 { // the batch, the grant and one claim each
+		t.Fatalf("%d ids drawn for %d claims; want more: a user whose envelope did not fit draws again", draws.Load(), claims)
+	}
 	is, err := svc.Issuance(ctx, b.ID)
 	states, serr := db.CouponStates(ctx, b.ID)
 	if err != nil || serr != nil || g.State != surge.GrantStopped || states[surge.CouponIssued].Value != is.Issued || is.Issued > 1000 ||
@@ -241,7 +257,7 @@ func TestGrantsAreBounded(t *testing.T) {
 		}
 	}
 	_, err = svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "one-more", Users: surge.IDList{5}})
-	wantCode(t, "a grant past the bound", err, surge.ELIMIT)
+	wantCode(t, "a grant past the bound", err, surge.ERATELIMIT)
 	if g, err := svc.Grant(ctx, op, b.ID, coupon.GrantInput{RequestID: "q3", Users: surge.IDList{103}}); err != nil || g.Users != 1 {
 		t.Fatalf("a retried grant = %+v, %v; want the stored one", g, err)
 	}

@@ -33,7 +33,7 @@ func (s *Store) CreateCheckout(ctx context.Context, o *surge.Order, now time.Tim
 			if err != nil {
 				return err
 			}
-			taken, err := s.takenBySales(ctx, tx, l.SKUID, now)
+			taken, err := s.allotted(ctx, tx, l.SKUID, 0, now)
 			if err != nil {
 				return err
 			}
@@ -60,20 +60,6 @@ func (s *Store) CreateCheckout(ctx context.Context, o *surge.Order, now time.Tim
 		return false, nil
 	}
 	return created, err
-}
-
-// takenBySales is what sales hold of an SKU's stock: the allotments of sessions that have not
-// ended, and what ended sessions sold (their orders not cancelled), which the SKU's stock still
-// counts.
-func (s *Store) takenBySales(ctx context.Context, q querier, skuID int64, now time.Time) (int64, error) {
-	allotted, err := s.allotted(ctx, q, skuID, 0, now)
-	if err != nil {
-		return 0, err
-	}
-	var sold int64
-	err = q.QueryRowContext(ctx, s.q(`SELECT COALESCE(SUM(o.quantity), 0) FROM orders o JOIN sessions se ON se.id = o.session_id
-		WHERE o.sku_id = ? AND o.item_id <> 0 AND o.state <> ? AND se.end_at <= ?`), skuID, string(surge.OrderCancelled), ms(now)).Scan(&sold)
-	return allotted + sold, s.wrap(err, "sold units")
 }
 
 // SettleCheckout implements surge.OrderStore. Giving the units back and recording that it did

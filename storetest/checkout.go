@@ -117,20 +117,4 @@ func RunCheckouts(t *testing.T, open Open) {
 	if stock(b) != 2 {
 		t.Fatalf("a paid checkout settled: stock %d; want 2 left", stock(b))
 	}
-
-	// What an ended sale sold stays out of the checkouts' reach: B's session ends having sold 2.
-	ended := f.session(f.now.Add(-2*time.Hour), f.now.Add(-time.Hour))
-	it := &surge.SessionItem{ID: f.id(), SessionID: ended.ID, SKUID: b.ID, Allotted: 2, SalePrice: surge.Money{Amount: 99, Currency: "CNY"}, PerUserLimit: 1}
-	must(t, "AddItem", f.s.AddItem(f.ctx, it, f.now.Add(-3*time.Hour))) // planned before it started
-	for i, st := range []surge.OrderState{surge.OrderPaid, surge.OrderPendingPayment, surge.OrderCancelled} {
-		id := f.id()
-		sold := &surge.Order{ID: id, TxnID: fmt.Sprint("T", id), RequestID: fmt.Sprint("sale-", i), UserID: 9, SessionID: ended.ID,
-			ItemID: it.ID, SKUID: b.ID, MerchantID: 1, Quantity: 1, Amount: surge.Money{Amount: 99, Currency: "CNY"}, State: st,
-			CreatedAt: f.now.Add(-90 * time.Minute), ExpiresAt: f.now.Add(-80 * time.Minute)}
-		if _, err := f.s.CreateOrder(f.ctx, sold); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err = f.s.CreateCheckout(f.ctx, f.checkout(9, "after-sale", surge.OrderLine{SKUID: b.ID, Quantity: 1, Unit: 1}), f.now)
-	wantCode(t, "a checkout of units an ended sale sold", err, surge.ESOLDOUT)
 }
