@@ -255,10 +255,7 @@ func (s *Stock) reserveBucketed(ctx context.Context, r surge.ReserveRequest, l l
 		if status == "soldout" {
 			vals = vals[:2] // an empty bucket says nothing of the item
 		}
-		out, err := s.reserveResult(r, vals, began)
-		if err == nil && out.Outcome == surge.Reserved {
-			s.placed(r, b)
-		}
+		out, err := s.reserveResult(r, vals, began, b)
 		return status, out, err
 	}
 	lock := s.refillLock(r.ItemID, b)

@@ -185,7 +185,7 @@ func (s *Stock) Reserve(ctx context.Context, r surge.ReserveRequest) (surge.Rese
 	if err != nil {
 		return surge.ReserveResult{}, unavailable(err)
 	}
-	return s.reserveResult(r, vals, began)
+	return s.reserveResult(r, vals, began, 0)
 }
 
 // flagged reports whether the item is known sold out and the request is not one this node
@@ -235,16 +235,6 @@ func reservedKey(r surge.ReserveRequest) string {
 	return strconv.FormatInt(r.ItemID, 10) + ":" + r.RequestID
 }
 
-// placed notes the bucket a reservation this node made is in, so that settling it asks that
-// bucket alone.
-func (s *Stock) placed(r surge.ReserveRequest, bucket int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.reserved[reservedKey(r)]; ok {
-		s.reserved[reservedKey(r)] = bucket
-	}
-}
-
 // placedIn is the bucket this node noted for a reservation, 0 when it knows none.
 func (s *Stock) placedIn(itemID int64, requestID string) int {
 	s.mu.Lock()
@@ -252,7 +242,9 @@ func (s *Stock) placedIn(itemID int64, requestID string) int {
 	return s.reserved[reservedKey(surge.ReserveRequest{ItemID: itemID, RequestID: requestID})]
 }
 
-func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any, began time.Time) (surge.ReserveResult, error) {
+// reserveResult reads a reserve script's answer. A reservation is remembered with its bucket
+// (0: the item is not split), so that settling it asks that bucket alone.
+func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any, began time.Time, bucket int) (surge.ReserveResult, error) {
 	if len(vals) < 2 {
 		return surge.ReserveResult{}, surge.Errorf(surge.EINTERNAL, "redis: unexpected reserve answer %v", vals)
 	}
@@ -270,7 +262,7 @@ func (s *Stock) reserveResult(r surge.ReserveRequest, vals []any, began time.Tim
 		if len(s.reserved) >= maxRememberedReservations {
 			clear(s.reserved)
 		}
-		s.reserved[reservedKey(r)] = 0
+		s.reserved[reservedKey(r)] = bucket
 		s.mu.Unlock()
 		return surge.ReserveResult{Outcome: surge.Reserved, Held: held, OrderID: order, Replayed: status == "dup"}, nil
 	case "soldout":
@@ -327,7 +319,7 @@ func (s *Stock) ReserveBatch(ctx context.Context, reqs []surge.ReserveRequest, o
 			out[i] = surge.BatchResult{Err: unavailable(err)}
 			continue
 		}
-		res, err := s.reserveResult(reqs[i], vals, began)
+		res, err := s.reserveResult(reqs[i], vals, began, 0)
 		out[i] = surge.BatchResult{ReserveResult: res, Err: err}
 	}
 	return nil
