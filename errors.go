@@ -22,6 +22,9 @@ const (
 	EUNAVAILABLE  = "EUNAVAILABLE"  // a backend is down or the node is shedding load
 	ECLOCK        = "ECLOCK"        // a clock is off: the server's stepped back further than can be waited out, or an event's time is too far from the server's
 	EINTERNAL     = "EINTERNAL"     // a bug or an unexpected failure
+	// EPRICECHANGED: the price an order would charge is not the one the shopper was quoted (an
+	// activity ended, ran out or changed, a list price moved); the error carries the new quote.
+	EPRICECHANGED = "EPRICECHANGED"
 )
 
 // Error is a domain error: a code callers branch on and a message safe to show to a user.

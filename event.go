@@ -24,6 +24,13 @@ const (
 	EventCouponLocked   = "coupon.locked"
 	EventCouponUsed     = "coupon.used"
 	EventCouponReturned = "coupon.returned"
+	// EventPromoChanged is an activity saved (Data is the activity): every node's index takes
+	// it up from the store.
+	EventPromoChanged = "promo.changed"
+	// Activities on orders, in batches: Data is a list of ActivitiesOnOrder.
+	EventPromoLocked   = "promo.locked"
+	EventPromoUsed     = "promo.used"
+	EventPromoReleased = "promo.released"
 )
 
 // EventEmitter sends a message to the bus without waiting for the bus to store it; msgID

@@ -126,12 +126,16 @@ type OrderStore interface {
 	// CreateCheckout stores an ordinary checkout's order (o.Lines set, ItemID 0) and takes each
 	// line's units from its SKU's stock not allotted to sessions that have not ended (as a new
 	// session's allotment is checked), all or none, in one transaction: ESOLDOUT names the first SKU that has too few, ENOTFOUND one that does not
-	// exist. A checkout with the same user and request id already there is not an error:
+	// exist. The activities its price takes (o.Price.Activities) are locked with it, all or
+	// none: EPRICECHANGED names one that ended, ran out, changed version or is once per
+	// shopper and not for this one. A checkout with the same user and request id already there is not an error:
 	// created is false and o is overwritten with the stored order.
 	CreateCheckout(ctx context.Context, o *Order, now time.Time) (created bool, err error)
 	// SettleCheckout gives a cancelled checkout's units back to its SKUs, once: again, or for
-	// an order that is not a cancelled checkout, it does nothing. It does not mark the order's
-	// stock settled (MarkStockSettled does, once its coupons and events are done too).
+	// an order that is not a cancelled checkout, it does nothing. With them it settles what the
+	// checkout holds of promotion activities (see ActivityStore): confirmed once paid, released
+	// (each use and discount back, once) once cancelled or refunded. It does not mark the
+	// order's stock settled (MarkStockSettled does, once its coupons and events are done too).
 	SettleCheckout(ctx context.Context, id int64) error
 	// CreateOrders stores many orders in one transaction, skipping those whose item, user and
 	// request id are already there, and reports which it created.

@@ -1,8 +1,9 @@
 package surge
 
-// PriceBreakdown is an order's price: what its lines list at, what each coupon takes off each
-// line, and what is payable. The shares of a coupon add up to its discount, and every line's
-// payable is its list less its shares: reconciliation can sum either way.
+// PriceBreakdown is an order's price: what its lines list at, what each activity and coupon
+// takes off each line, and what is payable. The shares of an activity or coupon add up to what
+// it takes, Discount is all they take, and every line's payable is its list less its shares:
+// reconciliation can sum either way.
 type PriceBreakdown struct {
 	Currency string        `json:"currency"`
 	List     int64         `json:"list"`
@@ -10,6 +11,8 @@ type PriceBreakdown struct {
 	Payable  int64         `json:"payable"`
 	Lines    []LinePrice   `json:"lines"`
 	Coupons  []CouponTaken `json:"coupons"`
+	// Activities are the promotions the price takes (package promo), before any coupon.
+	Activities []ActivityTaken `json:"activities,omitempty"`
 }
 
 // CouponIDs lists the coupons the price takes, in the order they were applied.
@@ -26,9 +29,13 @@ func (b *PriceBreakdown) CouponIDs() []int64 {
 
 // LinePrice is one line of a PriceBreakdown.
 type LinePrice struct {
-	List    int64         `json:"list"`
-	Shares  []CouponShare `json:"shares"`
-	Payable int64         `json:"payable"`
+	List       int64           `json:"list"`
+	Activities []ActivityShare `json:"activities,omitempty"`
+	Shares     []CouponShare   `json:"shares"`
+	Payable    int64           `json:"payable"`
+	// Text tells the shopper how the line's price was made: "599.00 − flash price 100.00 −
+	// coupon 15.00 = 484.00".
+	Text string `json:"text,omitempty"`
 }
 
 // CouponShare is what one coupon takes off one line.

@@ -379,19 +379,25 @@ func priceAddsUp(o *surge.Order) string {
 	for _, c := range p.Coupons {
 		taken += c.Amount
 	}
+	for _, a := range p.Activities {
+		taken += a.Amount
+	}
 	for _, l := range p.Lines {
 		var shares int64
 		for _, s := range l.Shares {
 			shares += s.Amount
 		}
+		for _, s := range l.Activities {
+			shares += s.Amount
+		}
 		if l.List-shares != l.Payable {
-			return fmt.Sprintf("a line lists %d, its coupons take %d, and it says %d is payable", l.List, shares, l.Payable)
+			return fmt.Sprintf("a line lists %d, its activities and coupons take %d, and it says %d is payable", l.List, shares, l.Payable)
 		}
 		list, payable = list+l.List, payable+l.Payable
 	}
 	switch {
 	case taken != p.Discount:
-		return fmt.Sprintf("its coupons take %d, its discount says %d", taken, p.Discount)
+		return fmt.Sprintf("its activities and coupons take %d, its discount says %d", taken, p.Discount)
 	case p.List-p.Discount != p.Payable || list != p.List || payable != p.Payable:
 		return fmt.Sprintf("list %d less discount %d is not payable %d (lines: %d and %d)", p.List, p.Discount, p.Payable, list, payable)
 	case p.Payable != o.Amount.Amount || p.Currency != o.Amount.Currency:

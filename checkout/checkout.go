@@ -6,6 +6,7 @@ package checkout
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/payment"
+	"github.com/surgecommerce/surge/promo"
 )
 
 // Coupons locks a checkout's coupons to its order (package coupon).
@@ -25,11 +27,24 @@ type Coupons interface {
 	Unlock(ctx context.Context, refs []coupon.OrderRef, by []int64) error
 }
 
+// Prices prices checkouts with promotion activities (promo.Service).
+type Prices interface {
+	// Price prices lines for a shopper with exactly the coupons named: the best activities.
+	Price(ctx context.Context, user int64, currency string, lines []coupon.Line, ids []int64) (*promo.Priced, error)
+	// Quote is the cart's price now, for a refusal that says the price changed.
+	Quote(ctx context.Context, a surge.Actor, in promo.QuoteRequest) (*promo.Quote, error)
+	// Refresh takes activities from the store again (an order was refused one).
+	Refresh(ctx context.Context, ids []int64)
+	// Locked follows the activities of an order just made (events, metrics).
+	Locked(ctx context.Context, o *surge.Order)
+}
+
 // Service makes ordinary checkouts.
 type Service struct {
 	orders     surge.OrderStore
 	catalog    surge.CatalogStore
 	coupons    Coupons // nil: checkouts take no coupons
+	prices     Prices  // nil: checkouts take no activities
 	bus        surge.EventEmitter
 	log        *slog.Logger
 	ids        func() (int64, error)
@@ -39,7 +54,7 @@ type Service struct {
 
 // New returns the checkout service. Orders wait payTimeout (surge.DefaultPayTimeout when 0);
 // now may be nil for the wall clock.
-func New(orders surge.OrderStore, catalog surge.CatalogStore, coupons Coupons, bus surge.EventEmitter, log *slog.Logger,
+func New(orders surge.OrderStore, catalog surge.CatalogStore, coupons Coupons, prices Prices, bus surge.EventEmitter, log *slog.Logger,
 	ids func() (int64, error), now func() time.Time, payTimeout time.Duration) *Service {
 	if now == nil {
 		now = time.Now
@@ -47,7 +62,7 @@ func New(orders surge.OrderStore, catalog surge.CatalogStore, coupons Coupons, b
 	if payTimeout <= 0 {
 		payTimeout = surge.DefaultPayTimeout
 	}
-	return &Service{orders: orders, catalog: catalog, coupons: coupons, bus: bus, log: log, ids: ids, now: now, payTimeout: payTimeout}
+	return &Service{orders: orders, catalog: catalog, coupons: coupons, prices: prices, bus: bus, log: log, ids: ids, now: now, payTimeout: payTimeout}
 }
 
 // Request is a shopper's checkout; the request id makes it idempotent.
@@ -55,6 +70,9 @@ type Request struct {
 	RequestID string            `json:"request_id"`
 	Lines     []coupon.CartLine `json:"lines"`
 	Coupons   surge.IDList      `json:"coupon_ids,omitempty"`
+	// QuotedPayable is what the shopper was quoted (POST /v1/prices/quote): when given, an
+	// order that would charge anything else is refused with EPRICECHANGED and the new quote.
+	QuotedPayable *int64 `json:"quoted_payable,omitempty"`
 }
 
 func (r Request) validate() error {
@@ -104,6 +122,22 @@ func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*sur
 	}
 	attempt := o.ID
 	ref := coupon.OrderRef{Order: o.ID, User: a.UserID, Merchant: o.MerchantID}
+	var priced *promo.Priced
+	if s.prices != nil {
+		if priced, err = s.prices.Price(ctx, a.UserID, o.Amount.Currency, lines, in.Coupons); err != nil {
+			return nil, err
+		}
+		for i, l := range priced.Price.Lines {
+			for _, sh := range l.Activities {
+				lines[i].Off += sh.Amount
+			}
+		}
+		if in.QuotedPayable != nil && *in.QuotedPayable != priced.Price.Payable {
+			return nil, s.changed(ctx, a, in, surge.Errorf(surge.EPRICECHANGED, "the cart now costs %s, not the %s quoted",
+				promo.Decimal(priced.Price.Payable), promo.Decimal(*in.QuotedPayable)))
+		}
+		o.Price, o.Amount.Amount = &priced.Price, priced.Price.Payable
+	}
 	if len(in.Coupons) > 0 {
 		if s.coupons == nil {
 			return nil, surge.Errorf(surge.EINVALID, "this deployment takes no coupons")
@@ -112,7 +146,18 @@ func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*sur
 		if err != nil {
 			return nil, err
 		}
+		if priced != nil { // the same price, with the activities that made each line's Off
+			price.Activities = priced.Price.Activities
+			for i := range price.Lines {
+				price.Lines[i].Activities, price.Lines[i].Text = priced.Price.Lines[i].Activities, priced.Price.Lines[i].Text
+			}
+		}
 		ref.Order, o.ID, o.TxnID, o.Price, o.Amount.Amount = locked, locked, payment.TxnID(locked), price, price.Payable
+	}
+	if in.QuotedPayable != nil && *in.QuotedPayable != o.Amount.Amount {
+		s.giveBack(ctx, in, ref, attempt)
+		return nil, s.changed(ctx, a, in, surge.Errorf(surge.EPRICECHANGED, "the cart now costs %s, not the %s quoted",
+			promo.Decimal(o.Amount.Amount), promo.Decimal(*in.QuotedPayable)))
 	}
 	created, err := s.orders.CreateCheckout(ctx, o, s.now())
 	if err != nil {
@@ -125,10 +170,18 @@ func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*sur
 		// Only the attempt that drew the order the coupons are on gives them back, and only
 		// once the store says that order is not there; another attempt's order may yet be
 		// made, and the lock sweep returns what stays unmade (after 5 minutes).
-		if len(in.Coupons) > 0 && ref.Order == attempt && surge.ErrorCode(ferr) == surge.ENOTFOUND {
-			if err := s.coupons.Unlock(ctx, []coupon.OrderRef{ref}, []int64{attempt}); err != nil {
-				s.log.WarnContext(ctx, "coupons of a refused checkout not given back; the sweep will", "order", ref.Order, "err", err)
+		if surge.ErrorCode(ferr) == surge.ENOTFOUND {
+			s.giveBack(ctx, in, ref, attempt)
+		}
+		if surge.ErrorCode(err) == surge.EPRICECHANGED && priced != nil { // an activity ran out, ended or changed
+			ids := make([]int64, len(priced.Price.Activities))
+			for i, t := range priced.Price.Activities {
+				ids[i] = t.Activity
 			}
+			s.prices.Refresh(ctx, ids)
+			var why *surge.Error
+			errors.As(err, &why)
+			return nil, s.changed(ctx, a, in, why)
 		}
 		return nil, err
 	}
@@ -137,7 +190,31 @@ func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*sur
 			s.log.WarnContext(ctx, "event not published", "kind", surge.EventOrdersCreated, "id", id, "err", err)
 		}
 	}
+	if created && s.prices != nil {
+		s.prices.Locked(ctx, o)
+	}
 	return o, nil
+}
+
+// giveBack returns the coupons an attempt locked to an order it did not make.
+func (s *Service) giveBack(ctx context.Context, in Request, ref coupon.OrderRef, attempt int64) {
+	if len(in.Coupons) == 0 || ref.Order != attempt {
+		return
+	}
+	if err := s.coupons.Unlock(ctx, []coupon.OrderRef{ref}, []int64{attempt}); err != nil {
+		s.log.WarnContext(ctx, "coupons of a refused checkout not given back; the sweep will", "order", ref.Order, "err", err)
+	}
+}
+
+// changed is the refusal of a checkout whose price is not the one quoted, with the cart's price
+// now (without it, when even that cannot be made: the refusal says why).
+func (s *Service) changed(ctx context.Context, a surge.Actor, in Request, why *surge.Error) error {
+	q, err := s.prices.Quote(ctx, a, promo.QuoteRequest{Lines: in.Lines, CouponIDs: in.Coupons})
+	if err != nil {
+		s.log.InfoContext(ctx, "a changed price could not be quoted again", "err", err)
+		return &surge.PriceChanged{Err: why}
+	}
+	return &surge.PriceChanged{Err: why, Quote: &q.Price}
 }
 
 // draft reads the SKUs and makes the order, at list price, with its lines for pricing.

@@ -42,7 +42,7 @@ func TestUnpaidCheckoutExpires(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	log := slog.New(slog.DiscardHandler)
-	co := checkout.New(db, db, nil, nil, log, ids, clock, time.Minute)
+	co := checkout.New(db, db, nil, nil, nil, log, ids, clock, time.Minute)
 	o, err := co.Checkout(ctx, surge.Actor{UserID: 9, Role: surge.RoleShopper}, checkout.Request{RequestID: "r",
 		Lines: []coupon.CartLine{{SKU: skuID, Quantity: 2}}})
 	if err != nil || o.Amount.Amount != 3000 || o.Price != nil {

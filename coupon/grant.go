@@ -271,3 +271,12 @@ func (s *Service) grantOne(ctx context.Context, g *surge.CouponGrant, user int64
 	}
 	return surge.Errorf(surge.ESOLDOUT, "budget %d: what is left fitted none of %d envelopes drawn", g.BatchID, maxGrantDraws)
 }
+
+// Give gives a shopper one coupon of a live batch as a grant does (outside the claim window),
+// once per key: a promotion's rebate for a paid order. ELIMIT when the shopper is at the
+// batch's per-user limit, ESOLDOUT when it is all issued.
+func (s *Service) Give(ctx context.Context, batch, user int64, key string) (*surge.Coupon, error) {
+	c, replayed, err := s.claimAs(ctx, surge.Actor{UserID: user, Role: surge.RoleShopper}, batch, ClaimRequest{RequestID: "\x00give-" + key}, true)
+	s.metrics.claim(replayed, err)
+	return c, err
+}

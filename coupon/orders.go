@@ -523,3 +523,74 @@ func (s *Service) Usable(ctx context.Context, a surge.Actor, cart Cart) ([]Usabl
 	slices.SortStableFunc(out, func(x, y UsableCoupon) int { return cmp.Compare(y.Takes, x.Takes) })
 	return out, nil
 }
+
+// Offer is a coupon a cart may take, for the promotion engine (package promo): its id and rule
+// (a red envelope's as a fixed amount of its value), whether it is a red envelope, and the
+// label the shopper reads on a priced line.
+type Offer struct {
+	Applied
+	Envelope bool
+	Label    string
+}
+
+// Offers returns a shopper's coupons for pricing a cart: those named (each must be the
+// shopper's and valid now, refused as Quote refuses them), or when ids is empty every coupon of
+// the wallet not on an order and valid now.
+func (s *Service) Offers(ctx context.Context, user int64, ids []int64) ([]Offer, error) {
+	var list []*surge.Coupon
+	now := s.now()
+	if len(ids) == 0 {
+		wallet, err := s.Wallet(ctx, surge.Actor{UserID: user, Role: surge.RoleShopper})
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range wallet {
+			if w.State == surge.CouponIssued && !now.Before(w.ValidFrom) && now.Before(w.ValidUntil) {
+				list = append(list, w.Coupon)
+			}
+		}
+	} else {
+		if len(ids) > MaxPerOrder {
+			return nil, surge.Errorf(surge.EINVALID, "an order takes at most %d coupons, not %d", MaxPerOrder, len(ids))
+		}
+		stored, err := s.store.CouponsByID(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		byID := make(map[int64]*surge.Coupon, len(stored))
+		for _, c := range stored {
+			byID[c.ID] = c
+		}
+		for i, id := range ids {
+			c := byID[id]
+			switch {
+			case id <= 0 || slices.Contains(ids[:i], id):
+				return nil, surge.Errorf(surge.EINVALID, "coupon ids are positive and given once each")
+			case c == nil || c.UserID != user:
+				return nil, surge.Errorf(surge.ENOTFOUND, "coupon %d is not one of yours", id)
+			case now.Before(c.ValidFrom):
+				return nil, surge.Errorf(surge.ECONFLICT, "coupon %d is valid from %s", id, c.ValidFrom.Format(time.RFC3339))
+			case !now.Before(c.ValidUntil):
+				return nil, surge.Errorf(surge.ECONFLICT, "coupon %d expired at %s", id, c.ValidUntil.Format(time.RFC3339))
+			}
+			list = append(list, c)
+		}
+	}
+	out := make([]Offer, 0, len(list))
+	for _, c := range list {
+		r, err := s.ruleOf(ctx, c.BatchID)
+		if err != nil {
+			return nil, err
+		}
+		envelope := r.Kind == Envelope
+		if r, err = r.on(c); err != nil {
+			return nil, err
+		}
+		label := "coupon"
+		if envelope {
+			label = "red envelope"
+		}
+		out = append(out, Offer{Applied: Applied{ID: c.ID, Rule: r}, Envelope: envelope, Label: label})
+	}
+	return out, nil
+}

@@ -22,6 +22,9 @@ type Line struct {
 	Category string `json:"category"`
 	Unit     int64  `json:"unit_price"`
 	Quantity int64  `json:"quantity"`
+	// Off is what promotion activities took off the line before any coupon (package promo):
+	// coupons apply to what is left, and their thresholds are judged on it.
+	Off int64 `json:"-"`
 }
 
 // Applied is a coupon to apply to an order: its id and its batch's rule.
@@ -48,7 +51,7 @@ func rank(kind string) int {
 // off what the lines in its scope still cost, spread over those lines in proportion to it (the
 // largest remainders get the odd minor units, so the shares add up exactly). A threshold is
 // judged on what the lines in scope cost after the thresholds before it. An order always pays at least one minor
-// unit. A coupon that cannot apply (another currency, no line in scope, threshold not reached,
+// unit. Lines' Off (activities) come off before any coupon, and count in the discount. A coupon that cannot apply (another currency, no line in scope, threshold not reached,
 // nothing left to take off, a second of its stacking group) refuses the whole set with the
 // reason.
 func Price(currency string, lines []Line, coupons []Applied) (surge.PriceBreakdown, error) {
@@ -70,9 +73,14 @@ func Price(currency string, lines []Line, coupons []Applied) (surge.PriceBreakdo
 		case l.Unit < 0 || l.Unit > surge.MaxPriceMinor/l.Quantity:
 			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "line %d: unit price times quantity must be from 0 to %d minor units", i+1, int64(surge.MaxPriceMinor))
 		}
-		left[i] = l.Unit * l.Quantity
-		b.Lines[i] = surge.LinePrice{List: left[i], Shares: []surge.CouponShare{}}
-		b.List += left[i]
+		list := l.Unit * l.Quantity
+		if l.Off < 0 || l.Off > list {
+			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "line %d: activities take %d off a line of %d", i+1, l.Off, list)
+		}
+		left[i] = list - l.Off
+		b.Lines[i] = surge.LinePrice{List: list, Shares: []surge.CouponShare{}}
+		b.List += list
+		b.Discount += l.Off
 	}
 	groups := map[string]int64{}
 	seen := map[int64]bool{}
@@ -99,7 +107,7 @@ func Price(currency string, lines []Line, coupons []Applied) (surge.PriceBreakdo
 	}
 	ordered := slices.Clone(coupons)
 	slices.SortStableFunc(ordered, func(a, b Applied) int { return cmp.Compare(rank(a.Rule.Kind), rank(b.Rule.Kind)) })
-	total := b.List
+	total := b.List - b.Discount
 	for _, c := range ordered {
 		var inScope []int
 		var base int64
@@ -132,7 +140,7 @@ func Price(currency string, lines []Line, coupons []Applied) (surge.PriceBreakdo
 		if off <= 0 {
 			return surge.PriceBreakdown{}, surge.Errorf(surge.EINVALID, "coupon %d takes nothing off what is left to pay", c.ID)
 		}
-		for k, amount := range spread(off, inScope, left) {
+		for k, amount := range Spread(off, inScope, left) {
 			if amount == 0 {
 				continue
 			}
@@ -151,10 +159,11 @@ func Price(currency string, lines []Line, coupons []Applied) (surge.PriceBreakdo
 	return b, nil
 }
 
-// spread divides off over the lines in scope in proportion to what each still costs: the floor
-// of each exact share, then one more minor unit to the largest remainders (earlier lines first
-// among equals). off is at most the sum, so no line's share exceeds what it costs.
-func spread(off int64, inScope []int, left []int64) []int64 {
+// Spread divides off over the lines in scope in proportion to what each still costs (left):
+// the floor of each exact share, then one more minor unit to the largest remainders (earlier
+// lines first among equals). off is at most the sum (which is positive), so no line's share
+// exceeds what it costs.
+func Spread(off int64, inScope []int, left []int64) []int64 {
 	var sum int64
 	for _, i := range inScope {
 		sum += left[i]

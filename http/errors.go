@@ -20,6 +20,7 @@ var statusOf = map[string]int{
 	surge.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	surge.ECLOCK:        http.StatusServiceUnavailable,
 	surge.EINTERNAL:     http.StatusInternalServerError,
+	surge.EPRICECHANGED: http.StatusConflict,
 }
 
 // Status returns the HTTP status for a domain error code.
@@ -36,12 +37,14 @@ type ErrorBody struct {
 }
 
 // ErrorDetail is the content of the error envelope. A refused catalog import carries its
-// line-numbered report.
+// line-numbered report; a checkout refused with EPRICECHANGED the new quote.
 type ErrorDetail struct {
 	Code      string              `json:"code"`
 	Message   string              `json:"message"`
 	RequestID string              `json:"request_id"`
 	Report    *surge.ImportReport `json:"report,omitempty"`
+	// Quote is the price an order would charge now, with EPRICECHANGED.
+	Quote *surge.PriceBreakdown `json:"quote,omitempty"`
 }
 
 // refusedImport is the error of an import that wrote nothing, with the report saying why.

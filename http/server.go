@@ -30,6 +30,7 @@ import (
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/checkout"
+	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/order"
@@ -77,6 +78,7 @@ type Deps struct {
 	Names      Names             // product names for the big screen's top items (nil: SKU ids alone)
 	Coupons    *coupon.Service   // coupon batches and claims (nil: no coupon routes)
 	Checkout   *checkout.Service // ordinary checkouts (nil: no checkout route)
+	Promo      *promo.Service    // promotion activities and quotes (nil: no promotion routes)
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log
@@ -378,6 +380,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	body := ErrorBody{Error: ErrorDetail{Code: code, Message: surge.ErrorMessage(err), RequestID: RequestID(r.Context())}}
 	if refused, ok := errors.AsType[*refusedImport](err); ok {
 		body.Error.Report = refused.report
+		reply(w, Status(code), body)
+		return
+	}
+	if changed, ok := errors.AsType[*surge.PriceChanged](err); ok && changed.Quote != nil {
+		body.Error.Quote = changed.Quote
 		reply(w, Status(code), body)
 		return
 	}

@@ -429,3 +429,32 @@ func publishError(subject string, err error) error {
 	}
 	return fmt.Errorf("publish %s: %w", subject, err)
 }
+
+// Notify publishes a note on a subject to every node listening now. Notes are not stored: a
+// node that was away learns what changed some other way (a reload from the store).
+func (b *Bus) Notify(subject string, data []byte) error {
+	if err := b.Conn.Publish(subject, data); err != nil {
+		return publishError(subject, err)
+	}
+	return nil
+}
+
+// Listen calls fn with every note published on subject from now until ctx ends. The returned
+// channel is closed once the server has the subscription.
+func (b *Bus) Listen(ctx context.Context, subject string, fn func(data []byte)) (<-chan struct{}, error) {
+	sub, err := b.Conn.Subscribe(subject, func(m *nats.Msg) { fn(m.Data) })
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", subject, err)
+	}
+	if err := b.Conn.FlushTimeout(connectTimeout); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("listen on %s: %w", subject, err)
+	}
+	go func() {
+		<-ctx.Done()
+		_ = sub.Unsubscribe()
+	}()
+	ready := make(chan struct{})
+	close(ready)
+	return ready, nil
+}

@@ -58,6 +58,16 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Coupons uses and returns the coupons on orders; nil when orders carry none.
 	Coupons Coupons
+	// Activities follows the promotion activities of checkouts once settled; nil when orders
+	// carry none.
+	Activities Activities
+}
+
+// Activities follows what orders hold of promotion activities (package promo), once the store
+// settled it with the order (surge.OrderStore.SettleCheckout): a paid order's rebates, and the
+// events. An error is retried by the sweep.
+type Activities interface {
+	Settled(ctx context.Context, o *surge.Order) error
 }
 
 // Coupons follows the coupons on orders (package coupon): each step idempotent.
@@ -249,6 +259,15 @@ func (s *Service) Refund(ctx context.Context, a surge.Actor, id int64) (*surge.O
 	case o.State != surge.OrderRefunded:
 		return nil, surge.Errorf(surge.ECONFLICT, "order %d is %s; only a paid order is refunded", id, o.State)
 	}
+	if o.Checkout() && o.Price != nil && len(o.Price.Activities) > 0 { // the activities' uses come back
+		err := s.store.SettleCheckout(ctx, o.ID)
+		if err == nil && s.cfg.Activities != nil {
+			err = s.cfg.Activities.Settled(ctx, o)
+		}
+		if err != nil {
+			return o, surge.Errorf(surge.EUNAVAILABLE, "order %d is refunded; its activities are not back yet (%s): send the refund again", id, surge.ErrorMessage(err))
+		}
+	}
 	if s.cfg.Coupons != nil && o.Price != nil && len(o.Price.Coupons) > 0 {
 		if err := s.cfg.Coupons.ReturnAll(ctx, []*surge.Order{o}); err != nil {
 			return o, surge.Errorf(surge.EUNAVAILABLE, "order %d is refunded; its coupons are not back yet (%s): send the refund again", id, surge.ErrorMessage(err))
@@ -273,6 +292,9 @@ func (s *Service) settleStock(ctx context.Context, o *surge.Order) bool {
 		err = s.store.SettleCheckout(ctx, o.ID)
 		if err == nil && o.State == surge.OrderCancelled {
 			s.emit(ctx, surge.EventStockChanged, "release:"+strconv.FormatInt(o.ID, 10), o)
+		}
+		if err == nil && s.cfg.Activities != nil {
+			err = s.cfg.Activities.Settled(ctx, o)
 		}
 		if err != nil {
 			s.log.WarnContext(ctx, "checkout stock not yet settled; the sweep will retry", "order", o.ID, "err", err)

@@ -44,6 +44,9 @@ func (s *Store) CreateCheckout(ctx context.Context, o *surge.Order, now time.Tim
 				return err
 			}
 		}
+		if err := s.lockActivities(ctx, tx, o, now); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO orders (`+orderColumns+`) VALUES `+values(1, orderFields)),
 			o.ID, o.TxnID, o.RequestID, o.UserID, o.SessionID, o.ItemID, o.SKUID, o.MerchantID, o.Quantity,
 			o.Amount.Amount, o.Amount.Currency, string(o.State), o.CancelReason, ms(o.CreatedAt), ms(o.ExpiresAt),
@@ -63,7 +66,8 @@ func (s *Store) CreateCheckout(ctx context.Context, o *surge.Order, now time.Tim
 }
 
 // SettleCheckout implements surge.OrderStore. Giving the units back and recording that it did
-// (stock_back) happen in one transaction, and only the one that records it gives anything back.
+// (stock_back) happen in one transaction, and only the one that records it gives anything back;
+// what the order holds of activities is confirmed or released in the same transaction.
 // The order's stock_settled waits for its coupons and events too (MarkStockSettled).
 func (s *Store) SettleCheckout(ctx context.Context, id int64) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
@@ -71,8 +75,14 @@ func (s *Store) SettleCheckout(ctx context.Context, id int64) error {
 		if err != nil {
 			return err
 		}
-		if !o.Checkout() || o.State != surge.OrderCancelled {
-			return nil // a paid checkout's units stay sold
+		if !o.Checkout() {
+			return nil
+		}
+		if err := s.settleActivities(ctx, tx, o); err != nil {
+			return err
+		}
+		if o.State != surge.OrderCancelled {
+			return nil // a paid (or refunded) checkout's units stay sold
 		}
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET stock_back = 1 WHERE id = ? AND stock_back = 0`), id)
 		if err != nil {

@@ -22,6 +22,7 @@ type Store interface {
 	surge.OrderStore
 	surge.BlacklistStore
 	surge.CouponStore
+	surge.ActivityStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.

@@ -33,6 +33,7 @@ import (
 	"github.com/surgecommerce/surge/nats"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/postgres"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/ratelimit"
@@ -61,6 +62,7 @@ type relational interface {
 	surge.OrderStore
 	surge.BlacklistStore
 	surge.CouponStore
+	surge.ActivityStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -231,9 +233,15 @@ func (m *Main) services(ctx context.Context, b *backends, ids func() (int64, err
 	}
 	deps.Coupons = coupon.NewService(b.db, b.db, coupon.NewLedger(b.stock), b.counter, b.bus, m.Log, ids, nil)
 	deps.Coupons.Register(deps.Registry)
-	deps.Checkout = checkout.New(b.db, b.db, deps.Coupons, b.bus, m.Log, ids, nil, surge.DefaultPayTimeout)
+	deps.Promo = promo.New(promo.Config{Store: b.db, Orders: b.db, Catalog: b.db, Batches: b.db, Coupons: deps.Coupons,
+		Changes: promoChanges{bus: b.bus}, Bus: b.bus, Log: m.Log, IDs: ids})
+	deps.Promo.Register(deps.Registry)
+	deps.Checkout = checkout.New(b.db, b.db, deps.Coupons, deps.Promo, b.bus, m.Log, ids, nil, surge.DefaultPayTimeout)
 	if err := deps.Coupons.Load(ctx); err != nil {
 		return deps, fmt.Errorf("loading the live coupon batches: %w", err)
+	}
+	if err := deps.Promo.Load(ctx); err != nil {
+		return deps, fmt.Errorf("loading the live activities: %w", err)
 	}
 	if err := m.salePath(ctx, b, ids, secret, &deps); err != nil { // its orders carry coupons
 		return deps, err
@@ -277,7 +285,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	pending := order.NewPending(nil)
 	orders := order.New(b.db, b.db, b.stock, b.bus, order.Config{PaymentKey: payKey, PaymentURL: payURL,
 		NotifyURL: public + "/v1/payments/callback", TicketTTL: 10 * time.Minute, Worker: c.WorkerID, Pending: pending,
-		Peers: b.bus, Registry: deps.Registry, Coupons: deps.Coupons}, m.Log, nil)
+		Peers: b.bus, Registry: deps.Registry, Coupons: deps.Coupons, Activities: deps.Promo}, m.Log, nil)
 	unserve, err := b.bus.ServePending(c.WorkerID, pending.Get)
 	if err != nil {
 		stop()
@@ -299,7 +307,8 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		return err
 	}
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); deps.Promo.Run(bg) }() // stops with bg
 	go func() { defer wg.Done(); orders.Run(bg) }()                                      // stops with bg
 	go func() { defer wg.Done(); blacklist.Run(bg) }()                                   // stops with bg
 	go func() { defer wg.Done(); deps.Coupons.Run(bg) }()                                // stops with bg
