@@ -19,6 +19,7 @@ type Index struct {
 	byCategory map[string][]*entry
 	everywhere []*entry // the platform's activities of platform scope
 	postings   int
+	versions   map[int64]int64 // the newest version seen of each activity, live or not
 }
 
 // entry is a live activity in the index.
@@ -29,7 +30,8 @@ type entry struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{byID: map[int64]*entry{}, bySKU: map[int64][]*entry{}, byShop: map[int64][]*entry{}, byCategory: map[string][]*entry{}}
+	return &Index{byID: map[int64]*entry{}, bySKU: map[int64][]*entry{}, byShop: map[int64][]*entry{}, byCategory: map[string][]*entry{},
+		versions: map[int64]int64{}}
 }
 
 // Replace fills the index with these activities (the live ones, as a reload reads them),
@@ -37,6 +39,7 @@ func NewIndex() *Index {
 func (ix *Index) Replace(list []*surge.Activity) (bad []int64) {
 	fresh := NewIndex()
 	for _, a := range list {
+		fresh.versions[a.ID] = a.Version
 		if a.State != surge.ActivityLive {
 			continue
 		}
@@ -48,7 +51,20 @@ func (ix *Index) Replace(list []*surge.Activity) (bad []int64) {
 		fresh.add(&entry{a: a, act: x})
 	}
 	ix.mu.Lock()
+	// a change taken since the reload read the store (published, taken offline) stays
+	for id, v := range ix.versions {
+		if v > fresh.versions[id] {
+			if e, ok := fresh.byID[id]; ok {
+				fresh.remove(e)
+			}
+			if e, ok := ix.byID[id]; ok {
+				fresh.add(e)
+			}
+			fresh.versions[id] = v
+		}
+	}
 	ix.byID, ix.bySKU, ix.byShop, ix.byCategory, ix.everywhere, ix.postings = fresh.byID, fresh.bySKU, fresh.byShop, fresh.byCategory, fresh.everywhere, fresh.postings
+	ix.versions = fresh.versions
 	ix.mu.Unlock()
 	return bad
 }
@@ -66,10 +82,11 @@ func (ix *Index) Put(a *surge.Activity) error {
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if ix.versions[a.ID] > a.Version {
+		return nil
+	}
+	ix.versions[a.ID] = a.Version
 	if old, ok := ix.byID[a.ID]; ok {
-		if old.a.Version > a.Version {
-			return nil
-		}
 		ix.remove(old)
 	}
 	if x != nil {

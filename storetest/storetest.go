@@ -40,6 +40,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("CouponLocks", func(t *testing.T) { RunCouponLocks(t, open) })
 	t.Run("CouponGrants", func(t *testing.T) { RunCouponGrants(t, open) })
 	t.Run("Checkouts", func(t *testing.T) { RunCheckouts(t, open) })
+	t.Run("Activities", func(t *testing.T) { RunActivities(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.
