@@ -209,7 +209,7 @@ func (s *Service) giveBack(ctx context.Context, in Request, ref coupon.OrderRef,
 // changed is the refusal of a checkout whose price is not the one quoted, with the cart's price
 // now (without it, when even that cannot be made: the refusal says why).
 func (s *Service) changed(ctx context.Context, a surge.Actor, in Request, why *surge.Error) error {
-	q, err := s.prices.Quote(ctx, a, promo.QuoteRequest{Lines: in.Lines, CouponIDs: in.Coupons})
+	q, err := s.prices.Quote(ctx, a, promo.QuoteRequest{Lines: in.Lines, CouponIDs: in.Coupons, WithoutCoupons: len(in.Coupons) == 0})
 	if err != nil {
 		s.log.InfoContext(ctx, "a changed price could not be quoted again", "err", err)
 		return &surge.PriceChanged{Err: why}

@@ -77,7 +77,8 @@ type Error struct {
 	Code      string
 	Message   string
 	RequestID string
-	Report    *surge.ImportReport // set when a catalog import was refused
+	Report    *surge.ImportReport   // set when a catalog import was refused
+	Quote     *surge.PriceBreakdown // set when a checkout was refused with EPRICECHANGED
 	// RetryAfterMs is the answer's hint of when to try again (Retry-After-Ms, or Retry-After
 	// in seconds); 0 without one.
 	RetryAfterMs int64
@@ -110,7 +111,7 @@ func errorOf(resp *http.Response, fallback string) *Error {
 		return &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: fallback, RetryAfterMs: retryAfterMs(resp.Header)}
 	}
 	return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID,
-		Report: eb.Error.Report, RetryAfterMs: retryAfterMs(resp.Header)}
+		Report: eb.Error.Report, Quote: eb.Error.Quote, RetryAfterMs: retryAfterMs(resp.Header)}
 }
 
 // Do sends a request with an optional JSON body and decodes a JSON answer into out (if not nil).

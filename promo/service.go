@@ -570,10 +570,12 @@ func (s *Service) sku(ctx context.Context, id int64) (skuInfo, error) {
 }
 
 // QuoteRequest asks for the best price of a cart (or one SKU): with the coupons named, or, when
-// none are, with the best of the shopper's coupons.
+// none are, with the best of the shopper's coupons (none with WithoutCoupons: what a checkout
+// naming no coupon charges).
 type QuoteRequest struct {
-	Lines     []coupon.CartLine `json:"lines"`
-	CouponIDs surge.IDList      `json:"coupon_ids,omitempty"`
+	Lines          []coupon.CartLine `json:"lines"`
+	CouponIDs      surge.IDList      `json:"coupon_ids,omitempty"`
+	WithoutCoupons bool              `json:"without_coupons,omitempty"`
 }
 
 // Quote is a cart's best price.
@@ -628,7 +630,10 @@ func (s *Service) quote(ctx context.Context, a surge.Actor, in QuoteRequest) (*Q
 		lines[i] = Line{SKU: l.SKU, Shop: k.shop, Category: k.category, Unit: k.price.Amount, Quantity: l.Quantity}
 	}
 	var offers []Offer
-	if a.Role == surge.RoleShopper && s.coupons != nil {
+	if in.WithoutCoupons && len(in.CouponIDs) > 0 {
+		return nil, surge.Errorf(surge.EINVALID, "a quote without coupons names none")
+	}
+	if a.Role == surge.RoleShopper && s.coupons != nil && !in.WithoutCoupons {
 		var err error
 		if offers, err = s.coupons.Offers(ctx, a.UserID, in.CouponIDs); err != nil {
 			return nil, err

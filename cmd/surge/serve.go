@@ -33,8 +33,8 @@ import (
 	"github.com/surgecommerce/surge/nats"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/paysim"
-	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/postgres"
+	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/ratelimit"
 	"github.com/surgecommerce/surge/redis"
@@ -308,7 +308,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	}
 	var wg sync.WaitGroup
 	wg.Add(5)
-	go func() { defer wg.Done(); deps.Promo.Run(bg) }() // stops with bg
+	go func() { defer wg.Done(); deps.Promo.Run(bg) }()                                  // stops with bg
 	go func() { defer wg.Done(); orders.Run(bg) }()                                      // stops with bg
 	go func() { defer wg.Done(); blacklist.Run(bg) }()                                   // stops with bg
 	go func() { defer wg.Done(); deps.Coupons.Run(bg) }()                                // stops with bg
