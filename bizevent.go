@@ -22,6 +22,9 @@ const (
 	BizLogistics     = "logistics_update"
 	// BizCouponUse is a paid order's coupons: units is how many, amount what they took off.
 	BizCouponUse = "coupon_use"
+	// BizPromoUse is a paid checkout's promotion activities: units is how many, amount what
+	// they took off.
+	BizPromoUse = "promo_use"
 )
 
 // Bounds of a business event.
@@ -79,6 +82,7 @@ var bizSchemas = map[string]bizSchema{
 	BizShare:         {room: true, user: true},
 	BizLogistics:     {order: true, status: true},
 	BizCouponUse:     {order: true, sku: true, shop: true, user: true, units: true, amount: true},
+	BizPromoUse:      {order: true, sku: true, shop: true, user: true, units: true, amount: true},
 }
 
 // BizRequired lists the fields an event of type typ must carry, in the order of the event's
@@ -116,16 +120,16 @@ func BizTypes() []string {
 	return t[:]
 }
 
-func bizTypes() [14]string {
+func bizTypes() [15]string {
 	return [...]string{BizClick, BizExposure, BizAddToCart, BizOrder, BizPay, BizRefund, BizLiveEnter, BizLiveHeartbeat,
-		BizLiveLeave, BizLike, BizComment, BizShare, BizLogistics, BizCouponUse}
+		BizLiveLeave, BizLike, BizComment, BizShare, BizLogistics, BizCouponUse, BizPromoUse}
 }
 
 // Behavioural reports whether shoppers' apps may send events of this type themselves; money
 // and logistics events come from Surge, merchants' back-offices and operators' integrations.
 func Behavioural(typ string) bool {
 	switch typ {
-	case BizOrder, BizPay, BizRefund, BizLogistics, BizCouponUse:
+	case BizOrder, BizPay, BizRefund, BizLogistics, BizCouponUse, BizPromoUse:
 		return false
 	}
 	return true

@@ -27,6 +27,18 @@ func (b *PriceBreakdown) CouponIDs() []int64 {
 	return ids
 }
 
+// CouponDiscount is what the price's coupons take off (Discount less the activities').
+func (b *PriceBreakdown) CouponDiscount() int64 {
+	if b == nil {
+		return 0
+	}
+	var sum int64
+	for _, c := range b.Coupons {
+		sum += c.Amount
+	}
+	return sum
+}
+
 // LinePrice is one line of a PriceBreakdown.
 type LinePrice struct {
 	List       int64           `json:"list"`

@@ -86,6 +86,9 @@ type SessionItem struct {
 	Allotted     int64  `json:"allotted"`
 	SalePrice    Money  `json:"sale_price"`
 	PerUserLimit int64  `json:"per_user_limit"`
+	// ListPrice is the SKU's catalog price as the item was last read (not stored with the
+	// item): a flash-sale order's line lists at it, less the sale (package promo).
+	ListPrice Money `json:"list_price"`
 }
 
 // Validate checks the item's own fields; stock and session state are checked by the store.

@@ -326,7 +326,9 @@ func couponResult(items []ItemFacts, batches []BatchFacts) Result {
 			}
 			paid := o.State.PaidOrLater() && o.State != surge.OrderRefunded
 			if paid {
-				f.Coupons.OrdersDiscount += o.Price.Discount
+				for _, t := range o.Price.Coupons { // what activities (the sale's price) take is not the coupons'
+					f.Coupons.OrdersDiscount += t.Amount
+				}
 			}
 			for _, t := range o.Price.Coupons {
 				listed[[2]int64{t.Coupon, o.ID}] = true

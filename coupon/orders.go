@@ -332,7 +332,7 @@ func onOrder(ref OrderRef, b *surge.PriceBreakdown) surge.CouponsOnOrder {
 	e := surge.CouponsOnOrder{OrderID: ref.Order, UserID: ref.User, SessionID: ref.Session, MerchantID: ref.Merchant,
 		Coupons: []surge.CouponTaken{}}
 	if b != nil {
-		e.Currency, e.Discount, e.Coupons = b.Currency, b.Discount, b.Coupons
+		e.Currency, e.Discount, e.Coupons = b.Currency, b.CouponDiscount(), b.Coupons
 	}
 	return e
 }

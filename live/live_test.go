@@ -1104,3 +1104,39 @@ func TestPaidOrdersCountTheirCoupons(t *testing.T) {
 		t.Fatalf("the coupon_use event breaks its own schema: %v", err)
 	}
 }
+
+// A paid checkout that promotion activities took something off counts in the promotion metrics:
+// one promo_use event beside its pay event (and its coupon_use), with how many activities and
+// what they took off; a flash-sale order's own price (its item, an activity) is not counted.
+func TestPaidCheckoutsCountTheirActivities(t *testing.T) {
+	at := time.UnixMilli(1_790_000_000_000).UTC()
+	price := &surge.PriceBreakdown{Currency: "CNY", List: 10000, Discount: 2300, Payable: 7700,
+		Coupons:    []surge.CouponTaken{{Coupon: 5, Amount: 300}},
+		Activities: []surge.ActivityTaken{{Activity: 7, Amount: 1500}, {Activity: 8, Amount: 500}}}
+	sale := &surge.PriceBreakdown{Currency: "CNY", List: 10000, Discount: 9000, Payable: 1000,
+		Activities: []surge.ActivityTaken{{Activity: 12, Amount: 9000}}}
+	msg, err := jsonv2.Marshal(surge.Event{ID: "p", Kind: surge.EventOrdersPaid, At: at, Data: []surge.Order{
+		{ID: 9, UserID: 3, MerchantID: 4, Quantity: 2, Amount: surge.Money{Amount: 7700, Currency: "CNY"}, PaidAt: &at, Price: price,
+			Lines: []surge.OrderLine{{SKUID: 2, Quantity: 2, Unit: 5000}}},
+		{ID: 10, UserID: 3, SKUID: 2, ItemID: 12, MerchantID: 4, SessionID: 8, Quantity: 1, Amount: surge.Money{Amount: 1000, Currency: "CNY"}, PaidAt: &at, Price: sale}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := live.DecodeBusEvents(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range evs {
+		types = append(types, e.Type)
+	}
+	if len(evs) != 4 || types[0] != surge.BizPay || types[1] != surge.BizCouponUse || types[2] != surge.BizPromoUse || types[3] != surge.BizPay {
+		t.Fatalf("events %v; want pay, coupon_use, promo_use, pay", types)
+	}
+	if u := evs[2]; u.Units != 2 || u.Amount != 2000 || u.Order != "9" || u.ID != "promo_use-9" {
+		t.Fatalf("promo_use event %+v; want 2 activities, 2000 off, order 9", u)
+	}
+	if u := evs[1]; u.Amount != 300 {
+		t.Fatalf("coupon_use event %+v; want the coupon's 300 alone", u)
+	}
+}

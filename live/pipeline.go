@@ -589,9 +589,15 @@ func paidEvents(raw []byte) ([]surge.BusinessEvent, error) {
 		o := &orders[i]
 		pay := paidEvent(o)
 		out = append(out, pay)
-		if p := o.Price; p != nil && p.Discount > 0 && len(p.Coupons) > 0 {
+		if p := o.Price; p != nil && p.CouponDiscount() > 0 && len(p.Coupons) > 0 {
 			use := pay
-			use.ID, use.Type, use.Units, use.Amount = surge.BizCouponUse+"-"+pay.Order, surge.BizCouponUse, int64(len(p.Coupons)), p.Discount
+			use.ID, use.Type, use.Units, use.Amount = surge.BizCouponUse+"-"+pay.Order, surge.BizCouponUse, int64(len(p.Coupons)), p.CouponDiscount()
+			out = append(out, use)
+		}
+		// a checkout's activities (a flash-sale order's own price is the sale's, not a promotion's)
+		if p := o.Price; p != nil && o.Checkout() && p.Discount-p.CouponDiscount() > 0 {
+			use := pay
+			use.ID, use.Type, use.Units, use.Amount = surge.BizPromoUse+"-"+pay.Order, surge.BizPromoUse, int64(len(p.Activities)), p.Discount-p.CouponDiscount()
 			out = append(out, use)
 		}
 	}
@@ -618,7 +624,7 @@ func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
 // pipeline's operators or the encoding of their state do: a checkpoint of another version
 // cannot be read back, and the new version starts from the oldest event the log holds (an hour),
 // publishing totals recomputed from it.
-const PipelineName = "live-metrics-v8"
+const PipelineName = "live-metrics-v9"
 
 // checkpointInterval is how often the live pipeline checkpoints: what a restart replays. A
 // checkpoint encodes the whole state on the pipeline's goroutine (the dedup window's ids are

@@ -20,6 +20,7 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/payment"
+	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/snowflake"
 )
 
@@ -562,16 +563,17 @@ func (s *Service) orphans(ctx context.Context, se *surge.Session, it *surge.Sess
 			}
 			continue
 		}
-		amount := surge.Money{Amount: it.SalePrice.Amount * r.Quantity, Currency: it.SalePrice.Currency}
+		sale := promo.SalePrice(it, r.Quantity) // the item is the order's one activity
+		amount := surge.Money{Amount: sale.Amount(), Currency: it.SalePrice.Currency}
 		var price *surge.PriceBreakdown
 		if s.cfg.Coupons != nil { // the coupons its request locked, priced as they were
-			lines := []coupon.Line{{SKU: it.SKUID, Shop: it.MerchantID, Unit: it.SalePrice.Amount, Quantity: r.Quantity}}
-			if price, err = s.cfg.Coupons.Locked(ctx, r.UserID, r.OrderID, it.SalePrice.Currency, lines); err != nil {
+			if price, err = s.cfg.Coupons.Locked(ctx, r.UserID, r.OrderID, it.SalePrice.Currency, []coupon.Line{sale.Line}); err != nil {
 				// Left for the next sweep: one order's coupons must not hold up the others'.
 				s.log.WarnContext(ctx, "a reservation's coupons could not be priced; its order waits", "order", r.OrderID, "err", err)
 				continue
 			}
 			if price != nil {
+				sale.Annotate(price)
 				amount.Amount = price.Payable
 			}
 		}

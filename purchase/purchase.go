@@ -21,6 +21,7 @@ import (
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
+	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/shed"
 )
 
@@ -589,9 +590,10 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	return s.enqueue(ctx, l, in, rr, h)
 }
 
-// line is the one line of a flash-sale order, for pricing with coupons.
+// line is the one line of a flash-sale order, for pricing with coupons: at the SKU's list
+// price, less what the item's sale price takes off (package promo).
 func line(in *info, rr surge.ReserveRequest) []coupon.Line {
-	return []coupon.Line{{SKU: in.item.SKUID, Shop: in.item.MerchantID, Unit: in.item.SalePrice.Amount, Quantity: rr.Quantity}}
+	return []coupon.Line{promo.SalePrice(in.item, rr.Quantity).Line}
 }
 
 // couponKey names a purchase request for its coupons: a retry has the same.
@@ -611,7 +613,9 @@ func (s *Service) lockCoupons(ctx context.Context, in *info, rr surge.ReserveReq
 		return 0, held{}, err
 	}
 	ref := coupon.OrderRef{Order: id, User: rr.UserID, Session: in.session.ID, Merchant: in.item.MerchantID}
-	order, price, err := s.cfg.Coupons.Lock(ctx, ref, couponKey(rr), in.item.SalePrice.Currency, line(in, rr), ids)
+	sale := promo.SalePrice(in.item, rr.Quantity)
+	order, price, err := s.cfg.Coupons.Lock(ctx, ref, couponKey(rr), in.item.SalePrice.Currency, []coupon.Line{sale.Line}, ids)
+	sale.Annotate(price)
 	return order, held{price: price, by: id}, err
 }
 
@@ -765,8 +769,9 @@ func (s *Service) decided(ctx context.Context, in *info, rr surge.ReserveRequest
 		if h.price, err = s.cfg.Coupons.Locked(ctx, rr.UserID, orderID, in.item.SalePrice.Currency, line(in, rr)); err != nil {
 			return nil, nil, surge.Errorf(surge.EUNAVAILABLE, "the order's price could not be read; retry with the same request id")
 		}
+		promo.SalePrice(in.item, rr.Quantity).Annotate(h.price)
 	}
-	amount := in.item.SalePrice.Amount * rr.Quantity
+	amount := promo.SalePrice(in.item, rr.Quantity).Amount() // the sale price: the item is the order's one activity
 	if h.price != nil {
 		amount = h.price.Payable
 	}

@@ -84,7 +84,7 @@ func (s *Store) sessions(ctx context.Context, q querier, where string, args ...a
 
 func (s *Store) items(ctx context.Context, q querier, where string, args ...any) ([]*surge.SessionItem, error) {
 	rows, err := q.QueryContext(ctx, s.q(`SELECT si.id, si.session_id, si.sku_id, k.merchant_id, k.title, si.allotted,
-		si.sale_price_minor, si.currency, si.per_user_limit
+		si.sale_price_minor, si.currency, si.per_user_limit, k.price_minor, k.currency
 		FROM session_items si JOIN skus k ON k.id = si.sku_id WHERE `+where+` ORDER BY si.id`), args...)
 	if err != nil {
 		return nil, s.wrap(err, "session items")
@@ -94,7 +94,7 @@ func (s *Store) items(ctx context.Context, q querier, where string, args ...any)
 	for rows.Next() {
 		var it surge.SessionItem
 		if err := rows.Scan(&it.ID, &it.SessionID, &it.SKUID, &it.MerchantID, &it.Title, &it.Allotted,
-			&it.SalePrice.Amount, &it.SalePrice.Currency, &it.PerUserLimit); err != nil {
+			&it.SalePrice.Amount, &it.SalePrice.Currency, &it.PerUserLimit, &it.ListPrice.Amount, &it.ListPrice.Currency); err != nil {
 			return nil, s.wrap(err, "session items")
 		}
 		list = append(list, &it)

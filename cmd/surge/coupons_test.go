@@ -245,10 +245,13 @@ func TestCouponsOnOrders(t *testing.T) {
 			_, err = s1.UsableCoupons(ctx, []coupon.CartLine{{SKU: it.SKUID, Quantity: -1}})
 			wantCode(t, "a cart line of -1", err, surge.EINVALID)
 
-			// ¥1.00 less ¥0.30, then 10% of the ¥0.70 left: ¥0.63 to pay.
+			// The SKU's ¥999.00 at the sale's ¥1.00, less ¥0.30, then 10% of the ¥0.70 left: ¥0.63
+			// to pay.
 			res := ok[*purchase.Result](t, "buy with coupons")(buyWith(ctx, s1, it.ID, "first", c1, cd))
 			o := ok[*surge.Order](t, "Order")(s1.Order(ctx, res.OrderID))
-			if o.Amount.Amount != 63 || o.Price == nil || o.Price.List != 100 || o.Price.Discount != 37 || o.Price.Payable != 63 ||
+			if o.Amount.Amount != 63 || o.Price == nil || o.Price.List != 99900 || o.Price.Discount != 99800+37 || o.Price.Payable != 63 ||
+				len(o.Price.Activities) != 1 || o.Price.Activities[0].Activity != it.ID || o.Price.Activities[0].Amount != 99800 ||
+				o.Price.Lines[0].Text != "999.00 − flash sale 998.00 − coupon 0.30 − coupon 0.07 = 0.63" ||
 				len(o.Price.Coupons) != 2 || o.Price.Coupons[0] != (surge.CouponTaken{Coupon: c1, Amount: 30}) ||
 				o.Price.Coupons[1] != (surge.CouponTaken{Coupon: cd, Amount: 7}) {
 				t.Fatalf("order %+v, price %+v; want ¥0.63 after ¥0.30 and ¥0.07 off", o, o.Price)
