@@ -13,12 +13,6 @@ import (
 // Bounds of a priced cart.
 const (
 	MaxLines = 200 // lines of a quoted cart
-	// MaxEvaluations bounds the combinations one price search evaluates: past it, the search
-	// answers the best it found and says it was cut short (Priced.Exhaustive false).
-	MaxEvaluations = 20_000
-	// maxCandidates bounds the activities and coupons one search weighs, the most valuable
-	// alone first.
-	maxCandidates = 64
 )
 
 // Line is a line to price: coupon.Line (Off is the pricing's own).
@@ -121,44 +115,65 @@ func byPriority(a, b *Act) int {
 // apply prices lines with a set of activities (in byPriority order): unit prices first (each
 // line at the lowest unit price they give it), then the order kinds one after another, each on
 // what the lines in its scope still cost. An activity that takes nothing is not taken.
-func apply(lines []Line, acts []*Act) applied {
-	p := applied{off: make([]int64, len(lines)), shares: make([][]surge.ActivityShare, len(lines))}
-	amounts := map[int64]int64{}
-	take := func(x *Act, i int, amount int64) {
+func apply(lines []Line, acts []*Act) applied { return applyRows(lines, acts, nil, true) }
+
+// applyRows is apply with what each activity covers given (rows[k][i]: acts[k] covers line i;
+// nil: asked of the activities), and, without full, only the total and each line's off worked
+// out (what a search weighs).
+func applyRows(lines []Line, acts []*Act, rows [][]bool, full bool) applied {
+	p := applied{off: make([]int64, len(lines))}
+	if full {
+		p.shares = make([][]surge.ActivityShare, len(lines))
+	}
+	if rows == nil {
+		rows = make([][]bool, len(acts))
+		for k, x := range acts {
+			rows[k] = make([]bool, len(lines))
+			for i := range lines {
+				rows[k][i] = x.covers(&lines[i])
+			}
+		}
+	}
+	amounts := make([]int64, len(acts))
+	take := func(k, i int, amount int64) {
 		if amount <= 0 {
 			return
 		}
 		p.off[i] += amount
-		p.shares[i] = append(p.shares[i], surge.ActivityShare{Activity: x.ID, Label: x.Name, Amount: amount})
-		amounts[x.ID] += amount
+		if full {
+			p.shares[i] = append(p.shares[i], surge.ActivityShare{Activity: acts[k].ID, Label: acts[k].Name, Amount: amount})
+		}
+		amounts[k] += amount
 		p.total += amount
 	}
 	for i := range lines {
 		l := &lines[i]
-		var best *Act
+		best := -1
 		unit := l.Unit
-		for _, x := range acts {
-			if !unitKind(x.Rule.Kind) || !x.covers(l) {
+		for k, x := range acts {
+			if !rows[k][i] || !unitKind(x.Rule.Kind) {
 				continue
 			}
 			if u := x.unitPrice(l.Unit); u < unit {
-				best, unit = x, u
+				best, unit = k, u
 			}
 		}
-		if best != nil {
+		if best >= 0 {
 			take(best, i, (l.Unit-unit)*l.Quantity)
 		}
 	}
 	var rebates []*Act
-	for _, x := range acts {
+	in := make([]int, 0, len(lines))
+	room := make([]int64, len(lines))
+	for k, x := range acts {
 		if unitKind(x.Rule.Kind) {
 			continue
 		}
-		var in []int
+		in = in[:0]
+		clear(room)
 		var base, roomSum int64
-		room := make([]int64, len(lines))
 		for i := range lines {
-			if x.covers(&lines[i]) {
+			if rows[k][i] {
 				left := lines[i].Unit*lines[i].Quantity - p.off[i]
 				in = append(in, i)
 				base += left
@@ -178,7 +193,7 @@ func apply(lines []Line, acts []*Act) applied {
 			continue
 		case BuyXGetY, Bundle:
 			for i, amount := range x.unitDeal(lines, in, p.off, room) {
-				take(x, i, amount)
+				take(k, i, amount)
 			}
 			continue
 		}
@@ -207,13 +222,20 @@ func apply(lines []Line, acts []*Act) applied {
 		if off = min(off, roomSum); off <= 0 {
 			continue
 		}
-		for k, amount := range coupon.Spread(off, in, room) {
-			take(x, in[k], amount)
+		if len(in) == 1 {
+			take(k, in[0], off)
+			continue
+		}
+		for j, amount := range coupon.Spread(off, in, room) {
+			take(k, in[j], amount)
 		}
 	}
-	for _, x := range acts {
-		if amounts[x.ID] > 0 {
-			p.taken = append(p.taken, x.taken(amounts[x.ID]))
+	if !full {
+		return p
+	}
+	for k, x := range acts {
+		if amounts[k] > 0 {
+			p.taken = append(p.taken, x.taken(amounts[k]))
 		}
 	}
 	for _, x := range rebates {
@@ -309,249 +331,6 @@ func (x *Act) unitDeal(lines []Line, in []int, off, room []int64) map[int]int64 
 		out[idx[k]] = amount
 	}
 	return out
-}
-
-// Priced is a cart priced at the best legal combination found: the breakdown, and whether the
-// search weighed every combination (false when it was cut at MaxEvaluations).
-type Priced struct {
-	Price      surge.PriceBreakdown
-	Acts       []*Act
-	Exhaustive bool
-}
-
-// search is one price search over a cart's activities and coupons.
-type search struct {
-	currency  string
-	lines     []Line
-	acts      []*Act
-	actAlone  []int64
-	offers    []Offer
-	offAlone  []int64
-	fixed     bool // every offer must be taken (an order names its coupons)
-	evals     int
-	best      *Priced
-	bestTotal int64
-	err       error // why the fixed coupons did not apply, when nothing did
-}
-
-// Best prices lines with the activities that cover them and coupons: the legal combination that
-// takes the most off (ties: the first found, the most valuable alone first). With fixed, every
-// coupon must be taken (an order names its coupons) and only activities are chosen; else any
-// subset of them is. A combination is legal when its activities stack (groups, exclusions,
-// exclusive) and its coupons apply after them (scope, threshold, stacking group, MaxPerOrder),
-// none kept off by an activity (no_coupons, no_envelopes).
-func Best(currency string, lines []Line, acts []*Act, offers []Offer, fixed bool) (*Priced, error) {
-	if err := surge.ValidateCurrency("currency", currency); err != nil {
-		return nil, err
-	}
-	if len(lines) == 0 || len(lines) > MaxLines {
-		return nil, surge.Errorf(surge.EINVALID, "a cart has 1 to %d lines", MaxLines)
-	}
-	if len(offers) > coupon.MaxPerOrder && fixed {
-		return nil, surge.Errorf(surge.EINVALID, "an order takes at most %d coupons, not %d", coupon.MaxPerOrder, len(offers))
-	}
-	lines = slices.Clone(lines)
-	for i := range lines {
-		lines[i].Off = 0
-	}
-	if _, err := priceLines(currency, lines, nil); err != nil { // the lines' own bounds
-		return nil, err
-	}
-	if len(lines) > coupon.MaxLines && len(offers) > 0 {
-		if fixed {
-			return nil, surge.Errorf(surge.EINVALID, "coupons apply to orders of up to %d lines", coupon.MaxLines)
-		}
-		offers = nil
-	}
-	s := &search{currency: currency, lines: lines, fixed: fixed, bestTotal: -1}
-	for _, x := range acts {
-		if x.Rule.Currency != currency {
-			continue
-		}
-		p := apply(lines, []*Act{x})
-		if len(p.taken) > 0 {
-			s.acts = append(s.acts, x)
-			s.actAlone = append(s.actAlone, p.total)
-		}
-	}
-	sortByAlone(&s.acts, &s.actAlone, maxCandidates)
-	for _, o := range offers {
-		b, err := coupon.Price(currency, lines, []coupon.Applied{o.Applied})
-		switch {
-		case err != nil && fixed:
-			s.offers, s.offAlone = append(s.offers, o), append(s.offAlone, 0)
-		case err == nil:
-			s.offers, s.offAlone = append(s.offers, o), append(s.offAlone, b.Discount)
-		}
-	}
-	if !fixed {
-		sortByAlone(&s.offers, &s.offAlone, maxCandidates)
-	}
-	var bound int64
-	for _, v := range s.offAlone {
-		bound += v
-	}
-	s.walk(0, nil, 0, bound)
-	if s.best == nil {
-		if s.err == nil {
-			s.err = surge.Errorf(surge.EINVALID, "the coupons named do not apply to this cart")
-		}
-		return nil, s.err
-	}
-	s.best.Exhaustive = s.evals <= MaxEvaluations
-	return s.best, nil
-}
-
-func sortByAlone[T any](list *[]T, alone *[]int64, most int) {
-	idx := make([]int, len(*list))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare((*alone)[b], (*alone)[a]) })
-	if len(idx) > most {
-		idx = idx[:most]
-	}
-	l, a := make([]T, len(idx)), make([]int64, len(idx))
-	for k, i := range idx {
-		l[k], a[k] = (*list)[i], (*alone)[i]
-	}
-	*list, *alone = l, a
-}
-
-// walk decides activity i onward: with it (if it stacks with those chosen), then without. The
-// bound (what the chosen and the rest take alone, and every coupon alone) prunes a branch that
-// cannot beat the best.
-func (s *search) walk(i int, chosen []*Act, alone, couponBound int64) {
-	if s.evals > MaxEvaluations {
-		return
-	}
-	var rest int64
-	for _, v := range s.actAlone[i:] {
-		rest += v
-	}
-	if s.best != nil && alone+rest+couponBound <= s.bestTotal {
-		return
-	}
-	if i == len(s.acts) {
-		s.evaluate(chosen)
-		return
-	}
-	x := s.acts[i]
-	ok := true
-	for _, c := range chosen {
-		if !stacks(c, x) {
-			ok = false
-			break
-		}
-	}
-	if ok {
-		s.walk(i+1, append(slices.Clip(chosen), x), alone+s.actAlone[i], couponBound)
-	}
-	s.walk(i+1, chosen, alone, couponBound)
-}
-
-// evaluate prices a set of activities and the best coupons after it.
-func (s *search) evaluate(chosen []*Act) {
-	acts := slices.SortedStableFunc(slices.Values(chosen), byPriority)
-	p := apply(s.lines, acts)
-	lines := slices.Clone(s.lines)
-	for i := range lines {
-		lines[i].Off = p.off[i]
-	}
-	noCoupons, noEnvelopes := false, false
-	for _, x := range acts {
-		noCoupons, noEnvelopes = noCoupons || x.Rule.NoCoupons, noEnvelopes || x.Rule.NoEnvelopes
-	}
-	allowed := func(o Offer) bool { return !(o.Envelope && noEnvelopes || !o.Envelope && noCoupons) }
-	if s.fixed {
-		s.evals++
-		for _, o := range s.offers {
-			if !allowed(o) {
-				if s.err == nil {
-					s.err = surge.Errorf(surge.EINVALID, "coupon %d does not stack with the activities of this cart", o.ID)
-				}
-				return
-			}
-		}
-		s.consider(acts, p, lines, s.offers)
-		return
-	}
-	var usable []int
-	for k, o := range s.offers {
-		if allowed(o) {
-			usable = append(usable, k)
-		}
-	}
-	s.coupons(acts, p, lines, usable, 0, nil, 0)
-}
-
-// coupons decides offer usable[k] onward on top of activities' price p: with it (when the set
-// still applies), then without.
-func (s *search) coupons(acts []*Act, p applied, lines []Line, usable []int, k int, picked []Offer, alone int64) {
-	if s.evals > MaxEvaluations {
-		return
-	}
-	var rest int64
-	for _, j := range usable[k:] {
-		rest += s.offAlone[j]
-	}
-	if s.best != nil && p.total+alone+rest <= s.bestTotal {
-		return
-	}
-	if k == len(usable) {
-		s.evals++
-		s.consider(acts, p, lines, picked)
-		return
-	}
-	o := s.offers[usable[k]]
-	if len(picked) < coupon.MaxPerOrder {
-		with := append(slices.Clip(picked), o)
-		s.evals++
-		if _, err := coupon.Price(s.currency, lines, appliedOf(with)); err == nil { // a set that fails fails with any more
-			s.coupons(acts, p, lines, usable, k+1, with, alone+s.offAlone[usable[k]])
-		}
-	}
-	s.coupons(acts, p, lines, usable, k+1, picked, alone)
-}
-
-func appliedOf(offers []Offer) []coupon.Applied {
-	out := make([]coupon.Applied, len(offers))
-	for i, o := range offers {
-		out[i] = o.Applied
-	}
-	return out
-}
-
-// consider prices activities' p and coupons, and keeps it if it beats the best.
-func (s *search) consider(acts []*Act, p applied, lines []Line, offers []Offer) {
-	b, err := priceLines(s.currency, lines, offers)
-	if err != nil {
-		if s.err == nil {
-			s.err = err
-		}
-		return
-	}
-	if b.Discount <= s.bestTotal {
-		return
-	}
-	b.Activities = p.taken
-	for i := range b.Lines {
-		b.Lines[i].Activities = p.shares[i]
-	}
-	labels := map[int64]string{}
-	for _, o := range offers {
-		labels[o.ID] = o.Label
-	}
-	for i := range b.Lines {
-		b.Lines[i].Text = explain(b.Lines[i], labels)
-	}
-	var used []*Act
-	for _, x := range acts {
-		if slices.ContainsFunc(p.taken, func(t surge.ActivityTaken) bool { return t.Activity == x.ID }) {
-			used = append(used, x)
-		}
-	}
-	s.best, s.bestTotal = &Priced{Price: b, Acts: used}, b.Discount
 }
 
 // priceLines prices lines (Off set by activities) with coupons: coupon.Price, over as many

@@ -1,6 +1,7 @@
 package promo
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -255,5 +256,81 @@ func TestSearchIsBounded(t *testing.T) {
 	checkAddsUp(t, p.Price)
 	if p.Price.Discount == 0 {
 		t.Fatal("nothing found")
+	}
+}
+
+// Coupons an order names are all taken: activities after which one no longer applies are left
+// out, the least valuable first.
+func TestNamedCouponsLeaveActivitiesOut(t *testing.T) {
+	lines := []Line{{SKU: 1, Shop: 1, Unit: 59900, Quantity: 1}}
+	flash := act(1, "flash price", 0, Rule{Kind: FlashPrice, Price: 49900})
+	shop := act(2, "shop threshold", 0, Rule{Kind: Threshold, Value: 2000, Threshold: 40000})
+	c50 := offer(12, coupon.Rule{Kind: coupon.Threshold, Value: 5000, Threshold: 50000})
+	p := mustBest(t, lines, []*Act{flash, shop}, []Offer{c50}, true)
+	if p.Price.Payable != 59900-5000 || len(p.Price.Activities) != 0 {
+		t.Fatalf("price %+v; want the coupon alone (its threshold is not reached after either activity)", p.Price)
+	}
+	if _, err := Best("CNY", lines, nil, []Offer{offer(13, coupon.Rule{Kind: coupon.Threshold, Value: 5000, Threshold: 90000})}, true); surge.ErrorCode(err) != surge.EINVALID {
+		t.Fatalf("a coupon that never applies: %v; want EINVALID", err)
+	}
+}
+
+// What a quote chooses is what an order naming its coupons charges: random carts, activities
+// and coupons, quoted, then priced as an order would be.
+func TestQuoteIsWhatTheOrderCharges(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	kinds := []func() Rule{
+		func() Rule { return Rule{Kind: Direct, Value: 100 + r.Int64N(900)} },
+		func() Rule { return Rule{Kind: Direct, Percent: 5 + r.Int64N(30), NoCoupons: r.IntN(4) == 0} },
+		func() Rule { return Rule{Kind: FlashPrice, Price: 1000 + r.Int64N(5000), Exclusive: r.IntN(5) == 0} },
+		func() Rule {
+			return Rule{Kind: Threshold, Value: 500 + r.Int64N(1500), Threshold: 5000 + r.Int64N(20000), Repeat: r.IntN(2) == 0}
+		},
+		func() Rule {
+			return Rule{Kind: Tiered, Tiers: []Tier{{Min: 3000, Percent: 5}, {Min: 9000, Percent: 12}}, NoEnvelopes: r.IntN(3) == 0}
+		},
+		func() Rule { return Rule{Kind: BuyXGetY, Buy: 2, Get: 1} },
+		func() Rule { return Rule{Kind: Bundle, Units: 2, Price: 3000 + r.Int64N(3000)} },
+	}
+	for round := range 300 {
+		var lines []Line
+		for i := range 1 + r.IntN(6) {
+			lines = append(lines, Line{SKU: int64(i + 1), Shop: int64(1 + r.IntN(2)), Category: []string{"a", "b"}[r.IntN(2)], Unit: 1000 + r.Int64N(9000), Quantity: 1 + r.Int64N(3)})
+		}
+		var acts []*Act
+		for i := range r.IntN(8) {
+			rule := kinds[r.IntN(len(kinds))]()
+			switch r.IntN(3) {
+			case 0:
+				rule.Scope = Scope{Kind: ScopeSKUs, SKUs: []int64{int64(1 + r.IntN(6))}}
+			case 1:
+				rule.Scope = Scope{Kind: ScopeCategories, Categories: []string{[]string{"a", "b"}[r.IntN(2)]}}
+			}
+			if r.IntN(3) == 0 {
+				rule.Group = []string{"x", "y", "z"}[r.IntN(3)]
+			}
+			acts = append(acts, act(int64(i+1), "a", r.Int64N(3), rule))
+		}
+		var offers []Offer
+		for i := range r.IntN(5) {
+			o := offer(int64(100+i), coupon.Rule{Kind: coupon.Threshold, Value: 300 + r.Int64N(700), Threshold: 2000 + r.Int64N(10000)})
+			if r.IntN(2) == 0 {
+				o = offer(int64(100+i), coupon.Rule{Kind: coupon.Fixed, Value: 100 + r.Int64N(500)})
+				o.Envelope = r.IntN(2) == 0
+			}
+			offers = append(offers, o)
+		}
+		q := mustBest(t, lines, acts, offers, false)
+		var named []Offer
+		for _, c := range q.Price.Coupons {
+			named = append(named, offers[slices.IndexFunc(offers, func(o Offer) bool { return o.ID == c.Coupon })])
+		}
+		o := mustBest(t, lines, acts, named, true)
+		if o.Price.Payable != q.Price.Payable {
+			t.Fatalf("round %d: quoted %d, the order charges %d\nquote %+v\norder %+v", round, q.Price.Payable, o.Price.Payable, q.Price, o.Price)
+		}
+		if alone := mustBest(t, lines, acts, nil, false); alone.Price.Discount > q.Price.Discount {
+			t.Fatalf("round %d: without coupons %d off, with them %d", round, alone.Price.Discount, q.Price.Discount)
+		}
 	}
 }

@@ -35,6 +35,9 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if len(args) > 0 && args[0] == "coupons" {
 		return benchCoupons(ctx, args[1:], env, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "promo" {
+		return benchPromo(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "live" {
 		return benchLive(ctx, args[1:], stdout, stderr)
 	}
@@ -52,7 +55,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	return fmt.Errorf("unknown measurement %q (above)", args[0])
 }
 
-const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live|coupons> [flags]
+const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live|coupons|promo> [flags]
 
 Measurements of Surge's parts, each with figures to compare (see surge bench <name> --help):
 
@@ -61,6 +64,7 @@ Measurements of Surge's parts, each with figures to compare (see surge bench <na
   nexmark   the stream engine on the Nexmark queries, checked against a batch computation
   live      ingestion, live metrics' freshness and the query API on an in-process node
   coupons   the coupon ledger: claims of one hot batch per second, embedded and on Redis
+  promo     price quotes over a big catalog and many live activities, in process and over HTTP
 
 Examples:
   surge bench stock --items 1 --workers 64 --duration 5s
@@ -68,6 +72,7 @@ Examples:
   surge bench nexmark --query q5 --events 1000000
   surge bench live --events 1000000
   surge bench coupons --redis-url redis://127.0.0.1:6379/0
+  surge bench promo --activities 100000
 `
 
 // stockBenchConfig are the settings of surge bench stock.

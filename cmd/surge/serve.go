@@ -83,6 +83,10 @@ type Main struct {
 	srv     *http.Server
 	admin   *http.Server
 	closers []func() error
+	// db and promo are the node's relational store and promotion service, for the benches
+	// that fill a catalog and quote in process.
+	db    relational
+	promo *promo.Service
 }
 
 // NewMain returns a node with the given settings.
@@ -118,6 +122,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		ln.Close()
 		return err
 	}
+	m.db, m.promo = b.db, deps.Promo
 	api, err := surgehttp.New(deps)
 	if err != nil {
 		ln.Close()
