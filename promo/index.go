@@ -232,6 +232,19 @@ func (ix *Index) All() []*surge.Activity {
 	return out
 }
 
+// Excluding returns the live activities of a group that exclude others.
+func (ix *Index) Excluding() []*Act {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []*Act
+	for _, e := range ix.byID {
+		if e.act.Rule.Group != "" && len(e.act.Rule.Excludes) > 0 {
+			out = append(out, e.act)
+		}
+	}
+	return out
+}
+
 // Size is how many activities and postings (activity under a key) the index holds.
 func (ix *Index) Size() (activities, postings int) {
 	ix.mu.RLock()

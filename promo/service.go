@@ -471,12 +471,9 @@ func (s *Service) acyclic(id int64, r Rule) error {
 			}
 		}
 	}
-	for _, a := range s.index.All() {
-		if a.ID == id {
-			continue
-		}
-		if x, err := DecodeRule(a.Rule); err == nil {
-			add(x.Group, x.Excludes)
+	for _, x := range s.index.Excluding() {
+		if x.ID != id {
+			add(x.Rule.Group, x.Rule.Excludes)
 		}
 	}
 	add(r.Group, r.Excludes)

@@ -135,8 +135,21 @@ func TestPromotions(t *testing.T) {
 				t.Fatalf("flash price after the refund: %+v; want its use back", v)
 			}
 
-			// The flash price goes offline: the old quote's checkout is refused with the new one.
+			// The flash price goes offline while an order holds it: the order keeps its price,
+			// and paid, its hold is confirmed; the old quote's checkout is refused with the new
+			// price.
+			sh := shopper(t, cl, 7_000_005)
+			held := ok[*surge.Order](t, "Checkout")(sh.Checkout(ctx, checkout.Request{RequestID: "held", Lines: cart, QuotedPayable: &quoted}))
 			ok[*surge.Activity](t, "OfflineActivity")(tm.m1.OfflineActivity(ctx, flash.ID))
+			tk = ok[*order.PayTicket](t, "PayTicket")(sh.PayTicket(ctx, held.ID))
+			if _, err := sh.Pay(ctx, tk.PayURL, paysim.PayRequest{Ticket: tk.Ticket}); err != nil {
+				t.Fatal(err)
+			}
+			waitState(t, sh, held.ID, surge.OrderPaid)
+			waitFor(t, "the offline flash price's hold confirmed", func() bool {
+				v, err := tm.m1.Activity(ctx, flash.ID)
+				return err == nil && v.Locks[surge.LockConfirmed].Count == 1 && v.Used == 1 && v.Spent == 10000
+			})
 			_, err = s.Checkout(ctx, checkout.Request{RequestID: "p-2", Lines: cart, QuotedPayable: &quoted})
 			wantCode(t, "a checkout at a price that changed", err, surge.EPRICECHANGED)
 			var ce *client.Error
