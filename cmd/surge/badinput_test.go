@@ -120,6 +120,16 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"bad email", "POST", "/v1/auth/register", "", `{"email":"eve@","password":"long enough"}`, 400, surge.EINVALID},
 		{"wrong password", "POST", "/v1/auth/login", "", `{"login":"admin","password":"nope"}`, 401, surge.EUNAUTHORIZED},
 		{"forged refresh token", "POST", "/v1/auth/refresh", "", `{"refresh_token":"forged"}`, 401, surge.EUNAUTHORIZED},
+		{"quote of no lines", "POST", "/v1/prices/quote", shopperTok, `{"lines":[]}`, 400, surge.EINVALID},
+		{"quote of an unknown SKU", "POST", "/v1/prices/quote", shopperTok, `{"lines":[{"sku_id":"99999","quantity":1}]}`, 404, surge.ENOTFOUND},
+		{"quote of a quantity of 0", "POST", "/v1/prices/quote", shopperTok, fmt.Sprintf(`{"lines":[{"sku_id":"%d","quantity":0}]}`, sku.ID), 400, surge.EINVALID},
+		{"quote of an SKU twice", "POST", "/v1/prices/quote", shopperTok, fmt.Sprintf(`{"lines":[{"sku_id":"%d","quantity":1},{"sku_id":"%d","quantity":1}]}`, sku.ID, sku.ID), 400, surge.EINVALID},
+		{"quote with someone else's coupon", "POST", "/v1/prices/quote", shopperTok, fmt.Sprintf(`{"lines":[{"sku_id":"%d","quantity":1}],"coupon_ids":["12345"]}`, sku.ID), 404, surge.ENOTFOUND},
+		{"activity of an unknown kind", "POST", "/v1/activities", mTok, `{"name":"x","rule":{"kind":"free","currency":"CNY","scope":{"kind":"platform"}},"starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-02T00:00:00Z"}`, 400, surge.EINVALID},
+		{"activity whose price goes below its floor", "POST", "/v1/activities", mTok, `{"name":"x","rule":{"kind":"flash_price","price":100,"floor":200,"currency":"CNY","scope":{"kind":"platform"}},"starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-02T00:00:00Z"}`, 400, surge.EINVALID},
+		{"activity ending before it starts", "POST", "/v1/activities", mTok, `{"name":"x","rule":{"kind":"direct","value":1,"currency":"CNY","scope":{"kind":"platform"}},"starts_at":"2030-01-02T00:00:00Z","ends_at":"2030-01-01T00:00:00Z"}`, 400, surge.EINVALID},
+		{"activity with a negative cap", "POST", "/v1/activities", mTok, `{"name":"x","cap":-1,"rule":{"kind":"direct","value":1,"currency":"CNY","scope":{"kind":"platform"}},"starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-02T00:00:00Z"}`, 400, surge.EINVALID},
+		{"wrong role: shopper creates an activity", "POST", "/v1/activities", shopperTok, `{"name":"x"}`, 403, surge.EFORBIDDEN},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
