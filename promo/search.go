@@ -11,11 +11,11 @@ import (
 
 // Bounds of the price search.
 const (
-	// ExactGroup is the most activities of one group of interacting activities (those that
-	// share a line of the cart, or exclude each other) whose every legal combination the search
-	// weighs; a larger group is searched from the best combination a greedy pass finds, improved
-	// by adding, dropping and swapping activities until nothing improves (Priced.Exhaustive
-	// false).
+	// A group of interacting activities (those that share a line of the cart, or exclude each
+	// other) with up to 2^ExactGroup combinations (one or none of each stacking group, any of
+	// those of none) has every legal combination weighed; a larger one is searched from the
+	// best combination a greedy pass finds, improved by adding, dropping and swapping
+	// activities until nothing improves (Priced.Exhaustive false).
 	ExactGroup = 14
 	// MaxEvaluations bounds the combinations one search prices; past it the search answers the
 	// best it found (Priced.Exhaustive false).
@@ -354,7 +354,7 @@ func (s *search) group(acts []*Act) []*Act {
 		}
 		return out
 	}
-	if len(acts) <= ExactGroup {
+	if combinations(acts) <= 1<<ExactGroup {
 		rest := make([]int64, len(order)+1) // what the activities from order[j] on take alone
 		for j := len(order) - 1; j >= 0; j-- {
 			rest[j] = rest[j+1] + alone[order[j]]
@@ -415,6 +415,24 @@ func (s *search) group(acts []*Act) []*Act {
 		}
 	}
 	return pick(set)
+}
+
+// combinations bounds the legal combinations of activities: one or none of each stacking group,
+// any of those of none.
+func combinations(acts []*Act) float64 {
+	n := 1.0
+	groups := map[string]int{}
+	for _, x := range acts {
+		if x.Rule.Group == "" {
+			n *= 2
+		} else {
+			groups[x.Rule.Group]++
+		}
+	}
+	for _, k := range groups {
+		n *= float64(k + 1)
+	}
+	return n
 }
 
 // coupons returns the best set of offers after activities: every legal set weighed (up to

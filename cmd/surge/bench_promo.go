@@ -72,8 +72,9 @@ func benchPromo(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := command{name: "bench promo",
 		about: `Starts a node in process, imports --skus SKUs (10 to a product) in --categories top-level
 categories across --shops shops, writes --activities live activities straight to the store (60%
-on lists of SKUs, 30% on categories, 10% on shops, a few on the whole platform; a quarter in
-stacking groups), and measures quotes of one SKU and of --cart-lines lines: in process (the
+on lists of SKUs, 30% on categories, 10% on shops, one in a thousand on the whole platform, all
+of those in one group; a quarter of the rest in stacking groups), and measures quotes of one
+SKU and of --cart-lines lines: in process (the
 promotion service) and over HTTP (POST /v1/prices/quote), each with p50, p99 and p999; the heap
 the index takes; and the time from an activity's publish to the first quote that shows it.
 --postgres-url and --nats-url run two nodes on those backends, and the change is timed on the
@@ -316,8 +317,9 @@ func promoCatalog(ctx context.Context, db relational, skus, categories, shops in
 
 // promoActivities writes n live activities straight to the store. Their rules: direct
 // discounts and flash prices on lists of 10 to 100 SKUs (60%), threshold and tiered discounts on
-// 1 to 5 categories (30%) or on a shop (10%), and one in a thousand on the whole platform; a
-// quarter are in one of 20 stacking groups. The last 100 SKUs are left out of every list (the
+// 1 to 5 categories (30%) or on a shop (10%), and one in a thousand on the whole platform (in
+// one stacking group: a cross-shop discount, one to an order); a quarter of the others are in
+// one of 20 stacking groups. The last 100 SKUs are left out of every list (the
 // changes are timed on them).
 func promoActivities(ctx context.Context, db relational, ids []int64, n, categories, shops int) error {
 	r := rand.New(rand.NewPCG(1, 2))
@@ -326,8 +328,9 @@ func promoActivities(ctx context.Context, db relational, ids []int64, n, categor
 	for i := range n {
 		var rule promo.Rule
 		switch x := r.IntN(1000); {
-		case x == 0:
-			rule = promo.Rule{Kind: promo.Threshold, Value: 500, Threshold: 20000, Repeat: true, MaxOff: 5000, Scope: promo.Scope{Kind: promo.ScopePlatform}}
+		case x == 0: // cross-shop discounts: one to an order
+			rule = promo.Rule{Kind: promo.Threshold, Value: 500, Threshold: 20000, Repeat: true, MaxOff: 5000, Scope: promo.Scope{Kind: promo.ScopePlatform},
+				Group: "platform"}
 		case x < 600:
 			list := make([]int64, 10+r.IntN(91))
 			for j := range list {
@@ -358,7 +361,7 @@ func promoActivities(ctx context.Context, db relational, ids []int64, n, categor
 			rule = promo.Rule{Kind: promo.Threshold, Value: 2000, Threshold: 20000, Repeat: true, Scope: promo.Scope{Kind: promo.ScopeShops, Shops: []int64{shop}}}
 		}
 		rule.Currency = "CNY"
-		if r.IntN(4) == 0 {
+		if rule.Group == "" && r.IntN(4) == 0 {
 			rule.Group = "g" + strconv.Itoa(r.IntN(20))
 		}
 		raw, err := json.Marshal(rule)
