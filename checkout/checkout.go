@@ -35,6 +35,8 @@ type Prices interface {
 	Quote(ctx context.Context, a surge.Actor, in promo.QuoteRequest) (*promo.Quote, error)
 	// Refresh takes activities from the store again (an order was refused one).
 	Refresh(ctx context.Context, ids []int64)
+	// Forget drops the prices of SKUs a quote keeps (the order read others).
+	Forget(skus []int64)
 	// Locked follows the activities of an order just made (events, metrics).
 	Locked(ctx context.Context, o *surge.Order)
 }
@@ -209,6 +211,14 @@ func (s *Service) giveBack(ctx context.Context, in Request, ref coupon.OrderRef,
 // changed is the refusal of a checkout whose price is not the one quoted, with the cart's price
 // now (without it, when even that cannot be made: the refusal says why).
 func (s *Service) changed(ctx context.Context, a surge.Actor, in Request, why *surge.Error) error {
+	if s.prices == nil {
+		return &surge.PriceChanged{Err: why}
+	}
+	skus := make([]int64, len(in.Lines))
+	for i, l := range in.Lines {
+		skus[i] = l.SKU
+	}
+	s.prices.Forget(skus) // the quote reads the prices the order read
 	q, err := s.prices.Quote(ctx, a, promo.QuoteRequest{Lines: in.Lines, CouponIDs: in.Coupons, WithoutCoupons: len(in.Coupons) == 0})
 	if err != nil {
 		s.log.InfoContext(ctx, "a changed price could not be quoted again", "err", err)

@@ -26,6 +26,9 @@ type Act struct {
 	Rule                  Rule
 	skus, shops, exclude  map[int64]bool
 	categories            map[string]bool
+	// left is what the activity's budget has left as last read (-1: no budget): an activity
+	// that would take more off a cart is left out of its search.
+	left int64
 }
 
 // Compile makes an activity's rule ready for pricing.
@@ -34,7 +37,11 @@ func Compile(a *surge.Activity) (*Act, error) {
 	if err != nil {
 		return nil, err
 	}
-	return compileRule(a.ID, a.Version, a.MerchantID, a.Name, a.Priority, r), nil
+	x := compileRule(a.ID, a.Version, a.MerchantID, a.Name, a.Priority, r)
+	if a.Budget > 0 {
+		x.left = max(a.Budget-a.Spent, 0)
+	}
+	return x, nil
 }
 
 func compileRule(id, version, merchant int64, name string, priority int64, r Rule) *Act {
@@ -49,7 +56,7 @@ func compileRule(id, version, merchant int64, name string, priority int64, r Rul
 		return m
 	}
 	x := &Act{ID: id, Version: version, Merchant: merchant, Name: name, Priority: priority, Rule: r,
-		skus: set(r.Scope.SKUs), shops: set(r.Scope.Shops), exclude: set(r.Scope.Exclude)}
+		skus: set(r.Scope.SKUs), shops: set(r.Scope.Shops), exclude: set(r.Scope.Exclude), left: -1}
 	if len(r.Scope.Categories) > 0 {
 		x.categories = make(map[string]bool, len(r.Scope.Categories))
 		for _, c := range r.Scope.Categories {

@@ -241,8 +241,9 @@ func TestCartBounds(t *testing.T) {
 	}
 }
 
-// Many activities that exclude each other in a chain: the search stays within its bound and
-// answers the best it found.
+// Forty activities on one line, each in a group of its own: more combinations than the search
+// weighs one by one. It answers the best it found, says it was cut short, and an order naming
+// its coupons (none) is priced the same.
 func TestSearchIsBounded(t *testing.T) {
 	var acts []*Act
 	lines := []Line{{SKU: 1, Unit: 1_000_000, Quantity: 10}}
@@ -254,8 +255,56 @@ func TestSearchIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAddsUp(t, p.Price)
-	if p.Price.Discount == 0 {
-		t.Fatal("nothing found")
+	if p.Exhaustive || p.Price.Discount == 0 {
+		t.Fatalf("exhaustive %v, discount %d; want a search cut short that found something", p.Exhaustive, p.Price.Discount)
+	}
+	o, err := Best("CNY", lines, acts, nil, true)
+	if err != nil || o.Price.Payable != p.Price.Payable {
+		t.Fatalf("the order: %v, %v; want %d", o, err, p.Price.Payable)
+	}
+}
+
+// A wallet of 24 coupons and an activity that keeps coupons off: the searches of coupons and of
+// activities each have their own bound, and the quote is what the order naming its coupons
+// charges.
+func TestManyCouponsQuoteWhatTheOrderCharges(t *testing.T) {
+	lines := []Line{{SKU: 1, Unit: 100_000, Quantity: 1}}
+	acts := []*Act{act(1, "direct", 0, Rule{Kind: Direct, Value: 5000}), act(2, "threshold", 0, Rule{Kind: Threshold, Value: 1000, Threshold: 50000}),
+		act(3, "no coupons", 0, Rule{Kind: Threshold, Value: 20000, Threshold: 60000, NoCoupons: true})}
+	var offers []Offer
+	for i := range 24 {
+		offers = append(offers, offer(int64(100+i), coupon.Rule{Kind: coupon.Fixed, Value: 300 + int64(i%3)}))
+	}
+	q, err := Best("CNY", lines, acts, offers, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var named []Offer
+	for _, c := range q.Price.Coupons {
+		named = append(named, offers[slices.IndexFunc(offers, func(o Offer) bool { return o.ID == c.Coupon })])
+	}
+	o, err := Best("CNY", lines, acts, named, true)
+	if err != nil || o.Price.Payable != q.Price.Payable {
+		t.Fatalf("quoted %d (%d coupons), the order: %v, %v", q.Price.Payable, len(named), o, err)
+	}
+	if len(q.Price.Activities) == 0 || q.Exhaustive {
+		t.Fatalf("quote %+v (exhaustive %v): want activities, and a coupon search cut short", q.Price, q.Exhaustive)
+	}
+}
+
+// An activity whose budget has less left than it would take off the cart is left out, rather
+// than quoted at a price its lock would refuse.
+func TestAnActivityPastItsBudgetIsLeftOut(t *testing.T) {
+	a := &surge.Activity{ID: 1, Version: 1, Name: "d", Budget: 1000, Spent: 700,
+		Rule: []byte(`{"kind":"direct","value":200,"currency":"CNY","scope":{"kind":"platform"}}`)}
+	x, err := Compile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := mustBest(t, []Line{{SKU: 1, Unit: 1000, Quantity: 1}}, []*Act{x}, nil, false)
+	two := mustBest(t, []Line{{SKU: 1, Unit: 1000, Quantity: 2}}, []*Act{x}, nil, false)
+	if one.Price.Discount != 200 || two.Price.Discount != 0 {
+		t.Fatalf("discounts %d and %d; want 200 (fits the 300 left) and 0 (400 would not)", one.Price.Discount, two.Price.Discount)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,6 +112,53 @@ func TestIndexFindsActivitiesByKey(t *testing.T) {
 	if n, p := ix.Size(); n != 4 || p != 4 {
 		t.Fatalf("size %d, %d", n, p)
 	}
+}
+
+// The index is read while it changes: quotes, changes and reloads at once (run with -race).
+func TestIndexIsReadWhileItChanges(t *testing.T) {
+	now := time.Now()
+	mk := func(id, version int64, state string) *surge.Activity {
+		return &surge.Activity{ID: id, Name: "a", Version: version, State: state, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour),
+			Rule: []byte(`{"kind":"direct","value":1,"currency":"CNY","scope":{"kind":"skus","skus":[1,2,3]}}`)}
+	}
+	ix := NewIndex()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, c := range ix.Candidates("CNY", []Line{{SKU: 2, Unit: 10, Quantity: 1}}, now) {
+					if c.Act == nil || c.Activity.State != surge.ActivityLive {
+						t.Error("a candidate that is not live")
+					}
+				}
+				ix.Size()
+				ix.Excluding()
+			}
+		}()
+	}
+	for i := range 2000 {
+		id := int64(i%50 + 1)
+		state := surge.ActivityLive
+		if i%3 == 0 {
+			state = surge.ActivityOffline
+		}
+		if err := ix.Put(mk(id, int64(i+1), state)); err != nil {
+			t.Fatal(err)
+		}
+		if i%500 == 0 {
+			ix.Replace([]*surge.Activity{mk(1, int64(i+1), surge.ActivityLive)})
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
 
 func FuzzDecodeRule(f *testing.F) {

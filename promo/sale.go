@@ -8,8 +8,9 @@ const SaleLabel = "flash sale"
 // Sale is a flash-sale order's one line, priced by its session item: the item is an activity of
 // the sale (its id the item's) that sets each unit at the sale price and stacks with no other
 // activity, only with coupons. Line is at the SKU's list price, less what the sale price takes
-// off (Off); Shares is that, for the breakdown. A list price below the sale price, or in another
-// currency, counts as the sale price: the order charges the sale price either way.
+// off (Off); Shares is that, for the breakdown. A list price below the sale price, in another
+// currency, or past the bounds of an order's amounts, counts as the sale price: the order
+// charges the sale price either way.
 type Sale struct {
 	Line   Line
 	Shares []surge.ActivityShare
@@ -19,7 +20,7 @@ type Sale struct {
 // SalePrice prices quantity units of a session item.
 func SalePrice(it *surge.SessionItem, quantity int64) Sale {
 	list := it.SalePrice.Amount
-	if it.ListPrice.Currency == it.SalePrice.Currency && it.ListPrice.Amount > list {
+	if it.ListPrice.Currency == it.SalePrice.Currency && it.ListPrice.Amount > list && it.ListPrice.Amount <= surge.MaxPriceMinor/max(quantity, 1) {
 		list = it.ListPrice.Amount
 	}
 	x := compileRule(it.ID, 1, 0, SaleLabel, MaxPriority+1, Rule{Kind: FlashPrice, Price: it.SalePrice.Amount, Currency: it.SalePrice.Currency,

@@ -85,9 +85,15 @@ func Best(currency string, lines []Line, acts []*Act, offers []Offer, fixed bool
 	s := &search{currency: currency, lines: lines, exhaustive: true, chosen: map[string][]*Act{}}
 	var cands []*Act
 	for _, x := range acts {
-		if x.Rule.Currency == currency && slices.ContainsFunc(lines, func(l Line) bool { return x.covers(&l) }) {
-			cands = append(cands, x)
+		if x.Rule.Currency != currency || !slices.ContainsFunc(lines, func(l Line) bool { return x.covers(&l) }) {
+			continue
 		}
+		// what an activity takes with others is at most what it takes alone: one whose budget
+		// has less left than that is left out, rather than priced at what its lock would refuse
+		if x.left >= 0 && apply(lines, []*Act{x}).total > x.left {
+			continue
+		}
+		cands = append(cands, x)
 	}
 	slices.SortStableFunc(cands, byPriority)
 	if fixed {
@@ -115,7 +121,7 @@ func Best(currency string, lines []Line, acts []*Act, offers []Offer, fixed bool
 			}
 		}
 	}
-	best.Exhaustive = s.exhaustive && s.evals <= MaxEvaluations
+	best.Exhaustive = s.exhaustive
 	return best, nil
 }
 
@@ -193,7 +199,10 @@ func (s *search) activities(cands []*Act) []*Act {
 	if got, ok := s.chosen[string(key)]; ok {
 		return got
 	}
+	evals := s.evals // each search has its own MaxEvaluations: what one used never cuts another short
+	s.evals = 0
 	chosen := s.combine(cands)
+	s.evals = evals + s.evals
 	s.chosen[string(key)] = chosen
 	return chosen
 }
@@ -438,6 +447,9 @@ func combinations(acts []*Act) float64 {
 // coupons returns the best set of offers after activities: every legal set weighed (up to
 // MaxEvaluations), pruned by what each takes alone.
 func (s *search) coupons(acts []*Act, offers []Offer) []Offer {
+	evals := s.evals // a budget of its own, as activities have
+	s.evals = 0
+	defer func() { s.evals += evals }()
 	noCoupons, noEnvelopes := false, false
 	for _, x := range acts {
 		noCoupons, noEnvelopes = noCoupons || x.Rule.NoCoupons, noEnvelopes || x.Rule.NoEnvelopes

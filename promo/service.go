@@ -121,7 +121,7 @@ func (s *Service) Load(ctx context.Context) error {
 func (s *Service) Run(ctx context.Context) {
 	if s.changes != nil {
 		for {
-			_, err := s.changes.Watch(ctx, func(id int64) { s.refresh(ctx, id) })
+			_, err := s.changes.Watch(ctx, func(id int64) { s.refresh(ctx, id, true) })
 			if err == nil || ctx.Err() != nil {
 				break
 			}
@@ -147,8 +147,9 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// refresh takes one activity into the index as the store has it now.
-func (s *Service) refresh(ctx context.Context, id int64) {
+// refresh takes one activity into the index as the store has it now; noted says a change's
+// note asked (its lag is measured).
+func (s *Service) refresh(ctx context.Context, id int64, noted bool) {
 	a, err := s.store.Activity(ctx, id)
 	switch {
 	case surge.ErrorCode(err) == surge.ENOTFOUND:
@@ -160,7 +161,9 @@ func (s *Service) refresh(ctx context.Context, id int64) {
 		if err := s.index.Put(a); err != nil {
 			s.log.ErrorContext(ctx, "a changed activity's rule does not compile", "activity", id, "err", err)
 		}
-		s.metrics.lag(s.now().Sub(a.UpdatedAt))
+		if noted {
+			s.metrics.lag(s.now().Sub(a.UpdatedAt))
+		}
 	}
 	s.metrics.indexed(s.index)
 }
@@ -169,7 +172,7 @@ func (s *Service) refresh(ctx context.Context, id int64) {
 // order was refused one).
 func (s *Service) Refresh(ctx context.Context, ids []int64) {
 	for _, id := range ids {
-		s.refresh(ctx, id)
+		s.refresh(ctx, id, false)
 	}
 }
 
@@ -307,6 +310,10 @@ func (s *Service) Activity(ctx context.Context, a surge.Actor, id int64) (*Activ
 	locks, err := s.store.ActivityLocks(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if x.Cap == 0 && x.Budget == 0 { // not counted in its row: what the orders hold of it
+		x.Used = locks[surge.LockLocked].Count + locks[surge.LockConfirmed].Count
+		x.Spent = locks[surge.LockLocked].Value + locks[surge.LockConfirmed].Value
 	}
 	return &ActivityView{Activity: x, Locks: locks}, nil
 }
@@ -721,6 +728,14 @@ func (s *Service) Price(ctx context.Context, user int64, currency string, lines 
 	return s.best(ctx, user, currency, lines, offers, len(ids) > 0)
 }
 
+// Forget drops SKUs' prices from the node's cache: a checkout found a price other than the
+// one quoted.
+func (s *Service) Forget(skus []int64) {
+	for _, id := range skus {
+		s.skus.Invalidate(id)
+	}
+}
+
 // Locked tells what an order just made holds of activities: its event and metrics.
 func (s *Service) Locked(ctx context.Context, o *surge.Order) {
 	s.step(ctx, surge.EventPromoLocked, o)
@@ -742,14 +757,14 @@ func (s *Service) Settled(ctx context.Context, o *surge.Order) error {
 			}
 			key := strconv.FormatInt(o.ID, 10) + "-" + strconv.FormatInt(t.Activity, 10)
 			_, err := s.coupons.Give(ctx, t.RebateBatch, o.UserID, key)
-			switch surge.ErrorCode(err) {
+			switch code := surge.ErrorCode(err); code {
 			case "":
 				s.metrics.rebate("given")
-			case surge.ELIMIT, surge.ESOLDOUT, surge.ENOTFOUND:
-				s.metrics.rebate(surge.ErrorCode(err))
-				s.log.WarnContext(ctx, "a rebate was not given", "order", o.ID, "activity", t.Activity, "err", err)
-			default:
+			case surge.EUNAVAILABLE, surge.EINTERNAL: // the store or the ledger did not answer: the sweep tries again
 				return err
+			default: // a refusal no retry clears: the batch ran out, went offline, the shopper is at its limit
+				s.metrics.rebate(code)
+				s.log.WarnContext(ctx, "a rebate was not given", "order", o.ID, "activity", t.Activity, "err", err)
 			}
 		}
 		s.step(ctx, surge.EventPromoUsed, o)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,48 +166,65 @@ func (s *Store) ActivityLocks(ctx context.Context, id int64) (map[string]surge.C
 }
 
 // lockActivities takes, in a checkout's transaction, each activity its price holds: one use and
-// its discount within the activity's cap and budget, while it is live at the version priced and
-// within its window, and once per shopper where it says so (and only for a shopper it still
-// fits: no order yet, or none in the shop). Activities are taken in id order, so two checkouts
-// never wait for each other in opposite orders. EPRICECHANGED names the first that does not
-// hold any more.
+// its discount within the activity's cap and budget (counted in its row only when it has
+// either), while it is live at the version priced and within its window, and once per shopper
+// where it says so (and only for a shopper it still fits: no order yet, or none in the shop;
+// checked under the shopper's lock). Activities are taken in id order, after the SKUs, so two
+// checkouts never wait for each other in opposite orders. EPRICECHANGED names the first that
+// does not hold any more.
 func (s *Store) lockActivities(ctx context.Context, tx *sql.Tx, o *surge.Order, now time.Time) error {
 	if o.Price == nil || len(o.Price.Activities) == 0 {
 		return nil
 	}
 	taken := slices.SortedFunc(slices.Values(o.Price.Activities), func(a, b surge.ActivityTaken) int { return cmp.Compare(a.Activity, b.Activity) })
+	locked := false // the shopper's lock, for activities given once per shopper
 	for i, t := range taken {
 		if i > 0 && t.Activity == taken[i-1].Activity || t.Amount < 0 {
 			return surge.Errorf(surge.EINVALID, "each activity is taken once, of a discount not below 0")
 		}
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE activities SET used = used + 1, spent = spent + ?
-			WHERE id = ? AND state = ? AND version = ? AND starts_at <= ? AND ends_at > ?
-			AND (cap = 0 OR used < cap) AND (budget = 0 OR spent + ? <= budget)`),
-			t.Amount, t.Activity, surge.ActivityLive, t.Version, ms(now), ms(now), t.Amount)
+		changed := surge.Errorf(surge.EPRICECHANGED, "activity %d (%s) ended, ran out or changed since the price was made", t.Activity, t.Label)
+		var capOrders, budget int64
+		var rule string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT cap, budget, rule FROM activities
+			WHERE id = ? AND state = ? AND version = ? AND starts_at <= ? AND ends_at > ?`),
+			t.Activity, surge.ActivityLive, t.Version, ms(now), ms(now)).Scan(&capOrders, &budget, &rule)
+		if errors.Is(err, sql.ErrNoRows) {
+			return changed
+		}
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
+		counted := capOrders > 0 || budget > 0
+		if counted { // within the cap and the budget, or nothing
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE activities SET used = used + 1, spent = spent + ?
+				WHERE id = ? AND (cap = 0 OR used < cap) AND (budget = 0 OR spent + ? <= budget)`), t.Amount, t.Activity, t.Amount)
 			if err != nil {
 				return err
 			}
-			return surge.Errorf(surge.EPRICECHANGED, "activity %d (%s) ended, ran out or changed since the price was made", t.Activity, t.Label)
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				if err != nil {
+					return err
+				}
+				return changed
+			}
 		}
 		once := ""
 		if t.Once {
 			once = strconv.FormatInt(t.Activity, 10)
-			var rule struct {
+			if !locked && s.dialect.UserLock != "" {
+				if _, err := tx.ExecContext(ctx, s.q(s.dialect.UserLock), o.UserID%(1<<31)); err != nil {
+					return err
+				}
+				locked = true
+			}
+			var r struct {
 				Audience string `json:"audience"`
 			}
-			var raw string
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT rule FROM activities WHERE id = ?`), t.Activity).Scan(&raw); err != nil {
-				return err
-			}
-			if err := json.Unmarshal([]byte(raw), &rule); err != nil {
+			if err := json.Unmarshal([]byte(rule), &r); err != nil {
 				return err
 			}
 			shop := int64(-1) // any shop: a new shopper has no order at all
-			if rule.Audience == "first_in_shop" {
+			if r.Audience == "first_in_shop" {
 				shop = o.MerchantID
 			}
 			var had int64
@@ -226,8 +244,8 @@ func (s *Store) lockActivities(ctx context.Context, tx *sql.Tx, o *surge.Order, 
 				return surge.Errorf(surge.EPRICECHANGED, "activity %d (%s) is for a shopper's first order, and this is not it", t.Activity, t.Label)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO activity_locks (order_id, activity_id, user_id, discount, once_key, state) VALUES (?, ?, ?, ?, ?, ?)`),
-			o.ID, t.Activity, o.UserID, t.Amount, once, surge.LockLocked); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO activity_locks (order_id, activity_id, user_id, discount, once_key, counted, state) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+			o.ID, t.Activity, o.UserID, t.Amount, once, boolInt(counted), surge.LockLocked); err != nil {
 			return err
 		}
 	}
@@ -248,24 +266,25 @@ func (s *Store) settleActivities(ctx context.Context, tx *sql.Tx, o *surge.Order
 	default:
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT activity_id, discount, once_key FROM activity_locks WHERE order_id = ? AND state <> ? ORDER BY activity_id`),
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT activity_id, discount, once_key, counted FROM activity_locks WHERE order_id = ? AND state <> ? ORDER BY activity_id`),
 		o.ID, surge.LockReleased)
 	if err != nil {
 		return err
 	}
 	type held struct {
 		activity, discount int64
-		once               bool
+		once, counted      bool
 	}
 	var list []held
 	for rows.Next() {
 		var h held
 		var once string
-		if err := rows.Scan(&h.activity, &h.discount, &once); err != nil {
+		var counted int64
+		if err := rows.Scan(&h.activity, &h.discount, &once, &counted); err != nil {
 			rows.Close()
 			return err
 		}
-		h.once = once != ""
+		h.once, h.counted = once != "", counted != 0
 		list = append(list, h)
 	}
 	rows.Close()
@@ -284,8 +303,10 @@ func (s *Store) settleActivities(ctx context.Context, tx *sql.Tx, o *surge.Order
 			}
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE activities SET used = used - 1, spent = spent - ? WHERE id = ?`), h.discount, h.activity); err != nil {
-			return err
+		if h.counted {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE activities SET used = used - 1, spent = spent - ? WHERE id = ?`), h.discount, h.activity); err != nil {
+				return err
+			}
 		}
 		if h.once {
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM activity_once WHERE activity_id = ? AND user_id = ? AND order_id = ?`),

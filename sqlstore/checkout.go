@@ -78,24 +78,20 @@ func (s *Store) SettleCheckout(ctx context.Context, id int64) error {
 		if !o.Checkout() {
 			return nil
 		}
-		if err := s.settleActivities(ctx, tx, o); err != nil {
-			return err
-		}
-		if o.State != surge.OrderCancelled {
-			return nil // a paid (or refunded) checkout's units stay sold
-		}
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET stock_back = 1 WHERE id = ? AND stock_back = 0`), id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // given back before
-		}
-		for _, l := range slices.SortedFunc(slices.Values(o.Lines), func(a, b surge.OrderLine) int { return cmp.Compare(a.SKUID, b.SKUID) }) {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE skus SET stock = stock + ? WHERE id = ?`), l.Quantity, l.SKUID); err != nil {
+		if o.State == surge.OrderCancelled { // the units first: SKUs before activities, as CreateCheckout takes them
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET stock_back = 1 WHERE id = ? AND stock_back = 0`), id)
+			if err != nil {
 				return err
 			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				return err // given back before, with its activities
+			}
+			for _, l := range slices.SortedFunc(slices.Values(o.Lines), func(a, b surge.OrderLine) int { return cmp.Compare(a.SKUID, b.SKUID) }) {
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE skus SET stock = stock + ? WHERE id = ?`), l.Quantity, l.SKUID); err != nil {
+					return err
+				}
+			}
 		}
-		return nil
+		return s.settleActivities(ctx, tx, o) // a paid (or refunded) checkout's units stay sold
 	})
 }

@@ -38,6 +38,10 @@ type Dialect struct {
 	// IsContention reports whether err is lock contention that a retry may clear (a deadlock,
 	// a serialization failure, a busy database).
 	IsContention func(error) bool
+	// UserLock, when set, is a statement that holds a lock named by a user id until the
+	// transaction ends (PostgreSQL: an advisory lock), so that checks of a shopper's orders
+	// and the orders they allow happen one after another. SQLite's one writer needs none.
+	UserLock string
 	// SessionLock makes concurrent migrations from many nodes wait for each other.
 	SessionLock bool
 	// SingleWriter says the database takes one writer at a time (SQLite). Writers then queue

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,7 +98,32 @@ func RunActivities(t *testing.T, open Open) {
 	if won.Load() != 5 || after.Used != 5 || after.Spent != 2500 {
 		t.Fatalf("%d orders took a capped activity (used %d, spent %d); want 5, 5, 2500", won.Load(), after.Used, after.Spent)
 	}
-	// the budget: 500 left of 3,000 after one more use is freed (cap 6)
+	// A budget of 2,000 and no cap: 30 shoppers at once, 500 each; 4 orders hold it.
+	budgeted := f.activity(0, 2000, rule)
+	won.Store(0)
+	for u := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, err := f.s.CreateCheckout(f.ctx, order(int64(600+u), "budget", budgeted, 500), f.now)
+				switch surge.ErrorCode(err) {
+				case "":
+					won.Add(1)
+				case surge.EPRICECHANGED:
+				case surge.EUNAVAILABLE:
+					continue
+				default:
+					t.Error(err)
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	if after, err := f.s.Activity(f.ctx, budgeted.ID); err != nil || won.Load() != 4 || after.Used != 4 || after.Spent != 2000 {
+		t.Fatalf("%d orders took a budget of 2,000 at 500 each (%+v, %v); want 4", won.Load(), after, err)
+	}
 	_, err = f.s.CreateCheckout(f.ctx, order(300, "stale", capped, 500), f.now.Add(2*time.Hour))
 	wantCode(t, "an ended activity", err, surge.EPRICECHANGED)
 	old := *capped
@@ -109,8 +135,20 @@ func RunActivities(t *testing.T, open Open) {
 	must(t, "CreateCheckout within the budget", err)
 	_, err = f.s.CreateCheckout(f.ctx, order(303, "b2", budget, 600), f.now)
 	wantCode(t, "past the budget", err, surge.EPRICECHANGED)
-	if stock, err := f.s.SKUByID(f.ctx, k.ID); err != nil || stock.Stock != 1000-5-1 {
+	if stock, err := f.s.SKUByID(f.ctx, k.ID); err != nil || stock.Stock != 1000-5-4-1 {
 		t.Fatalf("stock %d, %v: refused checkouts took units", stock.Stock, err)
+	}
+
+	// An activity with neither cap nor budget is not counted in its row (every checkout would
+	// wait for it); its locks say what orders hold.
+	free := f.activity(0, 0, rule)
+	_, err = f.s.CreateCheckout(f.ctx, order(700, "free", free, 100), f.now)
+	must(t, "CreateCheckout", err)
+	if x, _ := f.s.Activity(f.ctx, free.ID); x.Used != 0 || x.Spent != 0 {
+		t.Fatalf("an uncapped activity counted in its row: used %d spent %d", x.Used, x.Spent)
+	}
+	if l, err := f.s.ActivityLocks(f.ctx, free.ID); err != nil || l[surge.LockLocked] != (surge.CouponTally{Count: 1, Value: 100}) {
+		t.Fatalf("locks of an uncapped activity: %v, %v", l, err)
 	}
 
 	// Cancelled, its use comes back once; paid, it is confirmed; refunded, it comes back.
@@ -168,4 +206,40 @@ func RunActivities(t *testing.T, open Open) {
 	must(t, "SettleCheckout", f.s.SettleCheckout(f.ctx, first.ID))
 	_, err = f.s.CreateCheckout(f.ctx, second, f.now)
 	must(t, "a new shopper's order once the first was cancelled", err)
+
+	// A new shopper's ten checkouts at once, of ten SKUs (whose locks do not make them wait for
+	// each other), each with a new-shopper activity of its own: one is the first order, the
+	// others see it.
+	won.Store(0)
+	start := make(chan struct{})
+	for i := range 10 {
+		x := f.activity(0, 0, `{"kind":"direct","value":100,"currency":"CNY","scope":{"kind":"platform"},"audience":"new_shoppers"}`)
+		other := f.sku(p, fmt.Sprint("R", i), 10)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for {
+				o := order(800, fmt.Sprint("rush-", i), x, 100)
+				o.Lines[0].SKUID = other.ID
+				o.Price.Activities[0].Once = true
+				_, err := f.s.CreateCheckout(f.ctx, o, f.now)
+				switch surge.ErrorCode(err) {
+				case "":
+					won.Add(1)
+				case surge.EPRICECHANGED:
+				case surge.EUNAVAILABLE:
+					continue
+				default:
+					t.Error(err)
+				}
+				return
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d of a new shopper's concurrent checkouts got a new-shopper price; want 1", won.Load())
+	}
 }

@@ -1,6 +1,8 @@
 -- +goose Up
 -- Promotion activities (package promo): used and spent count the orders that hold an activity
--- (locked or paid) and the discount they hold, kept in the transaction that locks or releases.
+-- with a cap or a budget (locked or paid) and the discount they hold, kept in the transaction
+-- that locks or releases; an activity with neither is not counted there (its row would be every
+-- checkout's hot spot), and its locks say what orders hold.
 CREATE TABLE activities (
     id          BIGINT PRIMARY KEY,
     merchant_id BIGINT NOT NULL,
@@ -31,13 +33,15 @@ CREATE TABLE activity_versions (
     PRIMARY KEY (activity_id, version)
 );
 -- What each order holds of an activity: locked with the order, confirmed when it is paid,
--- released (its use back) when it is cancelled, expires or is refunded.
+-- released (its use back) when it is cancelled, expires or is refunded; counted: the lock moved
+-- the activity's used and spent.
 CREATE TABLE activity_locks (
     order_id    BIGINT NOT NULL,
     activity_id BIGINT NOT NULL,
     user_id     BIGINT NOT NULL,
     discount    BIGINT NOT NULL,
     once_key    TEXT NOT NULL DEFAULT '',
+    counted     INTEGER NOT NULL DEFAULT 1,
     state       TEXT NOT NULL,
     PRIMARY KEY (order_id, activity_id)
 );
