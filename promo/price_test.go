@@ -383,3 +383,24 @@ func TestQuoteIsWhatTheOrderCharges(t *testing.T) {
 		}
 	}
 }
+
+// More activities cover a cart than a search weighs: those worth most alone are weighed, the
+// quote says so, and the order is priced the same.
+func TestCandidatesAreBounded(t *testing.T) {
+	var acts []*Act
+	lines := []Line{{SKU: 1, Unit: 1_000_000, Quantity: 1}, {SKU: 2, Unit: 500_000, Quantity: 1}}
+	for i := range MaxCandidates + 36 {
+		acts = append(acts, act(int64(i+1), "t", int64(i%5), Rule{Kind: Threshold, Value: int64(100 + i), Threshold: 100_000, Group: "p"}))
+	}
+	p, err := Best("CNY", lines, acts, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAddsUp(t, p.Price)
+	if p.Exhaustive || p.Price.Discount != int64(100+MaxCandidates+35) {
+		t.Fatalf("exhaustive %v, discount %d; want the most valuable of the group, said to be cut short", p.Exhaustive, p.Price.Discount)
+	}
+	if o, err := Best("CNY", lines, acts, nil, true); err != nil || o.Price.Payable != p.Price.Payable {
+		t.Fatalf("the order: %v, %v", o, err)
+	}
+}

@@ -22,6 +22,9 @@ const (
 	MaxEvaluations = 20_000
 	// maxOffers bounds the coupons one search weighs, the most valuable alone first.
 	maxOffers = 32
+	// MaxCandidates bounds the activities one search weighs: past it, those that take the
+	// most off the cart alone (Priced.Exhaustive false).
+	MaxCandidates = 64
 )
 
 // Priced is a cart priced at the best legal combination found: the breakdown, the activities
@@ -84,16 +87,35 @@ func Best(currency string, lines []Line, acts []*Act, offers []Offer, fixed bool
 	}
 	s := &search{currency: currency, lines: lines, exhaustive: true, chosen: map[string][]*Act{}}
 	var cands []*Act
+	var alone []int64
 	for _, x := range acts {
 		if x.Rule.Currency != currency || !slices.ContainsFunc(lines, func(l Line) bool { return x.covers(&l) }) {
 			continue
 		}
 		// what an activity takes with others is at most what it takes alone: one whose budget
 		// has less left than that is left out, rather than priced at what its lock would refuse
-		if x.left >= 0 && apply(lines, []*Act{x}).total > x.left {
+		worth := applyRows(lines, []*Act{x}, nil, false).total
+		if x.left >= 0 && worth > x.left {
 			continue
 		}
-		cands = append(cands, x)
+		cands, alone = append(cands, x), append(alone, worth)
+	}
+	if len(cands) > MaxCandidates { // the most valuable alone (rebates last), then by priority
+		idx := make([]int, len(cands))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortStableFunc(idx, func(a, b int) int {
+			if c := cmp.Compare(alone[b], alone[a]); c != 0 {
+				return c
+			}
+			return byPriority(cands[a], cands[b])
+		})
+		kept := make([]*Act, MaxCandidates)
+		for i, k := range idx[:MaxCandidates] {
+			kept[i] = cands[k]
+		}
+		cands, s.exhaustive = kept, false
 	}
 	slices.SortStableFunc(cands, byPriority)
 	if fixed {

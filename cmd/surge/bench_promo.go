@@ -200,8 +200,8 @@ second.`,
 		fmt.Fprintf(stderr, "bench promo: over HTTP, %d lines: %.0f quotes/s, p50 %.0f µs, p99 %.0f µs, p999 %.0f µs\n", lines, fig.PerSec, fig.P50Us, fig.P99Us, fig.P999Us)
 	}
 
-	// Changes: an operator publishes a ¥0.01 direct discount on an SKU no activity covers yet
-	// (one of the last, which the bench left alone) and the quote of that SKU is watched.
+	// Changes: an operator publishes a flash price of ¥0.01 on an SKU no list of SKUs names (one
+	// of the last, which the bench left alone) and the quote of that SKU is watched.
 	tok, err := client.New("http://"+m.Addr).Login(ctx, "admin", benchAdminPassword)
 	if err != nil {
 		return err
@@ -217,7 +217,7 @@ second.`,
 		}
 		now := time.Now()
 		a, err := op.CreateActivity(ctx, promo.ActivityInput{Name: "change " + strconv.Itoa(i), Priority: 1,
-			Rule:     promo.Rule{Kind: promo.Direct, Value: 1, Currency: "CNY", Scope: promo.Scope{Kind: promo.ScopeSKUs, SKUs: []int64{k}}},
+			Rule:     promo.Rule{Kind: promo.FlashPrice, Price: 1, Currency: "CNY", Scope: promo.Scope{Kind: promo.ScopeSKUs, SKUs: []int64{k}}},
 			StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)})
 		if err != nil {
 			return err
