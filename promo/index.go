@@ -20,12 +20,15 @@ type Index struct {
 	everywhere []*entry // the platform's activities of platform scope
 	postings   int
 	versions   map[int64]int64 // the newest version seen of each activity, live or not
+	gen        uint64          // counts the changes Put took
 }
 
-// entry is a live activity in the index.
+// entry is a live activity in the index: as last read, compiled, and the change (Generation)
+// that put it there.
 type entry struct {
 	a   *surge.Activity
 	act *Act
+	gen uint64
 }
 
 // NewIndex returns an empty index.
@@ -34,13 +37,40 @@ func NewIndex() *Index {
 		versions: map[int64]int64{}}
 }
 
-// Replace fills the index with these activities (the live ones, as a reload reads them),
-// dropping what it held; an activity whose rule does not compile is skipped and returned.
-func (ix *Index) Replace(list []*surge.Activity) (bad []int64) {
-	fresh := NewIndex()
+// Generation counts the changes the index took one at a time: a reload notes it before it reads
+// the store (see Replace).
+func (ix *Index) Generation() uint64 {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.gen
+}
+
+// Replace makes the index what a reload read: list is every live activity, read after the
+// index was at generation since. An activity held at the version read only has its counters
+// moved (its compiled rule and its postings stay); one of another version is compiled and filed
+// anew; one the reload did not find live goes, unless a change taken after since put it there.
+// A change taken meanwhile of a newer version stays. An activity whose rule does not compile is
+// skipped and returned.
+func (ix *Index) Replace(list []*surge.Activity, since uint64) (bad []int64) {
+	ix.mu.RLock()
+	held := make(map[int64]*entry, len(ix.byID))
+	for id, e := range ix.byID {
+		held[id] = e
+	}
+	ix.mu.RUnlock()
+	type change struct {
+		a *surge.Activity
+		x *Act
+	}
+	var counters, fresh []change // compiled here, outside the lock
+	live := make(map[int64]bool, len(list))
 	for _, a := range list {
-		fresh.versions[a.ID] = a.Version
 		if a.State != surge.ActivityLive {
+			continue
+		}
+		live[a.ID] = true
+		if e, ok := held[a.ID]; ok && e.a.Version == a.Version {
+			counters = append(counters, change{a, e.act.withCounters(a)})
 			continue
 		}
 		x, err := Compile(a)
@@ -48,24 +78,30 @@ func (ix *Index) Replace(list []*surge.Activity) (bad []int64) {
 			bad = append(bad, a.ID)
 			continue
 		}
-		fresh.add(&entry{a: a, act: x})
+		fresh = append(fresh, change{a, x})
 	}
 	ix.mu.Lock()
-	// a change taken since the reload read the store (published, taken offline) stays
-	for id, v := range ix.versions {
-		if v > fresh.versions[id] {
-			if e, ok := fresh.byID[id]; ok {
-				fresh.remove(e)
-			}
-			if e, ok := ix.byID[id]; ok {
-				fresh.add(e)
-			}
-			fresh.versions[id] = v
+	defer ix.mu.Unlock()
+	for _, c := range counters {
+		if e, ok := ix.byID[c.a.ID]; ok && e.a.Version == c.a.Version {
+			e.a, e.act = c.a, c.x // readers copy these under the read lock: they never see a change half made
 		}
 	}
-	ix.byID, ix.bySKU, ix.byShop, ix.byCategory, ix.everywhere, ix.postings = fresh.byID, fresh.bySKU, fresh.byShop, fresh.byCategory, fresh.everywhere, fresh.postings
-	ix.versions = fresh.versions
-	ix.mu.Unlock()
+	for _, c := range fresh {
+		if ix.versions[c.a.ID] > c.a.Version {
+			continue
+		}
+		ix.versions[c.a.ID] = c.a.Version
+		if old, ok := ix.byID[c.a.ID]; ok {
+			ix.remove(old)
+		}
+		ix.add(&entry{a: c.a, act: c.x, gen: since})
+	}
+	for id, e := range ix.byID {
+		if !live[id] && e.gen <= since {
+			ix.remove(e)
+		}
+	}
 	return bad
 }
 
@@ -89,8 +125,9 @@ func (ix *Index) Put(a *surge.Activity) error {
 	if old, ok := ix.byID[a.ID]; ok {
 		ix.remove(old)
 	}
+	ix.gen++
 	if x != nil {
-		ix.add(&entry{a: a, act: x})
+		ix.add(&entry{a: a, act: x, gen: ix.gen})
 	}
 	return nil
 }

@@ -44,6 +44,19 @@ func Compile(a *surge.Activity) (*Act, error) {
 	return x, nil
 }
 
+// withCounters is x with an activity's counters as read again (its rule unchanged).
+func (x *Act) withCounters(a *surge.Activity) *Act {
+	if a.Budget == 0 && x.left < 0 {
+		return x
+	}
+	c := *x // the sets are read only, and shared
+	c.left = -1
+	if a.Budget > 0 {
+		c.left = max(a.Budget-a.Spent, 0)
+	}
+	return &c
+}
+
 func compileRule(id, version, merchant int64, name string, priority int64, r Rule) *Act {
 	set := func(list []int64) map[int64]bool {
 		if len(list) == 0 {

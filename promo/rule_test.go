@@ -70,7 +70,7 @@ func TestIndexFindsActivitiesByKey(t *testing.T) {
 	byCat.Scope = Scope{Kind: ScopeCategories, Categories: []string{"shoes"}}
 	everywhere.Scope = Scope{Kind: ScopePlatform}
 	ix.Replace([]*surge.Activity{mk(1, 0, bySKU, surge.ActivityLive), mk(2, 0, byShop, surge.ActivityLive), mk(3, 0, byCat, surge.ActivityLive),
-		mk(4, 0, everywhere, surge.ActivityLive), mk(5, 8, everywhere, surge.ActivityLive), mk(6, 0, everywhere, surge.ActivityDraft)})
+		mk(4, 0, everywhere, surge.ActivityLive), mk(5, 8, everywhere, surge.ActivityLive), mk(6, 0, everywhere, surge.ActivityDraft)}, ix.Generation())
 	ids := func(lines ...Line) []int64 {
 		var out []int64
 		for _, c := range ix.Candidates("CNY", lines, now) {
@@ -114,6 +114,35 @@ func TestIndexFindsActivitiesByKey(t *testing.T) {
 	}
 }
 
+// A reload drops what went offline without a note, keeps what a change put in after the reload
+// read the store, and moves the counters of what it holds at the same version.
+func TestReloadTakesTheStoreAsItWas(t *testing.T) {
+	now := time.Now()
+	mk := func(id, version, spent int64) *surge.Activity {
+		return &surge.Activity{ID: id, Name: "a", Version: version, State: surge.ActivityLive, Budget: 1000, Spent: spent,
+			StartsAt: now.Add(-time.Hour), EndsAt: now.Add(time.Hour),
+			Rule: []byte(`{"kind":"direct","value":1,"currency":"CNY","scope":{"kind":"skus","skus":[1]}}`)}
+	}
+	ix := NewIndex()
+	ix.Replace([]*surge.Activity{mk(1, 2, 0), mk(2, 2, 0)}, ix.Generation())
+	since := ix.Generation()                    // a reload starts reading
+	if err := ix.Put(mk(3, 2, 0)); err != nil { // published meanwhile
+		t.Fatal(err)
+	}
+	// the store read: 1 went offline (no note came), 2 moved its counters, 3 not yet live
+	ix.Replace([]*surge.Activity{mk(2, 2, 1000)}, since)
+	got := map[int64]int64{}
+	for _, c := range ix.Candidates("CNY", []Line{{SKU: 1, Unit: 10, Quantity: 1}}, now) {
+		got[c.Activity.ID] = c.Activity.Spent
+	}
+	if _, ok := got[1]; ok || len(got) != 1 || got[3] != 0 {
+		t.Fatalf("candidates %v; want 3 alone (1 offline, 2 used up)", got)
+	}
+	if a, ok := ix.Get(2); !ok || a.Spent != 1000 {
+		t.Fatalf("activity 2 after the reload: %+v", a)
+	}
+}
+
 // The index is read while it changes: quotes, changes and reloads at once (run with -race).
 func TestIndexIsReadWhileItChanges(t *testing.T) {
 	now := time.Now()
@@ -154,7 +183,7 @@ func TestIndexIsReadWhileItChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%500 == 0 {
-			ix.Replace([]*surge.Activity{mk(1, int64(i+1), surge.ActivityLive)})
+			ix.Replace([]*surge.Activity{mk(1, int64(i+1), surge.ActivityLive)}, ix.Generation())
 		}
 	}
 	close(stop)

@@ -105,11 +105,12 @@ func (s *Service) Index() *Index { return s.index }
 
 // Load reads every live activity into the index.
 func (s *Service) Load(ctx context.Context) error {
+	since := s.index.Generation()
 	list, err := s.store.LiveActivities(ctx)
 	if err != nil {
 		return err
 	}
-	for _, id := range s.index.Replace(list) {
+	for _, id := range s.index.Replace(list, since) {
 		s.log.ErrorContext(ctx, "a live activity's rule does not compile; it prices nothing", "activity", id)
 	}
 	s.metrics.indexed(s.index)
