@@ -377,31 +377,9 @@ func settled(orders []*surge.Order) bool {
 // priceAddsUp says what is wrong with an order's price breakdown, "" if nothing.
 func priceAddsUp(o *surge.Order) string {
 	p := o.Price
-	var taken, list, payable int64
-	for _, c := range p.Coupons {
-		taken += c.Amount
-	}
-	for _, a := range p.Activities {
-		taken += a.Amount
-	}
-	for _, l := range p.Lines {
-		var shares int64
-		for _, s := range l.Shares {
-			shares += s.Amount
-		}
-		for _, s := range l.Activities {
-			shares += s.Amount
-		}
-		if l.List-shares != l.Payable {
-			return fmt.Sprintf("a line lists %d, its activities and coupons take %d, and it says %d is payable", l.List, shares, l.Payable)
-		}
-		list, payable = list+l.List, payable+l.Payable
-	}
-	switch {
-	case taken != p.Discount:
-		return fmt.Sprintf("its activities and coupons take %d, its discount says %d", taken, p.Discount)
-	case p.List-p.Discount != p.Payable || list != p.List || payable != p.Payable:
-		return fmt.Sprintf("list %d less discount %d is not payable %d (lines: %d and %d)", p.List, p.Discount, p.Payable, list, payable)
+	switch why := p.Inconsistency(); {
+	case why != "":
+		return why
 	case p.Payable != o.Amount.Amount || p.Currency != o.Amount.Currency:
 		return fmt.Sprintf("it charges %d %s; its price says %d %s", o.Amount.Amount, o.Amount.Currency, p.Payable, p.Currency)
 	}

@@ -19,6 +19,36 @@ func (f *fixture) activity(capOrders, budget int64, rule string) *surge.Activity
 	return a
 }
 
+// rush runs n checkouts at once (after the goroutines all started), retrying each on
+// contention as callers do, and counts those made; a refusal other than EPRICECHANGED fails.
+func rush(t *testing.T, n int, checkout func(i int) error) int64 {
+	var won atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for {
+				switch err := checkout(i); surge.ErrorCode(err) {
+				case "":
+					won.Add(1)
+				case surge.EPRICECHANGED:
+				case surge.EUNAVAILABLE:
+					continue
+				default:
+					t.Error(err)
+				}
+				return
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return won.Load()
+}
+
 // RunActivities checks promotion activities: stored with their versions, changed in one
 // transaction, listed; and what checkouts hold of them locked with the order, within the cap and
 // budget under concurrency, once per shopper where it says so, confirmed with payment and given
@@ -71,58 +101,23 @@ func RunActivities(t *testing.T, open Open) {
 			Activities: []surge.ActivityTaken{{Activity: x.ID, Version: x.Version, Kind: "direct", Amount: amount, Once: false}}}
 		return o
 	}
-	var won atomic.Int64
-	var wg sync.WaitGroup
-	for u := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				_, err := f.s.CreateCheckout(f.ctx, order(int64(200+u), "cap", capped, 500), f.now)
-				switch surge.ErrorCode(err) {
-				case "":
-					won.Add(1)
-				case surge.EPRICECHANGED:
-				case surge.EUNAVAILABLE:
-					continue
-				default:
-					t.Error(err)
-				}
-				return
-			}
-		}()
-	}
-	wg.Wait()
+	won := rush(t, 30, func(u int) error {
+		_, err := f.s.CreateCheckout(f.ctx, order(int64(200+u), "cap", capped, 500), f.now)
+		return err
+	})
 	after, err := f.s.Activity(f.ctx, capped.ID)
 	must(t, "Activity", err)
-	if won.Load() != 5 || after.Used != 5 || after.Spent != 2500 {
-		t.Fatalf("%d orders took a capped activity (used %d, spent %d); want 5, 5, 2500", won.Load(), after.Used, after.Spent)
+	if won != 5 || after.Used != 5 || after.Spent != 2500 {
+		t.Fatalf("%d orders took a capped activity (used %d, spent %d); want 5, 5, 2500", won, after.Used, after.Spent)
 	}
 	// A budget of 2,000 and no cap: 30 shoppers at once, 500 each; 4 orders hold it.
 	budgeted := f.activity(0, 2000, rule)
-	won.Store(0)
-	for u := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				_, err := f.s.CreateCheckout(f.ctx, order(int64(600+u), "budget", budgeted, 500), f.now)
-				switch surge.ErrorCode(err) {
-				case "":
-					won.Add(1)
-				case surge.EPRICECHANGED:
-				case surge.EUNAVAILABLE:
-					continue
-				default:
-					t.Error(err)
-				}
-				return
-			}
-		}()
-	}
-	wg.Wait()
-	if after, err := f.s.Activity(f.ctx, budgeted.ID); err != nil || won.Load() != 4 || after.Used != 4 || after.Spent != 2000 {
-		t.Fatalf("%d orders took a budget of 2,000 at 500 each (%+v, %v); want 4", won.Load(), after, err)
+	won = rush(t, 30, func(u int) error {
+		_, err := f.s.CreateCheckout(f.ctx, order(int64(600+u), "budget", budgeted, 500), f.now)
+		return err
+	})
+	if after, err := f.s.Activity(f.ctx, budgeted.ID); err != nil || won != 4 || after.Used != 4 || after.Spent != 2000 {
+		t.Fatalf("%d orders took a budget of 2,000 at 500 each (%+v, %v); want 4", won, after, err)
 	}
 	_, err = f.s.CreateCheckout(f.ctx, order(300, "stale", capped, 500), f.now.Add(2*time.Hour))
 	wantCode(t, "an ended activity", err, surge.EPRICECHANGED)
@@ -210,36 +205,20 @@ func RunActivities(t *testing.T, open Open) {
 	// A new shopper's ten checkouts at once, of ten SKUs (whose locks do not make them wait for
 	// each other), each with a new-shopper activity of its own: one is the first order, the
 	// others see it.
-	won.Store(0)
-	start := make(chan struct{})
-	for i := range 10 {
-		x := f.activity(0, 0, `{"kind":"direct","value":100,"currency":"CNY","scope":{"kind":"platform"},"audience":"new_shoppers"}`)
-		other := f.sku(p, fmt.Sprint("R", i), 10)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for {
-				o := order(800, fmt.Sprint("rush-", i), x, 100)
-				o.Lines[0].SKUID = other.ID
-				o.Price.Activities[0].Once = true
-				_, err := f.s.CreateCheckout(f.ctx, o, f.now)
-				switch surge.ErrorCode(err) {
-				case "":
-					won.Add(1)
-				case surge.EPRICECHANGED:
-				case surge.EUNAVAILABLE:
-					continue
-				default:
-					t.Error(err)
-				}
-				return
-			}
-		}()
+	rushers := make([]*surge.Activity, 10)
+	skus := make([]*surge.SKU, 10)
+	for i := range rushers {
+		rushers[i] = f.activity(0, 0, `{"kind":"direct","value":100,"currency":"CNY","scope":{"kind":"platform"},"audience":"new_shoppers"}`)
+		skus[i] = f.sku(p, fmt.Sprint("R", i), 10)
 	}
-	close(start)
-	wg.Wait()
-	if won.Load() != 1 {
-		t.Fatalf("%d of a new shopper's concurrent checkouts got a new-shopper price; want 1", won.Load())
+	won = rush(t, 10, func(i int) error {
+		o := order(800, fmt.Sprint("rush-", i), rushers[i], 100)
+		o.Lines[0].SKUID = skus[i].ID
+		o.Price.Activities[0].Once = true
+		_, err := f.s.CreateCheckout(f.ctx, o, f.now)
+		return err
+	})
+	if won != 1 {
+		t.Fatalf("%d of a new shopper's concurrent checkouts got a new-shopper price; want 1", won)
 	}
 }
