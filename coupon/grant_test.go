@@ -217,10 +217,12 @@ func TestGrantSpendsABudget(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if claims := g.Granted + g.Refused + 1; draws.Load() <= claims+2 { // the batch, the grant and one claim each
-		t.Fatalf("%d ids drawn for %d claims; want more: a user whose envelope did not fit draws again", draws.Load(), claims)
-	}
 	is, err := svc.Issuance(ctx, b.ID)
+	// A budget the grant stopped with money left ran out on a user whose envelope did not fit:
+	// that user drew again. (Spent to the last minor unit, it may have needed no second draw.)
+	if claims := g.Granted + g.Refused + 1; err == nil && is.Left > 0 && draws.Load() <= claims+2 { // the batch, the grant and one claim each
+		t.Fatalf("%d ids drawn for %d claims, %d left; want more: a user whose envelope did not fit draws again", draws.Load(), claims, is.Left)
+	}
 	states, serr := db.CouponStates(ctx, b.ID)
 	if err != nil || serr != nil || g.State != surge.GrantStopped || states[surge.CouponIssued].Value != is.Issued || is.Issued > 1000 ||
 		is.Left >= 70 || states[surge.CouponIssued].Count != g.Granted {
