@@ -1,7 +1,9 @@
 package surge
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"time"
 )
 
@@ -48,6 +50,17 @@ func EmitEvent(bus EventEmitter, kind, key string, at time.Time, data any) (stri
 		return e.ID, err
 	}
 	return e.ID, bus.Emit("surge.events."+kind, e.ID, b)
+}
+
+// TellBus sends one business event as EmitEvent does, for a caller whose own work is done and
+// stored whatever the bus says: no bus (nil) sends nothing, and a failure is logged.
+func TellBus(ctx context.Context, bus EventEmitter, log *slog.Logger, kind, key string, at time.Time, data any) {
+	if bus == nil {
+		return
+	}
+	if id, err := EmitEvent(bus, kind, key, at, data); err != nil {
+		log.WarnContext(ctx, "event not published", "kind", kind, "id", id, "err", err)
+	}
 }
 
 // Event is one business event. ID is unique per event, so consumers drop duplicates.

@@ -187,10 +187,8 @@ func (s *Service) Checkout(ctx context.Context, a surge.Actor, in Request) (*sur
 		}
 		return nil, err
 	}
-	if created && s.bus != nil {
-		if id, err := surge.EmitEvent(s.bus, surge.EventOrdersCreated, strconv.FormatInt(o.ID, 10), s.now(), []*surge.Order{o}); err != nil {
-			s.log.WarnContext(ctx, "event not published", "kind", surge.EventOrdersCreated, "id", id, "err", err)
-		}
+	if created {
+		surge.TellBus(ctx, s.bus, s.log, surge.EventOrdersCreated, strconv.FormatInt(o.ID, 10), s.now(), []*surge.Order{o})
 	}
 	if created && s.prices != nil {
 		s.prices.Locked(ctx, o)

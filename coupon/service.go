@@ -86,12 +86,7 @@ func walletKey(user int64) string { return "wallet:" + strconv.FormatInt(user, 1
 // emit sends an event; a failure is logged, never fatal to the claim (the coupon is stored).
 // A retried claim sends its event again under the same id, which consumers drop.
 func (s *Service) emit(ctx context.Context, kind, key string, data any) {
-	if s.bus == nil {
-		return
-	}
-	if id, err := surge.EmitEvent(s.bus, kind, key, s.now(), data); err != nil {
-		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", id, "err", err)
-	}
+	surge.TellBus(ctx, s.bus, s.log, kind, key, s.now(), data)
 }
 
 // BatchInput creates a batch. A merchant's batch is its own shop's; an operator names the shop

@@ -169,9 +169,7 @@ func (s *Service) emitCreated(ctx context.Context, orders []surge.Order, created
 // emit sends an event without waiting on the bus: a slow bus must not hold up orders or the
 // stock they return. A failure is logged, never fatal to the order.
 func (s *Service) emit(ctx context.Context, kind, key string, data any) {
-	if id, err := surge.EmitEvent(s.bus, kind, key, s.now(), data); err != nil {
-		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", id, "err", err)
-	}
+	surge.TellBus(ctx, s.bus, s.log, kind, key, s.now(), data)
 }
 
 // Get returns an order its shopper, its merchant or staff may see (ENOTFOUND otherwise): from

@@ -192,12 +192,7 @@ func (s *Service) changed(ctx context.Context, a *surge.Activity) {
 }
 
 func (s *Service) emit(ctx context.Context, kind, key string, data any) {
-	if s.bus == nil {
-		return
-	}
-	if id, err := surge.EmitEvent(s.bus, kind, key, s.now(), data); err != nil {
-		s.log.WarnContext(ctx, "event not published", "kind", kind, "id", id, "err", err)
-	}
+	surge.TellBus(ctx, s.bus, s.log, kind, key, s.now(), data)
 }
 
 // ActivityInput creates an activity, as a draft.
