@@ -25,6 +25,9 @@ const (
 	// EPRICECHANGED: the price an order would charge is not the one the shopper was quoted (an
 	// activity ended, ran out or changed, a list price moved); the error carries the new quote.
 	EPRICECHANGED = "EPRICECHANGED"
+	// ECHALLENGE: risk control asks for a proof of work before it takes the attempt; the error
+	// carries the puzzle (RiskRefusal).
+	ECHALLENGE = "ECHALLENGE"
 )
 
 // Error is a domain error: a code callers branch on and a message safe to show to a user.

@@ -23,6 +23,7 @@ type Store interface {
 	surge.BlacklistStore
 	surge.CouponStore
 	surge.ActivityStore
+	surge.RiskStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.
@@ -41,6 +42,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("CouponGrants", func(t *testing.T) { RunCouponGrants(t, open) })
 	t.Run("Checkouts", func(t *testing.T) { RunCheckouts(t, open) })
 	t.Run("Activities", func(t *testing.T) { RunActivities(t, open) })
+	t.Run("Risk", func(t *testing.T) { RunRisk(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.
