@@ -100,6 +100,55 @@ func (l *Log) Open(ctx context.Context, after uint64) (*LogReader, error) {
 	return &LogReader{it: it}, nil
 }
 
+// Since hands each to the records stored at or after since, in order, up to the last one the
+// stream held when the read began; an error from each stops the read and is returned.
+func (l *Log) Since(ctx context.Context, since time.Time, each func(data []byte) error) error {
+	s, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return fmt.Errorf("log %s: %w", l.stream, err)
+	}
+	last := s.CachedInfo().State.LastSeq
+	if last == 0 {
+		return nil
+	}
+	c, err := l.js.OrderedConsumer(ctx, l.stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{l.subject},
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since})
+	if err != nil {
+		return fmt.Errorf("log %s %s: %w", l.stream, l.subject, err)
+	}
+	it, err := c.Messages(jetstream.PullMaxBytes(logPullBytes))
+	if err != nil {
+		return fmt.Errorf("log %s %s: %w", l.stream, l.subject, err)
+	}
+	defer it.Stop()
+	for ctx.Err() == nil {
+		m, err := it.Next(jetstream.NextMaxWait(sinceQuiet))
+		if errors.Is(err, nats.ErrTimeout) {
+			return nil // nothing more of the subject up to the end
+		}
+		if err != nil {
+			return err
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		if md.Sequence.Stream > last {
+			return nil
+		}
+		if err := each(m.Data()); err != nil {
+			return err
+		}
+		if md.Sequence.Stream == last || md.NumPending == 0 {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// sinceQuiet is how long Since waits for a record before it takes the log as read to its end.
+const sinceQuiet = time.Second
+
 // Next returns the next record, waiting up to wait; ok is false when none came.
 func (r *LogReader) Next(wait time.Duration) (seq uint64, data []byte, ok bool, err error) {
 	m, err := r.it.Next(jetstream.NextMaxWait(wait))

@@ -1,0 +1,181 @@
+package risk
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/stream"
+)
+
+// The risk pipeline's name (its checkpoint's), its watermark bound and how often it
+// checkpoints. The name's version changes whenever the encoding of its state does: a checkpoint
+// of another version is not read back, and the pipeline starts from the oldest event the log
+// holds (an hour), which is also how long its longest window is.
+const (
+	PipelineName       = "risk-features-v1"
+	OutOfOrderness     = 5 * time.Second
+	checkpointInterval = 10 * time.Second
+	restartPause       = time.Second
+	// storeEvery bounds how long the verdicts a busy pipeline made wait to be stored (they reach
+	// the gates as they are made, by note); storeBatch how many are stored at once.
+	storeEvery = 200 * time.Millisecond
+	storeBatch = 512
+)
+
+// Metrics counts what the rules decide and what the pipeline keeps.
+type Metrics struct {
+	hits     *prometheus.CounterVec
+	failures *prometheus.CounterVec
+	keys     prometheus.Gauge
+	verdicts prometheus.Counter
+	mu       sync.Mutex
+	logged   map[int64]bool // rules whose failure was logged
+	log      *slog.Logger
+}
+
+// NewMetrics registers the risk pipeline's metrics.
+func NewMetrics(reg prometheus.Registerer, log *slog.Logger) *Metrics {
+	m := &Metrics{
+		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_risk_rule_hits_total",
+			Help: "Times a rule held for a subject without a verdict of it: a verdict made (block, challenge) or an allow."}, []string{"rule", "mode"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_risk_rule_errors_total",
+			Help: "Evaluations of a rule that failed (a division by zero, say): it did not hold."}, []string{"rule"}),
+		keys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "surge_risk_feature_subjects",
+			Help: "Subjects (users, devices, IPs, networks, addresses, accounts) the risk pipeline keeps counts of."}),
+		verdicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_risk_verdicts_made_total", Help: "Verdicts the risk pipeline made."}),
+		logged:   map[int64]bool{}, log: log,
+	}
+	reg.MustRegister(m.hits, m.failures, m.keys, m.verdicts)
+	return m
+}
+
+// Hit implements Hits.
+func (m *Metrics) Hit(r *Rule) { m.hits.WithLabelValues(strconv.FormatInt(r.ID, 10), r.Mode).Inc() }
+
+// Failed implements Hits: counted, and logged once per rule.
+func (m *Metrics) Failed(r *Rule, err error) {
+	m.failures.WithLabelValues(strconv.FormatInt(r.ID, 10)).Inc()
+	m.mu.Lock()
+	first := !m.logged[r.ID]
+	m.logged[r.ID] = true
+	m.mu.Unlock()
+	if first {
+		m.log.Warn("risk: a rule's evaluation failed; it does not hold when it fails", "rule", r.ID, "err", err)
+	}
+}
+
+// Keys implements Hits.
+func (m *Metrics) Keys(n int) { m.keys.Set(float64(n)) }
+
+// Sink sends each verdict to every gate as it is made, and stores them in batches; a checkpoint
+// waits until all are stored. A replay after a restart makes the same verdicts with the same ids:
+// the gates and the store take each once.
+type Sink struct {
+	store   surge.RiskStore
+	notes   Notes
+	log     *slog.Logger
+	made    prometheus.Counter
+	pending []surge.Verdict
+	first   time.Time // when the oldest pending verdict was made
+}
+
+// NewSink returns the pipeline's sink.
+func NewSink(store surge.RiskStore, notes Notes, m *Metrics, log *slog.Logger) *Sink {
+	s := &Sink{store: store, notes: notes, log: log}
+	if m != nil {
+		s.made = m.verdicts
+	}
+	return s
+}
+
+// Write implements stream.Sink.
+func (s *Sink) Write(_ uint64, _ int64, v surge.Verdict) error {
+	if err := s.notes.Send(Note{Verdicts: []surge.Verdict{v}}); err != nil {
+		s.log.Warn("risk: a verdict's note was not sent; the gates read it from the store within a second", "err", err)
+	}
+	if s.made != nil {
+		s.made.Inc()
+	}
+	if len(s.pending) == 0 {
+		s.first = time.Now()
+	}
+	s.pending = append(s.pending, v)
+	if len(s.pending) >= storeBatch || time.Since(s.first) >= storeEvery {
+		return s.Flush(context.Background())
+	}
+	return nil
+}
+
+// Flush implements stream.Sink: it stores the verdicts pending.
+func (s *Sink) Flush(ctx context.Context) error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.store.PutVerdicts(ctx, s.pending); err != nil {
+		return err
+	}
+	s.pending = s.pending[:0]
+	return nil
+}
+
+// Runner keeps the risk pipeline running on the events log, restarting it from its last
+// checkpoint after a failure. Run it on one node (the one that computes the live metrics).
+type Runner struct {
+	Log         stream.Log
+	Checkpoints stream.Checkpoints
+	Rules       func() *RuleSet
+	Sink        *Sink
+	Metrics     *Metrics
+	Stream      *stream.Metrics
+	Logger      *slog.Logger
+}
+
+// Run computes features and verdicts until ctx ends.
+func (r Runner) Run(ctx context.Context) {
+	fresh := false
+	for ctx.Err() == nil {
+		err := r.runOnce(ctx, fresh)
+		if ctx.Err() != nil {
+			return
+		}
+		if fresh = errors.Is(err, stream.ErrCheckpointMismatch) || errors.Is(err, stream.ErrCheckpointUnreadable); fresh {
+			r.Logger.Error("risk pipeline checkpoint cannot be read back; recomputing from the oldest events the log holds", "err", err)
+			continue
+		}
+		r.Logger.Error("risk pipeline stopped; restarting from its last checkpoint", "err", err)
+		t := time.NewTimer(restartPause)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (r Runner) runOnce(ctx context.Context, fresh bool) error {
+	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Stream, CheckpointInterval: checkpointInterval},
+		func(s Signal) int64 { return s.At })
+	var hits Hits
+	if r.Metrics != nil {
+		hits = r.Metrics
+	}
+	stream.To(Build(src, r.Rules, hits), stream.Sink[surge.Verdict](r.Sink))
+	return p.RunLog(ctx, stream.LogRun[Signal]{Log: r.Log, DecodeAll: DecodeSignals, Checkpoints: r.Checkpoints, Fresh: fresh,
+		TimeOnly: func(s Signal) bool { return s.Kind == signalTick },
+		Invalid: func(seq uint64, _ []byte, err error) {
+			r.Logger.Warn("events log record skipped by risk control: not readable", "seq", seq, "err", err)
+		},
+		OnGap: func(err error) bool {
+			r.Logger.Error("risk features miss events: the log dropped them before the pipeline read them", "err", err)
+			return true
+		}})
+}
