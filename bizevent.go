@@ -25,6 +25,12 @@ const (
 	// BizPromoUse is a paid checkout's promotion activities: units is how many, amount what
 	// they took off.
 	BizPromoUse = "promo_use"
+	// Risk control's gate, per session and second: units is how many attempts verdicts refused
+	// (risk_block), challenged (risk_challenge), or dry-run rules would have refused
+	// (risk_dry_run). Only Surge's gates make them (risk.outcomes): ingestion refuses the types.
+	BizRiskBlock     = "risk_block"
+	BizRiskChallenge = "risk_challenge"
+	BizRiskDryRun    = "risk_dry_run"
 )
 
 // Bounds of a business event.

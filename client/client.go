@@ -79,6 +79,11 @@ type Error struct {
 	RequestID string
 	Report    *surge.ImportReport   // set when a catalog import was refused
 	Quote     *surge.PriceBreakdown // set when a checkout was refused with EPRICECHANGED
+	// Reason is the code of the risk rule that refused or challenged an attempt; Challenge the
+	// proof of work asked for with ECHALLENGE (solve it with risk.Solve and send it again in the
+	// X-Surge-Proof header).
+	Reason    string
+	Challenge *surgehttp.Challenge
 	// RetryAfterMs is the answer's hint of when to try again (Retry-After-Ms, or Retry-After
 	// in seconds); 0 without one.
 	RetryAfterMs int64
@@ -111,7 +116,8 @@ func errorOf(resp *http.Response, fallback string) *Error {
 		return &Error{Status: resp.StatusCode, Code: surge.EINTERNAL, Message: fallback, RetryAfterMs: retryAfterMs(resp.Header)}
 	}
 	return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID,
-		Report: eb.Error.Report, Quote: eb.Error.Quote, RetryAfterMs: retryAfterMs(resp.Header)}
+		Report: eb.Error.Report, Quote: eb.Error.Quote, Reason: eb.Error.Reason, Challenge: eb.Error.Challenge,
+		RetryAfterMs: retryAfterMs(resp.Header)}
 }
 
 // Do sends a request with an optional JSON body and decodes a JSON answer into out (if not nil).

@@ -21,6 +21,7 @@ var statusOf = map[string]int{
 	surge.ECLOCK:        http.StatusServiceUnavailable,
 	surge.EINTERNAL:     http.StatusInternalServerError,
 	surge.EPRICECHANGED: http.StatusConflict,
+	surge.ECHALLENGE:    http.StatusPreconditionRequired,
 }
 
 // Status returns the HTTP status for a domain error code.
@@ -45,6 +46,18 @@ type ErrorDetail struct {
 	Report    *surge.ImportReport `json:"report,omitempty"`
 	// Quote is the price an order would charge now, with EPRICECHANGED.
 	Quote *surge.PriceBreakdown `json:"quote,omitempty"`
+	// Reason is the code of the risk rule that refused or challenged an attempt; Challenge the
+	// proof of work it asks for, with ECHALLENGE.
+	Reason    string     `json:"reason,omitempty"`
+	Challenge *Challenge `json:"challenge,omitempty"`
+}
+
+// Challenge is a proof of work to send with the attempt again: a nonce such that
+// SHA-256(seed + ":" + nonce) starts with bits zero bits, sent as "seed:nonce" in the
+// X-Surge-Proof header.
+type Challenge struct {
+	Seed string `json:"seed"`
+	Bits int    `json:"bits"`
 }
 
 // refusedImport is the error of an import that wrote nothing, with the report saying why.

@@ -248,7 +248,8 @@ func (s *schemaSet) structSchema(t reflect.Type, in bool) map[string]any {
 		if name == "" {
 			name = f.Name
 		}
-		if !in && !strings.Contains(opts, "omitempty") {
+		omitted := strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero")
+		if !in && !omitted {
 			required = append(required, name) // Go always writes it
 		}
 		if strings.Contains(opts, "string") {
@@ -256,7 +257,7 @@ func (s *schemaSet) structSchema(t reflect.Type, in bool) map[string]any {
 			continue
 		}
 		sc := s.ref(f.Type, in)
-		if k := f.Type.Kind(); (k == reflect.Pointer || k == reflect.Slice || k == reflect.Map) && !strings.Contains(opts, "omitempty") &&
+		if k := f.Type.Kind(); (k == reflect.Pointer || k == reflect.Slice || k == reflect.Map) && !omitted &&
 			f.Type != rawJSONType {
 			sc = orNull(sc) // Go writes a nil one as null
 		}

@@ -39,6 +39,13 @@ type BlockList struct {
 	Items []surge.Block `json:"items"`
 }
 
+// Headers a shopper's app sends with a purchase: its device id, which risk control counts
+// attempts by, and a solved challenge when an attempt was answered ECHALLENGE.
+const (
+	DeviceHeader = "X-Device-Id"
+	ProofHeader  = "X-Surge-Proof"
+)
+
 // CallbackAnswer acknowledges a payment notification.
 type CallbackAnswer struct {
 	Outcome string `json:"outcome"`
@@ -59,7 +66,8 @@ func (s *Server) purchaseRoutes() []route {
 			access: signedIn, in: purchase.Request{}, out: purchase.Result{}, status: 201, also: []int{202},
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withBody(r, func(in purchase.Request) (any, error) {
-					res, err := p.Purchase(r.Context(), a, s.clientIP(r), in)
+					from := purchase.Origin{IP: s.clientIP(r), Device: r.Header.Get(DeviceHeader), Proof: r.Header.Get(ProofHeader)}
+					res, err := p.Purchase(r.Context(), a, from, in)
 					if err != nil {
 						return nil, err
 					}

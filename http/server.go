@@ -79,6 +79,7 @@ type Deps struct {
 	Coupons    *coupon.Service   // coupon batches and claims (nil: no coupon routes)
 	Checkout   *checkout.Service // ordinary checkouts (nil: no checkout route)
 	Promo      *promo.Service    // promotion activities and quotes (nil: no promotion routes)
+	Risk       *risk.Service     // risk rules, verdicts and the allow-list (nil: no risk routes)
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log
@@ -380,6 +381,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	body := ErrorBody{Error: ErrorDetail{Code: code, Message: surge.ErrorMessage(err), RequestID: RequestID(r.Context())}}
 	if refused, ok := errors.AsType[*refusedImport](err); ok {
 		body.Error.Report = refused.report
+		reply(w, Status(code), body)
+		return
+	}
+	if refusal, ok := errors.AsType[*surge.RiskRefusal](err); ok {
+		body.Error.Reason = refusal.Reason
+		if refusal.Seed != "" {
+			body.Error.Challenge = &Challenge{Seed: refusal.Seed, Bits: refusal.Bits}
+		}
 		reply(w, Status(code), body)
 		return
 	}

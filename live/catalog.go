@@ -118,6 +118,20 @@ var catalog = []Metric{
 		Unit: "activities", Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: unitsOf(surge.BizPromoUse)},
 	{Name: "promotion_discount", Description: "Amount promotion activities took off paid checkouts", Definition: "sum of amount over promo_use events",
 		Unit: "minor currency units", Kind: KindSum, Dimensions: commerceDims, Window: cumulative, value: amountOf(surge.BizPromoUse)},
+	{Name: "attempts_blocked", Description: "Purchase attempts risk control refused", Definition: "sum of units over risk_block events (each gate sends its refusals by session every second)",
+		Unit: "attempts", Kind: KindSum, Dimensions: []string{DimSession}, Window: cumulative, value: unitsOf(surge.BizRiskBlock)},
+	{Name: "attempts_challenged", Description: "Purchase attempts risk control asked a proof of work of", Definition: "sum of units over risk_challenge events",
+		Unit: "attempts", Kind: KindSum, Dimensions: []string{DimSession}, Window: cumulative, value: unitsOf(surge.BizRiskChallenge)},
+	{Name: "bot_attempts", Description: "Purchase attempts from users, devices, IPs or networks risk rules flagged",
+		Definition: "sum of units over risk_block, risk_challenge and risk_dry_run events: refused, challenged, or a dry-run rule would have refused",
+		Unit:       "attempts", Kind: KindSum, Dimensions: []string{DimSession}, Window: cumulative,
+		value: func(e measure) int64 {
+			switch e.typ {
+			case surge.BizRiskBlock, surge.BizRiskChallenge, surge.BizRiskDryRun:
+				return e.units
+			}
+			return 0
+		}},
 	{Name: "exposures", Description: "Items shown", Definition: "count of exposure events", Unit: "events", Kind: KindSum,
 		Dimensions: commerceDims, Window: cumulative, value: count(surge.BizExposure)},
 	{Name: "clicks", Description: "Items clicked", Definition: "count of click events", Unit: "events", Kind: KindSum,

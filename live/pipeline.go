@@ -406,7 +406,7 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 	} else if tok.Kind() != '{' {
 		return nil, fmt.Errorf("a bus event is a JSON object, not %v", tok.Kind())
 	}
-	var kind, at string
+	var kind, at, msgID string
 	var evs []surge.BusinessEvent
 	var raw jsontext.Value // data that came before the kind
 	decoded := false
@@ -422,6 +422,10 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 			}
 		case "at":
 			if err := jsonv2.UnmarshalDecode(dec, &at); err != nil {
+				return nil, err
+			}
+		case "id":
+			if err := jsonv2.UnmarshalDecode(dec, &msgID); err != nil {
 				return nil, err
 			}
 		case "data":
@@ -450,7 +454,7 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		return nil, fmt.Errorf("a bus event is one JSON object, with nothing after it")
 	}
 	switch kind {
-	case EventsIngested, surge.EventOrdersCreated, surge.EventOrdersPaid, surge.EventOrderPaid, Tick:
+	case EventsIngested, surge.EventOrdersCreated, surge.EventOrdersPaid, surge.EventOrderPaid, Tick, surge.EventRiskOutcomes:
 	default:
 		return nil, nil
 	}
@@ -480,6 +484,8 @@ func DecodeBusEvents(data []byte) ([]surge.BusinessEvent, error) {
 		evs = []surge.BusinessEvent{paidEvent(&o)}
 	case Tick:
 		evs = []surge.BusinessEvent{{Type: tickType}}
+	case surge.EventRiskOutcomes:
+		evs, err = riskEvents(raw, msgID)
 	}
 	for i := range evs {
 		evs[i].Received = received
@@ -604,6 +610,34 @@ func paidEvents(raw []byte) ([]surge.BusinessEvent, error) {
 	return out, nil
 }
 
+// riskEvents reads a gate's risk outcomes as risk_block, risk_challenge and risk_dry_run
+// events of their session and second. An event's id is its gate's message's with its place in
+// it: a copy of the message counts once.
+func riskEvents(raw []byte, msgID string) ([]surge.BusinessEvent, error) {
+	var list []surge.RiskOutcome
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, err
+	}
+	out := make([]surge.BusinessEvent, 0, len(list))
+	for i, o := range list {
+		typ := ""
+		switch o.Action {
+		case surge.ActionBlock:
+			typ = surge.BizRiskBlock
+		case surge.ActionChallenge:
+			typ = surge.BizRiskChallenge
+		case surge.ModeDryRun:
+			typ = surge.BizRiskDryRun
+		}
+		if typ == "" || o.Count <= 0 || o.Session <= 0 {
+			continue
+		}
+		out = append(out, surge.BusinessEvent{ID: msgID + "." + strconv.Itoa(i), Type: typ, Time: o.Second * 1000, Platform: "surge",
+			Session: strconv.FormatInt(o.Session, 10), Units: min(o.Count, surge.MaxBizUnits)})
+	}
+	return out, nil
+}
+
 func paidEvent(o *surge.Order) surge.BusinessEvent {
 	at := o.CreatedAt
 	if o.PaidAt != nil {
@@ -624,7 +658,7 @@ func fromOrder(o *surge.Order, typ string, at time.Time) surge.BusinessEvent {
 // pipeline's operators or the encoding of their state do: a checkpoint of another version
 // cannot be read back, and the new version starts from the oldest event the log holds (an hour),
 // publishing totals recomputed from it.
-const PipelineName = "live-metrics-v9"
+const PipelineName = "live-metrics-v10"
 
 // checkpointInterval is how often the live pipeline checkpoints: what a restart replays. A
 // checkpoint encodes the whole state on the pipeline's goroutine (the dedup window's ids are

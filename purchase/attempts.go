@@ -50,6 +50,16 @@ func appendAttemptsEvent(b []byte, id string, at time.Time, batch []Attempt) ([]
 		b = surge.AppendJSONString(b, a.Outcome)
 		b = append(b, `,"ip":`...)
 		b = surge.AppendJSONString(b, a.IP)
+		for _, f := range [...]struct{ name, v string }{{`,"device":`, a.Device}, {`,"address":`, a.Address}, {`,"account":`, a.Account}} {
+			if f.v != "" {
+				b = append(b, f.name...)
+				b = surge.AppendJSONString(b, f.v)
+			}
+		}
+		if a.Coupons != 0 {
+			b = append(b, `,"coupons":`...)
+			b = strconv.AppendInt(b, int64(a.Coupons), 10)
+		}
 		b = append(b, `,"at":`...)
 		b = appendTime(b, a.At, &ok)
 		if a.Test {

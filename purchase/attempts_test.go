@@ -27,8 +27,12 @@ func FuzzAttemptsEvent(f *testing.F) {
 		}
 		var batch []Attempt
 		for i := range int(n % 4) {
-			batch = append(batch, Attempt{ItemID: item + int64(i), UserID: user, Quantity: qty, RequestID: req, Outcome: outcome,
-				IP: ip, At: at.Add(time.Duration(i) * time.Millisecond), Test: test != (i%2 == 1)})
+			a := Attempt{ItemID: item + int64(i), UserID: user, Quantity: qty, RequestID: req, Outcome: outcome,
+				IP: ip, At: at.Add(time.Duration(i) * time.Millisecond), Test: test != (i%2 == 1)}
+			if i%2 == 1 { // what the risk pipeline reads, on some
+				a.Device, a.Address, a.Account, a.Coupons = req+"d", ip, outcome, int(n)-i
+			}
+			batch = append(batch, a)
 		}
 		got, ok := appendAttemptsEvent(nil, id, at, batch)
 		want, err := json.Marshal(surge.Event{ID: id, Kind: surge.EventPurchaseAttempts, At: at, Data: batch})

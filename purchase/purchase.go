@@ -22,6 +22,7 @@ import (
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/promo"
+	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/shed"
 )
 
@@ -60,6 +61,21 @@ type Config struct {
 	// Coupons prices orders with the coupons shoppers name and puts the coupons on them; nil
 	// refuses purchases with coupons.
 	Coupons Coupons
+	// Risk screens attempts against risk control's verdicts (package risk); nil screens none.
+	Risk Screener
+}
+
+// Screener checks an attempt against risk control's verdicts: nil lets it through, an error
+// (a *surge.RiskRefusal) refuses it or asks for a proof of work.
+type Screener interface {
+	Screen(a risk.Attempt) error
+}
+
+// Origin is where an attempt comes from, as the gate sees it: the client's IP, the device id the
+// app sends (header X-Device-Id) and a solved challenge, if risk control asked for one (header
+// X-Surge-Proof).
+type Origin struct {
+	IP, Device, Proof string
 }
 
 // Coupons prices orders with shoppers' coupons and puts them on the orders (package coupon).
@@ -144,6 +160,11 @@ type Request struct {
 	// Coupons are the shopper's coupons to take off the order's price (up to 10): locked to the
 	// order when it is made, all or none, used when it is paid, returned if it is not.
 	Coupons surge.IDList `json:"coupon_ids,omitempty"`
+	// Address and Account name the shipping address and the payment account the shopper chose
+	// (ids of the app's own, up to 64 letters, digits, '-', '_', '.' or ':'), if it sends them:
+	// risk control counts orders per address and account.
+	Address string `json:"address_id,omitempty"`
+	Account string `json:"pay_account,omitempty"`
 }
 
 // ReadPlain reads a request body in the plain form clients send (see surge.ReadPlainObject) in
@@ -405,11 +426,15 @@ func validRequestID(id string) error {
 }
 
 // Purchase runs an attempt through the gate, cheapest checks first, then the item's queue.
-func (s *Service) Purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {
-	res, err := s.purchase(ctx, a, ip, req)
+func (s *Service) Purchase(ctx context.Context, a surge.Actor, from Origin, req Request) (*Result, error) {
+	res, err := s.purchase(ctx, a, from, req)
 	outcome := s.metrics.outcome(res, err)
-	if !s.attempts.add(Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID,
-		Outcome: outcome, IP: ip, At: s.now().UTC(), Test: a.Test}) {
+	at := Attempt{ItemID: req.ItemID, UserID: a.UserID, Quantity: req.Quantity, RequestID: req.RequestID,
+		Outcome: outcome, IP: from.IP, At: s.now().UTC(), Test: a.Test}
+	if outcome != surge.EINVALID { // what failed its checks is not written as the shopper sent it
+		at.Device, at.Address, at.Account, at.Coupons = from.Device, req.Address, req.Account, len(req.Coupons)
+	}
+	if !s.attempts.add(at) {
 		s.metrics.droppedEvents.Inc() // the event batcher is behind: count, never block a purchase
 	}
 	return res, err
@@ -498,6 +523,10 @@ type Attempt struct {
 	RequestID string    `json:"request_id"`
 	Outcome   string    `json:"outcome"` // success, queued, or the refusal's code
 	IP        string    `json:"ip"`
+	Device    string    `json:"device,omitempty"`
+	Address   string    `json:"address,omitempty"`
+	Account   string    `json:"account,omitempty"`
+	Coupons   int       `json:"coupons,omitempty"` // how many the attempt named
 	At        time.Time `json:"at"`
 	Test      bool      `json:"test,omitempty"` // a load test's shopper: analytics leave it out
 }
@@ -530,7 +559,7 @@ func (s *Service) send(kind, id string, b []byte, err error) {
 	}
 }
 
-func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Request) (*Result, error) {
+func (s *Service) purchase(ctx context.Context, a surge.Actor, from Origin, req Request) (*Result, error) {
 	if req.ItemID <= 0 {
 		return nil, surge.Errorf(surge.EINVALID, "item_id is required")
 	}
@@ -542,6 +571,9 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	}
 	if len(req.Coupons) > surge.MaxCouponsPerOrder {
 		return nil, surge.Errorf(surge.EINVALID, "an order takes at most %d coupons, not %d", surge.MaxCouponsPerOrder, len(req.Coupons))
+	}
+	if err := validOrigin(from, req); err != nil {
+		return nil, err
 	}
 	in, err := s.item(ctx, req.ItemID)
 	if err != nil {
@@ -566,7 +598,13 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 	if s.blacklist.Blocked(a.UserID) {
 		return nil, surge.Errorf(surge.EFORBIDDEN, "rejected: blocked by risk control")
 	}
-	if !s.users.allow("u"+strconv.FormatInt(a.UserID, 10)) || !s.ips.allow(ip) {
+	if s.cfg.Risk != nil {
+		if err := s.cfg.Risk.Screen(risk.Attempt{User: a.UserID, Device: from.Device, IP: from.IP, Proof: from.Proof,
+			Item: req.ItemID, Session: in.session.ID, RequestID: req.RequestID}); err != nil {
+			return nil, err
+		}
+	}
+	if !s.users.allow("u"+strconv.FormatInt(a.UserID, 10)) || !s.ips.allow(from.IP) {
 		return nil, surge.Errorf(surge.ERATELIMIT, "too many attempts; slow down")
 	}
 	if n := s.inFlight.Add(1); n > int64(s.cfg.InFlight) {
@@ -588,6 +626,22 @@ func (s *Service) purchase(ctx context.Context, a surge.Actor, ip string, req Re
 		}
 	}
 	return s.enqueue(ctx, l, in, rr, h)
+}
+
+// validOrigin checks what an attempt's app says of itself.
+func validOrigin(from Origin, req Request) error {
+	for _, f := range []struct{ name, v string }{{"X-Device-Id", from.Device}, {"address_id", req.Address}, {"pay_account", req.Account}} {
+		if f.v == "" {
+			continue
+		}
+		if err := surge.ValidDeviceID(f.v); err != nil {
+			return surge.Errorf(surge.EINVALID, "%s: %s", f.name, surge.ErrorMessage(err))
+		}
+	}
+	if len(from.Proof) > 256 {
+		return surge.Errorf(surge.EINVALID, "X-Surge-Proof is at most 256 bytes")
+	}
+	return nil
 }
 
 // line is the one line of a flash-sale order, for pricing with coupons: at the SKU's list

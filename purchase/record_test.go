@@ -86,7 +86,7 @@ func commands(t *testing.T, bus *nats.Bus) uint64 {
 func TestAttemptEventsMarkTestTraffic(t *testing.T) {
 	s := &Service{attempts: attemptQueue{full: make(chan struct{}, 1)}, metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
 	for _, test := range []bool{true, false} {
-		s.Purchase(context.Background(), surge.Actor{UserID: 5, Role: surge.RoleShopper, Test: test}, "10.0.0.1", Request{})
+		s.Purchase(context.Background(), surge.Actor{UserID: 5, Role: surge.RoleShopper, Test: test}, Origin{IP: "10.0.0.1"}, Request{})
 		got := s.attempts.take(nil)
 		if len(got) != 1 || got[0].Test != test || got[0].UserID != 5 || got[0].Outcome != surge.EINVALID {
 			t.Fatalf("attempts of a shopper with test=%v = %+v", test, got)

@@ -23,10 +23,11 @@ const (
 	OutOfOrderness     = 5 * time.Second
 	checkpointInterval = 10 * time.Second
 	restartPause       = time.Second
-	// storeEvery bounds how long the verdicts a busy pipeline made wait to be stored (they reach
-	// the gates as they are made, by note); storeBatch how many are stored at once.
-	storeEvery = 200 * time.Millisecond
-	storeBatch = 512
+	// storeBatch is how many verdicts are stored at once, maxQueued how many wait at most
+	// (the pipeline waits past it), and storeTimeout bounds one write.
+	storeBatch   = 512
+	maxQueued    = 100_000
+	storeTimeout = 10 * time.Second
 )
 
 // Metrics counts what the rules decide and what the pipeline keeps.
@@ -74,28 +75,36 @@ func (m *Metrics) Failed(r *Rule, err error) {
 // Keys implements Hits.
 func (m *Metrics) Keys(n int) { m.keys.Set(float64(n)) }
 
-// Sink sends each verdict to every gate as it is made, and stores them in batches; a checkpoint
-// waits until all are stored. A replay after a restart makes the same verdicts with the same ids:
-// the gates and the store take each once.
+// Sink sends each verdict to every gate as it is made (a note on the bus), and stores it from a
+// goroutine of its own, in batches, at once: support sees a verdict as soon as it acts, while
+// the pipeline goes on counting. A checkpoint waits until every verdict written before it is
+// stored. A replay after a restart makes the same verdicts with the same ids: the gates and the
+// store take each once.
 type Sink struct {
-	store   surge.RiskStore
-	notes   Notes
-	log     *slog.Logger
-	made    prometheus.Counter
-	pending []surge.Verdict
-	first   time.Time // when the oldest pending verdict was made
+	store surge.RiskStore
+	notes Notes
+	log   *slog.Logger
+	made  prometheus.Counter
+
+	mu              sync.Mutex
+	cond            *sync.Cond
+	queue           []surge.Verdict
+	storing         bool
+	written, stored uint64
+	err             error // a batch the store refused: the next Flush returns it
 }
 
 // NewSink returns the pipeline's sink.
 func NewSink(store surge.RiskStore, notes Notes, m *Metrics, log *slog.Logger) *Sink {
 	s := &Sink{store: store, notes: notes, log: log}
+	s.cond = sync.NewCond(&s.mu)
 	if m != nil {
 		s.made = m.verdicts
 	}
 	return s
 }
 
-// Write implements stream.Sink.
+// Write implements stream.Sink. It waits while maxQueued verdicts wait to be stored.
 func (s *Sink) Write(_ uint64, _ int64, v surge.Verdict) error {
 	if err := s.notes.Send(Note{Verdicts: []surge.Verdict{v}}); err != nil {
 		s.log.Warn("risk: a verdict's note was not sent; the gates read it from the store within a second", "err", err)
@@ -103,28 +112,58 @@ func (s *Sink) Write(_ uint64, _ int64, v surge.Verdict) error {
 	if s.made != nil {
 		s.made.Inc()
 	}
-	if len(s.pending) == 0 {
-		s.first = time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) >= maxQueued {
+		s.cond.Wait()
 	}
-	s.pending = append(s.pending, v)
-	if len(s.pending) >= storeBatch || time.Since(s.first) >= storeEvery {
-		return s.Flush(context.Background())
+	s.queue = append(s.queue, v)
+	s.written++
+	if !s.storing {
+		s.storing = true
+		go s.storeAll()
 	}
 	return nil
 }
 
-// Flush implements stream.Sink: it stores the verdicts pending.
-func (s *Sink) Flush(ctx context.Context) error {
-	if len(s.pending) == 0 {
-		return nil
+// storeAll stores what is queued, a batch at a time, until the queue is empty.
+func (s *Sink) storeAll() {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.storing = false
+			s.cond.Broadcast()
+			s.mu.Unlock()
+			return
+		}
+		batch := s.queue[:min(len(s.queue), storeBatch)]
+		s.queue = s.queue[len(batch):]
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		err := s.store.PutVerdicts(ctx, batch)
+		cancel()
+		s.mu.Lock()
+		if err != nil && s.err == nil {
+			s.err = err
+		}
+		s.stored += uint64(len(batch))
+		s.cond.Broadcast()
+		s.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := s.store.PutVerdicts(ctx, s.pending); err != nil {
-		return err
+}
+
+// Flush implements stream.Sink: it waits until every verdict written is stored, and returns
+// the error of a batch the store refused (the pipeline then restarts from its last checkpoint,
+// and makes those verdicts again).
+func (s *Sink) Flush(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.stored < s.written {
+		s.cond.Wait()
 	}
-	s.pending = s.pending[:0]
-	return nil
+	err := s.err
+	s.err = nil
+	return err
 }
 
 // Runner keeps the risk pipeline running on the events log, restarting it from its last

@@ -55,7 +55,7 @@ func (m *Main) livePlatform(ctx context.Context, b *backends, deps *surgehttp.De
 			Log:         stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return events.Open(ctx, after) }),
 			Checkpoints: ckpt, Publisher: bus.SnapshotPublisher(), Subject: func(key string) string { return nats.KVSubject(liveBucket, key) },
 			Local: board.Feed(bg), Handoff: handoff, Ticks: bus.AsyncPublisher(),
-			Metrics: stream.NewMetrics(deps.Registry), Counters: counters, Logger: m.Log,
+			Metrics: m.streamMetrics(deps), Counters: counters, Logger: m.Log,
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); r.Run(bg) }() // stops with bg

@@ -43,6 +43,7 @@ import (
 	"github.com/surgecommerce/surge/snowflake"
 	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/stock"
+	"github.com/surgecommerce/surge/stream"
 )
 
 // HTTP server bounds. ReadTimeout leaves room for a 64 MiB import on a slow link; writes have no
@@ -63,6 +64,7 @@ type relational interface {
 	surge.BlacklistStore
 	surge.CouponStore
 	surge.ActivityStore
+	surge.RiskStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -87,6 +89,8 @@ type Main struct {
 	// that fill a catalog and quote in process.
 	db    relational
 	promo *promo.Service
+	// streams are the stream engine's metrics, shared by the node's pipelines.
+	streams *stream.Metrics
 }
 
 // NewMain returns a node with the given settings.
@@ -312,6 +316,12 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		return err
 	}
 	var wg sync.WaitGroup
+	gate, err := m.riskControl(ctx, bg, b, ids, secret, deps, &wg)
+	if err != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
 	wg.Add(5)
 	go func() { defer wg.Done(); deps.Promo.Run(bg) }()                                  // stops with bg
 	go func() { defer wg.Done(); orders.Run(bg) }()                                      // stops with bg
@@ -320,7 +330,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	go func() { defer wg.Done(); deps.Coupons.RunGrants(bg, c.WorkerID, c.GrantRate) }() // stops with bg
 	buy := purchase.New(purchase.Config{TokenKey: secret, UserRate: rate.Limit(c.UserRate), UserBurst: int(c.UserRate*2.5 + 1),
 		IPRate: rate.Limit(c.IPRate), IPBurst: int(c.IPRate*2 + 1), InFlight: c.InFlight, AnswerWait: c.AnswerWait, MaxWait: c.MaxWait,
-		Coupons: deps.Coupons}, b.db, b.stock, b.db, pending, b.bus, blacklist, ids,
+		Coupons: deps.Coupons, Risk: gate}, b.db, b.stock, b.db, pending, b.bus, blacklist, ids,
 		purchase.NewMetrics(deps.Registry), m.Log, nil)
 	m.closers = append(m.closers, func() error {
 		buy.Close()

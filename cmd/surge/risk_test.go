@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/client"
+	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
+)
+
+// attempt sends one purchase attempt from a device, with a proof if given, answered at once
+// (a queued answer counts as taken).
+func attempt(ctx context.Context, c *client.Client, item int64, device, proof, req string) (*purchase.Result, error) {
+	d, err := c.Item(ctx, item)
+	if err != nil {
+		return nil, err
+	}
+	if device != "" {
+		c = c.WithHeader(surgehttp.DeviceHeader, device)
+	}
+	if proof != "" {
+		c = c.WithHeader(surgehttp.ProofHeader, proof)
+	}
+	return c.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: req, Token: d.Token})
+}
+
+func refusedBy(err error, code, reason string) bool {
+	var ce *client.Error
+	return errors.As(err, &ce) && ce.Code == code && ce.Reason == reason
+}
+
+// Risk control over HTTP on every shape: rules are checked when saved and audited when changed;
+// a device farm is refused at the gate within a second of the attempt that crossed the rule's
+// line (and, in the scale-out shape, at a second node's gate too), while a shopper on her own
+// device buys; support finds the verdict by the user and undoes it at once with the allow-list;
+// a challenge is met with a proof of work; a dry-run rule only counts; a replay of the last hour
+// finds what a draft would have caught, the same in dry-run and enforcing; and the refusals show
+// in the live metrics and in Prometheus.
+func TestRiskControl(t *testing.T) {
+	for _, sh := range shapes() {
+		t.Run(sh.name, func(t *testing.T) {
+			c := saleConfig(t)
+			sh.setup(t, &c)
+			_, cl := start(t, c)
+			ctx := context.Background()
+			tm := newTeam(t, cl)
+
+			// Bad rules are refused with what is wrong.
+			good := surge.RiskRule{Name: "device farm", Expr: "accounts_1h.device > 3", On: surge.SubjectDevice, Action: surge.ActionBlock,
+				TTLSec: 600, Reason: "BOT_FARM", Mode: surge.ModeEnforcing}
+			for _, tc := range []struct {
+				what, expr, want string
+			}{
+				{"a rule that does not compile", "accounts_1h.device >", "expr:"},
+				{"a feature that does not exist", "accounts_1h.phone > 3", "undeclared reference to 'accounts_1h.phone'"},
+				{"a rule that gives no verdict", "accounts_1h.device * 2", "must give true or false"},
+				{"a rule that would block everyone", "attempts_10s.user > 0", "would block everyone"},
+			} {
+				r := good
+				r.Expr = tc.expr
+				_, err := tm.op.CreateRiskRule(ctx, r)
+				if wantCode(t, tc.what, err, surge.EINVALID); !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("%s: %v; want it to say %q", tc.what, err, tc.want)
+				}
+			}
+			_, err := tm.m1.CreateRiskRule(ctx, good)
+			wantCode(t, "a merchant's rule", err, surge.EFORBIDDEN)
+			everyone := good
+			everyone.Expr, everyone.Mode, everyone.Force = "attempts_10s.user > 0", surge.ModeOff, true
+			forced := ok[*surge.RiskRule](t, "a forced rule")(tm.op.CreateRiskRule(ctx, everyone))
+			_, err = tm.op.SetRiskMode(ctx, forced.ID, risk.ModeInput{Mode: surge.ModeEnforcing})
+			wantCode(t, "enforcing a rule that blocks everyone, unforced", err, surge.EINVALID)
+
+			farmRule := ok[*surge.RiskRule](t, "CreateRiskRule")(tm.op.CreateRiskRule(ctx, good))
+			dry := ok[*surge.RiskRule](t, "a dry-run rule")(tm.op.CreateRiskRule(ctx, surge.RiskRule{Name: "busy network",
+				Expr: "accounts_1h.network > 2", On: surge.SubjectNetwork, Action: surge.ActionBlock, TTLSec: 600, Reason: "BUSY_NET", Mode: surge.ModeDryRun}))
+			ok[*surge.RiskRule](t, "a challenge rule")(tm.op.CreateRiskRule(ctx, surge.RiskRule{Name: "eager",
+				Expr: "attempts_1m.user > 2", On: surge.SubjectUser, Action: surge.ActionChallenge, Bits: 12, TTLSec: 600, Reason: "EAGER", Mode: surge.ModeEnforcing}))
+			// the audit trail: who changed what
+			changed := farmRule
+			changed.Name = "device farm (4 accounts)"
+			changed = ok[*surge.RiskRule](t, "UpdateRiskRule")(tm.op.UpdateRiskRule(ctx, farmRule.ID, *changed))
+			changes := ok[[]surge.RiskRuleChange](t, "RiskRuleChanges")(tm.op.RiskRuleChanges(ctx, farmRule.ID))
+			if changed.Version != 2 || len(changes) != 2 || changes[0].Before == nil || changes[0].Before.Name != "device farm" ||
+				changes[0].After.Name != changed.Name || changes[0].By != farmRule.UpdatedBy || farmRule.UpdatedBy == 0 || changes[1].Before != nil {
+				t.Fatalf("changes %+v", changes)
+			}
+
+			item := openSaleItem(t, tm, 1000, 5, 900)
+			var node2 *client.Client
+			if c.NATSURL != "" { // a second node, not computing: its gate takes the verdicts too
+				c2 := c
+				c2.DataDir, c2.WorkerID, c2.LiveCompute, c2.AdminPassword = t.TempDir(), 1, false, ""
+				_, node2 = start(t, c2)
+			}
+
+			// A farm: accounts on one device. The fourth account's attempt crosses the line.
+			// Users and devices of this run alone: a scale-out deployment's events log (and the
+			// pipeline's state) outlives a test's database.
+			base := 8_000_000 + rand.Int64N(1_000_000)*100
+			device := fmt.Sprint("farm-", base)
+			farm := func(i int) *client.Client { return shopper(t, cl, base+int64(i)) }
+			for i := range 4 {
+				if _, err := attempt(ctx, farm(i), item.ID, device, "", fmt.Sprint("f", i)); err != nil {
+					t.Fatalf("the farm's account %d before the rule held: %v", i, err)
+				}
+			}
+			var first time.Time
+			waitFor(t, "the farm refused", func() bool {
+				_, err := attempt(ctx, farm(10), item.ID, device, "", fmt.Sprint("x", time.Now().UnixNano()))
+				first = time.Now()
+				return refusedBy(err, surge.EFORBIDDEN, "BOT_FARM")
+			})
+			var vs []surge.Verdict
+			waitFor(t, "the verdict stored", func() bool { // it acts at the gates first, then it is stored
+				vs = ok[[]surge.Verdict](t, "RiskVerdicts")(tm.op.RiskVerdicts(ctx, base+3))
+				return len(vs) > 0
+			})
+			if len(vs) != 1 || vs[0].RuleID != farmRule.ID || vs[0].Value != device || vs[0].Reason != "BOT_FARM" || vs[0].Mode != surge.ModeEnforcing {
+				t.Fatalf("support's view of the fourth account: %+v", vs)
+			}
+			if took := first.Sub(vs[0].Trigger); took > time.Second {
+				t.Errorf("the farm was refused %v after the attempt that made the verdict; want within a second", took)
+			}
+			if node2 != nil {
+				waitFor(t, "the second node's gate", func() bool {
+					_, err := attempt(ctx, node2.As(farm(11).Token()), item.ID, device, "", fmt.Sprint("y", time.Now().UnixNano()))
+					return refusedBy(err, surge.EFORBIDDEN, "BOT_FARM")
+				})
+				if took := time.Since(vs[0].Trigger); took > time.Second+500*time.Millisecond {
+					t.Errorf("the second node refused the farm %v after the verdict's event", took)
+				}
+			}
+			// a shopper on her own device buys
+			if _, err := attempt(ctx, shopper(t, cl, base+50), item.ID, fmt.Sprint("app-", base+50), "", "h1"); err != nil {
+				t.Fatalf("a shopper on her own device: %v", err)
+			}
+			_, err = attempt(ctx, shopper(t, cl, base+51), item.ID, "a device id", "", "h2")
+			wantCode(t, "a device id that is not one", err, surge.EINVALID)
+
+			// Support undoes the verdict at once.
+			ok[*surge.RiskAllow](t, "RiskAllow")(tm.op.RiskAllow(ctx, risk.AllowInput{Subject: surge.SubjectDevice, Value: device, Reason: "a family tablet", TTLSec: 3600}))
+			if _, err := attempt(ctx, farm(12), item.ID, device, "", "after-allow"); err != nil {
+				t.Fatalf("an allowed device: %v", err)
+			}
+			if err := tm.op.RiskDisallow(ctx, surge.SubjectDevice, device); err != nil {
+				t.Fatal(err)
+			}
+			_, err = attempt(ctx, farm(13), item.ID, device, "", "after-disallow")
+			if !refusedBy(err, surge.EFORBIDDEN, "BOT_FARM") {
+				t.Fatalf("off the allow-list again: %v", err)
+			}
+			_, err = tm.op.RiskAllow(ctx, risk.AllowInput{Subject: "phone", Value: "x", Reason: "r", TTLSec: 60})
+			wantCode(t, "an allow-list entry of no subject", err, surge.EINVALID)
+			_, err = tm.op.RiskVerdicts(ctx, 0)
+			wantCode(t, "verdicts of no user", err, surge.EINVALID)
+
+			// An eager shopper is challenged, and her proof of work lets the attempt through.
+			eager, eagerDevice := shopper(t, cl, base+60), fmt.Sprint("app-", base+60)
+			for i := range 3 {
+				if _, err := attempt(ctx, eager, item.ID, eagerDevice, "", fmt.Sprint("e", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ce *client.Error
+			waitFor(t, "the challenge", func() bool {
+				_, err := attempt(ctx, eager, item.ID, eagerDevice, "", "e-last")
+				return errors.As(err, &ce) && ce.Code == surge.ECHALLENGE
+			})
+			if ce.Status != 428 || ce.Reason != "EAGER" || ce.Challenge == nil || ce.Challenge.Bits != 12 {
+				t.Fatalf("challenge %+v", ce)
+			}
+			proof, err := risk.Solve(ctx, ce.Challenge.Seed, ce.Challenge.Bits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := attempt(ctx, eager, item.ID, eagerDevice, proof, "e-last"); err != nil {
+				t.Fatalf("with the proof: %v", err)
+			}
+			_, err = attempt(ctx, eager, item.ID, eagerDevice, proof, "e-other")
+			wantCode(t, "a proof of another attempt", err, surge.ECHALLENGE)
+
+			// The replay of the last hour finds the farm, the same in both modes.
+			draft := good
+			draft.Mode = surge.ModeDryRun
+			rd := ok[*risk.ReplayResult](t, "RiskReplay")(tm.op.RiskReplay(ctx, risk.ReplayInput{Rule: draft}))
+			draft.Mode = surge.ModeEnforcing
+			re := ok[*risk.ReplayResult](t, "RiskReplay")(tm.op.RiskReplay(ctx, risk.ReplayInput{Rule: draft}))
+			// (a scale-out events log may hold earlier farms too)
+			found := slices.IndexFunc(rd.First, func(v surge.Verdict) bool { return v.Value == device })
+			if found < 0 || rd.First[found].User != base+3 || rd.Signals < 10 || int64(len(rd.First)) != rd.Verdicts {
+				t.Fatalf("replay %+v", rd)
+			}
+			if len(re.First) != len(rd.First) || re.Verdicts != rd.Verdicts {
+				t.Fatalf("the replay enforcing %+v, dry-run %+v", re, rd)
+			}
+			for i := range re.First {
+				if re.First[i].ID != rd.First[i].ID || re.First[i].Mode != surge.ModeEnforcing || rd.First[i].Mode != surge.ModeDryRun {
+					t.Fatalf("replay verdict %d: enforcing %+v, dry-run %+v", i, re.First[i], rd.First[i])
+				}
+			}
+			// What happened shows: live metrics of the session, Prometheus.
+			session := fmt.Sprint(item.SessionID)
+			waitFor(t, "the live metrics", func() bool {
+				blocked, err1 := tm.op.Metric(ctx, "attempts_blocked", map[string]string{"session": session})
+				challenged, err2 := tm.op.Metric(ctx, "attempts_challenged", map[string]string{"session": session})
+				bots, err3 := tm.op.Metric(ctx, "bot_attempts", map[string]string{"session": session})
+				return err1 == nil && err2 == nil && err3 == nil && blocked.Value >= 2 && challenged.Value >= 2 && bots.Value > blocked.Value+challenged.Value
+			})
+			if n := metric(t, cl, `surge_risk_rule_hits_total{mode="enforcing",rule="`+fmt.Sprint(farmRule.ID)+`"}`); n != 1 {
+				t.Errorf("farm rule hits %v, want 1", n)
+			}
+			if n := metric(t, cl, `surge_risk_rule_hits_total{mode="dry_run",rule="`+fmt.Sprint(dry.ID)+`"}`); n < 1 {
+				t.Errorf("dry-run rule hits %v", n)
+			}
+			if n := metric(t, cl, `surge_risk_gate_attempts_total{action="solved"}`); n != 1 {
+				t.Errorf("solved challenges %v, want 1", n)
+			}
+		})
+	}
+}
