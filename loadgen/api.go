@@ -24,6 +24,7 @@ import (
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/paysim"
 	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
 )
 
@@ -58,8 +59,9 @@ func (a *API) fastFor(sh Shopper) *fastNode {
 }
 
 type shopperKey struct {
-	user int64
-	ip   string
+	user   int64
+	ip     string
+	device string
 }
 
 // NewAPI returns the deployment at the given base URLs, with HTTP clients sized for inFlight
@@ -251,11 +253,14 @@ func (a *API) Shoppers(ctx context.Context, n int) ([]Shopper, error) {
 // as is a shopper's client, made once: a copy of the headers for every request was a tenth of
 // the crowd's own work.
 func (a *API) as(sh Shopper) *client.Client {
-	key := shopperKey{sh.UserID, sh.IP}
+	key := shopperKey{sh.UserID, sh.IP, sh.Device}
 	if c, ok := a.clients.Load(key); ok {
 		return c.(*client.Client)
 	}
 	c := a.Nodes[int(sh.UserID%int64(len(a.Nodes)))].As(sh.Token).WithHeader("X-Forwarded-For", sh.IP)
+	if sh.Device != "" {
+		c = c.WithHeader(surgehttp.DeviceHeader, sh.Device)
+	}
 	a.clients.Store(key, c)
 	return c
 }
@@ -294,6 +299,18 @@ func (a *API) Buy(ctx context.Context, sh Shopper, req purchase.Request) (*purch
 		return answer[purchase.Result](ctx, f.call, sh, "POST", "/v1/purchases", req.RequestID, req)
 	}
 	return a.as(sh).Purchase(ctx, req)
+}
+
+// BuyWithProof implements Target: the attempt again, with its proof in X-Surge-Proof.
+func (a *API) BuyWithProof(ctx context.Context, sh Shopper, req purchase.Request, proof string) (*purchase.Result, error) {
+	if f := a.fastFor(sh); f != nil {
+		var res purchase.Result
+		if err := f.send(ctx, sh, "POST", "/v1/purchases", req.RequestID, proof, req, &res); err != nil {
+			return nil, err
+		}
+		return &res, nil
+	}
+	return a.as(sh).WithHeader(surgehttp.ProofHeader, proof).Purchase(ctx, req) // a copy of the headers: only a challenged attempt pays for it
 }
 
 // Poll implements Target.
@@ -343,6 +360,17 @@ func (a *API) Remaining(ctx context.Context) (int64, error) {
 		left += it.Stock.Available
 	}
 	return left, nil
+}
+
+// EnableRule implements Target, as the admin.
+func (a *API) EnableRule(ctx context.Context, rule surge.RiskRule) (*surge.RiskRule, error) {
+	return a.Admin.CreateRiskRule(ctx, rule)
+}
+
+// DisableRule implements Target, as the admin.
+func (a *API) DisableRule(ctx context.Context, id int64) error {
+	_, err := a.Admin.SetRiskMode(ctx, id, risk.ModeInput{Mode: surge.ModeOff})
+	return err
 }
 
 // NodeRequests implements requestCounter: the requests the nodes have answered so far, by

@@ -2,15 +2,19 @@
 // afterwards (R-9.7): open-model arrivals on a schedule (a spike when the sale opens), latency
 // measured from each attempt's intended send time so that a stalled server cannot hide its
 // queueing (coordinated omission corrected, as wrk2 does), Zipf item popularity, shoppers who
-// poll a queued answer and pay (or abandon), and bots that hammer from a few addresses.
+// poll a queued answer and pay (or abandon), and bots that hammer from a few addresses and a
+// few devices (a farm of many accounts). Every shopper's app solves the proof of work risk
+// control asks for; a run may enable a risk rule partway, to show what it stops.
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +24,7 @@ import (
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 )
 
 // Shopper is one member of the crowd: who it is and where it seems to come from.
@@ -27,6 +32,7 @@ type Shopper struct {
 	UserID int64
 	Token  string // access token
 	IP     string // its address, sent as X-Forwarded-For
+	Device string // its app's device id, sent as X-Device-Id ("": none)
 	Coupon int64  // a coupon it claimed before the sale and buys with (0: none)
 }
 
@@ -47,8 +53,12 @@ type Target interface {
 	// Page fetches an item's page for a shopper: the purchase token and what is left.
 	Page(ctx context.Context, sh Shopper, item int64) (token string, remaining int64, err error)
 	// Buy makes an attempt; an error is a refusal (with a domain code and perhaps a retry
-	// hint) or a failure.
+	// hint) or a failure. A refusal by risk control is a *client.Error with the rule's Reason:
+	// EFORBIDDEN, or ECHALLENGE with the Challenge to solve.
 	Buy(ctx context.Context, sh Shopper, req purchase.Request) (*purchase.Result, error)
+	// BuyWithProof makes the same attempt again (the same request id) with the proof of work
+	// that solves the challenge Buy was answered with; it answers as Buy does.
+	BuyWithProof(ctx context.Context, sh Shopper, req purchase.Request, proof string) (*purchase.Result, error)
 	// Poll asks for a queued attempt's answer.
 	Poll(ctx context.Context, sh Shopper, ticket string) (*purchase.Result, error)
 	// Order reads one of the shopper's orders.
@@ -62,6 +72,11 @@ type Target interface {
 	// Remaining reads the units left of all the sale's items, as the stock engine holds them
 	// (for the stock chart; releases of expired orders show).
 	Remaining(ctx context.Context) (int64, error)
+	// EnableRule creates a risk rule as the target's operator and returns it as created.
+	// Returns an error if the target has no risk control.
+	EnableRule(ctx context.Context, rule surge.RiskRule) (*surge.RiskRule, error)
+	// DisableRule switches off a rule EnableRule created, so that the next run starts without it.
+	DisableRule(ctx context.Context, id int64) error
 }
 
 // Config shapes the crowd.
@@ -75,6 +90,7 @@ type Config struct {
 	BotShare    float64 // share of arrivals that are bots
 	Bots        int     // bot accounts
 	BotIPs      int     // addresses the bots come from
+	BotDevices  int     // device ids the bots share: a farm of many accounts on a few devices
 	PayShare    float64 // share of successful shoppers who pay; the rest abandon
 	PayDelay    time.Duration
 	CouponShare float64       // share of human shoppers who claim a coupon before the sale and buy with it
@@ -83,6 +99,15 @@ type Config struct {
 	Seed        uint64
 	Settle      time.Duration // how long the checker waits for the sale to settle
 	PayTimeout  time.Duration // the session's: abandoned orders expire after it, before the check
+	// RiskRule, when set, is the expression of a risk rule (CEL over the features, see
+	// risk.FeatureNames) the crowd enables, enforcing, RiskAfter after the opening: its verdicts
+	// are about RiskOn (default device) and do RiskAction (default block; a challenge asks for
+	// RiskBits, default 16).
+	RiskRule   string
+	RiskOn     string
+	RiskAction string
+	RiskBits   int
+	RiskAfter  time.Duration
 	// Progress, when set, is called about every second while the crowd runs.
 	Progress func(Progress)
 }
@@ -103,6 +128,32 @@ func (c *Config) defaults() {
 	if c.Settle <= 0 {
 		c.Settle = time.Minute
 	}
+	if c.BotDevices <= 0 {
+		c.BotDevices = 4
+	}
+	c.RiskOn = cmp.Or(c.RiskOn, surge.SubjectDevice)
+	c.RiskAction = cmp.Or(c.RiskAction, surge.ActionBlock)
+	if c.RiskAction == surge.ActionChallenge && c.RiskBits == 0 {
+		c.RiskBits = 16
+	}
+}
+
+// Of the rule a run enables.
+const (
+	RuleName   = "loadgen"
+	RuleReason = "LOADGEN_BOTS"
+	ruleTTLSec = 600
+)
+
+// rule is the risk rule the run enables: enforcing, and forced, since a broad rule (one that
+// holds for anyone's first attempt) is what a load test may mean to try.
+func (c Config) rule() surge.RiskRule {
+	r := surge.RiskRule{Name: RuleName, Expr: c.RiskRule, On: c.RiskOn, Action: c.RiskAction, TTLSec: ruleTTLSec,
+		Reason: RuleReason, Priority: 0, Mode: surge.ModeEnforcing, Force: true}
+	if r.Action == surge.ActionChallenge {
+		r.Bits = c.RiskBits
+	}
+	return r
 }
 
 // String is the progress as one line.
@@ -183,6 +234,31 @@ type Result struct {
 	// PayFailureReasons is, for each code of PayFailures, what the first such failure said.
 	PayFailureReasons map[string]string `json:"pay_failure_reasons,omitempty"`
 	PayExpired        int64             `json:"pay_expired"`
+	// BotSuccessesPerSec and ShopperSuccessesPerSec are the orders bots and human shoppers
+	// made, by the second (from the opening) their attempt was sent; together they are Orders.
+	BotSuccessesPerSec     []int64 `json:"bot_successes_per_sec"`
+	ShopperSuccessesPerSec []int64 `json:"shopper_successes_per_sec"`
+	// BotRiskRefused and ShopperRiskRefused count the attempts risk control refused
+	// (EFORBIDDEN with a rule's reason); RiskReasons has them by reason.
+	BotRiskRefused     int64            `json:"bot_risk_refused"`
+	ShopperRiskRefused int64            `json:"shopper_risk_refused"`
+	RiskReasons        map[string]int64 `json:"risk_reasons,omitempty"`
+	// RiskRule is the rule the run enabled (Config.RiskRule) as created, or as asked for when
+	// that failed; RiskRuleError says what failed (its creation, or switching it off after).
+	RiskRule      *surge.RiskRule `json:"risk_rule,omitempty"`
+	RiskRuleError string          `json:"risk_rule_error,omitempty"`
+	// RiskRuleAtMs is when the rule's creation returned, from the opening. The successes after
+	// the rule are those of attempts sent more than a second (ruleGrace) later, when every node
+	// acts on it. All three are -1 when no rule was enabled.
+	RiskRuleAtMs              float64 `json:"risk_rule_at_ms"`
+	BotSuccessesAfterRule     int64   `json:"bot_successes_after_rule"`
+	ShopperSuccessesAfterRule int64   `json:"shopper_successes_after_rule"`
+	// ChallengesMet counts the answers that asked for a proof of work (a proof refused and
+	// asked again counts again), ChallengesSolved those the shopper's app solved and sent
+	// again; ChallengeSolveP50Ms is the median time an app spent solving one.
+	ChallengesMet       int64   `json:"challenges_met"`
+	ChallengesSolved    int64   `json:"challenges_solved"`
+	ChallengeSolveP50Ms float64 `json:"challenge_solve_p50_ms"`
 	// Items are the sale's items once it settled, by name where the target tells it.
 	Items       []ItemResult   `json:"items,omitempty"`
 	Invariants  []audit.Result `json:"invariants"`
@@ -278,6 +354,12 @@ func (z zipf) pick(rng *rand.Rand) int {
 // the arrivals, lets payments happen and abandoned orders expire, and checks the invariants.
 func Run(ctx context.Context, t Target, c Config, log func(format string, args ...any)) (*Result, error) {
 	c.defaults()
+	if c.RiskRule != "" {
+		rule := c.rule()
+		if _, err := risk.Validate(&rule); err != nil { // before the sale, not seconds into it
+			return nil, fmt.Errorf("the risk rule: %w", err)
+		}
+	}
 	rng := rand.New(rand.NewPCG(c.Seed, c.Seed^0x9e3779b97f4a7c15))
 	items, opens, err := t.Setup(ctx)
 	if err != nil {
@@ -295,13 +377,7 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 	if err != nil {
 		return nil, fmt.Errorf("provisioning shoppers: %w", err)
 	}
-	for i := range crowd {
-		if i < c.Shoppers {
-			crowd[i].IP = fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-		} else {
-			crowd[i].IP = fmt.Sprintf("172.16.0.%d", 1+(i-c.Shoppers)%c.BotIPs)
-		}
-	}
+	place(crowd, c, strconv.FormatInt(time.Now().UnixMilli(), 36))
 	if err := giveCoupons(ctx, t, c, rng, crowd[:c.Shoppers], log); err != nil {
 		return nil, err
 	}
@@ -331,6 +407,13 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 	if err != nil {
 		return nil, err
 	}
+	if res.RiskRuleAtMs >= 0 {
+		log("risk rule %d enabled %.2fs after the opening; orders of attempts sent from %s later on: bots %d, shoppers %d",
+			res.RiskRule.ID, res.RiskRuleAtMs/1000, ruleGrace, res.BotSuccessesAfterRule, res.ShopperSuccessesAfterRule)
+	}
+	if res.RiskRuleError != "" {
+		log("the risk rule: %s", res.RiskRuleError)
+	}
 	if res.Abandoned > 0 && c.PayTimeout > 0 {
 		log("waiting %s for %d abandoned orders to expire", c.PayTimeout, res.Abandoned)
 		select {
@@ -350,6 +433,22 @@ func Run(ctx context.Context, t Target, c Config, log func(format string, args .
 		}
 	}
 	return res, nil
+}
+
+// place gives each shopper where it seems to come from: a human its own address and device;
+// the bots a few addresses and a few devices, shared. Device ids carry the run's tag, so that a
+// run's devices have no history of earlier runs (a farm's verdicts, accounts seen).
+func place(crowd []Shopper, c Config, run string) {
+	for i := range crowd {
+		if i < c.Shoppers {
+			crowd[i].IP = fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+			crowd[i].Device = fmt.Sprintf("app-%s-%d", run, i)
+		} else {
+			k := i - c.Shoppers
+			crowd[i].IP = fmt.Sprintf("172.16.0.%d", 1+k%c.BotIPs)
+			crowd[i].Device = fmt.Sprintf("farm-%s-%d", run, k%c.BotDevices)
+		}
+	}
 }
 
 // giveCoupons has a share of the shoppers claim a coupon, as shoppers do before a sale.
@@ -452,6 +551,8 @@ func outcomeOf(res *purchase.Result, err error) string {
 		return OutRejected
 	case code == surge.EUNAVAILABLE:
 		return OutUnavailable
+	case code == surge.ECHALLENGE:
+		return OutChallenged
 	}
 	return OutError
 }
@@ -473,10 +574,14 @@ func replay(ctx context.Context, t Target, c Config, crowd []Shopper, plan []arr
 		}
 	}
 	r := newCrowdRun(ctx, t, c, crowd)
-	defer func() { r.halt(); r.progress.Wait() }() // also when cancelled: nothing outlives the run
+	defer func() { r.halt(); r.progress.Wait(); r.disableRule() }() // also when cancelled: nothing outlives the run
 	r.progress.Add(2)
 	go r.readStock()     // stops with halt
 	go r.printProgress() // stops with halt
+	if c.RiskRule != "" {
+		r.progress.Add(1)
+		go r.enableRule() // returns with halt, or once the rule is made
+	}
 	// MaxInFlight shoppers take the arrivals in turn. When every one is busy, an arrival waits,
 	// and its wait counts in its latency. (A goroutine per attempt grew a new stack through the
 	// HTTP client each time: 0.75 s of the 6.8 s its attempts spent in a profile of a crowd.)
@@ -517,6 +622,7 @@ dispatch:
 	}
 	r.halt()
 	r.progress.Wait()
+	r.disableRule()
 	res := r.result(end, all)
 	if counts {
 		if after, err := counter.NodeRequests(ctx); err == nil {

@@ -53,6 +53,13 @@ func (s *slowShop) Buy(ctx context.Context, _ Shopper, req purchase.Request) (*p
 	time.Sleep(s.pause)
 	return nil, surge.Errorf(surge.ESOLDOUT, "sold out")
 }
+func (s *slowShop) BuyWithProof(context.Context, Shopper, purchase.Request, string) (*purchase.Result, error) {
+	return nil, errors.New("never challenges")
+}
+func (s *slowShop) EnableRule(context.Context, surge.RiskRule) (*surge.RiskRule, error) {
+	return nil, errors.New("no risk control")
+}
+func (s *slowShop) DisableRule(context.Context, int64) error { return errors.New("no risk control") }
 func (s *slowShop) Poll(context.Context, Shopper, string) (*purchase.Result, error) {
 	return nil, errors.New("never queued")
 }

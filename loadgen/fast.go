@@ -48,9 +48,15 @@ func newFastNode(base string, inFlight int) (*fastNode, error) {
 		}}}, nil
 }
 
-// call sends a request as sh (its token and address) with an optional JSON body, and decodes
-// a JSON answer into out; an error answer is a *client.Error with its code and retry hint.
+// call sends a request as sh (its token, address and device) with an optional JSON body, and
+// decodes a JSON answer into out; an error answer is a *client.Error with its code, retry hint
+// and, from risk control, the rule's reason and challenge.
 func (n *fastNode) call(ctx context.Context, sh Shopper, method, path, idem string, in, out any) error {
+	return n.send(ctx, sh, method, path, idem, "", in, out)
+}
+
+// send is call with a solved challenge to send in X-Surge-Proof ("": none).
+func (n *fastNode) send(ctx context.Context, sh Shopper, method, path, idem, proof string, in, out any) error {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -59,6 +65,12 @@ func (n *fastNode) call(ctx context.Context, sh Shopper, method, path, idem stri
 	req.Header.Set("Authorization", "Bearer "+sh.Token)
 	req.Header.Set("X-Forwarded-For", sh.IP)
 	req.Header.Set(surgehttp.TestTrafficHeader, "1")
+	if sh.Device != "" {
+		req.Header.Set(surgehttp.DeviceHeader, sh.Device)
+	}
+	if proof != "" {
+		req.Header.Set(surgehttp.ProofHeader, proof)
+	}
 	if idem != "" {
 		req.Header.Set(client.IdempotencyKeyHeader, idem)
 	}
@@ -81,6 +93,7 @@ func (n *fastNode) call(ctx context.Context, sh Shopper, method, path, idem stri
 		var eb surgehttp.ErrorBody
 		if json.Unmarshal(resp.Body(), &eb) == nil && eb.Error.Code != "" {
 			e.Code, e.Message, e.RequestID = eb.Error.Code, eb.Error.Message, eb.Error.RequestID
+			e.Reason, e.Challenge = eb.Error.Reason, eb.Error.Challenge
 		}
 		if ms, err := strconv.ParseInt(string(resp.Header.Peek(surge.RetryAfterMsHeader)), 10, 64); err == nil && ms > 0 {
 			e.RetryAfterMs = ms

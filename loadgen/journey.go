@@ -3,16 +3,21 @@ package loadgen
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/surgecommerce/surge"
+	"github.com/surgecommerce/surge/client"
+	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 )
 
 // Kinds of request the crowd sends, counted apart: the target serves all of them.
@@ -45,6 +50,17 @@ const (
 	// order's expiry (by the crowd's clock) is put down to the expiry.
 	expirySlack    = time.Second
 	maxSamplesKept = 3
+	// maxProofs bounds how often an app solves a challenge for one attempt: once, and once
+	// more should its proof come too late (a seed lasts risk.ProofTTL).
+	maxProofs = 2
+	// solveWithin bounds an app's time on one proof of work (28 bits, the most a rule asks,
+	// is minutes of hashing); past it the attempt ends challenged.
+	solveWithin = 30 * time.Second
+	// ruleGrace is how long after its creation a rule is given to act on every node (the gates
+	// have its verdicts within a second): attempts sent later count as after the rule.
+	ruleGrace = time.Second
+	// ruleOffWithin bounds switching the run's rule off once the crowd is done.
+	ruleOffWithin = 10 * time.Second
 )
 
 // crowdRun is the state of one replay: what the shoppers do and what they saw.
@@ -71,6 +87,13 @@ type crowdRun struct {
 	visible     []float64         // ms from "success" to the order readable
 	samples     []string          // a few of the failures, to look into
 	remaining   map[int]int64
+	// The run's risk rule (Config.RiskRule): as created (or asked for), when its creation
+	// returned, and its id until it is switched off.
+	rule     *surge.RiskRule
+	ruleMade bool
+	ruleAt   time.Duration
+	ruleID   int64
+	ruleErr  []string
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -117,17 +140,62 @@ func (r *crowdRun) attempt(a arrival, intended time.Time, try int) {
 	if sh.Coupon > 0 {
 		req.Coupons = surge.IDList{sh.Coupon}
 	}
-	r.rec.sent(intended, time.Now())
+	sent := time.Now()
+	r.rec.sent(intended, sent)
 	res, err := r.t.Buy(r.ctx, sh, req)
 	r.count(KindAttempt)
+	res, err = r.prove(sh, req, res, err)
 	if err == nil && res.Status == purchase.StatusQueued {
 		r.followers.Go(func() {
 			res, err := r.poll(sh, res)
-			r.answered(a, intended, try, res, err)
+			r.answered(a, intended, sent, try, res, err)
 		})
 		return
 	}
-	r.answered(a, intended, try, res, err)
+	r.answered(a, intended, sent, try, res, err)
+}
+
+// prove answers a challenge as a shopper's app does: it solves the proof of work and sends the
+// same attempt again with it, at most maxProofs times. An attempt not challenged, or whose
+// challenge was not solved, keeps the answer it had.
+func (r *crowdRun) prove(sh Shopper, req purchase.Request, res *purchase.Result, err error) (*purchase.Result, error) {
+	for range maxProofs {
+		_, ch := riskOf(err)
+		if ch == nil {
+			return res, err
+		}
+		r.rec.challenged()
+		began := time.Now()
+		ctx, cancel := context.WithTimeout(r.ctx, solveWithin)
+		proof, serr := risk.Solve(ctx, ch.Seed, ch.Bits)
+		cancel()
+		if serr != nil {
+			return res, err
+		}
+		r.rec.solvedIn(time.Since(began))
+		res, err = r.t.BuyWithProof(r.ctx, sh, req, proof)
+		r.count(KindAttempt)
+	}
+	if _, ch := riskOf(err); ch != nil {
+		r.rec.challenged() // asked once more: the attempt ends challenged
+	}
+	return res, err
+}
+
+// riskOf reads a refusal by risk control: the rule's reason, and for ECHALLENGE the proof of
+// work asked for; "" and nil for any other answer.
+func riskOf(err error) (reason string, ch *surgehttp.Challenge) {
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		return "", nil
+	}
+	switch ce.Code {
+	case surge.EFORBIDDEN:
+		return ce.Reason, nil
+	case surge.ECHALLENGE:
+		return ce.Reason, ce.Challenge
+	}
+	return "", nil
 }
 
 // poll asks for a queued attempt's answer until it is final, for up to 30 s.
@@ -146,7 +214,7 @@ func (r *crowdRun) poll(sh Shopper, res *purchase.Result) (*purchase.Result, err
 // answered records an attempt's final answer and follows it: a shopper refused for load comes
 // back when the refusal says (Retry-After-Ms), as a new attempt meant for then; a winner goes
 // on to its order page and perhaps pays.
-func (r *crowdRun) answered(a arrival, intended time.Time, try int, res *purchase.Result, err error) {
+func (r *crowdRun) answered(a arrival, intended, sent time.Time, try int, res *purchase.Result, err error) {
 	defer r.inFlight.Add(-1)
 	answered := time.Now()
 	outcome := outcomeOf(res, err)
@@ -170,11 +238,16 @@ func (r *crowdRun) answered(a arrival, intended time.Time, try int, res *purchas
 				}
 			})
 		}
+	case OutRejected:
+		if reason, _ := riskOf(err); reason != "" {
+			r.rec.riskRefusal(a.bot, reason)
+		}
 	case OutSuccess:
 		if _, dup := r.seen.LoadOrStore(res.OrderID, sh); dup {
 			return
 		}
 		r.orders.Add(1)
+		r.rec.orderMade(a.bot, sent)
 		r.followers.Go(func() { r.winner(a, sh, res.OrderID, answered) })
 	}
 }
@@ -305,6 +378,86 @@ func (r *crowdRun) readStock() {
 	}
 }
 
+// enableRule creates the run's risk rule RiskAfter after the opening, as an operator would in
+// the middle of a sale, and notes when the creation returned; a crowd done before then
+// enables none.
+func (r *crowdRun) enableRule() {
+	defer r.progress.Done()
+	timer := time.NewTimer(time.Until(r.start.Add(r.c.RiskAfter)))
+	defer timer.Stop()
+	asked := r.c.rule()
+	select {
+	case <-timer.C:
+	case <-r.stop:
+		r.noteRule(&asked, fmt.Sprintf("not enabled: the crowd was done before %s after the opening", r.c.RiskAfter))
+		return
+	case <-r.ctx.Done():
+		return
+	}
+	made, err := r.t.EnableRule(r.ctx, asked)
+	at := time.Since(r.start)
+	if err != nil {
+		r.noteRule(&asked, fmt.Sprintf("creating it %.2fs after the opening: %v", at.Seconds(), err))
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rule, r.ruleMade, r.ruleAt, r.ruleID = made, true, at, made.ID
+}
+
+func (r *crowdRun) noteRule(rule *surge.RiskRule, problem string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rule == nil {
+		r.rule = rule
+	}
+	r.ruleErr = append(r.ruleErr, problem)
+}
+
+// disableRule switches the run's rule off, once: the crowd is done (or cancelled), and the
+// next run should start without it. Verdicts it made last their TTL; the crowd's devices are
+// the run's own, but its addresses are not.
+func (r *crowdRun) disableRule() {
+	r.mu.Lock()
+	id := r.ruleID
+	r.ruleID = 0
+	r.mu.Unlock()
+	if id == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), ruleOffWithin)
+	defer cancel()
+	if err := r.t.DisableRule(ctx, id); err != nil {
+		r.noteRule(nil, fmt.Sprintf("switching rule %d off after the run: %v", id, err))
+	}
+}
+
+// riskResult fills in the risk figures: the success curves, the refusals, the challenges, and
+// what the run's rule changed.
+func (r *crowdRun) riskResult(res *Result) {
+	rec := r.rec
+	curves := rec.successCurves(len(rec.seconds))
+	res.ShopperSuccessesPerSec, res.BotSuccessesPerSec = curves[sideShopper], curves[sideBot]
+	rec.mu.Lock()
+	res.ShopperRiskRefused, res.BotRiskRefused = rec.riskRefused[sideShopper], rec.riskRefused[sideBot]
+	if len(rec.reasons) > 0 {
+		res.RiskReasons = maps.Clone(rec.reasons)
+	}
+	res.ChallengesMet, res.ChallengesSolved = rec.challenges, rec.solved
+	res.ChallengeSolveP50Ms, _ = Percentiles(rec.solves)
+	rec.mu.Unlock()
+	r.mu.Lock() // not while holding rec.mu: the two are never held together
+	res.RiskRule, res.RiskRuleError = r.rule, strings.Join(r.ruleErr, "; ")
+	made, at := r.ruleMade, r.ruleAt
+	r.mu.Unlock()
+	res.RiskRuleAtMs, res.ShopperSuccessesAfterRule, res.BotSuccessesAfterRule = -1, -1, -1
+	if made {
+		after := rec.successesAfter(at + ruleGrace)
+		res.RiskRuleAtMs = float64(at.Microseconds()) / 1000
+		res.ShopperSuccessesAfterRule, res.BotSuccessesAfterRule = after[sideShopper], after[sideBot]
+	}
+}
+
 // printProgress reports the run once a second.
 func (r *crowdRun) printProgress() {
 	defer r.progress.Done()
@@ -364,6 +517,7 @@ func (r *crowdRun) result(end, all time.Duration) *Result {
 		}
 		res.Series = append(res.Series, pt)
 	}
+	r.riskResult(res)
 	r.seen.Range(func(k, v any) bool {
 		res.acks = append(res.acks, ack{k.(int64), v.(Shopper)})
 		return true

@@ -289,6 +289,22 @@ func (r *Reference) Buy(ctx context.Context, sh Shopper, req purchase.Request) (
 	return &res, nil
 }
 
+// BuyWithProof implements Target: the reference never challenges.
+func (r *Reference) BuyWithProof(context.Context, Shopper, purchase.Request, string) (*purchase.Result, error) {
+	return nil, errors.New("the reference does not challenge")
+}
+
+// EnableRule implements Target: the reference has no risk control.
+func (r *Reference) EnableRule(context.Context, surge.RiskRule) (*surge.RiskRule, error) {
+	return nil, ErrNoRiskControl
+}
+
+// DisableRule implements Target: the reference has no risk control.
+func (r *Reference) DisableRule(context.Context, int64) error { return ErrNoRiskControl }
+
+// ErrNoRiskControl is the reference's answer to a risk rule.
+var ErrNoRiskControl = errors.New("the reference build has no risk control")
+
 // Poll implements Target: the reference never queues.
 func (r *Reference) Poll(context.Context, Shopper, string) (*purchase.Result, error) {
 	return nil, errors.New("the reference does not queue")

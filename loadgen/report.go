@@ -7,7 +7,10 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/surgecommerce/surge"
 )
 
 // Summary writes a run's report for people.
@@ -33,6 +36,7 @@ func Summary(w io.Writer, r *Result) {
 	for _, f := range payFailures(r) {
 		fmt.Fprintf(w, "    %s\n", f)
 	}
+	riskSummary(w, r)
 	if len(r.Items) > 0 {
 		fmt.Fprintln(w, "items:")
 		for _, it := range r.Items {
@@ -53,6 +57,60 @@ func Summary(w io.Writer, r *Result) {
 	} else {
 		fmt.Fprintln(w, "FAILED")
 	}
+}
+
+// riskSummary writes who made the orders over the run, what risk control refused, and what the
+// run's rule changed.
+func riskSummary(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "  orders made per second, by when the attempt was sent:\n    bots      %s\n    shoppers  %s\n",
+		curve(r.BotSuccessesPerSec), curve(r.ShopperSuccessesPerSec))
+	fmt.Fprintf(w, "  refused by risk control: bots %d, shoppers %d", r.BotRiskRefused, r.ShopperRiskRefused)
+	if len(r.RiskReasons) > 0 {
+		fmt.Fprintf(w, " (%s)", outcomeList(r.RiskReasons))
+	}
+	fmt.Fprintln(w)
+	if r.ChallengesMet > 0 {
+		fmt.Fprintf(w, "  challenges: %d met, %d solved, solving p50 %.1f ms\n", r.ChallengesMet, r.ChallengesSolved, r.ChallengeSolveP50Ms)
+	}
+	if r.RiskRule == nil {
+		return
+	}
+	fmt.Fprintf(w, "  risk rule %s", ruleText(r.RiskRule))
+	if r.RiskRuleAtMs >= 0 {
+		fmt.Fprintf(w, ", enabled at %.2f s; orders of attempts sent after %.2f s: bots %d, shoppers %d", r.RiskRuleAtMs/1000,
+			r.RiskRuleAtMs/1000+ruleGrace.Seconds(), r.BotSuccessesAfterRule, r.ShopperSuccessesAfterRule)
+	}
+	if r.RiskRuleError != "" {
+		fmt.Fprintf(w, " (%s)", r.RiskRuleError)
+	}
+	fmt.Fprintln(w)
+}
+
+// ruleText is a rule in a few words: what it does to which subject, when.
+func ruleText(rule *surge.RiskRule) string {
+	action := rule.Action
+	if rule.Action == surge.ActionChallenge {
+		action = fmt.Sprintf("challenge (%d bits)", rule.Bits)
+	}
+	return fmt.Sprintf("%q: %s by %s", rule.Expr, action, rule.On)
+}
+
+// maxCurveSecs bounds the seconds of a curve the summary writes out.
+const maxCurveSecs = 120
+
+// curve writes a count per second compactly, the first maxCurveSecs of them.
+func curve(vs []int64) string {
+	if len(vs) == 0 {
+		return "(none)"
+	}
+	parts := make([]string, 0, min(len(vs), maxCurveSecs)+1)
+	for _, v := range vs[:min(len(vs), maxCurveSecs)] {
+		parts = append(parts, strconv.FormatInt(v, 10))
+	}
+	if len(vs) > maxCurveSecs {
+		parts = append(parts, fmt.Sprintf("… (%d s in all)", len(vs)))
+	}
+	return strings.Join(parts, " ")
 }
 
 // payFailures says, for each code of the payment errors, how many and what the first said.
@@ -91,6 +149,13 @@ type chart struct {
 	Max   float64
 	Ticks []float64
 	Secs  int
+	Marks []mark
+}
+
+// mark is a moment the chart points out: a vertical line at X (SVG units).
+type mark struct {
+	X     float64
+	Label string
 }
 
 type line struct {
@@ -129,10 +194,30 @@ func newChart(title, unit string, secs int, series map[string][]float64, colors 
 	return c
 }
 
+// successChart draws the orders bots and shoppers made, by the second their attempt was sent,
+// with the moment the run's rule was enabled.
+func successChart(r *Result, colors map[string]string) chart {
+	secs := max(len(r.BotSuccessesPerSec), len(r.ShopperSuccessesPerSec))
+	series := map[string][]float64{"bots": make([]float64, secs), "shoppers": make([]float64, secs)}
+	for i, v := range r.BotSuccessesPerSec {
+		series["bots"][i] = float64(v)
+	}
+	for i, v := range r.ShopperSuccessesPerSec {
+		series["shoppers"][i] = float64(v)
+	}
+	c := newChart("Orders made per second by bots and shoppers (by when the attempt was sent)", "per second", secs, series, colors)
+	if r.RiskRule != nil && r.RiskRuleAtMs >= 0 {
+		x := min(chartW*r.RiskRuleAtMs/1000/float64(max(secs-1, 1)), chartW)
+		c.Marks = append(c.Marks, mark{X: x, Label: "rule enabled"})
+	}
+	return c
+}
+
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"y":     func(c chart, v float64) float64 { return chartH - chartH*v/c.Max },
 	"num":   func(v float64) string { return fmt.Sprintf("%.4g", v) },
 	"pct":   func(v float64) float64 { return 100 * v },
+	"sec":   func(ms float64) float64 { return ms / 1000 },
 	"money": money,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Surge load test</title>
@@ -158,6 +243,9 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 {{if .R.NodeRequests}}<tr><th>the nodes answered</th><td>{{num .R.NodeRequestsPerSec}}/s of every kind, the provider's callbacks included: {{.NodeRequests}}</td></tr>{{end}}
 <tr><th>orders</th><td>{{.R.Orders}}: readable after success p50 {{num .R.OrderVisibleP50Ms}} ms, p99 {{num .R.OrderVisibleP99Ms}} ms; not within 5 s {{.R.OrdersNotVisible}}</td></tr>
 <tr><th>payments</th><td>paid {{.R.Paid}}, abandoned {{.R.Abandoned}}, refused after expiry {{.R.PayExpired}}, payment errors {{.R.PayErrors}}{{range .PayFailures}}<br>{{.}}{{end}}</td></tr>
+<tr><th>refused by risk control</th><td>bots {{.R.BotRiskRefused}}, shoppers {{.R.ShopperRiskRefused}}{{if .R.RiskReasons}} ({{.RiskReasons}}){{end}}</td></tr>
+{{if .R.ChallengesMet}}<tr><th>challenges</th><td>{{.R.ChallengesMet}} met, {{.R.ChallengesSolved}} solved, solving p50 {{num .R.ChallengeSolveP50Ms}} ms</td></tr>{{end}}
+{{if .R.RiskRule}}<tr><th>risk rule</th><td>{{.Rule}}{{if ge .R.RiskRuleAtMs 0.0}}, enabled at {{num (sec .R.RiskRuleAtMs)}} s; orders of attempts sent more than 1 s later: bots {{.R.BotSuccessesAfterRule}}, shoppers {{.R.ShopperSuccessesAfterRule}}{{end}}{{if .R.RiskRuleError}} ({{.R.RiskRuleError}}){{end}}</td></tr>{{end}}
 </table>
 {{if .R.Items}}<h2>Items</h2>
 <table><tr><th>product</th><th>allotted</th><th>sold</th><th>reserved</th><th>left</th><th>paid</th></tr>
@@ -174,6 +262,7 @@ svg{background:#fff;border:1px solid #ddd}.legend span{margin-right:14px}
 {{$c := .}}{{range .Ticks}}<line x1="0" x2="640" y1="{{y $c .}}" y2="{{y $c .}}" stroke="#eee"/><text x="-6" y="{{y $c .}}" font-size="10" text-anchor="end" dominant-baseline="middle">{{num .}}</text>
 {{end}}<text x="640" y="215" font-size="10" text-anchor="end">{{.Secs}} s</text><text x="0" y="215" font-size="10">0 s ({{.Unit}})</text>
 {{range .Lines}}<polyline fill="none" stroke="{{.Color}}" stroke-width="2" points="{{.Points}}"/>
+{{end}}{{range .Marks}}<line x1="{{.X}}" x2="{{.X}}" y1="0" y2="200" stroke="#334155" stroke-dasharray="4 3"/><text x="{{.X}}" y="-2" font-size="10" text-anchor="middle">{{.Label}}</text>
 {{end}}</svg>
 {{end}}
 {{end}}
@@ -189,6 +278,8 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 		Requests     string
 		NodeRequests string
 		PayFailures  []string
+		RiskReasons  string
+		Rule         string
 		Charts       []chart
 	}
 	var data struct{ Runs []run }
@@ -209,14 +300,19 @@ func WriteHTML(w io.Writer, runs ...*Result) error {
 			stock["units left (all items)"][i] = float64(p.Remaining)
 		}
 		colors := map[string]string{OutSuccess: "#15803d", OutSoldOut: "#6b7280", OutLimit: "#ca8a04", OutRateLimited: "#9333ea",
-			OutRejected: "#b91c1c", OutUnavailable: "#ea580c", OutError: "#000", "p50": "#2563eb", "p99": "#b91c1c",
-			"units left (all items)": "#0f766e", "requests of every kind": "#64748b"}
-		data.Runs = append(data.Runs, run{R: r, Outcomes: outcomeList(r.Outcomes), Requests: outcomeList(r.Requests), NodeRequests: routeList(r.NodeRequests),
-			PayFailures: payFailures(r), Charts: []chart{
+			OutRejected: "#b91c1c", OutUnavailable: "#ea580c", OutChallenged: "#0891b2", OutError: "#000", "p50": "#2563eb", "p99": "#b91c1c",
+			"units left (all items)": "#0f766e", "requests of every kind": "#64748b", "bots": "#b91c1c", "shoppers": "#15803d"}
+		rn := run{R: r, Outcomes: outcomeList(r.Outcomes), Requests: outcomeList(r.Requests), NodeRequests: routeList(r.NodeRequests),
+			PayFailures: payFailures(r), RiskReasons: outcomeList(r.RiskReasons), Charts: []chart{
 				newChart("Attempts per second by outcome, and requests of every kind", "per second", n, rate, colors),
 				newChart("Latency per second (ms, from the intended send time)", "ms", n, lat, colors),
 				newChart("Stock left (all items)", "units", n, stock, colors),
-			}})
+				successChart(r, colors),
+			}}
+		if r.RiskRule != nil {
+			rn.Rule = ruleText(r.RiskRule)
+		}
+		data.Runs = append(data.Runs, rn)
 	}
 	return page.Execute(w, data)
 }

@@ -15,6 +15,7 @@ const (
 	OutRateLimited = "rate_limited"
 	OutRejected    = "rejected"    // blocked, bad token, not on sale
 	OutUnavailable = "unavailable" // shed, queue full, a backend briefly down
+	OutChallenged  = "challenged"  // a proof of work asked for that the app did not solve in time
 	OutError       = "error"       // transport errors and anything unexpected
 )
 
@@ -38,6 +39,29 @@ type recorder struct {
 	seconds   []*second
 	lag       []float64 // ms from an attempt's intended time to its sending
 	nLag      int64
+
+	// By side (sideShopper, sideBot): when each attempt that made an order was sent, from the
+	// start (one entry per order, as the crowd keeps each order for its check), and the
+	// attempts risk control refused.
+	made        [2][]time.Duration
+	riskRefused [2]int64
+	reasons     map[string]int64 // refusals by risk control, by the rule's reason
+	challenges  int64
+	solved      int64
+	solves      []float64 // ms an app spent solving a challenge
+}
+
+// Sides of the crowd, as the risk figures split it.
+const (
+	sideShopper = 0
+	sideBot     = 1
+)
+
+func sideOf(bot bool) int {
+	if bot {
+		return sideBot
+	}
+	return sideShopper
 }
 
 type second struct {
@@ -49,7 +73,7 @@ type second struct {
 }
 
 func newRecorder(start time.Time) *recorder {
-	return &recorder{start: start, outcomes: map[string]int64{}}
+	return &recorder{start: start, outcomes: map[string]int64{}, reasons: map[string]int64{}}
 }
 
 func (r *recorder) secondAt(at time.Time) *second {
@@ -67,11 +91,19 @@ func (r *recorder) sent(intended, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nLag++
-	if len(r.lag) < maxSamples {
-		r.lag = append(r.lag, ms)
-	} else if j := rand.Int64N(r.nLag); j < maxSamples {
-		r.lag[j] = ms
+	r.lag = keep(r.lag, r.nLag, ms)
+}
+
+// keep adds v to a reservoir of at most maxSamples values that has been offered n, v included:
+// past the bound, each value offered stays with equal chance.
+func keep(s []float64, n int64, v float64) []float64 {
+	if len(s) < maxSamples {
+		return append(s, v)
 	}
+	if j := rand.Int64N(n); j < maxSamples {
+		s[j] = v
+	}
+	return s
 }
 
 // request notes a request of any kind sent at at.
@@ -97,11 +129,7 @@ func (r *recorder) record(intended, done time.Time, outcome string) {
 		s.lat = append(s.lat, ms)
 	}
 	r.seen++
-	if len(r.all) < maxSamples {
-		r.all = append(r.all, ms)
-	} else if j := rand.Int64N(r.seen); j < maxSamples { // reservoir: each latency kept with equal chance
-		r.all[j] = ms
-	}
+	r.all = keep(r.all, r.seen, ms)
 	// By when the answer came, not when the attempt was meant to start: under a backlog the
 	// arrivals run ahead of the answers, and the phases are about what the target served.
 	if r.soldOutAt == 0 || done.Sub(r.start) < r.soldOutAt {
@@ -115,6 +143,71 @@ func (r *recorder) record(intended, done time.Time, outcome string) {
 			r.after = append(r.after, ms)
 		}
 	}
+}
+
+// orderMade notes an order made by an attempt sent at sent, by a bot or a human shopper.
+func (r *recorder) orderMade(bot bool, sent time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.made[sideOf(bot)] = append(r.made[sideOf(bot)], sent.Sub(r.start))
+}
+
+// riskRefusal notes an attempt risk control refused, for reason.
+func (r *recorder) riskRefusal(bot bool, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.riskRefused[sideOf(bot)]++
+	r.reasons[reason]++
+}
+
+// challenged notes an answer that asked for a proof of work.
+func (r *recorder) challenged() {
+	r.mu.Lock()
+	r.challenges++
+	r.mu.Unlock()
+}
+
+// solvedIn notes a challenge solved in d.
+func (r *recorder) solvedIn(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.solved++
+	r.solves = keep(r.solves, r.solved, float64(d.Microseconds())/1000)
+}
+
+// successCurves counts each side's orders by the second their attempt was sent, over at least
+// secs seconds.
+func (r *recorder) successCurves(secs int) [2][]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, made := range r.made {
+		for _, at := range made {
+			secs = max(secs, int(at/time.Second)+1)
+		}
+	}
+	var out [2][]int64
+	for side, made := range r.made {
+		out[side] = make([]int64, secs)
+		for _, at := range made {
+			out[side][max(int(at/time.Second), 0)]++
+		}
+	}
+	return out
+}
+
+// successesAfter counts each side's orders whose attempt was sent after from (from the start).
+func (r *recorder) successesAfter(from time.Duration) [2]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [2]int64
+	for side, made := range r.made {
+		for _, at := range made {
+			if at > from {
+				out[side]++
+			}
+		}
+	}
+	return out
 }
 
 // phases splits the run that ended at end (from the start) at the first sold-out answer: the

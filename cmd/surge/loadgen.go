@@ -50,10 +50,13 @@ func parseLoadgen(args []string, env func(string) string, stderr io.Writer) (*lo
 		about: `Replays a flash-sale crowd against a running deployment (one node or several) over HTTP: sets
 up a sale, provisions shoppers and bots, sends the crowd on a schedule (an opening spike, then a
 steady rate), pays a share of the orders, waits for the sale to settle, then checks the
-invariants and prints the report. Exits 1 if an invariant fails.`,
+invariants and prints the report. Exits 1 if an invariant fails. Every shopper's app solves the
+proofs of work risk control asks for; with --risk-rule the load generator enables a rule partway
+through the sale and reports the bots' and the shoppers' orders before and after it.`,
 		examples: []string{"surge loadgen --target http://127.0.0.1:8080 --admin-password change-me-now",
 			"surge loadgen --target http://10.0.0.1:8080,http://10.0.0.2:8080 --shoppers 80000 --rate 12000 --spike 1 --duration 6s --html report.html",
-			"surge loadgen --target http://127.0.0.1:8080 --compare --rounds 3 --redis-url redis://127.0.0.1:6379/0"}}.flagSet(stderr)
+			"surge loadgen --target http://127.0.0.1:8080 --compare --rounds 3 --redis-url redis://127.0.0.1:6379/0",
+			"surge loadgen --target http://127.0.0.1:8080 --bot-share 0.3 --risk-rule 'accounts_1h.device > 3' --risk-after 3s"}}.flagSet(stderr)
 	fs.StringVar(&f.targets, "target", "", "comma-separated base URLs of the nodes (http://host:port,…); required")
 	fs.StringVar(&f.adminUser, "admin-user", "admin", "an operator or admin account, to set up the sale and provision shoppers")
 	fs.StringVar(&f.adminPassword, "admin-password", env("SURGE_ADMIN_PASSWORD"), "its password")
@@ -72,6 +75,12 @@ invariants and prints the report. Exits 1 if an invariant fails.`,
 	fs.Float64Var(&f.cfg.BotShare, "bot-share", 0.05, "share of arrivals that are bots hammering the hottest item")
 	fs.IntVar(&f.cfg.Bots, "bots", 20, "bot accounts")
 	fs.IntVar(&f.cfg.BotIPs, "bot-ips", 2, "addresses the bots come from")
+	fs.IntVar(&f.cfg.BotDevices, "bot-devices", 4, "device ids the bots share (a device farm of many accounts); each human shopper has its own")
+	fs.StringVar(&f.cfg.RiskRule, "risk-rule", "", "enable this risk rule (CEL over the features, e.g. 'accounts_1h.device > 3'), enforcing, during the run, and report what it stopped")
+	fs.StringVar(&f.cfg.RiskOn, "risk-on", surge.SubjectDevice, "what the rule's verdicts are about: user, device, ip or network")
+	fs.StringVar(&f.cfg.RiskAction, "risk-action", surge.ActionBlock, "what the rule does: block, or challenge (a proof of work every shopper's app solves)")
+	fs.IntVar(&f.cfg.RiskBits, "risk-bits", 16, "with --risk-action challenge: the proof of work's difficulty in bits")
+	fs.DurationVar(&f.cfg.RiskAfter, "risk-after", 3*time.Second, "when to enable the rule, from the sale's opening")
 	fs.Float64Var(&f.cfg.PayShare, "pay-share", 0.8, "share of successful shoppers who pay; the rest abandon their orders")
 	fs.DurationVar(&f.cfg.PayDelay, "pay-delay", 500*time.Millisecond, "from the order to the payment")
 	fs.Float64Var(&f.cfg.CouponShare, "coupon-share", 0, "share of shoppers who claim a coupon (¥5 off, the platform's) before the sale and buy with it")
@@ -96,19 +105,23 @@ invariants and prints the report. Exits 1 if an invariant fails.`,
 		return nil, errors.New("--reference and --compare exclude each other")
 	case f.compare && f.rounds < 1:
 		return nil, errors.New("--rounds must be at least 1")
-	case f.reference:
-	case f.targets == "":
-		return nil, errors.New("--target is required")
-	case !f.reference && f.adminPassword == "":
-		return nil, errors.New("--admin-password (or SURGE_ADMIN_PASSWORD) is required")
 	case f.cfg.CouponShare < 0 || f.cfg.CouponShare > 1:
 		return nil, errors.New("--coupon-share must be from 0 to 1")
 	case (f.reference || f.compare) && f.cfg.CouponShare > 0:
 		return nil, errors.New("the reference build hands out no coupons: --coupon-share goes without --reference and --compare")
+	case (f.reference || f.compare) && f.cfg.RiskRule != "":
+		return nil, errors.New("the reference build has no risk control: --risk-rule goes without --reference and --compare")
+	case f.cfg.BotDevices < 1 || f.cfg.RiskAfter < 0:
+		return nil, errors.New("--bot-devices must be positive and --risk-after not negative")
 	case f.cfg.Shoppers < 1 || f.cfg.Rate <= 0 || f.cfg.Duration <= 0:
 		return nil, errors.New("--shoppers, --rate and --duration must be positive")
 	case f.session == 0 && (f.items < 1 || f.units < 1 || f.limit < 1 || f.payTimeout < time.Second):
 		return nil, errors.New("--items, --units and --limit must be positive and --pay-timeout at least 1s")
+	case f.reference: // the reference runs in this process: no target, no admin
+	case f.targets == "":
+		return nil, errors.New("--target is required")
+	case f.adminPassword == "":
+		return nil, errors.New("--admin-password (or SURGE_ADMIN_PASSWORD) is required")
 	}
 	f.cfg.PayTimeout = f.payTimeout + time.Second // the expiry sweep runs twice a second
 	return f, nil

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/audit"
 	"github.com/surgecommerce/surge/client"
 	"github.com/surgecommerce/surge/live"
@@ -85,6 +86,47 @@ func TestLoadgenPassesTheInvariants(t *testing.T) {
 
 // The command prints one JSON object with the figures and verdicts, writes the HTML report,
 // and runs the same crowd against the reference build.
+// Bots on a few devices buy until a rule about accounts per device is enabled; within a second
+// of it they stop, while the shoppers keep buying, on both shapes; the report has both curves.
+func TestLoadgenBotsStopOnceARuleActs(t *testing.T) {
+	for _, sh := range shapes() {
+		t.Run(sh.name, func(t *testing.T) {
+			c := saleConfig(t)
+			c.Proxies = "127.0.0.1/32"
+			sh.setup(t, &c)
+			_, cl := start(t, c)
+			tm := newTeam(t, cl)
+			api := loadgen.NewAPI([]string{cl.BaseURL()}, 128)
+			api.Admin, api.Items, api.Units, api.Limit = tm.admin, 2, 5000, 50
+			api.PayTimeout, api.Duration, api.OpensIn = 5*time.Second, time.Hour, 1500*time.Millisecond
+			cfg := loadgen.Config{Shoppers: 1200, Duration: 6 * time.Second, Rate: 200, Spike: 1, SpikeFor: time.Second,
+				BotShare: 0.3, Bots: 40, BotIPs: 4, BotDevices: 4, PayShare: 0.5, PayDelay: 100 * time.Millisecond,
+				MaxInFlight: 64, Seed: 11, Settle: 20 * time.Second, PayTimeout: api.PayTimeout + time.Second,
+				RiskRule: "accounts_1h.device > 3", RiskOn: surge.SubjectDevice, RiskAction: surge.ActionBlock, RiskAfter: 2 * time.Second}
+			res, err := loadgen.Run(context.Background(), api, cfg, t.Logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Passed {
+				t.Fatalf("invariants failed: %+v", res.Invariants)
+			}
+			var botsBefore int64
+			for i, n := range res.BotSuccessesPerSec {
+				if float64(i+1)*1000 <= res.RiskRuleAtMs {
+					botsBefore += n
+				}
+			}
+			if res.RiskRule == nil || res.RiskRuleError != "" || res.RiskRuleAtMs < 1000 || botsBefore == 0 ||
+				res.BotSuccessesAfterRule != 0 || res.ShopperSuccessesAfterRule == 0 || res.BotRiskRefused == 0 || res.ShopperRiskRefused != 0 {
+				t.Fatalf("rule at %.0f ms (%v %s): bots bought %d before it and %d after, shoppers %d after; refused bots %d, shoppers %d; curves %v %v",
+					res.RiskRuleAtMs, res.RiskRule != nil, res.RiskRuleError, botsBefore, res.BotSuccessesAfterRule, res.ShopperSuccessesAfterRule,
+					res.BotRiskRefused, res.ShopperRiskRefused, res.BotSuccessesPerSec, res.ShopperSuccessesPerSec)
+			}
+			t.Logf("orders per second, bots %v, shoppers %v; rule at %.0f ms", res.BotSuccessesPerSec, res.ShopperSuccessesPerSec, res.RiskRuleAtMs)
+		})
+	}
+}
+
 func TestLoadgenCommand(t *testing.T) {
 	c := saleConfig(t)
 	c.Proxies = "127.0.0.1/32"
