@@ -1,6 +1,7 @@
 package risk
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"time"
@@ -24,6 +25,40 @@ type envelope struct {
 	Kind string         `json:"kind"`
 	At   string         `json:"at"`
 	Data jsontext.Value `json:"data"`
+}
+
+// split reads the envelope of a message as Surge writes its events (surge.Event: id, kind and at,
+// plain strings, then data) without reading data twice, once to skip it and once to decode it:
+// the attempts are most of the pipeline's input. It reports false for any other message, which
+// the JSON decoder then reads.
+func split(data []byte) (envelope, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"id":"`))
+	var kind, at []byte
+	if ok {
+		_, rest, ok = cutPlain(rest, `","kind":"`)
+	}
+	if ok {
+		kind, rest, ok = cutPlain(rest, `","at":"`)
+	}
+	if ok {
+		at, rest, ok = cutPlain(rest, `","data":`)
+	}
+	if ok {
+		rest, ok = bytes.CutSuffix(rest, []byte("}"))
+	}
+	if !ok {
+		return envelope{}, false
+	}
+	return envelope{Kind: string(kind), At: string(at), Data: rest}, true
+}
+
+// cutPlain cuts b at sep, when what comes before it is a string with nothing to unescape.
+func cutPlain(b []byte, sep string) (before, after []byte, ok bool) {
+	before, after, ok = bytes.Cut(b, []byte(sep))
+	if ok && bytes.ContainsAny(before, `"\`) {
+		return nil, nil, false
+	}
+	return before, after, ok
 }
 
 // attempt is what the risk pipeline reads of a purchase attempt (purchase.Attempt).
@@ -55,9 +90,11 @@ var lenient = jsonv2.RejectUnknownMembers(false)
 // none. A signal is timed when Surge took it: an attempt at its own time, anything else at the
 // message's.
 func DecodeSignals(data []byte) ([]Signal, error) {
-	var env envelope
-	if err := jsonv2.Unmarshal(data, &env, lenient); err != nil {
-		return nil, err
+	env, ok := split(data)
+	if !ok {
+		if err := jsonv2.Unmarshal(data, &env, lenient); err != nil {
+			return nil, err
+		}
 	}
 	switch env.Kind {
 	case kindAttempts, kindOrders, kindRefunded, kindTick:

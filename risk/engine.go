@@ -136,7 +136,7 @@ func (e engine) GobEncode() ([]byte, error) {
 	if e.f == nil {
 		return nil, nil
 	}
-	b := make([]byte, 0, 64+e.f.Keys()*(8+2*windowBytes+1))
+	b := make([]byte, 0, 64+e.f.Keys()*(8+2*windowBytes+2))
 	b = binary.LittleEndian.AppendUint64(b, uint64(e.swept))
 	return e.f.appendTo(b), nil
 }

@@ -67,11 +67,11 @@ func networkPrefix(a netip.Addr) netip.Prefix {
 type entity struct {
 	attempts window
 	orders   window
-	more     *extra // what few subjects need: allocated on first use
+	accounts accounts // of a device, IP, network, address or account: the users seen on it
+	more     *extra   // what few subjects need: allocated on first use
 }
 
 type extra struct {
-	accounts accounts
 	coupons  window
 	refunds  window
 	self     window
@@ -120,11 +120,11 @@ func (e *entity) extra() *extra {
 // last is the last second anything was counted for the subject.
 func (e *entity) last() int64 {
 	at := max(e.attempts.at, e.orders.at)
+	for _, s := range e.accounts {
+		at = max(at, int64(s.minute)*60)
+	}
 	if e.more != nil {
 		at = max(at, e.more.coupons.at, e.more.refunds.at, e.more.self.at)
-		for _, s := range e.more.accounts {
-			at = max(at, int64(s.minute)*60)
-		}
 	}
 	return at
 }
@@ -193,7 +193,7 @@ func (f *Features) Add(s *Signal, ents *[subjects]*entity) {
 				}
 			}
 			if i != onUser && s.Values[onUser] != "" {
-				e.extra().accounts.add(userHash, uint32(sec/60))
+				e.accounts.add(userHash, uint32(sec/60))
 			}
 		case SignalOrder:
 			if s.Self {
@@ -203,6 +203,12 @@ func (f *Features) Add(s *Signal, ents *[subjects]*entity) {
 			e.extra().refunds.add(sec, 1)
 		}
 	}
+}
+
+// Count counts a signal.
+func (f *Features) Count(s *Signal) {
+	var ents [subjects]*entity
+	f.Add(s, &ents)
 }
 
 // Forget drops the verdicts that ended by second now, and the subjects nothing was counted for
@@ -252,7 +258,7 @@ var featureList = func() []feature {
 	add("orders_10s", all, func(e *entity, now int64) int64 { return e.orders.last10s(now) })
 	add("orders_1m", all, func(e *entity, now int64) int64 { return e.orders.lastMinute(now) })
 	add("orders_1h", all, func(e *entity, now int64) int64 { return e.orders.lastHour(now) })
-	add("accounts_1h", all[1:], extraValue(func(x *extra, now int64) int64 { return x.accounts.lastHour(uint32(now / 60)) }))
+	add("accounts_1h", all[1:], func(e *entity, now int64) int64 { return e.accounts.lastHour(uint32(now / 60)) })
 	add("coupons_1h", all, extraValue(func(x *extra, now int64) int64 { return x.coupons.lastHour(now) }))
 	add("refunds_1h", []int{onUser}, extraValue(func(x *extra, now int64) int64 { return x.refunds.lastHour(now) }))
 	add("self_orders_1h", []int{onUser}, extraValue(func(x *extra, now int64) int64 { return x.self.lastHour(now) }))
@@ -292,7 +298,8 @@ func (f *Features) Value(name, value string, now int64) (int64, bool) {
 }
 
 // Encoding of the features in a checkpoint: per subject its count of entities, then each
-// entity's key, its two windows, and a flag byte followed by its extra when it has one.
+// entity's key, its two windows, its accounts (a count and each), and a flag byte followed by
+// its extra when it has one.
 func (f *Features) appendTo(b []byte) []byte {
 	for _, m := range f.by {
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(m)))
@@ -306,15 +313,16 @@ func (f *Features) appendTo(b []byte) []byte {
 			b = binary.LittleEndian.AppendUint64(b, k)
 			b = e.attempts.appendTo(b)
 			b = e.orders.appendTo(b)
+			b = append(b, byte(len(e.accounts)))
+			for _, s := range e.accounts {
+				b = binary.LittleEndian.AppendUint32(b, s.user)
+				b = binary.LittleEndian.AppendUint32(b, s.minute)
+			}
 			if e.more == nil {
 				b = append(b, 0)
 				continue
 			}
-			b = append(b, 1, byte(len(e.more.accounts)))
-			for _, s := range e.more.accounts {
-				b = binary.LittleEndian.AppendUint32(b, s.user)
-				b = binary.LittleEndian.AppendUint32(b, s.minute)
-			}
+			b = append(b, 1)
 			b = e.more.coupons.appendTo(b)
 			b = e.more.refunds.appendTo(b)
 			b = e.more.self.appendTo(b)
@@ -337,33 +345,33 @@ func (f *Features) readFrom(b []byte) ([]byte, error) {
 		}
 		n := binary.LittleEndian.Uint64(b)
 		b = b[8:]
-		if n > uint64(len(b)/(8+2*windowBytes+1)) {
+		if n > uint64(len(b)/(8+2*windowBytes+2)) {
 			return nil, errShort
 		}
 		m := make(map[uint64]*entity, n)
 		for range n {
-			if len(b) < 8+2*windowBytes+1 {
+			if len(b) < 8+2*windowBytes+2 {
 				return nil, errShort
 			}
 			k := binary.LittleEndian.Uint64(b)
 			e := &entity{}
 			b = e.orders.readFrom(e.attempts.readFrom(b[8:]))
+			na := int(b[0])
+			b = b[1:]
+			if na > maxAccounts || len(b) < 8*na+1 {
+				return nil, errShort
+			}
+			for range na {
+				e.accounts = append(e.accounts, seenUser{binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])})
+				b = b[8:]
+			}
 			flag := b[0]
 			b = b[1:]
 			if flag == 1 {
-				if len(b) < 1 {
-					return nil, errShort
-				}
-				na := int(b[0])
-				b = b[1:]
-				if na > maxAccounts || len(b) < 8*na+3*windowBytes {
+				if len(b) < 3*windowBytes {
 					return nil, errShort
 				}
 				x := e.extra()
-				for range na {
-					x.accounts = append(x.accounts, seenUser{binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])})
-					b = b[8:]
-				}
 				b = x.self.readFrom(x.refunds.readFrom(x.coupons.readFrom(b)))
 				if len(b) < 4 {
 					return nil, errShort

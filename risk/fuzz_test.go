@@ -35,7 +35,7 @@ func FuzzRule(f *testing.F) {
 			e := &entity{}
 			e.attempts.add(1000, uint32(n))
 			e.orders.add(1000, uint32(n/2))
-			e.extra().accounts.add(uint32(n), 16)
+			e.accounts.add(uint32(n), 16)
 			ents[i] = e
 		}
 		a := &activation{ents: &ents, now: 1000}
@@ -174,7 +174,7 @@ func TestFastRulesAgreeWithCEL(t *testing.T) {
 				e.attempts.add(1000, uint32(rng.IntN(50)))
 				e.orders.add(1000-int64(rng.IntN(3000)), uint32(rng.IntN(5)))
 				if rng.IntN(2) == 0 {
-					e.extra().accounts.add(uint32(rng.IntN(9)), 16)
+					e.accounts.add(uint32(rng.IntN(9)), 16)
 					e.extra().refunds.add(1000, uint32(rng.Uint32()))
 				}
 				ents[i] = e

@@ -33,6 +33,7 @@ const (
 	maxNonce       = 64
 	maxOutcomeKey  = 10_000 // sessions × actions counted per second before they are sent
 	catchUpOverlap = 5 * time.Second
+	maxActed       = 1 << 20
 )
 
 // NotesSubject is where verdicts and allow-list changes go to every gate (core NATS).
@@ -42,7 +43,6 @@ const NotesSubject = "surge.notes.risk"
 // and the dry-run one, if any.
 type held struct {
 	act, dry *surge.Verdict
-	seen     *atomic.Bool // the act verdict refused an attempt here already
 }
 
 // table is a gate's verdicts and allow-list entries about one kind of subject.
@@ -62,7 +62,7 @@ func (t *table[K]) put(k K, v *surge.Verdict) {
 			h.dry = v
 		}
 	} else if h.act == nil || stronger(v, h.act) {
-		h.act, h.seen = v, &atomic.Bool{}
+		h.act = v
 	}
 	t.v[k] = h
 }
@@ -91,7 +91,7 @@ func (t *table[K]) lookup(k K, now time.Time, act *held, dry **surge.Verdict) {
 		return
 	}
 	if h.act != nil && now.Before(h.act.ExpiresAt) && (act.act == nil || stronger(h.act, act.act)) {
-		act.act, act.seen = h.act, h.seen
+		act.act = h.act
 	}
 	if h.dry != nil && now.Before(h.dry.ExpiresAt) {
 		*dry = h.dry
@@ -210,6 +210,11 @@ type Gate struct {
 	outMu    sync.Mutex
 	outcomes map[surge.RiskOutcome]int64 // keyed with Count 0
 
+	// acted holds the ids of the verdicts that stopped an attempt here, so that each one's delay
+	// is measured once, at its first; forgotten past maxActed.
+	acted  sync.Map
+	nActed atomic.Int64
+
 	m gateMetrics
 }
 
@@ -291,8 +296,12 @@ func (g *Gate) Screen(a Attempt) error {
 	if v == nil {
 		return nil
 	}
-	if act.seen.CompareAndSwap(false, true) {
+	if _, seen := g.acted.LoadOrStore(v.ID, struct{}{}); !seen {
 		g.m.delay.Observe(now.Sub(v.Trigger).Seconds())
+		if g.nActed.Add(1) > maxActed {
+			g.acted.Clear()
+			g.nActed.Store(0)
+		}
 	}
 	if v.Action == surge.ActionChallenge {
 		if g.proved(a, v.Bits, now) {

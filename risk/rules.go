@@ -140,7 +140,7 @@ func (r *Rule) holdsForNewcomer() bool {
 		e := &entity{}
 		e.attempts.add(now, 1)
 		if i != onUser {
-			e.extra().accounts.add(1, now/60)
+			e.accounts.add(1, now/60)
 		}
 		ents[i] = e
 	}
