@@ -6,6 +6,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,8 +27,10 @@ import (
 	"github.com/surgecommerce/surge/auth"
 	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/client"
+	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/loadgen"
 	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
 )
 
@@ -37,6 +40,7 @@ type PurchaseBenchResult struct {
 	Shoppers           int              `json:"shoppers"`
 	Units              int64            `json:"units"`
 	Workers            int              `json:"workers"`
+	RiskRules          int              `json:"risk_rules"` // enforcing rules the node's risk pipeline ran over the attempts
 	Successes          int64            `json:"successes"`
 	SoldOut            int64            `json:"sold_out"`
 	Errors             int64            `json:"errors"`
@@ -105,6 +109,7 @@ node on the scale-out shape (an empty database).`,
 	pgURL := fs.String("postgres-url", "", "run the node on this PostgreSQL (scale-out shape; default SQLite)")
 	redisURL := fs.String("redis-url", "", "run the node's stock and counters on this Redis")
 	natsURL := fs.String("nats-url", "", "run the node on this external NATS JetStream")
+	riskRules := fs.Int("risk-rules", 0, "enforcing risk rules (of operators' shapes, none holding for the crowd) the node runs over the attempts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -112,6 +117,7 @@ node on the scale-out shape (an empty database).`,
 	m, dir, closeNode, err := benchNode(ctx, stderr, func(c *Config) {
 		secret = c.TokenSecret
 		c.IPRate, c.InFlight = 1e9, 1_000_000
+		c.Proxies = "127.0.0.1/32" // the go driver's shoppers each come from an address of their own
 		c.PostgresURL, c.RedisURL, c.NATSURL = *pgURL, *redisURL, *natsURL
 		c.RedisPrefix = fmt.Sprintf("surgebench%d", rand.Uint32())
 	})
@@ -124,6 +130,21 @@ node on the scale-out shape (an empty database).`,
 	item, err := benchSale(ctx, cl, *units)
 	if err != nil {
 		return err
+	}
+	if *riskRules > 0 && *driver != "go" {
+		return errors.New("--risk-rules needs --driver go: its shoppers send a device id and an address each")
+	}
+	if *riskRules > 0 {
+		tok, err := cl.Login(ctx, "admin", benchAdminPassword)
+		if err != nil {
+			return err
+		}
+		for _, r := range risk.BenchRules(*riskRules) {
+			if _, err := cl.As(tok.AccessToken).CreateRiskRule(ctx, *r); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(stderr, "bench: %d risk rules enforcing\n", *riskRules)
 	}
 	fmt.Fprintf(stderr, "bench: fetching item pages (purchase tokens) for %d shoppers\n", *shoppers)
 	tokens := make([]string, *shoppers)
@@ -144,7 +165,7 @@ node on the scale-out shape (an empty database).`,
 		bodies[i], _ = json.Marshal(purchase.Request{ItemID: item, Quantity: 1, RequestID: "b" + strconv.Itoa(i), Token: tokens[i]})
 	}
 	fmt.Fprintf(stderr, "bench: %d shoppers buy now (driver %s)\n", *shoppers, *driver)
-	res := PurchaseBenchResult{Driver: *driver, Shoppers: *shoppers, Units: *units, Workers: *workers}
+	res := PurchaseBenchResult{Driver: *driver, Shoppers: *shoppers, Units: *units, Workers: *workers, RiskRules: *riskRules}
 	switch *driver {
 	case "wrk":
 		err = purchaseWrk(ctx, &res, "http://"+m.Addr+"/v1/purchases", jwts, bodies, dir, *profile, stderr)
@@ -191,7 +212,7 @@ func purchaseGo(ctx context.Context, res *PurchaseBenchResult, httpc *http.Clien
 	var successes, soldOut, errs atomic.Int64
 	err := parallel(len(jwts), res.Workers, func(i int) error {
 		t0 := time.Now()
-		status, err := post(ctx, httpc, url, jwts[i], bodies[i])
+		status, err := post(ctx, httpc, url, jwts[i], bodies[i], shopperOrigin(i))
 		samples[i] = sample{at: t0.Sub(start), d: time.Since(t0)}
 		switch {
 		case err != nil:
@@ -383,12 +404,22 @@ func mintShopper(secret string, user int64) string {
 	return s
 }
 
-func post(ctx context.Context, c *http.Client, url, token string, body []byte) (int, error) {
+// shopperOrigin is shopper i's device and address: four shoppers to an address, a few
+// addresses to a network, as a crowd comes.
+func shopperOrigin(i int) http.Header {
+	return http.Header{surgehttp.DeviceHeader: {"bench-" + strconv.Itoa(i)},
+		"X-Forwarded-For": {fmt.Sprintf("10.%d.%d.%d", i>>10&255, i>>2&255, i>>18+1)}}
+}
+
+func post(ctx context.Context, c *http.Client, url, token string, body []byte, hdr http.Header) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -411,7 +442,7 @@ func baseline(ctx context.Context, n, workers int) (float64, error) {
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}}
 	body := []byte(`{"item_id":"1","quantity":1,"request_id":"x","token":"y"}`)
 	start := time.Now()
-	err = parallel(n, workers, func(int) error { _, err := post(ctx, httpc, url, "", body); return err })
+	err = parallel(n, workers, func(int) error { _, err := post(ctx, httpc, url, "", body, nil); return err })
 	return float64(n) / time.Since(start).Seconds(), err
 }
 

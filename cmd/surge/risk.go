@@ -43,6 +43,8 @@ func (m *Main) riskControl(ctx, bg context.Context, b *backends, ids func() (int
 		return nil, err
 	}
 	notes := riskNotes{b.bus}
+	// The whole events log: a filter of the kinds the pipeline takes needs a NATS server of 2.10
+	// or later, and the pipeline skips any other kind from the envelope alone.
 	events := b.bus.Log(nats.EventsStream, nats.EventsSubject)
 	svc := risk.NewService(b.db, ids, notes, b.bus, gate, events, m.Log, nil)
 	changed := make(chan struct{}, 1)

@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/client"
 	surgehttp "github.com/surgecommerce/surge/http"
+	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/risk"
 )
@@ -226,5 +228,73 @@ func TestRiskControl(t *testing.T) {
 				t.Errorf("solved challenges %v, want 1", n)
 			}
 		})
+	}
+}
+
+// The risk pipeline reads the live metrics' ticks: its time moves when no attempt comes.
+func TestRiskReadsTheLiveTicks(t *testing.T) {
+	_, data := live.TickMessage(time.UnixMilli(1_800_000_000_123))
+	sigs, err := risk.DecodeSignals(data)
+	if err != nil || len(sigs) != 1 || sigs[0].At != 1_800_000_000_123 || sigs[0].Kind == risk.SignalAttempt {
+		t.Fatalf("a tick reads as %+v, %v", sigs, err)
+	}
+}
+
+// TestKillDuringRiskCounting kills the node that computes the risk features (SIGKILL) after
+// attempts it checkpointed and attempts it had not: restarted, it counts each attempt once. A
+// rule that holds past 30 attempts from a device lets the 30 through and makes its verdict at
+// the 31st, not at an attempt counted twice.
+func TestKillDuringRiskCounting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	dir := t.TempDir()
+	cl, cmd := child(t, dir)
+	tm := newTeam(t, cl)
+	ctx := context.Background()
+	rule := ok[*surge.RiskRule](t, "CreateRiskRule")(tm.op.CreateRiskRule(ctx, surge.RiskRule{Name: "busy device", Expr: "attempts_1h.device > 30",
+		On: surge.SubjectDevice, Action: surge.ActionBlock, TTLSec: 600, Reason: "BUSY_DEVICE", Mode: surge.ModeEnforcing}))
+	item := openSale(t, tm, 1000, 1, 900)
+	const base = 9_000_000
+	try := func(cl *client.Client, i int) error {
+		_, err := attempt(ctx, shopper(t, cl, int64(base+i)), item, "tablet-1", "", fmt.Sprint("k", i))
+		return err
+	}
+	for i := 1; i <= 10; i++ {
+		if err := try(cl, i); err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	time.Sleep(12 * time.Second) // a checkpoint (every 10 s) holds these ten
+	for i := 11; i <= 20; i++ {
+		if err := try(cl, i); err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	time.Sleep(time.Second) // in the events log, and past the checkpoint
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	cl, cmd = child(t, dir)
+	defer func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait() }()
+	time.Sleep(2 * time.Second) // the pipeline replays what followed its checkpoint
+	for i := 21; i <= 31; i++ {
+		if err := try(cl, i); err != nil {
+			t.Fatalf("after the restart, attempt %d (of 30 let through, and the 31st that makes the verdict): %v", i, err)
+		}
+	}
+	waitFor(t, "the verdict of the 31st attempt", func() bool {
+		err := try(cl, 100)
+		return refusedBy(err, surge.EFORBIDDEN, "BUSY_DEVICE")
+	})
+	op := cl.As(tm.op.Token())
+	vs := ok[[]surge.Verdict](t, "RiskVerdicts")(op.RiskVerdicts(ctx, base+31))
+	if len(vs) != 1 || vs[0].RuleID != rule.ID || vs[0].Value != "tablet-1" {
+		t.Fatalf("the 31st attempt's verdicts: %+v; want the rule's, made by it", vs)
+	}
+	for _, i := range []int{20, 30} {
+		if vs := ok[[]surge.Verdict](t, "RiskVerdicts")(op.RiskVerdicts(ctx, int64(base+i))); len(vs) != 0 {
+			t.Fatalf("attempt %d made a verdict: %+v (counted twice)", i, vs)
+		}
 	}
 }
