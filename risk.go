@@ -176,7 +176,7 @@ func (r *RiskRefusal) Unwrap() error { return r.Err }
 // Event kinds of risk control.
 const (
 	EventRiskRuleChanged = "risk.rule_changed" // Data is the rule
-	EventRiskVerdicts    = "risk.verdicts"     // a batch: Data is a list of verdicts
+	EventRiskVerdict     = "risk.verdict"      // Data is the verdict; a verdict made again has the same id
 	EventRiskAllowed     = "risk.allowed"      // Data is the allow-list entry
 	EventRiskOutcomes    = "risk.outcomes"     // a gate's refusals and challenges: Data is a list of RiskOutcome
 )

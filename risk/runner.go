@@ -75,7 +75,8 @@ func (m *Metrics) Failed(r *Rule, err error) {
 // Keys implements Hits.
 func (m *Metrics) Keys(n int) { m.keys.Set(float64(n)) }
 
-// Sink sends each verdict to every gate as it is made (a note on the bus), and stores it from a
+// Sink sends each verdict to every gate as it is made (a note on the bus) and to the events log
+// (risk.verdict), and stores it from a
 // goroutine of its own, in batches, at once: support sees a verdict as soon as it acts, while
 // the pipeline goes on counting. A checkpoint waits until every verdict written before it is
 // stored. A replay after a restart makes the same verdicts with the same ids: the gates and the
@@ -83,6 +84,7 @@ func (m *Metrics) Keys(n int) { m.keys.Set(float64(n)) }
 type Sink struct {
 	store surge.RiskStore
 	notes Notes
+	bus   surge.EventEmitter
 	log   *slog.Logger
 	made  prometheus.Counter
 
@@ -95,8 +97,8 @@ type Sink struct {
 }
 
 // NewSink returns the pipeline's sink.
-func NewSink(store surge.RiskStore, notes Notes, m *Metrics, log *slog.Logger) *Sink {
-	s := &Sink{store: store, notes: notes, log: log}
+func NewSink(store surge.RiskStore, notes Notes, bus surge.EventEmitter, m *Metrics, log *slog.Logger) *Sink {
+	s := &Sink{store: store, notes: notes, bus: bus, log: log}
 	s.cond = sync.NewCond(&s.mu)
 	if m != nil {
 		s.made = m.verdicts
@@ -112,6 +114,7 @@ func (s *Sink) Write(_ uint64, _ int64, v surge.Verdict) error {
 	if s.made != nil {
 		s.made.Inc()
 	}
+	surge.TellBus(context.Background(), s.bus, s.log, surge.EventRiskVerdict, v.ID, v.CreatedAt, v) // its id: sent again, stored once
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.queue) >= maxQueued {

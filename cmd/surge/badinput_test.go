@@ -130,6 +130,22 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"activity ending before it starts", "POST", "/v1/activities", mTok, `{"name":"x","rule":{"kind":"direct","value":1,"currency":"CNY","scope":{"kind":"platform"}},"starts_at":"2030-01-02T00:00:00Z","ends_at":"2030-01-01T00:00:00Z"}`, 400, surge.EINVALID},
 		{"activity with a negative cap", "POST", "/v1/activities", mTok, `{"name":"x","cap":-1,"rule":{"kind":"direct","value":1,"currency":"CNY","scope":{"kind":"platform"}},"starts_at":"2030-01-01T00:00:00Z","ends_at":"2030-01-02T00:00:00Z"}`, 400, surge.EINVALID},
 		{"wrong role: shopper creates an activity", "POST", "/v1/activities", shopperTok, `{"name":"x"}`, 403, surge.EFORBIDDEN},
+		{"risk rule: not JSON", "POST", "/v1/risk/rules", opTok, `{"name":`, 400, surge.EINVALID},
+		{"risk rule: unknown field", "POST", "/v1/risk/rules", opTok, `{"name":"x","expr":"accounts_1h.device > 3","on":"device","action":"block","ttl_sec":60,"reason":"R","colour":"red"}`, 400, surge.EINVALID},
+		{"risk rule: expr not a string", "POST", "/v1/risk/rules", opTok, `{"name":"x","expr":3,"on":"device","action":"block","ttl_sec":60,"reason":"R"}`, 400, surge.EINVALID},
+		{"risk rule: a macro on no list", "POST", "/v1/risk/rules", opTok, `{"name":"x","expr":"accounts_1h.device.all(x, x > 1)","on":"device","action":"block","ttl_sec":60,"reason":"R"}`, 400, surge.EINVALID},
+		{"risk rule: a huge expression", "POST", "/v1/risk/rules", opTok, `{"name":"x","expr":"` + strings.Repeat("1 + ", 600) + `1 > 0","on":"device","action":"block","ttl_sec":60,"reason":"R"}`, 400, surge.EINVALID},
+		{"risk rule: challenge too hard", "POST", "/v1/risk/rules", opTok, `{"name":"x","expr":"accounts_1h.device > 3","on":"device","action":"challenge","bits":40,"ttl_sec":60,"reason":"R"}`, 400, surge.EINVALID},
+		{"risk rule: unknown", "GET", "/v1/risk/rules/12345", opTok, ``, 404, surge.ENOTFOUND},
+		{"risk rule: mode of an unknown rule", "POST", "/v1/risk/rules/12345/mode", opTok, `{"mode":"enforcing"}`, 404, surge.ENOTFOUND},
+		{"risk rule: bad id", "GET", "/v1/risk/rules/x", opTok, ``, 400, surge.EINVALID},
+		{"wrong role: merchant reads risk rules", "GET", "/v1/risk/rules", mTok, ``, 403, surge.EFORBIDDEN},
+		{"wrong role: shopper reads verdicts", "GET", "/v1/risk/verdicts?user=1", shopperTok, ``, 403, surge.EFORBIDDEN},
+		{"verdicts of no user", "GET", "/v1/risk/verdicts?user=abc", opTok, ``, 400, surge.EINVALID},
+		{"allow-list: bad IP", "POST", "/v1/risk/allow", opTok, `{"subject":"ip","value":"300.1.1.1","reason":"r","ttl_sec":60}`, 400, surge.EINVALID},
+		{"allow-list: too long", "POST", "/v1/risk/allow", opTok, `{"subject":"user","value":"5","reason":"r","ttl_sec":99999999}`, 400, surge.EINVALID},
+		{"allow-list: nothing to remove", "DELETE", "/v1/risk/allow/device/nobody", opTok, ``, 404, surge.ENOTFOUND},
+		{"replay of a rule that does not compile", "POST", "/v1/risk/replay", opTok, `{"rule":{"name":"x","expr":"(","on":"device","action":"block","ttl_sec":60,"reason":"R"}}`, 400, surge.EINVALID},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

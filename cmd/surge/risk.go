@@ -70,7 +70,7 @@ func (m *Main) riskControl(ctx, bg context.Context, b *backends, ids func() (int
 		metrics := risk.NewMetrics(deps.Registry, m.Log)
 		r := risk.Runner{
 			Log:         stream.LogFunc(func(ctx context.Context, after uint64) (stream.Reader, error) { return events.Open(ctx, after) }),
-			Checkpoints: ckpt, Rules: svc.Rules, Sink: risk.NewSink(b.db, notes, metrics, m.Log), Metrics: metrics,
+			Checkpoints: ckpt, Rules: svc.Rules, Sink: risk.NewSink(b.db, notes, b.bus, metrics, m.Log), Metrics: metrics,
 			Stream: m.streamMetrics(deps), Logger: m.Log,
 		}
 		wg.Add(1)
