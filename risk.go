@@ -120,9 +120,11 @@ type RiskStore interface {
 	RiskRuleChanges(ctx context.Context, id int64, n int) ([]RiskRuleChange, error)
 	// PutVerdicts stores verdicts; one whose id is stored already is left as it is.
 	PutVerdicts(ctx context.Context, vs []Verdict) error
-	// VerdictsSince lists the verdicts made at or after since, oldest first, at most n.
-	VerdictsSince(ctx context.Context, since time.Time, n int) ([]Verdict, error)
-	// ActiveVerdicts lists the verdicts that expire after now, at most n.
+	// VerdictsSince lists the verdicts made after the one made at since with id afterID (all
+	// those made at since, for ""), oldest first (by time, then id), at most n: a reader pages on
+	// from the last one it read.
+	VerdictsSince(ctx context.Context, since time.Time, afterID string, n int) ([]Verdict, error)
+	// ActiveVerdicts lists the verdicts that expire after now, newest first, at most n.
 	ActiveVerdicts(ctx context.Context, now time.Time, n int) ([]Verdict, error)
 	// UserVerdicts lists the verdicts a user's events made or that are about the user, newest
 	// first, at most n.

@@ -195,7 +195,7 @@ func TestSuccessesAfterRule(t *testing.T) {
 // it stopped: the farm's bots refused from then on, the shoppers still buying.
 func TestRunEnablesTheRiskRule(t *testing.T) {
 	shop := newRiskShop()
-	c := Config{Shoppers: 600, Duration: 1500 * time.Millisecond, Rate: 300, BotShare: 0.5, Bots: 12, BotDevices: 3,
+	c := Config{Shoppers: 900, Duration: 3 * time.Second, Rate: 300, BotShare: 0.5, Bots: 12, BotDevices: 3,
 		MaxInFlight: 16, Seed: 5, Settle: time.Second, RiskRule: "accounts_1h.device > 3", RiskAfter: 300 * time.Millisecond}
 	res, err := Run(context.Background(), shop, c, func(string, ...any) {})
 	if err != nil {

@@ -38,7 +38,7 @@ func benchRules50(b *testing.B, closures bool) {
 		e.act = activation{ents: &e.ents, now: now}
 		e.vals.reset(&e.act)
 		for _, r := range set.Rules {
-			if e.ents[subjectIndex(r.On)].decided(r.ID, now) {
+			if e.ents[subjectIndex(r.On)].decided(r.ID, r.Version, now) {
 				b.Fatal("decided")
 			}
 			if hit, err := r.eval(&e.act, &e.vals); hit || err != nil {

@@ -74,7 +74,7 @@ func (e *engine) step(s *Signal, set *RuleSet, hits Hits, emit func(surge.Verdic
 	for _, r := range set.Rules {
 		on := subjectIndex(r.On)
 		ent := e.ents[on]
-		if ent == nil || allowed[on] && r.Mode == surge.ModeEnforcing || ent.decided(r.ID, now) {
+		if ent == nil || allowed[on] && r.Mode == surge.ModeEnforcing || ent.decided(r.ID, r.Version, now) {
 			continue // no such subject, allowed, or decided already
 		}
 		hit, err := r.eval(&e.act, &e.vals)
@@ -96,7 +96,7 @@ func (e *engine) step(s *Signal, set *RuleSet, hits Hits, emit func(surge.Verdic
 			}
 			continue
 		}
-		ent.decide(r.ID, now+r.TTLSec)
+		ent.decide(r.ID, r.Version, now+r.TTLSec)
 		value := s.Values[on]
 		at := time.UnixMilli(s.At).UTC()
 		emit(surge.Verdict{ID: verdictID(r, on, value, s.At), RuleID: r.ID, Version: r.Version, Subject: r.On, Value: value,

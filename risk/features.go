@@ -78,36 +78,38 @@ type extra struct {
 	verdicts []ruleEnd // the verdicts rules made about the subject, while they last
 }
 
-// ruleEnd is a verdict a rule made about a subject, until the second end: while it lasts the
-// rule is not evaluated for the subject again.
+// ruleEnd is a verdict a version of a rule made about a subject, until the second end: while
+// it lasts that version is not evaluated for the subject again. A rule changed (its mode
+// switched from dry-run to enforcing, say) is a new version, which decides afresh.
 type ruleEnd struct {
-	rule int64
-	end  int64
+	rule, version int64
+	end           int64
 }
 
-// decided reports whether rule has a verdict about the subject that lasts past now.
-func (e *entity) decided(rule, now int64) bool {
+// decided reports whether the rule's version has a verdict about the subject that lasts past
+// now.
+func (e *entity) decided(rule, version, now int64) bool {
 	if e.more == nil {
 		return false
 	}
 	for _, v := range e.more.verdicts {
-		if v.rule == rule && v.end > now {
+		if v.rule == rule && v.version == version && v.end > now {
 			return true
 		}
 	}
 	return false
 }
 
-// decide records a verdict of rule until end, in place of an ended one of it.
-func (e *entity) decide(rule, end int64) {
+// decide records a verdict of the rule's version until end, in place of the rule's earlier one.
+func (e *entity) decide(rule, version, end int64) {
 	x := e.extra()
 	for i := range x.verdicts {
 		if x.verdicts[i].rule == rule {
-			x.verdicts[i].end = end
+			x.verdicts[i] = ruleEnd{rule, version, end}
 			return
 		}
 	}
-	x.verdicts = append(x.verdicts, ruleEnd{rule, end})
+	x.verdicts = append(x.verdicts, ruleEnd{rule, version, end})
 }
 
 func (e *entity) extra() *extra {
@@ -250,11 +252,10 @@ var featureList = func() []feature {
 			out = append(out, feature{name: name + "." + subjectNames[s], subject: s, value: v})
 		}
 	}
-	seen := []int{onUser, onDevice, onIP, onNetwork}
 	all := []int{onUser, onDevice, onIP, onNetwork, onAddress, onAccount}
-	add("attempts_10s", seen, func(e *entity, now int64) int64 { return e.attempts.last10s(now) })
-	add("attempts_1m", seen, func(e *entity, now int64) int64 { return e.attempts.lastMinute(now) })
-	add("attempts_1h", seen, func(e *entity, now int64) int64 { return e.attempts.lastHour(now) })
+	add("attempts_10s", all, func(e *entity, now int64) int64 { return e.attempts.last10s(now) })
+	add("attempts_1m", all, func(e *entity, now int64) int64 { return e.attempts.lastMinute(now) })
+	add("attempts_1h", all, func(e *entity, now int64) int64 { return e.attempts.lastHour(now) })
 	add("orders_10s", all, func(e *entity, now int64) int64 { return e.orders.last10s(now) })
 	add("orders_1m", all, func(e *entity, now int64) int64 { return e.orders.lastMinute(now) })
 	add("orders_1h", all, func(e *entity, now int64) int64 { return e.orders.lastHour(now) })
@@ -329,6 +330,7 @@ func (f *Features) appendTo(b []byte) []byte {
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(e.more.verdicts)))
 			for _, v := range e.more.verdicts {
 				b = binary.LittleEndian.AppendUint64(b, uint64(v.rule))
+				b = binary.LittleEndian.AppendUint64(b, uint64(v.version))
 				b = binary.LittleEndian.AppendUint64(b, uint64(v.end))
 			}
 		}
@@ -378,12 +380,13 @@ func (f *Features) readFrom(b []byte) ([]byte, error) {
 				}
 				nv := binary.LittleEndian.Uint32(b)
 				b = b[4:]
-				if uint64(nv) > uint64(len(b)/16) {
+				if uint64(nv) > uint64(len(b)/24) {
 					return nil, errShort
 				}
 				for range nv {
-					x.verdicts = append(x.verdicts, ruleEnd{int64(binary.LittleEndian.Uint64(b)), int64(binary.LittleEndian.Uint64(b[8:]))})
-					b = b[16:]
+					x.verdicts = append(x.verdicts, ruleEnd{int64(binary.LittleEndian.Uint64(b)), int64(binary.LittleEndian.Uint64(b[8:])),
+						int64(binary.LittleEndian.Uint64(b[16:]))})
+					b = b[24:]
 				}
 			} else if flag != 0 {
 				return nil, fmt.Errorf("risk features: a subject's flag %d is neither 0 nor 1", flag)

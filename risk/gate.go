@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
@@ -34,15 +35,16 @@ const (
 	maxOutcomeKey  = 10_000 // sessions × actions counted per second before they are sent
 	catchUpOverlap = 5 * time.Second
 	maxActed       = 1 << 20
+	maxUsed        = 1 << 22 // proofs taken within ProofTTL: 35,000 a second
 )
 
 // NotesSubject is where verdicts and allow-list changes go to every gate (core NATS).
 const NotesSubject = "surge.notes.risk"
 
-// held is what a gate holds about one subject: the verdict that acts (block before challenge)
-// and the dry-run one, if any.
+// held is what a gate holds about one subject: its block, its challenge and its dry-run
+// verdict, if any. A block acts before a challenge; a challenge outlives a shorter block.
 type held struct {
-	act, dry *surge.Verdict
+	block, challenge, dry *surge.Verdict
 }
 
 // table is a gate's verdicts and allow-list entries about one kind of subject.
@@ -57,26 +59,35 @@ func newTable[K comparable]() table[K] {
 
 func (t *table[K]) put(k K, v *surge.Verdict) {
 	h := t.v[k]
-	if v.Mode == surge.ModeDryRun {
-		if h.dry == nil || v.ExpiresAt.After(h.dry.ExpiresAt) {
-			h.dry = v
-		}
-	} else if h.act == nil || stronger(v, h.act) {
-		h.act = v
+	slot := &h.block
+	switch {
+	case v.Mode == surge.ModeDryRun:
+		slot = &h.dry
+	case v.Action == surge.ActionChallenge:
+		slot = &h.challenge
+	}
+	if *slot == nil || outlasts(v, *slot) {
+		*slot = v
 	}
 	t.v[k] = h
 }
 
-// stronger reports whether a takes the place of b: a block over a challenge, a harder challenge
-// over an easier one, else the one that lasts longer.
+// outlasts reports whether a takes the place of b of the same kind: the one that lasts longer,
+// or of two that end together the harder challenge.
+func outlasts(a, b *surge.Verdict) bool {
+	if !a.ExpiresAt.Equal(b.ExpiresAt) {
+		return a.ExpiresAt.After(b.ExpiresAt)
+	}
+	return a.Bits > b.Bits
+}
+
+// stronger reports whether a acts before b: a block before a challenge, a harder challenge
+// before an easier one.
 func stronger(a, b *surge.Verdict) bool {
 	if a.Action != b.Action {
 		return a.Action == surge.ActionBlock
 	}
-	if a.Bits != b.Bits {
-		return a.Bits > b.Bits
-	}
-	return a.ExpiresAt.After(b.ExpiresAt)
+	return a.Bits > b.Bits
 }
 
 func (t *table[K]) allowed(k K, now time.Time) bool {
@@ -84,14 +95,17 @@ func (t *table[K]) allowed(k K, now time.Time) bool {
 	return ok && now.Before(exp)
 }
 
-// lookup adds what the table holds about k (unless it is allowed) to the attempt's verdicts.
-func (t *table[K]) lookup(k K, now time.Time, act *held, dry **surge.Verdict) {
+// lookup adds what the table holds about k (unless it is allowed) to the attempt's verdicts:
+// act becomes the one that acts first of those that last past now.
+func (t *table[K]) lookup(k K, now time.Time, act, dry **surge.Verdict) {
 	h, ok := t.v[k]
 	if !ok || t.allowed(k, now) {
 		return
 	}
-	if h.act != nil && now.Before(h.act.ExpiresAt) && (act.act == nil || stronger(h.act, act.act)) {
-		act.act = h.act
+	for _, v := range [2]*surge.Verdict{h.block, h.challenge} {
+		if v != nil && now.Before(v.ExpiresAt) && (*act == nil || stronger(v, *act)) {
+			*act = v
+		}
 	}
 	if h.dry != nil && now.Before(h.dry.ExpiresAt) {
 		*dry = h.dry
@@ -170,7 +184,7 @@ func (s *sets) merge(old *sets, now time.Time) {
 
 func mergeTable[K comparable](t, old *table[K], now time.Time) {
 	for k, h := range old.v {
-		for _, v := range []*surge.Verdict{h.act, h.dry} {
+		for _, v := range [3]*surge.Verdict{h.block, h.challenge, h.dry} {
 			if v != nil && now.Before(v.ExpiresAt) {
 				t.put(k, v)
 			}
@@ -203,7 +217,8 @@ type Gate struct {
 	mu   sync.RWMutex
 	sets *sets
 
-	since    time.Time // newest verdict creation seen by the catch-up (Run's own)
+	since    time.Time // the catch-up's place: the last verdict it read (Run's own)
+	sinceID  string
 	lastGood atomic.Int64
 	stale    atomic.Bool
 
@@ -215,12 +230,17 @@ type Gate struct {
 	acted  sync.Map
 	nActed atomic.Int64
 
+	// used holds the seeds whose proof this gate took, until they end: a proof is taken once.
+	usedMu sync.Mutex
+	used   map[string]int64 // seed → its end, Unix seconds
+
 	m gateMetrics
 }
 
 type gateMetrics struct {
 	screened      *prometheus.CounterVec
 	delay         prometheus.Histogram
+	arrival       prometheus.Histogram
 	refreshErrors prometheus.Counter
 	droppedCounts prometheus.Counter
 }
@@ -232,12 +252,15 @@ func NewGate(store surge.RiskStore, bus surge.EventEmitter, key []byte, reg prom
 		now = time.Now
 	}
 	g := &Gate{store: store, bus: bus, key: key, log: log, now: now, sets: newSets(), outcomes: map[surge.RiskOutcome]int64{},
-		node: strconv.FormatUint(rand.Uint64(), 36)}
+		node: strconv.FormatUint(rand.Uint64(), 36), used: map[string]int64{}}
 	g.m = gateMetrics{
 		screened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_risk_gate_attempts_total",
 			Help: "Purchase attempts risk verdicts acted on, by what the gate did: block, challenge (a proof asked for), solved (a proof taken), dry_run (a dry-run rule would have refused)."}, []string{"action"}),
 		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "surge_risk_verdict_delay_seconds",
 			Help:    "From when Surge took the event that made a verdict to the first attempt it stopped at this gate.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+		arrival: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "surge_risk_verdict_arrival_seconds",
+			Help:    "From when Surge took the event that made a verdict to the verdict's note reaching this gate.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 		refreshErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_risk_refresh_errors_total",
 			Help: "Reads of verdicts from the store that failed: the gate kept the verdicts it had."}),
@@ -245,7 +268,7 @@ func NewGate(store surge.RiskStore, bus surge.EventEmitter, key []byte, reg prom
 			Help: "Gate outcomes not counted for the live metrics: too many sessions in one second."}),
 	}
 	if reg != nil {
-		reg.MustRegister(g.m.screened, g.m.delay, g.m.refreshErrors, g.m.droppedCounts,
+		reg.MustRegister(g.m.screened, g.m.delay, g.m.arrival, g.m.refreshErrors, g.m.droppedCounts,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "surge_risk_verdicts_held", Help: "Subjects this gate holds verdicts about."},
 				func() float64 { g.mu.RLock(); defer g.mu.RUnlock(); return float64(g.sets.size()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "surge_risk_verdicts_stale",
@@ -272,27 +295,25 @@ func (g *Gate) Screen(a Attempt) error {
 	now := g.now()
 	addr, ipErr := netip.ParseAddr(a.IP)
 	addr = addr.Unmap()
-	var act held
-	var dry *surge.Verdict
+	var v, dry *surge.Verdict
 	g.mu.RLock()
 	s := g.sets
 	if s.users.allowed(a.User, now) {
 		g.mu.RUnlock()
 		return nil
 	}
-	s.users.lookup(a.User, now, &act, &dry)
+	s.users.lookup(a.User, now, &v, &dry)
 	if a.Device != "" {
-		s.devices.lookup(a.Device, now, &act, &dry)
+		s.devices.lookup(a.Device, now, &v, &dry)
 	}
 	if ipErr == nil {
-		s.ips.lookup(addr, now, &act, &dry)
-		s.nets.lookup(networkPrefix(addr), now, &act, &dry)
+		s.ips.lookup(addr, now, &v, &dry)
+		s.nets.lookup(networkPrefix(addr), now, &v, &dry)
 	}
 	g.mu.RUnlock()
 	if dry != nil {
 		g.count(a.Session, surge.ModeDryRun, now)
 	}
-	v := act.act
 	if v == nil {
 		return nil
 	}
@@ -365,7 +386,28 @@ func (g *Gate) proved(a Attempt, bits int, now time.Time) bool {
 	if err != nil || !hmac.Equal(got, g.mac(a, end)) {
 		return false
 	}
-	return LeadingZeros(a.Proof) >= bits
+	if LeadingZeros(a.Proof) < bits {
+		return false
+	}
+	return g.useOnce(seed, until, now.Unix())
+}
+
+// useOnce takes a seed's proof if it was not taken before. Past maxUsed seeds held it forgets
+// those that ended; while it still holds maxUsed it takes no proof (the app solves another).
+func (g *Gate) useOnce(seed string, end, now int64) bool {
+	g.usedMu.Lock()
+	defer g.usedMu.Unlock()
+	if _, ok := g.used[seed]; ok {
+		return false
+	}
+	if len(g.used) >= maxUsed {
+		maps.DeleteFunc(g.used, func(_ string, e int64) bool { return e < now })
+		if len(g.used) >= maxUsed {
+			return false
+		}
+	}
+	g.used[seed] = end
+	return true
 }
 
 // LeadingZeros is the number of zero bits SHA-256 of a proof ("seed:nonce") starts with.
@@ -458,13 +500,14 @@ func (g *Gate) read(err error) error {
 
 // catchUp reads the verdicts made since the last look.
 func (g *Gate) catchUp(ctx context.Context) error {
-	vs, err := g.store.VerdictsSince(ctx, g.since, surge.MaxListLimit)
+	vs, err := g.store.VerdictsSince(ctx, g.since, g.sinceID, surge.MaxListLimit)
 	if err == nil && len(vs) > 0 {
 		// A verdict is made at the time of its event and stored a moment later: the next look
-		// goes back a little, unless this one was a full page (it must move on).
-		g.since = vs[len(vs)-1].CreatedAt
+		// goes back a little, unless this one was a full page (it pages on from its last).
+		last := vs[len(vs)-1]
+		g.since, g.sinceID = last.CreatedAt, last.ID
 		if len(vs) < surge.MaxListLimit {
-			g.since = g.since.Add(-catchUpOverlap)
+			g.since, g.sinceID = g.since.Add(-catchUpOverlap), ""
 		}
 		g.Apply(vs)
 	}
@@ -504,6 +547,10 @@ func (g *Gate) Take(data []byte) {
 		return
 	}
 	if len(n.Verdicts) > 0 {
+		now := g.now()
+		for i := range n.Verdicts {
+			g.m.arrival.Observe(now.Sub(n.Verdicts[i].Trigger).Seconds())
+		}
 		g.Apply(n.Verdicts)
 	}
 	if a := n.Allow; a != nil {

@@ -149,8 +149,8 @@ func TestGateActsOnVerdicts(t *testing.T) {
 	}
 }
 
-// A challenge asks for a proof of work; the proof solved for the attempt lets it (and its
-// retries) through; a proof of another request, too easy, forged or stale does not.
+// A challenge asks for a proof of work; the proof solved for the attempt lets it through, once;
+// a proof of another request, too easy, forged or stale does not.
 func TestChallengeTakesAProofOfWork(t *testing.T) {
 	c := &clock{t: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)}
 	g, _ := newGate(t, openStore(t), c, nil)
@@ -168,6 +168,7 @@ func TestChallengeTakesAProofOfWork(t *testing.T) {
 	if err := g.Screen(a); err != nil {
 		t.Errorf("a solved challenge: %v", err)
 	}
+	refusal(t, g.Screen(a), surge.ECHALLENGE) // a proof is taken once
 	other := a
 	other.RequestID = "r2"
 	refusal(t, g.Screen(other), surge.ECHALLENGE)
@@ -199,7 +200,7 @@ var errDown = errors.New("store down")
 func (brokenStore) ActiveVerdicts(context.Context, time.Time, int) ([]surge.Verdict, error) {
 	return nil, errDown
 }
-func (brokenStore) VerdictsSince(context.Context, time.Time, int) ([]surge.Verdict, error) {
+func (brokenStore) VerdictsSince(context.Context, time.Time, string, int) ([]surge.Verdict, error) {
 	return nil, errDown
 }
 

@@ -204,3 +204,26 @@ func TestQuietSubjectsAreForgotten(t *testing.T) {
 		t.Errorf("an hour later: %d subjects, %d verdicts kept", e.f.Keys(), e.f.Verdicts())
 	}
 }
+
+// A rule switched from dry-run to enforcing (a new version) decides afresh about the subjects
+// its dry run flagged: the farm it only counted is refused from then on.
+func TestEnforcingARuleActsOnWhatItsDryRunFlagged(t *testing.T) {
+	e := newEngine()
+	dry := rule(4, "accounts_1h.device > 3", surge.SubjectDevice, surge.ActionBlock, surge.ModeDryRun)
+	enf := *dry
+	enf.Mode, enf.Version = surge.ModeEnforcing, 2
+	dset, _ := NewRuleSet([]*surge.RiskRule{dry})
+	eset, _ := NewRuleSet([]*surge.RiskRule{&enf})
+	var got []surge.Verdict
+	sigs := farm(40, 1, 1_800_000_000_000, 10)
+	for i := range sigs {
+		set := dset
+		if i >= 20 {
+			set = eset
+		}
+		e.step(&sigs[i], set, nil, func(v surge.Verdict) { got = append(got, v) })
+	}
+	if len(got) != 2 || got[0].Mode != surge.ModeDryRun || got[1].Mode != surge.ModeEnforcing || got[1].Version != 2 || got[1].User != 1020 {
+		t.Fatalf("verdicts %+v; want the dry run's, then the enforcing version's at the first attempt after the switch", got)
+	}
+}

@@ -19,7 +19,7 @@ import (
 // of another version is not read back, and the pipeline starts from the oldest event the log
 // holds (an hour), which is also how long its longest window is.
 const (
-	PipelineName       = "risk-features-v1"
+	PipelineName       = "risk-features-v2"
 	OutOfOrderness     = 5 * time.Second
 	checkpointInterval = 10 * time.Second
 	restartPause       = time.Second
@@ -146,27 +146,41 @@ func (s *Sink) storeAll() {
 		err := s.store.PutVerdicts(ctx, batch)
 		cancel()
 		s.mu.Lock()
-		if err != nil && s.err == nil {
-			s.err = err
-		}
 		s.stored += uint64(len(batch))
+		if err != nil {
+			// The rest is not tried against a store that failed: the flush returns the error,
+			// the pipeline restarts from its last checkpoint and makes these verdicts again.
+			if s.err == nil {
+				s.err = err
+			}
+			s.stored += uint64(len(s.queue))
+			s.queue = s.queue[:0]
+		}
 		s.cond.Broadcast()
 		s.mu.Unlock()
 	}
 }
 
-// Flush implements stream.Sink: it waits until every verdict written is stored, and returns
-// the error of a batch the store refused (the pipeline then restarts from its last checkpoint,
-// and makes those verdicts again).
-func (s *Sink) Flush(context.Context) error {
+// Flush implements stream.Sink: it waits until every verdict written is stored, or ctx ends,
+// and returns the error of a batch the store refused (the pipeline then restarts from its last
+// checkpoint, and makes those verdicts again).
+func (s *Sink) Flush(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.stored < s.written {
+	for s.stored < s.written && ctx.Err() == nil {
 		s.cond.Wait()
 	}
-	err := s.err
-	s.err = nil
-	return err
+	if err := s.err; err != nil {
+		s.err = nil
+		return err
+	}
+	return ctx.Err()
 }
 
 // Runner keeps the risk pipeline running on the events log, restarting it from its last

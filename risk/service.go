@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	rules   atomic.Pointer[RuleSet]
+	loading sync.Mutex // one read of the rules at a time: a slower one never stores an older set
 }
 
 // NewService returns the rules service. history may be nil (no replays on this node).
@@ -78,6 +80,8 @@ func (s *Service) Rules() *RuleSet { return s.rules.Load() }
 
 // LoadRules reads the rules from the store and makes the running set of them.
 func (s *Service) LoadRules(ctx context.Context) error {
+	s.loading.Lock()
+	defer s.loading.Unlock()
 	list, err := s.store.RiskRules(ctx)
 	if err != nil {
 		return err
@@ -364,8 +368,12 @@ func (s *Service) Replay(ctx context.Context, a surge.Actor, in ReplayInput) (*R
 	return ReplayRecords(ctx, s.history, from, to, &RuleSet{Rules: []*Rule{rule}})
 }
 
-// errReplayFull stops a replay that read MaxReplaySignals.
-var errReplayFull = errors.New("replay: signal bound reached")
+// errReplayFull stops a replay that read MaxReplaySignals; errReplayStopped one whose pipeline
+// stopped (its error says why).
+var (
+	errReplayFull    = errors.New("replay: signal bound reached")
+	errReplayStopped = errors.New("replay: the pipeline stopped")
+)
 
 // ReplayRecords runs rules over the log's records since from, as the pipeline does.
 func ReplayRecords(ctx context.Context, h History, from, to time.Time, set *RuleSet) (*ReplayResult, error) {
@@ -400,20 +408,20 @@ func ReplayRecords(ctx context.Context, h History, from, to time.Time, set *Rule
 				}
 				res.Signals++
 				if !yield(sig) {
-					return ctx.Err()
+					return errReplayStopped
 				}
 			}
 			return nil
 		})
 	}
 	err := p.RunSeq(ctx, signals)
-	if errors.Is(readErr, errReplayFull) {
-		res.Complete = false
-	} else if readErr != nil {
-		return nil, readErr
-	}
 	if err != nil {
 		return nil, err
+	}
+	if errors.Is(readErr, errReplayFull) {
+		res.Complete = false
+	} else if readErr != nil && !errors.Is(readErr, errReplayStopped) {
+		return nil, readErr
 	}
 	res.First = nonNil(res.First)
 	return res, nil

@@ -55,7 +55,7 @@ func TestSinkStoresEveryVerdictOnce(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.VerdictsSince(context.Background(), at.Add(-time.Hour), surge.MaxRiskVerdicts)
+	got, err := store.VerdictsSince(context.Background(), at.Add(-time.Hour), "", surge.MaxRiskVerdicts)
 	if err != nil || len(got) != 1200 || len(notes.notes) != 1200 || len(bus.msgs) != 1200 {
 		t.Fatalf("stored %d (%v), noted %d, on the bus %d; want 1200 each", len(got), err, len(notes.notes), len(bus.msgs))
 	}
@@ -70,7 +70,7 @@ func TestSinkStoresEveryVerdictOnce(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := store.VerdictsSince(context.Background(), at.Add(-time.Hour), surge.MaxRiskVerdicts); len(got) != 1201 {
+	if got, _ := store.VerdictsSince(context.Background(), at.Add(-time.Hour), "", surge.MaxRiskVerdicts); len(got) != 1201 {
 		t.Fatalf("after the replay: %d stored, want 1201", len(got))
 	}
 }

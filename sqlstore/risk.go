@@ -183,13 +183,13 @@ func (s *Store) PutVerdicts(ctx context.Context, vs []surge.Verdict) error {
 }
 
 // VerdictsSince implements surge.RiskStore.
-func (s *Store) VerdictsSince(ctx context.Context, since time.Time, n int) ([]surge.Verdict, error) {
-	return s.verdicts(ctx, `created_at >= ? ORDER BY created_at, id LIMIT ?`, ms(since), riskLimit(n))
+func (s *Store) VerdictsSince(ctx context.Context, since time.Time, afterID string, n int) ([]surge.Verdict, error) {
+	return s.verdicts(ctx, `created_at > ? OR (created_at = ? AND id > ?) ORDER BY created_at, id LIMIT ?`, ms(since), ms(since), afterID, riskLimit(n))
 }
 
 // ActiveVerdicts implements surge.RiskStore.
 func (s *Store) ActiveVerdicts(ctx context.Context, now time.Time, n int) ([]surge.Verdict, error) {
-	return s.verdicts(ctx, `expires_at > ? ORDER BY created_at, id LIMIT ?`, ms(now), riskLimit(n))
+	return s.verdicts(ctx, `expires_at > ? ORDER BY created_at DESC, id DESC LIMIT ?`, ms(now), riskLimit(n))
 }
 
 // UserVerdicts implements surge.RiskStore.

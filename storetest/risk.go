@@ -148,7 +148,7 @@ func runVerdicts(t *testing.T, f *fixture) {
 	must(t, "PutVerdicts(again)", f.s.PutVerdicts(f.ctx, []surge.Verdict{again, tied, aboutUser, challenge, tied}))
 	must(t, "PutVerdicts(again)", f.s.PutVerdicts(f.ctx, []surge.Verdict{again, tied, aboutUser, challenge, expired}))
 
-	all, err := f.s.VerdictsSince(f.ctx, f.now.Add(-time.Minute), 100)
+	all, err := f.s.VerdictsSince(f.ctx, f.now.Add(-time.Minute), "", 100)
 	must(t, "VerdictsSince", err)
 	if ids := verdictIDs(all); len(ids) != 5 || ids[0] != "v0" || ids[1] != "v1" || ids[2] != "v2" || ids[3] != "v3" || ids[4] != "v4" {
 		t.Fatalf("VerdictsSince = %v; want v0 v1 v2 v3 v4, each once", ids)
@@ -156,17 +156,24 @@ func runVerdicts(t *testing.T, f *fixture) {
 	if !sameVerdict(all[1], byEvent) || !sameVerdict(all[4], challenge) {
 		t.Fatalf("stored verdicts %+v, %+v; want %+v, %+v (the first write)", all[1], all[4], byEvent, challenge)
 	}
-	if got, err := f.s.VerdictsSince(f.ctx, f.now.Add(time.Millisecond), 2); err != nil || len(got) != 2 || got[0].ID != "v2" || got[1].ID != "v3" {
+	if got, err := f.s.VerdictsSince(f.ctx, f.now.Add(time.Millisecond), "", 2); err != nil || len(got) != 2 || got[0].ID != "v2" || got[1].ID != "v3" {
 		t.Fatalf("VerdictsSince(now+1ms, 2) = %v, %v; want v2 v3", verdictIDs(got), err)
 	}
-	if got, err := f.s.VerdictsSince(f.ctx, f.now.Add(time.Second), 10); err != nil || len(got) != 0 {
+	// a page goes on after the last verdict of the one before, past ties of its time
+	if got, err := f.s.VerdictsSince(f.ctx, f.now, "v0", 2); err != nil || len(got) != 2 || got[0].ID != "v1" || got[1].ID != "v2" {
+		t.Fatalf("VerdictsSince(now, after v0, 2) = %v, %v; want v1 v2", verdictIDs(got), err)
+	}
+	if got, err := f.s.VerdictsSince(f.ctx, f.now, "v1", 10); err != nil || len(got) != 3 || got[0].ID != "v2" {
+		t.Fatalf("VerdictsSince(now, after v1) = %v, %v; want v2 v3 v4", verdictIDs(got), err)
+	}
+	if got, err := f.s.VerdictsSince(f.ctx, f.now.Add(time.Second), "", 10); err != nil || len(got) != 0 {
 		t.Fatalf("VerdictsSince(later) = %v, %v; want none", verdictIDs(got), err)
 	}
 
 	active, err := f.s.ActiveVerdicts(f.ctx, f.now, 100)
 	must(t, "ActiveVerdicts", err)
-	if ids := verdictIDs(active); len(ids) != 4 || ids[0] != "v0" || ids[1] != "v1" || ids[2] != "v2" || ids[3] != "v4" {
-		t.Fatalf("ActiveVerdicts = %v; want v0 v1 v2 v4 (not the expired v3)", ids)
+	if ids := verdictIDs(active); len(ids) != 4 || ids[0] != "v4" || ids[1] != "v2" || ids[2] != "v1" || ids[3] != "v0" {
+		t.Fatalf("ActiveVerdicts = %v; want v4 v2 v1 v0, newest first (not the expired v3)", ids)
 	}
 	if got, err := f.s.ActiveVerdicts(f.ctx, f.now.Add(2*time.Hour), 100); err != nil || len(got) != 0 {
 		t.Fatalf("ActiveVerdicts(later) = %v, %v; want none", verdictIDs(got), err)

@@ -116,10 +116,8 @@ func TestRiskControl(t *testing.T) {
 					t.Fatalf("the farm's account %d before the rule held: %v", i, err)
 				}
 			}
-			var first time.Time
 			waitFor(t, "the farm refused", func() bool {
 				_, err := attempt(ctx, farm(10), item.ID, device, "", fmt.Sprint("x", time.Now().UnixNano()))
-				first = time.Now()
 				return refusedBy(err, surge.EFORBIDDEN, "BOT_FARM")
 			})
 			var vs []surge.Verdict
@@ -130,17 +128,21 @@ func TestRiskControl(t *testing.T) {
 			if len(vs) != 1 || vs[0].RuleID != farmRule.ID || vs[0].Value != device || vs[0].Reason != "BOT_FARM" || vs[0].Mode != surge.ModeEnforcing {
 				t.Fatalf("support's view of the fourth account: %+v", vs)
 			}
-			if took := first.Sub(vs[0].Trigger); took > time.Second {
-				t.Errorf("the farm was refused %v after the attempt that made the verdict; want within a second", took)
+			// Every gate had the verdict within a second of the event that made it: each measures
+			// from the event's time to the verdict's note reaching it.
+			reached := func(cl *client.Client, node string) {
+				n := metric(t, cl, "surge_risk_verdict_arrival_seconds_count")
+				if within := metric(t, cl, `surge_risk_verdict_arrival_seconds_bucket{le="1"}`); n < 1 || within != n {
+					t.Errorf("%s: %v of %v verdicts reached the gate within a second of their event", node, within, n)
+				}
 			}
+			reached(cl, "the node")
 			if node2 != nil {
 				waitFor(t, "the second node's gate", func() bool {
 					_, err := attempt(ctx, node2.As(farm(11).Token()), item.ID, device, "", fmt.Sprint("y", time.Now().UnixNano()))
 					return refusedBy(err, surge.EFORBIDDEN, "BOT_FARM")
 				})
-				if took := time.Since(vs[0].Trigger); took > time.Second+500*time.Millisecond {
-					t.Errorf("the second node refused the farm %v after the verdict's event", took)
-				}
+				reached(node2, "the second node")
 			}
 			// a shopper on her own device buys
 			if _, err := attempt(ctx, shopper(t, cl, base+50), item.ID, fmt.Sprint("app-", base+50), "", "h1"); err != nil {
@@ -190,6 +192,8 @@ func TestRiskControl(t *testing.T) {
 			}
 			_, err = attempt(ctx, eager, item.ID, eagerDevice, proof, "e-other")
 			wantCode(t, "a proof of another attempt", err, surge.ECHALLENGE)
+			_, err = attempt(ctx, eager, item.ID, eagerDevice, proof, "e-last")
+			wantCode(t, "a proof sent again", err, surge.ECHALLENGE)
 
 			// The replay of the last hour finds the farm, the same in both modes.
 			draft := good
@@ -265,13 +269,13 @@ func TestKillDuringRiskCounting(t *testing.T) {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 	}
-	time.Sleep(12 * time.Second) // a checkpoint (every 10 s) holds these ten
+	time.Sleep(15 * time.Second) // a checkpoint (every 10 s) holds these ten
 	for i := 11; i <= 20; i++ {
 		if err := try(cl, i); err != nil {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 	}
-	time.Sleep(time.Second) // in the events log, and past the checkpoint
+	time.Sleep(2 * time.Second) // in the events log (sent every 20 ms), and past the checkpoint
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 
