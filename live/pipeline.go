@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -685,9 +684,6 @@ type Runner struct {
 	Logger   *slog.Logger
 }
 
-// restartPause is how long the runner waits before restarting a failed pipeline.
-const restartPause = time.Second
-
 // Run computes the live metrics until ctx ends.
 func (r Runner) Run(ctx context.Context) {
 	if r.Ticks != nil {
@@ -695,26 +691,9 @@ func (r Runner) Run(ctx context.Context) {
 		wg.Go(func() { r.tick(ctx) })
 		defer wg.Wait()
 	}
-	fresh := false
-	for ctx.Err() == nil {
-		err := r.runOnce(ctx, fresh)
-		if ctx.Err() != nil {
-			return
-		}
-		// A checkpoint that cannot be read back would stop every restart, and the dashboards with
-		// them: the pipeline starts afresh from the log instead (its last hour), and says so.
-		if fresh = errors.Is(err, stream.ErrCheckpointMismatch) || errors.Is(err, stream.ErrCheckpointUnreadable); fresh {
-			r.Logger.Error("live metrics checkpoint cannot be read back; recomputing from the oldest events the log holds", "err", err)
-			continue
-		}
-		r.Logger.Error("live metrics pipeline stopped; restarting from its last checkpoint", "err", err)
-		t := time.NewTimer(restartPause)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-	}
+	// A checkpoint that cannot be read back would stop every restart, and the dashboards with
+	// them: the pipeline starts afresh from the log instead (its last hour), and says so.
+	stream.Keep(ctx, "live metrics pipeline", r.Logger, r.runOnce)
 }
 
 // tick writes the time to the events log every TickEvery until ctx ends. A tick the log does not

@@ -2,7 +2,6 @@ package risk
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -22,7 +21,6 @@ const (
 	PipelineName       = "risk-features-v2"
 	OutOfOrderness     = 5 * time.Second
 	checkpointInterval = 10 * time.Second
-	restartPause       = time.Second
 	// storeBatch is how many verdicts are stored at once, maxQueued how many wait at most
 	// (the pipeline waits past it), and storeTimeout bounds one write.
 	storeBatch   = 512
@@ -196,26 +194,7 @@ type Runner struct {
 }
 
 // Run computes features and verdicts until ctx ends.
-func (r Runner) Run(ctx context.Context) {
-	fresh := false
-	for ctx.Err() == nil {
-		err := r.runOnce(ctx, fresh)
-		if ctx.Err() != nil {
-			return
-		}
-		if fresh = errors.Is(err, stream.ErrCheckpointMismatch) || errors.Is(err, stream.ErrCheckpointUnreadable); fresh {
-			r.Logger.Error("risk pipeline checkpoint cannot be read back; recomputing from the oldest events the log holds", "err", err)
-			continue
-		}
-		r.Logger.Error("risk pipeline stopped; restarting from its last checkpoint", "err", err)
-		t := time.NewTimer(restartPause)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
+func (r Runner) Run(ctx context.Context) { stream.Keep(ctx, "risk pipeline", r.Logger, r.runOnce) }
 
 func (r Runner) runOnce(ctx context.Context, fresh bool) error {
 	p, src := stream.New(PipelineName, stream.Config{OutOfOrderness: OutOfOrderness, Metrics: r.Stream, CheckpointInterval: checkpointInterval},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"slices"
 	"time"
 )
@@ -496,4 +497,32 @@ func (p *Pipeline[In]) restore(ctx context.Context, store Checkpoints) error {
 	p.position, p.maxTS, p.g.wm = h.Position, h.MaxTS, h.WM
 	p.saved = h.Position
 	return nil
+}
+
+// RestartPause is how long Keep waits before it runs a failed pipeline again.
+const RestartPause = time.Second
+
+// Keep runs a pipeline on a log until ctx ends: run runs it once (from its last checkpoint, or
+// from the oldest record the log holds when fresh), and Keep runs it again after a failure,
+// RestartPause later. A checkpoint that cannot be read back would stop every restart: the next
+// run is fresh instead, at once. Each failure is logged, what naming the pipeline.
+func Keep(ctx context.Context, what string, log *slog.Logger, run func(ctx context.Context, fresh bool) error) {
+	fresh := false
+	for ctx.Err() == nil {
+		err := run(ctx, fresh)
+		if ctx.Err() != nil {
+			return
+		}
+		if fresh = errors.Is(err, ErrCheckpointMismatch) || errors.Is(err, ErrCheckpointUnreadable); fresh {
+			log.Error(what+" checkpoint cannot be read back; recomputing from the oldest events the log holds", "err", err)
+			continue
+		}
+		log.Error(what+" stopped; restarting from its last checkpoint", "err", err)
+		t := time.NewTimer(RestartPause)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
