@@ -135,6 +135,8 @@ func TestRiskControl(t *testing.T) {
 				if within := metric(t, cl, `surge_risk_verdict_arrival_seconds_bucket{le="1"}`); n < 1 || within != n {
 					t.Errorf("%s: %v of %v verdicts reached the gate within a second of their event", node, within, n)
 				}
+				t.Logf("%s: %v verdicts reached the gate, %.0f ms after their event on average", node, n,
+					1000*metric(t, cl, "surge_risk_verdict_arrival_seconds_sum")/n)
 			}
 			reached(cl, "the node")
 			if node2 != nil {
