@@ -97,6 +97,7 @@ func TestLoadgenBotsStopOnceARuleActs(t *testing.T) {
 			_, cl := start(t, c)
 			tm := newTeam(t, cl)
 			api := loadgen.NewAPI([]string{cl.BaseURL()}, 128)
+			riskCaughtUp(t, cl)
 			api.Admin, api.Items, api.Units, api.Limit = tm.admin, 2, 5000, 50
 			api.PayTimeout, api.Duration, api.OpensIn = 5*time.Second, time.Hour, 1500*time.Millisecond
 			cfg := loadgen.Config{Shoppers: 1200, Duration: 6 * time.Second, Rate: 200, Spike: 1, SpikeFor: time.Second,

@@ -35,6 +35,23 @@ func attempt(ctx context.Context, c *client.Client, item int64, device, proof, r
 	return c.Purchase(ctx, purchase.Request{ItemID: item, Quantity: 1, RequestID: req, Token: d.Token})
 }
 
+// riskCaughtUp waits until the node's risk pipeline has read the events log up to now: its
+// watermark is within seconds of the clock. A scale-out events log outlives the tests, and a
+// node's pipeline first reads what came since the last checkpoint any node saved; a verdict
+// comes within a second of its event once the pipeline is there.
+func riskCaughtUp(t *testing.T, cl *client.Client) {
+	t.Helper()
+	name := `surge_stream_watermark_delay_seconds{pipeline="` + risk.PipelineName + `"}`
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if d := metric(t, cl, name); d > 0 && d < 10 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the risk pipeline did not catch up with the events log in 2 minutes (%s = %v)", name, metric(t, cl, name))
+		}
+	}
+}
+
 func refusedBy(err error, code, reason string) bool {
 	var ce *client.Error
 	return errors.As(err, &ce) && ce.Code == code && ce.Reason == reason
@@ -98,6 +115,7 @@ func TestRiskControl(t *testing.T) {
 			}
 
 			item := openSaleItem(t, tm, 1000, 5, 900)
+			riskCaughtUp(t, cl)
 			var node2 *client.Client
 			if c.NATSURL != "" { // a second node, not computing: its gate takes the verdicts too
 				c2 := c
