@@ -72,6 +72,9 @@ func TestRiskControl(t *testing.T) {
 			_, cl := start(t, c)
 			ctx := context.Background()
 			tm := newTeam(t, cl)
+			// Before any rule runs: one that ran while the pipeline caught up would decide on
+			// events of minutes ago, and its verdicts would reach the gates that late after them.
+			riskCaughtUp(t, cl)
 
 			// Bad rules are refused with what is wrong.
 			good := surge.RiskRule{Name: "device farm", Expr: "accounts_1h.device > 3", On: surge.SubjectDevice, Action: surge.ActionBlock,
@@ -115,7 +118,6 @@ func TestRiskControl(t *testing.T) {
 			}
 
 			item := openSaleItem(t, tm, 1000, 5, 900)
-			riskCaughtUp(t, cl)
 			var node2 *client.Client
 			if c.NATSURL != "" { // a second node, not computing: its gate takes the verdicts too
 				c2 := c
