@@ -126,6 +126,8 @@ type RiskStore interface {
 	VerdictsSince(ctx context.Context, since time.Time, afterID string, n int) ([]Verdict, error)
 	// ActiveVerdicts lists the verdicts that expire after now, newest first, at most n.
 	ActiveVerdicts(ctx context.Context, now time.Time, n int) ([]Verdict, error)
+	// PruneVerdicts deletes at most n verdicts that expired before before, and says how many.
+	PruneVerdicts(ctx context.Context, before time.Time, n int) (int64, error)
 	// UserVerdicts lists the verdicts a user's events made or that are about the user, newest
 	// first, at most n.
 	UserVerdicts(ctx context.Context, user int64, n int) ([]Verdict, error)

@@ -192,6 +192,25 @@ func mergeTable[K comparable](t, old *table[K], now time.Time) {
 	}
 }
 
+// purge drops the subjects whose verdicts have all ended.
+func (s *sets) purge(now time.Time) {
+	purgeTable(&s.users, now)
+	purgeTable(&s.devices, now)
+	purgeTable(&s.ips, now)
+	purgeTable(&s.nets, now)
+}
+
+func purgeTable[K comparable](t *table[K], now time.Time) {
+	maps.DeleteFunc(t.v, func(_ K, h held) bool {
+		for _, v := range [3]*surge.Verdict{h.block, h.challenge, h.dry} {
+			if v != nil && now.Before(v.ExpiresAt) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (s *sets) size() int { return s.users.size() + s.devices.size() + s.ips.size() + s.nets.size() }
 
 // Attempt is what the gate checks of a purchase attempt.
@@ -214,8 +233,9 @@ type Gate struct {
 	key   []byte // signs challenge seeds
 	node  string // names this gate's events
 
-	mu   sync.RWMutex
-	sets *sets
+	mu      sync.RWMutex
+	sets    *sets
+	maxHeld int // subjects held at most: surge.MaxRiskVerdicts
 
 	since    time.Time // the catch-up's place: the last verdict it read (Run's own)
 	sinceID  string
@@ -252,7 +272,7 @@ func NewGate(store surge.RiskStore, bus surge.EventEmitter, key []byte, reg prom
 		now = time.Now
 	}
 	g := &Gate{store: store, bus: bus, key: key, log: log, now: now, sets: newSets(), outcomes: map[surge.RiskOutcome]int64{},
-		node: strconv.FormatUint(rand.Uint64(), 36), used: map[string]int64{}}
+		node: strconv.FormatUint(rand.Uint64(), 36), used: map[string]int64{}, maxHeld: surge.MaxRiskVerdicts}
 	g.m = gateMetrics{
 		screened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_risk_gate_attempts_total",
 			Help: "Purchase attempts risk verdicts acted on, by what the gate did: block, challenge (a proof asked for), solved (a proof taken), dry_run (a dry-run rule would have refused)."}, []string{"action"}),
@@ -448,7 +468,13 @@ func (g *Gate) Apply(vs []surge.Verdict) {
 	defer g.mu.Unlock()
 	for i := range vs {
 		v := vs[i]
-		if now.Before(v.ExpiresAt) && g.sets.size() < surge.MaxRiskVerdicts {
+		if !now.Before(v.ExpiresAt) {
+			continue
+		}
+		if g.sets.size() >= g.maxHeld {
+			g.sets.purge(now) // what ended makes room; at the bound still, the verdict waits for the store's reload
+		}
+		if g.sets.size() < g.maxHeld {
 			g.sets.put(&v)
 		}
 	}

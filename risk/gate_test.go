@@ -246,3 +246,24 @@ func TestGateKeepsItsVerdictsWhileTheStoreIsDown(t *testing.T) {
 	}
 	refusal(t, g.Screen(free), surge.EFORBIDDEN) // the noted verdict outlived the reload
 }
+
+// A gate at its bound of subjects makes room from the verdicts that ended; with every one still
+// acting, a new one waits for the store's reload rather than push an acting one out.
+func TestGateAtItsBoundKeepsWhatActs(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)}
+	g, _ := newGate(t, openStore(t), c, nil)
+	g.maxHeld = 2
+	g.Apply([]surge.Verdict{verdict("a", surge.SubjectDevice, "d1", surge.ActionBlock, 0, surge.ModeEnforcing, c.now()),
+		verdict("b", surge.SubjectDevice, "d2", surge.ActionBlock, 0, surge.ModeEnforcing, c.now()),
+		verdict("c", surge.SubjectDevice, "d3", surge.ActionBlock, 0, surge.ModeEnforcing, c.now())})
+	if err := g.Screen(Attempt{User: 1, Device: "d3"}); err != nil {
+		t.Fatalf("a third subject past the bound of two: %v", err)
+	}
+	refusal(t, g.Screen(Attempt{User: 1, Device: "d1"}), surge.EFORBIDDEN)
+	c.add(2 * time.Minute) // both ended
+	g.Apply([]surge.Verdict{verdict("d", surge.SubjectDevice, "d4", surge.ActionBlock, 0, surge.ModeEnforcing, c.now())})
+	refusal(t, g.Screen(Attempt{User: 1, Device: "d4"}), surge.EFORBIDDEN)
+	if n := g.sets.size(); n != 1 {
+		t.Errorf("%d subjects held; want the one that acts", n)
+	}
+}

@@ -111,6 +111,45 @@ func (s *Service) RunRules(ctx context.Context, changed <-chan struct{}) {
 	}
 }
 
+// VerdictHistory is how long support can look a verdict up after it ended; PruneEvery how often
+// the node that computes the verdicts deletes older ones, at most pruneBatch at a time.
+const (
+	VerdictHistory = 30 * 24 * time.Hour
+	PruneEvery     = time.Hour
+	pruneBatch     = 10_000
+)
+
+// RunPrune deletes the verdicts that ended VerdictHistory ago, every PruneEvery, until ctx ends.
+func (s *Service) RunPrune(ctx context.Context) {
+	t := time.NewTicker(PruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.prune(ctx)
+	}
+}
+
+// prune deletes the verdicts that ended VerdictHistory ago, a batch at a time.
+func (s *Service) prune(ctx context.Context) {
+	before := s.now().Add(-VerdictHistory)
+	for ctx.Err() == nil {
+		n, err := s.store.PruneVerdicts(ctx, before, pruneBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.WarnContext(ctx, "risk: old verdicts not deleted; next time", "err", err)
+			}
+			return
+		}
+		if n < pruneBatch {
+			return
+		}
+	}
+}
+
 // CreateRule saves a new rule (operators): checked, type-checked, audited.
 func (s *Service) CreateRule(ctx context.Context, a surge.Actor, in surge.RiskRule) (*surge.RiskRule, error) {
 	if err := staffOnly(a); err != nil {

@@ -74,3 +74,21 @@ func TestSinkStoresEveryVerdictOnce(t *testing.T) {
 		t.Fatalf("after the replay: %d stored, want 1201", len(got))
 	}
 }
+
+// Verdicts that ended VerdictHistory ago are deleted; those support may still look up stay.
+func TestOldVerdictsArePruned(t *testing.T) {
+	store := openStore(t)
+	c := &clock{t: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)}
+	old := verdict("old", surge.SubjectDevice, "d", surge.ActionBlock, 0, surge.ModeEnforcing, c.now().Add(-VerdictHistory-time.Hour))
+	recent := verdict("recent", surge.SubjectDevice, "d", surge.ActionBlock, 0, surge.ModeEnforcing, c.now().Add(-VerdictHistory+time.Hour))
+	ctx := context.Background()
+	if err := store.PutVerdicts(ctx, []surge.Verdict{old, recent}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewService(store, nil, &sentNotes{}, nil, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), c.now)
+	s.prune(ctx)
+	got, err := store.VerdictsSince(ctx, c.now().Add(-2*VerdictHistory), "", 10)
+	if err != nil || len(got) != 1 || got[0].ID != "recent" {
+		t.Fatalf("after pruning: %+v, %v; want the recent one", got, err)
+	}
+}

@@ -192,6 +192,16 @@ func (s *Store) ActiveVerdicts(ctx context.Context, now time.Time, n int) ([]sur
 	return s.verdicts(ctx, `expires_at > ? ORDER BY created_at DESC, id DESC LIMIT ?`, ms(now), riskLimit(n))
 }
 
+// PruneVerdicts implements surge.RiskStore.
+func (s *Store) PruneVerdicts(ctx context.Context, before time.Time, n int) (int64, error) {
+	res, err := s.exec(ctx, s.q(`DELETE FROM risk_verdicts WHERE id IN (SELECT id FROM risk_verdicts WHERE expires_at < ? ORDER BY expires_at LIMIT ?)`),
+		ms(before), max(n, 1))
+	if err != nil {
+		return 0, s.wrap(err, "verdicts")
+	}
+	return res.RowsAffected()
+}
+
 // UserVerdicts implements surge.RiskStore.
 func (s *Store) UserVerdicts(ctx context.Context, user int64, n int) ([]surge.Verdict, error) {
 	return s.verdicts(ctx, `user_id = ? OR (subject = ? AND value = ?) ORDER BY created_at DESC, id DESC LIMIT ?`,

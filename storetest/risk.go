@@ -170,6 +170,18 @@ func runVerdicts(t *testing.T, f *fixture) {
 		t.Fatalf("VerdictsSince(later) = %v, %v; want none", verdictIDs(got), err)
 	}
 
+	// v3 expired a second after it was made; pruning what expired before then leaves it
+	if n, err := f.s.PruneVerdicts(f.ctx, f.now.Add(2*time.Millisecond-time.Second), 10); err != nil || n != 0 {
+		t.Fatalf("PruneVerdicts(before v3 expired) = %d, %v; want 0", n, err)
+	}
+	defer func() {
+		if n, err := f.s.PruneVerdicts(f.ctx, f.now, 10); err != nil || n != 1 {
+			t.Fatalf("PruneVerdicts(now) = %d, %v; want v3 alone", n, err)
+		}
+		if got, err := f.s.VerdictsSince(f.ctx, f.now.Add(-time.Minute), "", 100); err != nil || len(got) != 4 {
+			t.Fatalf("after pruning: %v, %v; want the 4 that still act", verdictIDs(got), err)
+		}
+	}()
 	active, err := f.s.ActiveVerdicts(f.ctx, f.now, 100)
 	must(t, "ActiveVerdicts", err)
 	if ids := verdictIDs(active); len(ids) != 4 || ids[0] != "v4" || ids[1] != "v2" || ids[2] != "v1" || ids[3] != "v0" {

@@ -73,8 +73,9 @@ func (m *Main) riskControl(ctx, bg context.Context, b *backends, ids func() (int
 			Checkpoints: ckpt, Rules: svc.Rules, Sink: risk.NewSink(b.db, notes, b.bus, metrics, m.Log), Metrics: metrics,
 			Stream: m.streamMetrics(deps), Logger: m.Log,
 		}
-		wg.Add(1)
-		go func() { defer wg.Done(); r.Run(bg) }() // stops with bg
+		wg.Add(2)
+		go func() { defer wg.Done(); r.Run(bg) }()        // stops with bg
+		go func() { defer wg.Done(); svc.RunPrune(bg) }() // stops with bg
 	}
 	deps.Risk = svc
 	return gate, nil
