@@ -45,8 +45,9 @@ type Rule struct {
 
 // Validate checks a rule as an operator saves it and compiles its expression. Returns EINVALID
 // naming what is wrong: a field out of bounds, an expression that does not compile, names a
-// feature that does not exist or does not give true or false, or one that holds for anyone's
-// first attempt (it would act on everyone) unless Force says it is meant.
+// feature that does not exist or does not give true or false, or, for a rule to enforce, one
+// that holds for anyone's first attempt (it would act on everyone) unless Force says it is
+// meant. Such a rule may be a draft or run dry: that is how one sees what it would do.
 func Validate(r *surge.RiskRule) (*Rule, error) {
 	if err := surge.ValidateText("name", r.Name, 1, surge.MaxNameRunes); err != nil {
 		return nil, err
@@ -90,7 +91,7 @@ func Validate(r *surge.RiskRule) (*Rule, error) {
 	if f, err := fast(checked); err == nil {
 		rule.fast = f
 	}
-	if r.Action != surge.ActionAllow && !r.Force && rule.holdsForNewcomer() {
+	if r.Mode == surge.ModeEnforcing && r.Action != surge.ActionAllow && !r.Force && rule.holdsForNewcomer() {
 		return nil, surge.Errorf(surge.EINVALID, "the rule holds for anyone's first attempt, so it would %s everyone; save it with force if that is meant", r.Action)
 	}
 	return rule, nil

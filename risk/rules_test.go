@@ -62,6 +62,11 @@ func TestRulesAreCheckedWhenSaved(t *testing.T) {
 	if _, err := Validate(r); err != nil {
 		t.Errorf("a rule that blocks everyone, forced: %v", err)
 	}
+	for _, mode := range []string{surge.ModeOff, surge.ModeDryRun} {
+		if _, err := Validate(rule(1, "attempts_10s.device >= 1", surge.SubjectDevice, surge.ActionBlock, mode)); err != nil {
+			t.Errorf("a rule that would block everyone, %s: %v; it does not act", mode, err)
+		}
+	}
 	ok := rule(1, "attempts_10s.device > 20 || accounts_1h.device > 5", surge.SubjectDevice, surge.ActionBlock, "")
 	if _, err := Validate(ok); err != nil || ok.Mode != surge.ModeOff {
 		t.Errorf("the issue's example: %v, mode %q; want saved as off", err, ok.Mode)

@@ -101,6 +101,10 @@ func TestRiskControl(t *testing.T) {
 			forced := ok[*surge.RiskRule](t, "a forced rule")(tm.op.CreateRiskRule(ctx, everyone))
 			_, err = tm.op.SetRiskMode(ctx, forced.ID, risk.ModeInput{Mode: surge.ModeEnforcing})
 			wantCode(t, "enforcing a rule that blocks everyone, unforced", err, surge.EINVALID)
+			if _, err := tm.op.SetRiskMode(ctx, forced.ID, risk.ModeInput{Mode: surge.ModeDryRun}); err != nil {
+				t.Fatalf("a rule that would block everyone, run dry: %v", err)
+			}
+			ok[*surge.RiskRule](t, "switching it off")(tm.op.SetRiskMode(ctx, forced.ID, risk.ModeInput{Mode: surge.ModeOff}))
 
 			farmRule := ok[*surge.RiskRule](t, "CreateRiskRule")(tm.op.CreateRiskRule(ctx, good))
 			dry := ok[*surge.RiskRule](t, "a dry-run rule")(tm.op.CreateRiskRule(ctx, surge.RiskRule{Name: "busy network",
