@@ -37,10 +37,8 @@ func (s *Server) riskRoutes() []route {
 		{method: "GET", path: "/v1/risk/features", summary: "The features risk rules read (operators)", access: signedIn,
 			out: FeatureList{}, status: 200,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
-				if !a.Role.Staff() {
-					return nil, surge.Errorf(surge.EFORBIDDEN, "only operators and admins manage risk control")
-				}
-				return FeatureList{Items: risk.FeatureNames()}, nil
+				names, err := rs.Features(a)
+				return FeatureList{Items: names}, err
 			}},
 		{method: "POST", path: "/v1/risk/rules", summary: "Save a risk rule (operators): a CEL expression over the features, checked and type-checked; an action (allow, challenge, block), a TTL, a reason code, a priority and a mode (off, dry_run, enforcing)",
 			access: signedIn, in: surge.RiskRule{}, out: surge.RiskRule{}, status: 201,

@@ -110,16 +110,17 @@ type BlockInput struct {
 	TTLSec int64  `json:"ttl_sec"`
 }
 
-func staff(a surge.Actor) error {
+// staff refuses anyone but operators and admins, saying they manage what.
+func staff(a surge.Actor, what string) error {
 	if !a.Role.Staff() {
-		return surge.Errorf(surge.EFORBIDDEN, "only operators and admins manage the blacklist")
+		return surge.Errorf(surge.EFORBIDDEN, "only operators and admins manage %s", what)
 	}
 	return nil
 }
 
 // Block blocks a user (operators); this node sees it at once, the others within a second.
 func (b *Blacklist) Block(ctx context.Context, a surge.Actor, in BlockInput) (*surge.Block, error) {
-	if err := staff(a); err != nil {
+	if err := staff(a, "the blacklist"); err != nil {
 		return nil, err
 	}
 	ttl := time.Duration(in.TTLSec) * time.Second
@@ -142,7 +143,7 @@ func (b *Blacklist) Block(ctx context.Context, a surge.Actor, in BlockInput) (*s
 
 // Unblock lifts a user's block (operators).
 func (b *Blacklist) Unblock(ctx context.Context, a surge.Actor, user int64) error {
-	if err := staff(a); err != nil {
+	if err := staff(a, "the blacklist"); err != nil {
 		return err
 	}
 	if err := b.store.Unblock(ctx, user); err != nil {
@@ -153,7 +154,7 @@ func (b *Blacklist) Unblock(ctx context.Context, a surge.Actor, user int64) erro
 
 // List returns the active blocks (operators).
 func (b *Blacklist) List(ctx context.Context, a surge.Actor) ([]surge.Block, error) {
-	if err := staff(a); err != nil {
+	if err := staff(a, "the blacklist"); err != nil {
 		return nil, err
 	}
 	return b.store.ActiveBlocks(ctx, b.now(), surge.MaxListLimit)

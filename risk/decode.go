@@ -148,21 +148,6 @@ func DecodeSignals(data []byte) ([]Signal, error) {
 	return out, nil
 }
 
-// DecodeVerdicts reads a list of verdicts as the pipeline's nodes send them to the gates,
-// checking each.
-func DecodeVerdicts(data []byte) ([]surge.Verdict, error) {
-	var list []surge.Verdict
-	if err := jsonv2.Unmarshal(data, &list); err != nil {
-		return nil, surge.JSONError(err)
-	}
-	for i := range list {
-		if err := checkVerdict(&list[i]); err != nil {
-			return nil, err
-		}
-	}
-	return list, nil
-}
-
 func checkVerdict(v *surge.Verdict) error {
 	switch {
 	case v.ID == "" || len(v.ID) > 200:

@@ -259,6 +259,10 @@ type Gate struct {
 
 type gateMetrics struct {
 	screened      *prometheus.CounterVec
+	blocked       prometheus.Counter // screened's series, taken once: refusals are a bot storm's hot path
+	challenged    prometheus.Counter
+	solved        prometheus.Counter
+	dryRun        prometheus.Counter
 	delay         prometheus.Histogram
 	arrival       prometheus.Histogram
 	refreshErrors prometheus.Counter
@@ -287,6 +291,8 @@ func NewGate(store surge.RiskStore, bus surge.EventEmitter, key []byte, reg prom
 		droppedCounts: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_risk_outcomes_dropped_total",
 			Help: "Gate outcomes not counted for the live metrics: too many sessions in one second."}),
 	}
+	g.m.blocked, g.m.challenged = g.m.screened.WithLabelValues(surge.ActionBlock), g.m.screened.WithLabelValues(surge.ActionChallenge)
+	g.m.solved, g.m.dryRun = g.m.screened.WithLabelValues("solved"), g.m.screened.WithLabelValues(surge.ModeDryRun)
 	if reg != nil {
 		reg.MustRegister(g.m.screened, g.m.delay, g.m.arrival, g.m.refreshErrors, g.m.droppedCounts,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "surge_risk_verdicts_held", Help: "Subjects this gate holds verdicts about."},
@@ -332,7 +338,7 @@ func (g *Gate) Screen(a Attempt) error {
 	}
 	g.mu.RUnlock()
 	if dry != nil {
-		g.count(a.Session, surge.ModeDryRun, now)
+		g.count(a.Session, surge.ModeDryRun, g.m.dryRun, now)
 	}
 	if v == nil {
 		return nil
@@ -346,20 +352,20 @@ func (g *Gate) Screen(a Attempt) error {
 	}
 	if v.Action == surge.ActionChallenge {
 		if g.proved(a, v.Bits, now) {
-			g.m.screened.WithLabelValues("solved").Inc()
+			g.m.solved.Inc()
 			return nil
 		}
-		g.count(a.Session, surge.ActionChallenge, now)
+		g.count(a.Session, surge.ActionChallenge, g.m.challenged, now)
 		return &surge.RiskRefusal{Err: surge.Errorf(surge.ECHALLENGE, "risk control asks for a proof of work (%s)", v.Reason),
 			Reason: v.Reason, Seed: g.seed(a, now.Add(ProofTTL)), Bits: v.Bits}
 	}
-	g.count(a.Session, surge.ActionBlock, now)
+	g.count(a.Session, surge.ActionBlock, g.m.blocked, now)
 	return &surge.RiskRefusal{Err: surge.Errorf(surge.EFORBIDDEN, "rejected by risk control (%s)", v.Reason), Reason: v.Reason}
 }
 
 // count counts an outcome for the metrics and the live platform.
-func (g *Gate) count(session int64, action string, now time.Time) {
-	g.m.screened.WithLabelValues(action).Inc()
+func (g *Gate) count(session int64, action string, c prometheus.Counter, now time.Time) {
+	c.Inc()
 	k := surge.RiskOutcome{Session: session, Action: action, Second: now.Unix()}
 	g.outMu.Lock()
 	if _, ok := g.outcomes[k]; ok || len(g.outcomes) < maxOutcomeKey {

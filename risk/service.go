@@ -68,11 +68,14 @@ func NewService(store surge.RiskStore, ids func() (int64, error), notes Notes, b
 	return s
 }
 
-func staffOnly(a surge.Actor) error {
-	if !a.Role.Staff() {
-		return surge.Errorf(surge.EFORBIDDEN, "only operators and admins manage risk control")
+func staffOnly(a surge.Actor) error { return staff(a, "risk control") }
+
+// Features names the features rules read (operators).
+func (s *Service) Features(a surge.Actor) ([]string, error) {
+	if err := staffOnly(a); err != nil {
+		return nil, err
 	}
-	return nil
+	return FeatureNames(), nil
 }
 
 // Rules is the set of rules that run on this node now.

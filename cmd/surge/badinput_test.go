@@ -140,6 +140,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"risk rule: mode of an unknown rule", "POST", "/v1/risk/rules/12345/mode", opTok, `{"mode":"enforcing"}`, 404, surge.ENOTFOUND},
 		{"risk rule: bad id", "GET", "/v1/risk/rules/x", opTok, ``, 400, surge.EINVALID},
 		{"wrong role: merchant reads risk rules", "GET", "/v1/risk/rules", mTok, ``, 403, surge.EFORBIDDEN},
+		{"wrong role: merchant reads risk features", "GET", "/v1/risk/features", mTok, ``, 403, surge.EFORBIDDEN},
 		{"wrong role: shopper reads verdicts", "GET", "/v1/risk/verdicts?user=1", shopperTok, ``, 403, surge.EFORBIDDEN},
 		{"verdicts of no user", "GET", "/v1/risk/verdicts?user=abc", opTok, ``, 400, surge.EINVALID},
 		{"allow-list: bad IP", "POST", "/v1/risk/allow", opTok, `{"subject":"ip","value":"300.1.1.1","reason":"r","ttl_sec":60}`, 400, surge.EINVALID},
