@@ -72,21 +72,76 @@ func VerifyTicket(key []byte, s string, now time.Time) (Ticket, error) {
 	return t, nil
 }
 
-// Notification is the provider's report about a transaction.
+// Notification is the provider's report about a transaction: a payment ("processing", then
+// "paid"), or a refund of part or all of it ("refunded", naming the refund).
 type Notification struct {
 	NotifyID string      `json:"notify_id"` // unique per notification; a resend repeats it
 	TxnID    string      `json:"txn_id"`
 	OrderID  int64       `json:"order_id,string"`
-	Amount   surge.Money `json:"amount"`
-	Status   string      `json:"status"` // "processing" or "paid"
+	Amount   surge.Money `json:"amount"` // what was paid; for a refund, what was paid back
+	Status   string      `json:"status"` // "processing", "paid" or "refunded"
 	PaidAt   time.Time   `json:"paid_at"`
+	// RefundID is Surge's id of the refund a "refunded" notification reports; empty otherwise.
+	RefundID string `json:"refund_id,omitempty"`
 }
 
 // Notification statuses.
 const (
 	StatusProcessing = "processing"
 	StatusPaid       = surge.PaymentStatusPaid
+	StatusRefunded   = "refunded"
 )
+
+// Refund is what Surge asks the provider to pay back of a paid transaction, signed as a
+// notification is (Sign, in SignatureHeader) and posted to the provider's refund address. The
+// provider pays each RefundID back once (the same request sent again is answered as the first
+// was), never more in all than the transaction took, and reports it with a "refunded"
+// notification to NotifyURL.
+type Refund struct {
+	RefundID  string      `json:"refund_id"`
+	TxnID     string      `json:"txn_id"`
+	OrderID   int64       `json:"order_id,string"`
+	Amount    surge.Money `json:"amount"`
+	Reason    string      `json:"reason,omitempty"`
+	NotifyURL string      `json:"notify_url"`
+}
+
+// MaxRefundReasonBytes bounds a refund's reason.
+const MaxRefundReasonBytes = 200
+
+// Validate checks a decoded refund request.
+func (r *Refund) Validate() error {
+	switch {
+	case r.RefundID == "" || len(r.RefundID) > surge.MaxRequestIDBytes:
+		return surge.Errorf(surge.EINVALID, "refund_id must be 1 to %d bytes", surge.MaxRequestIDBytes)
+	case r.TxnID == "" || len(r.TxnID) > surge.MaxRequestIDBytes:
+		return surge.Errorf(surge.EINVALID, "txn_id must be 1 to %d bytes", surge.MaxRequestIDBytes)
+	case r.OrderID <= 0:
+		return surge.Errorf(surge.EINVALID, "order_id is required")
+	case r.Amount.Amount <= 0:
+		return surge.Errorf(surge.EINVALID, "amount must be positive")
+	case len(r.Reason) > MaxRefundReasonBytes:
+		return surge.Errorf(surge.EINVALID, "reason must be at most %d bytes", MaxRefundReasonBytes)
+	case r.NotifyURL == "" || len(r.NotifyURL) > 2048:
+		return surge.Errorf(surge.EINVALID, "notify_url must be 1 to 2048 bytes")
+	}
+	return r.Amount.Validate("amount")
+}
+
+// DecodeRefund verifies and decodes a signed refund request, as Decode does a notification.
+func DecodeRefund(key, body []byte, header string, now time.Time) (Refund, error) {
+	var r Refund
+	if len(body) > MaxNotificationBytes {
+		return r, surge.Errorf(surge.ETOOLARGE, "refund request over %d bytes", MaxNotificationBytes)
+	}
+	if err := Verify(key, body, header, now); err != nil {
+		return r, err
+	}
+	if err := surge.DecodeJSON(bytes.NewReader(body), &r); err != nil {
+		return r, err
+	}
+	return r, r.Validate()
+}
 
 // Validate checks a decoded notification.
 func (n *Notification) Validate() error {
@@ -97,8 +152,12 @@ func (n *Notification) Validate() error {
 		return surge.Errorf(surge.EINVALID, "txn_id must be 1 to %d bytes", surge.MaxRequestIDBytes)
 	case n.OrderID <= 0:
 		return surge.Errorf(surge.EINVALID, "order_id is required")
-	case n.Status != StatusProcessing && n.Status != StatusPaid:
-		return surge.Errorf(surge.EINVALID, "status must be processing or paid")
+	case n.Status != StatusProcessing && n.Status != StatusPaid && n.Status != StatusRefunded:
+		return surge.Errorf(surge.EINVALID, "status must be processing, paid or refunded")
+	case (n.Status == StatusRefunded) != (n.RefundID != ""):
+		return surge.Errorf(surge.EINVALID, "refund_id is given with a refunded status, and only then")
+	case len(n.RefundID) > surge.MaxRequestIDBytes:
+		return surge.Errorf(surge.EINVALID, "refund_id must be at most %d bytes", surge.MaxRequestIDBytes)
 	}
 	return n.Amount.Validate("amount")
 }

@@ -92,3 +92,47 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestRefundRequest(t *testing.T) {
+	now := time.Now()
+	r := payment.Refund{RefundID: "R1", TxnID: "T1", OrderID: 1, Amount: surge.Money{Amount: 50, Currency: "CNY"}, NotifyURL: "http://x/cb"}
+	body, _ := json.Marshal(r)
+	if got, err := payment.DecodeRefund(key, body, payment.Sign(key, body, now), now); err != nil || got != r {
+		t.Fatalf("DecodeRefund = %+v, %v", got, err)
+	}
+	if _, err := payment.DecodeRefund([]byte("another key of thirty-two bytes!"), body, payment.Sign(key, body, now), now); surge.ErrorCode(err) != surge.EUNAUTHORIZED {
+		t.Fatalf("DecodeRefund(other key) = %v; want EUNAUTHORIZED", err)
+	}
+	for name, bad := range map[string]func(r *payment.Refund){
+		"no refund id":  func(r *payment.Refund) { r.RefundID = "" },
+		"no txn":        func(r *payment.Refund) { r.TxnID = "" },
+		"no order":      func(r *payment.Refund) { r.OrderID = 0 },
+		"zero amount":   func(r *payment.Refund) { r.Amount.Amount = 0 },
+		"bad currency":  func(r *payment.Refund) { r.Amount.Currency = "cny" },
+		"long reason":   func(r *payment.Refund) { r.Reason = strings.Repeat("x", payment.MaxRefundReasonBytes+1) },
+		"no notify url": func(r *payment.Refund) { r.NotifyURL = "" },
+	} {
+		c := r
+		bad(&c)
+		b, _ := json.Marshal(c)
+		if _, err := payment.DecodeRefund(key, b, payment.Sign(key, b, now), now); surge.ErrorCode(err) != surge.EINVALID {
+			t.Errorf("%s: DecodeRefund = %v; want EINVALID", name, err)
+		}
+	}
+}
+
+func TestRefundedNotificationNamesItsRefund(t *testing.T) {
+	n := payment.Notification{NotifyID: "R1-n", TxnID: "T1", OrderID: 1, Amount: surge.Money{Amount: 50, Currency: "CNY"},
+		Status: payment.StatusRefunded, RefundID: "R1", PaidAt: time.Now()}
+	if err := n.Validate(); err != nil {
+		t.Fatalf("Validate(refunded) = %v", err)
+	}
+	n.RefundID = ""
+	if err := n.Validate(); surge.ErrorCode(err) != surge.EINVALID {
+		t.Fatalf("Validate(refunded without refund_id) = %v; want EINVALID", err)
+	}
+	n.Status, n.RefundID = payment.StatusPaid, "R1"
+	if err := n.Validate(); surge.ErrorCode(err) != surge.EINVALID {
+		t.Fatalf("Validate(paid with refund_id) = %v; want EINVALID", err)
+	}
+}
