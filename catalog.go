@@ -52,16 +52,19 @@ func (p *SPU) Validate() error {
 
 // SKU is a stock keeping unit: one sellable variant of an SPU ("phone X, 256 GB, black").
 type SKU struct {
-	ID         int64     `json:"id,string"`
-	SPUID      int64     `json:"spu_id,string"`
-	MerchantID int64     `json:"merchant_id,string"`
-	Code       string    `json:"code"`
-	Title      string    `json:"title"`
-	Price      Money     `json:"price"`
-	CostPrice  *Money    `json:"cost_price,omitempty"` // nil when the caller may not see it
-	Stock      int64     `json:"stock"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	ID         int64  `json:"id,string"`
+	SPUID      int64  `json:"spu_id,string"`
+	MerchantID int64  `json:"merchant_id,string"`
+	Code       string `json:"code"`
+	Title      string `json:"title"`
+	Price      Money  `json:"price"`
+	CostPrice  *Money `json:"cost_price,omitempty"` // nil when the caller may not see it
+	Stock      int64  `json:"stock"`
+	// Voucher: a unit is a service used at the merchant's premises (a meal, a ticket), not goods
+	// shipped: paying for it issues a voucher code per unit, redeemed at the merchant's till.
+	Voucher   bool      `json:"voucher,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Validate checks the SKU's fields.

@@ -24,7 +24,7 @@ var orderTransitions = map[OrderState][]OrderState{
 	OrderCreated:        {OrderPendingPayment, OrderCancelled},
 	OrderPendingPayment: {OrderPaid, OrderCancelled},
 	OrderPaid:           {OrderConsumed, OrderRefunded},
-	OrderConsumed:       {OrderReviewed},
+	OrderConsumed:       {OrderReviewed, OrderRefunded},
 }
 
 // CanBecome reports whether the state machine allows moving from s to t.
@@ -74,8 +74,31 @@ type Order struct {
 	Price *PriceBreakdown `json:"price,omitempty"`
 	// Lines are an ordinary checkout's lines (SessionID, ItemID and SKUID are 0 then): its
 	// units come from the SKUs' stock, not from a sale.
-	Lines        []OrderLine `json:"lines,omitempty"`
-	StockSettled bool        `json:"-"` // the stock engine confirmed or released its reservation
+	Lines []OrderLine `json:"lines,omitempty"`
+	// Refunded is what refunds paid back of it (minor units): all of Amount once it is
+	// refunded, a part when units of its lines were.
+	Refunded int64 `json:"refunded,omitempty"`
+	// Review is the shopper's word on a consumed order; it makes the order reviewed.
+	Review       *Review `json:"review,omitempty"`
+	StockSettled bool    `json:"-"` // the stock engine confirmed or released its reservation
+}
+
+// Review is a shopper's rating of an order they consumed.
+type Review struct {
+	Rating int       `json:"rating"` // 1 to 5
+	Text   string    `json:"text,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// MaxReviewRunes bounds a review's text.
+const MaxReviewRunes = 1000
+
+// Validate checks a review's fields.
+func (r *Review) Validate() error {
+	if r.Rating < 1 || r.Rating > 5 {
+		return Errorf(EINVALID, "rating must be 1 to 5")
+	}
+	return ValidateText("text", r.Text, 0, MaxReviewRunes)
 }
 
 // OrderLine is a line of an ordinary checkout: units of an SKU at its catalog price.
@@ -183,6 +206,10 @@ type OrderStore interface {
 	// AuditItem sums up one item's orders for the invariant checks; limit is the item's
 	// per-user limit.
 	AuditItem(ctx context.Context, itemID, limit int64) (*OrderAudit, error)
+	// ReviewOrder records the shopper's review of their consumed order and makes it reviewed,
+	// atomically. ENOTFOUND for an order that is not the user's, ECONFLICT (with the order as it
+	// is) for one that is not consumed.
+	ReviewOrder(ctx context.Context, id, userID int64, r Review) (*Order, error)
 	// PricedOrders returns an item's orders that carry a price breakdown (coupons took something
 	// off), for the invariant checks.
 	PricedOrders(ctx context.Context, itemID int64) ([]*Order, error)

@@ -57,6 +57,7 @@ type SKUInput struct {
 	Price     surge.Money `json:"price"`
 	CostPrice surge.Money `json:"cost_price"`
 	Stock     int64       `json:"stock"`
+	Voucher   bool        `json:"voucher"` // a service used at the merchant's premises: paying issues voucher codes
 }
 
 // SKUPatch changes the fields it sets.
@@ -66,6 +67,7 @@ type SKUPatch struct {
 	Price     *surge.Money `json:"price"`
 	CostPrice *surge.Money `json:"cost_price"`
 	Stock     *int64       `json:"stock"`
+	Voucher   *bool        `json:"voucher"`
 }
 
 // merchantFor decides which merchant a write is for: merchants write only for themselves,
@@ -183,7 +185,7 @@ func (s *Service) CreateSKU(ctx context.Context, a surge.Actor, in SKUInput) (*s
 	now := s.now().UTC()
 	cost := in.CostPrice
 	k := &surge.SKU{SPUID: p.ID, MerchantID: p.MerchantID, Code: in.Code, Title: in.Title, Price: in.Price,
-		CostPrice: &cost, Stock: in.Stock, CreatedAt: now, UpdatedAt: now}
+		CostPrice: &cost, Stock: in.Stock, Voucher: in.Voucher, CreatedAt: now, UpdatedAt: now}
 	if err := k.Validate(); err != nil {
 		return nil, err
 	}
@@ -214,6 +216,7 @@ func (s *Service) UpdateSKU(ctx context.Context, a surge.Actor, id int64, in SKU
 		set(&k.Title, in.Title)
 		set(&k.Price, in.Price)
 		set(&k.Stock, in.Stock)
+		set(&k.Voucher, in.Voucher)
 		if in.CostPrice != nil {
 			k.CostPrice = in.CostPrice
 		}

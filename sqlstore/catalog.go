@@ -11,7 +11,7 @@ import (
 
 const spuColumns = `id, merchant_id, code, title, category_l1, category_l2, description, images, created_at, updated_at`
 
-const skuColumns = `id, spu_id, merchant_id, code, title, price_minor, cost_minor, currency, stock, created_at, updated_at`
+const skuColumns = `id, spu_id, merchant_id, code, title, price_minor, cost_minor, currency, stock, created_at, updated_at, voucher`
 
 // CreateSPU implements surge.CatalogStore.
 func (s *Store) CreateSPU(ctx context.Context, p *surge.SPU) error {
@@ -131,9 +131,9 @@ func (s *Store) insertSKU(ctx context.Context, tx *sql.Tx, k *surge.SKU) error {
 	if owner != k.MerchantID {
 		return surge.Errorf(surge.EINVALID, "the spu belongs to another merchant")
 	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO skus (`+skuColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO skus (`+skuColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		k.ID, k.SPUID, k.MerchantID, k.Code, k.Title, k.Price.Amount, k.CostPrice.Amount, k.Price.Currency,
-		k.Stock, ms(k.CreatedAt), ms(k.UpdatedAt))
+		k.Stock, ms(k.CreatedAt), ms(k.UpdatedAt), boolInt(k.Voucher))
 	return s.wrap(err, "sku code")
 }
 
@@ -195,8 +195,8 @@ func (s *Store) updateSKU(ctx context.Context, tx *sql.Tx, old, k *surge.SKU, no
 		return surge.Errorf(surge.ECONFLICT, "the currency cannot change while sale sessions allot this sku")
 	}
 	res, err := tx.ExecContext(ctx, s.q(`UPDATE skus SET code = ?, title = ?, price_minor = ?, cost_minor = ?,
-		currency = ?, stock = ?, updated_at = ? WHERE id = ?`),
-		k.Code, k.Title, k.Price.Amount, k.CostPrice.Amount, k.Price.Currency, k.Stock, ms(k.UpdatedAt), k.ID)
+		currency = ?, stock = ?, updated_at = ?, voucher = ? WHERE id = ?`),
+		k.Code, k.Title, k.Price.Amount, k.CostPrice.Amount, k.Price.Currency, k.Stock, ms(k.UpdatedAt), boolInt(k.Voucher), k.ID)
 	return s.affectedOne(res, err, "sku")
 }
 
@@ -227,11 +227,12 @@ func scanSKUs(rows *sql.Rows) ([]*surge.SKU, error) {
 	for rows.Next() {
 		var k surge.SKU
 		var cost int64
-		var created, updated int64
+		var created, updated, voucher int64
 		if err := rows.Scan(&k.ID, &k.SPUID, &k.MerchantID, &k.Code, &k.Title, &k.Price.Amount, &cost,
-			&k.Price.Currency, &k.Stock, &created, &updated); err != nil {
+			&k.Price.Currency, &k.Stock, &created, &updated, &voucher); err != nil {
 			return nil, err
 		}
+		k.Voucher = voucher != 0
 		k.CostPrice = &surge.Money{Amount: cost, Currency: k.Price.Currency}
 		k.CreatedAt, k.UpdatedAt = fromMs(created), fromMs(updated)
 		list = append(list, &k)

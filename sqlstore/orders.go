@@ -16,6 +16,10 @@ import (
 const orderColumns = `id, txn_id, request_id, user_id, session_id, item_id, sku_id, merchant_id, quantity,
 	amount_minor, currency, state, cancel_reason, created_at, expires_at, paid_at, stock_settled, price, lines`
 
+// orderRead is what reading an order selects: orderColumns, which a new order is written
+// with, and what its later life adds (refunds, review).
+const orderRead = orderColumns + `, refunded_minor, review`
+
 // CreateOrder implements surge.OrderStore.
 func (s *Store) CreateOrder(ctx context.Context, o *surge.Order) (bool, error) {
 	_, err := s.exec(ctx, s.q(`INSERT INTO orders (`+orderColumns+`)
@@ -171,7 +175,7 @@ func (s *Store) OrdersByUser(ctx context.Context, userID int64, n int) ([]*surge
 
 // orders reads the orders where where holds (a constant clause), within tx if not nil.
 func (s *Store) orders(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]*surge.Order, error) {
-	st, err := s.stmt(ctx, tx, s.q(`SELECT `+orderColumns+` FROM orders WHERE `+where))
+	st, err := s.stmt(ctx, tx, s.q(`SELECT `+orderRead+` FROM orders WHERE `+where))
 	if err != nil {
 		return nil, s.wrap(err, "orders")
 	}
@@ -182,7 +186,7 @@ func (s *Store) orders(ctx context.Context, tx *sql.Tx, where string, args ...an
 	return s.scanOrders(rows)
 }
 
-// scanOrders reads rows of orderColumns and closes them.
+// scanOrders reads rows of orderRead and closes them.
 func (s *Store) scanOrders(rows *sql.Rows) ([]*surge.Order, error) {
 	defer rows.Close()
 	var list []*surge.Order
@@ -190,11 +194,17 @@ func (s *Store) scanOrders(rows *sql.Rows) ([]*surge.Order, error) {
 		var o surge.Order
 		var state string
 		var created, expires, paid, settled int64
-		var price, lines string
+		var price, lines, review string
 		if err := rows.Scan(&o.ID, &o.TxnID, &o.RequestID, &o.UserID, &o.SessionID, &o.ItemID, &o.SKUID, &o.MerchantID,
 			&o.Quantity, &o.Amount.Amount, &o.Amount.Currency, &state, &o.CancelReason, &created, &expires, &paid, &settled,
-			&price, &lines); err != nil {
+			&price, &lines, &o.Refunded, &review); err != nil {
 			return nil, s.wrap(err, "orders")
+		}
+		if review != "" {
+			o.Review = new(surge.Review)
+			if err := json.Unmarshal([]byte(review), o.Review); err != nil {
+				return nil, surge.Errorf(surge.EINTERNAL, "order %d: stored review: %v", o.ID, err)
+			}
 		}
 		if lines != "" {
 			if err := json.Unmarshal([]byte(lines), &o.Lines); err != nil {
@@ -274,7 +284,7 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, n int) ([]*surge.O
 		// run again by PostgreSQL's plan and pick more than its LIMIT.
 		rows, err := tx.QueryContext(ctx, s.q(`WITH due AS MATERIALIZED (
 			SELECT id FROM orders WHERE state = ? AND expires_at <= ? ORDER BY expires_at LIMIT ?`+lock+`)
-			UPDATE orders SET state = ?, cancel_reason = ? WHERE state = ? AND id IN (SELECT id FROM due) RETURNING `+orderColumns),
+			UPDATE orders SET state = ?, cancel_reason = ? WHERE state = ? AND id IN (SELECT id FROM due) RETURNING `+orderRead),
 			string(surge.OrderPendingPayment), ms(now), limit(n),
 			string(surge.OrderCancelled), surge.CancelTimeout, string(surge.OrderPendingPayment))
 		if err != nil {
@@ -409,7 +419,7 @@ func (s *Store) ordersByID(ctx context.Context, q querier, ids []int64, tail str
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := q.QueryContext(ctx, s.q(`SELECT `+orderColumns+` FROM orders WHERE id IN `+list(len(chunk))+tail), args...)
+		rows, err := q.QueryContext(ctx, s.q(`SELECT `+orderRead+` FROM orders WHERE id IN `+list(len(chunk))+tail), args...)
 		if err != nil {
 			return nil, err
 		}
