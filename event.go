@@ -18,10 +18,17 @@ const (
 	EventOrderCancelled = "order.cancelled"
 	EventOrderRefunded  = "order.refunded"
 	EventOrderExpired   = "order.expired"
-	EventRefundDue      = "payment.refund_due"
-	EventStockChanged   = "stock.changed"
-	EventCouponClaimed  = "coupon.claimed" // Data is the coupon
-	EventBudgetClaimed  = "budget.claimed" // Data is the red envelope claimed (a coupon with its value)
+	// The rest of an order's life; Data is the order as it stands.
+	EventOrderConsumed          = "order.consumed"           // its last voucher was redeemed
+	EventOrderReviewed          = "order.reviewed"           // its shopper reviewed it
+	EventOrderPartiallyRefunded = "order.partially_refunded" // a refund of some units succeeded
+	// Refunds; Data is the refund.
+	EventRefundRequested = "refund.requested"
+	EventRefundSucceeded = "refund.succeeded"
+	EventRefundDue       = "payment.refund_due"
+	EventStockChanged    = "stock.changed"
+	EventCouponClaimed   = "coupon.claimed" // Data is the coupon
+	EventBudgetClaimed   = "budget.claimed" // Data is the red envelope claimed (a coupon with its value)
 	// Coupons on orders, in batches: Data is a list of CouponsOnOrder.
 	EventCouponLocked   = "coupon.locked"
 	EventCouponUsed     = "coupon.used"

@@ -103,7 +103,3 @@ func (c *Client) Checkout(ctx context.Context, in checkout.Request) (*surge.Orde
 	return call[surge.Order](ctx, c, "POST", "/v1/checkouts", in)
 }
 
-// RefundOrder records an operator's refund of a paid order.
-func (c *Client) RefundOrder(ctx context.Context, orderID int64) (*surge.Order, error) {
-	return call[surge.Order](ctx, c, "POST", "/v1/orders/"+id(orderID)+"/refund", nil)
-}

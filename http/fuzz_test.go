@@ -11,6 +11,7 @@ import (
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/voucher"
 )
 
 // FuzzRequestBodies feeds every route's request body type the same inputs: decoding must never
@@ -29,11 +30,14 @@ func FuzzRequestBodies(f *testing.F) {
 		`{"user_id":"9","reason":"bot","ttl_sec":60}`,
 		`{"request_id":"c-1","lines":[{"sku_id":"5","quantity":2}],"coupon_ids":["7"]}`,
 		`{"request_id":"g-1","users":["1","2"]}`,
+		`{"request_id":"rf-1","lines":[{"line":0,"quantity":1}],"reason":"damaged"}`,
+		`{"code":"7KQ2-M9XD-40TF-HC3R","till":"front"}`, `{"rating":5,"text":"fine"}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	var types []reflect.Type
 	routes := append((&Server{}).table(), (&Server{deps: Deps{Purchase: &purchase.Service{}}}).purchaseRoutes()...)
+	routes = append(routes, (&Server{deps: Deps{Vouchers: &voucher.Service{}}}).voucherRoutes()...)
 	for _, rt := range append(routes, (&Server{deps: Deps{Coupons: &coupon.Service{}, Checkout: &checkout.Service{}}}).couponRoutes()...) {
 		if rt.in != nil {
 			types = append(types, reflect.TypeOf(rt.in))

@@ -34,6 +34,11 @@ type OrderList struct {
 	Items []*surge.Order `json:"items"`
 }
 
+// RefundList is an order's refunds.
+type RefundList struct {
+	Items []*surge.Refund `json:"items"`
+}
+
 // BlockList is the active blocks.
 type BlockList struct {
 	Items []surge.Block `json:"items"`
@@ -129,10 +134,27 @@ func (s *Server) purchaseRoutes() []route {
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
 				return withID(r, "id", func(id int64) (any, error) { return o.Cancel(r.Context(), a, id) })
 			}},
-		{method: "POST", path: "/v1/orders/{id}/refund", summary: "Record that an operator refunded a paid order through the payment provider: it becomes refunded and its coupons go back to the shopper",
-			access: signedIn, out: surge.Order{}, status: 200,
+		{method: "POST", path: "/v1/orders/{id}/refunds", summary: "Refund a paid or consumed order through the payment provider, whole (no lines) or units of lines (operators, and the shop that sold): 202 with the refund, requested until the provider's callback; the same request_id again is the same refund",
+			access: signedIn, in: order.RefundInput{}, out: surge.Refund{}, status: 202,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {
-				return withID(r, "id", func(id int64) (any, error) { return o.Refund(r.Context(), a, id) })
+				return withID(r, "id", func(id int64) (any, error) {
+					return withBody(r, func(in order.RefundInput) (any, error) { return o.Refund(r.Context(), a, id, in) })
+				})
+			}},
+		{method: "GET", path: "/v1/orders/{id}/refunds", summary: "An order's refunds, oldest first (its shopper, its merchant, staff)", access: signedIn,
+			out: RefundList{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) {
+					list, err := o.Refunds(r.Context(), a, id)
+					return RefundList{Items: nonNil(list)}, err
+				})
+			}},
+		{method: "POST", path: "/v1/orders/{id}/review", summary: "The shopper's review of their consumed order, which becomes reviewed", access: signedIn,
+			in: order.ReviewInput{}, out: surge.Order{}, status: 200,
+			handle: func(r *http.Request, a surge.Actor) (any, error) {
+				return withID(r, "id", func(id int64) (any, error) {
+					return withBody(r, func(in order.ReviewInput) (any, error) { return o.Review(r.Context(), a, id, in) })
+				})
 			}},
 		{method: "POST", path: "/v1/payments/callback", summary: "Payment provider notification, signed in the " + payment.SignatureHeader + " header",
 			maxBody: payment.MaxNotificationBytes, out: CallbackAnswer{}, status: 200,
@@ -145,7 +167,11 @@ func (s *Server) purchaseRoutes() []route {
 				if err != nil {
 					return nil, err
 				}
-				outcome, err := o.HandlePayment(r.Context(), n)
+				handle := o.HandlePayment
+				if n.Status == payment.StatusRefunded {
+					handle = o.HandleRefunded
+				}
+				outcome, err := handle(r.Context(), n)
 				if err != nil {
 					return nil, err
 				}

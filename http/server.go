@@ -37,6 +37,7 @@ import (
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
+	"github.com/surgecommerce/surge/voucher"
 )
 
 // Bounds of the HTTP layer.
@@ -80,6 +81,7 @@ type Deps struct {
 	Checkout   *checkout.Service // ordinary checkouts (nil: no checkout route)
 	Promo      *promo.Service    // promotion activities and quotes (nil: no promotion routes)
 	Risk       *risk.Service     // risk rules, verdicts and the allow-list (nil: no risk routes)
+	Vouchers   *voucher.Service  // vouchers of paid voucher products (nil: no voucher routes)
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,20 @@ type Config struct {
 	// Activities follows the promotion activities of checkouts once settled; nil when orders
 	// carry none.
 	Activities Activities
+	// Refunds keeps refunds (the order store's database); RefundURL is where the payment
+	// provider takes them. Without them refunds are refused.
+	Refunds   surge.RefundStore
+	RefundURL string
+	// Vouchers issues the vouchers of paid voucher products; nil when none are sold.
+	Vouchers Vouchers
+	// Client makes the calls to the payment provider (refunds); nil for one with a timeout.
+	Client *http.Client
+}
+
+// Vouchers issues the vouchers of paid orders (package voucher), each order's once, and
+// reports for each whether that is done; a failure is retried by the sweep.
+type Vouchers interface {
+	IssueAll(ctx context.Context, orders []*surge.Order) []bool
 }
 
 // Activities follows what orders hold of promotion activities (package promo), once the store
@@ -234,47 +249,6 @@ func (s *Service) Cancel(ctx context.Context, a surge.Actor, id int64) (*surge.O
 	return o, nil
 }
 
-// Refund records that an operator refunded a paid order through the payment provider: the
-// order becomes refunded, and its coupons go back to the shopper's wallet. Its units stay sold.
-// Staff only (EFORBIDDEN). ECONFLICT for an order that is not paid; EUNAVAILABLE while its
-// payment is still being settled (retry in a moment). Again on a refunded order, it gives back
-// any coupon still on it and returns the order.
-func (s *Service) Refund(ctx context.Context, a surge.Actor, id int64) (*surge.Order, error) {
-	if !a.Role.Staff() {
-		return nil, surge.Errorf(surge.EFORBIDDEN, "refunds are recorded by operators")
-	}
-	o, err := s.stored(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case o.State == surge.OrderPaid && !o.StockSettled:
-		return nil, surge.Errorf(surge.EUNAVAILABLE, "order %d's payment is still being settled; retry in a moment", id)
-	case o.State == surge.OrderPaid:
-		if o, err = s.store.Transition(ctx, id, surge.OrderPaid, surge.OrderRefunded, "", s.now()); err != nil {
-			return o, err
-		}
-		s.emit(ctx, surge.EventOrderRefunded, strconv.FormatInt(o.ID, 10), o)
-	case o.State != surge.OrderRefunded:
-		return nil, surge.Errorf(surge.ECONFLICT, "order %d is %s; only a paid order is refunded", id, o.State)
-	}
-	if o.Checkout() && o.Price != nil && len(o.Price.Activities) > 0 { // the activities' uses come back
-		err := s.store.SettleCheckout(ctx, o.ID)
-		if err == nil && s.cfg.Activities != nil {
-			err = s.cfg.Activities.Settled(ctx, o)
-		}
-		if err != nil {
-			return o, surge.Errorf(surge.EUNAVAILABLE, "order %d is refunded; its activities are not back yet (%s): send the refund again", id, surge.ErrorMessage(err))
-		}
-	}
-	if s.cfg.Coupons != nil && o.Price != nil && len(o.Price.Coupons) > 0 {
-		if err := s.cfg.Coupons.ReturnAll(ctx, []*surge.Order{o}); err != nil {
-			return o, surge.Errorf(surge.EUNAVAILABLE, "order %d is refunded; its coupons are not back yet (%s): send the refund again", id, surge.ErrorMessage(err))
-		}
-	}
-	return o, nil
-}
-
 // settle confirms (paid) or releases (cancelled) an order's reservation and records that it
 // did. A failure is left for the sweep, which retries until the stock engine answers.
 func (s *Service) settle(ctx context.Context, o *surge.Order) {
@@ -381,6 +355,11 @@ func (s *Service) settleCoupons(ctx context.Context, list []*surge.Order) []bool
 // reaches the live metrics (see publishPaid).
 func (s *Service) settleAll(ctx context.Context, list []*surge.Order) {
 	done := s.settleCoupons(ctx, list)
+	if s.cfg.Vouchers != nil {
+		for i, ok := range s.cfg.Vouchers.IssueAll(ctx, list) {
+			done[i] = done[i] && ok
+		}
+	}
 	var g errgroup.Group
 	g.SetLimit(sweepWorkers)
 	for i, o := range list {
@@ -507,6 +486,9 @@ func (s *Service) Run(ctx context.Context) {
 				lastOrphans = s.now()
 				if _, err := s.SweepOrphans(ctx); err != nil && !errors.Is(err, context.Canceled) {
 					s.log.WarnContext(ctx, "orphan sweep failed", "err", err)
+				}
+				if _, err := s.ResendRefunds(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					s.log.WarnContext(ctx, "refund resend failed", "err", err)
 				}
 				if s.cfg.Coupons != nil {
 					if _, err := s.cfg.Coupons.SweepLocks(ctx); err != nil && !errors.Is(err, context.Canceled) {

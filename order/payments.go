@@ -223,6 +223,7 @@ type metrics struct {
 	pendingWrites   prometheus.Counter
 	settleDeferred  prometheus.Counter
 	readBatches     prometheus.Histogram
+	refunds         *prometheus.CounterVec // refunds' steps
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -244,9 +245,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Order reads answered by one statement.", Buckets: prometheus.ExponentialBuckets(1, 2, 9)}),
 		settleDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_payment_settle_deferred_total",
 			Help: "Paid orders left to the sweep to settle (stock confirmed, orders.paid stored) because the settler was behind."}),
+		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_refunds_total",
+			Help: "Refunds by step: requested (recorded and sent to the provider), provider_refused (the provider's answer was not 2xx; sent again later), succeeded (its callback arrived), mismatch (a callback whose amount or transaction was not the refund's)."},
+			[]string{"step"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.notifications, m.batches, m.applySeconds, m.paymentsRefused, m.pendingReads, m.pendingWrites, m.settleDeferred, m.readBatches)
+		reg.MustRegister(m.notifications, m.batches, m.applySeconds, m.paymentsRefused, m.pendingReads, m.pendingWrites, m.settleDeferred, m.readBatches, m.refunds)
 	}
 	return m
 }

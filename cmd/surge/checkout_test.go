@@ -71,21 +71,18 @@ func TestCheckoutWithCoupons(t *testing.T) {
 			waitCoupon(t, s, f1, surge.CouponUsed)
 
 			// Refunded by an operator: the coupons come back; again, nothing more happens.
-			_, err := s.RefundOrder(ctx, o.ID)
-			wantCode(t, "a shopper recording a refund", err, surge.EFORBIDDEN)
-			var refunded *surge.Order
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-				if refunded, err = tm.op.RefundOrder(ctx, o.ID); surge.ErrorCode(err) != surge.EUNAVAILABLE || time.Now().After(deadline) {
-					break // the payment's settling may still be under way
-				}
-			}
+			_, err := s.RefundOrder(ctx, o.ID, "rf-1", 0)
+			wantCode(t, "a shopper asking for a refund", err, surge.EFORBIDDEN)
+			refunded, err := tm.op.RefundOrder(ctx, o.ID, "rf-1", 10*time.Second)
 			if err != nil || refunded.State != surge.OrderRefunded {
 				t.Fatalf("RefundOrder = %+v, %v; want refunded", refunded, err)
 			}
 			if st1, st2 := walletState(t, s, t1), walletState(t, s, f1); st1 != surge.CouponIssued || st2 != surge.CouponIssued {
 				t.Fatalf("coupons of a refunded order: %s and %s; want both back", st1, st2)
 			}
-			ok[*surge.Order](t, "RefundOrder again")(tm.op.RefundOrder(ctx, o.ID))
+			ok[*surge.Order](t, "RefundOrder again")(tm.op.RefundOrder(ctx, o.ID, "rf-1", time.Second))
+			_, err = tm.op.RefundOrder(ctx, o.ID, "rf-2", time.Second)
+			wantCode(t, "another refund of a refunded order", err, surge.ECONFLICT)
 			if stockOf(cup) != 4 || stockOf(pot) != 4 {
 				t.Fatalf("stock after the refund: %d and %d; want 4 and 4 (a refund leaves the units sold)", stockOf(cup), stockOf(pot))
 			}
@@ -96,7 +93,7 @@ func TestCheckoutWithCoupons(t *testing.T) {
 			if o2.Amount.Amount != 3970 || stockOf(cup) != 2 {
 				t.Fatalf("second checkout %+v, cups left %d; want ¥39.70, 2 left", o2.Amount, stockOf(cup))
 			}
-			_, err = tm.op.RefundOrder(ctx, o2.ID)
+			_, err = tm.op.RefundOrder(ctx, o2.ID, "rf-3", 0)
 			wantCode(t, "a refund of a pending order", err, surge.ECONFLICT)
 			ok[*surge.Order](t, "CancelOrder")(s.CancelOrder(ctx, o2.ID))
 			waitCoupon(t, s, f2, surge.CouponIssued)

@@ -42,6 +42,7 @@ type Config struct {
 	AdminAddr     string
 	PublicURL     string
 	PaymentURL    string
+	RefundURL     string
 	PaymentKey    string
 	PaySimFlight  int
 	UserRate      float64
@@ -83,6 +84,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminPassword, "admin-password", "", "password of the bootstrap admin (no admin is created when empty)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", "", "listen address for pprof profiling endpoints (off when empty)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL shoppers and the payment provider reach this deployment at (default: http://<addr>)")
+	fs.StringVar(&c.RefundURL, "payment-refund-url", "", "the payment provider's refund endpoint (default: the simulated provider's, at <public-url>/paysim/v1/refunds)")
 	fs.StringVar(&c.PaymentURL, "payment-url", "", "the payment provider's pay endpoint (default: the simulated provider built in, at <public-url>/paysim/v1/pay)")
 	fs.StringVar(&c.PaymentKey, "payment-key", "", "key shared with the payment provider for tickets and notifications (default: generated once into the data dir)")
 	fs.IntVar(&c.PaySimFlight, "payment-sim-in-flight", paysim.DefaultInFlight, "payments the built-in simulated provider holds at once, from the charge until its last notification is acknowledged; past it the payment page is told to retry (503)")

@@ -123,13 +123,8 @@ func TestPromotions(t *testing.T) {
 				w, err := s.MyCoupons(ctx)
 				return err == nil && len(w) == 1 && w[0].BatchID == rebateBatch.ID
 			})
-			var refunded error
-			waitFor(t, "a refund", func() bool {
-				_, refunded = tm.op.RefundOrder(ctx, o.ID)
-				return surge.ErrorCode(refunded) != surge.EUNAVAILABLE
-			})
-			if refunded != nil {
-				t.Fatal(refunded)
+			if refunded, err := tm.op.RefundOrder(ctx, o.ID, "rf-1", 10*time.Second); err != nil || refunded.State != surge.OrderRefunded {
+				t.Fatalf("RefundOrder = %+v, %v; want refunded", refunded, err)
 			}
 			if v := ok[*promo.ActivityView](t, "Activity")(tm.m1.Activity(ctx, flash.ID)); v.Used != 0 || v.Spent != 0 || v.Locks[surge.LockReleased].Count != 1 {
 				t.Fatalf("flash price after the refund: %+v; want its use back", v)

@@ -44,6 +44,7 @@ import (
 	"github.com/surgecommerce/surge/sqlite"
 	"github.com/surgecommerce/surge/stock"
 	"github.com/surgecommerce/surge/stream"
+	"github.com/surgecommerce/surge/voucher"
 )
 
 // HTTP server bounds. ReadTimeout leaves room for a 64 MiB import on a slow link; writes have no
@@ -65,6 +66,8 @@ type relational interface {
 	surge.CouponStore
 	surge.ActivityStore
 	surge.RiskStore
+	surge.RefundStore
+	surge.VoucherStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -283,18 +286,24 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	if public == "" {
 		public = "http://" + m.Addr
 	}
-	payURL := c.PaymentURL
+	payURL, refundURL := c.PaymentURL, c.RefundURL
 	if payURL == "" {
 		sim := paysim.New(payKey, c.PaySimFlight, m.Log)
 		m.closers = append(m.closers, func() error { sim.Close(); return nil })
 		deps.Paysim = sim.Handler()
 		payURL = public + "/paysim/v1/pay"
+		if refundURL == "" {
+			refundURL = public + "/paysim/v1/refunds"
+		}
 	}
 	bg, stop := context.WithCancel(context.Background())
 	pending := order.NewPending(nil)
+	deps.Vouchers = voucher.New(b.db, b.db, nil, b.bus, deps.Registry, m.Log, nil)
 	orders := order.New(b.db, b.db, b.stock, b.bus, order.Config{PaymentKey: payKey, PaymentURL: payURL,
 		NotifyURL: public + "/v1/payments/callback", TicketTTL: 10 * time.Minute, Worker: c.WorkerID, Pending: pending,
-		Peers: b.bus, Registry: deps.Registry, Coupons: deps.Coupons, Activities: deps.Promo}, m.Log, nil)
+		Peers: b.bus, Registry: deps.Registry, Coupons: deps.Coupons, Activities: deps.Promo,
+		Refunds: b.db, RefundURL: refundURL, Vouchers: deps.Vouchers}, m.Log, nil)
+	deps.Vouchers.SetOrders(orders)
 	unserve, err := b.bus.ServePending(c.WorkerID, pending.Get)
 	if err != nil {
 		stop()
