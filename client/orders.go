@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"net/url"
 	"time"
 
 	"github.com/surgecommerce/surge"
@@ -68,4 +69,21 @@ func (c *Client) Vouchers(ctx context.Context, orderID int64) ([]surge.Voucher, 
 // Redeem redeems a voucher code at the merchant's till.
 func (c *Client) Redeem(ctx context.Context, in voucher.RedeemInput) (*voucher.Redeemed, error) {
 	return call[voucher.Redeemed](ctx, c, "POST", "/v1/vouchers/redeem", in)
+}
+
+// Mismatches lists what the real-time reconciliation raised since (the last day when zero),
+// of one kind or all.
+func (c *Client) Mismatches(ctx context.Context, since time.Time, kind string) ([]surge.Mismatch, error) {
+	q := url.Values{}
+	if !since.IsZero() {
+		q.Set("since", since.Format(time.RFC3339Nano))
+	}
+	if kind != "" {
+		q.Set("kind", kind)
+	}
+	list, err := call[surgehttp.MismatchList](ctx, c, "GET", "/v1/reconcile/mismatches?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
 }

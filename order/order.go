@@ -113,6 +113,9 @@ type Service struct {
 	payments chan *payJob // to the payment applier (Run)
 	metrics  *metrics
 
+	boot    int64        // when the service started, in its batch events' ids
+	batches atomic.Int64 // batch events sent
+
 	reads       chan *readJob // to the order readers (Run)
 	reading     atomic.Bool   // the readers run
 	readersDone chan struct{} // closed once the readers stopped
@@ -128,7 +131,7 @@ func New(store surge.OrderStore, sessions surge.SessionStore, stock surge.StockE
 	}
 	return &Service{store: store, sessions: sessions, stock: stock, bus: bus, cfg: cfg, log: log, now: now,
 		pending: cfg.Pending, peers: cfg.Peers, payments: make(chan *payJob, paymentQueueDepth), metrics: newMetrics(cfg.Registry),
-		reads: make(chan *readJob, readQueueDepth), readersDone: make(chan struct{})}
+		reads: make(chan *readJob, readQueueDepth), readersDone: make(chan struct{}), boot: time.Now().UnixNano()}
 }
 
 // Command asks for orders to be created for reservations that hold: one message per batch of
@@ -373,14 +376,23 @@ func (s *Service) settleAll(ctx context.Context, list []*surge.Order) {
 		}
 	}
 	ids := make([]int64, 0, len(list))
+	moves := make([]surge.StockMove, 0, len(list))
 	for i, o := range list {
 		if done[i] {
 			ids = append(ids, o.ID)
+			op := surge.StockRelease
+			if o.State.PaidOrLater() {
+				op = surge.StockConfirm
+			}
+			moves = append(moves, surge.StockMove{TxnID: o.TxnID, OrderID: o.ID, Op: op, Units: o.Quantity})
 		}
 	}
 	if err := s.store.MarkStockSettled(ctx, ids...); err != nil {
 		s.log.WarnContext(ctx, "stock not yet settled; the sweep will retry", "orders", len(ids), "err", err)
 		return
+	}
+	if len(moves) > 0 { // for the reconciliation: the stock movements, apart from the orders
+		s.emitBatch(ctx, surge.EventStockSettled, moves)
 	}
 	for i, o := range list {
 		o.StockSettled = done[i]

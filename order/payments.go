@@ -3,6 +3,7 @@ package order
 import (
 	"context"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +59,11 @@ func (s *Service) HandlePayment(ctx context.Context, n payment.Notification) (st
 		}
 	}
 	if j.order == nil {
-		return "", s.unknownOrder(n.OrderID)
+		err := s.unknownOrder(n.OrderID)
+		if surge.ErrorCode(err) == surge.ENOTFOUND {
+			s.emit(ctx, surge.EventPaymentUnmatched, n.NotifyID, j.p)
+		}
+		return "", err
 	}
 	if j.p.Outcome == surge.PaymentMismatch {
 		return j.p.Outcome, surge.Errorf(surge.EINVALID, "the notification's transaction or amount is not the order's")
@@ -194,7 +199,25 @@ func (s *Service) applyBatch(ctx context.Context, batch []*payJob) []*surge.Orde
 		}
 		close(j.done)
 	}
+	if err == nil { // for the reconciliation: every notification as recorded, its outcome with it
+		recorded := make([]surge.Payment, 0, len(batch))
+		for i, j := range batch {
+			if orders[i] != nil {
+				recorded = append(recorded, j.p)
+			}
+		}
+		if len(recorded) > 0 {
+			s.emitBatch(ctx, surge.EventPaymentsRecorded, recorded)
+		}
+	}
 	return paid
+}
+
+// emitBatch sends a batch event under an id of its own: batches are made afresh each time, so
+// their ids name the node and the batch rather than what they carry.
+func (s *Service) emitBatch(ctx context.Context, kind string, data any) {
+	key := strconv.FormatInt(s.cfg.Worker, 10) + "-" + strconv.FormatInt(s.boot, 36) + "-" + strconv.FormatInt(s.batches.Add(1), 10)
+	s.emit(ctx, kind, key, data)
 }
 
 // applyStored is one ApplyPayments transaction over the jobs' notifications.

@@ -26,6 +26,7 @@ type Store interface {
 	surge.RiskStore
 	surge.RefundStore
 	surge.VoucherStore
+	surge.ReconcileStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.
@@ -46,6 +47,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Activities", func(t *testing.T) { RunActivities(t, open) })
 	t.Run("Risk", func(t *testing.T) { RunRisk(t, open) })
 	t.Run("OrderLife", func(t *testing.T) { RunOrderLife(t, open) })
+	t.Run("Reconcile", func(t *testing.T) { RunReconcile(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.

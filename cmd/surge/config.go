@@ -14,6 +14,7 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/nats"
 	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/reconcile"
 	"github.com/surgecommerce/surge/purchase"
 )
 
@@ -27,6 +28,7 @@ type Config struct {
 	RedisPrefix   string
 	StockBuckets  int
 	GrantRate     float64
+	ReconGrace    time.Duration
 	BucketMin     int64
 	NATSURL       string
 	NATSListen    string
@@ -72,6 +74,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "surge", "prefix of every Redis key, so deployments can share a Redis")
 	fs.IntVar(&c.StockBuckets, "stock-buckets", 0, "on Redis, split items into this many stock buckets (spreads a hot item over a Redis Cluster)")
 	fs.Int64Var(&c.BucketMin, "stock-bucket-min", 10_000, "on Redis, split only items allotted at least this many units")
+	fs.DurationVar(&c.ReconGrace, "reconcile-grace", reconcile.DefaultGrace, "how long after a transaction's last event the real-time reconciliation judges it (a mismatch is raised this long after, plus a few seconds)")
 	fs.Float64Var(&c.GrantRate, "coupon-grant-rate", 1000, "coupons a node grants per second in bulk grants, so a grant never starves a sale")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL for the event log (default: embedded server)")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "also let other processes reach the embedded NATS at this host:port")
@@ -229,6 +232,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("purchase-user-rate, purchase-ip-rate, purchase-in-flight and payment-sim-in-flight must be positive")
 	case c.proxies() == nil && c.Proxies != "":
 		return fmt.Errorf("trusted-proxies must be comma-separated CIDRs such as 10.0.0.0/8")
+	case c.ReconGrace < time.Second || c.ReconGrace > time.Hour:
+		return fmt.Errorf("reconcile-grace must be between 1s and 1h")
 	case c.GrantRate < 1 || c.GrantRate > 1e6:
 		return fmt.Errorf("coupon-grant-rate must be between 1 and 1000000")
 	case c.StockBuckets < 0 || c.StockBuckets > 64:

@@ -298,7 +298,8 @@ func TestPaymentExpiryAndCallbacks(t *testing.T) {
 		t.Fatalf("a late payment changed the cancelled order to %s", o.State)
 	}
 	checkEvents(t, m.BusURL, map[string]int{surge.EventPurchaseAttempts: 1, surge.EventOrdersCreated: 1, surge.EventOrdersPaid: 1,
-		surge.EventOrderExpired: 2, surge.EventRefundDue: 1, surge.EventStockChanged: 2})
+		surge.EventOrderExpired: 2, surge.EventRefundDue: 1, surge.EventStockChanged: 2, surge.EventPaymentsRecorded: 1,
+		surge.EventPaymentUnmatched: 1, surge.EventStockSettled: 1})
 }
 
 // checkEvents reads the events stream and checks that at least the given number of each kind

@@ -68,6 +68,7 @@ type relational interface {
 	surge.RiskStore
 	surge.RefundStore
 	surge.VoucherStore
+	surge.ReconcileStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -327,6 +328,11 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	var wg sync.WaitGroup
 	gate, err := m.riskControl(ctx, bg, b, ids, secret, deps, &wg)
 	if err != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
+	if err := m.reconciliation(ctx, bg, b, deps, &wg); err != nil {
 		stop()
 		wg.Wait()
 		return err

@@ -1,0 +1,63 @@
+package surge
+
+import (
+	"context"
+	"time"
+)
+
+// Kinds of mismatch the real-time reconciliation raises between orders, payments and stock
+// movements of one transaction (R-8.2).
+const (
+	MismatchPaymentWithoutOrder = "payment_without_order" // the provider reported a payment of an order Surge does not have
+	MismatchPaidTwice           = "paid_twice"            // two distinct payments of one transaction
+	MismatchAmount              = "amount_mismatch"       // a payment whose amount or transaction is not the order's
+	MismatchPaidAfterCancel     = "paid_after_cancel"     // a payment of an order cancelled before it came: money to give back
+	MismatchStockWithoutPayment = "stock_without_payment" // stock confirmed as sold with no payment applied
+	MismatchRefundWithoutPay    = "refund_without_payment"
+)
+
+// Mismatch is a disagreement the real-time reconciliation found about one transaction.
+type Mismatch struct {
+	ID       string    `json:"id"` // kind:txn — a transaction raises each kind once
+	Kind     string    `json:"kind"`
+	TxnID    string    `json:"txn_id"`
+	OrderID  int64     `json:"order_id,string"`
+	Amount   int64     `json:"amount"` // minor units at stake
+	Detail   string    `json:"detail"`
+	At       time.Time `json:"at"`        // the event time of the transaction's last record
+	RaisedAt time.Time `json:"raised_at"` // when the pipeline raised it (event time of the timer)
+}
+
+// Event kinds of reconciliation's inputs and outputs on the bus.
+const (
+	// EventPaymentsRecorded is a batch of payment notifications as recorded (Data: []Payment,
+	// each with its Outcome); EventPaymentUnmatched one whose order Surge does not have.
+	EventPaymentsRecorded = "payments.recorded"
+	EventPaymentUnmatched = "payment.unmatched"
+	// EventStockSettled is a batch of stock movements of settled orders (Data: []StockMove).
+	EventStockSettled = "stock.settled"
+	EventMismatch     = "reconcile.mismatch"
+)
+
+// Stock movement operations.
+const (
+	StockConfirm = "confirm" // a paid order's units are sold
+	StockRelease = "release" // a cancelled order's units went back
+)
+
+// StockMove is the stock engine settling an order's reservation.
+type StockMove struct {
+	TxnID   string `json:"txn_id"`
+	OrderID int64  `json:"order_id,string"`
+	Op      string `json:"op"`
+	Units   int64  `json:"units"`
+}
+
+// ReconcileStore keeps what reconciliation finds.
+type ReconcileStore interface {
+	// PutMismatches stores mismatches; one already stored (same id) is left as it is.
+	PutMismatches(ctx context.Context, ms []Mismatch) error
+	// Mismatches lists mismatches raised at or after since, newest first, of one kind ("" for
+	// all), up to limit.
+	Mismatches(ctx context.Context, since time.Time, kind string, limit int) ([]Mismatch, error)
+}

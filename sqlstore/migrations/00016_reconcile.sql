@@ -1,0 +1,40 @@
+-- +goose Up
+-- What reconciliation finds: the real-time pipeline's mismatches, the daily runs against the
+-- payment provider's ledger, and the repairs made of their findings. Payments are found by
+-- when they were received, for the day's comparison.
+CREATE TABLE recon_mismatches (
+    id         TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    txn_id     TEXT NOT NULL,
+    order_id   BIGINT NOT NULL,
+    amount     BIGINT NOT NULL,
+    detail     TEXT NOT NULL,
+    at         BIGINT NOT NULL,
+    raised_at  BIGINT NOT NULL
+);
+CREATE INDEX recon_mismatches_raised ON recon_mismatches (raised_at);
+
+CREATE TABLE recon_runs (
+    day        TEXT PRIMARY KEY,
+    report     TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE recon_repairs (
+    finding_id TEXT PRIMARY KEY,
+    day        TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    by_user    BIGINT NOT NULL,
+    result     TEXT NOT NULL,
+    at         BIGINT NOT NULL
+);
+
+CREATE INDEX payments_received ON payments (received_at);
+CREATE INDEX payments_txn ON payments (txn_id);
+
+-- +goose Down
+DROP INDEX payments_txn;
+DROP INDEX payments_received;
+DROP TABLE recon_repairs;
+DROP TABLE recon_runs;
+DROP TABLE recon_mismatches;
