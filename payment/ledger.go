@@ -119,6 +119,16 @@ func VerifyLedgerRequest(key []byte, method, path, header string, now time.Time)
 
 // Validate checks an entry as the ledger of day holds it. Returns EINVALID.
 func (e *LedgerEntry) Validate(day string) error {
+	start, err := ParseLedgerDay(day)
+	if err != nil {
+		return err
+	}
+	return e.validate(day, start)
+}
+
+// validate is Validate for the day that starts at start, without an allocation for a valid entry:
+// a reader calls it for every line.
+func (e *LedgerEntry) validate(day string, start time.Time) error {
 	switch {
 	case e.ProviderID == "" || len(e.ProviderID) > surge.MaxRequestIDBytes:
 		return surge.Errorf(surge.EINVALID, "provider_id must be 1 to %d bytes", surge.MaxRequestIDBytes)
@@ -134,22 +144,12 @@ func (e *LedgerEntry) Validate(day string) error {
 		return surge.Errorf(surge.EINVALID, "refund_id must be at most %d bytes", surge.MaxRequestIDBytes)
 	case e.Type == LedgerTypeRefund && e.Amount.Amount <= 0:
 		return surge.Errorf(surge.EINVALID, "a refund's amount must be positive")
-	}
-	if err := e.Amount.Validate("amount"); err != nil {
-		return err
-	}
-	if d := LedgerDay(e.At); d != day && d != prevDay(day) {
+	case e.Amount.Amount < 0 || e.Amount.Amount > surge.MaxPriceMinor:
+		return surge.Errorf(surge.EINVALID, "amount must be 0 to %d minor units", int64(surge.MaxPriceMinor))
+	case e.At.Before(start.AddDate(0, 0, -1)) || !e.At.Before(start.AddDate(0, 0, 1)):
 		return surge.Errorf(surge.EINVALID, "a movement at %s is not in the ledger of %s", e.At.UTC().Format(ledgerAtLayout), day)
 	}
-	return nil
-}
-
-func prevDay(day string) string {
-	t, err := time.Parse(ledgerDayLayout, day)
-	if err != nil {
-		return ""
-	}
-	return t.AddDate(0, 0, -1).Format(ledgerDayLayout)
+	return surge.ValidateCurrency("amount.currency", e.Amount.Currency)
 }
 
 // add counts e into the totals; false if a sum would overflow.
@@ -185,6 +185,7 @@ func (t LedgerTotals) appendTrailer(b []byte) []byte {
 type LedgerWriter struct {
 	w      *bufio.Writer
 	day    string
+	start  time.Time // of day
 	totals LedgerTotals
 	line   []byte
 	err    error // sticky: a ledger with a failed write is not written further
@@ -192,10 +193,11 @@ type LedgerWriter struct {
 
 // NewLedgerWriter starts the ledger of day on w: it writes the header lines (to the buffer).
 func NewLedgerWriter(w io.Writer, day string) (*LedgerWriter, error) {
-	if _, err := ParseLedgerDay(day); err != nil {
+	start, err := ParseLedgerDay(day)
+	if err != nil {
 		return nil, err
 	}
-	lw := &LedgerWriter{w: bufio.NewWriterSize(w, ledgerBufBytes), day: day}
+	lw := &LedgerWriter{w: bufio.NewWriterSize(w, ledgerBufBytes), day: day, start: start}
 	_, lw.err = lw.w.WriteString(LedgerFormat + "," + LedgerVersion + "," + day + "\n" + LedgerColumns + "\n")
 	return lw, lw.err
 }
@@ -203,10 +205,11 @@ func NewLedgerWriter(w io.Writer, day string) (*LedgerWriter, error) {
 // ResumeLedgerWriter continues on w (positioned after its last whole line) the open ledger of day
 // whose lines so far add up to totals (as ReadOpenLedger found them).
 func ResumeLedgerWriter(w io.Writer, day string, totals LedgerTotals) (*LedgerWriter, error) {
-	if _, err := ParseLedgerDay(day); err != nil {
+	start, err := ParseLedgerDay(day)
+	if err != nil {
 		return nil, err
 	}
-	return &LedgerWriter{w: bufio.NewWriterSize(w, ledgerBufBytes), day: day, totals: totals}, nil
+	return &LedgerWriter{w: bufio.NewWriterSize(w, ledgerBufBytes), day: day, start: start, totals: totals}, nil
 }
 
 // Day is the day the ledger states.
@@ -222,7 +225,7 @@ func (lw *LedgerWriter) Append(e LedgerEntry) error {
 		return lw.err
 	}
 	e.At = e.At.UTC()
-	if err := e.Validate(lw.day); err != nil {
+	if err := e.validate(lw.day, lw.start); err != nil {
 		return err
 	}
 	t := lw.totals
@@ -319,7 +322,8 @@ func ReadOpenLedger(r io.Reader, day string, fn func(LedgerEntry) error) (Ledger
 
 func readLedger(r io.Reader, day string, open bool, fn func(LedgerEntry) error) (LedgerTotals, int64, error) {
 	var t LedgerTotals
-	if _, err := ParseLedgerDay(day); err != nil {
+	start, err := ParseLedgerDay(day)
+	if err != nil {
 		return t, 0, err
 	}
 	br := bufio.NewReaderSize(r, ledgerBufBytes)
@@ -383,7 +387,7 @@ func readLedger(r io.Reader, day string, open bool, fn func(LedgerEntry) error) 
 			if err := p.parse(body, &e); err != nil {
 				return t, off, surge.Errorf(surge.EINVALID, "ledger line %d: %s", lineNo, surge.ErrorMessage(err))
 			}
-			if err := e.Validate(day); err != nil {
+			if err := e.validate(day, start); err != nil {
 				return t, off, surge.Errorf(surge.EINVALID, "ledger line %d: %s", lineNo, surge.ErrorMessage(err))
 			}
 			if !t.add(&e) {
