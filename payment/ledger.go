@@ -1,11 +1,8 @@
-package payment
-
-// The daily ledger is the provider's statement of every money movement it made: each charge of
-// a transaction and each refund, one line each, one file per UTC day. Surge reconciles its own
-// payments against it (count and amount mismatches, missing callbacks, paid-but-cancelled), so
-// it is part of the protocol, like the notifications, and the format is fixed here.
-//
-// Format, version v1 (a CSV file, UTF-8 free: every byte is printable ASCII):
+// The daily ledger (ledger.go) is the provider's statement of every money movement it made:
+// each charge of a transaction and each refund, one line each, one file per UTC day. Surge
+// reconciles its own payments against it (count and amount mismatches, missing callbacks,
+// paid-but-cancelled), so it is part of the protocol, like the notifications, and its format
+// is fixed here. Version v1 is a CSV file of printable ASCII only:
 //
 //	#surge-payment-ledger,v1,2026-12-07
 //	provider_id,type,txn_id,order_id,refund_id,amount_minor,currency,at
@@ -13,18 +10,20 @@ package payment
 //	p1kx9a-2,refund,T1001,1001,R7,2900,CNY,2026-12-07T11:30:00Z
 //	#end,lines=2,payments=1,payments_minor=12900,refunds=1,refunds_minor=2900
 //
+// Its lines:
+//
 //   - Line 1 names the format, its version and the day (UTC, YYYY-MM-DD) the file states.
 //   - Line 2 names the columns.
-//   - Then one line per movement, in the order the provider accepted them:
-//     provider_id is the provider's own id of the movement, unique across all files (a
-//     transaction charged twice has two lines with two provider ids); type is "payment" (a
-//     charge) or "refund"; txn_id and order_id are the transaction's; refund_id is Surge's id
-//     of the refund, empty for a payment; amount_minor is the amount moved in minor units
-//     (always positive for a refund, never negative), currency its ISO 4217 code; at is when
-//     the provider accepted the movement, RFC 3339 with nanoseconds in UTC (Go's
-//     time.RFC3339Nano, trailing zeros dropped).
-//   - The last line is the trailer: the number of movement lines, and per type their count and
-//     the sum of their amount_minor (a checksum across currencies, not a balance). A file
+//   - Then one line per movement, in the order the provider accepted them: provider_id is the
+//     provider's own id of the movement, unique across all files (a transaction charged twice
+//     has two lines with two provider ids); type is "payment" (a charge) or "refund"; txn_id
+//     and order_id are the transaction's; refund_id is Surge's id of the refund, empty for a
+//     payment; amount_minor is the amount moved in minor units (never negative, and positive
+//     for a refund), currency its ISO 4217 code; at is when the provider accepted the
+//     movement, RFC 3339 with nanoseconds in UTC (Go's time.RFC3339Nano, trailing zeros
+//     dropped).
+//   - The last line is the trailer: the number of movement lines, and per type their count
+//     and the sum of their amount_minor (a checksum across currencies, not a balance). A file
 //     without it, or whose lines disagree with it, was cut short or altered.
 //
 // A movement belongs to the day of its time, except that a day closed early (an operator
@@ -41,6 +40,7 @@ package payment
 // GET and POST requests for the ledger (GET /paysim/v1/ledger/{day}, POST
 // /paysim/v1/ledger/{day}/close at the simulated provider) are signed as notifications are, the
 // signed body being "<METHOD> <path>" (LedgerRequestSignature).
+package payment
 
 import (
 	"bufio"

@@ -2,6 +2,7 @@ package paysim
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -83,7 +84,7 @@ func (l *ledgerFiles) recover(day string) error {
 	defer f.Close()
 	t, n, err := payment.ReadOpenLedger(f, day, func(payment.LedgerEntry) error { return nil })
 	if err != nil {
-		return err // an altered file is left for an operator to look at
+		return fmt.Errorf("%s: %w", path, err) // an altered file is left for an operator to look at
 	}
 	if err := f.Truncate(n); err != nil {
 		return err

@@ -455,9 +455,13 @@ func (p *Provider) payBack(rf payment.Refund) (d delivery, fresh bool, err error
 	return delivery{url: rf.NotifyURL, list: []payment.Notification{n}}, true, nil
 }
 
-// ledgerRequest checks a ledger request's signature and that a ledger is kept, and answers w
-// when not.
+// ledgerRequest checks a ledger request's signature, its day and that a ledger is kept, and
+// answers w when not.
 func (p *Provider) ledgerRequest(w http.ResponseWriter, r *http.Request) bool {
+	if _, err := payment.ParseLedgerDay(r.PathValue("day")); err != nil {
+		answer(w, http.StatusBadRequest, err)
+		return false
+	}
 	if err := payment.VerifyLedgerRequest(p.key, r.Method, r.URL.Path, r.Header.Get(payment.SignatureHeader), p.now()); err != nil {
 		answer(w, http.StatusUnauthorized, err)
 		return false

@@ -315,6 +315,14 @@ func TestRefunds(t *testing.T) {
 			t.Errorf("refund (%s) = %d %s; want %d %s", c.name, status, code, c.status, c.code)
 		}
 	}
+	garbage := []byte(`{"refund_id":"R5"}`)
+	if status, _ := post(t, "POST", prov.URL+"/paysim/v1/refunds", garbage, payment.Sign(key, garbage, now)); status != http.StatusBadRequest {
+		t.Errorf("a signed refund without its fields = %d; want 400", status)
+	}
+	bad := "/paysim/v1/ledger/yesterday"
+	if status, _ := post(t, "GET", prov.URL+bad, nil, payment.LedgerRequestSignature(key, "GET", bad, now)); status != http.StatusBadRequest {
+		t.Errorf("GET %s = %d; want 400", bad, status)
+	}
 	m.wait(t, 4)
 	waitIdle(t, p)
 	if got = m.wait(t, 4); len(got) != 4 || got[3].RefundID != "R2" || got[3].Amount.Amount != 60 {
