@@ -47,6 +47,7 @@ type Config struct {
 	RefundURL     string
 	PaymentKey    string
 	PaySimFlight  int
+	PaySimLedger  string
 	UserRate      float64
 	IPRate        float64
 	InFlight      int
@@ -90,6 +91,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RefundURL, "payment-refund-url", "", "the payment provider's refund endpoint (default: the simulated provider's, at <public-url>/paysim/v1/refunds)")
 	fs.StringVar(&c.PaymentURL, "payment-url", "", "the payment provider's pay endpoint (default: the simulated provider built in, at <public-url>/paysim/v1/pay)")
 	fs.StringVar(&c.PaymentKey, "payment-key", "", "key shared with the payment provider for tickets and notifications (default: generated once into the data dir)")
+	fs.StringVar(&c.PaySimLedger, "payment-sim-ledger-dir", "", "directory of the built-in simulated provider's daily ledger files, one CSV per UTC day of every charge and refund (default: <data-dir>/paysim-ledger)")
 	fs.IntVar(&c.PaySimFlight, "payment-sim-in-flight", paysim.DefaultInFlight, "payments the built-in simulated provider holds at once, from the charge until its last notification is acknowledged; past it the payment page is told to retry (503)")
 	fs.Float64Var(&c.UserRate, "purchase-user-rate", 2, "purchase attempts per second one shopper may make (burst 2.5x)")
 	fs.Float64Var(&c.IPRate, "purchase-ip-rate", 200, "purchase attempts per second from one client IP (burst 2x)")

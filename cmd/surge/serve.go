@@ -289,7 +289,14 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 	}
 	payURL, refundURL := c.PaymentURL, c.RefundURL
 	if payURL == "" {
-		sim := paysim.New(payKey, c.PaySimFlight, m.Log)
+		ledgerDir := c.PaySimLedger
+		if ledgerDir == "" {
+			ledgerDir = filepath.Join(c.DataDir, "paysim-ledger")
+		}
+		sim, err := paysim.Open(payKey, paysim.Options{InFlight: c.PaySimFlight, LedgerDir: ledgerDir}, m.Log)
+		if err != nil {
+			return err
+		}
 		m.closers = append(m.closers, func() error { sim.Close(); return nil })
 		deps.Paysim = sim.Handler()
 		payURL = public + "/paysim/v1/pay"
