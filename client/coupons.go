@@ -102,4 +102,3 @@ func (c *Client) UsableCoupons(ctx context.Context, lines []coupon.CartLine) ([]
 func (c *Client) Checkout(ctx context.Context, in checkout.Request) (*surge.Order, error) {
 	return call[surge.Order](ctx, c, "POST", "/v1/checkouts", in)
 }
-

@@ -14,8 +14,8 @@ import (
 	"github.com/surgecommerce/surge"
 	"github.com/surgecommerce/surge/nats"
 	"github.com/surgecommerce/surge/paysim"
-	"github.com/surgecommerce/surge/reconcile"
 	"github.com/surgecommerce/surge/purchase"
+	"github.com/surgecommerce/surge/reconcile"
 )
 
 // Config is every setting of surge serve and surge migrate.
