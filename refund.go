@@ -44,7 +44,11 @@ type Refund struct {
 	Lines     []RefundLine `json:"lines"`
 	// Whole: it gives back everything the order had left; once it succeeds the order is
 	// refunded. A refund of some lines leaves the order as it is, its Refunded grown.
-	Whole       bool        `json:"whole"`
+	Whole bool `json:"whole"`
+	// Kind is RefundOrder for money an order paid, or RefundPayment for money a payment took
+	// that no order kept (a second charge, a wrong amount, a payment of a cancelled order),
+	// which reconciliation gives back: it leaves the order as it is.
+	Kind        string      `json:"kind"`
 	Reason      string      `json:"reason,omitempty"`
 	State       RefundState `json:"state"`
 	By          int64       `json:"by,string"` // who asked for it
@@ -52,6 +56,12 @@ type Refund struct {
 	CreatedAt   time.Time   `json:"created_at"`
 	SucceededAt *time.Time  `json:"succeeded_at,omitempty"`
 }
+
+// Refund kinds.
+const (
+	RefundOrder   = "order"
+	RefundPayment = "payment"
+)
 
 // RefundStore keeps refunds with the orders they pay back.
 type RefundStore interface {
@@ -64,11 +74,17 @@ type RefundStore interface {
 	// (PlanRefund), TxnID, Amount, Whole and State. A refund of the same order and request id
 	// already there is not an error: created is false and r is overwritten with it.
 	CreateRefund(ctx context.Context, r *Refund) (created bool, err error)
+	// CreatePaymentRefund records a refund of a payment no order kept (r.Kind RefundPayment,
+	// with ID, OrderID, TxnID, RequestID, Amount, By, Reason and CreatedAt set), once per ID: a
+	// refund of that ID already there is not an error (created false, r overwritten with it).
+	CreatePaymentRefund(ctx context.Context, r *Refund) (created bool, err error)
 	// CompleteRefund records the provider's report that a refund was paid back, once: a repeat
 	// changes nothing (fresh false). The order's Refunded grows by the refund; a whole refund
-	// moves it to refunded. ENOTFOUND for an unknown refund, EINVALID when amount or
+	// moves it to refunded; a refund of a payment leaves the order as it is. ENOTFOUND for an unknown refund, EINVALID when amount or
 	// transaction is not the refund's.
 	CompleteRefund(ctx context.Context, id, notifyID, txnID string, amount Money, at time.Time) (r *Refund, o *Order, fresh bool, err error)
+	// RefundByID returns a refund; ENOTFOUND if there is none.
+	RefundByID(ctx context.Context, id string) (*Refund, error)
 	// RefundsByOrder returns an order's refunds, oldest first.
 	RefundsByOrder(ctx context.Context, orderID int64) ([]*Refund, error)
 	// RequestedRefunds returns up to limit refunds still awaiting the provider that were

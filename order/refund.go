@@ -179,6 +179,14 @@ func (s *Service) HandleRefunded(ctx context.Context, n payment.Notification) (s
 		}
 		return "", err
 	}
+	if r.Kind == surge.RefundPayment { // money no order kept: the order is as it was
+		if fresh {
+			s.metrics.refunds.WithLabelValues("succeeded").Inc()
+			s.emit(ctx, surge.EventRefundSucceeded, r.ID, r)
+			return surge.PaymentApplied, nil
+		}
+		return surge.PaymentDuplicate, nil
+	}
 	if !fresh {
 		return surge.PaymentDuplicate, s.afterRefund(ctx, o)
 	}
@@ -233,4 +241,37 @@ func (s *Service) Review(ctx context.Context, a surge.Actor, id int64, in Review
 	}
 	s.emit(ctx, surge.EventOrderReviewed, strconv.FormatInt(id, 10), o)
 	return o, nil
+}
+
+// RefundPayment gives back, through the payment provider, money a payment took that no order
+// kept: a second charge, a wrong amount, a payment of an order cancelled before it came
+// (reconciliation's repairs). Its id is made from the request id, so that the same repair asked
+// again is the same refund, at Surge and at the provider. The order is left as it is.
+func (s *Service) RefundPayment(ctx context.Context, by int64, orderID int64, txnID string, amount surge.Money, requestID, reason string) (*surge.Refund, error) {
+	if s.cfg.Refunds == nil || s.cfg.RefundURL == "" {
+		return nil, surge.Errorf(surge.EUNAVAILABLE, "refunds are not configured on this node")
+	}
+	if amount.Amount <= 0 {
+		return nil, surge.Errorf(surge.EINVALID, "a refund's amount must be positive")
+	}
+	h := sha256.Sum256([]byte(requestID))
+	r := &surge.Refund{ID: "X" + strconv.FormatInt(orderID, 10) + "-" + hex.EncodeToString(h[:6]), OrderID: orderID, TxnID: txnID,
+		RequestID: requestID, Amount: amount, By: by, Reason: reason, CreatedAt: s.now().UTC()}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	created, err := s.cfg.Refunds.CreatePaymentRefund(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		s.metrics.refunds.WithLabelValues("requested").Inc()
+		s.emit(ctx, surge.EventRefundRequested, r.ID, r)
+	}
+	if r.State == surge.RefundRequested {
+		if err := s.sendRefund(ctx, r); err != nil {
+			return r, surge.Errorf(surge.EUNAVAILABLE, "the refund is recorded; the provider did not take it yet (%v): the sweep sends it again", err)
+		}
+	}
+	return r, nil
 }

@@ -165,14 +165,17 @@ func (t *Txn) holds(kind string) (int64, string, bool) {
 	case surge.MismatchPaidTwice:
 		n := len(t.Notifies)
 		return t.PaidAmount - t.PaidAmount/int64(max(n, 1)), fmt.Sprintf("%d distinct payments of one transaction", n), n >= 2
-	case surge.MismatchAmount:
-		return t.MismatchAmt, fmt.Sprintf("a payment of %d for an order of %d", t.MismatchAmt, t.Amount), t.Mismatch
+	case surge.MismatchAmount: // unless given back before it was judged
+		return t.MismatchAmt, fmt.Sprintf("a payment of %d for an order of %d", t.MismatchAmt, t.Amount), t.Mismatch && t.Refunded < t.MismatchAmt
 	case surge.MismatchPaidAfterCancel:
-		return t.PaidAmount, "a payment of an order cancelled before it came: refund it", t.Late
+		return t.PaidAmount, "a payment of an order cancelled before it came: refund it", t.Late && t.Refunded < t.PaidAmount
 	case surge.MismatchStockWithoutPayment:
 		return t.Amount, fmt.Sprintf("%d units confirmed sold with no payment applied", t.Confirmed), t.Confirmed > 0 && t.Applied == 0
 	case surge.MismatchRefundWithoutPay:
-		return t.Refunded, "a refund of a transaction with no payment applied", t.Refunded > 0 && t.Applied == 0
+		// a payment of any outcome (a second charge, a wrong amount, one after a cancel) is money
+		// that may be given back
+		paid := len(t.Notifies) > 0 || t.Mismatch || t.Unmatched > 0
+		return t.Refunded, "a refund of a transaction no payment reached", t.Refunded > 0 && !paid
 	}
 	return 0, "", false
 }

@@ -53,6 +53,10 @@ func TestEveryKindOfMismatchIsRaisedOnceAndACleanTransactionNever(t *testing.T) 
 		created("wrong", 4, 900, 1*s), pay("wrong", 4, 901, surge.PaymentMismatch, "w-2", 2*s),
 		// paid after it was cancelled
 		created("late", 5, 400, 1*s), pay("late", 5, 400, surge.PaymentRefundDue, "l-2", 9*s),
+		// money of a payment after the cancel, given back before it was judged: resolved, and
+		// its refund is no mismatch of its own
+		created("given-back", 8, 400, 1*s), pay("given-back", 8, 400, surge.PaymentRefundDue, "gb-2", 2*s),
+		{Kind: sigRefund, Txn: "given-back", Order: 8, Amount: 400, At: 5 * s},
 		// stock confirmed with no payment, and a refund with none
 		created("stock", 6, 100, 1*s), confirm("stock", 6, 2*s),
 		created("refund", 7, 100, 1*s), {Kind: sigRefund, Txn: "refund", Order: 7, Amount: 100, At: 2 * s},

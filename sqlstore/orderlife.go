@@ -11,7 +11,7 @@ import (
 
 // The rest of an order's life after payment: refunds, vouchers and the review.
 
-const refundColumns = `id, order_id, txn_id, request_id, amount_minor, currency, lines, whole, reason, state, by_user,
+const refundColumns = `id, order_id, txn_id, request_id, amount_minor, currency, lines, whole, kind, reason, state, by_user,
 	notify_id, created_at, succeeded_at`
 
 const voucherColumns = `code, order_id, seq, line, sku_id, merchant_id, user_id, amount_minor, currency, state,
@@ -132,16 +132,59 @@ func (s *Store) CreateRefund(ctx context.Context, r *surge.Refund) (bool, error)
 			total += lines[i].Amount
 		}
 		r.TxnID, r.Amount, r.Lines, r.Whole, r.State = o.TxnID, surge.Money{Amount: total, Currency: o.Amount.Currency}, lines, whole, surge.RefundRequested
-		text, _ := json.Marshal(r.Lines) // plain numbers: never fails
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO refunds (`+refundColumns+`) VALUES `+values(1, 14)),
-			r.ID, r.OrderID, r.TxnID, r.RequestID, r.Amount.Amount, r.Amount.Currency, string(text), boolInt(r.Whole), r.Reason,
-			string(r.State), r.By, "", ms(r.CreatedAt), 0); err != nil {
+		r.Kind = surge.RefundOrder
+		if err := s.insertRefund(ctx, tx, r); err != nil {
 			return err
 		}
 		created = true
 		return s.consumeIfUsed(ctx, tx, o.ID)
 	})
 	return created, s.wrap(err, "refund")
+}
+
+func (s *Store) insertRefund(ctx context.Context, tx *sql.Tx, r *surge.Refund) error {
+	lines := r.Lines
+	if lines == nil {
+		lines = []surge.RefundLine{}
+	}
+	text, _ := json.Marshal(lines) // plain numbers: never fails
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO refunds (`+refundColumns+`) VALUES `+values(1, 15)),
+		r.ID, r.OrderID, r.TxnID, r.RequestID, r.Amount.Amount, r.Amount.Currency, string(text), boolInt(r.Whole), r.Kind, r.Reason,
+		string(r.State), r.By, "", ms(r.CreatedAt), 0)
+	return err
+}
+
+// CreatePaymentRefund implements surge.RefundStore.
+func (s *Store) CreatePaymentRefund(ctx context.Context, r *surge.Refund) (bool, error) {
+	created := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		list, err := s.refunds(ctx, tx, `id = ?`, r.ID)
+		if err != nil || len(list) > 0 {
+			if len(list) > 0 {
+				*r = *list[0]
+			}
+			return err
+		}
+		r.Kind, r.State, r.Whole, r.Lines = surge.RefundPayment, surge.RefundRequested, false, nil
+		if err := s.insertRefund(ctx, tx, r); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	return created, s.wrap(err, "refund")
+}
+
+// RefundByID implements surge.RefundStore.
+func (s *Store) RefundByID(ctx context.Context, id string) (*surge.Refund, error) {
+	list, err := s.refunds(ctx, nil, `id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, surge.Errorf(surge.ENOTFOUND, "refund %s not found", id)
+	}
+	return list[0], nil
 }
 
 // consumeIfUsed makes a paid order consumed once it has a voucher redeemed and none left to
@@ -182,10 +225,12 @@ func (s *Store) CompleteRefund(ctx context.Context, id, notifyID, txnID string, 
 			if r.Whole {
 				to = string(surge.OrderRefunded)
 			}
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET refunded_minor = refunded_minor + ?,
+			if r.Kind == surge.RefundOrder {
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE orders SET refunded_minor = refunded_minor + ?,
 				state = CASE WHEN CAST(? AS TEXT) <> '' AND state IN (?, ?) THEN CAST(? AS TEXT) ELSE state END WHERE id = ?`),
-				r.Amount.Amount, to, string(surge.OrderPaid), string(surge.OrderConsumed), to, r.OrderID); err != nil {
-				return err
+					r.Amount.Amount, to, string(surge.OrderPaid), string(surge.OrderConsumed), to, r.OrderID); err != nil {
+					return err
+				}
 			}
 			r.State, r.NotifyID = surge.RefundSucceeded, notifyID
 			t := fromMs(ms(at))
@@ -227,7 +272,7 @@ func (s *Store) refunds(ctx context.Context, tx *sql.Tx, where string, args ...a
 		var lines, state string
 		var whole, created, succeeded int64
 		if err := rows.Scan(&r.ID, &r.OrderID, &r.TxnID, &r.RequestID, &r.Amount.Amount, &r.Amount.Currency, &lines, &whole,
-			&r.Reason, &state, &r.By, &r.NotifyID, &created, &succeeded); err != nil {
+			&r.Kind, &r.Reason, &state, &r.By, &r.NotifyID, &created, &succeeded); err != nil {
 			return nil, s.wrap(err, "refunds")
 		}
 		if err := json.Unmarshal([]byte(lines), &r.Lines); err != nil {

@@ -92,6 +92,37 @@ func RunOrderLife(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("PaymentRefundsLeaveTheOrderAlone", func(t *testing.T) {
+		f := newFixture(t, open)
+		o := f.order(7, f.id(), "p", f.now.Add(time.Minute))
+		cancelled, err := f.s.Transition(f.ctx, o.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelUser, f.now)
+		must(t, "Transition", err)
+		mk := func() *surge.Refund {
+			return &surge.Refund{ID: "X1", OrderID: o.ID, TxnID: o.TxnID, RequestID: "finding-1", Amount: surge.Money{Amount: 990, Currency: "CNY"},
+				By: 9, Reason: "paid after cancel", CreatedAt: f.now}
+		}
+		r := mk()
+		created, err := f.s.CreatePaymentRefund(f.ctx, r)
+		if err != nil || !created || r.Kind != surge.RefundPayment || r.State != surge.RefundRequested {
+			t.Fatalf("CreatePaymentRefund = %+v, %v, %v", r, created, err)
+		}
+		again := mk()
+		again.Amount.Amount = 1
+		if created, err := f.s.CreatePaymentRefund(f.ctx, again); err != nil || created || again.Amount.Amount != 990 {
+			t.Fatalf("CreatePaymentRefund again = %+v, %v, %v; want the first", again, created, err)
+		}
+		got, err := f.s.RefundByID(f.ctx, "X1")
+		if err != nil || got.Kind != surge.RefundPayment || got.TxnID != o.TxnID {
+			t.Fatalf("RefundByID = %+v, %v", got, err)
+		}
+		_, err = f.s.RefundByID(f.ctx, "X2")
+		wantCode(t, "an unknown refund", err, surge.ENOTFOUND)
+		_, after, fresh, err := f.s.CompleteRefund(f.ctx, "X1", "n", o.TxnID, r.Amount, f.now)
+		if err != nil || !fresh || after.State != cancelled.State || after.Refunded != 0 {
+			t.Fatalf("CompleteRefund(payment) = %+v, %v, %v; want the cancelled order as it was", after, fresh, err)
+		}
+	})
+
 	t.Run("ConcurrentRefundsNeverExceedWhatWasPaid", func(t *testing.T) {
 		f := newFixture(t, open)
 		o := f.paidOrder(7, 3, 1000)

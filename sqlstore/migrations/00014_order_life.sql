@@ -1,6 +1,7 @@
 -- +goose Up
 -- The rest of an order's life: refunds through the payment provider (whole, or units of
--- lines), vouchers for voucher products, and the shopper's review.
+-- lines, or of payments no order kept), vouchers for voucher products, and the shopper's
+-- review.
 ALTER TABLE skus ADD COLUMN voucher INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE orders ADD COLUMN refunded_minor BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE orders ADD COLUMN review TEXT NOT NULL DEFAULT '';
@@ -14,6 +15,7 @@ CREATE TABLE refunds (
     currency     TEXT NOT NULL,
     lines        TEXT NOT NULL,
     whole        INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
     reason       TEXT NOT NULL,
     state        TEXT NOT NULL,
     by_user      BIGINT NOT NULL,
