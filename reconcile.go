@@ -53,8 +53,41 @@ type StockMove struct {
 	Units   int64  `json:"units"`
 }
 
+// TxnRecords are Surge's money records of one transaction: the paid notifications recorded
+// (each with its outcome) and the refunds.
+type TxnRecords struct {
+	TxnID    string
+	OrderID  int64
+	Payments []Payment
+	Refunds  []Refund
+}
+
+// Repair is what was done about a finding of the daily reconciliation, once.
+type Repair struct {
+	FindingID string    `json:"finding_id"`
+	Day       string    `json:"day"`
+	Action    string    `json:"action"`
+	By        int64     `json:"by,string"`
+	Result    string    `json:"result"`
+	At        time.Time `json:"at"`
+}
+
 // ReconcileStore keeps what reconciliation finds.
 type ReconcileStore interface {
+	// MoneyRecords calls fn with Surge's money records of every transaction that has a paid
+	// notification of the provider's time in [from, to) or a refund created in it, one
+	// transaction at a time in txn id order, reading as it goes (memory does not grow with
+	// the day). A transaction's records are those of the window.
+	MoneyRecords(ctx context.Context, from, to time.Time, fn func(*TxnRecords) error) error
+	// PutRun stores the report of a day's reconciliation (JSON), over any earlier one.
+	PutRun(ctx context.Context, day string, report []byte, at time.Time) error
+	// Run returns a day's report; ENOTFOUND if the day was not reconciled.
+	Run(ctx context.Context, day string) ([]byte, error)
+	// PutRepair records a repair of a finding, once: a finding repaired already returns the
+	// first repair and fresh false.
+	PutRepair(ctx context.Context, r Repair) (first Repair, fresh bool, err error)
+	// Repairs returns the repairs of a day's findings.
+	Repairs(ctx context.Context, day string) ([]Repair, error)
 	// PutMismatches stores mismatches; one already stored (same id) is left as it is.
 	PutMismatches(ctx context.Context, ms []Mismatch) error
 	// Mismatches lists mismatches raised at or after since, newest first, of one kind ("" for

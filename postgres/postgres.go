@@ -35,6 +35,7 @@ func Dialect() sqlstore.Dialect {
 		Goose:          goose.DialectPostgres,
 		NumberedParams: true,
 		ForUpdate:      " FOR UPDATE",
+		ByteOrder:      ` COLLATE "C"`,
 		SessionLock:    true,
 		UserLock:       "SELECT pg_advisory_xact_lock(7700, CAST(? AS INTEGER))",
 		IsUniqueViolation: func(err error) bool {

@@ -268,24 +268,33 @@ func (s *Store) refunds(ctx context.Context, tx *sql.Tx, where string, args ...a
 	defer rows.Close()
 	var list []*surge.Refund
 	for rows.Next() {
-		var r surge.Refund
-		var lines, state string
-		var whole, created, succeeded int64
-		if err := rows.Scan(&r.ID, &r.OrderID, &r.TxnID, &r.RequestID, &r.Amount.Amount, &r.Amount.Currency, &lines, &whole,
-			&r.Kind, &r.Reason, &state, &r.By, &r.NotifyID, &created, &succeeded); err != nil {
+		r, err := scanRefund(rows)
+		if err != nil {
 			return nil, s.wrap(err, "refunds")
 		}
-		if err := json.Unmarshal([]byte(lines), &r.Lines); err != nil {
-			return nil, surge.Errorf(surge.EINTERNAL, "refund %s: stored lines: %v", r.ID, err)
-		}
-		r.Whole, r.State, r.CreatedAt = whole != 0, surge.RefundState(state), fromMs(created)
-		if succeeded != 0 {
-			t := fromMs(succeeded)
-			r.SucceededAt = &t
-		}
-		list = append(list, &r)
+		list = append(list, r)
 	}
 	return list, s.wrap(rows.Err(), "refunds")
+}
+
+// scanRefund reads a row of refundColumns.
+func scanRefund(rows *sql.Rows) (*surge.Refund, error) {
+	var r surge.Refund
+	var lines, state string
+	var whole, created, succeeded int64
+	if err := rows.Scan(&r.ID, &r.OrderID, &r.TxnID, &r.RequestID, &r.Amount.Amount, &r.Amount.Currency, &lines, &whole,
+		&r.Kind, &r.Reason, &state, &r.By, &r.NotifyID, &created, &succeeded); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(lines), &r.Lines); err != nil {
+		return nil, surge.Errorf(surge.EINTERNAL, "refund %s: stored lines: %v", r.ID, err)
+	}
+	r.Whole, r.State, r.CreatedAt = whole != 0, surge.RefundState(state), fromMs(created)
+	if succeeded != 0 {
+		t := fromMs(succeeded)
+		r.SucceededAt = &t
+	}
+	return &r, nil
 }
 
 // IssueVouchers implements surge.VoucherStore.

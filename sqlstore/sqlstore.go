@@ -42,6 +42,10 @@ type Dialect struct {
 	// transaction ends (PostgreSQL: an advisory lock), so that checks of a shopper's orders
 	// and the orders they allow happen one after another. SQLite's one writer needs none.
 	UserLock string
+	// ByteOrder follows a text column in ORDER BY to sort it by its bytes, as Go compares
+	// strings, whatever the database's collation (PostgreSQL: COLLATE "C"; SQLite's is
+	// bytes already).
+	ByteOrder string
 	// SessionLock makes concurrent migrations from many nodes wait for each other.
 	SessionLock bool
 	// SingleWriter says the database takes one writer at a time (SQLite). Writers then queue

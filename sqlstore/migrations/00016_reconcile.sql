@@ -29,12 +29,12 @@ CREATE TABLE recon_repairs (
     at         BIGINT NOT NULL
 );
 
-CREATE INDEX payments_received ON payments (received_at);
-CREATE INDEX payments_txn ON payments (txn_id);
+CREATE INDEX payments_paid ON payments (paid_at);
+CREATE INDEX refunds_created ON refunds (created_at);
 
 -- +goose Down
-DROP INDEX payments_txn;
-DROP INDEX payments_received;
+DROP INDEX refunds_created;
+DROP INDEX payments_paid;
 DROP TABLE recon_repairs;
 DROP TABLE recon_runs;
 DROP TABLE recon_mismatches;
