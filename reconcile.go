@@ -36,7 +36,6 @@ const (
 	EventPaymentUnmatched = "payment.unmatched"
 	// EventStockSettled is a batch of stock movements of settled orders (Data: []StockMove).
 	EventStockSettled = "stock.settled"
-	EventMismatch     = "reconcile.mismatch"
 )
 
 // Stock movement operations.
@@ -88,8 +87,9 @@ type ReconcileStore interface {
 	PutRepair(ctx context.Context, r Repair) (first Repair, fresh bool, err error)
 	// Repairs returns the repairs of a day's findings.
 	Repairs(ctx context.Context, day string) ([]Repair, error)
-	// PutMismatches stores mismatches; one already stored (same id) is left as it is.
-	PutMismatches(ctx context.Context, ms []Mismatch) error
+	// PutMismatches stores mismatches and returns those it stored now: one already stored
+	// (same id) is left as it is.
+	PutMismatches(ctx context.Context, ms []Mismatch) (fresh []Mismatch, err error)
 	// Mismatches lists mismatches raised at or after since, newest first, of one kind ("" for
 	// all), up to limit.
 	Mismatches(ctx context.Context, since time.Time, kind string, limit int) ([]Mismatch, error)

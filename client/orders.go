@@ -8,6 +8,7 @@ import (
 	"github.com/surgecommerce/surge"
 	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/reconcile"
 	"github.com/surgecommerce/surge/voucher"
 )
 
@@ -86,4 +87,19 @@ func (c *Client) Mismatches(ctx context.Context, since time.Time, kind string) (
 		return nil, err
 	}
 	return list.Items, nil
+}
+
+// ReconcileDay reconciles a day against the payment provider's ledger and returns the report.
+func (c *Client) ReconcileDay(ctx context.Context, day string) (*reconcile.Report, error) {
+	return call[reconcile.Report](ctx, c, "POST", "/v1/reconcile/days/"+url.PathEscape(day)+"/run", nil)
+}
+
+// Reconciliation returns a reconciled day's report.
+func (c *Client) Reconciliation(ctx context.Context, day string) (*reconcile.Report, error) {
+	return call[reconcile.Report](ctx, c, "GET", "/v1/reconcile/days/"+url.PathEscape(day), nil)
+}
+
+// Repair makes the repair a finding of a day calls for.
+func (c *Client) Repair(ctx context.Context, day, finding string) (*surge.Repair, error) {
+	return call[surge.Repair](ctx, c, "POST", "/v1/reconcile/days/"+url.PathEscape(day)+"/findings/"+url.PathEscape(finding)+"/repair", nil)
 }

@@ -54,6 +54,8 @@ func (s *Server) openAPI() map[string]any {
 		}
 		ok := map[string]any{"description": "success"}
 		switch {
+		case rt.stream != nil && rt.produces != "":
+			ok["content"] = map[string]any{rt.produces: map[string]any{"schema": map[string]any{"type": "string"}}}
 		case rt.stream != nil:
 			ok["content"] = map[string]any{"text/event-stream": map[string]any{"schema": map[string]any{"type": "string",
 				"description": "server-sent events, each data line one " + reflect.TypeOf(rt.out).Name() + " in JSON"}}}

@@ -39,6 +39,9 @@ type route struct {
 	handle    func(r *http.Request, a surge.Actor) (any, error)
 	// stream, instead of handle, writes its own response (server-sent events).
 	stream func(w http.ResponseWriter, r *http.Request, a surge.Actor) error
+	// produces, for a stream route that writes a document rather than events, is its media
+	// type (text/html), for the API description.
+	produces string
 }
 
 // table lists every /v1 route.

@@ -239,3 +239,20 @@ func TestABadLedgerIsRefusedWhole(t *testing.T) {
 		}
 	}
 }
+
+func TestTheReportReadsAsAPage(t *testing.T) {
+	rep := &Report{Day: theDay, Kinds: map[string]KindSum{FindDuplicateCharge: {1, 12345}}, RefundsDue: 12345,
+		Findings: []Finding{{ID: "duplicate_charge:T<1>", Kind: FindDuplicateCharge, TxnID: "T<1>", Amount: 12345, Currency: "CNY", Action: ActionRefund}}}
+	var b bytes.Buffer
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Reconciliation of 2026-12-01", "123.45", "T&lt;1&gt;", "duplicate_charge", "refunds due 123.45"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the page lacks %q:\n%s", want, b.String())
+		}
+	}
+	if minor(-5) != "-0.05" || minor(100) != "1.00" {
+		t.Errorf("minor(-5) = %s, minor(100) = %s", minor(-5), minor(100))
+	}
+}

@@ -264,10 +264,9 @@ func DecodeSignals(data []byte) ([]Signal, error) {
 	return nil, nil
 }
 
-// Sink stores the mismatches raised, counts them and tells the bus (reconcile.mismatch).
+// Sink stores the mismatches raised, counts them and logs them.
 type Sink struct {
 	store  surge.ReconcileStore
-	bus    surge.EventEmitter
 	log    *slog.Logger
 	raised *prometheus.CounterVec
 	queue  []surge.Mismatch
@@ -275,8 +274,8 @@ type Sink struct {
 
 // NewSink returns the pipeline's sink; its counter surge_reconcile_mismatches_total{kind} is
 // registered on reg.
-func NewSink(store surge.ReconcileStore, bus surge.EventEmitter, reg prometheus.Registerer, log *slog.Logger) *Sink {
-	s := &Sink{store: store, bus: bus, log: log, raised: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_reconcile_mismatches_total",
+func NewSink(store surge.ReconcileStore, reg prometheus.Registerer, log *slog.Logger) *Sink {
+	s := &Sink{store: store, log: log, raised: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_reconcile_mismatches_total",
 		Help: "Mismatches the real-time reconciliation raised between orders, payments, stock movements and refunds, by kind."}, []string{"kind"})}
 	for _, k := range kinds {
 		s.raised.WithLabelValues(k)
@@ -300,13 +299,13 @@ func (s *Sink) Flush(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if err := s.store.PutMismatches(ctx, s.queue); err != nil {
+	fresh, err := s.store.PutMismatches(ctx, s.queue)
+	if err != nil {
 		return err
 	}
-	for _, m := range s.queue {
+	for _, m := range fresh { // a replay after a restart raises again what is stored already: counted once
 		s.raised.WithLabelValues(m.Kind).Inc()
 		s.log.Warn("reconciliation mismatch", "kind", m.Kind, "txn", m.TxnID, "order", m.OrderID, "amount", m.Amount)
-		surge.TellBus(ctx, s.bus, s.log, surge.EventMismatch, m.ID, m.RaisedAt, m)
 	}
 	s.queue = s.queue[:0]
 	return nil

@@ -9,17 +9,29 @@ import (
 )
 
 // PutMismatches implements surge.ReconcileStore.
-func (s *Store) PutMismatches(ctx context.Context, list []surge.Mismatch) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *Store) PutMismatches(ctx context.Context, list []surge.Mismatch) ([]surge.Mismatch, error) {
+	var fresh []surge.Mismatch
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		fresh = fresh[:0]
 		for _, m := range list {
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO recon_mismatches (id, kind, txn_id, order_id, amount, detail, at, raised_at)
+			res, err := tx.ExecContext(ctx, s.q(`INSERT INTO recon_mismatches (id, kind, txn_id, order_id, amount, detail, at, raised_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
-				m.ID, m.Kind, m.TxnID, m.OrderID, m.Amount, m.Detail, ms(m.At), ms(m.RaisedAt)); err != nil {
+				m.ID, m.Kind, m.TxnID, m.OrderID, m.Amount, m.Detail, ms(m.At), ms(m.RaisedAt))
+			if err != nil {
 				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 1 {
+				fresh = append(fresh, m)
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, s.wrap(err, "mismatches")
+	}
+	return fresh, nil
 }
 
 // Mismatches implements surge.ReconcileStore.

@@ -14,10 +14,16 @@ func RunReconcile(t *testing.T, open Open) {
 		return surge.Mismatch{ID: kind + ":" + txn, Kind: kind, TxnID: txn, OrderID: 7, Amount: 100, Detail: "d",
 			At: f.now, RaisedAt: f.now.Add(raised)}
 	}
-	must(t, "PutMismatches", f.s.PutMismatches(f.ctx, []surge.Mismatch{m(surge.MismatchPaidTwice, "T1", 0), m(surge.MismatchAmount, "T2", time.Second)}))
+	fresh, err := f.s.PutMismatches(f.ctx, []surge.Mismatch{m(surge.MismatchPaidTwice, "T1", 0), m(surge.MismatchAmount, "T2", time.Second)})
+	if err != nil || len(fresh) != 2 {
+		t.Fatalf("PutMismatches = %v, %v; want both fresh", fresh, err)
+	}
 	again := m(surge.MismatchPaidTwice, "T1", time.Hour)
 	again.Detail = "changed"
-	must(t, "PutMismatches again", f.s.PutMismatches(f.ctx, []surge.Mismatch{again, m(surge.MismatchAmount, "T3", 2*time.Second)}))
+	fresh, err = f.s.PutMismatches(f.ctx, []surge.Mismatch{again, m(surge.MismatchAmount, "T3", 2*time.Second)})
+	if err != nil || len(fresh) != 1 || fresh[0].TxnID != "T3" {
+		t.Fatalf("PutMismatches again = %v, %v; want T3 alone fresh", fresh, err)
+	}
 	all, err := f.s.Mismatches(f.ctx, f.now, "", 10)
 	if err != nil || len(all) != 3 || all[0].TxnID != "T3" || all[2].Detail != "d" || !all[2].RaisedAt.Equal(f.now) {
 		t.Fatalf("Mismatches = %+v, %v; want 3, newest first, the first copy of T1 kept", all, err)
@@ -62,13 +68,13 @@ func RunReconcile(t *testing.T, open Open) {
 	if rep, err := f.s.Run(f.ctx, "2026-12-06"); err != nil || string(rep) != `{"a":2}` {
 		t.Fatalf("Run = %s, %v; want the last report", rep, err)
 	}
-	first, fresh, err := f.s.PutRepair(f.ctx, surge.Repair{FindingID: "k:T1", Day: "2026-12-06", Action: "refund", By: 9, Result: "refund X1", At: f.now})
-	if err != nil || !fresh || first.Result != "refund X1" {
-		t.Fatalf("PutRepair = %+v, %v, %v", first, fresh, err)
+	first, made, err := f.s.PutRepair(f.ctx, surge.Repair{FindingID: "k:T1", Day: "2026-12-06", Action: "refund", By: 9, Result: "refund X1", At: f.now})
+	if err != nil || !made || first.Result != "refund X1" {
+		t.Fatalf("PutRepair = %+v, %v, %v", first, made, err)
 	}
-	first, fresh, err = f.s.PutRepair(f.ctx, surge.Repair{FindingID: "k:T1", Day: "2026-12-06", Action: "refund", By: 10, Result: "again", At: f.now.Add(time.Minute)})
-	if err != nil || fresh || first.By != 9 || first.Result != "refund X1" {
-		t.Fatalf("PutRepair again = %+v, %v, %v; want the first", first, fresh, err)
+	first, made, err = f.s.PutRepair(f.ctx, surge.Repair{FindingID: "k:T1", Day: "2026-12-06", Action: "refund", By: 10, Result: "again", At: f.now.Add(time.Minute)})
+	if err != nil || made || first.By != 9 || first.Result != "refund X1" {
+		t.Fatalf("PutRepair again = %+v, %v, %v; want the first", first, made, err)
 	}
 	if list, err := f.s.Repairs(f.ctx, "2026-12-06"); err != nil || len(list) != 1 {
 		t.Fatalf("Repairs = %+v, %v", list, err)

@@ -20,43 +20,46 @@ import (
 
 // Config is every setting of surge serve and surge migrate.
 type Config struct {
-	Addr          string
-	DataDir       string
-	ConfigFile    string
-	PostgresURL   string
-	RedisURL      string
-	RedisPrefix   string
-	StockBuckets  int
-	GrantRate     float64
-	ReconGrace    time.Duration
-	BucketMin     int64
-	NATSURL       string
-	NATSListen    string
-	LiveCompute   bool
-	EventLogBytes int64
-	WorkerID      int64
-	TokenSecret   string
-	AccessTTL     time.Duration
-	RefreshTTL    time.Duration
-	OTPTTL        time.Duration
-	AdminUser     string
-	AdminPassword string
-	AdminAddr     string
-	PublicURL     string
-	PaymentURL    string
-	RefundURL     string
-	PaymentKey    string
-	PaySimFlight  int
-	PaySimLedger  string
-	UserRate      float64
-	IPRate        float64
-	InFlight      int
-	Proxies       string
-	AnswerWait    time.Duration
-	MaxWait       time.Duration
-	Dev           bool
-	LogLevel      string
-	LogFormat     string
+	Addr         string
+	DataDir      string
+	ConfigFile   string
+	PostgresURL  string
+	RedisURL     string
+	RedisPrefix  string
+	StockBuckets int
+	GrantRate    float64
+	ReconGrace   time.Duration
+	// surge reconcile's: the day, its ledger file, where the report goes.
+	ReconDay, ReconLedger, ReconOut string
+	BucketMin                       int64
+	NATSURL                         string
+	NATSListen                      string
+	LiveCompute                     bool
+	EventLogBytes                   int64
+	WorkerID                        int64
+	TokenSecret                     string
+	AccessTTL                       time.Duration
+	RefreshTTL                      time.Duration
+	OTPTTL                          time.Duration
+	AdminUser                       string
+	AdminPassword                   string
+	AdminAddr                       string
+	PublicURL                       string
+	PaymentURL                      string
+	RefundURL                       string
+	LedgerURL                       string
+	PaymentKey                      string
+	PaySimFlight                    int
+	PaySimLedger                    string
+	UserRate                        float64
+	IPRate                          float64
+	InFlight                        int
+	Proxies                         string
+	AnswerWait                      time.Duration
+	MaxWait                         time.Duration
+	Dev                             bool
+	LogLevel                        string
+	LogFormat                       string
 
 	// Hooks for tests, set by no flag.
 	orderWriterOff bool                                      // the node writes no orders from the bus, as if its writer were far behind
@@ -75,6 +78,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "surge", "prefix of every Redis key, so deployments can share a Redis")
 	fs.IntVar(&c.StockBuckets, "stock-buckets", 0, "on Redis, split items into this many stock buckets (spreads a hot item over a Redis Cluster)")
 	fs.Int64Var(&c.BucketMin, "stock-bucket-min", 10_000, "on Redis, split only items allotted at least this many units")
+	fs.StringVar(&c.ReconDay, "date", "", "the day to reconcile, YYYY-MM-DD (UTC; default: yesterday)")
+	fs.StringVar(&c.ReconLedger, "ledger", "", "the provider's ledger file of the day (default: the simulated provider's, <payment-sim-ledger-dir>/<day>.csv)")
+	fs.StringVar(&c.ReconOut, "out", ".", "directory the report goes to, as reconcile-<day>.json and reconcile-<day>.html")
 	fs.DurationVar(&c.ReconGrace, "reconcile-grace", reconcile.DefaultGrace, "how long after a transaction's last event the real-time reconciliation judges it (a mismatch is raised this long after, plus a few seconds)")
 	fs.Float64Var(&c.GrantRate, "coupon-grant-rate", 1000, "coupons a node grants per second in bulk grants, so a grant never starves a sale")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL for the event log (default: embedded server)")
@@ -89,6 +95,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", "", "listen address for pprof profiling endpoints (off when empty)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL shoppers and the payment provider reach this deployment at (default: http://<addr>)")
 	fs.StringVar(&c.RefundURL, "payment-refund-url", "", "the payment provider's refund endpoint (default: the simulated provider's, at <public-url>/paysim/v1/refunds)")
+	fs.StringVar(&c.LedgerURL, "payment-ledger-url", "", "where the payment provider serves its daily ledger files, <url>/<YYYY-MM-DD> (default: the simulated provider's files, read in place)")
 	fs.StringVar(&c.PaymentURL, "payment-url", "", "the payment provider's pay endpoint (default: the simulated provider built in, at <public-url>/paysim/v1/pay)")
 	fs.StringVar(&c.PaymentKey, "payment-key", "", "key shared with the payment provider for tickets and notifications (default: generated once into the data dir)")
 	fs.StringVar(&c.PaySimLedger, "payment-sim-ledger-dir", "", "directory of the built-in simulated provider's daily ledger files, one CSV per UTC day of every charge and refund (default: <data-dir>/paysim-ledger)")
@@ -109,6 +116,18 @@ func (c *Config) flags(fs *flag.FlagSet) {
 // configCommand is the help of a command that takes the serving settings (serve, or migrate,
 // which takes only those it uses: usesFlag).
 func configCommand(name string) command {
+	if name == "reconcile" {
+		return command{name: "reconcile", env: envName,
+			about: `Reconciles a day's payments and refunds against the payment provider's ledger file of that day
+(one CSV per UTC day; the format is in the README): count and amount mismatches, missing
+callbacks, charges twice, charges of cancelled orders, refunds due, refunds missing on either
+side, stock drift. It reads the relational store the node uses (--data-dir or --postgres-url),
+stores the report for the API (where each finding's repair is made) and writes it as JSON and
+HTML. The ledger is read in bounded memory whatever its size, and refused whole when it is
+malformed, truncated or another day's.`,
+			examples: []string{"surge reconcile --date 2026-12-06 --data-dir ./surge-data",
+				"surge reconcile --date 2026-12-06 --ledger ./provider/2026-12-06.csv --postgres-url postgres://surge@db/surge --out ./reports"}}
+	}
 	if name == "migrate" {
 		return command{name: "migrate", env: envName,
 			about: `Applies the relational schema's migrations (SQLite in --data-dir, or --postgres-url) and says
@@ -133,12 +152,18 @@ file. Precedence: flag, then environment, then file, then default.`,
 
 // usesFlag says whether a command of the serving settings takes a flag.
 func usesFlag(command, flagName string) bool {
+	stores := []string{"config", "data-dir", "postgres-url", "worker-id", "log-level", "log-format"}
 	switch command {
 	case "migrate":
-		return slices.Contains([]string{"config", "data-dir", "postgres-url", "worker-id", "log-level", "log-format"}, flagName)
+		return slices.Contains(stores, flagName)
+	case "reconcile":
+		return slices.Contains(stores, flagName) || slices.Contains(reconcileFlags, flagName) || flagName == "payment-sim-ledger-dir"
 	}
-	return true
+	return !slices.Contains(reconcileFlags, flagName)
 }
+
+// reconcileFlags are surge reconcile's own.
+var reconcileFlags = []string{"date", "ledger", "out"}
 
 // envName is the environment variable of a flag.
 func envName(flagName string) string {

@@ -18,6 +18,7 @@ Flash sales and live commerce in one binary (see surge <command> --help):
 
   serve        run the platform (embedded by default, or on PostgreSQL, Redis and NATS)
   migrate      apply the relational schema's migrations and exit
+  reconcile    reconcile a day's payments against the payment provider's ledger file
   demo         start an embedded node, run a 30-second sale against it, and keep it up
   loadgen      replay a flash-sale crowd against a deployment and check the invariants
   bench        measure a part: stock, purchase, nexmark or live
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = runServe(ctx, args[1:], env, stderr)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], env, stdout, stderr)
+	case "reconcile":
+		err = runReconcile(ctx, args[1:], env, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], env, stdout, stderr)
 	case "payment-sim":

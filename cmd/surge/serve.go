@@ -37,6 +37,7 @@ import (
 	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/ratelimit"
+	"github.com/surgecommerce/surge/reconcile"
 	"github.com/surgecommerce/surge/redis"
 	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
@@ -288,10 +289,17 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		public = "http://" + m.Addr
 	}
 	payURL, refundURL := c.PaymentURL, c.RefundURL
+	var ledgers reconcile.Ledgers
+	if c.LedgerURL != "" {
+		ledgers = urlLedgers(c.LedgerURL, payKey)
+	}
 	if payURL == "" {
 		ledgerDir := c.PaySimLedger
 		if ledgerDir == "" {
 			ledgerDir = filepath.Join(c.DataDir, "paysim-ledger")
+		}
+		if ledgers == nil {
+			ledgers = fileLedgers(ledgerDir)
 		}
 		sim, err := paysim.Open(payKey, paysim.Options{InFlight: c.PaySimFlight, LedgerDir: ledgerDir}, m.Log)
 		if err != nil {
@@ -339,7 +347,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		wg.Wait()
 		return err
 	}
-	if err := m.reconciliation(ctx, bg, b, deps, &wg); err != nil {
+	if err := m.reconciliation(ctx, bg, b, deps, orders, ledgers, &wg); err != nil {
 		stop()
 		wg.Wait()
 		return err
