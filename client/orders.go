@@ -9,6 +9,7 @@ import (
 	surgehttp "github.com/surgecommerce/surge/http"
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/reconcile"
+	"github.com/surgecommerce/surge/settlement"
 	"github.com/surgecommerce/surge/voucher"
 )
 
@@ -102,4 +103,9 @@ func (c *Client) Reconciliation(ctx context.Context, day string) (*reconcile.Rep
 // Repair makes the repair a finding of a day calls for.
 func (c *Client) Repair(ctx context.Context, day, finding string) (*surge.Repair, error) {
 	return call[surge.Repair](ctx, c, "POST", "/v1/reconcile/days/"+url.PathEscape(day)+"/findings/"+url.PathEscape(finding)+"/repair", nil)
+}
+
+// Settlement returns a shop's settlement of a day.
+func (c *Client) Settlement(ctx context.Context, merchantID int64, day string) (*settlement.Settlement, error) {
+	return call[settlement.Settlement](ctx, c, "GET", "/v1/merchants/"+id(merchantID)+"/settlements/"+url.PathEscape(day), nil)
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/surgecommerce/surge/reconcile"
 	"github.com/surgecommerce/surge/risk"
 	"github.com/surgecommerce/surge/sale"
+	"github.com/surgecommerce/surge/settlement"
 	"github.com/surgecommerce/surge/voucher"
 )
 
@@ -74,16 +75,17 @@ type Deps struct {
 	Purchase   *purchase.Service
 	Orders     *order.Service
 	Blacklist  *risk.Blacklist
-	Audit      *audit.Auditor     // checks a session against the invariants
-	PaymentKey []byte             // verifies payment provider notifications
-	Paysim     http.Handler       // the simulated payment provider, served under /paysim/ when set
-	Names      Names              // product names for the big screen's top items (nil: SKU ids alone)
-	Coupons    *coupon.Service    // coupon batches and claims (nil: no coupon routes)
-	Checkout   *checkout.Service  // ordinary checkouts (nil: no checkout route)
-	Promo      *promo.Service     // promotion activities and quotes (nil: no promotion routes)
-	Risk       *risk.Service      // risk rules, verdicts and the allow-list (nil: no risk routes)
-	Vouchers   *voucher.Service   // vouchers of paid voucher products (nil: no voucher routes)
-	Reconcile  *reconcile.Service // what reconciliation found (nil: no reconciliation routes)
+	Audit      *audit.Auditor      // checks a session against the invariants
+	PaymentKey []byte              // verifies payment provider notifications
+	Paysim     http.Handler        // the simulated payment provider, served under /paysim/ when set
+	Names      Names               // product names for the big screen's top items (nil: SKU ids alone)
+	Coupons    *coupon.Service     // coupon batches and claims (nil: no coupon routes)
+	Checkout   *checkout.Service   // ordinary checkouts (nil: no checkout route)
+	Promo      *promo.Service      // promotion activities and quotes (nil: no promotion routes)
+	Risk       *risk.Service       // risk rules, verdicts and the allow-list (nil: no risk routes)
+	Vouchers   *voucher.Service    // vouchers of paid voucher products (nil: no voucher routes)
+	Reconcile  *reconcile.Service  // what reconciliation found (nil: no reconciliation routes)
+	Settlement *settlement.Service // shops' settlements (nil: no settlement routes)
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log

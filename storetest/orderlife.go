@@ -123,6 +123,36 @@ func RunOrderLife(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("SettlementFacts", func(t *testing.T) {
+		f := newFixture(t, open)
+		meals := f.paidOrder(7, 2, 1000) // merchant 3, vouchers
+		_, err := f.s.IssueVouchers(f.ctx, meals.ID, []surge.Voucher{
+			{Code: "S0", Seq: 0, SKUID: 2, MerchantID: 3, UserID: 7, Amount: surge.Money{Amount: 500, Currency: "CNY"}, IssuedAt: f.now},
+			{Code: "S1", Seq: 1, SKUID: 2, MerchantID: 3, UserID: 7, Amount: surge.Money{Amount: 500, Currency: "CNY"}, IssuedAt: f.now}})
+		must(t, "IssueVouchers", err)
+		_, _, err = f.s.RedeemVoucher(f.ctx, "S0", 3, 3, "till", f.now)
+		must(t, "RedeemVoucher", err)
+		goods := f.paidOrder(8, 1, 700)
+		r, _, err := f.refund(goods, "g")
+		must(t, "CreateRefund", err)
+		_, _, _, err = f.s.CompleteRefund(f.ctx, r.ID, "n", r.TxnID, r.Amount, f.now)
+		must(t, "CompleteRefund", err)
+		facts, err := f.s.SettlementFacts(f.ctx, 3, f.now.Add(-time.Hour), f.now.Add(time.Hour))
+		must(t, "SettlementFacts", err)
+		if len(facts.Paid) != 2 || facts.Paid[0].Order.ID != meals.ID || len(facts.Paid[0].VoucherLines) != 1 || len(facts.Paid[1].VoucherLines) != 0 ||
+			len(facts.Redeemed) != 1 || facts.Redeemed[0].Code != "S0" || len(facts.Refunded) != 1 || facts.Refunded[0].Refund.ID != r.ID {
+			t.Fatalf("SettlementFacts = %+v", facts)
+		}
+		other, err := f.s.SettlementFacts(f.ctx, 4, f.now.Add(-time.Hour), f.now.Add(time.Hour))
+		if err != nil || len(other.Paid)+len(other.Redeemed)+len(other.Refunded) != 0 {
+			t.Fatalf("another shop's facts = %+v, %v", other, err)
+		}
+		later, err := f.s.SettlementFacts(f.ctx, 3, f.now.Add(time.Hour), f.now.Add(2*time.Hour))
+		if err != nil || len(later.Paid)+len(later.Redeemed)+len(later.Refunded) != 0 {
+			t.Fatalf("another day's facts = %+v, %v", later, err)
+		}
+	})
+
 	t.Run("ConcurrentRefundsNeverExceedWhatWasPaid", func(t *testing.T) {
 		f := newFixture(t, open)
 		o := f.paidOrder(7, 3, 1000)

@@ -27,6 +27,7 @@ type Store interface {
 	surge.RefundStore
 	surge.VoucherStore
 	surge.ReconcileStore
+	surge.SettlementStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.

@@ -16,6 +16,7 @@ import (
 	"github.com/surgecommerce/surge/paysim"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/reconcile"
+	"github.com/surgecommerce/surge/settlement"
 )
 
 // Config is every setting of surge serve and surge migrate.
@@ -29,6 +30,7 @@ type Config struct {
 	StockBuckets int
 	GrantRate    float64
 	ReconGrace   time.Duration
+	FeeBps       int64
 	// surge reconcile's: the day, its ledger file, where the report goes.
 	ReconDay, ReconLedger, ReconOut string
 	BucketMin                       int64
@@ -81,6 +83,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ReconDay, "date", "", "the day to reconcile, YYYY-MM-DD (UTC; default: yesterday)")
 	fs.StringVar(&c.ReconLedger, "ledger", "", "the provider's ledger file of the day (default: the simulated provider's, <payment-sim-ledger-dir>/<day>.csv)")
 	fs.StringVar(&c.ReconOut, "out", ".", "directory the report goes to, as reconcile-<day>.json and reconcile-<day>.html")
+	fs.Int64Var(&c.FeeBps, "settlement-fee-bps", settlement.DefaultFeeBps, "the platform's commission on what shops take, in basis points (60: 0.6%)")
 	fs.DurationVar(&c.ReconGrace, "reconcile-grace", reconcile.DefaultGrace, "how long after a transaction's last event the real-time reconciliation judges it (a mismatch is raised this long after, plus a few seconds)")
 	fs.Float64Var(&c.GrantRate, "coupon-grant-rate", 1000, "coupons a node grants per second in bulk grants, so a grant never starves a sale")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "external NATS JetStream URL for the event log (default: embedded server)")
@@ -259,6 +262,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("purchase-user-rate, purchase-ip-rate, purchase-in-flight and payment-sim-in-flight must be positive")
 	case c.proxies() == nil && c.Proxies != "":
 		return fmt.Errorf("trusted-proxies must be comma-separated CIDRs such as 10.0.0.0/8")
+	case c.FeeBps < 0 || c.FeeBps > 10000:
+		return fmt.Errorf("settlement-fee-bps must be between 0 and 10000")
 	case c.ReconGrace < time.Second || c.ReconGrace > time.Hour:
 		return fmt.Errorf("reconcile-grace must be between 1s and 1h")
 	case c.GrantRate < 1 || c.GrantRate > 1e6:

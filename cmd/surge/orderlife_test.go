@@ -12,7 +12,9 @@ import (
 	"github.com/surgecommerce/surge/checkout"
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/paysim"
+	"github.com/surgecommerce/surge/settlement"
 	"github.com/surgecommerce/surge/voucher"
 )
 
@@ -163,6 +165,26 @@ func TestOrderLifeAfterPayment(t *testing.T) {
 			}
 			if len(list) != 3 || sum != rev.Refunded {
 				t.Fatalf("%d refunds summing %d; the order says %d refunded", len(list), sum, rev.Refunded)
+			}
+
+			// The shop's day: the mugs paid and both refunded, two meals redeemed (the refunded
+			// one never the shop's), a fee of 0.6% on what it kept.
+			day := payment.LedgerDay(time.Now())
+			_, err = s.Settlement(ctx, tm.m1ID, day)
+			wantCode(t, "a shopper reading a shop's settlement", err, surge.EFORBIDDEN)
+			_, err = tm.m2.Settlement(ctx, tm.m1ID, day)
+			wantCode(t, "another shop reading it", err, surge.EFORBIDDEN)
+			_, err = tm.m1.Settlement(ctx, tm.m1ID, "today")
+			wantCode(t, "a day that is not one", err, surge.EINVALID)
+			st := ok[*settlement.Settlement](t, "Settlement")(tm.m1.Settlement(ctx, tm.m1ID, day))
+			if len(st.Lines) != 1 || len(st.Totals) != 1 {
+				t.Fatalf("settlement %+v; want the one order", st)
+			}
+			gross, refunds := int64(2*1500+2*3333), int64(2*1500)
+			fee := (gross*60+5000)/10000 - (refunds*60+5000)/10000
+			if tot := st.Totals[0]; tot.Gross != gross || tot.Refunds != refunds || tot.Fee != fee || tot.Net != gross-refunds-fee ||
+				st.Lines[0].SettlementLine != (surge.SettlementLine{OrderID: o.ID, Gross: gross, Refunds: refunds, Fee: fee, Net: tot.Net}) {
+				t.Fatalf("settlement %+v; want gross %d, refunds %d, fee %d", st, gross, refunds, fee)
 			}
 		})
 	}

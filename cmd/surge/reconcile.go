@@ -18,6 +18,7 @@ import (
 	"github.com/surgecommerce/surge/order"
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/reconcile"
+	"github.com/surgecommerce/surge/settlement"
 	"github.com/surgecommerce/surge/stream"
 )
 
@@ -34,6 +35,7 @@ func (m *Main) reconciliation(ctx, bg context.Context, b *backends, deps *surgeh
 		}}
 	svc := reconcile.NewService(b.db, daily, orders, ledgers, m.Log, nil)
 	deps.Reconcile = svc
+	deps.Settlement = settlement.New(b.db, m.Config.FeeBps, nil)
 	if !m.Config.LiveCompute {
 		return nil
 	}

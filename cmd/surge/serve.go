@@ -70,6 +70,7 @@ type relational interface {
 	surge.RefundStore
 	surge.VoucherStore
 	surge.ReconcileStore
+	surge.SettlementStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error

@@ -31,8 +31,11 @@ CREATE TABLE recon_repairs (
 
 CREATE INDEX payments_paid ON payments (paid_at);
 CREATE INDEX refunds_created ON refunds (created_at);
+-- A shop's settlement of a day: its orders paid that day.
+CREATE INDEX orders_merchant_paid ON orders (merchant_id, paid_at);
 
 -- +goose Down
+DROP INDEX orders_merchant_paid;
 DROP INDEX refunds_created;
 DROP INDEX payments_paid;
 DROP TABLE recon_repairs;
