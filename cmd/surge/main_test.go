@@ -176,7 +176,7 @@ func TestREADMEListsEverySetting(t *testing.T) {
 // --name [ENV], examples; never Go's bare "Usage of".
 func TestEveryCommandsHelp(t *testing.T) {
 	flagLine := regexp.MustCompile(`^  --[a-z0-9-]+(  \[SURGE_[A-Z0-9_]+\])?$`)
-	for _, args := range [][]string{{"help"}, {"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"reconcile", "--help"}, {"bench", "--help"},
+	for _, args := range [][]string{{"help"}, {"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"reconcile", "--help"}, {"bench", "reconcile", "--help"}, {"bench", "--help"},
 		{"bench", "stock", "--help"}, {"bench", "coupons", "--help"}, {"bench", "purchase", "--help"}, {"bench", "nexmark", "--help"}, {"bench", "live", "--help"},
 		{"loadgen", "--help"}, {"demo", "--help"}, {"payment-sim", "-h"}} {
 		var out, errOut strings.Builder
