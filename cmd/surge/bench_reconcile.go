@@ -88,7 +88,7 @@ whatever its length). --surge 0 leaves Surge's side empty, to measure the ledger
 				continue // its callback never came
 			}
 			id := 1_000_000_000 + i
-			orders = append(orders, surge.Order{ID: id, TxnID: txn(i), RequestID: "r", UserID: 1 + i%100_000, SessionID: 1, ItemID: 1, SKUID: 1,
+			orders = append(orders, surge.Order{ID: id, TxnID: txn(i), RequestID: txn(i), UserID: 1 + i%100_000, SessionID: 1, ItemID: 1, SKUID: 1,
 				MerchantID: 1, Quantity: 1, Amount: surge.Money{Amount: amount(i), Currency: "CNY"}, State: surge.OrderPendingPayment,
 				CreatedAt: at(i), ExpiresAt: at(i).Add(time.Hour)})
 			pays = append(pays, &surge.Payment{NotifyID: txn(i) + "-2", TxnID: txn(i), OrderID: id, Amount: surge.Money{Amount: amount(i), Currency: "CNY"},
@@ -186,7 +186,7 @@ whatever its length). --surge 0 leaves Surge's side empty, to measure the ledger
 		LinesPerS: float64(*lines) / took.Seconds(), PeakHeapMB: float64(peakHeap.Load()) / (1 << 20), PeakRSSMB: float64(peakRSS.Load()) / (1 << 20),
 		Findings: int64(len(rep.Findings)) + rep.Unlisted, Injected: injected}
 	if res.Findings != injected {
-		return fmt.Errorf("the run found %d findings; %d were injected", res.Findings, injected)
+		return fmt.Errorf("the run found %d findings (%v); %d were injected", res.Findings, rep.Kinds, injected)
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(res)
