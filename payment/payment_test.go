@@ -136,3 +136,22 @@ func TestRefundedNotificationNamesItsRefund(t *testing.T) {
 		t.Fatalf("Validate(paid with refund_id) = %v; want EINVALID", err)
 	}
 }
+
+func FuzzDecodeRefund(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	good := []byte(`{"refund_id":"R1","txn_id":"T","order_id":"1","amount":{"amount":1,"currency":"CNY"},"notify_url":"http://x/cb"}`)
+	f.Add(good, payment.Sign(key, good, now))
+	f.Add([]byte("{}"), "t=1,v1=00")
+	f.Fuzz(func(t *testing.T, body []byte, header string) {
+		r, err := payment.DecodeRefund(key, body, header, now)
+		if err != nil {
+			if code := surge.ErrorCode(err); code == surge.EINTERNAL {
+				t.Fatalf("DecodeRefund = %v; want a domain error", err)
+			}
+			return
+		}
+		if payment.Verify(key, body, header, now) != nil || r.Validate() != nil {
+			t.Fatal("DecodeRefund accepted what Verify or Validate refuses")
+		}
+	})
+}
