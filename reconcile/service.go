@@ -221,6 +221,9 @@ func (s *Service) RunSchedule(ctx context.Context, offset time.Duration) {
 				rep, err := s.RunDay(ctx, surge.Actor{Role: surge.RoleAdmin}, day)
 				switch {
 				case errors.Is(err, context.Canceled):
+				case surge.ErrorCode(err) == surge.ENOTFOUND: // no file yet (or a day without payments)
+					s.log.InfoContext(ctx, "scheduled reconciliation: the provider has no ledger of the day yet; looking again within the hour", "day", day)
+					wait = min(wait, time.Hour)
 				case err != nil:
 					s.log.WarnContext(ctx, "scheduled reconciliation failed; trying again within the hour", "day", day, "err", err)
 					wait = min(wait, time.Hour)
