@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +256,49 @@ func TestTheReportReadsAsAPage(t *testing.T) {
 	}
 	if minor(-5) != "-0.05" || minor(100) != "1.00" {
 		t.Errorf("minor(-5) = %s, minor(100) = %s", minor(-5), minor(100))
+	}
+}
+
+func TestTheScheduleReconcilesYesterdayOnce(t *testing.T) {
+	d := newDay(t)
+	d.paid(100)
+	d.charge(d.order(300), 300) // a callback that never came
+	if err := d.ledger.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan string, 10)
+	ledgers := func(_ context.Context, day string) (io.ReadCloser, error) {
+		opened <- day
+		if day != theDay {
+			return nil, surge.Errorf(surge.ENOTFOUND, "no ledger of %s", day)
+		}
+		return io.NopCloser(bytes.NewReader(d.buf.Bytes())), nil
+	}
+	now := func() time.Time { return time.Date(2026, 12, 2, 0, 31, 0, 0, time.UTC) }
+	svc := NewService(d.db, &Daily{Store: d.db, Refunds: d.db, TempDir: t.TempDir(), Now: now}, nil, ledgers,
+		slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+	ctx, cancel := context.WithCancel(d.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); svc.RunSchedule(ctx, 30*time.Minute) }()
+	if got := <-opened; got != theDay {
+		t.Fatalf("the schedule opened the ledger of %s; want %s", got, theDay)
+	}
+	var rep *Report
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if rep, err = svc.Report(d.ctx, surge.Actor{Role: surge.RoleOperator}, theDay); err == nil || time.Now().After(deadline) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	cancel()
+	<-done
+	if rep.Kinds[FindMissingCallback].Count != 1 || len(opened) != 0 {
+		t.Fatalf("scheduled report %s; ledgers opened again %d times", rep.Summary(), len(opened))
+	}
+	if _, err := svc.Report(d.ctx, surge.Actor{Role: surge.RoleShopper}, theDay); surge.ErrorCode(err) != surge.EFORBIDDEN {
+		t.Fatalf("a shopper reading a report: %v", err)
 	}
 }
