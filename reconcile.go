@@ -74,7 +74,8 @@ type Repair struct {
 // ReconcileStore keeps what reconciliation finds.
 type ReconcileStore interface {
 	// MoneyRecords calls fn with Surge's money records of every transaction that has a paid
-	// notification of the provider's time in [from, to) or a refund created in it, one
+	// notification of the provider's time in [from, to) or a refund created or paid back in
+	// it, one
 	// transaction at a time in txn id order, reading as it goes (memory does not grow with
 	// the day). A transaction's records are those of the window.
 	MoneyRecords(ctx context.Context, from, to time.Time, fn func(*TxnRecords) error) error
@@ -82,8 +83,8 @@ type ReconcileStore interface {
 	PutRun(ctx context.Context, day string, report []byte, at time.Time) error
 	// Run returns a day's report; ENOTFOUND if the day was not reconciled.
 	Run(ctx context.Context, day string) ([]byte, error)
-	// PutRepair records a repair of a finding, once: a finding repaired already returns the
-	// first repair and fresh false.
+	// PutRepair records a repair of a day's finding, once: a finding of the day repaired
+	// already returns the first repair and fresh false.
 	PutRepair(ctx context.Context, r Repair) (first Repair, fresh bool, err error)
 	// Repairs returns the repairs of a day's findings.
 	Repairs(ctx context.Context, day string) ([]Repair, error)

@@ -2,7 +2,10 @@ package surge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -13,11 +16,15 @@ type RefundState string
 const (
 	RefundRequested RefundState = "requested" // recorded and sent to the provider; its callback is awaited
 	RefundSucceeded RefundState = "succeeded" // the provider reported the money paid back
+	// RefundFailed: the provider refused it for good (a 4xx answer); its units are refundable
+	// again and its vouchers usable again.
+	RefundFailed RefundState = "failed"
 )
 
 // Bounds of refunds.
 const (
 	MaxRefundReasonRunes = 200
+	MaxRefundReasonBytes = 200
 	// MaxRefundsPerOrder bounds the refunds of one order: per line and per unit, and retries
 	// with new request ids, never more.
 	MaxRefundsPerOrder = 100
@@ -30,6 +37,8 @@ type RefundLine struct {
 	Line     int   `json:"line"`
 	Quantity int64 `json:"quantity"`
 	Amount   int64 `json:"amount"`
+	// Vouchers are the codes a voucher line's refund made void.
+	Vouchers []string `json:"vouchers,omitempty"`
 }
 
 // Refund is money paid back of a paid order, through the payment provider (R-4.1): the whole
@@ -78,11 +87,15 @@ type RefundStore interface {
 	// with ID, OrderID, TxnID, RequestID, Amount, By, Reason and CreatedAt set), once per ID: a
 	// refund of that ID already there is not an error (created false, r overwritten with it).
 	CreatePaymentRefund(ctx context.Context, r *Refund) (created bool, err error)
-	// CompleteRefund records the provider's report that a refund was paid back, once: a repeat
-	// changes nothing (fresh false). The order's Refunded grows by the refund; a whole refund
+	// CompleteRefund records the provider's report that a refund was paid back at at (the
+	// provider's time), once: a repeat changes nothing (fresh false). The order's Refunded grows by the refund; a whole refund
 	// moves it to refunded; a refund of a payment leaves the order as it is. ENOTFOUND for an unknown refund, EINVALID when amount or
 	// transaction is not the refund's.
 	CompleteRefund(ctx context.Context, id, notifyID, txnID string, amount Money, at time.Time) (r *Refund, o *Order, fresh bool, err error)
+	// FailRefund records that the provider refused a requested refund for good: it becomes
+	// failed, and the vouchers it made void are issued again. A refund no longer requested is
+	// left as it is (false).
+	FailRefund(ctx context.Context, id string) (bool, error)
 	// RefundByID returns a refund; ENOTFOUND if there is none.
 	RefundByID(ctx context.Context, id string) (*Refund, error)
 	// RefundsByOrder returns an order's refunds, oldest first.
@@ -151,6 +164,9 @@ func PlanRefund(o *Order, earlier []*Refund, want []RefundLine) (lines []RefundL
 	}
 	done := make([]int64, len(units)) // units already refunded, per line
 	for _, r := range earlier {
+		if r.State == RefundFailed {
+			continue
+		}
 		for _, l := range r.Lines {
 			if l.Line >= 0 && l.Line < len(done) {
 				done[l.Line] += l.Quantity
@@ -172,10 +188,12 @@ func PlanRefund(o *Order, earlier []*Refund, want []RefundLine) (lines []RefundL
 		switch {
 		case l.Line < 0 || l.Line >= len(units):
 			return nil, 0, false, Errorf(EINVALID, "order %d has no line %d", o.ID, l.Line)
-		case l.Quantity <= 0:
-			return nil, 0, false, Errorf(EINVALID, "line %d: quantity must be positive", l.Line)
+		case l.Quantity <= 0 || l.Quantity > units[l.Line]:
+			return nil, 0, false, Errorf(EINVALID, "line %d: quantity must be from 1 to its %d units", l.Line, units[l.Line])
 		}
-		asked[l.Line] += l.Quantity
+		if asked[l.Line] += l.Quantity; asked[l.Line] > units[l.Line] {
+			return nil, 0, false, Errorf(EINVALID, "line %d has %d units, not %d: a refund cannot exceed what was paid", l.Line, units[l.Line], asked[l.Line])
+		}
 	}
 	whole = true
 	for i := range units {
@@ -195,6 +213,9 @@ func PlanRefund(o *Order, earlier []*Refund, want []RefundLine) (lines []RefundL
 		total += amount
 		whole = whole && asked[i] == left
 	}
+	if total <= 0 {
+		return nil, 0, false, Errorf(EINVALID, "the units asked paid nothing: there is no money to give back")
+	}
 	return lines, total, whole, nil
 }
 
@@ -206,7 +227,18 @@ func (r *Refund) Validate() error {
 	if len(r.Lines) > MaxCheckoutLines {
 		return Errorf(EINVALID, "at most %d lines", MaxCheckoutLines)
 	}
+	if len(r.Reason) > MaxRefundReasonBytes { // what the payment provider takes
+		return Errorf(EINVALID, "reason must be at most %d bytes", MaxRefundReasonBytes)
+	}
 	return ValidateText("reason", r.Reason, 0, MaxRefundReasonRunes)
+}
+
+// PaymentRefundID is the id of a refund of a payment asked with a request id (reconciliation
+// asks with a finding's id): the same every time, so that the repair asked again is the same
+// refund, at Surge and at the provider, and reconciliation finds it.
+func PaymentRefundID(orderID int64, requestID string) string {
+	h := sha256.Sum256([]byte(requestID))
+	return "X" + strconv.FormatInt(orderID, 10) + "-" + hex.EncodeToString(h[:6])
 }
 
 // String names the refund for logs.

@@ -479,10 +479,11 @@ const maxSweepPasses = 20
 
 // Run applies payment notifications and sweeps until ctx ends; HandlePayment needs it running.
 func (s *Service) Run(ctx context.Context) {
-	applied, read := make(chan struct{}), make(chan struct{})
+	applied, read, resent := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() { defer close(applied); s.applyPayments(ctx) }() // stops with ctx
 	go func() { defer close(read); s.runReaders(ctx) }()       // stops with ctx
-	defer func() { <-applied; <-read }()
+	go func() { defer close(resent); s.RunResends(ctx) }()     // stops with ctx
+	defer func() { <-applied; <-read; <-resent }()
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	lastOrphans := s.now()
@@ -498,9 +499,6 @@ func (s *Service) Run(ctx context.Context) {
 				lastOrphans = s.now()
 				if _, err := s.SweepOrphans(ctx); err != nil && !errors.Is(err, context.Canceled) {
 					s.log.WarnContext(ctx, "orphan sweep failed", "err", err)
-				}
-				if _, err := s.ResendRefunds(ctx); err != nil && !errors.Is(err, context.Canceled) {
-					s.log.WarnContext(ctx, "refund resend failed", "err", err)
 				}
 				if s.cfg.Coupons != nil {
 					if _, err := s.cfg.Coupons.SweepLocks(ctx); err != nil && !errors.Is(err, context.Canceled) {

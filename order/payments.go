@@ -269,7 +269,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		settleDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "surge_payment_settle_deferred_total",
 			Help: "Paid orders left to the sweep to settle (stock confirmed, orders.paid stored) because the settler was behind."}),
 		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "surge_refunds_total",
-			Help: "Refunds by step: requested (recorded and sent to the provider), provider_refused (the provider's answer was not 2xx; sent again later), succeeded (its callback arrived), mismatch (a callback whose amount or transaction was not the refund's)."},
+			Help: "Refunds by step: requested (recorded and sent to the provider), provider_unavailable (the provider unreachable or failing; sent again later), failed (the provider refused it for good), succeeded (its callback arrived), mismatch (a callback whose amount or transaction was not the refund's)."},
 			[]string{"step"}),
 	}
 	if reg != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ const (
 	// resendAfter is how long a refund waits for the provider's callback before the sweep
 	// sends it to the provider again (which pays each refund id back once).
 	resendAfter = time.Minute
+	resendEvery = 30 * time.Second
 	resendBatch = 100
 )
 
@@ -91,11 +93,39 @@ func (s *Service) Refund(ctx context.Context, a surge.Actor, id int64, in Refund
 		}
 	}
 	if r.State == surge.RefundRequested {
-		if err := s.sendRefund(ctx, r); err != nil {
-			s.log.WarnContext(ctx, "refund not yet taken by the provider; the sweep will send it again", "refund", r.ID, "err", err)
+		if err := s.send(ctx, r); err != nil {
+			return r, err
 		}
 	}
 	return r, nil
+}
+
+// refusedError is the provider's final refusal of a refund (a 4xx answer).
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
+// send sends a requested refund to the provider. A final refusal makes it failed (its units
+// refundable again, its vouchers usable again) and is returned as ECONFLICT; the provider
+// unreachable or failing is logged and left for the sweep, which sends it again.
+func (s *Service) send(ctx context.Context, r *surge.Refund) error {
+	err := s.sendRefund(ctx, r)
+	var refused *refusedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &refused):
+		if _, ferr := s.cfg.Refunds.FailRefund(ctx, r.ID); ferr != nil {
+			s.log.WarnContext(ctx, "a refund the provider refused is not marked failed yet; the sweep will try again", "refund", r.ID, "err", ferr)
+			return surge.Errorf(surge.EUNAVAILABLE, "the provider refused the refund (%s); recording that failed: ask again", refused.msg)
+		}
+		r.State = surge.RefundFailed
+		s.metrics.refunds.WithLabelValues("failed").Inc()
+		s.log.WarnContext(ctx, "the provider refused a refund", "refund", r.ID, "err", err)
+		return surge.Errorf(surge.ECONFLICT, "the payment provider refused refund %s: %s", r.ID, refused.msg)
+	}
+	s.log.WarnContext(ctx, "refund not yet taken by the provider; the sweep will send it again", "refund", r.ID, "err", err)
+	return nil
 }
 
 // Refunds lists an order's refunds to whoever may see the order.
@@ -135,11 +165,14 @@ func (s *Service) sendRefund(ctx context.Context, r *surge.Refund) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		s.metrics.refunds.WithLabelValues("provider_refused").Inc()
-		return fmt.Errorf("the provider answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests:
+		return &refusedError{msg: fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(msg))}
 	}
-	return nil
+	s.metrics.refunds.WithLabelValues("provider_unavailable").Inc()
+	return fmt.Errorf("the provider answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 }
 
 // ResendRefunds sends the provider again the refunds that have waited resendAfter for its
@@ -154,13 +187,36 @@ func (s *Service) ResendRefunds(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, r := range list {
-		if err := s.sendRefund(ctx, r); err != nil {
-			s.log.WarnContext(ctx, "refund resend refused", "refund", r.ID, "err", err)
-			continue
+		err := s.sendRefund(ctx, r)
+		var refused *refusedError
+		switch {
+		case errors.As(err, &refused):
+			_ = s.send(ctx, r) // marks it failed
+		case err != nil: // the provider is down: the rest waits for the next pass
+			return n, err
+		default:
+			n++
 		}
-		n++
 	}
 	return n, nil
+}
+
+// RunResends sends the provider again, every resendEvery, the refunds that have waited for its
+// callback, until ctx ends: apart from the sweep, so that a provider that hangs holds back no
+// expiry or settling.
+func (s *Service) RunResends(ctx context.Context) {
+	t := time.NewTicker(resendEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.ResendRefunds(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.WarnContext(ctx, "refunds not sent again; next pass in a while", "err", err)
+			}
+		}
+	}
 }
 
 // HandleRefunded applies the provider's report that a refund was paid back, once (a repeat is
@@ -172,7 +228,11 @@ func (s *Service) HandleRefunded(ctx context.Context, n payment.Notification) (s
 	if s.cfg.Refunds == nil {
 		return "", surge.Errorf(surge.ENOTFOUND, "refund not found")
 	}
-	r, o, fresh, err := s.cfg.Refunds.CompleteRefund(ctx, n.RefundID, n.NotifyID, n.TxnID, n.Amount, s.now().UTC())
+	at := s.now().UTC()
+	if !n.PaidAt.IsZero() && n.PaidAt.Sub(at).Abs() < 24*time.Hour { // the provider's time, as its ledger has it
+		at = n.PaidAt.UTC()
+	}
+	r, o, fresh, err := s.cfg.Refunds.CompleteRefund(ctx, n.RefundID, n.NotifyID, n.TxnID, n.Amount, at)
 	if err != nil {
 		if surge.ErrorCode(err) == surge.EINVALID {
 			s.metrics.refunds.WithLabelValues("mismatch").Inc()
@@ -254,8 +314,7 @@ func (s *Service) RefundPayment(ctx context.Context, by int64, orderID int64, tx
 	if amount.Amount <= 0 {
 		return nil, surge.Errorf(surge.EINVALID, "a refund's amount must be positive")
 	}
-	h := sha256.Sum256([]byte(requestID))
-	r := &surge.Refund{ID: "X" + strconv.FormatInt(orderID, 10) + "-" + hex.EncodeToString(h[:6]), OrderID: orderID, TxnID: txnID,
+	r := &surge.Refund{ID: surge.PaymentRefundID(orderID, requestID), OrderID: orderID, TxnID: txnID,
 		RequestID: requestID, Amount: amount, By: by, Reason: reason, CreatedAt: s.now().UTC()}
 	if err := r.Validate(); err != nil {
 		return nil, err
@@ -269,8 +328,8 @@ func (s *Service) RefundPayment(ctx context.Context, by int64, orderID int64, tx
 		s.emit(ctx, surge.EventRefundRequested, r.ID, r)
 	}
 	if r.State == surge.RefundRequested {
-		if err := s.sendRefund(ctx, r); err != nil {
-			return r, surge.Errorf(surge.EUNAVAILABLE, "the refund is recorded; the provider did not take it yet (%v): the sweep sends it again", err)
+		if err := s.send(ctx, r); err != nil {
+			return r, err
 		}
 	}
 	return r, nil

@@ -278,30 +278,41 @@ func (j *judge) txn(txn string, lines []payment.LedgerEntry, rec *surge.TxnRecor
 	mk := func(kind, action, detail string, amount int64) Finding {
 		return Finding{ID: kind + ":" + txn, Kind: kind, TxnID: txn, OrderID: order, Amount: amount, Currency: currency, Detail: detail, Action: action}
 	}
-	// a refund finding made good already: its payment refund is asked (the repair's request id
-	// is the finding's id)
-	refunded := func(f Finding) bool {
-		return slices.ContainsFunc(rec.Refunds, func(r surge.Refund) bool { return r.Kind == surge.RefundPayment && r.RequestID == f.ID })
-	}
-	addRefund := func(f Finding) {
-		if !refunded(f) {
-			j.add(f)
+	// a refund finding made good already: its payment refund is asked (a repair's refund id is
+	// made from the finding's id)
+	refunded := func(f Finding) (bool, error) {
+		id := surge.PaymentRefundID(f.OrderID, f.ID)
+		if slices.ContainsFunc(rec.Refunds, func(r surge.Refund) bool { return r.ID == id && r.State != surge.RefundFailed }) {
+			return true, nil
 		}
-	}
-	outcomes := map[string]int{}
-	applied := int64(-1) // the amount of the applied payment
-	for _, p := range pays {
-		outcomes[p.Outcome]++
-		if p.Outcome == surge.PaymentApplied {
-			applied = p.Amount.Amount
+		if j.d.Refunds == nil {
+			return false, nil
 		}
+		r, err := j.d.Refunds.RefundByID(j.ctx, id)
+		if surge.ErrorCode(err) == surge.ENOTFOUND {
+			return false, nil
+		}
+		return err == nil && r.State != surge.RefundFailed, err
 	}
 	var charged int64
 	for _, c := range charges {
 		charged += c.Amount.Amount
 	}
+	outcomes := map[string]int{}
+	applied := int64(-1) // the amount of the payment Surge applied, when it is one of this ledger's charges
+	for _, p := range pays {
+		outcomes[p.Outcome]++
+		if p.Outcome == surge.PaymentApplied && (j.inDay(p.PaidAt) || slices.ContainsFunc(charges, func(c payment.LedgerEntry) bool {
+			return c.At.Sub(p.PaidAt).Abs() <= 2*time.Second // the day before's, in a file closed early
+		})) {
+			applied = p.Amount.Amount
+		}
+	}
+	var due *Finding // money the provider took that no order keeps: one finding, one refund
 	switch {
 	case len(charges) > 0 && len(pays) == 0:
+		// Surge never heard of these charges: re-drive the first; what is left over is judged
+		// on the next run, once it is applied.
 		f := mk(FindMissingCallback, ActionRedrive, fmt.Sprintf("the provider charged %d at %s; no callback reached Surge", charges[0].Amount.Amount,
 			charges[0].At.Format(time.RFC3339)), charges[0].Amount.Amount)
 		at := charges[0].At
@@ -317,20 +328,36 @@ func (j *judge) txn(txn string, lines []payment.LedgerEntry, rec *surge.TxnRecor
 		if inDay {
 			j.add(mk(FindMissingAtProvider, ActionEscalate, fmt.Sprintf("%d payments recorded by Surge are not in the provider's ledger", len(pays)), sum))
 		}
-	}
-	if len(charges) > 0 && len(pays) > 0 {
-		switch {
-		case outcomes[surge.PaymentMismatch] > 0 && applied < 0:
-			addRefund(mk(FindAmountMismatch, ActionRefund, fmt.Sprintf("the provider charged %d; it is not the order's amount, and the order was not paid", charged), charged))
-		case applied >= 0 && charges[0].Amount.Amount != applied && len(charges) == 1:
-			addRefund(mk(FindAmountMismatch, ActionRefund, fmt.Sprintf("the provider charged %d for a payment Surge applied as %d", charged, applied), charged))
-		case outcomes[surge.PaymentRefundDue] > 0 && applied < 0:
-			addRefund(mk(FindPaidButCancelled, ActionRefund, "a charge of an order cancelled before its payment came: the money goes back", charged))
+	case len(charges) > 0 && applied >= 0: // the order kept the applied payment: the rest goes back
+		switch extra := charged - applied; {
+		case extra > 0 && len(charges) >= 2:
+			f := mk(FindDuplicateCharge, ActionRefund, fmt.Sprintf("the provider charged the transaction %d times, %d in all, for a payment of %d", len(charges), charged, applied), extra)
+			due = &f
+		case extra > 0:
+			f := mk(FindAmountMismatch, ActionRefund, fmt.Sprintf("the provider charged %d for a payment Surge applied as %d", charged, applied), extra)
+			due = &f
+		case extra < 0:
+			j.add(mk(FindAmountMismatch, ActionEscalate, fmt.Sprintf("the provider charged %d for a payment Surge applied as %d", charged, applied), -extra))
 		}
+	case len(charges) > 0: // no payment applied in the window: every charge goes back
+		kind, detail := FindAmountMismatch, fmt.Sprintf("the provider charged %d; it is not the order's amount, and the order was not paid", charged)
+		switch {
+		case outcomes[surge.PaymentRefundDue] > 0:
+			kind, detail = FindPaidButCancelled, "a charge of an order cancelled before its payment came: the money goes back"
+		case outcomes[surge.PaymentDuplicate] > 0:
+			kind, detail = FindDuplicateCharge, fmt.Sprintf("a charge of %d of an order paid before", charged)
+		}
+		f := mk(kind, ActionRefund, detail, charged)
+		due = &f
 	}
-	if len(charges) >= 2 {
-		extra := charged - charges[0].Amount.Amount
-		addRefund(mk(FindDuplicateCharge, ActionRefund, fmt.Sprintf("the provider charged the transaction %d times", len(charges)), extra))
+	if due != nil {
+		done, err := refunded(*due)
+		if err != nil {
+			return err
+		}
+		if !done {
+			j.add(*due)
+		}
 	}
 	// Refunds: each of the ledger's against Surge's.
 	for _, e := range refunds {

@@ -302,3 +302,57 @@ func TestTheScheduleReconcilesYesterdayOnce(t *testing.T) {
 		t.Fatalf("a shopper reading a report: %v", err)
 	}
 }
+
+// The money a finding gives back is what no order keeps, once: a cancelled order charged
+// twice is one refund of both charges; a stray second charge gives back the stray; a charge
+// above the applied payment gives back the difference; a second charge of an order paid the day
+// before gives back the charge; and a finding whose refund was asked (even days later) is
+// resolved.
+func TestFindingsGiveBackWhatNoOrderKeeps(t *testing.T) {
+	d := newDay(t)
+	cancelled := d.order(600)
+	if _, err := d.db.Transition(d.ctx, cancelled.ID, surge.OrderPendingPayment, surge.OrderCancelled, surge.CancelTimeout, d.at); err != nil {
+		t.Fatal(err)
+	}
+	d.charge(cancelled, 600)
+	d.charge(cancelled, 600)
+	d.notify(cancelled, cancelled.TxnID+"-2", 600)
+	d.notify(cancelled, cancelled.TxnID+"-3", 600)
+	stray := d.paid(600)
+	d.charge(stray, 50)
+	more := d.order(600)
+	d.charge(more, 650)
+	d.notify(more, more.TxnID+"-2", 600) // the provider notified 600, charged 650
+	yesterday := d.order(700)
+	p := &surge.Payment{NotifyID: yesterday.TxnID + "-2", TxnID: yesterday.TxnID, OrderID: yesterday.ID, Amount: yesterday.Amount,
+		Status: surge.PaymentStatusPaid, PaidAt: d.at.Add(-30 * time.Hour), ReceivedAt: d.at.Add(-30 * time.Hour)}
+	if _, err := d.db.ApplyPayments(d.ctx, []*surge.Payment{p}); err != nil {
+		t.Fatal(err)
+	}
+	d.charge(yesterday, 700)
+	d.notify(yesterday, yesterday.TxnID+"-3", 700)
+	repaired := d.order(800)
+	d.charge(repaired, 801)
+	d.notify(repaired, repaired.TxnID+"-2", 801)
+	r := &surge.Refund{ID: surge.PaymentRefundID(repaired.ID, FindAmountMismatch+":"+repaired.TxnID), OrderID: repaired.ID, TxnID: repaired.TxnID,
+		RequestID: FindAmountMismatch + ":" + repaired.TxnID, Amount: surge.Money{Amount: 801, Currency: "CNY"}, By: 1, CreatedAt: d.at.Add(72 * time.Hour)}
+	if _, err := d.db.CreatePaymentRefund(d.ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	rep := d.run(0)
+	want := map[string]Finding{
+		cancelled.TxnID: {Kind: FindPaidButCancelled, Amount: 1200}, stray.TxnID: {Kind: FindDuplicateCharge, Amount: 50},
+		more.TxnID: {Kind: FindAmountMismatch, Amount: 50}, yesterday.TxnID: {Kind: FindDuplicateCharge, Amount: 700},
+	}
+	if len(rep.Findings) != len(want) {
+		t.Fatalf("findings %+v; want %v", rep.Findings, want)
+	}
+	for _, f := range rep.Findings {
+		if w := want[f.TxnID]; f.Kind != w.Kind || f.Amount != w.Amount || f.Action != ActionRefund {
+			t.Errorf("%s: %s of %d; want %s of %d", f.TxnID, f.Kind, f.Amount, w.Kind, w.Amount)
+		}
+	}
+	if rep.RefundsDue != 1200+50+50+700 {
+		t.Errorf("refunds due %d", rep.RefundsDue)
+	}
+}

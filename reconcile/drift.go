@@ -41,7 +41,7 @@ func AuditDrift(sessions surge.SessionStore, auditor Auditor) func(ctx context.C
 				}
 				f := Finding{ID: FindStockDrift + ":" + strconv.FormatInt(se.ID, 10) + ":" + r.Invariant, Kind: FindStockDrift,
 					Detail: fmt.Sprintf("session %d, %s: %d items: %s", se.ID, r.Invariant, r.Violations, strings.Join(r.Details, "; ")),
-					Action: ActionEscalate, Amount: r.Violations}
+					Action: ActionEscalate} // units, not money: no amount
 				if r.Invariant == audit.ReleasedOnce {
 					f.Action = ActionRelease
 				}

@@ -22,15 +22,17 @@ import (
 // The real-time pipeline's name (its checkpoint's; the version changes with its state's
 // encoding), its watermark bound, and how long a transaction is followed.
 const (
-	PipelineName   = "reconcile-v1"
+	PipelineName   = "reconcile-v2"
 	OutOfOrderness = 5 * time.Second
 	// DefaultGrace is how long after a transaction's last record its mismatches are judged:
 	// long enough for the order, its payment and its stock movement to have been written,
 	// short enough for a mismatch to be raised within a minute.
 	DefaultGrace = 30 * time.Second
-	// keep is how long a quiet transaction is remembered: a duplicate payment or a refund
-	// later than that is judged against a transaction started afresh.
-	keep            = 2 * time.Hour
+	// keep is how long a quiet transaction is remembered (the state held, and checkpointed, is
+	// a quarter of an hour of transactions): a duplicate payment later than that is judged
+	// against a transaction started afresh, where it is one payment; the daily reconciliation
+	// finds it against the provider's ledger.
+	keep            = 15 * time.Minute
 	checkpointEvery = 10 * time.Second
 	maxNotifies     = 4 // distinct payments remembered per transaction
 	storeTimeout    = 10 * time.Second
@@ -48,7 +50,10 @@ const (
 
 // Signal is one thing the events log says about a transaction.
 type Signal struct {
-	Kind    uint8
+	Kind uint8
+	// Ordered: a refund of an order (not of a payment no order kept), which Surge makes only of
+	// a paid order.
+	Ordered bool
 	Txn     string
 	Order   int64
 	Amount  int64
@@ -69,6 +74,7 @@ type Txn struct {
 	Unmatched   int64    // amount of a payment whose order Surge does not have
 	Confirmed   int64    // units confirmed sold
 	Refunded    int64
+	OrderRefund bool  // a refund of an order came (its order was paid, maybe long before)
 	PaidAmount  int64 // amount of the paid notifications
 	Last        int64 // event time of the last record
 	Raised      uint8 // kinds raised, a bit each
@@ -135,6 +141,7 @@ func (t *Txn) add(s *Signal) {
 		}
 	case sigRefund:
 		t.Refunded += s.Amount
+		t.OrderRefund = t.OrderRefund || s.Ordered
 	case sigPayment:
 		switch s.Outcome {
 		case surge.PaymentApplied, surge.PaymentDuplicate, surge.PaymentRefundDue:
@@ -175,7 +182,10 @@ func (t *Txn) holds(kind string) (int64, string, bool) {
 		// a payment of any outcome (a second charge, a wrong amount, one after a cancel) is money
 		// that may be given back
 		paid := len(t.Notifies) > 0 || t.Mismatch || t.Unmatched > 0
-		return t.Refunded, "a refund of a transaction no payment reached", t.Refunded > 0 && !paid
+		// an order's refund on a transaction not followed since its order (paid before this
+		// pipeline's memory) is no sign of anything: Surge refunds only paid orders
+		forgotten := t.OrderRefund && !t.Created
+		return t.Refunded, "a refund of a transaction no payment reached", t.Refunded > 0 && !paid && !forgotten
 	}
 	return 0, "", false
 }
@@ -259,7 +269,7 @@ func DecodeSignals(data []byte) ([]Signal, error) {
 		if err := jsonv2.Unmarshal(env.Data, &r, lenient); err != nil {
 			return nil, err
 		}
-		return []Signal{{Kind: sigRefund, Txn: r.TxnID, Order: r.OrderID, Amount: r.Amount.Amount, At: at}}, nil
+		return []Signal{{Kind: sigRefund, Ordered: r.Kind == surge.RefundOrder, Txn: r.TxnID, Order: r.OrderID, Amount: r.Amount.Amount, At: at}}, nil
 	}
 	return nil, nil
 }

@@ -60,6 +60,8 @@ func TestEveryKindOfMismatchIsRaisedOnceAndACleanTransactionNever(t *testing.T) 
 		// stock confirmed with no payment, and a refund with none
 		created("stock", 6, 100, 1*s), confirm("stock", 6, 2*s),
 		created("refund", 7, 100, 1*s), {Kind: sigRefund, Txn: "refund", Order: 7, Amount: 100, At: 2 * s},
+		// an order's refund long after its payment, on a transaction no longer followed: nothing
+		{Kind: sigRefund, Ordered: true, Txn: "old", Order: 9, Amount: 100, At: 3 * s},
 		{Kind: sigTick, At: 200 * s},
 	}
 	got := run(t, 10*time.Second, signals)

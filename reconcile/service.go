@@ -217,7 +217,12 @@ func (s *Service) RunSchedule(ctx context.Context, offset time.Duration) {
 		if wait <= 0 {
 			wait += 24 * time.Hour
 			day := payment.LedgerDay(now.Add(-24 * time.Hour))
-			if _, err := s.store.Run(ctx, day); surge.ErrorCode(err) == surge.ENOTFOUND {
+			_, err := s.store.Run(ctx, day)
+			if err != nil && surge.ErrorCode(err) != surge.ENOTFOUND && !errors.Is(err, context.Canceled) {
+				s.log.WarnContext(ctx, "scheduled reconciliation: the store did not say whether the day was reconciled; asking again within the hour", "day", day, "err", err)
+				wait = min(wait, time.Hour)
+			}
+			if surge.ErrorCode(err) == surge.ENOTFOUND {
 				rep, err := s.RunDay(ctx, surge.Actor{Role: surge.RoleAdmin}, day)
 				switch {
 				case errors.Is(err, context.Canceled):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/surgecommerce/surge"
@@ -78,7 +79,7 @@ func (s *Store) CreateRefund(ctx context.Context, r *surge.Refund) (bool, error)
 		if len(earlier) >= surge.MaxRefundsPerOrder {
 			return surge.Errorf(surge.ECONFLICT, "order %d has %d refunds already", o.ID, len(earlier))
 		}
-		vouchers, err := s.vouchers(ctx, tx, `order_id = ? ORDER BY seq DESC`, o.ID)
+		vouchers, err := s.vouchers(ctx, tx, `order_id = ? ORDER BY seq DESC`+s.dialect.ForUpdate, o.ID)
 		if err != nil {
 			return err
 		}
@@ -123,11 +124,18 @@ func (s *Store) CreateRefund(ctx context.Context, r *surge.Refund) (bool, error)
 			total -= l.Amount
 			lines[i].Amount = 0
 			for _, v := range left[:l.Quantity] {
-				if _, err := tx.ExecContext(ctx, s.q(`UPDATE vouchers SET state = ? WHERE code = ? AND state = ?`),
-					string(surge.VoucherVoid), v.Code, string(surge.VoucherIssued)); err != nil {
+				res, err := tx.ExecContext(ctx, s.q(`UPDATE vouchers SET state = ? WHERE code = ? AND state = ?`),
+					string(surge.VoucherVoid), v.Code, string(surge.VoucherIssued))
+				if err != nil {
 					return err
 				}
+				if n, err := res.RowsAffected(); err != nil {
+					return err
+				} else if n != 1 { // redeemed meanwhile (the rows are locked on PostgreSQL; this is the guard)
+					return surge.Errorf(surge.ECONFLICT, "voucher %d of line %d was redeemed meanwhile; ask again", v.Seq, l.Line)
+				}
 				lines[i].Amount += v.Amount.Amount
+				lines[i].Vouchers = append(lines[i].Vouchers, v.Code)
 			}
 			total += lines[i].Amount
 		}
@@ -173,6 +181,41 @@ func (s *Store) CreatePaymentRefund(ctx context.Context, r *surge.Refund) (bool,
 		return nil
 	})
 	return created, s.wrap(err, "refund")
+}
+
+// FailRefund implements surge.RefundStore.
+func (s *Store) FailRefund(ctx context.Context, id string) (bool, error) {
+	failed := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		list, err := s.refunds(ctx, tx, `id = ?`, id)
+		if err != nil || len(list) == 0 {
+			return err
+		}
+		r := list[0]
+		// the order's row first, as a refund's creation takes it
+		if _, err := s.orderWhere(ctx, tx, `id = ?`+s.dialect.ForUpdate, r.OrderID); err != nil && surge.ErrorCode(err) != surge.ENOTFOUND {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE refunds SET state = ? WHERE id = ? AND state = ?`),
+			string(surge.RefundFailed), id, string(surge.RefundRequested))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		failed = true
+		for _, l := range r.Lines {
+			for _, code := range l.Vouchers {
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE vouchers SET state = ? WHERE code = ? AND state = ?`),
+					string(surge.VoucherIssued), code, string(surge.VoucherVoid)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return failed, s.wrap(err, "refund")
 }
 
 // RefundByID implements surge.RefundStore.
@@ -335,6 +378,19 @@ func (s *Store) RedeemVoucher(ctx context.Context, code string, merchantID, by i
 	var v *surge.Voucher
 	var o *surge.Order
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The order's row first, as a refund takes it before the vouchers: the two never wait
+		// for each other in opposite orders.
+		var orderID int64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT order_id FROM vouchers WHERE code = ?`), code).Scan(&orderID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return surge.Errorf(surge.ENOTFOUND, "no voucher has this code")
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.orderWhere(ctx, tx, `id = ?`+s.dialect.ForUpdate, orderID); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE vouchers SET state = ?, redeemed_at = ?, till = ?, redeemed_by = ?
 			WHERE code = ? AND merchant_id = ? AND state = ?`),
 			string(surge.VoucherRedeemed), ms(now), till, by, code, merchantID, string(surge.VoucherIssued))

@@ -65,8 +65,9 @@ func (s *Store) MoneyRecords(ctx context.Context, from, to time.Time, fn func(*s
 		return s.wrap(err, "payments")
 	}
 	defer pays.Close()
-	refs, err := s.db.QueryContext(ctx, s.q(`SELECT `+refundColumns+` FROM refunds WHERE created_at >= ? AND created_at < ? ORDER BY txn_id`+s.dialect.ByteOrder+`, id`),
-		ms(from), ms(to))
+	refs, err := s.db.QueryContext(ctx, s.q(`SELECT `+refundColumns+` FROM refunds
+		WHERE (created_at >= ? AND created_at < ?) OR (succeeded_at >= ? AND succeeded_at < ?) ORDER BY txn_id`+s.dialect.ByteOrder+`, id`),
+		ms(from), ms(to), ms(from), ms(to))
 	if err != nil {
 		return s.wrap(err, "refunds")
 	}
@@ -152,7 +153,7 @@ func (s *Store) PutRepair(ctx context.Context, r surge.Repair) (surge.Repair, bo
 	var first surge.Repair
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO recon_repairs (finding_id, day, action, by_user, result, at) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (finding_id) DO NOTHING`), r.FindingID, r.Day, r.Action, r.By, r.Result, ms(r.At))
+			ON CONFLICT (day, finding_id) DO NOTHING`), r.FindingID, r.Day, r.Action, r.By, r.Result, ms(r.At))
 		if err != nil {
 			return err
 		}
@@ -161,7 +162,7 @@ func (s *Store) PutRepair(ctx context.Context, r surge.Repair) (surge.Repair, bo
 			return err
 		}
 		fresh = n == 1
-		list, err := s.repairs(ctx, tx, `finding_id = ?`, r.FindingID)
+		list, err := s.repairs(ctx, tx, `day = ? AND finding_id = ?`, r.Day, r.FindingID)
 		if err == nil && len(list) == 1 {
 			first = list[0]
 		}

@@ -15,12 +15,16 @@ func (s *Store) SettlementFacts(ctx context.Context, merchantID int64, from, to 
 	if err != nil {
 		return nil, err
 	}
+	ids := make([]int64, 0, len(paid))
 	for _, o := range paid {
-		lines, err := s.voucherLines(ctx, o.ID)
-		if err != nil {
-			return nil, err
-		}
-		f.Paid = append(f.Paid, surge.PaidFacts{Order: o, VoucherLines: lines})
+		ids = append(ids, o.ID)
+	}
+	voucherLines, err := s.voucherLines(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range paid {
+		f.Paid = append(f.Paid, surge.PaidFacts{Order: o, VoucherLines: voucherLines[o.ID]})
 	}
 	if f.Redeemed, err = s.vouchers(ctx, nil, `merchant_id = ? AND redeemed_at >= ? AND redeemed_at < ? AND state = ? ORDER BY order_id, seq`,
 		merchantID, ms(from), ms(to), string(surge.VoucherRedeemed)); err != nil {
@@ -32,30 +36,49 @@ func (s *Store) SettlementFacts(ctx context.Context, merchantID int64, from, to 
 	if err != nil {
 		return nil, err
 	}
+	ids = ids[:0]
 	for _, r := range refunds {
-		lines, err := s.voucherLines(ctx, r.OrderID)
-		if err != nil {
-			return nil, err
-		}
-		f.Refunded = append(f.Refunded, surge.RefundFacts{Refund: r, VoucherLines: lines})
+		ids = append(ids, r.OrderID)
+	}
+	if voucherLines, err = s.voucherLines(ctx, ids); err != nil {
+		return nil, err
+	}
+	for _, r := range refunds {
+		f.Refunded = append(f.Refunded, surge.RefundFacts{Refund: r, VoucherLines: voucherLines[r.OrderID]})
 	}
 	return f, nil
 }
 
-// voucherLines are the lines of an order that issued vouchers.
-func (s *Store) voucherLines(ctx context.Context, orderID int64) ([]int, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT DISTINCT line FROM vouchers WHERE order_id = ? ORDER BY line`), orderID)
-	if err != nil {
-		return nil, s.wrap(err, "vouchers")
-	}
-	defer rows.Close()
-	var out []int
-	for rows.Next() {
-		var l int
-		if err := rows.Scan(&l); err != nil {
+// voucherLines are the lines of orders that issued vouchers, by order: one statement per
+// surge.MaxListLimit orders.
+func (s *Store) voucherLines(ctx context.Context, ids []int64) (map[int64][]int, error) {
+	out := map[int64][]int{}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), surge.MaxListLimit)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := s.db.QueryContext(ctx, s.q(`SELECT DISTINCT order_id, line FROM vouchers WHERE order_id IN `+list(len(chunk))+` ORDER BY order_id, line`), args...)
+		if err != nil {
 			return nil, s.wrap(err, "vouchers")
 		}
-		out = append(out, l)
+		for rows.Next() {
+			var id int64
+			var l int
+			if err := rows.Scan(&id, &l); err != nil {
+				rows.Close()
+				return nil, s.wrap(err, "vouchers")
+			}
+			out[id] = append(out[id], l)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, s.wrap(err, "vouchers")
+		}
+		if err := rows.Err(); err != nil {
+			return nil, s.wrap(err, "vouchers")
+		}
 	}
-	return out, s.wrap(rows.Err(), "vouchers")
+	return out, nil
 }

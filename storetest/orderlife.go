@@ -123,6 +123,40 @@ func RunOrderLife(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("AFailedRefundGivesItsUnitsAndVouchersBack", func(t *testing.T) {
+		f := newFixture(t, open)
+		o := f.paidOrder(7, 2, 1000)
+		_, err := f.s.IssueVouchers(f.ctx, o.ID, []surge.Voucher{
+			{Code: "F0", Seq: 0, SKUID: 2, MerchantID: 3, UserID: 7, Amount: surge.Money{Amount: 500, Currency: "CNY"}, IssuedAt: f.now},
+			{Code: "F1", Seq: 1, SKUID: 2, MerchantID: 3, UserID: 7, Amount: surge.Money{Amount: 500, Currency: "CNY"}, IssuedAt: f.now}})
+		must(t, "IssueVouchers", err)
+		r, _, err := f.refund(o, "all")
+		if err != nil || r.Amount.Amount != 1000 || len(r.Lines[0].Vouchers) != 2 {
+			t.Fatalf("refund = %+v, %v; want both vouchers void", r, err)
+		}
+		failed, err := f.s.FailRefund(f.ctx, r.ID)
+		if err != nil || !failed {
+			t.Fatalf("FailRefund = %v, %v", failed, err)
+		}
+		if again, err := f.s.FailRefund(f.ctx, r.ID); err != nil || again {
+			t.Fatalf("FailRefund again = %v, %v; want nothing", again, err)
+		}
+		vs, err := f.s.VouchersByOrder(f.ctx, o.ID)
+		if err != nil || vs[0].State != surge.VoucherIssued || vs[1].State != surge.VoucherIssued {
+			t.Fatalf("vouchers after a failed refund: %+v, %v; want issued again", vs, err)
+		}
+		_, _, _, err = f.s.CompleteRefund(f.ctx, r.ID, "n", r.TxnID, r.Amount, f.now)
+		if err == nil {
+			if got, _ := f.s.OrderByID(f.ctx, o.ID); got.Refunded != 0 {
+				t.Fatalf("a failed refund's late callback refunded the order: %+v", got)
+			}
+		}
+		next, _, err := f.refund(o, "again", surge.RefundLine{Line: 0, Quantity: 2})
+		if err != nil || next.Amount.Amount != 1000 {
+			t.Fatalf("a refund after the failed one = %+v, %v; want its units refundable again", next, err)
+		}
+	})
+
 	t.Run("SettlementFacts", func(t *testing.T) {
 		f := newFixture(t, open)
 		meals := f.paidOrder(7, 2, 1000) // merchant 3, vouchers

@@ -79,4 +79,7 @@ func RunReconcile(t *testing.T, open Open) {
 	if list, err := f.s.Repairs(f.ctx, "2026-12-06"); err != nil || len(list) != 1 {
 		t.Fatalf("Repairs = %+v, %v", list, err)
 	}
+	if _, made, err := f.s.PutRepair(f.ctx, surge.Repair{FindingID: "k:T1", Day: "2026-12-07", Action: "release", By: 9, Result: "r", At: f.now}); err != nil || !made {
+		t.Fatalf("PutRepair of the same finding on another day = %v, %v; want made", made, err)
+	}
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // A code is CodeLen symbols of Crockford's base32: CodeLen-1 random ones (75 bits) and a check
-// symbol (Luhn mod 32), which catches any one mistyped symbol and any two adjacent ones
-// swapped before the store is asked. It is shown in groups of four: "7KQ2-M9XD-40TF-HC3R".
+// symbol (Luhn mod 32), which catches any one mistyped symbol and any two adjacent ones swapped
+// (but 0 and Z, Luhn's one blind spot, as 09 and 90 are in base 10) before the store is asked.
+// It is shown in groups of four: "7KQ2-M9XD-40TF-HC3R".
 const (
 	CodeLen      = 16
 	alphabet     = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

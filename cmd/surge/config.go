@@ -124,7 +124,8 @@ func configCommand(name string) command {
 			about: `Reconciles a day's payments and refunds against the payment provider's ledger file of that day
 (one CSV per UTC day; the format is in the README): count and amount mismatches, missing
 callbacks, charges twice, charges of cancelled orders, refunds due, refunds missing on either
-side, stock drift. It reads the relational store the node uses (--data-dir or --postgres-url),
+side (stock drift needs a node's stock engine: the node's own daily run and POST
+/v1/reconcile/days/{day}/run check it). It reads the relational store the node uses (--data-dir or --postgres-url),
 stores the report for the API (where each finding's repair is made) and writes it as JSON and
 HTML. The ledger is read in bounded memory whatever its size, and refused whole when it is
 malformed, truncated or another day's.`,

@@ -58,7 +58,7 @@ func runReconcile(ctx context.Context, args []string, env func(string) string, s
 	if _, err := db.Migrate(ctx); err != nil {
 		return err
 	}
-	svc := reconcile.NewService(db, &reconcile.Daily{Store: db, Refunds: db, TempDir: filepath.Dir(path)}, nil, nil, log, nil)
+	svc := reconcile.NewService(db, &reconcile.Daily{Store: db, Refunds: db}, nil, nil, log, nil) // runs in the system's temporary directory
 	started := time.Now()
 	rep, err := svc.Reconcile(ctx, day, f, func(stage string, n int64) {
 		fmt.Fprintf(stderr, "reconcile %s: %s %d (%.1fs)\n", day, stage, n, time.Since(started).Seconds())

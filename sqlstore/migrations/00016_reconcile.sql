@@ -21,12 +21,13 @@ CREATE TABLE recon_runs (
 );
 
 CREATE TABLE recon_repairs (
-    finding_id TEXT PRIMARY KEY,
     day        TEXT NOT NULL,
+    finding_id TEXT NOT NULL,
     action     TEXT NOT NULL,
     by_user    BIGINT NOT NULL,
     result     TEXT NOT NULL,
-    at         BIGINT NOT NULL
+    at         BIGINT NOT NULL,
+    PRIMARY KEY (day, finding_id)
 );
 
 CREATE INDEX payments_paid ON payments (paid_at);
