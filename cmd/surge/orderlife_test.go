@@ -32,12 +32,7 @@ func TestOrderLifeAfterPayment(t *testing.T) {
 			_, cl := start(t, c)
 			ctx := context.Background()
 			tm := newTeam(t, cl)
-			code := fmt.Sprint("LIFE-", time.Now().UnixNano())
-			spu := ok[*surge.SPU](t, "CreateSPU")(tm.m1.CreateSPU(ctx, catalog.SPUInput{Code: code, Title: "Noodle bar", CategoryL1: "Food"}))
-			meal := ok[*surge.SKU](t, "CreateSKU")(tm.m1.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: code + "-MEAL", Title: "Set meal",
-				Price: surge.Money{Amount: 3333, Currency: "CNY"}, CostPrice: surge.Money{Amount: 1000, Currency: "CNY"}, Stock: 10, Voucher: true}))
-			mug := ok[*surge.SKU](t, "CreateSKU")(tm.m1.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: code + "-MUG", Title: "Mug",
-				Price: surge.Money{Amount: 1500, Currency: "CNY"}, CostPrice: surge.Money{Amount: 500, Currency: "CNY"}, Stock: 10}))
+			meal, mug := shopSKU(t, tm, "Set meal", 3333, 10, true), shopSKU(t, tm, "Mug", 1500, 10, false)
 			if !meal.Voucher || mug.Voucher {
 				t.Fatalf("voucher flags %v and %v; want a voucher product and goods", meal.Voucher, mug.Voucher)
 			}
@@ -188,4 +183,15 @@ func TestOrderLifeAfterPayment(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shopSKU puts a product of one SKU in merchant1's shop: price in fen, stock units, a voucher
+// product or goods.
+func shopSKU(t *testing.T, tm *team, title string, price, stock int64, voucher bool) *surge.SKU {
+	t.Helper()
+	ctx := context.Background()
+	code := fmt.Sprint("P-", time.Now().UnixNano())
+	spu := ok[*surge.SPU](t, "CreateSPU")(tm.m1.CreateSPU(ctx, catalog.SPUInput{Code: code, Title: title, CategoryL1: "Shop"}))
+	return ok[*surge.SKU](t, "CreateSKU")(tm.m1.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: code + "-1", Title: title,
+		Price: surge.Money{Amount: price, Currency: "CNY"}, CostPrice: surge.Money{Amount: price / 2, Currency: "CNY"}, Stock: stock, Voucher: voucher}))
 }

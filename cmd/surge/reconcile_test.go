@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/surgecommerce/surge"
-	"github.com/surgecommerce/surge/catalog"
 	"github.com/surgecommerce/surge/checkout"
 	"github.com/surgecommerce/surge/client"
 	"github.com/surgecommerce/surge/coupon"
@@ -39,10 +39,7 @@ func TestRealTimeReconciliation(t *testing.T) {
 			m, cl := start(t, c)
 			ctx := context.Background()
 			tm := newTeam(t, cl)
-			code := fmt.Sprint("RECON-", time.Now().UnixNano())
-			spu := ok[*surge.SPU](t, "CreateSPU")(tm.m1.CreateSPU(ctx, catalog.SPUInput{Code: code, Title: "Lamp", CategoryL1: "Home"}))
-			lamp := ok[*surge.SKU](t, "CreateSKU")(tm.m1.CreateSKU(ctx, catalog.SKUInput{SPUID: spu.ID, Code: code + "-L", Title: "Lamp",
-				Price: surge.Money{Amount: 2000, Currency: "CNY"}, CostPrice: surge.Money{Amount: 900, Currency: "CNY"}, Stock: 20}))
+			lamp := shopSKU(t, tm, "Lamp", 2000, 20, false)
 			s := shopper(t, cl, 6_200_001)
 			buy := func(req string) *surge.Order {
 				return ok[*surge.Order](t, "Checkout")(s.Checkout(ctx, checkout.Request{RequestID: req, Lines: []coupon.CartLine{{SKU: lamp.ID, Quantity: 1}}}))
@@ -53,15 +50,7 @@ func TestRealTimeReconciliation(t *testing.T) {
 				waitState(t, s, o.ID, surge.OrderPaid)
 			}
 			notify := func(n payment.Notification) string {
-				body, _ := json.Marshal(n)
-				req, _ := http.NewRequest("POST", cl.BaseURL()+"/v1/payments/callback", strings.NewReader(string(body)))
-				req.Header.Set(payment.SignatureHeader, payment.Sign([]byte(testPaymentKey), body, time.Now()))
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
+				_, b := postCallback(t, cl.BaseURL(), n, testPaymentKey)
 				return string(b)
 			}
 			paid := func(o *surge.Order, id string) payment.Notification {
@@ -164,4 +153,20 @@ func publish(t *testing.T, url, kind, key string, data any) {
 	if _, err := b.JS.Publish(ctx, "surge.events."+kind, body); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// postCallback sends a payment notification to a node's callback, signed with key, and returns
+// the answer's status and body.
+func postCallback(t *testing.T, base string, n payment.Notification, key string) (int, []byte) {
+	t.Helper()
+	body, _ := json.Marshal(n)
+	req, _ := http.NewRequest("POST", base+"/v1/payments/callback", bytes.NewReader(body))
+	req.Header.Set(payment.SignatureHeader, payment.Sign([]byte(key), body, time.Now()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }

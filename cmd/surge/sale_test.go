@@ -255,23 +255,16 @@ func TestPaymentExpiryAndCallbacks(t *testing.T) {
 	lateOrder := ok[*surge.Order](t, "Order(late)")(late.Order(ctx, lateRes.OrderID))
 	paidOrder := ok[*surge.Order](t, "Order(paid)")(payer.Order(ctx, paid.OrderID))
 	notify := func(n payment.Notification, key string) (int, string) {
-		body, _ := json.Marshal(n)
-		req, _ := http.NewRequest("POST", cl.BaseURL()+"/v1/payments/callback", strings.NewReader(string(body)))
-		req.Header.Set(payment.SignatureHeader, payment.Sign([]byte(key), body, time.Now()))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		status, body := postCallback(t, cl.BaseURL(), n, key)
 		var out struct {
 			Outcome string
 			Error   struct{ Code string }
 		}
-		json.NewDecoder(resp.Body).Decode(&out)
+		json.Unmarshal(body, &out)
 		if out.Outcome != "" {
-			return resp.StatusCode, out.Outcome
+			return status, out.Outcome
 		}
-		return resp.StatusCode, out.Error.Code
+		return status, out.Error.Code
 	}
 	n := func(o *surge.Order, id string) payment.Notification {
 		return payment.Notification{NotifyID: id, TxnID: o.TxnID, OrderID: o.ID, Amount: o.Amount, Status: payment.StatusPaid, PaidAt: time.Now()}
