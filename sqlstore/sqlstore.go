@@ -129,7 +129,7 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 
 // Migrate brings the schema to the newest version and returns the versions it applied.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect) ([]int64, error) {
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(goMigrations(d)...)}
 	if d.SessionLock {
 		locker, err := lock.NewPostgresSessionLocker()
 		if err != nil {
@@ -154,7 +154,8 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) ([]int64, error) {
 
 // SchemaVersion returns the newest applied migration version.
 func SchemaVersion(ctx context.Context, db *sql.DB, d Dialect) (int64, error) {
-	p, err := goose.NewProvider(d.Goose, db, mustSub(migrations, "migrations"), goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(d.Goose, db, mustSub(migrations, "migrations"), goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(goMigrations(d)...))
 	if err != nil {
 		return 0, err
 	}

@@ -24,6 +24,7 @@ type Store interface {
 	surge.CouponStore
 	surge.ActivityStore
 	surge.RiskStore
+	surge.OrderViewStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.
@@ -43,6 +44,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Checkouts", func(t *testing.T) { RunCheckouts(t, open) })
 	t.Run("Activities", func(t *testing.T) { RunActivities(t, open) })
 	t.Run("Risk", func(t *testing.T) { RunRisk(t, open) })
+	t.Run("OrderViews", func(t *testing.T) { RunOrderViews(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.
