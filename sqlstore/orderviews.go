@@ -287,6 +287,9 @@ func escapeLike(text string) string {
 // viewPage runs a page's query (which asks for n+1 rows) and returns up to n rows and the
 // cursor after them when there are more.
 func (s *Store) viewPage(ctx context.Context, query string, args []any, n int) (*surge.OrderPage, error) {
+	if s.dialect.OneShot != nil { // the best plan depends on the values: a user id, a pattern
+		args = append([]any{s.dialect.OneShot}, args...)
+	}
 	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, s.wrap(err, "order views")

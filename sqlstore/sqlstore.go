@@ -44,6 +44,11 @@ type Dialect struct {
 	UserLock string
 	// SessionLock makes concurrent migrations from many nodes wait for each other.
 	SessionLock bool
+	// OneShot, put before a query's arguments, makes the driver plan that query with its
+	// values each time rather than reuse a generic plan (pgx: QueryExecModeExec): a generic plan
+	// of a search by a pattern cannot know the pattern is rare, and scans. nil where the driver
+	// takes no such argument.
+	OneShot any
 	// SingleWriter says the database takes one writer at a time (SQLite). Writers then queue
 	// in the store for a slot before they take a connection, rather than each holding a pooled
 	// connection while it waits for the write lock: a burst of writes would otherwise take

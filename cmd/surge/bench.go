@@ -41,6 +41,9 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if len(args) > 0 && args[0] == "risk" {
 		return benchRisk(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "orders" {
+		return benchOrders(ctx, args[1:], env, stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "live" {
 		return benchLive(ctx, args[1:], stdout, stderr)
 	}
@@ -58,7 +61,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	return fmt.Errorf("unknown measurement %q (above)", args[0])
 }
 
-const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live|coupons|promo|risk> [flags]
+const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live|coupons|promo|risk|orders> [flags]
 
 Measurements of Surge's parts, each with figures to compare (see surge bench <name> --help):
 
@@ -69,6 +72,7 @@ Measurements of Surge's parts, each with figures to compare (see surge bench <na
   coupons   the coupon ledger: claims of one hot batch per second, embedded and on Redis
   promo     price quotes over a big catalog and many live activities, in process and over HTTP
   risk      risk control's features over a million devices, the cost of its rules, the gate's check
+  orders    the order views' readers (shopper, merchant, support search) over a shop of millions of orders
 
 Examples:
   surge bench stock --items 1 --workers 64 --duration 5s
@@ -78,6 +82,7 @@ Examples:
   surge bench coupons --redis-url redis://127.0.0.1:6379/0
   surge bench promo --activities 100000
   surge bench risk --events 3000000 --devices 1000000 --rules 50
+  surge bench orders --orders 1000000
 `
 
 // stockBenchConfig are the settings of surge bench stock.
