@@ -230,12 +230,12 @@ func (p *Projector) project(ctx context.Context, ids []int64, cp surge.ViewCheck
 		if err != nil {
 			return err
 		}
+		users, err := p.usersOf(ctx, orders)
+		if err != nil {
+			return err
+		}
 		for _, o := range orders {
-			u, err := p.user(ctx, o.UserID)
-			if err != nil {
-				return err
-			}
-			views = append(views, surge.NewOrderView(o, u))
+			views = append(views, surge.NewOrderView(o, users[o.UserID]))
 		}
 		ids = ids[n:]
 	}
@@ -246,6 +246,43 @@ func (p *Projector) project(ctx context.Context, ids []int64, cp surge.ViewCheck
 		p.Metrics.applied.Add(float64(len(views)))
 	}
 	return nil
+}
+
+// userReaders bounds the shoppers read from the store at once: a sale's batch of orders has
+// a thousand shoppers the cache has not seen, one lookup each.
+const userReaders = 8
+
+// usersOf returns the shoppers of orders, by id.
+func (p *Projector) usersOf(ctx context.Context, orders []*surge.Order) (map[int64]*surge.User, error) {
+	users := make(map[int64]*surge.User, len(orders))
+	for _, o := range orders {
+		users[o.UserID] = nil
+	}
+	ids := make(chan int64, len(users))
+	for id := range users {
+		ids <- id
+	}
+	close(ids)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for range min(userReaders, len(users)) {
+		wg.Add(1)
+		go func() { // ends when ids is drained
+			defer wg.Done()
+			for id := range ids {
+				u, err := p.user(ctx, id)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				users[id] = u
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return users, first
 }
 
 // user returns a shopper (nil if there is none), from the cache when it is fresh.
