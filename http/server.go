@@ -73,15 +73,18 @@ type Deps struct {
 	Purchase   *purchase.Service
 	Orders     *order.Service
 	Blacklist  *risk.Blacklist
-	Audit      *audit.Auditor     // checks a session against the invariants
-	PaymentKey []byte             // verifies payment provider notifications
-	Paysim     http.Handler       // the simulated payment provider, served under /paysim/ when set
-	Names      Names              // product names for the big screen's top items (nil: SKU ids alone)
-	Coupons    *coupon.Service    // coupon batches and claims (nil: no coupon routes)
-	Checkout   *checkout.Service  // ordinary checkouts (nil: no checkout route)
-	Promo      *promo.Service     // promotion activities and quotes (nil: no promotion routes)
-	Risk       *risk.Service      // risk rules, verdicts and the allow-list (nil: no risk routes)
-	OrderViews *orderview.Service // the order lists: shopper's, merchant's, support's (nil: the shopper's from the order store)
+	Audit      *audit.Auditor    // checks a session against the invariants
+	PaymentKey []byte            // verifies payment provider notifications
+	Paysim     http.Handler      // the simulated payment provider, served under /paysim/ when set
+	Names      Names             // product names for the big screen's top items (nil: SKU ids alone)
+	Coupons    *coupon.Service   // coupon batches and claims (nil: no coupon routes)
+	Checkout   *checkout.Service // ordinary checkouts (nil: no checkout route)
+	Promo      *promo.Service    // promotion activities and quotes (nil: no promotion routes)
+	Risk       *risk.Service     // risk rules, verdicts and the allow-list (nil: no risk routes)
+
+	// OrderViews serves the order lists: the shopper's, the merchant's, support's search (nil:
+	// the shopper's from the order store, no others).
+	OrderViews *orderview.Service
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log
