@@ -112,6 +112,9 @@ func TestOrderViews(t *testing.T) {
 			if n := metric(t, cl, "surge_orderview_applied_total"); n < float64(len(want)) {
 				t.Errorf("surge_orderview_applied_total = %v; want at least %d", n, len(want))
 			}
+			if n := metric(t, cl, "surge_orderview_lag_seconds_count"); n < 1 {
+				t.Errorf("surge_orderview_lag_seconds_count = %v; want the events' lags observed", n)
+			}
 		})
 	}
 }
