@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,10 +42,13 @@ const (
 	checkpointEvery = 10 * time.Second
 	writeTimeout    = 30 * time.Second
 	retryPause      = time.Second
-	// The sweep: sweepPage orders at a time; the orders of the last recentWindow first and at
-	// once, then the whole store at one page per sweepPause, round and round.
+	// The sweep (see runSweep): sweepPage orders at a time. The tail starts recentWindow back,
+	// looks at orders tailDelay old and rests tailPause once it has caught up; the round rests
+	// sweepPause between pages.
 	sweepPage    = 1000
 	recentWindow = time.Hour
+	tailDelay    = 5 * time.Second
+	tailPause    = time.Second
 	sweepPause   = time.Second
 	// maxUsers bounds the cache of shoppers' phones and usernames; userTTL is how long a
 	// changed phone may go unseen by new views.
@@ -104,8 +109,7 @@ type Projector struct {
 	Metrics *Metrics // nil: none
 	Log     *slog.Logger
 	Now     func() time.Time // nil: time.Now
-	// SweepPause is how long the sweep rests between pages once it has walked the recent
-	// orders (0: a second).
+	// SweepPause is how long the round walk of the sweep rests between pages (0: a second).
 	SweepPause time.Duration
 
 	mu    sync.Mutex // guards users
@@ -310,43 +314,75 @@ func (p *Projector) user(ctx context.Context, id int64) (*surge.User, error) {
 	return u, nil
 }
 
-// runSweep walks the order store beside the views: first the recent orders, at once, then
-// all of them at a steady pace, for good.
+// runSweep walks the order store beside the views for good, on two walks: the tail follows
+// the new orders (from the last recentWindow's at start-up, at once) and looks at each once
+// when it is tailDelay old, by when its events have been projected, so that an order whose
+// event was lost shows within seconds; the round walks every order at a steady pace, for the
+// changes of older orders whose events were lost.
 func (p *Projector) runSweep(ctx context.Context) {
-	after := int64(0)
-	if since := p.now().Add(-recentWindow).Sub(snowflake.Epoch); since > 0 {
-		after = since.Milliseconds() << (snowflake.WorkerBits + snowflake.SequenceBits)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.walk(ctx, "tail") }() // stops with ctx
+	p.walk(ctx, "round")
+	wg.Wait()
+}
+
+// idAt is the least snowflake id made at t or later.
+func idAt(t time.Time) int64 {
+	since := t.Sub(snowflake.Epoch)
+	if since <= 0 {
+		return 0
 	}
-	recent := after > 0
+	return since.Milliseconds() << (snowflake.WorkerBits + snowflake.SequenceBits)
+}
+
+// walk runs the tail walk or the round walk until ctx ends.
+func (p *Projector) walk(ctx context.Context, which string) {
+	tail := which == "tail"
 	pause := cmp.Or(p.SweepPause, sweepPause)
+	after := int64(0)
+	if tail {
+		after = idAt(p.now().Add(-recentWindow))
+	}
 	for ctx.Err() == nil {
-		last, err := p.SweepPage(ctx, after)
-		if err != nil {
+		before := int64(math.MaxInt64)
+		if tail {
+			before = idAt(p.now().Add(-tailDelay))
+		}
+		last, err := p.SweepPage(ctx, after, before)
+		switch {
+		case err != nil:
 			if ctx.Err() == nil {
 				p.count("sweep")
-				p.Log.Warn("order views: sweep failed; it goes on", "err", err)
+				p.Log.Warn("order views: sweep failed; it goes on", "walk", which, "err", err)
 			}
 			sleep(ctx, retryPause)
-			continue
-		}
-		if last == 0 { // the end: round again, at the steady pace
-			recent, after = false, 0
+		case tail && (last == 0 || last >= before): // caught up with the orders old enough
+			after = max(after, min(last, before-1))
+			sleep(ctx, tailPause)
+		case tail:
+			after = last
+		case last == 0: // the end: round again
+			after = 0
 			sleep(ctx, pause)
-			continue
-		}
-		after = last
-		if !recent {
+		default:
+			after = last
 			sleep(ctx, pause)
 		}
 	}
 }
 
-// SweepPage projects the orders after afterID, up to a page of them, whose views are missing
-// or behind, and returns the last id it looked at (0 at the end of the store).
-func (p *Projector) SweepPage(ctx context.Context, afterID int64) (int64, error) {
+// SweepPage projects the orders after afterID and before beforeID, of a page of those after
+// afterID, whose views are missing or behind, and returns the last id it looked at (0 at the
+// end of the store).
+func (p *Projector) SweepPage(ctx context.Context, afterID, beforeID int64) (int64, error) {
 	drift, last, err := p.Views.OrderViewDrift(ctx, afterID, sweepPage)
-	if err != nil || len(drift) == 0 {
+	if err != nil {
 		return last, err
+	}
+	drift = slices.DeleteFunc(drift, func(id int64) bool { return id >= beforeID })
+	if len(drift) == 0 {
+		return last, nil
 	}
 	if p.Metrics != nil {
 		p.Metrics.drift.Add(float64(len(drift)))

@@ -86,7 +86,7 @@ func (e *env) emit(kind string, data any, key string) {
 // waitState polls until the shopper's, the merchant's and the search's view of o are in state.
 func (e *env) waitState(o *surge.Order, state surge.OrderState) {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var got []surge.OrderState
 		p1, err1 := e.db.ShopperOrders(e.ctx, o.UserID, nil, 10)
@@ -140,6 +140,15 @@ func TestSweepFindsOrdersWithoutEvents(t *testing.T) {
 	e := newEnv(t)
 	a := e.order(8)
 	e.start(0)
+	e.waitState(a, surge.OrderPendingPayment)
+}
+
+// A new order whose event was lost shows within seconds, long before the round walk comes by.
+func TestTailFindsNewOrdersWithoutEvents(t *testing.T) {
+	e := newEnv(t)
+	e.start(time.Hour) // the round walk looks once, before the order is there
+	time.Sleep(100 * time.Millisecond)
+	a := e.order(10)
 	e.waitState(a, surge.OrderPendingPayment)
 }
 
