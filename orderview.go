@@ -56,8 +56,8 @@ func NewOrderView(o *Order, u *User) OrderView {
 
 // Rank is how far along its life an order in state s is: a state an order can only reach
 // from another ranks higher than it, so a copy of lower rank is an older one. A state this
-// release does not know ranks after consumed and before refunded, where the order states of
-// later releases go (its copy still replaces an earlier state's).
+// release does not know ranks after consumed and before reviewed and refunded, where the order
+// states of later releases go (its copy still replaces an earlier state's).
 func (s OrderState) Rank() int64 {
 	switch s {
 	case OrderCreated:
