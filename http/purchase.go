@@ -109,16 +109,6 @@ func (s *Server) purchaseRoutes() []route {
 				}
 				return nil
 			}},
-		{method: "GET", path: "/v1/orders", summary: "The signed-in shopper's orders, newest first", access: signedIn,
-			query: []string{"limit"}, out: OrderList{}, status: 200,
-			handle: func(r *http.Request, a surge.Actor) (any, error) {
-				n, err := queryInt(r, "limit")
-				if err != nil {
-					return nil, err
-				}
-				list, err := o.Mine(r.Context(), a, int(n))
-				return OrderList{Items: nonNil(list)}, err
-			}},
 		{method: "GET", path: "/v1/orders/{id}", summary: "An order (its shopper, its merchant, staff)", access: signedIn,
 			out: surge.Order{}, status: 200,
 			handle: func(r *http.Request, a surge.Actor) (any, error) {

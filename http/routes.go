@@ -112,6 +112,7 @@ func (s *Server) table() []route {
 	list = append(list, s.voucherRoutes()...)
 	list = append(list, s.reconcileRoutes()...)
 	list = append(list, s.settlementRoutes()...)
+	list = append(list, s.orderViewRoutes()...)
 	if d.DevCodes != nil {
 		list = append(list, route{method: "GET", path: "/v1/dev/otp", summary: "Development only: the last code sent to a phone",
 			query: []string{"phone"}, out: OTPCode{}, status: 200,

@@ -33,6 +33,7 @@ import (
 	"github.com/surgecommerce/surge/coupon"
 	"github.com/surgecommerce/surge/live"
 	"github.com/surgecommerce/surge/order"
+	"github.com/surgecommerce/surge/orderview"
 	"github.com/surgecommerce/surge/promo"
 	"github.com/surgecommerce/surge/purchase"
 	"github.com/surgecommerce/surge/reconcile"
@@ -86,6 +87,10 @@ type Deps struct {
 	Vouchers   *voucher.Service    // vouchers of paid voucher products (nil: no voucher routes)
 	Reconcile  *reconcile.Service  // what reconciliation found (nil: no reconciliation routes)
 	Settlement *settlement.Service // shops' settlements (nil: no settlement routes)
+
+	// OrderViews serves the order lists: the shopper's, the merchant's, support's search (nil:
+	// the shopper's from the order store, no others).
+	OrderViews *orderview.Service
 
 	Board   *live.Board    // the live metrics, served from memory
 	Ingest  *live.Ingester // takes business events into the events log

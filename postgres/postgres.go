@@ -38,6 +38,7 @@ func Dialect() sqlstore.Dialect {
 		ByteOrder:      ` COLLATE "C"`,
 		SessionLock:    true,
 		UserLock:       "SELECT pg_advisory_xact_lock(7700, CAST(? AS INTEGER))",
+		OneShot:        pgx.QueryExecModeExec,
 		IsUniqueViolation: func(err error) bool {
 			var e *pgconn.PgError
 			return errors.As(err, &e) && e.Code == "23505"

@@ -48,6 +48,11 @@ type Dialect struct {
 	ByteOrder string
 	// SessionLock makes concurrent migrations from many nodes wait for each other.
 	SessionLock bool
+	// OneShot, put before a query's arguments, makes the driver plan that query with its
+	// values each time rather than reuse a generic plan (pgx: QueryExecModeExec): a generic plan
+	// of a search by a pattern cannot know the pattern is rare, and scans. nil where the driver
+	// takes no such argument.
+	OneShot any
 	// SingleWriter says the database takes one writer at a time (SQLite). Writers then queue
 	// in the store for a slot before they take a connection, rather than each holding a pooled
 	// connection while it waits for the write lock: a burst of writes would otherwise take
@@ -133,7 +138,7 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 
 // Migrate brings the schema to the newest version and returns the versions it applied.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect) ([]int64, error) {
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(goMigrations(d)...)}
 	if d.SessionLock {
 		locker, err := lock.NewPostgresSessionLocker()
 		if err != nil {
@@ -158,7 +163,8 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) ([]int64, error) {
 
 // SchemaVersion returns the newest applied migration version.
 func SchemaVersion(ctx context.Context, db *sql.DB, d Dialect) (int64, error) {
-	p, err := goose.NewProvider(d.Goose, db, mustSub(migrations, "migrations"), goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(d.Goose, db, mustSub(migrations, "migrations"), goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(goMigrations(d)...))
 	if err != nil {
 		return 0, err
 	}

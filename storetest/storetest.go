@@ -28,6 +28,7 @@ type Store interface {
 	surge.VoucherStore
 	surge.ReconcileStore
 	surge.SettlementStore
+	surge.OrderViewStore
 }
 
 // Open returns a fresh, empty, migrated store; the backend cleans it up with t.Cleanup.
@@ -49,6 +50,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Risk", func(t *testing.T) { RunRisk(t, open) })
 	t.Run("OrderLife", func(t *testing.T) { RunOrderLife(t, open) })
 	t.Run("Reconcile", func(t *testing.T) { RunReconcile(t, open) })
+	t.Run("OrderViews", func(t *testing.T) { RunOrderViews(t, open) })
 }
 
 // fixture is shared state for one test: the store, an id generator and a fixed now.

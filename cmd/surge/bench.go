@@ -44,6 +44,9 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	if len(args) > 0 && args[0] == "reconcile" {
 		return benchReconcile(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "orders" {
+		return benchOrders(ctx, args[1:], env, stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "live" {
 		return benchLive(ctx, args[1:], stdout, stderr)
 	}
@@ -61,7 +64,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	return fmt.Errorf("unknown measurement %q (above)", args[0])
 }
 
-const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live|coupons|promo|risk|reconcile> [flags]
+const benchHelp = `Usage: surge bench <stock|purchase|nexmark|live|coupons|promo|risk|orders|reconcile> [flags]
 
 Measurements of Surge's parts, each with figures to compare (see surge bench <name> --help):
 
@@ -72,6 +75,7 @@ Measurements of Surge's parts, each with figures to compare (see surge bench <na
   coupons   the coupon ledger: claims of one hot batch per second, embedded and on Redis
   promo     price quotes over a big catalog and many live activities, in process and over HTTP
   risk      risk control's features over a million devices, the cost of its rules, the gate's check
+  orders    the order views' readers (shopper, merchant, support search) over a shop of millions of orders
   reconcile the daily reconciliation of a long ledger file: time and peak memory
 
 Examples:
@@ -82,6 +86,7 @@ Examples:
   surge bench coupons --redis-url redis://127.0.0.1:6379/0
   surge bench promo --activities 100000
   surge bench risk --events 3000000 --devices 1000000 --rules 50
+  surge bench orders --orders 1000000
   surge bench reconcile --lines 10000000
 `
 

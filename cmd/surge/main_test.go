@@ -177,7 +177,7 @@ func TestREADMEListsEverySetting(t *testing.T) {
 func TestEveryCommandsHelp(t *testing.T) {
 	flagLine := regexp.MustCompile(`^  --[a-z0-9-]+(  \[SURGE_[A-Z0-9_]+\])?$`)
 	for _, args := range [][]string{{"help"}, {"--help"}, {"serve", "--help"}, {"migrate", "--help"}, {"reconcile", "--help"}, {"bench", "reconcile", "--help"}, {"bench", "--help"},
-		{"bench", "stock", "--help"}, {"bench", "coupons", "--help"}, {"bench", "purchase", "--help"}, {"bench", "nexmark", "--help"}, {"bench", "live", "--help"},
+		{"bench", "stock", "--help"}, {"bench", "coupons", "--help"}, {"bench", "purchase", "--help"}, {"bench", "nexmark", "--help"}, {"bench", "live", "--help"}, {"bench", "orders", "--help"},
 		{"loadgen", "--help"}, {"demo", "--help"}, {"payment-sim", "-h"}} {
 		var out, errOut strings.Builder
 		code := run(context.Background(), args, func(string) string { return "" }, &out, &errOut)

@@ -71,6 +71,7 @@ type relational interface {
 	surge.VoucherStore
 	surge.ReconcileStore
 	surge.SettlementStore
+	surge.OrderViewStore
 	Migrate(ctx context.Context) ([]int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -353,6 +354,7 @@ func (m *Main) salePath(ctx context.Context, b *backends, ids func() (int64, err
 		wg.Wait()
 		return err
 	}
+	m.orderViews(bg, b, deps, &wg)
 	wg.Add(5)
 	go func() { defer wg.Done(); deps.Promo.Run(bg) }()                                  // stops with bg
 	go func() { defer wg.Done(); orders.Run(bg) }()                                      // stops with bg
