@@ -57,7 +57,7 @@ type SKUInput struct {
 	Price     surge.Money `json:"price"`
 	CostPrice surge.Money `json:"cost_price"`
 	Stock     int64       `json:"stock"`
-	Voucher   bool        `json:"voucher"` // a service used at the merchant's premises: paying issues voucher codes
+	Voucher   bool        `json:"voucher,omitempty"` // a service used at the merchant's premises: paying issues voucher codes
 }
 
 // SKUPatch changes the fields it sets.
