@@ -136,7 +136,7 @@ func (d *Daily) Run(ctx context.Context, day string, r io.Reader, progress func(
 	}
 	defer led.Close()
 	progress("ledger read", totals.Lines)
-	rep := &Report{Day: day, Kinds: map[string]KindSum{},
+	rep := &Report{Day: day, Kinds: map[string]KindSum{}, Findings: []Finding{},
 		Ledger: Totals{Payments: totals.Payments, PaymentsMinor: totals.PaymentsMinor, Refunds: totals.Refunds, RefundsMinor: totals.RefundsMinor}}
 	j := &judge{ctx: ctx, d: d, rep: rep, from: dayStart, to: dayStart.Add(24 * time.Hour)}
 	next, err := led.Next()

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -130,6 +131,9 @@ func TestACleanDayReportsNothing(t *testing.T) {
 			}
 		}
 		rep := d.run(runEntries)
+		if b, _ := json.Marshal(rep); !bytes.Contains(b, []byte(`"findings":[]`)) {
+			t.Errorf("a clean day's report lists its findings as %s; want []", b)
+		}
 		if !rep.Clean() || rep.PaymentCountDiff != 0 || rep.PaymentAmountDiff != 0 || rep.RefundCountDiff != 0 || rep.RefundAmountDiff != 0 ||
 			rep.Ledger.Payments != 40 || rep.Ledger.Refunds != 8 {
 			t.Fatalf("a clean day: %s%+v", rep.Summary(), rep.Findings)
