@@ -15,20 +15,11 @@ func runMigrate(ctx context.Context, args []string, env func(string) string, std
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(*c, stderr)
+	m, db, err := openStore(ctx, c, stderr)
 	if err != nil {
 		return err
 	}
-	ids, err := snowflake.New(c.WorkerID)
-	if err != nil {
-		return err
-	}
-	m := NewMain(*c, log)
 	defer m.Close()
-	db, err := m.openRelational(ctx, ids.Next)
-	if err != nil {
-		return err
-	}
 	applied, err := db.Migrate(ctx)
 	if err != nil {
 		return err
@@ -39,4 +30,24 @@ func runMigrate(ctx context.Context, args []string, env func(string) string, std
 	}
 	fmt.Fprintf(stdout, "%s schema: applied versions %v\n", m.relationalName(), applied)
 	return nil
+}
+
+// openStore opens the configured relational store for a command that works on it alone (the
+// node it returns closes it).
+func openStore(ctx context.Context, c *Config, stderr io.Writer) (*Main, relational, error) {
+	log, err := newLogger(*c, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := snowflake.New(c.WorkerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := NewMain(*c, log)
+	db, err := m.openRelational(ctx, ids.Next)
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return m, db, nil
 }

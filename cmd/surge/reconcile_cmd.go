@@ -11,7 +11,6 @@ import (
 
 	"github.com/surgecommerce/surge/payment"
 	"github.com/surgecommerce/surge/reconcile"
-	"github.com/surgecommerce/surge/snowflake"
 )
 
 // runReconcile reconciles a day against a ledger file, in process on the relational store,
@@ -41,24 +40,15 @@ func runReconcile(ctx context.Context, args []string, env func(string) string, s
 		return err
 	}
 	defer f.Close()
-	log, err := newLogger(*c, stderr)
+	m, db, err := openStore(ctx, c, stderr)
 	if err != nil {
 		return err
 	}
-	ids, err := snowflake.New(c.WorkerID)
-	if err != nil {
-		return err
-	}
-	m := NewMain(*c, log)
 	defer m.Close()
-	db, err := m.openRelational(ctx, ids.Next)
-	if err != nil {
-		return err
-	}
 	if _, err := db.Migrate(ctx); err != nil {
 		return err
 	}
-	svc := reconcile.NewService(db, &reconcile.Daily{Store: db, Refunds: db}, nil, nil, log, nil) // runs in the system's temporary directory
+	svc := reconcile.NewService(db, &reconcile.Daily{Store: db, Refunds: db}, nil, nil, m.Log, nil) // runs in the system's temporary directory
 	started := time.Now()
 	rep, err := svc.Reconcile(ctx, day, f, func(stage string, n int64) {
 		fmt.Fprintf(stderr, "reconcile %s: %s %d (%.1fs)\n", day, stage, n, time.Since(started).Seconds())
