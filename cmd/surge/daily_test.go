@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +176,46 @@ func get(t *testing.T, url, token string) string {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// surge reconcile on a ledger file: the report's files and its summary; a truncated ledger is
+// refused with its reason and exit 1.
+func TestReconcileCommand(t *testing.T) {
+	dir := t.TempDir()
+	day := "2026-11-30"
+	var ledger bytes.Buffer
+	lw, err := payment.NewLedgerWriter(&ledger, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Append(payment.LedgerEntry{ProviderID: "p1", Type: payment.LedgerTypePayment, TxnID: "T1", OrderID: 1,
+		Amount: surge.Money{Amount: 500, Currency: "CNY"}, At: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, day+".csv")
+	if err := os.WriteFile(path, ledger.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string { return map[string]string{"SURGE_DATA_DIR": dir}[k] }
+	var out, errOut strings.Builder
+	if code := run(context.Background(), []string{"reconcile", "--date", day, "--ledger", path, "--out", dir}, env, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "missing_callback") || !strings.Contains(out.String(), "refunds due: 0") {
+		t.Fatalf("surge reconcile = %d, %q, %q", code, out.String(), errOut.String())
+	}
+	for _, ext := range []string{".json", ".html"} {
+		if b, err := os.ReadFile(filepath.Join(dir, "reconcile-"+day+ext)); err != nil || !bytes.Contains(b, []byte("missing_callback")) {
+			t.Errorf("the report's %s file: %v, %.200s", ext, err, b)
+		}
+	}
+	if err := os.WriteFile(path, ledger.Bytes()[:ledger.Len()-10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run(context.Background(), []string{"reconcile", "--date", day, "--ledger", path, "--out", dir}, env, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "truncated") {
+		t.Fatalf("surge reconcile of a truncated ledger = %d, %q; want 1 and why", code, errOut.String())
+	}
 }
