@@ -54,8 +54,10 @@ func RefundID(orderID int64, requestID string) string {
 // "refunded" notification arrives (HandleRefunded). Operators refund any order, merchants
 // their own shop's (EFORBIDDEN otherwise). EINVALID for a refund of more than is left to
 // refund; ECONFLICT for an order that is not paid or consumed, or a redeemed voucher;
-// EUNAVAILABLE while its payment is still being settled (retry in a moment). The provider
-// being unreachable is not an error: the refund is recorded and sent again by the sweep.
+// EUNAVAILABLE while its payment is still being settled (retry in a moment); ECONFLICT when
+// the provider refuses it for good (it is then failed, and a new request id asks again). The
+// provider being unreachable is not an error: the refund is recorded and sent again within a
+// minute (RunResends).
 func (s *Service) Refund(ctx context.Context, a surge.Actor, id int64, in RefundInput) (*surge.Refund, error) {
 	if s.cfg.Refunds == nil || s.cfg.RefundURL == "" {
 		return nil, surge.Errorf(surge.EUNAVAILABLE, "refunds are not configured on this node")
@@ -107,7 +109,7 @@ func (e *refusedError) Error() string { return e.msg }
 
 // send sends a requested refund to the provider. A final refusal makes it failed (its units
 // refundable again, its vouchers usable again) and is returned as ECONFLICT; the provider
-// unreachable or failing is logged and left for the sweep, which sends it again.
+// unreachable or failing is logged and left for RunResends, which sends it again.
 func (s *Service) send(ctx context.Context, r *surge.Refund) error {
 	err := s.sendRefund(ctx, r)
 	var refused *refusedError
