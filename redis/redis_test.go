@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,6 +44,20 @@ func TestUnreachableFailsFast(t *testing.T) {
 	}
 	if _, err := redis.Open(context.Background(), "http://nope", "t"); err == nil {
 		t.Fatal("Open(bad url) = nil error")
+	}
+	for _, bad := range []string{"redis://127.0.0.1:7001,127.0.0.1/0", "redis://127.0.0.1:7001,127.0.0.1:7002/3", "redis://127.0.0.1:7001,nope"} {
+		if _, err := redis.Open(context.Background(), bad, "t"); err == nil || !strings.Contains(err.Error(), "bad url") {
+			t.Errorf("Open(%s) = %v; want a bad url", bad, err)
+		}
+	}
+}
+
+// The client names a cluster when the url lists several nodes, and each operation of the
+// store then runs on the cluster (CI runs this package's tests against a Redis Cluster too).
+func TestClusterIsTheURLsChoice(t *testing.T) {
+	c := open(t)
+	if want := strings.Contains(os.Getenv("SURGE_TEST_REDIS_URL"), ","); c.Cluster() != want {
+		t.Fatalf("Cluster() = %v for %s", c.Cluster(), os.Getenv("SURGE_TEST_REDIS_URL"))
 	}
 }
 

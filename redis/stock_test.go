@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,6 +120,9 @@ func TestRedisSlowFailsFastAndRecovers(t *testing.T) {
 	url := os.Getenv("SURGE_TEST_REDIS_URL")
 	if url == "" {
 		t.Skip("SURGE_TEST_REDIS_URL is not set")
+	}
+	if strings.Contains(url, ",") {
+		t.Skip("the fault proxy fronts one server; a cluster's redirects would go around it")
 	}
 	addr := "127.0.0.1:6379"
 	if u, err := parseAddr(url); err == nil {
