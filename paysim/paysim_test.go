@@ -262,16 +262,7 @@ func waitIdle(t *testing.T, p *paysim.Provider) {
 // A refund is paid back once per refund id, never past what the transaction took, reported
 // with a signed "refunded" notification, and booked in the ledger after the charge.
 func TestRefunds(t *testing.T) {
-	m := &merchant{}
-	shop := httptest.NewServer(m)
-	defer shop.Close()
-	p, err := paysim.Open(key, paysim.Options{LedgerDir: t.TempDir()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	prov := httptest.NewServer(p.Handler())
-	defer prov.Close()
+	m, shop, p, prov := withLedger(t)
 	if r := pay(t, prov.URL, paysim.PayRequest{Ticket: ticket(t, shop.URL, 1)}); r.StatusCode != 200 {
 		t.Fatalf("pay = %d; want 200", r.StatusCode)
 	}
@@ -352,16 +343,7 @@ func TestRefunds(t *testing.T) {
 
 // Each fault gets the payment wrong in its own way, in the notifications and in the ledger.
 func TestFaults(t *testing.T) {
-	m := &merchant{}
-	shop := httptest.NewServer(m)
-	defer shop.Close()
-	p, err := paysim.Open(key, paysim.Options{LedgerDir: t.TempDir()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	prov := httptest.NewServer(p.Handler())
-	defer prov.Close()
+	m, shop, p, prov := withLedger(t)
 	if r := pay(t, prov.URL, paysim.PayRequest{Ticket: ticket(t, shop.URL, 10), Fault: "lost_wallet"}); r.StatusCode != http.StatusBadRequest {
 		t.Fatalf("an unknown fault = %d; want 400", r.StatusCode)
 	}
@@ -488,4 +470,20 @@ func TestLedgerDays(t *testing.T) {
 		t.Fatalf("CloseDay(a day without movements) = %+v, %v; want an empty ledger", tot, err)
 	}
 	readDay(t, dir, "2026-12-01")
+}
+
+// withLedger starts a merchant to call back and a provider keeping a ledger, closed when the
+// test ends.
+func withLedger(t *testing.T) (*merchant, *httptest.Server, *paysim.Provider, *httptest.Server) {
+	t.Helper()
+	m := &merchant{}
+	shop := httptest.NewServer(m)
+	t.Cleanup(shop.Close)
+	p, err := paysim.Open(key, paysim.Options{LedgerDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := httptest.NewServer(p.Handler())
+	t.Cleanup(func() { prov.Close(); p.Close() })
+	return m, shop, p, prov
 }

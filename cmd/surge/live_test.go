@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -188,14 +186,7 @@ func checkDeadLetters(t *testing.T, c Config, m *Main, s liveSet) {
 func deadLetters(t *testing.T, c Config, m *Main, tag string) []live.DeadLetter {
 	t.Helper()
 	ctx := context.Background()
-	url := c.NATSURL
-	if url == "" {
-		url = m.BusURL
-	}
-	bus, err := nats.Open(ctx, nats.Config{URL: url}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bus := openBus(t, busURL(m, c))
 	defer bus.Close()
 	r, err := bus.Log(nats.DeadLetterStream, nats.DeadLetterSubjects).Open(ctx, 0)
 	if err != nil {

@@ -143,10 +143,7 @@ func publish(t *testing.T, url, kind, key string, data any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := nats.Open(ctx, nats.Config{URL: url}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBus(t, url)
 	defer b.Close()
 	e := surge.Event{ID: kind + ":" + key, Kind: kind, At: time.Now().UTC(), Data: data}
 	body, _ := json.Marshal(e)
@@ -169,4 +166,16 @@ func postCallback(t *testing.T, base string, n payment.Notification, key string)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// openBus connects a test to a node's bus; the caller closes it.
+func openBus(t *testing.T, url string) *nats.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := nats.Open(ctx, nats.Config{URL: url}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -301,10 +300,7 @@ func checkEvents(t *testing.T, busURL string, want map[string]int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := nats.Open(ctx, nats.Config{URL: busURL}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBus(t, busURL)
 	defer b.Close()
 	cons, err := b.JS.OrderedConsumer(ctx, nats.EventsStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
